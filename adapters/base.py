@@ -1,0 +1,136 @@
+"""The contract every channel adapter fulfils.
+
+An adapter is mostly data (limits, URLs) plus pure functions: `verify` and `parse` for the
+inbound side, `render` and `read_send_response` for the outbound side. It never does I/O:
+the gateway's ingress, store and transport do that around it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.schema import Content, EventDraft
+
+ErrorCategory = Literal["retry", "permanent", "unreachable"]
+
+
+class ChannelConfig(BaseModel):
+    """Settings every channel instance has; adapters subclass it with their credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str
+    api_base_url: str
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A webhook request exactly as received; `public_url` is the URL the provider called."""
+
+    method: str
+    public_url: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    draft: EventDraft
+    dedupe_key: str
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    """One HTTP call to a provider's send API, relative to the channel's `api_base_url`."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    form: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+class SendError(Exception):
+    """A provider refused a send; `category` decides whether the outbox tries again."""
+
+    def __init__(
+        self,
+        category: ErrorCategory,
+        code: str,
+        title: str,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {title}")
+        self.category = category
+        self.code = code
+        self.title = title
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.category == "retry"
+
+
+class PayloadError(ValueError):
+    """A webhook body the adapter cannot read (it stays in the inbox, marked failed)."""
+
+
+class Adapter(abc.ABC):
+    type: ClassVar[str]
+    config_model: ClassVar[type[ChannelConfig]]
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+
+    # --- inbound -------------------------------------------------------------------
+    def handshake(self, query: Mapping[str, str]) -> Reply | None:
+        """Answer a provider's GET verification; None when the channel has none."""
+        return None
+
+    @abc.abstractmethod
+    def verify(self, request: InboundRequest) -> bool:
+        """True when the request carries a valid provider signature (constant-time)."""
+
+    @abc.abstractmethod
+    def dedupe_key(self, body: bytes) -> str:
+        """A key that is equal for redeliveries of the same request; PayloadError if unreadable."""
+
+    @abc.abstractmethod
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        """Pure: the events in one raw request body."""
+
+    def acknowledge(self) -> Reply:
+        return Reply(200, "OK")
+
+    # --- outbound ------------------------------------------------------------------
+    @abc.abstractmethod
+    def render(self, recipient_id: str, content: Content) -> list[ProviderRequest]:
+        """Pure: the provider requests that deliver `content`, already within limits."""
+
+    @abc.abstractmethod
+    def auth_headers(self) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        """The provider's id for an accepted send, or raise SendError (classified)."""
+
+    @abc.abstractmethod
+    def secrets(self) -> list[str]:
+        """Every secret value of this instance, so logs can redact them."""

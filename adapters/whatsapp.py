@@ -1,0 +1,476 @@
+"""WhatsApp Business Cloud API.
+
+Webhooks: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
+Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+Errors:   https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    InboundRequest,
+    ParsedEvent,
+    PayloadError,
+    ProviderRequest,
+    Reply,
+    SendError,
+)
+from adapters.meta import graph_error, hub_handshake, verify_hub_signature
+from gateway.plaintext import to_text
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    EventError,
+    MessageBody,
+    Party,
+    Postback,
+    Reaction,
+    Referral,
+    Status,
+    System,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    Contact,
+    ContactsContent,
+    FileContent,
+    FormResponseContent,
+    ImageContent,
+    LocationContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+# Text body limit: https://developers.facebook.com/docs/whatsapp/cloud-api/messages/text-messages
+MAX_TEXT = 4096
+# Caption limit for image/video/document (Cloud API messages reference, media object).
+MAX_CAPTION = 1024
+
+# Media kinds and sizes: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types
+MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
+    "image": (("image/jpeg", "image/png"), 5 * 1024 * 1024),
+    "video": (("video/mp4", "video/3gpp"), 16 * 1024 * 1024),
+    "audio": (
+        ("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"),
+        16 * 1024 * 1024,
+    ),
+    "document": ((), 100 * 1024 * 1024),
+    "sticker": (("image/webp",), 500 * 1024),
+}
+
+# Error codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+RETRY_CODES = frozenset(
+    {1, 2, 4, 613, 80007, 130429, 131000, 131016, 131049, 131056, 131057, 133016}
+)
+# The user cannot be reached (not on WhatsApp, blocked, opted out of marketing).
+UNREACHABLE_CODES = frozenset({131026, 131050})
+
+_STATES = {"sent", "delivered", "read", "failed"}
+_MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
+
+
+class WhatsAppConfig(ChannelConfig):
+    type: Literal["whatsapp"]
+    api_base_url: str = "https://graph.facebook.com/v21.0"
+    rate_limit_per_second: float = 80.0  # default Cloud API throughput per number
+    phone_number_id: str
+    access_token: SecretStr
+    app_secret: SecretStr
+    verify_token: SecretStr
+
+
+def _timestamp(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"bad timestamp {value!r}") from exc
+
+
+def error_category(code: int) -> Literal["retry", "permanent", "unreachable"]:
+    if code in RETRY_CODES:
+        return "retry"
+    if code in UNREACHABLE_CODES:
+        return "unreachable"
+    return "permanent"
+
+
+def _event_error(errors: Any) -> EventError | None:
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    first = errors[0]
+    code = first.get("code")
+    data = first.get("error_data")
+    return EventError(
+        code=str(code),
+        title=first.get("title") or first.get("message"),
+        detail=data.get("details") if isinstance(data, dict) else None,
+        retryable=isinstance(code, int) and error_category(code) == "retry",
+    )
+
+
+def _media(kind: str, item: dict[str, Any]) -> AnyContent:
+    media = Media(
+        provider_media_id=item.get("id"),
+        url=item.get("url") or item.get("link"),
+        mime_type=item.get("mime_type"),
+        sha256=item.get("sha256"),
+        filename=item.get("filename"),
+    )
+    caption = item.get("caption")
+    if kind == "image":
+        return ImageContent(media=media, caption=caption)
+    if kind == "video":
+        return VideoContent(media=media, caption=caption)
+    if kind == "audio":
+        return AudioContent(media=media, voice=bool(item.get("voice")))
+    if kind == "sticker":
+        return StickerContent(media=media, animated=bool(item.get("animated")))
+    return FileContent(media=media, caption=caption)
+
+
+def _contacts(items: list[dict[str, Any]]) -> ContactsContent:
+    return ContactsContent(contacts=[Contact.model_validate(c) for c in items])
+
+
+def _referral(data: dict[str, Any]) -> Referral:
+    return Referral(
+        source="ad" if data.get("source_type") == "ad" else data.get("source_type"),
+        source_type=data.get("source_type"),
+        source_id=data.get("source_id"),
+        source_url=data.get("source_url"),
+        headline=data.get("headline"),
+        body=data.get("body"),
+        media_url=data.get("image_url") or data.get("video_url"),
+        click_id=data.get("ctwa_clid"),
+    )
+
+
+class WhatsAppAdapter(Adapter):
+    type = "whatsapp"
+    config_model = WhatsAppConfig
+    config: WhatsAppConfig
+
+    def __init__(self, config: ChannelConfig, siblings: Mapping[str, str] | None = None) -> None:
+        super().__init__(config)
+        # One Meta app posts every number's events to each callback URL: route by number.
+        self.siblings = dict(siblings or {})
+
+    # --- inbound -------------------------------------------------------------------
+    def handshake(self, query: Mapping[str, str]) -> Reply:
+        return hub_handshake(query, self.config.verify_token.get_secret_value())
+
+    def verify(self, request: InboundRequest) -> bool:
+        return verify_hub_signature(
+            request.headers, request.body, self.config.app_secret.get_secret_value()
+        )
+
+    def dedupe_key(self, body: bytes) -> str:
+        payload = _load(body)
+        keys = sorted(e.dedupe_key for e in self._events(payload, lenient=True))
+        if len(keys) == 1:
+            return keys[0]
+        return "sha256:" + hashlib.sha256("\n".join(keys).encode() or body).hexdigest()
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        return self._events(_load(body), lenient=False)
+
+    def _events(self, payload: dict[str, Any], *, lenient: bool) -> list[ParsedEvent]:
+        if payload.get("object") != "whatsapp_business_account":
+            raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
+        events: list[ParsedEvent] = []
+        for entry in _list(payload.get("entry"), "entry"):
+            for change in _list(entry.get("changes"), "entry[].changes"):
+                try:
+                    events += self._change(entry, change)
+                except (PayloadError, ValueError, KeyError, TypeError, AttributeError):
+                    if not lenient:
+                        raise
+        return events
+
+    def _change(self, entry: dict[str, Any], change: dict[str, Any]) -> list[ParsedEvent]:
+        value = change.get("value") or {}
+        field = change.get("field")
+        if field != "messages":
+            key = "field:" + hashlib.sha256(json.dumps(change, sort_keys=True).encode()).hexdigest()
+            draft = EventDraft(
+                type="system",
+                channel=self._channel(None),
+                timestamp=datetime.fromtimestamp(int(entry.get("time", 0) or 0), UTC),
+                system=System(kind=str(field)),
+                channel_data={"field": field, "value": value},
+            )
+            return [ParsedEvent(draft, key)]
+        metadata = value.get("metadata") or {}
+        channel = self._channel(metadata.get("phone_number_id"))
+        business = Party(
+            id=str(metadata.get("phone_number_id", "")),
+            phone=_plus(metadata.get("display_phone_number")),
+        )
+        names = {
+            c.get("wa_id"): (c.get("profile") or {}).get("name")
+            for c in value.get("contacts") or []
+        }
+        events = [
+            self._message(m, channel, business, names) for m in value.get("messages") or []
+        ]
+        events += [self._status(s, channel, business) for s in value.get("statuses") or []]
+        for error in value.get("errors") or []:
+            key = "error:" + hashlib.sha256(json.dumps(error, sort_keys=True).encode()).hexdigest()
+            draft = EventDraft(
+                type="system",
+                channel=channel,
+                timestamp=datetime.fromtimestamp(int(entry.get("time", 0) or 0), UTC),
+                recipient=business,
+                system=System(kind="error", text=error.get("title") or error.get("message")),
+                channel_data={"errors": [error]},
+            )
+            events.append(ParsedEvent(draft, key))
+        return events
+
+    def _channel(self, phone_number_id: str | None) -> ChannelRef:
+        channel_id = self.siblings.get(phone_number_id or "", self.config.id)
+        return ChannelRef(id=channel_id, type=self.type)
+
+    def _message(
+        self,
+        item: dict[str, Any],
+        channel: ChannelRef,
+        business: Party,
+        names: dict[str, str | None],
+    ) -> ParsedEvent:
+        sender_id = str(item["from"])
+        kind = item.get("type")
+        common: dict[str, Any] = {
+            "channel": channel,
+            "external_id": item["id"],
+            "timestamp": _timestamp(item.get("timestamp")),
+            "sender": Party(id=sender_id, name=names.get(sender_id), phone=_plus(sender_id)),
+            "recipient": business,
+        }
+        context = item.get("context") or {}
+        reply_to = context.get("id")
+        extras = {k: context[k] for k in ("forwarded", "frequently_forwarded") if k in context}
+        if "referred_product" in context:
+            extras["referred_product"] = context["referred_product"]
+        if item.get("referral"):
+            common["referral"] = _referral(item["referral"])
+        if extras:
+            common["channel_data"] = extras
+
+        draft: EventDraft
+        if kind == "text":
+            content: AnyContent = TextContent(text=item["text"]["body"])
+            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+        elif kind in _MEDIA_TYPES:
+            content = _media(kind, item[kind])
+            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+        elif kind == "location":
+            loc = item["location"]
+            content = LocationContent(
+                latitude=loc["latitude"],
+                longitude=loc["longitude"],
+                name=loc.get("name"),
+                address=loc.get("address"),
+                url=loc.get("url"),
+            )
+            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+        elif kind == "contacts":
+            content = _contacts(item["contacts"])
+            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+        elif kind == "interactive":
+            draft = self._interactive(item["interactive"], reply_to, common)
+        elif kind == "button":
+            button = item["button"]
+            postback = Postback(payload=button.get("payload") or button["text"], title=button.get("text"), reply_to=reply_to)
+            draft = EventDraft(type="postback", postback=postback, **common)
+        elif kind == "reaction":
+            reaction = item["reaction"]
+            draft = EventDraft(
+                type="reaction",
+                reaction=Reaction(emoji=reaction.get("emoji") or None, message_external_id=reaction["message_id"]),
+                **common,
+            )
+        elif kind == "system":
+            system = item["system"]
+            draft = EventDraft(
+                type="system",
+                system=System(kind=system.get("type", "system"), text=system.get("body"), new_id=system.get("wa_id") or system.get("new_wa_id")),
+                **common,
+            )
+        elif kind == "text" or kind is None:
+            raise PayloadError("message without a type")
+        else:
+            draft = self._unsupported(item, str(kind), common)
+        return ParsedEvent(draft, f"msg:{item['id']}")
+
+    def _interactive(self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any]) -> EventDraft:
+        kind = data.get("type")
+        if kind in ("button_reply", "list_reply"):
+            reply = data[kind]
+            extra = {"description": reply["description"]} if reply.get("description") else None
+            if extra:
+                common = {**common, "channel_data": {**(common.get("channel_data") or {}), **extra}}
+            postback = Postback(payload=reply["id"], title=reply.get("title"), reply_to=reply_to)
+            return EventDraft(type="postback", postback=postback, **common)
+        if kind == "nfm_reply":  # a WhatsApp Flow was completed
+            reply = data["nfm_reply"]
+            values = json.loads(reply.get("response_json") or "{}")
+            content = FormResponseContent(form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values)
+            return EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+        return self._unsupported({"interactive": data}, f"interactive:{kind}", common)
+
+    def _unsupported(self, item: dict[str, Any], kind: str, common: dict[str, Any]) -> EventDraft:
+        error = _event_error(item.get("errors"))
+        unsupported_type = (item.get("unsupported") or {}).get("type")
+        reason = error.title if error and error.title else f"message type {kind!r} is not supported"
+        if error and error.detail:
+            reason = f"{reason}: {error.detail}"
+        data = {**(common.get("channel_data") or {}), "message": item}
+        common = {**common, "channel_data": data}
+        return EventDraft(
+            type="unsupported",
+            unsupported=Unsupported(provider_type=unsupported_type or kind, reason=reason),
+            **common,
+        )
+
+    def _status(self, item: dict[str, Any], channel: ChannelRef, business: Party) -> ParsedEvent:
+        state = item.get("status")
+        common: dict[str, Any] = {
+            "channel": channel,
+            "external_id": item["id"],
+            "timestamp": _timestamp(item.get("timestamp")),
+            "sender": business,
+            "recipient": Party(id=str(item.get("recipient_id", "")), phone=_plus(item.get("recipient_id"))),
+        }
+        extras = {k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item}
+        if extras:
+            common["channel_data"] = extras
+        key = f"status:{item['id']}:{state}"
+        if state not in _STATES:
+            draft = EventDraft(
+                type="unsupported",
+                unsupported=Unsupported(provider_type=f"status:{state}", reason=f"status {state!r} is not tracked"),
+                **common,
+            )
+            return ParsedEvent(draft, key)
+        status = Status(external_id=item["id"], state=state, error=_event_error(item.get("errors")))
+        return ParsedEvent(EventDraft(type="status", status=status, **common), key)
+
+    # --- outbound ------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
+
+    def render(self, recipient_id: str, content: AnyContent) -> list[ProviderRequest]:
+        path = f"/{self.config.phone_number_id}/messages"
+        return [ProviderRequest("POST", path, json=body) for body in self._bodies(recipient_id, content)]
+
+    def _bodies(self, to: str, content: AnyContent) -> list[dict[str, Any]]:
+        base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        if isinstance(content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent):
+            kind = "document" if content.type == "file" else content.type
+            media: dict[str, Any] = (
+                {"id": content.media.provider_media_id}
+                if content.media.provider_media_id
+                else {"link": content.media.url}
+            )
+            caption = content.caption
+            extra_text: list[str] = []
+            if caption and kind in ("image", "video", "document"):
+                if len(caption) > MAX_CAPTION:
+                    extra_text, caption = split_text(caption, MAX_TEXT), None
+                else:
+                    media["caption"] = caption
+            elif caption:
+                extra_text = split_text(caption, MAX_TEXT)
+            if kind == "document" and content.media.filename:
+                media["filename"] = content.media.filename
+            return [{**base, "type": kind, kind: media}] + [self._text(base, t) for t in extra_text]
+        if isinstance(content, LocationContent):
+            location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
+            location |= {k: v for k, v in (("name", content.name), ("address", content.address)) if v}
+            return [{**base, "type": "location", "location": location}]
+        if isinstance(content, ContactsContent):
+            contacts = [c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts]
+            return [{**base, "type": "contacts", "contacts": contacts}]
+        text = content.text if isinstance(content, TextContent) and not content.quick_replies else to_text(content)
+        return [self._text(base, chunk) for chunk in split_text(text, MAX_TEXT)]
+
+    @staticmethod
+    def _text(base: dict[str, Any], body: str) -> dict[str, Any]:
+        return {**base, "type": "text", "text": {"preview_url": "http" in body, "body": body}}
+
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        if 200 <= status < 300:
+            messages = payload.get("messages") if isinstance(payload, dict) else None
+            if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+                return str(messages[0]["id"])
+            raise SendError("retry", str(status), "accepted without a message id")
+        code, title, details = graph_error(payload)
+        retry_after = _retry_after(headers)
+        if status == 429 or status >= 500:
+            return _raise(SendError("retry", str(code or status), title, retry_after=retry_after))
+        text = f"{title}: {details}" if details else title
+        return _raise(SendError(error_category(code), str(code or status), text, retry_after=retry_after))
+
+    def secrets(self) -> list[str]:
+        return [
+            self.config.access_token.get_secret_value(),
+            self.config.app_secret.get_secret_value(),
+            self.config.verify_token.get_secret_value(),
+        ]
+
+
+def _raise(error: SendError) -> str:
+    raise error
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _plus(number: Any) -> str | None:
+    if not number:
+        return None
+    text = str(number)
+    return text if text.startswith("+") else "+" + text
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("webhook body is not a JSON object")
+    return payload
+
+
+def _list(value: Any, name: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise PayloadError(f"{name} is not a list of objects")
+    return value

@@ -1,0 +1,208 @@
+"""Operator configuration: one YAML file, secrets from `${ENV_VAR}`, validated by pydantic.
+
+`load_config` returns a `GatewayConfig` or raises `ConfigError` listing every problem with its
+location (`channels[2].app_secret: environment variable WA_SECRET is not set`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from adapters import CHANNEL_CONFIGS
+from adapters.base import ChannelConfig
+
+EVENT_TYPES = (
+    "message",
+    "postback",
+    "status",
+    "reaction",
+    "subscription",
+    "referral",
+    "system",
+    "unsupported",
+)
+
+if TYPE_CHECKING:
+    AnyChannelConfig = ChannelConfig
+else:
+    from typing import Union
+
+    AnyChannelConfig = Annotated[Union[CHANNEL_CONFIGS], Field(discriminator="type")]  # noqa: UP007
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class StorageConfig(_Section):
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = "gateway.db"
+    dsn: SecretStr | None = None
+    # FULL fsyncs every group commit: an acknowledged webhook survives power loss, not only a crash.
+    synchronous: Literal["full", "normal"] = "full"
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StorageConfig:
+        if self.backend == "postgres" and self.dsn is None:
+            raise ValueError("dsn is required when backend is postgres")
+        return self
+
+
+class ApiKey(_Section):
+    name: str = Field(min_length=1)
+    key: SecretStr
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> ApiKey:
+        if len(self.key.get_secret_value()) < 16:
+            raise ValueError("key must be at least 16 characters")
+        return self
+
+
+class BackendConfig(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+    events: list[Literal[EVENT_TYPES]] = list(EVENT_TYPES)  # type: ignore[valid-type]
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class DeliveryConfig(_Section):
+    """Retry policy shared by provider sends and backend webhooks (one outbox)."""
+
+    base_backoff_seconds: float = Field(default=1.0, gt=0)
+    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    dead_letter_after_seconds: float = Field(default=3 * 86400, gt=0)
+    send_concurrency: int = Field(default=16, ge=1)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class GatewayConfig(_Section):
+    public_url: str = Field(pattern=r"^https?://")
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    api_keys: list[ApiKey] = []
+    backends: list[BackendConfig] = []
+    channels: list[AnyChannelConfig] = []
+    delivery: DeliveryConfig = DeliveryConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> GatewayConfig:
+        for name, ids in (
+            ("channels", [c.id for c in self.channels]),
+            ("backends", [b.id for b in self.backends]),
+            ("api_keys", [k.name for k in self.api_keys]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"{name}: duplicate id {', '.join(dupes)}")
+        return self
+
+    def secrets(self) -> list[str]:
+        values = [k.key.get_secret_value() for k in self.api_keys]
+        values += [b.secret.get_secret_value() for b in self.backends]
+        if self.storage.dsn is not None:
+            values.append(self.storage.dsn.get_secret_value())
+        return values
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _location(path: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _substitute_env(
+    node: Any, path: tuple[int | str, ...], env: dict[str, str], problems: dict[str, str]
+) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute_env(v, (*path, str(k)), env, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_env(v, (*path, i), env, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems[_location(path)] = f"environment variable {name} is not set"
+            return ""
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _pydantic_location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Discriminated unions put the tag in the path (channels.2.whatsapp.app_secret): drop it.
+    kept: list[int | str] = []
+    for i, part in enumerate(loc):
+        if i >= 2 and loc[0] == "channels" and i == 2 and isinstance(loc[1], int):
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> GatewayConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    env_problems: dict[str, str] = {}
+    resolved = _substitute_env(data, (), dict(os.environ if env is None else env), env_problems)
+    try:
+        config = GatewayConfig.model_validate(resolved)
+    except ValidationError as exc:
+        problems = dict(env_problems)
+        for error in exc.errors():
+            where = _location(_pydantic_location(tuple(error["loc"])))
+            message = error["msg"].removeprefix("Value error, ")
+            problems.setdefault(where, message)
+        raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()]) from None
+    if env_problems:
+        raise ConfigError(source, [f"{k}: {v}" for k, v in env_problems.items()])
+    return config
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return parse_config(data, source, env)

@@ -1,0 +1,107 @@
+"""Plain-text rendering of any content: the last step of every downgrade, and the preview.
+
+Choices are numbered so a reply such as "2" can be mapped back to its payload.
+"""
+
+from __future__ import annotations
+
+from gateway.schema.content import (
+    Action,
+    BuyAction,
+    ButtonsContent,
+    CallAction,
+    CarouselContent,
+    ContactsContent,
+    FormContent,
+    FormResponseContent,
+    LinkAction,
+    ListContent,
+    LocationContent,
+    LocationRequestAction,
+    ShareAction,
+    TemplateContent,
+    TextContent,
+)
+from gateway.schema.content import Content as AnyContent
+
+
+def map_link(latitude: float, longitude: float) -> str:
+    return f"https://maps.google.com/?q={latitude:.6f},{longitude:.6f}"
+
+
+def action_line(action: Action) -> str:
+    if isinstance(action, LinkAction):
+        return f"{action.title}: {action.url}"
+    if isinstance(action, CallAction):
+        return f"{action.title}: {action.phone}"
+    if isinstance(action, BuyAction):
+        return f"{action.title} ({action.amount} {action.currency}): {action.url}"
+    if isinstance(action, ShareAction):
+        return f"{action.title}: {action.url}" if action.url else action.title
+    if isinstance(action, LocationRequestAction):
+        return f"{action.title} (share your location)"
+    return action.title
+
+
+def numbered(lines: list[str], start: int = 1) -> list[str]:
+    return [f"{i}. {line}" for i, line in enumerate(lines, start)]
+
+
+def to_text(content: AnyContent) -> str:
+    """A faithful plain-text version of `content`; nothing the sender wrote is left out."""
+    parts: list[str] = []
+    if isinstance(content, TextContent):
+        parts.append(content.text)
+    elif isinstance(content, LocationContent):
+        label = ", ".join(p for p in (content.name, content.address) if p)
+        parts.append(
+            (label + "\n" if label else "")
+            + (content.url or map_link(content.latitude, content.longitude))
+        )
+    elif isinstance(content, ContactsContent):
+        for contact in content.contacts:
+            bits = [contact.name.formatted_name]
+            bits += [p.phone for p in contact.phones] + [e.email for e in contact.emails]
+            parts.append(" ".join(bits))
+    elif isinstance(content, ButtonsContent):
+        parts += [p for p in (content.header, content.text) if p]
+        if content.media and content.media.url:
+            parts.append(content.media.url)
+        parts += numbered([action_line(a) for a in content.actions])
+        if content.footer:
+            parts.append(content.footer)
+    elif isinstance(content, ListContent):
+        parts += [p for p in (content.header, content.text) if p]
+        items = [i for s in content.sections for i in s.items]
+        parts += numbered([f"{i.title} - {i.description}" if i.description else i.title for i in items])
+        if content.footer:
+            parts.append(content.footer)
+    elif isinstance(content, CarouselContent):
+        if content.text:
+            parts.append(content.text)
+        lines = []
+        for item in content.items:
+            line = item.title + (f" - {item.description}" if item.description else "")
+            links = [item.default_url] if item.default_url else []
+            links += [action_line(a) for a in item.actions if not _is_choice(a)]
+            if item.media and item.media.url:
+                links.append(item.media.url)
+            lines.append(line + "".join(f"\n   {link}" for link in links))
+        parts += numbered(lines)
+    elif isinstance(content, FormContent):
+        parts += [content.title] + ([content.text] if content.text else [])
+    elif isinstance(content, FormResponseContent):
+        parts += [f"{k}: {v}" for k, v in content.values.items()]
+    elif isinstance(content, TemplateContent):
+        parts.append(to_text(content.fallback) if content.fallback else content.template.name)
+    else:  # media
+        if content.caption:
+            parts.append(content.caption)
+        parts.append(content.media.url or f"[{content.type}]")
+    if content.quick_replies:
+        parts += numbered([action_line(a) for a in content.quick_replies])
+    return "\n".join(parts)
+
+
+def _is_choice(action: Action) -> bool:
+    return action.type in ("reply", "postback")

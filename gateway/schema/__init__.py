@@ -1,0 +1,92 @@
+"""The public contract: every inbound event and every outbound message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from gateway.schema.api import (
+    ErrorBody,
+    FieldProblem,
+    HistoryEntry,
+    MessageAccepted,
+    MessageView,
+    Recipient,
+    SendMessage,
+)
+from gateway.schema.content import Action, Content, Media
+from gateway.schema.events import (
+    STATE_RANK,
+    ChannelRef,
+    Event,
+    EventBatch,
+    EventDraft,
+    EventError,
+    MessageBody,
+    Party,
+    Postback,
+    Reaction,
+    Referral,
+    Status,
+    Subscription,
+    System,
+    Unsupported,
+)
+
+CONTENT_ADAPTER: TypeAdapter[Content] = TypeAdapter(Content)
+
+__all__ = [
+    "CONTENT_ADAPTER",
+    "STATE_RANK",
+    "Action",
+    "ChannelRef",
+    "Content",
+    "ErrorBody",
+    "Event",
+    "EventBatch",
+    "EventDraft",
+    "EventError",
+    "FieldProblem",
+    "HistoryEntry",
+    "Media",
+    "MessageAccepted",
+    "MessageBody",
+    "MessageView",
+    "Party",
+    "Postback",
+    "Reaction",
+    "Recipient",
+    "Referral",
+    "SendMessage",
+    "Status",
+    "Subscription",
+    "System",
+    "Unsupported",
+    "json_schema",
+]
+
+
+def json_schema() -> dict[str, Any]:
+    """The whole contract as one JSON Schema document (what `gateway schema` prints)."""
+    defs: dict[str, Any] = {}
+    roots = {
+        "Event": EventBatch.model_json_schema(ref_template="#/$defs/{model}"),
+        "SendMessage": SendMessage.model_json_schema(ref_template="#/$defs/{model}"),
+        "MessageView": MessageView.model_json_schema(ref_template="#/$defs/{model}"),
+        "MessageAccepted": MessageAccepted.model_json_schema(ref_template="#/$defs/{model}"),
+        "ErrorBody": ErrorBody.model_json_schema(ref_template="#/$defs/{model}"),
+    }
+    for name, schema in roots.items():
+        defs.update(schema.pop("$defs", {}))
+        defs[name if name != "Event" else "EventBatch"] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Omnichannel gateway schema",
+        "$defs": defs,
+    }
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True)

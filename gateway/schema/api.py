@@ -1,0 +1,57 @@
+"""Backend API request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from gateway.schema.content import Content, Model
+from gateway.schema.events import DeliveryState, EventError
+
+
+class Recipient(Model):
+    channel: str = Field(min_length=1, description="Channel instance id from the config.")
+    id: str = Field(min_length=1, description="The user's id on that channel.")
+
+
+class SendMessage(Model):
+    to: Recipient
+    content: Content
+    metadata: dict[str, Any] | None = None
+
+
+class MessageAccepted(Model):
+    id: str
+    status: DeliveryState
+
+
+class HistoryEntry(Model):
+    at: datetime
+    state: str
+    detail: str | None = None
+
+
+class MessageView(Model):
+    id: str
+    to: Recipient
+    content: Content
+    state: DeliveryState
+    external_ids: list[str] = []
+    error: EventError | None = None
+    conversation_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime
+    history: list[HistoryEntry]
+
+
+class FieldProblem(Model):
+    field: str
+    message: str
+
+
+class ErrorBody(Model):
+    error: str
+    message: str
+    problems: list[FieldProblem] = []

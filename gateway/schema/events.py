@@ -1,0 +1,138 @@
+"""Inbound events: everything the gateway tells a backend.
+
+Adapters produce `EventDraft`s (pure facts from the provider payload); the normaliser turns
+each into an `Event` by adding what only the gateway knows (its id, the conversation, the
+inbox row it came from, the gateway message a status belongs to).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gateway.schema.content import Content, Model
+
+EventType = Literal[
+    "message",
+    "postback",
+    "status",
+    "reaction",
+    "subscription",
+    "referral",
+    "system",
+    "unsupported",
+]
+
+DeliveryState = Literal["queued", "sent", "delivered", "read", "failed"]
+
+# A status may only move forwards: a late "delivered" never undoes "read".
+STATE_RANK: dict[str, int] = {"queued": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
+
+
+class ChannelRef(Model):
+    id: str
+    type: str
+
+
+class Party(Model):
+    id: str
+    name: str | None = None
+    phone: str | None = None
+
+
+class EventError(Model):
+    code: str
+    title: str | None = None
+    detail: str | None = None
+    retryable: bool = False
+
+
+class MessageBody(Model):
+    content: Content
+    reply_to: str | None = Field(
+        default=None, description="Provider id of the message this one quotes or answers."
+    )
+
+
+class Postback(Model):
+    payload: str
+    title: str | None = None
+    reply_to: str | None = None
+
+
+class Status(Model):
+    message_id: str | None = Field(
+        default=None, description="Gateway message id, when the status is for a message we sent."
+    )
+    external_id: str
+    state: DeliveryState
+    error: EventError | None = None
+
+
+class Reaction(Model):
+    emoji: str | None = Field(default=None, description="None when the reaction was removed.")
+    message_external_id: str
+
+
+class Subscription(Model):
+    state: Literal["subscribed", "unsubscribed"]
+    keyword: str | None = None
+
+
+class Referral(Model):
+    source: str | None = None
+    source_type: str | None = None
+    source_id: str | None = None
+    source_url: str | None = None
+    ref: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_url: str | None = None
+    click_id: str | None = None
+
+
+class System(Model):
+    kind: str
+    text: str | None = None
+    new_id: str | None = None
+
+
+class Unsupported(Model):
+    provider_type: str | None = None
+    reason: str
+
+
+class EventDraft(Model):
+    """An event as an adapter parsed it, before the gateway adds its own ids."""
+
+    type: EventType
+    channel: ChannelRef
+    external_id: str | None = None
+    timestamp: datetime
+    sender: Party | None = None
+    recipient: Party | None = None
+    message: MessageBody | None = None
+    postback: Postback | None = None
+    status: Status | None = None
+    reaction: Reaction | None = None
+    subscription: Subscription | None = None
+    referral: Referral | None = None
+    system: System | None = None
+    unsupported: Unsupported | None = None
+    channel_data: dict[str, Any] | None = Field(
+        default=None, description="Provider-specific extras that have no place in the schema."
+    )
+
+
+class Event(EventDraft):
+    id: str
+    conversation_id: str | None = None
+    raw_id: int | None = Field(default=None, description="Inbox row the event was parsed from.")
+
+
+class EventBatch(Model):
+    """The body of every webhook the gateway posts to a backend."""
+
+    events: list[Event]

@@ -1,0 +1,37 @@
+"""Durable state behind one contract (`Store`), on SQLite (default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from gateway.store.database import Database
+from gateway.store.postgres import postgres_database
+from gateway.store.sqlite import sqlite_database
+from gateway.store.store import (
+    IdempotencyConflict,
+    InboxRow,
+    MessageRecord,
+    NewMessage,
+    OutboxItem,
+    Store,
+)
+
+__all__ = [
+    "Database",
+    "IdempotencyConflict",
+    "InboxRow",
+    "MessageRecord",
+    "NewMessage",
+    "OutboxItem",
+    "Store",
+    "open_store",
+    "postgres_database",
+    "sqlite_database",
+]
+
+
+def open_store(backend: str, *, path: str = "gateway.db", dsn: str | None = None,
+               synchronous: str = "full") -> Store:
+    if backend == "postgres":
+        if not dsn:
+            raise ValueError("postgres store needs a dsn")
+        return Store(postgres_database(dsn))
+    return Store(sqlite_database(path, "normal" if synchronous == "normal" else "full"))

@@ -1,0 +1,26 @@
+"""PostgreSQL, for several gateway processes sharing one database (claims use SKIP LOCKED)."""
+
+from __future__ import annotations
+
+from gateway.store.database import Connection, Database, Dialect
+from gateway.store.schema import POSTGRES_DDL, statements
+
+DIALECT = Dialect(
+    name="postgres", placeholder="%s", skip_locked=" FOR UPDATE SKIP LOCKED", begin=None
+)
+
+
+def postgres_database(dsn: str) -> Database:
+    def connect() -> Connection:
+        import psycopg  # optional dependency: pip install 'omnichannel-gateway[postgres]'
+
+        conn = psycopg.connect(dsn, autocommit=False)
+        with conn.cursor() as cur:
+            # Several processes may start at once; serialise the DDL.
+            cur.execute("SELECT pg_advisory_xact_lock(727274)")
+            for statement in statements(POSTGRES_DDL):
+                cur.execute(statement)
+        conn.commit()
+        return conn  # type: ignore[no-any-return]
+
+    return Database(connect, DIALECT)

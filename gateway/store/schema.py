@@ -1,0 +1,105 @@
+"""Tables shared by the SQLite and PostgreSQL stores (times are epoch seconds, as REAL)."""
+
+from __future__ import annotations
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id {serial} PRIMARY KEY,
+    channel_id TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    received_at {real} NOT NULL,
+    url TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body {blob} NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_until {real},
+    processed_at {real},
+    error TEXT,
+    UNIQUE (channel_id, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_status ON inbox (status, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    channel_id TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    external_id TEXT,
+    message_id TEXT,
+    raw_id BIGINT,
+    created_at {real} NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (channel_id, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id);
+
+CREATE TABLE IF NOT EXISTS contacts (
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    name TEXT,
+    phone TEXT,
+    conversation_id TEXT NOT NULL,
+    last_inbound_at {real},
+    unsubscribed_at {real},
+    created_at {real} NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    channel_id TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    conversation_id TEXT,
+    content TEXT NOT NULL,
+    metadata TEXT,
+    state TEXT NOT NULL,
+    error TEXT,
+    api_key TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_hash TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    UNIQUE (api_key, idempotency_key)
+);
+
+CREATE TABLE IF NOT EXISTS message_parts (
+    channel_id TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, external_id)
+);
+CREATE INDEX IF NOT EXISTS message_parts_by_message ON message_parts (message_id, position);
+
+CREATE TABLE IF NOT EXISTS message_history (
+    id {serial} PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    at {real} NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS message_history_by_message ON message_history (message_id, id);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id {serial} PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at {real} NOT NULL,
+    claimed_until {real},
+    last_error TEXT,
+    created_at {real} NOT NULL,
+    done_at {real}
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (kind, status, next_attempt_at);
+"""
+
+SQLITE_DDL = _DDL.format(serial="INTEGER", real="REAL", blob="BLOB")
+POSTGRES_DDL = _DDL.format(serial="BIGSERIAL", real="DOUBLE PRECISION", blob="BYTEA")
+
+
+def statements(ddl: str) -> list[str]:
+    return [s.strip() for s in ddl.split(";") if s.strip()]

@@ -1,0 +1,491 @@
+"""The store contract: every durable step of the gateway, one transaction each.
+
+The same SQL runs on SQLite and PostgreSQL; `Database` supplies the connection, the
+placeholder style and the claim locking. Operations are plain functions run on the writer
+thread, so multi-statement logic (dedupe, state machines, the outbox) stays atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.ids import new_id
+from gateway.schema import STATE_RANK, Event
+from gateway.store.database import Database, Tx
+
+TargetsFor = Callable[[str], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    channel_id: str
+    body: bytes
+    received_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    target: str
+    ref: str
+    attempts: int
+    created_at: float
+    body: str | None = None  # the event JSON, for webhooks
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    channel_id: str
+    recipient_id: str
+    conversation_id: str | None
+    content: str
+    metadata: str | None
+    state: str
+    error: str | None
+    created_at: float
+    external_ids: list[str]
+    history: list[tuple[float, str, str | None]]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    channel_id: str
+    recipient_id: str
+    content: str
+    metadata: str | None
+    api_key: str
+    idempotency_key: str | None
+    request_hash: str
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+def _in(ids: Sequence[Any]) -> str:
+    return "(" + ",".join("?" * len(ids)) + ")"
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self) -> None:
+        self.db.start()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- inbox -----------------------------------------------------------------------
+    async def append_inbox(
+        self, channel_id: str, dedupe_key: str, url: str, headers: str, body: bytes, now: float
+    ) -> int | None:
+        """Store a raw request; None when it is a redelivery of one already stored."""
+
+        def op(tx: Tx) -> int | None:
+            row = tx.one(
+                "INSERT INTO inbox (channel_id, dedupe_key, received_at, url, headers, body, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending')"
+                " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
+                (channel_id, dedupe_key, now, url, headers, body),
+            )
+            return int(row[0]) if row else None
+
+        return await self.db.run(op)
+
+    async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxRow]:
+        skip = self.db.dialect.skip_locked
+
+        def op(tx: Tx) -> list[InboxRow]:
+            rows = tx.all(
+                "UPDATE inbox SET claimed_until = ?, attempts = attempts + 1 WHERE id IN ("
+                " SELECT id FROM inbox WHERE status = 'pending'"
+                " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?" + skip + ")"
+                " RETURNING id, channel_id, body, received_at, attempts",
+                (now + lease, now, limit),
+            )
+            return sorted(
+                (InboxRow(int(r[0]), r[1], bytes(r[2]), float(r[3]), int(r[4])) for r in rows),
+                key=lambda r: r.id,
+            )
+
+        return await self.db.run(op)
+
+    async def fail_inbox(self, row_id: int, error: str, now: float) -> None:
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET status = 'failed', error = ?, processed_at = ?,"
+                " claimed_until = NULL WHERE id = ?",
+                (error, now, row_id),
+            )
+        )
+
+    async def replay_inbox(self, channel_id: str | None = None, row_ids: Sequence[int] = ()) -> int:
+        def op(tx: Tx) -> int:
+            sql = "UPDATE inbox SET status = 'pending', claimed_until = NULL, error = NULL"
+            sql += " WHERE status = 'failed'"
+            params: list[Any] = []
+            if channel_id:
+                sql += " AND channel_id = ?"
+                params.append(channel_id)
+            if row_ids:
+                sql += " AND id IN " + _in(row_ids)
+                params += list(row_ids)
+            return tx.execute(sql, params)
+
+        return await self.db.run(op)
+
+    async def inbox_rows(self, status: str, limit: int = 100) -> list[tuple[int, str, str | None]]:
+        return await self.db.run(
+            lambda tx: [
+                (int(r[0]), r[1], r[2])
+                for r in tx.all(
+                    "SELECT id, channel_id, error FROM inbox WHERE status = ? ORDER BY id LIMIT ?",
+                    (status, limit),
+                )
+            ]
+        )
+
+    async def record_inbound(
+        self, raw_id: int, events: Sequence[tuple[Event, str]], targets_for: TargetsFor, now: float
+    ) -> list[Event]:
+        """Dedupe, attach conversations and messages, queue webhooks, close the inbox row."""
+
+        def op(tx: Tx) -> list[Event]:
+            stored = []
+            for event, dedupe_key in events:
+                final = _route(tx, event, now)
+                if final is None:
+                    continue
+                if _insert_event(tx, final, dedupe_key, now):
+                    stored.append(final)
+                    _enqueue_webhooks(tx, final, targets_for, now)
+            tx.execute(
+                "UPDATE inbox SET status = 'done', error = NULL, processed_at = ?,"
+                " claimed_until = NULL WHERE id = ?",
+                (now, raw_id),
+            )
+            return stored
+
+        return await self.db.run(op)
+
+    # --- outbound messages -----------------------------------------------------------
+    async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
+        """(id, state, created); an earlier message when the idempotency key was seen."""
+
+        def op(tx: Tx) -> tuple[str, str, bool]:
+            if message.idempotency_key is not None:
+                row = tx.one(
+                    "SELECT id, state, request_hash FROM messages"
+                    " WHERE api_key = ? AND idempotency_key = ?",
+                    (message.api_key, message.idempotency_key),
+                )
+                if row:
+                    if row[2] != message.request_hash:
+                        raise IdempotencyConflict(message.idempotency_key)
+                    return row[0], row[1], False
+            conversation_id = _conversation(tx, message.channel_id, message.recipient_id, now)
+            tx.execute(
+                "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
+                " metadata, state, api_key, idempotency_key, request_hash, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (
+                    message.id, message.channel_id, message.recipient_id, conversation_id,
+                    message.content, message.metadata, message.api_key,
+                    message.idempotency_key, message.request_hash, now, now,
+                ),
+            )
+            _history(tx, message.id, now, "queued", None)
+            _enqueue(tx, "send", message.channel_id, message.id, now)
+            return message.id, "queued", True
+
+        return await self.db.run(op)
+
+    async def get_message(self, message_id: str) -> MessageRecord | None:
+        def op(tx: Tx) -> MessageRecord | None:
+            row = tx.one(
+                "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
+                " error, created_at FROM messages WHERE id = ?",
+                (message_id,),
+            )
+            if row is None:
+                return None
+            parts = tx.all(
+                "SELECT external_id FROM message_parts WHERE message_id = ? ORDER BY position",
+                (message_id,),
+            )
+            history = tx.all(
+                "SELECT at, state, detail FROM message_history WHERE message_id = ? ORDER BY id",
+                (message_id,),
+            )
+            return MessageRecord(
+                *row[:8], float(row[8]), [p[0] for p in parts],
+                [(float(h[0]), h[1], h[2]) for h in history],
+            )
+
+        return await self.db.run(op)
+
+    async def record_sent(
+        self,
+        outbox_id: int,
+        message_id: str,
+        channel_id: str,
+        external_ids: Sequence[str],
+        detail: str | None,
+        status_event: Event,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> list[Event]:
+        """Mark a message sent; apply statuses that raced ahead of this commit. Returns events."""
+
+        def op(tx: Tx) -> list[Event]:
+            for position, external_id in enumerate(external_ids):
+                tx.execute(
+                    "INSERT INTO message_parts (channel_id, external_id, message_id, position)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (channel_id, external_id) DO NOTHING",
+                    (channel_id, external_id, message_id, position),
+                )
+            _finish_outbox(tx, [outbox_id], "done", now)
+            emitted = []
+            if _advance(tx, message_id, "sent", None, detail, now):
+                _insert_event(tx, status_event, f"gw:{message_id}:sent", now)
+                _enqueue_webhooks(tx, status_event, targets_for, now)
+                emitted.append(status_event)
+            emitted += _adopt_orphan_statuses(tx, channel_id, external_ids, targets_for, now)
+            return emitted
+
+        return await self.db.run(op)
+
+    async def record_send_failed(
+        self,
+        outbox_id: int,
+        message_id: str,
+        error: dict[str, Any],
+        status_event: Event,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> None:
+        def op(tx: Tx) -> None:
+            _finish_outbox(tx, [outbox_id], "failed", now)
+            if _advance(tx, message_id, "failed", error, f"{error['code']}: {error['title']}", now):
+                _insert_event(tx, status_event, f"gw:{message_id}:failed", now)
+                _enqueue_webhooks(tx, status_event, targets_for, now)
+
+        await self.db.run(op)
+
+    async def note_history(self, message_id: str, state: str, detail: str, now: float) -> None:
+        await self.db.run(lambda tx: _history(tx, message_id, now, state, detail))
+
+    # --- outbox ----------------------------------------------------------------------
+    async def claim_outbox(
+        self, kind: str, limit: int, now: float, lease: float
+    ) -> list[OutboxItem]:
+        skip = self.db.dialect.skip_locked
+
+        def op(tx: Tx) -> list[OutboxItem]:
+            rows = tx.all(
+                "UPDATE outbox SET claimed_until = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE kind = ? AND status = 'pending'"
+                " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
+                " ORDER BY next_attempt_at, id LIMIT ?" + skip + ")"
+                " RETURNING id, kind, target, ref, attempts, created_at",
+                (now + lease, kind, now, now, limit),
+            )
+            items = [
+                OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows
+            ]
+            if kind == "webhook" and items:
+                refs = [i.ref for i in items]
+                bodies = dict(tx.all("SELECT id, body FROM events WHERE id IN " + _in(refs), refs))
+                items = [
+                    OutboxItem(i.id, i.kind, i.target, i.ref, i.attempts, i.created_at, bodies.get(i.ref))
+                    for i in items
+                ]
+            return sorted(items, key=lambda i: i.id)
+
+        return await self.db.run(op)
+
+    async def complete_outbox(self, ids: Sequence[int], now: float) -> None:
+        await self.db.run(lambda tx: _finish_outbox(tx, ids, "done", now))
+
+    async def retry_outbox(
+        self, ids: Sequence[int], next_attempt_at: float, error: str, dead: bool, now: float
+    ) -> None:
+        def op(tx: Tx) -> None:
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + _in(ids),
+                (next_attempt_at, error, "dead" if dead else "pending", now if dead else None, *ids),
+            )
+
+        await self.db.run(op)
+
+    async def replay_dead(self, now: float) -> int:
+        return await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?,"
+                " claimed_until = NULL, done_at = NULL WHERE status = 'dead'",
+                (now, now),
+            )
+        )
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self.db.run(
+            lambda tx: tx.all("SELECT kind || ':' || status, COUNT(*) FROM outbox GROUP BY kind, status")
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def last_inbound_at(self, channel_id: str, user_id: str) -> float | None:
+        row = await self.db.run(
+            lambda tx: tx.one(
+                "SELECT last_inbound_at FROM contacts WHERE channel_id = ? AND user_id = ?",
+                (channel_id, user_id),
+            )
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+
+# --- operations shared by several transactions ----------------------------------------
+
+
+def _history(tx: Tx, message_id: str, now: float, state: str, detail: str | None) -> None:
+    tx.execute(
+        "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
+        (message_id, now, state, detail),
+    )
+
+
+def _enqueue(tx: Tx, kind: str, target: str, ref: str, now: float) -> None:
+    tx.execute(
+        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
+        " VALUES (?, ?, ?, 'pending', ?, ?)",
+        (kind, target, ref, now, now),
+    )
+
+
+def _enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) -> None:
+    for backend_id in targets_for(event.type):
+        _enqueue(tx, "webhook", backend_id, event.id, now)
+
+
+def _finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
+    tx.execute(
+        "UPDATE outbox SET status = ?, done_at = ?, claimed_until = NULL WHERE id IN " + _in(ids),
+        (status, now, *ids),
+    )
+
+
+def _insert_event(tx: Tx, event: Event, dedupe_key: str, now: float) -> bool:
+    message_id = event.status.message_id if event.status else None
+    row = tx.one(
+        "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id, raw_id,"
+        " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
+        (
+            event.id, event.channel.id, dedupe_key, event.type, event.external_id, message_id,
+            event.raw_id, now, event.model_dump_json(exclude_none=True),
+        ),
+    )
+    return row is not None
+
+
+def _conversation(tx: Tx, channel_id: str, user_id: str, now: float, **contact: Any) -> str:
+    inbound = contact.get("last_inbound_at")
+    row = tx.one(
+        "INSERT INTO contacts (channel_id, user_id, name, phone, conversation_id, last_inbound_at,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (channel_id, user_id) DO UPDATE SET"
+        " name = COALESCE(excluded.name, contacts.name),"
+        " phone = COALESCE(excluded.phone, contacts.phone),"
+        " last_inbound_at = CASE WHEN excluded.last_inbound_at IS NOT NULL AND"
+        " (contacts.last_inbound_at IS NULL OR excluded.last_inbound_at > contacts.last_inbound_at)"
+        " THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END"
+        " RETURNING conversation_id",
+        (
+            channel_id, user_id, contact.get("name"), contact.get("phone"),
+            new_id("conv"), inbound, now,
+        ),
+    )
+    return str(row[0])
+
+
+def _route(tx: Tx, event: Event, now: float) -> Event | None:
+    """Attach the conversation and, for statuses, the gateway message; None to suppress."""
+    if event.type == "status" and event.status is not None:
+        return _route_status(tx, event, now)
+    if event.sender is None:
+        return event
+    conversation_id = _conversation(
+        tx, event.channel.id, event.sender.id, now,
+        name=event.sender.name, phone=event.sender.phone,
+        last_inbound_at=event.timestamp.timestamp() if event.type != "system" else None,
+    )
+    return event.model_copy(update={"conversation_id": conversation_id})
+
+
+def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
+    assert event.status is not None
+    row = tx.one(
+        "SELECT p.message_id, m.conversation_id FROM message_parts p"
+        " JOIN messages m ON m.id = p.message_id WHERE p.channel_id = ? AND p.external_id = ?",
+        (event.channel.id, event.status.external_id),
+    )
+    if row is None:
+        return event  # not (yet) ours: kept with no message id, adopted if our send commits later
+    message_id, conversation_id = row
+    error = event.status.error.model_dump() if event.status.error else None
+    detail = f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
+    if not _advance(tx, message_id, event.status.state, error, detail, now):
+        return None
+    status = event.status.model_copy(update={"message_id": message_id})
+    return event.model_copy(update={"status": status, "conversation_id": conversation_id})
+
+
+def _advance(
+    tx: Tx, message_id: str, state: str, error: dict[str, Any] | None, detail: str | None, now: float
+) -> bool:
+    """Move a message forward to `state`; a stale status is recorded but changes nothing."""
+    row = tx.one("SELECT state FROM messages WHERE id = ?", (message_id,))
+    if row is None:
+        return False
+    if STATE_RANK[state] <= STATE_RANK[row[0]]:
+        _history(tx, message_id, now, f"ignored:{state}", f"already {row[0]}")
+        return False
+    tx.execute(
+        "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+        (state, json.dumps(error) if error else None, now, message_id),
+    )
+    _history(tx, message_id, now, state, detail)
+    return True
+
+
+def _adopt_orphan_statuses(
+    tx: Tx, channel_id: str, external_ids: Sequence[str], targets_for: TargetsFor, now: float
+) -> list[Event]:
+    """Provider statuses that arrived before our send committed: apply and re-emit them."""
+    if not external_ids:
+        return []
+    rows = tx.all(
+        "SELECT body FROM events WHERE type = 'status' AND message_id IS NULL AND channel_id = ?"
+        " AND external_id IN " + _in(external_ids) + " ORDER BY created_at",
+        (channel_id, *external_ids),
+    )
+    emitted = []
+    for (body,) in rows:
+        orphan = Event.model_validate_json(body)
+        adopted = _route_status(tx, orphan, now)
+        if adopted is None:
+            continue
+        adopted = adopted.model_copy(update={"id": new_id("evt")})
+        if _insert_event(tx, adopted, f"adopted:{orphan.id}", now):
+            _enqueue_webhooks(tx, adopted, targets_for, now)
+            emitted.append(adopted)
+    return emitted
