@@ -95,6 +95,7 @@ class Adapter(abc.ABC):
     type: ClassVar[str]
     config_model: ClassVar[type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    signature_header: ClassVar[str]
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

@@ -25,7 +25,7 @@ from adapters.base import (
     Reply,
     SendError,
 )
-from adapters.meta import graph_error, hub_handshake, verify_hub_signature
+from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -163,6 +163,7 @@ def _referral(data: dict[str, Any]) -> Referral:
 class WhatsAppAdapter(Adapter):
     type = "whatsapp"
     config_model = WhatsAppConfig
+    signature_header = SIGNATURE_HEADER
     config: WhatsAppConfig
 
     def __init__(self, config: ChannelConfig, siblings: Mapping[str, str] | None = None) -> None:

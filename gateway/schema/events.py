@@ -66,7 +66,9 @@ class Status(Model):
     message_id: str | None = Field(
         default=None, description="Gateway message id, when the status is for a message we sent."
     )
-    external_id: str
+    external_id: str | None = Field(
+        default=None, description="The provider's message id (absent if the send never reached it)."
+    )
     state: DeliveryState
     error: EventError | None = None
 
