@@ -100,6 +100,9 @@ class Adapter(abc.ABC):
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
 
+    def link_siblings(self, adapters: list[Adapter]) -> None:
+        """See the other configured instances (providers that share one webhook across them)."""
+
     # --- inbound -------------------------------------------------------------------
     def handshake(self, query: Mapping[str, str]) -> Reply | None:
         """Answer a provider's GET verification; None when the channel has none."""

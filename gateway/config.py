@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from adapters import CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
+from gateway.schema.errors import problems as field_problems
 
 EVENT_TYPES = (
     "message",
@@ -164,16 +165,6 @@ def _substitute_env(
     return node
 
 
-def _pydantic_location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # Discriminated unions put the tag in the path (channels.2.whatsapp.app_secret): drop it.
-    kept: list[int | str] = []
-    for i, part in enumerate(loc):
-        if i >= 2 and loc[0] == "channels" and i == 2 and isinstance(loc[1], int):
-            continue
-        kept.append(part)
-    return tuple(kept)
-
-
 def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> GatewayConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
@@ -183,9 +174,7 @@ def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> G
         config = GatewayConfig.model_validate(resolved)
     except ValidationError as exc:
         problems = dict(env_problems)
-        for error in exc.errors():
-            where = _location(_pydantic_location(tuple(error["loc"])))
-            message = error["msg"].removeprefix("Value error, ")
+        for where, message in field_problems(exc, resolved):
             problems.setdefault(where, message)
         raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()]) from None
     if env_problems:

@@ -84,6 +84,15 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    async def release_claims(self) -> None:
+        """Forget leases held by a process that died (only safe when one process owns the store)."""
+
+        def op(tx: Tx) -> None:
+            tx.execute("UPDATE inbox SET claimed_until = NULL WHERE status = 'pending'")
+            tx.execute("UPDATE outbox SET claimed_until = NULL WHERE status = 'pending'")
+
+        await self.db.run(op)
+
     # --- inbox -----------------------------------------------------------------------
     async def append_inbox(
         self, channel_id: str, dedupe_key: str, url: str, headers: str, body: bytes, now: float
@@ -247,12 +256,7 @@ class Store:
         """Mark a message sent; apply statuses that raced ahead of this commit. Returns events."""
 
         def op(tx: Tx) -> list[Event]:
-            for position, external_id in enumerate(external_ids):
-                tx.execute(
-                    "INSERT INTO message_parts (channel_id, external_id, message_id, position)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (channel_id, external_id) DO NOTHING",
-                    (channel_id, external_id, message_id, position),
-                )
+            _record_parts(tx, channel_id, message_id, external_ids)
             _finish_outbox(tx, [outbox_id], "done", now)
             emitted = []
             if _advance(tx, message_id, "sent", None, detail, now):
@@ -278,6 +282,23 @@ class Store:
             if _advance(tx, message_id, "failed", error, f"{error['code']}: {error['title']}", now):
                 _insert_event(tx, status_event, f"gw:{message_id}:failed", now)
                 _enqueue_webhooks(tx, status_event, targets_for, now)
+
+        await self.db.run(op)
+
+    async def record_send_retry(
+        self, outbox_id: int, message_id: str, channel_id: str, accepted: Sequence[str],
+        next_attempt_at: float, error: str, now: float,
+    ) -> None:
+        """Keep the parts the provider already accepted, and try the rest later."""
+
+        def op(tx: Tx) -> None:
+            _record_parts(tx, channel_id, message_id, accepted)
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " claimed_until = NULL WHERE id = ?",
+                (next_attempt_at, error, outbox_id),
+            )
+            _history(tx, message_id, now, "retrying", error)
 
         await self.db.run(op)
 
@@ -361,6 +382,15 @@ def _history(tx: Tx, message_id: str, now: float, state: str, detail: str | None
         "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
         (message_id, now, state, detail),
     )
+
+
+def _record_parts(tx: Tx, channel_id: str, message_id: str, external_ids: Sequence[str]) -> None:
+    for position, external_id in enumerate(external_ids):
+        tx.execute(
+            "INSERT INTO message_parts (channel_id, external_id, message_id, position)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (channel_id, external_id) DO NOTHING",
+            (channel_id, external_id, message_id, position),
+        )
 
 
 def _enqueue(tx: Tx, kind: str, target: str, ref: str, now: float) -> None:

@@ -1,0 +1,140 @@
+"""The backend API: `POST /v1/messages` queues a message durably, `GET` shows its history."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from adapters.base import Adapter
+from gateway.config import ApiKey
+from gateway.ids import new_id
+from gateway.ingress import error
+from gateway.logs import get_logger
+from gateway.schema import (
+    CONTENT_ADAPTER,
+    EventError,
+    HistoryEntry,
+    MessageAccepted,
+    MessageView,
+    Recipient,
+    SendMessage,
+)
+from gateway.schema.errors import problems
+from gateway.store import IdempotencyConflict, NewMessage, Store
+
+log = get_logger("gateway.api")
+
+API_KEY_NAME = web.RequestKey("api_key_name", str)
+
+
+def _when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Api:
+    def __init__(
+        self, store: Store, adapters: Mapping[str, Adapter], api_keys: list[ApiKey],
+        on_queued: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.adapters = adapters
+        self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
+        self.on_queued = on_queued
+
+    @web.middleware
+    async def authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], object]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)  # type: ignore[no-any-return, misc]
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return error(401, "unauthorized", "Authorization: Bearer <api key> is required")
+        name = self._key_name(token.encode())
+        if name is None:
+            return error(401, "unauthorized", "unknown API key")
+        request[API_KEY_NAME] = name
+        return await handler(request)  # type: ignore[no-any-return, misc]
+
+    def _key_name(self, token: bytes) -> str | None:
+        found = None
+        for name, key in self._keys:  # compare against every key: no early exit to time
+            if hmac.compare_digest(token, key):
+                found = name
+        return found
+
+    async def send(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "malformed_json", "the request body is not valid JSON")
+        try:
+            message = SendMessage.model_validate(data)
+        except ValidationError as exc:
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "message": "the message is not valid",
+                    "problems": [{"field": f, "message": m} for f, m in problems(exc, data)],
+                },
+                status=422,
+            )
+        if message.to.channel not in self.adapters:
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "message": "the message is not valid",
+                    "problems": [{"field": "to.channel", "message": f"unknown channel {message.to.channel!r}"}],
+                },
+                status=422,
+            )
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            return error(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+        canonical = message.model_dump_json(exclude_none=True)
+        record = NewMessage(
+            id=new_id("msg"),
+            channel_id=message.to.channel,
+            recipient_id=message.to.id,
+            content=message.content.model_dump_json(exclude_none=True),
+            metadata=json.dumps(message.metadata) if message.metadata is not None else None,
+            api_key=request[API_KEY_NAME],
+            idempotency_key=idempotency_key,
+            request_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        )
+        try:
+            message_id, state, created = await self.store.create_message(record, time.time())
+        except IdempotencyConflict:
+            return error(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
+        if created:
+            self.on_queued()
+            log.info("message_queued", message_id=message_id, channel=message.to.channel)
+        body = MessageAccepted(id=message_id, status=state)  # type: ignore[arg-type]
+        return web.json_response(body.model_dump(), status=202 if created else 200)
+
+    async def get(self, request: web.Request) -> web.Response:
+        record = await self.store.get_message(request.match_info["message_id"])
+        if record is None:
+            return error(404, "not_found", "no message with this id")
+        view = MessageView(
+            id=record.id,
+            to=Recipient(channel=record.channel_id, id=record.recipient_id),
+            content=CONTENT_ADAPTER.validate_json(record.content),
+            state=record.state,  # type: ignore[arg-type]
+            external_ids=record.external_ids,
+            error=EventError.model_validate_json(record.error) if record.error else None,
+            conversation_id=record.conversation_id,
+            metadata=json.loads(record.metadata) if record.metadata else None,
+            created_at=_when(record.created_at),
+            history=[HistoryEntry(at=_when(at), state=s, detail=d) for at, s, d in record.history],
+        )
+        return web.Response(
+            text=view.model_dump_json(exclude_none=True), content_type="application/json"
+        )

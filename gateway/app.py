@@ -1,0 +1,125 @@
+"""The gateway process: config → adapters, store, workers and the aiohttp application."""
+
+from __future__ import annotations
+
+import httpx
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters import ADAPTERS, Adapter
+from gateway.api import Api
+from gateway.config import GatewayConfig
+from gateway.ingress import Ingress
+from gateway.logs import get_logger
+from gateway.pipeline.delivery import WebhookDelivery
+from gateway.pipeline.dispatcher import Dispatcher
+from gateway.pipeline.normaliser import Normaliser
+from gateway.pipeline.worker import Worker
+from gateway.schema import json_schema
+from gateway.store import Store, open_store
+from gateway.transport import Transport
+
+log = get_logger("gateway.app")
+
+
+def build_adapters(config: GatewayConfig) -> dict[str, Adapter]:
+    adapters = {c.id: ADAPTERS[c.type](c) for c in config.channels}
+    for adapter in adapters.values():
+        adapter.link_siblings(list(adapters.values()))
+    return adapters
+
+
+def secrets_of(config: GatewayConfig, adapters: dict[str, Adapter]) -> list[str]:
+    return config.secrets() + [s for a in adapters.values() for s in a.secrets()]
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, http_client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self.adapters = build_adapters(config)
+        storage = config.storage
+        self.store: Store = open_store(
+            storage.backend, path=storage.path, synchronous=storage.synchronous,
+            dsn=storage.dsn.get_secret_value() if storage.dsn else None,
+        )
+        self._own_client = http_client is None
+        self.http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(15.0, connect=5.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        self._targets = {
+            event_type: [b.id for b in config.backends if event_type in b.events]
+            for event_type in {t for b in config.backends for t in b.events}
+        }
+        policy = config.delivery
+        self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
+        self.normaliser = Normaliser(self.store, self.adapters, self.targets_for, policy.poll_interval_seconds)
+        self.dispatcher = Dispatcher(self.store, self.adapters, Transport(self.http), self.targets_for, policy)
+        self.normaliser.listeners.append(self.delivery)
+        self.dispatcher.listeners.append(self.delivery)
+        self.workers: list[Worker] = [self.normaliser, self.dispatcher, self.delivery]
+
+    def targets_for(self, event_type: str) -> list[str]:
+        return self._targets.get(event_type, [])
+
+    def application(self) -> web.Application:
+        ingress = Ingress(
+            self.store, self.adapters, self.config.public_url,
+            self.config.server.max_body_bytes, self.normaliser.wake,
+        )
+        api = Api(self.store, self.adapters, self.config.api_keys, self.dispatcher.wake)
+        # Headroom over the body limit so ingress can answer 413 with its own message.
+        app = web.Application(
+            middlewares=[api.authenticate], client_max_size=self.config.server.max_body_bytes
+        )
+        app.router.add_get("/webhooks/{channel_id}", ingress.handshake)
+        app.router.add_post("/webhooks/{channel_id}", ingress.receive)
+        app.router.add_post("/v1/messages", api.send)
+        app.router.add_get("/v1/messages/{message_id}", api.get)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/schema.json", self._schema)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def start(self) -> None:
+        self.store.start()
+        if self.config.storage.backend == "sqlite":
+            await self.store.release_claims()  # one process owns an SQLite file
+        for worker in self.workers:
+            worker.start()
+        log.info(
+            "gateway_started", channels=sorted(self.adapters), backends=[b.id for b in self.config.backends],
+            store=self.config.storage.backend,
+        )
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            await worker.stop()
+        if self._own_client:
+            await self.http.aclose()
+        self.store.close()
+
+    async def _startup(self, _app: web.Application) -> None:
+        await self.start()
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        await self.stop()
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        try:
+            counts = await self.store.outbox_counts()
+        except Exception as exc:
+            return web.json_response({"status": "unavailable", "reason": type(exc).__name__}, status=503)
+        return web.json_response({"status": "ready", "outbox": counts})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _schema(self, _request: web.Request) -> web.Response:
+        return web.json_response(json_schema())

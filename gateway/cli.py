@@ -1,0 +1,171 @@
+"""`gateway` command line: serve, check-config, normalize, replay, schema, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from adapters import ADAPTERS
+from adapters.base import PayloadError
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+
+def _load(path: str) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import Gateway, secrets_of
+    from gateway.logs import configure_logging
+
+    config = _load(args.config)
+    gateway = Gateway(config)
+    configure_logging(config.logging.level, config.logging.format, secrets_of(config, gateway.adapters))
+    web.run_app(
+        gateway.application(),
+        host=args.host or config.server.host,
+        port=args.port if args.port is not None else config.server.port,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: OK ({len(config.channels)} channel(s), {len(config.backends)} backend(s), "
+        f"{len(config.api_keys)} API key(s), {config.storage.backend} store)"
+    )
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    adapter_class = ADAPTERS.get(args.channel)
+    if adapter_class is None:
+        print(f"unknown channel type {args.channel!r} (known: {', '.join(sorted(ADAPTERS))})", file=sys.stderr)
+        return 2
+    try:
+        body = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"{args.file}: cannot read file: {exc.strerror}", file=sys.stderr)
+        return 2
+    # Parsing needs no credentials: an unvalidated config with just the id and type will do.
+    adapter = adapter_class(adapter_class.config_model.model_construct(id=args.channel_id or args.channel, type=args.channel))
+    try:
+        events = adapter.parse(body)
+    except (PayloadError, ValueError, KeyError, TypeError) as exc:
+        print(f"{args.file}: cannot parse as {args.channel}: {exc}", file=sys.stderr)
+        return 1
+    for parsed in events:
+        print(parsed.draft.model_dump_json(exclude_none=True))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.store import open_store
+
+    config = _load(args.config)
+    storage = config.storage
+    store = open_store(
+        storage.backend, path=storage.path, synchronous=storage.synchronous,
+        dsn=storage.dsn.get_secret_value() if storage.dsn else None,
+    )
+
+    async def run() -> int:
+        store.start()
+        try:
+            if args.list:
+                rows = await store.inbox_rows("failed")
+                for row_id, channel_id, reason in rows:
+                    print(f"{row_id}\t{channel_id}\t{reason}")
+                print(f"{len(rows)} failed inbox row(s)")
+                return 0
+            if args.dead_letters:
+                count = await store.replay_dead(time.time())
+                print(f"{count} dead-lettered outbox item(s) queued again")
+                return 0
+            count = await store.replay_inbox(args.channel, args.id or ())
+            print(f"{count} failed inbox row(s) queued for normalising again")
+            return 0
+        finally:
+            store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from gateway.schema import json_schema_text
+
+    print(json_schema_text())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo(port=args.port, once=args.once))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="gateway", description="Omnichannel messaging gateway")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    normalize = commands.add_parser("normalize", help="print the events of one raw webhook body")
+    normalize.add_argument("--channel", required=True, help=f"channel type ({', '.join(sorted(ADAPTERS))})")
+    normalize.add_argument("--channel-id", help="channel instance id to stamp on events")
+    normalize.add_argument("file")
+    normalize.set_defaults(func=cmd_normalize)
+
+    replay = commands.add_parser("replay", help="re-run failed inbox rows or dead-lettered deliveries")
+    replay.add_argument("--config", required=True)
+    replay.add_argument("--channel", help="only rows of this channel instance")
+    replay.add_argument("--id", type=int, action="append", help="only this inbox row (repeatable)")
+    replay.add_argument("--dead-letters", action="store_true", help="re-queue dead-lettered outbox items")
+    replay.add_argument("--list", action="store_true", help="list failed inbox rows and their reasons")
+    replay.set_defaults(func=cmd_replay)
+
+    schema = commands.add_parser("schema", help="print the normalised schema as JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+
+    demo = commands.add_parser("demo", help="gateway + WhatsApp simulator + a backend, no credentials")
+    demo.add_argument("--port", type=int, default=8080, help="gateway port (0 picks a free one)")
+    demo.add_argument("--once", action="store_true", help="exit after one round trip")
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

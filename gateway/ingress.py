@@ -1,0 +1,98 @@
+"""Webhook ingress, raw first: find the channel, verify, store durably, acknowledge.
+
+Nothing here parses more than the adapter needs for a dedupe key; turning the request into
+events happens later, from the inbox, so a parser bug costs a replay and never a message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from adapters.base import Adapter, InboundRequest, PayloadError
+from gateway.logs import get_logger
+from gateway.metrics import WEBHOOKS
+from gateway.store import Store
+
+log = get_logger("gateway.ingress")
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+class Ingress:
+    def __init__(
+        self, store: Store, adapters: Mapping[str, Adapter], public_url: str,
+        max_body_bytes: int, on_stored: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.adapters = adapters
+        self.public_url = public_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes
+        self.on_stored = on_stored
+
+    async def handshake(self, request: web.Request) -> web.StreamResponse:
+        adapter = self.adapters.get(request.match_info["channel_id"])
+        if adapter is None:
+            return error(404, "unknown_channel", "no channel is configured at this path")
+        reply = adapter.handshake(request.query)
+        if reply is None:
+            return error(405, "method_not_allowed", f"{adapter.type} webhooks are POST only")
+        outcome = "handshake_ok" if reply.status == 200 else "handshake_rejected"
+        WEBHOOKS.labels(adapter.config.id, outcome).inc()
+        log.info("webhook_handshake", channel=adapter.config.id, status=reply.status)
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        channel_id = request.match_info["channel_id"]
+        adapter = self.adapters.get(channel_id)
+        if adapter is None:
+            WEBHOOKS.labels("unknown", "unknown_channel").inc()
+            return error(404, "unknown_channel", "no channel is configured at this path")
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return self._reject(channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+        if request.content_type not in adapter.content_types:
+            return self._reject(
+                channel_id, 415, "unsupported_media_type",
+                f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+        inbound = InboundRequest(
+            method=request.method,
+            public_url=self.public_url + request.path_qs,
+            headers=request.headers,
+            query=request.query,
+            body=body,
+        )
+        if not request.headers.get(adapter.signature_header):
+            return self._reject(channel_id, 401, "missing_signature", f"{adapter.signature_header} header is required")
+        if not adapter.verify(inbound):
+            return self._reject(channel_id, 403, "invalid_signature", "signature does not match the body")
+        try:
+            dedupe_key = adapter.dedupe_key(body)
+        except PayloadError as exc:
+            return self._reject(channel_id, 400, "malformed_payload", str(exc))
+        headers = json.dumps(dict(request.headers))
+        row_id = await self.store.append_inbox(
+            channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
+        )
+        if row_id is None:
+            WEBHOOKS.labels(channel_id, "duplicate").inc()
+            log.info("webhook_duplicate", channel=channel_id, dedupe_key=dedupe_key)
+        else:
+            WEBHOOKS.labels(channel_id, "stored").inc()
+            self.on_stored()
+        reply = adapter.acknowledge()
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+
+    def _reject(self, channel_id: str, status: int, code: str, message: str) -> web.Response:
+        WEBHOOKS.labels(channel_id, code).inc()
+        log.warning("webhook_rejected", channel=channel_id, status=status, reason=code)
+        return error(status, code, message)

@@ -1,0 +1,74 @@
+"""structlog JSON logs; every configured secret is redacted before a line is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+import structlog
+
+REDACTED = "[redacted]"
+
+
+class SecretRedactor:
+    """A structlog processor replacing any known secret value, wherever it appears in a line."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        # Very short values would redact ordinary words; config validation keeps secrets long.
+        values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def scrub(self, value: Any) -> Any:
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self._pattern.sub(REDACTED, value)
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, bytes | int | float | bool) or value is None:
+            return value
+        return self._pattern.sub(REDACTED, str(value))
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.scrub(v) for k, v in event_dict.items()}
+
+
+REDACTOR = SecretRedactor(())
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", secrets: Iterable[str] = (), stream: IO[str] | None = None
+) -> None:
+    REDACTOR.update(secrets)
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

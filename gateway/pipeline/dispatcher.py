@@ -1,0 +1,127 @@
+"""Outbox → providers: render each queued message for its channel and send it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from adapters.base import Adapter, SendError
+from gateway.config import DeliveryConfig
+from gateway.ids import new_id
+from gateway.logs import get_logger
+from gateway.metrics import SENDS
+from gateway.pipeline.worker import Worker
+from gateway.retry import backoff_seconds
+from gateway.schema import CONTENT_ADAPTER, ChannelRef, Event, EventError, Party, Status
+from gateway.store import MessageRecord, OutboxItem, Store
+from gateway.store.store import TargetsFor
+
+log = get_logger("gateway.dispatcher")
+
+LEASE_SECONDS = 120.0
+
+
+def status_event(
+    record: MessageRecord, channel_type: str, state: str, external_id: str | None,
+    error: EventError | None = None,
+) -> Event:
+    return Event(
+        id=new_id("evt"),
+        type="status",
+        channel=ChannelRef(id=record.channel_id, type=channel_type),
+        external_id=external_id,
+        timestamp=datetime.now(UTC),
+        recipient=Party(id=record.recipient_id),
+        conversation_id=record.conversation_id,
+        status=Status(message_id=record.id, external_id=external_id, state=state, error=error),  # type: ignore[arg-type]
+    )
+
+
+class Dispatcher(Worker):
+    name = "dispatcher"
+
+    def __init__(
+        self, store: Store, adapters: Mapping[str, Adapter], transport: object,
+        targets_for: TargetsFor, policy: DeliveryConfig,
+    ) -> None:
+        super().__init__(policy.poll_interval_seconds)
+        self.store = store
+        self.adapters = adapters
+        self.transport = transport
+        self.targets_for = targets_for
+        self.policy = policy
+        self.listeners: list[Worker] = []
+
+    async def run_once(self) -> bool:
+        limit = self.policy.send_concurrency
+        items = await self.store.claim_outbox("send", limit, time.time(), LEASE_SECONDS)
+        if not items:
+            return False
+        await asyncio.gather(*(self._send(item) for item in items))
+        for listener in self.listeners:
+            listener.wake()
+        return len(items) == limit
+
+    async def _send(self, item: OutboxItem) -> None:
+        record = await self.store.get_message(item.ref)
+        if record is None or record.state != "queued":
+            await self.store.complete_outbox([item.id], time.time())
+            return
+        adapter = self.adapters.get(record.channel_id)
+        if adapter is None:
+            error = SendError("permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured")
+            await self._failed(item, record, "unknown", error)
+            return
+        content = CONTENT_ADAPTER.validate_json(record.content)
+        requests = adapter.render(record.recipient_id, content)
+        done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
+        try:
+            for request in requests[len(done) :]:
+                done.append(await self.transport.send(adapter, request))  # type: ignore[attr-defined]
+        except SendError as error:
+            SENDS.labels(record.channel_id, error.category).inc()
+            if error.retryable:
+                await self._retry(item, record, done, error)
+            else:
+                await self._failed(item, record, adapter.type, error)
+            return
+        SENDS.labels(record.channel_id, "sent").inc()
+        detail = f"{len(done)} provider message(s)" if len(done) > 1 else None
+        event = status_event(record, adapter.type, "sent", done[0] if done else None)
+        await self.store.record_sent(
+            item.id, record.id, record.channel_id, done, detail, event, self.targets_for, time.time()
+        )
+        log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
+
+    async def _retry(
+        self, item: OutboxItem, record: MessageRecord, done: list[str], error: SendError
+    ) -> None:
+        now = time.time()
+        if now - item.created_at > self.policy.dead_letter_after_seconds:
+            expired = SendError("permanent", error.code, f"gave up after {item.attempts + 1} attempts: {error.title}")
+            await self._failed(item, record, self.adapters[record.channel_id].type, expired)
+            return
+        delay = backoff_seconds(item.attempts, self.policy, error.retry_after)
+        log.warning(
+            "send_retry", message_id=record.id, channel=record.channel_id, code=error.code,
+            error=error.title, attempt=item.attempts + 1, retry_in=round(delay, 2),
+        )
+        await self.store.record_send_retry(
+            item.id, record.id, record.channel_id, done, now + delay,
+            f"{error.code}: {error.title}", now,
+        )
+
+    async def _failed(
+        self, item: OutboxItem, record: MessageRecord, channel_type: str, error: SendError
+    ) -> None:
+        failure = EventError(code=error.code, title=error.title, retryable=False)
+        log.warning(
+            "send_failed", message_id=record.id, channel=record.channel_id, code=error.code,
+            category=error.category, error=error.title,
+        )
+        event = status_event(record, channel_type, "failed", None, failure)
+        await self.store.record_send_failed(
+            item.id, record.id, failure.model_dump(), event, self.targets_for, time.time()
+        )

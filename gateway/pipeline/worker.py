@@ -1,0 +1,56 @@
+"""A background loop that drains one queue: woken by new work, polling as a safety net."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+
+from gateway.logs import get_logger
+
+log = get_logger("gateway.worker")
+
+
+class Worker(abc.ABC):
+    name = "worker"
+
+    def __init__(self, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A store hiccup must not kill the loop; the rows stay claimable.
+                log.exception("worker_failed", worker=self.name)
+                busy = False
+            if busy:
+                self.idle.clear()
+                continue
+            self.idle.set()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    @abc.abstractmethod
+    async def run_once(self) -> bool:
+        """Process one batch; True when there may be more work right away."""

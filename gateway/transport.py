@@ -1,0 +1,85 @@
+"""Outbound HTTP to providers: one pooled httpx client, per-channel rate limits and pauses.
+
+The client is injected, so tests plug in respx or point channels at the simulators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from adapters.base import Adapter, ProviderRequest, SendError
+from gateway.logs import get_logger
+from gateway.metrics import PROVIDER_LATENCY
+
+log = get_logger("gateway.transport")
+
+
+class RateLimiter:
+    """A token bucket per channel: `rate` sends per second, bursts up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Transport:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._limiters: dict[str, RateLimiter] = {}
+        self._paused_until: dict[str, float] = {}
+
+    async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
+        channel = adapter.config.id
+        pause = self._paused_until.get(channel, 0.0) - time.monotonic()
+        if pause > 0:
+            raise SendError("retry", "paused", "channel paused by provider rate limit", retry_after=pause)
+        limiter = self._limiters.get(channel)
+        if limiter is None:
+            limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
+        await limiter.acquire()
+        url = adapter.config.api_base_url.rstrip("/") + request.path
+        started = time.perf_counter()
+        try:
+            response = await self.client.request(
+                request.method,
+                url,
+                json=request.json,
+                data=request.form,
+                headers={**adapter.auth_headers(), **request.headers},
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise SendError("retry", "connect_error", f"cannot reach provider ({type(exc).__name__})") from None
+        except httpx.TimeoutException:
+            # The provider may have accepted it: at-least-once means we may send twice.
+            raise SendError("retry", "timeout", "provider did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise SendError("retry", "http_error", type(exc).__name__) from None
+        finally:
+            PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
+        log.debug(
+            "provider_exchange", channel=channel, method=request.method, path=request.path,
+            status=response.status_code, ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        try:
+            return adapter.read_send_response(response.status_code, response.content, response.headers)
+        except SendError as error:
+            if error.retry_after:
+                # Retry-After applies to the whole channel, not just this message.
+                self._paused_until[channel] = time.monotonic() + error.retry_after
+            raise

@@ -1,0 +1,130 @@
+"""Shared test harness: configs, a running gateway on loopback, signing helpers, databases."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import Gateway, secrets_of
+from gateway.config import GatewayConfig, parse_config
+from gateway.logs import configure_logging
+from gateway.simulator.backend import BackendRecorder
+
+API_KEY = "test-api-key-0123456789"
+BACKEND_SECRET = "backend-secret-abcdef"
+WA = {
+    "phone_number_id": "106540352242922",
+    "display_phone_number": "15550783881",
+    "access_token": "wa-access-token-xyz123",
+    "app_secret": "wa-app-secret-456789",
+    "verify_token": "wa-verify-token-42",
+}
+PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def hub_sign(body: bytes, secret: str = WA["app_secret"]) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "public_url": "https://gateway.example.com",
+        "storage": {"path": str(tmp_path / "gateway.db")},
+        "api_keys": [{"name": "orders", "key": API_KEY}],
+        "backends": [],
+        "channels": [
+            {
+                "id": "wa-main", "type": "whatsapp", "api_base_url": "http://127.0.0.1:9/v21.0",
+                **{k: v for k, v in WA.items() if k != "display_phone_number"},
+            }
+        ],
+        "delivery": {"base_backoff_seconds": 0.05, "max_backoff_seconds": 0.2, "poll_interval_seconds": 0.1},
+        "logging": {"level": "debug"},
+    }
+    data.update(overrides)
+    return data
+
+
+def postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_postgres() -> None:
+    """Skip (with the reason printed by -ra) when no server; CI sets GATEWAY_REQUIRE_POSTGRES=1."""
+    if postgres_reachable():
+        return
+    if os.environ.get("GATEWAY_REQUIRE_POSTGRES"):
+        pytest.fail("GATEWAY_REQUIRE_POSTGRES is set but PostgreSQL is not reachable on 127.0.0.1:5432")
+    pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def log_stream() -> io.StringIO:
+    return io.StringIO()
+
+
+class RunningGateway:
+    def __init__(self, gateway: Gateway, url: str, logs: io.StringIO) -> None:
+        self.gateway = gateway
+        self.url = url
+        self.logs = logs
+
+    @property
+    def store(self) -> Any:
+        return self.gateway.store
+
+    def secrets(self) -> list[str]:
+        return secrets_of(self.gateway.config, self.gateway.adapters)
+
+
+@pytest.fixture
+async def start_gateway(log_stream: io.StringIO) -> AsyncIterator[Callable[[GatewayConfig], Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(config: GatewayConfig) -> RunningGateway:
+        gateway = Gateway(config)
+        configure_logging("debug", "json", secrets_of(config, gateway.adapters), stream=log_stream)
+        runner = web.AppRunner(gateway.application(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return RunningGateway(gateway, f"http://127.0.0.1:{runner.addresses[0][1]}", log_stream)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[BackendRecorder]:
+    recorder = BackendRecorder(BACKEND_SECRET)
+    await recorder.start()
+    yield recorder
+    await recorder.stop()
+
+
+def with_backend(data: dict[str, Any], backend: BackendRecorder) -> dict[str, Any]:
+    data["backends"] = [{"id": "orders", "url": backend.url, "secret": BACKEND_SECRET}]
+    return data
+
+
+def config_from(data: dict[str, Any]) -> GatewayConfig:
+    return parse_config(data, "test")
+
+
+def assert_no_secrets(text: str, secrets: list[str]) -> None:
+    for secret in secrets:
+        assert secret not in text, "a secret reached the logs"

@@ -1,0 +1,90 @@
+"""Backend API: authentication, validation naming each bad field, idempotency, message view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import API_KEY, base_config, config_from
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+TEXT = {"to": {"channel": "wa-main", "id": "16505551234"}, "content": {"type": "text", "text": "Your order is ready"}}
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, start_gateway: Any) -> Any:
+    return await start_gateway(config_from(base_config(tmp_path)))
+
+
+async def post(gw: Any, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        if isinstance(body, bytes):
+            return await client.post(f"{gw.url}/v1/messages", content=body, headers={**AUTH, **(headers or {})})
+        return await client.post(f"{gw.url}/v1/messages", json=body, headers=headers if headers is not None else AUTH)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [({}, "Authorization: Bearer"), ({"Authorization": "Bearer wrong-key-wrong-key"}, "unknown API key"),
+     ({"Authorization": f"Basic {API_KEY}"}, "Authorization: Bearer")],
+)
+async def test_missing_or_wrong_key_is_401(gw: Any, headers: dict[str, str], message: str) -> None:
+    response = await post(gw, TEXT, headers)
+    assert response.status_code == 401
+    assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "text"}}, ["content.text"]),
+        ({"to": {"channel": "wa-main"}, "content": {"type": "text", "text": "x"}}, ["to.id"]),
+        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "hologram"}}, ["content"]),
+        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "buttons", "text": "Pick",
+          "actions": [{"type": "reply", "title": "A", "payload": "a"}, {"type": "link", "title": "B"}]}},
+         ["content.actions[1].url"]),
+        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "image", "media": {}}}, ["content.media"]),
+        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "location", "latitude": 91, "longitude": 0}},
+         ["content.latitude"]),
+        ({"to": {"channel": "sms-x", "id": "1"}, "content": {"type": "text", "text": "x"}}, ["to.channel"]),
+    ],
+)
+async def test_invalid_content_is_422_naming_each_field(gw: Any, body: dict[str, Any], fields: list[str]) -> None:
+    response = await post(gw, body)
+    assert response.status_code == 422
+    assert [p["field"] for p in response.json()["problems"]] == fields
+
+
+async def test_malformed_json_is_400(gw: Any) -> None:
+    response = await post(gw, b"{not json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_json"
+
+
+async def test_accepted_message_is_queued_and_viewable(gw: Any) -> None:
+    response = await post(gw, TEXT)
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "queued" and accepted["id"].startswith("msg_")
+    async with httpx.AsyncClient() as client:
+        view = (await client.get(f"{gw.url}/v1/messages/{accepted['id']}", headers=AUTH)).json()
+        missing = await client.get(f"{gw.url}/v1/messages/msg_nope", headers=AUTH)
+    assert view["to"] == TEXT["to"]
+    assert view["content"]["text"] == "Your order is ready"
+    assert view["history"][0]["state"] == "queued"
+    assert missing.status_code == 404
+
+
+async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
+    headers = {**AUTH, "Idempotency-Key": "order-1234-ready"}
+    first = await post(gw, TEXT, headers)
+    again = await post(gw, TEXT, headers)
+    assert first.status_code == 202 and again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    changed = await post(gw, {**TEXT, "content": {"type": "text", "text": "other"}}, headers)
+    assert changed.status_code == 409
+    count = await gw.store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM messages"))
+    assert count[0] == 1

@@ -1,0 +1,99 @@
+"""Operator config: every problem reported with its location; the CLI refuses broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.cli import main
+from gateway.config import ConfigError, load_config, parse_config
+
+from .conftest import WA, base_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WA_MAIN_TOKEN", "WA_APP_SECRET", "WA_VERIFY_TOKEN", "ORDERS_API_KEY", "ORDERS_WEBHOOK_SECRET"):
+        monkeypatch.setenv(name, f"example-value-for-{name.lower()}")
+    config = load_config(ROOT / "config.example.yaml")
+    assert [c.id for c in config.channels] == ["wa-main"]
+    assert config.storage.backend == "sqlite"
+
+
+def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["channels"][0]["app_secret"] = "${WA_SECRET}"
+    config = parse_config(data, "c.yaml", env={"WA_SECRET": "from-the-environment"})
+    assert config.channels[0].app_secret.get_secret_value() == "from-the-environment"  # type: ignore[attr-defined]
+    assert "from-the-environment" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["channels"][0].update(app_secret="${WA_SECRET}"),
+         "channels[0].app_secret: environment variable WA_SECRET is not set"),
+        (lambda d: d["channels"][0].pop("access_token"), "channels[0].access_token: Field required"),
+        (lambda d: d["channels"][0].update(type="telegram"), "channels[0]: Input tag 'telegram'"),
+        (lambda d: d["channels"].append(dict(d["channels"][0])), "duplicate id wa-main"),
+        (lambda d: d.update(public_url="gateway.example.com"), "public_url: String should match pattern"),
+        (lambda d: d["api_keys"][0].update(key="short"), "api_keys[0]: key must be at least 16 characters"),
+        (lambda d: d.update(storage={"backend": "postgres"}), "storage: dsn is required when backend is postgres"),
+        (lambda d: d["channels"][0].update(colour="blue"), "channels[0].colour: Extra inputs are not permitted"),
+    ],
+)
+def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: str) -> None:
+    data = base_config(tmp_path)
+    mutate(data)  # type: ignore[operator]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "c.yaml", env={})
+    assert any(expected in p for p in caught.value.problems), caught.value.problems
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["channels"][0]["app_secret"] = "${A}"
+    data["channels"][0]["verify_token"] = "${B}"
+    data["server"] = {"port": 70000}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "c.yaml", env={})
+    assert len(caught.value.problems) == 3
+
+
+def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, base_config(tmp_path))
+    assert main(["check-config", str(good)]) == 0
+    assert "OK (1 channel(s)" in capsys.readouterr().out
+
+    data = base_config(tmp_path)
+    data["channels"][0]["app_secret"] = "${SURELY_NOT_SET_WA_SECRET}"
+    bad = write(tmp_path, data)
+    assert main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: channels[0].app_secret: environment variable SURELY_NOT_SET_WA_SECRET is not set" in err
+    assert WA["access_token"] not in err
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(write(tmp_path, "channels: [unclosed"))]) == 1
+    assert "invalid YAML" in capsys.readouterr().err
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 1
+    assert "cannot read file" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = base_config(tmp_path)
+    del data["channels"][0]["app_secret"]
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--config", str(write(tmp_path, data))])
+    assert caught.value.code == 2
+    assert "channels[0].app_secret: Field required" in capsys.readouterr().err
