@@ -504,7 +504,8 @@ def _adopt_orphan_statuses(
     if not external_ids:
         return []
     rows = tx.all(
-        "SELECT body FROM events WHERE type = 'status' AND message_id IS NULL AND channel_id = ?"
+        "SELECT body FROM events WHERE type = 'status' AND message_id IS NULL AND raw_id IS NOT NULL"
+        " AND channel_id = ?"
         " AND external_id IN " + _in(external_ids) + " ORDER BY created_at",
         (channel_id, *external_ids),
     )
