@@ -8,6 +8,7 @@ Cloud API send and reports delivered and read, which reach the backend again.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import sys
 import tempfile
@@ -106,7 +107,7 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
         if once:
             await asyncio.wait_for(done.wait(), 20)
             for request in simulator.sent:
-                say("WhatsApp <- gateway", f"sent {request}")
+                say("WhatsApp <- gateway", "Cloud API send: " + json.dumps(request["body"]))
             say("demo", "round trip complete")
             return 0
         say("demo", "running; try: curl -X POST "

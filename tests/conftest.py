@@ -128,3 +128,17 @@ def config_from(data: dict[str, Any]) -> GatewayConfig:
 def assert_no_secrets(text: str, secrets: list[str]) -> None:
     for secret in secrets:
         assert secret not in text, "a secret reached the logs"
+
+
+async def inbox_settled(gateway: RunningGateway, timeout: float = 10.0) -> None:
+    """Wait until the normaliser has handled every stored request."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while True:
+            row = await gateway.store.db.run(
+                lambda tx: tx.one("SELECT COUNT(*) FROM inbox WHERE status = 'pending'")
+            )
+            if row[0] == 0:
+                return
+            await asyncio.sleep(0.02)

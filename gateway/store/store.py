@@ -486,7 +486,9 @@ def _advance(
     row = tx.one("SELECT state FROM messages WHERE id = ?", (message_id,))
     if row is None:
         return False
-    if STATE_RANK[state] <= STATE_RANK[row[0]]:
+    if STATE_RANK[state] == STATE_RANK[row[0]]:
+        return False  # the provider confirming what we already recorded
+    if STATE_RANK[state] < STATE_RANK[row[0]]:
         _history(tx, message_id, now, f"ignored:{state}", f"already {row[0]}")
         return False
     tx.execute(

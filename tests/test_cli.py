@@ -1,0 +1,99 @@
+"""The operator's tools: normalize a raw file, replay failed rows, print the schema, run the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from gateway.cli import main
+
+from .conftest import base_config, config_from, hub_sign, inbox_settled
+from .test_durability import webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_normalize_prints_one_event_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "raw.json"
+    raw.write_bytes(webhook("wamid.cli1", "hello from the CLI"))
+    assert main(["normalize", "--channel", "whatsapp", str(raw)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert event["type"] == "message" and event["message"]["content"]["text"] == "hello from the CLI"
+    assert event["channel"] == {"id": "whatsapp", "type": "whatsapp"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["normalize", "--channel", "telegram", "x.json"], "unknown channel type 'telegram'"),
+        (["normalize", "--channel", "whatsapp", "missing.json"], "missing.json: cannot read file"),
+    ],
+)
+def test_normalize_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_normalize_unreadable_payload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "raw.json"
+    raw.write_text('{"object": "page", "entry": []}')
+    assert main(["normalize", "--channel", "whatsapp", str(raw)]) == 1
+    assert "not a WhatsApp webhook" in capsys.readouterr().err
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"EventBatch", "SendMessage", "TextContent", "CarouselContent", "FormContent"} <= set(schema["$defs"])
+
+
+async def test_unparseable_row_is_kept_failed_and_replayable(
+    tmp_path: Path, start_gateway: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base_config(tmp_path)
+    gw = await start_gateway(config_from(data))
+    # Valid JSON and a valid signature, but a message with no sender: stored, then fails to parse.
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"messages": [{"id": "wamid.broken", "type": "text", "text": {"body": "x"}}]}}]}]}).encode()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/webhooks/wa-main", content=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)},
+        )
+    assert response.status_code == 200
+    await inbox_settled(gw)
+    rows = await gw.store.inbox_rows("failed")
+    assert len(rows) == 1 and "from" in (rows[0][2] or "")
+
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    assert await _cli(["replay", "--config", str(config_path), "--list"]) == 0
+    assert "missing field 'from'" in capsys.readouterr().out
+    assert await _cli(["replay", "--config", str(config_path)]) == 0
+    assert "1 failed inbox row(s) queued" in capsys.readouterr().out
+
+
+async def _cli(argv: list[str]) -> int:
+    import asyncio
+
+    return await asyncio.to_thread(main, argv)
+
+
+def test_demo_runs_a_full_round_trip() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--once", "--port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "message from Alex" in result.stdout
+    assert "status read" in result.stdout
+    assert "round trip complete" in result.stdout

@@ -1,0 +1,129 @@
+"""Nothing lost: duplicates stored once, a killed gateway forwards everything, a down backend catches up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from gateway.simulator.backend import BackendRecorder
+
+from .conftest import WA, base_config, config_from, hub_sign, with_backend
+
+
+def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": WA["display_phone_number"], "phone_number_id": WA["phone_number_id"]},
+            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": sender}],
+            "messages": [{"from": sender, "id": wamid, "timestamp": "1749416383", "type": "text", "text": {"body": text}}],
+        }}]}],
+    }
+    return json.dumps(payload).encode()
+
+
+async def post_all(client: httpx.AsyncClient, url: str, bodies: list[bytes]) -> list[int]:
+    async def one(body: bytes) -> int:
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)}
+        return (await client.post(url, content=body, headers=headers)).status_code
+
+    return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+
+def message_ids(events: list[dict[str, Any]]) -> list[str]:
+    return [e["external_id"] for e in events if e["type"] == "message"]
+
+
+async def test_same_webhook_twenty_times_is_forwarded_once(
+    tmp_path: Path, start_gateway: Any, backend: BackendRecorder
+) -> None:
+    gw = await start_gateway(config_from(with_backend(base_config(tmp_path), backend)))
+    body = webhook("wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA")
+    async with httpx.AsyncClient() as client:
+        statuses = await post_all(client, f"{gw.url}/webhooks/wa-main", [body] * 20)
+    assert statuses == [200] * 20
+    await backend.wait_for(lambda ev: len(message_ids(ev)) >= 1)
+    await asyncio.sleep(0.5)  # room for a wrong second delivery to show up
+    assert len(message_ids(backend.events)) == 1
+    row = await gw.store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM inbox"))
+    assert row[0] == 1
+
+
+async def test_backend_that_was_down_receives_everything(
+    tmp_path: Path, start_gateway: Any, backend: BackendRecorder
+) -> None:
+    backend.available = False
+    gw = await start_gateway(config_from(with_backend(base_config(tmp_path), backend)))
+    bodies = [webhook(f"wamid.down{i}", f"message {i}") for i in range(5)]
+    async with httpx.AsyncClient() as client:
+        assert await post_all(client, f"{gw.url}/webhooks/wa-main", bodies) == [200] * 5
+
+    async def retried() -> bool:
+        row = await gw.store.db.run(lambda tx: tx.one("SELECT MAX(attempts) FROM outbox WHERE kind = 'webhook'"))
+        return bool(row[0] and row[0] >= 2)
+
+    async with asyncio.timeout(10):
+        while not await retried():
+            await asyncio.sleep(0.05)
+    assert backend.events == []
+    backend.available = True
+    await backend.wait_for(lambda ev: len(message_ids(ev)) >= 5)
+    assert sorted(message_ids(backend.events)) == [f"wamid.down{i}" for i in range(5)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_process(config_path: Path, port: int) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config_path), "--port", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    async with httpx.AsyncClient() as client, asyncio.timeout(20):
+        while True:
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+
+
+async def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, backend: BackendRecorder) -> None:
+    data = with_backend(base_config(tmp_path), backend)
+    data["logging"] = {"level": "warning"}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    port = free_port()
+    bodies = [webhook(f"wamid.kill{i:03d}", f"burst {i}") for i in range(60)]
+
+    backend.available = False  # nothing may leave before the kill: recovery must do it all
+    process = await start_process(config_path, port)
+    async with httpx.AsyncClient() as client:
+        statuses = await post_all(client, f"http://127.0.0.1:{port}/webhooks/wa-main", bodies)
+    process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
+    await process.wait()
+    assert statuses == [200] * 60
+    assert backend.events == []
+    backend.available = True
+
+    process = await start_process(config_path, port)
+    try:
+        await backend.wait_for(lambda ev: len(set(message_ids(ev))) == 60, timeout=20)
+    finally:
+        process.terminate()
+        await process.wait()
+    assert set(message_ids(backend.events)) == {f"wamid.kill{i:03d}" for i in range(60)}
