@@ -166,10 +166,18 @@ class WhatsAppAdapter(Adapter):
     signature_header = SIGNATURE_HEADER
     config: WhatsAppConfig
 
-    def __init__(self, config: ChannelConfig, siblings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)
-        # One Meta app posts every number's events to each callback URL: route by number.
-        self.siblings = dict(siblings or {})
+        self.siblings: dict[str, str] = {}
+
+    def link_siblings(self, adapters: list[Adapter]) -> None:
+        # One Meta app posts every number's events to its callback URL: route them by number.
+        secret = self.config.app_secret.get_secret_value()
+        self.siblings = {
+            a.config.phone_number_id: a.config.id
+            for a in adapters
+            if isinstance(a, WhatsAppAdapter) and a.config.app_secret.get_secret_value() == secret
+        }
 
     # --- inbound -------------------------------------------------------------------
     def handshake(self, query: Mapping[str, str]) -> Reply:
@@ -207,7 +215,7 @@ class WhatsAppAdapter(Adapter):
         value = change.get("value") or {}
         field = change.get("field")
         if field != "messages":
-            key = "field:" + hashlib.sha256(json.dumps(change, sort_keys=True).encode()).hexdigest()
+            key = _change_key("field", entry, change)
             draft = EventDraft(
                 type="system",
                 channel=self._channel(None),
@@ -231,7 +239,7 @@ class WhatsAppAdapter(Adapter):
         ]
         events += [self._status(s, channel, business) for s in value.get("statuses") or []]
         for error in value.get("errors") or []:
-            key = "error:" + hashlib.sha256(json.dumps(error, sort_keys=True).encode()).hexdigest()
+            key = _change_key("error", entry, [metadata.get("phone_number_id"), error])
             draft = EventDraft(
                 type="system",
                 channel=channel,
@@ -450,6 +458,16 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def _change_key(prefix: str, entry: dict[str, Any], item: Any) -> str:
+    """A key for a change that has no id of its own.
+
+    The entry's id and time are part of it: Meta sends the same change again when the same
+    thing happens again (a template approved a second time), and that is a new event.
+    """
+    data = json.dumps([entry.get("id"), entry.get("time"), item], sort_keys=True)
+    return f"{prefix}:" + hashlib.sha256(data.encode()).hexdigest()
 
 
 def _plus(number: Any) -> str | None:

@@ -1,0 +1,88 @@
+"""WhatsApp Cloud API outbound side: golden send bodies and send-response classification.
+
+fixtures/whatsapp/render_cases.json holds, per content, the exact JSON bodies POSTed to
+`/<phone number id>/messages`, and per provider answer the id returned or the SendError raised.
+In that table `{"$repeat": [text, n]}` stands for `text * n`, to keep long bodies readable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import SendError
+from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
+from gateway.schema import CONTENT_ADAPTER
+
+FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
+
+
+def expand(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.keys() == {"$repeat"}:
+            text, times = value["$repeat"]
+            return text * times
+        return {k: expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    return value
+
+
+TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
+
+
+def make_adapter() -> WhatsAppAdapter:
+    return WhatsAppAdapter(
+        WhatsAppConfig(
+            id="wa-main",
+            type="whatsapp",
+            phone_number_id="106540352242922",
+            access_token="test-token-abcdef",
+            app_secret="test-app-secret-123",
+            verify_token="verify-me-please",
+        )
+    )
+
+
+@pytest.mark.parametrize("case", RENDER, ids=[c["name"] for c in RENDER])
+def test_render(case: dict[str, Any]) -> None:
+    content = CONTENT_ADAPTER.validate_python(case["content"])
+    requests = make_adapter().render(TABLE["to"], content)
+    assert [(r.method, r.path) for r in requests] == [("POST", TABLE["path"])] * len(requests)
+    assert [r.json for r in requests] == case["bodies"]
+
+
+def test_long_text_chunks_fit_and_lose_nothing() -> None:
+    case = next(c for c in RENDER if c["name"] == "text_over_4096_split_between_words")
+    chunks = [body["text"]["body"] for body in case["bodies"]]
+    assert len(chunks) > 1
+    assert all(len(chunk) <= 4096 for chunk in chunks)
+    assert "".join(chunks) == case["content"]["text"]
+
+
+def raw(body: Any) -> bytes:
+    if body is None:
+        return b""
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
+def test_read_send_response(case: dict[str, Any]) -> None:
+    adapter = make_adapter()
+    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
+    if "id" in case:
+        assert adapter.read_send_response(*answer) == case["id"]
+        return
+    with pytest.raises(SendError) as caught:
+        adapter.read_send_response(*answer)
+    error = caught.value
+    assert {
+        "category": error.category,
+        "code": error.code,
+        "title": error.title,
+        "retry_after": error.retry_after,
+    } == case["error"]
