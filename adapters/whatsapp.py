@@ -189,26 +189,37 @@ class WhatsAppAdapter(Adapter):
         )
 
     def dedupe_key(self, body: bytes) -> str:
+        # On the hot path: read only the ids, with the same key rules as `parse`.
         payload = _load(body)
-        keys = sorted(e.dedupe_key for e in self._events(payload, lenient=True))
+        if payload.get("object") != "whatsapp_business_account":
+            raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
+        keys = []
+        for entry in _list(payload.get("entry"), "entry"):
+            for change in _list(entry.get("changes"), "entry[].changes"):
+                value = change.get("value")
+                if change.get("field") != "messages" or not isinstance(value, dict):
+                    keys.append(_change_key("field", entry, change))
+                    continue
+                keys += [_message_key(m) for m in value.get("messages") or [] if isinstance(m, dict)]
+                keys += [_status_key(s) for s in value.get("statuses") or [] if isinstance(s, dict)]
+                phone_number_id = (value.get("metadata") or {}).get("phone_number_id")
+                keys += [
+                    _change_key("error", entry, [phone_number_id, e]) for e in value.get("errors") or []
+                ]
         if len(keys) == 1:
             return keys[0]
-        return "sha256:" + hashlib.sha256("\n".join(keys).encode() or body).hexdigest()
+        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        return self._events(_load(body), lenient=False)
+        return self._events(_load(body))
 
-    def _events(self, payload: dict[str, Any], *, lenient: bool) -> list[ParsedEvent]:
+    def _events(self, payload: dict[str, Any]) -> list[ParsedEvent]:
         if payload.get("object") != "whatsapp_business_account":
             raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
         events: list[ParsedEvent] = []
         for entry in _list(payload.get("entry"), "entry"):
             for change in _list(entry.get("changes"), "entry[].changes"):
-                try:
-                    events += self._change(entry, change)
-                except (PayloadError, ValueError, KeyError, TypeError, AttributeError):
-                    if not lenient:
-                        raise
+                events += self._change(entry, change)
         return events
 
     def _change(self, entry: dict[str, Any], change: dict[str, Any]) -> list[ParsedEvent]:
@@ -325,7 +336,7 @@ class WhatsAppAdapter(Adapter):
             raise PayloadError("message without a type")
         else:
             draft = self._unsupported(item, str(kind), common)
-        return ParsedEvent(draft, f"msg:{item['id']}")
+        return ParsedEvent(draft, _message_key(item))
 
     def _interactive(self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any]) -> EventDraft:
         kind = data.get("type")
@@ -369,7 +380,7 @@ class WhatsAppAdapter(Adapter):
         extras = {k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item}
         if extras:
             common["channel_data"] = extras
-        key = f"status:{item['id']}:{state}"
+        key = _status_key(item)
         if state not in _STATES:
             draft = EventDraft(
                 type="unsupported",
@@ -458,6 +469,15 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def _message_key(item: dict[str, Any]) -> str:
+    return f"msg:{item.get('id')}"
+
+
+def _status_key(item: dict[str, Any]) -> str:
+    # One status per state: "delivered" and "read" of the same message are different events.
+    return f"status:{item.get('id')}:{item.get('status')}"
 
 
 def _change_key(prefix: str, entry: dict[str, Any], item: Any) -> str:

@@ -52,8 +52,6 @@ class Api:
     async def authenticate(
         self, request: web.Request, handler: Callable[[web.Request], object]
     ) -> web.StreamResponse:
-        if not request.path.startswith("/v1/"):
-            return await handler(request)  # type: ignore[no-any-return, misc]
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return error(401, "unauthorized", "Authorization: Bearer <api key> is required")

@@ -53,29 +53,35 @@ class Gateway:
         }
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
-        self.normaliser = Normaliser(self.store, self.adapters, self.targets_for, policy.poll_interval_seconds)
+        self.ingress = Ingress(
+            self.store, self.adapters, config.public_url, config.server.max_body_bytes, self._stored
+        )
+        self.normaliser = Normaliser(
+            self.store, self.adapters, self.targets_for, policy.poll_interval_seconds,
+            ingress_busy=self.ingress.busy,
+        )
         self.dispatcher = Dispatcher(self.store, self.adapters, Transport(self.http), self.targets_for, policy)
         self.normaliser.listeners.append(self.delivery)
         self.dispatcher.listeners.append(self.delivery)
         self.workers: list[Worker] = [self.normaliser, self.dispatcher, self.delivery]
 
+    def _stored(self) -> None:
+        self.normaliser.wake()
+
     def targets_for(self, event_type: str) -> list[str]:
         return self._targets.get(event_type, [])
 
     def application(self) -> web.Application:
-        ingress = Ingress(
-            self.store, self.adapters, self.config.public_url,
-            self.config.server.max_body_bytes, self.normaliser.wake,
-        )
+        ingress = self.ingress
         api = Api(self.store, self.adapters, self.config.api_keys, self.dispatcher.wake)
-        # Headroom over the body limit so ingress can answer 413 with its own message.
-        app = web.Application(
-            middlewares=[api.authenticate], client_max_size=self.config.server.max_body_bytes
-        )
+        app = web.Application(client_max_size=self.config.server.max_body_bytes)
         app.router.add_get("/webhooks/{channel_id}", ingress.handshake)
         app.router.add_post("/webhooks/{channel_id}", ingress.receive)
-        app.router.add_post("/v1/messages", api.send)
-        app.router.add_get("/v1/messages/{message_id}", api.get)
+        # The API's authentication wraps only the API: webhooks carry provider signatures instead.
+        v1 = web.Application(middlewares=[api.authenticate])
+        v1.router.add_post("/messages", api.send)
+        v1.router.add_get("/messages/{message_id}", api.get)
+        app.add_subapp("/v1", v1)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)

@@ -19,6 +19,8 @@ from gateway.store import Store
 
 log = get_logger("gateway.ingress")
 
+BUSY_IN_FLIGHT = 4
+
 
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
@@ -34,6 +36,11 @@ class Ingress:
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
+        self.in_flight = 0
+
+    def busy(self) -> bool:
+        """Several webhooks are waiting for their acknowledgement right now."""
+        return self.in_flight >= BUSY_IN_FLIGHT
 
     async def handshake(self, request: web.Request) -> web.StreamResponse:
         adapter = self.adapters.get(request.match_info["channel_id"])
@@ -48,6 +55,13 @@ class Ingress:
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._receive(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
         channel_id = request.match_info["channel_id"]
         adapter = self.adapters.get(channel_id)
         if adapter is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -15,17 +15,21 @@ from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
 from gateway.schema import Event
 from gateway.store import InboxRow, Store
-from gateway.store.store import TargetsFor
+from gateway.store.store import PreparedEvent, TargetsFor, prepare
 
 log = get_logger("gateway.normaliser")
 
-BATCH = 200
+BATCH = 50
 LEASE_SECONDS = 30.0
 
 
-def to_events(adapter: Adapter, row: InboxRow) -> list[tuple[Event, str]]:
+def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
+    # Drafts are validated already: promote them without validating every field again.
     return [
-        (Event(id=new_id("evt"), raw_id=row.id, **parsed.draft.model_dump()), parsed.dedupe_key)
+        prepare(
+            Event.model_construct(id=new_id("evt"), raw_id=row.id, **dict(parsed.draft)),
+            parsed.dedupe_key,
+        )
         for parsed in adapter.parse(row.body)
     ]
 
@@ -35,9 +39,10 @@ class Normaliser(Worker):
 
     def __init__(
         self, store: Store, adapters: Mapping[str, Adapter], targets_for: TargetsFor,
-        poll_interval: float,
+        poll_interval: float, ingress_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(poll_interval)
+        self.ingress_busy = ingress_busy
         self.store = store
         self.adapters = adapters
         self.targets_for = targets_for
@@ -45,34 +50,43 @@ class Normaliser(Worker):
 
     async def run_once(self) -> bool:
         now = time.time()
-        rows = await self.store.claim_inbox(BATCH, now, LEASE_SECONDS)
+        busy = self.ingress_busy()
+        limit = BUSY_BATCH if busy else BATCH
+        rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
         if not rows:
             return False
-        stored = await asyncio.gather(*(self._one(row, now) for row in rows))
-        if any(stored):
+        parsed: list[tuple[int, list[PreparedEvent]]] = []
+        for row in rows:
+            events = await self._parse(row, now)
+            if events is not None:
+                parsed.append((row.id, events))
+            await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
+        stored = await self.store.record_inbound_batch(parsed, self.targets_for, now)
+        for raw_id, events in stored.items():
+            for event in events:
+                EVENTS.labels(event.channel.id, event.type).inc()
+                log.info(
+                    "event_stored", event_id=event.id, type=event.type, channel=event.channel.id,
+                    external_id=event.external_id, raw_id=raw_id,
+                    message_id=event.status.message_id if event.status else None,
+                )
+        if any(stored.values()):
             for listener in self.listeners:
                 listener.wake()
-        return len(rows) == BATCH
+        if busy:
+            await asyncio.sleep(BUSY_PAUSE)
+        return len(rows) == limit
 
-    async def _one(self, row: InboxRow, now: float) -> int:
+    async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:
         adapter = self.adapters.get(row.channel_id)
         if adapter is None:
             await self._fail(row, f"channel {row.channel_id!r} is not configured", now)
-            return 0
+            return None
         try:
-            events = to_events(adapter, row)
+            return to_events(adapter, row)
         except (PayloadError, ValidationError, KeyError, TypeError, ValueError) as exc:
             await self._fail(row, _reason(exc), now)
-            return 0
-        stored = await self.store.record_inbound(row.id, events, self.targets_for, now)
-        for event in stored:
-            EVENTS.labels(event.channel.id, event.type).inc()
-            log.info(
-                "event_stored", event_id=event.id, type=event.type, channel=event.channel.id,
-                external_id=event.external_id, raw_id=row.id,
-                message_id=event.status.message_id if event.status else None,
-            )
-        return len(stored)
+            return None
 
     async def _fail(self, row: InboxRow, reason: str, now: float) -> None:
         INBOX_FAILED.labels(row.channel_id).inc()

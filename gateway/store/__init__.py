@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.store.database import Database
+from gateway.store.database import Database, ThreadedDatabase
 from gateway.store.postgres import postgres_database
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import (
@@ -16,6 +16,7 @@ from gateway.store.store import (
 
 __all__ = [
     "Database",
+    "ThreadedDatabase",
     "IdempotencyConflict",
     "InboxRow",
     "MessageRecord",

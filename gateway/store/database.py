@@ -1,9 +1,10 @@
-"""One writer thread per process with group commit.
+"""Group commit: store operations that arrive together share one transaction.
 
 Every store operation is a function of a `Tx`. Operations queue up while the previous batch
-commits; the writer runs the whole queue in one transaction (each op in its own savepoint, so
-one failing op does not undo its neighbours), commits once, and wakes every waiter with one
-call into the event loop. The fsync is paid once per batch, not once per webhook.
+commits; the whole queue then runs in one transaction (each op in its own savepoint, so one
+failing op does not undo its neighbours) and commits once, so the fsync is paid once per batch,
+not once per webhook. `ThreadedDatabase` runs batches on a writer thread (PostgreSQL, whose
+calls block on the network); SQLite's own variant lives in `sqlite.py`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Dialect:
     placeholder: str
     skip_locked: str  # appended to claim sub-selects
     begin: str | None  # explicit BEGIN for drivers in autocommit mode
+    # PostgreSQL aborts the whole transaction on any error; SQLite undoes just the statement.
+    error_aborts_transaction: bool
 
 
 class Tx:
@@ -73,11 +76,78 @@ class Tx:
         return self._cursor.fetchall()
 
 
+Result = tuple[Any, BaseException | None]
+
+
+def execute_batch(
+    conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
+) -> list[Result]:
+    """Run `ops` (each with its single-statement flag) in one transaction and commit it."""
+    results: list[Result] = []
+    cursor = conn.cursor()
+    tx = Tx(cursor, dialect)
+    savepoints = len(ops) > 1
+    try:
+        if dialect.begin:
+            cursor.execute(dialect.begin)
+        for op, single in ops:
+            guarded = savepoints and (not single or dialect.error_aborts_transaction)
+            if guarded:
+                cursor.execute("SAVEPOINT op")
+            try:
+                value = op(tx)
+            except Exception as exc:
+                if guarded:
+                    cursor.execute("ROLLBACK TO SAVEPOINT op")
+                    cursor.execute("RELEASE SAVEPOINT op")
+                elif not savepoints:
+                    conn.rollback()
+                    if dialect.begin:
+                        cursor.execute(dialect.begin)
+                results.append((None, exc))
+                continue
+            if guarded:
+                cursor.execute("RELEASE SAVEPOINT op")
+            results.append((value, None))
+        conn.commit()
+    except Exception as exc:  # the commit itself failed: nothing in the batch is durable
+        try:
+            conn.rollback()
+        except Exception:  # noqa: S110 - the connection is already broken; report the first error
+            pass
+        results = [(None, exc) for _ in ops]
+    finally:
+        cursor.close()
+    return results
+
+
+def settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Result]) -> None:
+    for future, (value, error) in zip(futures, results, strict=True):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+class Database(Protocol):
+    dialect: Dialect
+    batches: int
+    operations: int
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
+
+
 _STOP = object()
-_Op = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Op = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
 
 
-class Database:
+class ThreadedDatabase:
+    """One writer thread: batches run there, and waiters are woken with one call per batch."""
+
     def __init__(self, connect: Callable[[], Connection], dialect: Dialect) -> None:
         self._connect = connect
         self.dialect = dialect
@@ -95,10 +165,12 @@ class Database:
         if self._startup_error is not None:
             raise self._startup_error
 
-    async def run(self, op: Callable[[Tx], T]) -> T:
+    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
+        """Run `op` in the next group commit. A single-statement op needs no savepoint where
+        the database undoes a failed statement on its own."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((op, future, loop))
+        self._queue.put((op, future, loop, single_statement))
         return await future
 
     def close(self) -> None:
@@ -107,7 +179,6 @@ class Database:
             self._thread.join()
             self._thread = None
 
-    # --- writer thread -------------------------------------------------------------
     def _writer(self) -> None:
         try:
             conn = self._connect()
@@ -132,60 +203,16 @@ class Database:
                         stopping = True
                         break
                     batch.append(nxt)  # type: ignore[arg-type]
-                self._run_batch(conn, batch)
+                results = execute_batch(conn, self.dialect, [(op, single) for op, _f, _l, single in batch])
+                self.batches += 1
+                self.operations += len(batch)
+                by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Result]]] = {}
+                for (_op, future, loop, _single), result in zip(batch, results, strict=True):
+                    futures, outcomes = by_loop.setdefault(loop, ([], []))
+                    futures.append(future)
+                    outcomes.append(result)
+                for loop, (futures, outcomes) in by_loop.items():
+                    if not loop.is_closed():
+                        loop.call_soon_threadsafe(settle, futures, outcomes)
         finally:
             conn.close()
-
-    def _run_batch(self, conn: Connection, batch: list[_Op]) -> None:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        cursor = conn.cursor()
-        tx = Tx(cursor, self.dialect)
-        savepoints = len(batch) > 1
-        try:
-            if self.dialect.begin:
-                cursor.execute(self.dialect.begin)
-            for op, future, _loop in batch:
-                if savepoints:
-                    cursor.execute("SAVEPOINT op")
-                try:
-                    value = op(tx)
-                except Exception as exc:
-                    if savepoints:
-                        cursor.execute("ROLLBACK TO SAVEPOINT op")
-                        cursor.execute("RELEASE SAVEPOINT op")
-                    else:
-                        conn.rollback()
-                        if self.dialect.begin:
-                            cursor.execute(self.dialect.begin)
-                    results.append((future, None, exc))
-                    continue
-                if savepoints:
-                    cursor.execute("RELEASE SAVEPOINT op")
-                results.append((future, value, None))
-            conn.commit()
-        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
-            try:
-                conn.rollback()
-            except Exception:  # noqa: S110 - the connection is already broken; report the first error
-                pass
-            results = [(future, None, exc) for _op, future, _loop in batch]
-        finally:
-            cursor.close()
-        self.batches += 1
-        self.operations += len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for (_op, _future, loop), result in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append(result)
-        for loop, items in by_loop.items():
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_settle, items)
-
-
-def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, error in items:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from gateway.store.database import Connection, Database, Dialect
+from gateway.store.database import Connection, Dialect, ThreadedDatabase
 from gateway.store.schema import POSTGRES_DDL, statements
 
 DIALECT = Dialect(
-    name="postgres", placeholder="%s", skip_locked=" FOR UPDATE SKIP LOCKED", begin=None
+    name="postgres", placeholder="%s", skip_locked=" FOR UPDATE SKIP LOCKED", begin=None,
+    error_aborts_transaction=True,
 )
 
 
-def postgres_database(dsn: str) -> Database:
+def postgres_database(dsn: str) -> ThreadedDatabase:
     def connect() -> Connection:
         import psycopg  # optional dependency: pip install 'omnichannel-gateway[postgres]'
 
@@ -23,4 +24,4 @@ def postgres_database(dsn: str) -> Database:
         conn.commit()
         return conn  # type: ignore[no-any-return]
 
-    return Database(connect, DIALECT)
+    return ThreadedDatabase(connect, DIALECT)

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     UNIQUE (channel_id, dedupe_key)
 );
-CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id);
+-- Only statuses that arrived before their send committed are ever looked up this way.
+CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id)
+    WHERE type = 'status' AND message_id IS NULL;
 
 CREATE TABLE IF NOT EXISTS contacts (
     channel_id TEXT NOT NULL,

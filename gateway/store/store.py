@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.ids import new_id
+from gateway.ids import conversation_id, new_id
 from gateway.schema import STATE_RANK, Event
 from gateway.store.database import Database, Tx
 
@@ -66,6 +66,25 @@ class NewMessage:
     request_hash: str
 
 
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event ready to store: its JSON is rendered before it reaches the writer thread."""
+
+    event: Event
+    dedupe_key: str
+    body: str | None  # None for statuses: their message is looked up inside the transaction
+
+
+def prepare(event: Event, dedupe_key: str) -> PreparedEvent:
+    if event.type == "status":
+        return PreparedEvent(event, dedupe_key, None)
+    if event.sender is not None and event.conversation_id is None:
+        event = event.model_copy(
+            update={"conversation_id": conversation_id(event.channel.id, event.sender.id)}
+        )
+    return PreparedEvent(event, dedupe_key, event.model_dump_json(exclude_none=True))
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -108,7 +127,7 @@ class Store:
             )
             return int(row[0]) if row else None
 
-        return await self.db.run(op)
+        return await self.db.run(op, single_statement=True)
 
     async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxRow]:
         skip = self.db.dialect.skip_locked
@@ -166,22 +185,42 @@ class Store:
     async def record_inbound(
         self, raw_id: int, events: Sequence[tuple[Event, str]], targets_for: TargetsFor, now: float
     ) -> list[Event]:
-        """Dedupe, attach conversations and messages, queue webhooks, close the inbox row."""
+        batch = [(raw_id, [prepare(e, key) for e, key in events])]
+        return (await self.record_inbound_batch(batch, targets_for, now))[raw_id]
 
-        def op(tx: Tx) -> list[Event]:
-            stored = []
-            for event, dedupe_key in events:
-                final = _route(tx, event, now)
-                if final is None:
-                    continue
-                if _insert_event(tx, final, dedupe_key, now):
-                    stored.append(final)
-                    _enqueue_webhooks(tx, final, targets_for, now)
-            tx.execute(
-                "UPDATE inbox SET status = 'done', error = NULL, processed_at = ?,"
-                " claimed_until = NULL WHERE id = ?",
-                (now, raw_id),
-            )
+    async def record_inbound_batch(
+        self,
+        rows: Sequence[tuple[int, Sequence[PreparedEvent]]],
+        targets_for: TargetsFor,
+        now: float,
+    ) -> dict[int, list[Event]]:
+        """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
+
+        The batch is one savepoint; if anything in it fails, it is redone row by row so that
+        only the failing row is marked failed and the others still commit.
+        """
+
+        def op(tx: Tx) -> dict[int, list[Event]]:
+            tx.execute("SAVEPOINT inbound_batch")
+            try:
+                stored = _store_rows(tx, rows, targets_for, now)
+            except Exception:
+                tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
+                stored = {}
+                for row in rows:
+                    tx.execute("SAVEPOINT inbox_row")
+                    try:
+                        stored |= _store_rows(tx, [row], targets_for, now)
+                    except Exception as exc:
+                        tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
+                        tx.execute(
+                            "UPDATE inbox SET status = 'failed', error = ?, processed_at = ?,"
+                            " claimed_until = NULL WHERE id = ?",
+                            (f"store error: {type(exc).__name__}: {exc}", now, row[0]),
+                        )
+                        stored[row[0]] = []
+                    tx.execute("RELEASE SAVEPOINT inbox_row")
+            tx.execute("RELEASE SAVEPOINT inbound_batch")
             return stored
 
         return await self.db.run(op)
@@ -201,13 +240,13 @@ class Store:
                     if row[2] != message.request_hash:
                         raise IdempotencyConflict(message.idempotency_key)
                     return row[0], row[1], False
-            conversation_id = _conversation(tx, message.channel_id, message.recipient_id, now)
+            conversation = _touch_contact(tx, message.channel_id, message.recipient_id, now)
             tx.execute(
                 "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
                 " metadata, state, api_key, idempotency_key, request_hash, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (
-                    message.id, message.channel_id, message.recipient_id, conversation_id,
+                    message.id, message.channel_id, message.recipient_id, conversation,
                     message.content, message.metadata, message.api_key,
                     message.idempotency_key, message.request_hash, now, now,
                 ),
@@ -413,7 +452,9 @@ def _finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
     )
 
 
-def _insert_event(tx: Tx, event: Event, dedupe_key: str, now: float) -> bool:
+def _insert_event(
+    tx: Tx, event: Event, dedupe_key: str, now: float, body: str | None = None
+) -> bool:
     message_id = event.status.message_id if event.status else None
     row = tx.one(
         "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id, raw_id,"
@@ -421,15 +462,18 @@ def _insert_event(tx: Tx, event: Event, dedupe_key: str, now: float) -> bool:
         " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
         (
             event.id, event.channel.id, dedupe_key, event.type, event.external_id, message_id,
-            event.raw_id, now, event.model_dump_json(exclude_none=True),
+            event.raw_id, now, body or event.model_dump_json(exclude_none=True),
         ),
     )
     return row is not None
 
 
-def _conversation(tx: Tx, channel_id: str, user_id: str, now: float, **contact: Any) -> str:
-    inbound = contact.get("last_inbound_at")
-    row = tx.one(
+def _touch_contact(
+    tx: Tx, channel_id: str, user_id: str, now: float, name: str | None = None,
+    phone: str | None = None, last_inbound_at: float | None = None,
+) -> str:
+    conversation = conversation_id(channel_id, user_id)
+    tx.execute(
         "INSERT INTO contacts (channel_id, user_id, name, phone, conversation_id, last_inbound_at,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (channel_id, user_id) DO UPDATE SET"
@@ -437,28 +481,52 @@ def _conversation(tx: Tx, channel_id: str, user_id: str, now: float, **contact: 
         " phone = COALESCE(excluded.phone, contacts.phone),"
         " last_inbound_at = CASE WHEN excluded.last_inbound_at IS NOT NULL AND"
         " (contacts.last_inbound_at IS NULL OR excluded.last_inbound_at > contacts.last_inbound_at)"
-        " THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END"
-        " RETURNING conversation_id",
-        (
-            channel_id, user_id, contact.get("name"), contact.get("phone"),
-            new_id("conv"), inbound, now,
-        ),
+        " THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END",
+        (channel_id, user_id, name, phone, conversation, last_inbound_at, now),
     )
-    return str(row[0])
+    return conversation
 
 
-def _route(tx: Tx, event: Event, now: float) -> Event | None:
-    """Attach the conversation and, for statuses, the gateway message; None to suppress."""
-    if event.type == "status" and event.status is not None:
-        return _route_status(tx, event, now)
-    if event.sender is None:
-        return event
-    conversation_id = _conversation(
-        tx, event.channel.id, event.sender.id, now,
-        name=event.sender.name, phone=event.sender.phone,
-        last_inbound_at=event.timestamp.timestamp() if event.type != "system" else None,
+def _store_rows(
+    tx: Tx, rows: Sequence[tuple[int, Sequence[PreparedEvent]]], targets_for: TargetsFor, now: float
+) -> dict[int, list[Event]]:
+    # One contact write per user per batch, however many of their messages it holds.
+    contacts: dict[tuple[str, str], tuple[str | None, str | None, float | None]] = {}
+    stored: dict[int, list[Event]] = {}
+    for raw_id, events in rows:
+        stored[raw_id] = []
+        for prepared in events:
+            event = prepared.event
+            if prepared.body is not None and event.sender is not None:
+                key = (event.channel.id, event.sender.id)
+                _name, _phone, seen = contacts.get(key, (None, None, None))
+                inbound = event.timestamp.timestamp() if event.type != "system" else None
+                latest = max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+                contacts[key] = (event.sender.name, event.sender.phone, latest)
+            if (kept := _store_inbound(tx, prepared, targets_for, now)) is not None:
+                stored[raw_id].append(kept)
+    for (channel_id, user_id), (name, phone, inbound) in contacts.items():
+        _touch_contact(tx, channel_id, user_id, now, name, phone, inbound)
+    ids = [raw_id for raw_id, _events in rows]
+    tx.execute(
+        "UPDATE inbox SET status = 'done', error = NULL, processed_at = ?, claimed_until = NULL"
+        " WHERE id IN " + _in(ids),
+        (now, *ids),
     )
-    return event.model_copy(update={"conversation_id": conversation_id})
+    return stored
+
+
+def _store_inbound(tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float) -> Event | None:
+    event, body = prepared.event, prepared.body
+    if body is None:
+        routed = _route_status(tx, event, now)
+        if routed is None:
+            return None
+        event, body = routed, routed.model_dump_json(exclude_none=True)
+    if not _insert_event(tx, event, prepared.dedupe_key, now, body):
+        return None
+    _enqueue_webhooks(tx, event, targets_for, now)
+    return event
 
 
 def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
