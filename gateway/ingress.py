@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from adapters.base import Adapter, InboundRequest, PayloadError
 from gateway.logs import get_logger
@@ -19,7 +20,10 @@ from gateway.store import Store
 
 log = get_logger("gateway.ingress")
 
-BUSY_IN_FLIGHT = 4
+# Above this arrival rate, acknowledging takes all the CPU it can get (see the normaliser).
+BUSY_RATE_PER_SECOND = 1000.0
+# Transport-level headers say nothing about the webhook; everything else is kept with the body.
+_NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -36,11 +40,22 @@ class Ingress:
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
-        self.in_flight = 0
+        self.received = 0
+        self._rate_mark = (0, time.monotonic())
+        self._stored_counters: dict[str, Counter] = {}
+
+    def _stored_counter(self, channel_id: str) -> Counter:
+        counter = self._stored_counters.get(channel_id)
+        if counter is None:
+            counter = self._stored_counters[channel_id] = WEBHOOKS.labels(channel_id, "stored")
+        return counter
 
     def busy(self) -> bool:
-        """Several webhooks are waiting for their acknowledgement right now."""
-        return self.in_flight >= BUSY_IN_FLIGHT
+        """Webhooks arrived faster than BUSY_RATE_PER_SECOND since the previous question."""
+        count, since = self._rate_mark
+        now = time.monotonic()
+        self._rate_mark = (self.received, now)
+        return (self.received - count) > BUSY_RATE_PER_SECOND * max(now - since, 1e-3)
 
     async def handshake(self, request: web.Request) -> web.StreamResponse:
         adapter = self.adapters.get(request.match_info["channel_id"])
@@ -55,13 +70,7 @@ class Ingress:
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
-        self.in_flight += 1
-        try:
-            return await self._receive(request)
-        finally:
-            self.in_flight -= 1
-
-    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        self.received += 1
         channel_id = request.match_info["channel_id"]
         adapter = self.adapters.get(channel_id)
         if adapter is None:
@@ -93,7 +102,7 @@ class Ingress:
             dedupe_key = adapter.dedupe_key(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
-        headers = json.dumps(dict(request.headers))
+        headers = json.dumps({k: v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT})
         row_id = await self.store.append_inbox(
             channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
         )
@@ -101,7 +110,7 @@ class Ingress:
             WEBHOOKS.labels(channel_id, "duplicate").inc()
             log.info("webhook_duplicate", channel=channel_id, dedupe_key=dedupe_key)
         else:
-            WEBHOOKS.labels(channel_id, "stored").inc()
+            self._stored_counter(channel_id).inc()
             self.on_stored()
         reply = adapter.acknowledge()
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)

@@ -71,6 +71,14 @@ class Tx:
         self._cursor.execute(self._sql(sql), params)
         return self._cursor.fetchone()
 
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
+        """Run an INSERT that may be ignored on conflict: the new row's id, or None."""
+        if self.dialect.name == "sqlite":  # lastrowid avoids a RETURNING round trip
+            self._cursor.execute(sql, params)
+            return self._cursor.lastrowid if self._cursor.rowcount == 1 else None  # type: ignore[attr-defined, no-any-return]
+        row = self.one(sql + " RETURNING id", params)
+        return int(row[0]) if row else None
+
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._cursor.execute(self._sql(sql), params)
         return self._cursor.fetchall()

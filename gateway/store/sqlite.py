@@ -3,8 +3,8 @@
 SQLite calls are fast when a commit does not fsync, so batches run right on the event loop
 (no thread hand-offs, no GIL ping-pong): ops submitted in one loop iteration share a
 transaction, committed with `synchronous=NORMAL`, which writes the WAL but does not sync it.
-Durability comes next: an `fdatasync` of the WAL on a worker thread, after which the batch's
-waiters are woken. Operations that arrive while a sync runs are committed together when it
+Durability comes next: an `fdatasync` of the WAL (inline when the disk is fast, else on a
+worker thread), after which the batch's waiters are woken. Operations that arrive while a sync runs are committed together when it
 ends, so one commit and one fsync cover them all (group commit): every commit rewrites whole
 pages of the table and its indexes, so batch size, not request count, sets the disk traffic. This is the durability of `synchronous=FULL`: a commit is
 acknowledged only once its WAL frames are on disk, and SQLite itself syncs the WAL before each
@@ -17,6 +17,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,6 +30,10 @@ DIALECT = Dialect(
     error_aborts_transaction=False,
 )
 MAX_BATCH = 512
+# A fast disk syncs in a fraction of a millisecond: then blocking the loop briefly is cheaper
+# than a thread hand-off (the thread must win the GIL back from the busy loop to report
+# back). A slow disk (network storage) is synced from a thread so the loop keeps serving.
+INLINE_SYNC_SECONDS = 0.001
 
 T = TypeVar("T")
 _Pending = tuple[Callable[[Tx], Any], asyncio.Future[Any], bool]
@@ -47,6 +52,7 @@ class SQLiteDatabase:
         self._flush_scheduled = False
         self._unsynced: list[tuple[list[asyncio.Future[Any]], list[Result]]] = []
         self._syncing = False
+        self._sync_seconds = 0.0  # moving average of fdatasync time
         self._checkpointer: Checkpointer | None = None
 
     def start(self) -> None:
@@ -116,8 +122,12 @@ class SQLiteDatabase:
         try:
             while self._unsynced and self._wal_fd is not None:
                 group, self._unsynced = self._unsynced, []
+                started = time.perf_counter()
                 try:
-                    await loop.run_in_executor(None, os.fdatasync, self._wal_fd)
+                    if self._sync_seconds < INLINE_SYNC_SECONDS:
+                        os.fdatasync(self._wal_fd)
+                    else:
+                        await loop.run_in_executor(None, os.fdatasync, self._wal_fd)
                 except OSError as exc:
                     # Not on disk: the waiters must not be told their writes are durable.
                     for futures, _results in group:
@@ -125,7 +135,11 @@ class SQLiteDatabase:
                 else:
                     for futures, results in group:
                         settle(futures, results)
-                self._commit_pending()  # everything that arrived during the sync, as one batch
+                elapsed = time.perf_counter() - started
+                self._sync_seconds = 0.8 * self._sync_seconds + 0.2 * elapsed
+                if self._sync_seconds < INLINE_SYNC_SECONDS:
+                    await asyncio.sleep(0)  # let the next requests arrive and share a commit
+                self._commit_pending()  # everything that arrived meanwhile, as one batch
         finally:
             self._syncing = False
 

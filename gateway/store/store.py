@@ -119,13 +119,12 @@ class Store:
         """Store a raw request; None when it is a redelivery of one already stored."""
 
         def op(tx: Tx) -> int | None:
-            row = tx.one(
+            return tx.insert(
                 "INSERT INTO inbox (channel_id, dedupe_key, received_at, url, headers, body, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'pending')"
-                " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
+                " ON CONFLICT (channel_id, dedupe_key) DO NOTHING",
                 (channel_id, dedupe_key, now, url, headers, body),
             )
-            return int(row[0]) if row else None
 
         return await self.db.run(op, single_statement=True)
 
