@@ -8,6 +8,7 @@ the gateway's ingress, store and transport do that around it.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -93,14 +94,14 @@ class PayloadError(ValueError):
 
 class Adapter(abc.ABC):
     type: ClassVar[str]
-    config_model: ClassVar[type[ChannelConfig]]
+    config_model: ClassVar[builtins.type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     signature_header: ClassVar[str]
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
 
-    def link_siblings(self, adapters: list[Adapter]) -> None:
+    def link_siblings(self, adapters: list[Adapter]) -> None:  # noqa: B027 - optional hook
         """See the other configured instances (providers that share one webhook across them)."""
 
     # --- inbound -------------------------------------------------------------------

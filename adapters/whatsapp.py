@@ -200,11 +200,14 @@ class WhatsAppAdapter(Adapter):
                 if change.get("field") != "messages" or not isinstance(value, dict):
                     keys.append(_change_key("field", entry, change))
                     continue
-                keys += [_message_key(m) for m in value.get("messages") or [] if isinstance(m, dict)]
+                keys += [
+                    _message_key(m) for m in value.get("messages") or [] if isinstance(m, dict)
+                ]
                 keys += [_status_key(s) for s in value.get("statuses") or [] if isinstance(s, dict)]
                 phone_number_id = (value.get("metadata") or {}).get("phone_number_id")
                 keys += [
-                    _change_key("error", entry, [phone_number_id, e]) for e in value.get("errors") or []
+                    _change_key("error", entry, [phone_number_id, e])
+                    for e in value.get("errors") or []
                 ]
         if len(keys) == 1:
             return keys[0]
@@ -245,9 +248,7 @@ class WhatsAppAdapter(Adapter):
             c.get("wa_id"): (c.get("profile") or {}).get("name")
             for c in value.get("contacts") or []
         }
-        events = [
-            self._message(m, channel, business, names) for m in value.get("messages") or []
-        ]
+        events = [self._message(m, channel, business, names) for m in value.get("messages") or []]
         events += [self._status(s, channel, business) for s in value.get("statuses") or []]
         for error in value.get("errors") or []:
             key = _change_key("error", entry, [metadata.get("phone_number_id"), error])
@@ -295,10 +296,14 @@ class WhatsAppAdapter(Adapter):
         draft: EventDraft
         if kind == "text":
             content: AnyContent = TextContent(text=item["text"]["body"])
-            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+            draft = EventDraft(
+                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+            )
         elif kind in _MEDIA_TYPES:
             content = _media(kind, item[kind])
-            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+            draft = EventDraft(
+                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+            )
         elif kind == "location":
             loc = item["location"]
             content = LocationContent(
@@ -308,28 +313,42 @@ class WhatsAppAdapter(Adapter):
                 address=loc.get("address"),
                 url=loc.get("url"),
             )
-            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+            draft = EventDraft(
+                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+            )
         elif kind == "contacts":
             content = _contacts(item["contacts"])
-            draft = EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+            draft = EventDraft(
+                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+            )
         elif kind == "interactive":
             draft = self._interactive(item["interactive"], reply_to, common)
         elif kind == "button":
             button = item["button"]
-            postback = Postback(payload=button.get("payload") or button["text"], title=button.get("text"), reply_to=reply_to)
+            postback = Postback(
+                payload=button.get("payload") or button["text"],
+                title=button.get("text"),
+                reply_to=reply_to,
+            )
             draft = EventDraft(type="postback", postback=postback, **common)
         elif kind == "reaction":
             reaction = item["reaction"]
             draft = EventDraft(
                 type="reaction",
-                reaction=Reaction(emoji=reaction.get("emoji") or None, message_external_id=reaction["message_id"]),
+                reaction=Reaction(
+                    emoji=reaction.get("emoji") or None, message_external_id=reaction["message_id"]
+                ),
                 **common,
             )
         elif kind == "system":
             system = item["system"]
             draft = EventDraft(
                 type="system",
-                system=System(kind=system.get("type", "system"), text=system.get("body"), new_id=system.get("wa_id") or system.get("new_wa_id")),
+                system=System(
+                    kind=system.get("type", "system"),
+                    text=system.get("body"),
+                    new_id=system.get("wa_id") or system.get("new_wa_id"),
+                ),
                 **common,
             )
         elif kind == "text" or kind is None:
@@ -338,7 +357,9 @@ class WhatsAppAdapter(Adapter):
             draft = self._unsupported(item, str(kind), common)
         return ParsedEvent(draft, _message_key(item))
 
-    def _interactive(self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any]) -> EventDraft:
+    def _interactive(
+        self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any]
+    ) -> EventDraft:
         kind = data.get("type")
         if kind in ("button_reply", "list_reply"):
             reply = data[kind]
@@ -350,8 +371,12 @@ class WhatsAppAdapter(Adapter):
         if kind == "nfm_reply":  # a WhatsApp Flow was completed
             reply = data["nfm_reply"]
             values = json.loads(reply.get("response_json") or "{}")
-            content = FormResponseContent(form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values)
-            return EventDraft(type="message", message=MessageBody(content=content, reply_to=reply_to), **common)
+            content = FormResponseContent(
+                form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values
+            )
+            return EventDraft(
+                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+            )
         return self._unsupported({"interactive": data}, f"interactive:{kind}", common)
 
     def _unsupported(self, item: dict[str, Any], kind: str, common: dict[str, Any]) -> EventDraft:
@@ -375,16 +400,22 @@ class WhatsAppAdapter(Adapter):
             "external_id": item["id"],
             "timestamp": _timestamp(item.get("timestamp")),
             "sender": business,
-            "recipient": Party(id=str(item.get("recipient_id", "")), phone=_plus(item.get("recipient_id"))),
+            "recipient": Party(
+                id=str(item.get("recipient_id", "")), phone=_plus(item.get("recipient_id"))
+            ),
         }
-        extras = {k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item}
+        extras = {
+            k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item
+        }
         if extras:
             common["channel_data"] = extras
         key = _status_key(item)
         if state not in _STATES:
             draft = EventDraft(
                 type="unsupported",
-                unsupported=Unsupported(provider_type=f"status:{state}", reason=f"status {state!r} is not tracked"),
+                unsupported=Unsupported(
+                    provider_type=f"status:{state}", reason=f"status {state!r} is not tracked"
+                ),
                 **common,
             )
             return ParsedEvent(draft, key)
@@ -397,11 +428,19 @@ class WhatsAppAdapter(Adapter):
 
     def render(self, recipient_id: str, content: AnyContent) -> list[ProviderRequest]:
         path = f"/{self.config.phone_number_id}/messages"
-        return [ProviderRequest("POST", path, json=body) for body in self._bodies(recipient_id, content)]
+        return [
+            ProviderRequest("POST", path, json=body) for body in self._bodies(recipient_id, content)
+        ]
 
     def _bodies(self, to: str, content: AnyContent) -> list[dict[str, Any]]:
-        base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
-        if isinstance(content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent):
+        base: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+        }
+        if isinstance(
+            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
+        ):
             kind = "document" if content.type == "file" else content.type
             media: dict[str, Any] = (
                 {"id": content.media.provider_media_id}
@@ -421,13 +460,24 @@ class WhatsAppAdapter(Adapter):
                 media["filename"] = content.media.filename
             return [{**base, "type": kind, kind: media}] + [self._text(base, t) for t in extra_text]
         if isinstance(content, LocationContent):
-            location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
-            location |= {k: v for k, v in (("name", content.name), ("address", content.address)) if v}
+            location: dict[str, Any] = {
+                "latitude": content.latitude,
+                "longitude": content.longitude,
+            }
+            location |= {
+                k: v for k, v in (("name", content.name), ("address", content.address)) if v
+            }
             return [{**base, "type": "location", "location": location}]
         if isinstance(content, ContactsContent):
-            contacts = [c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts]
+            contacts = [
+                c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts
+            ]
             return [{**base, "type": "contacts", "contacts": contacts}]
-        text = content.text if isinstance(content, TextContent) and not content.quick_replies else to_text(content)
+        text = (
+            content.text
+            if isinstance(content, TextContent) and not content.quick_replies
+            else to_text(content)
+        )
         return [self._text(base, chunk) for chunk in split_text(text, MAX_TEXT)]
 
     @staticmethod
@@ -449,7 +499,9 @@ class WhatsAppAdapter(Adapter):
         if status == 429 or status >= 500:
             return _raise(SendError("retry", str(code or status), title, retry_after=retry_after))
         text = f"{title}: {details}" if details else title
-        return _raise(SendError(error_category(code), str(code or status), text, retry_after=retry_after))
+        return _raise(
+            SendError(error_category(code), str(code or status), text, retry_after=retry_after)
+        )
 
     def secrets(self) -> list[str]:
         return [

@@ -42,14 +42,38 @@ PHONE_NUMBER_ID = "106540352242922"
 def webhook(i: int) -> bytes:
     payload = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Bench User"}, "wa_id": f"1650555{i % 10000:04d}"}],
-            "messages": [{"from": f"1650555{i % 10000:04d}", "id": f"wamid.BENCH{i:012d}",
-                          "timestamp": str(1749416383 + i), "type": "text",
-                          "text": {"body": f"Where is my order #{i}?"}}],
-        }}]}],
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "contacts": [
+                                {
+                                    "profile": {"name": "Bench User"},
+                                    "wa_id": f"1650555{i % 10000:04d}",
+                                }
+                            ],
+                            "messages": [
+                                {
+                                    "from": f"1650555{i % 10000:04d}",
+                                    "id": f"wamid.BENCH{i:012d}",
+                                    "timestamp": str(1749416383 + i),
+                                    "type": "text",
+                                    "text": {"body": f"Where is my order #{i}?"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -86,9 +110,23 @@ def pinned(core: int, command: list[str]) -> list[str]:
 def run_wrk(port: int, seconds: int, connections: int, data: Path) -> dict[str, float]:
     env = {**os.environ, "BENCH_DATA": str(data), "BENCH_THREADS": "1"}
     out = subprocess.run(
-        pinned(0, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                   "-s", str(HERE / "webhooks.lua"), f"http://127.0.0.1:{port}/webhooks/wa-bench"]),
-        capture_output=True, text=True, env=env, check=True,
+        pinned(
+            0,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(HERE / "webhooks.lua"),
+                f"http://127.0.0.1:{port}/webhooks/wa-bench",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     if "Non-2xx" in out:
         raise SystemExit("non-2xx answers during the benchmark:\n" + out)
@@ -132,17 +170,33 @@ def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str,
     config = {
         "public_url": "http://127.0.0.1",
         "storage": {"path": str(db), "synchronous": args.synchronous},
-        "channels": [{
-            "id": "wa-bench", "type": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
-            "access_token": "bench-token-0123456789", "app_secret": SECRET, "verify_token": "bench-verify",
-            "api_base_url": "http://127.0.0.1:9",
-        }],
+        "channels": [
+            {
+                "id": "wa-bench",
+                "type": "whatsapp",
+                "phone_number_id": PHONE_NUMBER_ID,
+                "access_token": "bench-token-0123456789",
+                "app_secret": SECRET,
+                "verify_token": "bench-verify",
+                "api_base_url": "http://127.0.0.1:9",
+            }
+        ],
         "logging": {"level": "warning"},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = serve(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(work / "config.yaml"), "--port", str(port)], port
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(work / "config.yaml"),
+            "--port",
+            str(port),
+        ],
+        port,
     )
     try:
         result = run_wrk(port, args.seconds, args.connections, data)
@@ -179,16 +233,21 @@ def main() -> None:
         bare.append(bare_round(args, data))
         gateway.append(gateway_round(args, data, work))
         b, g = bare[-1], gateway[-1]
-        print(f"round {round_}: bare {b['rps']:.0f}/s p99 {b['p99']:.2f} ms | gateway {g['rps']:.0f}/s "
-              f"p50 {g['p50']:.2f} ms p99 {g['p99']:.2f} ms | ratio {g['rps'] / b['rps']:.2f} | "
-              f"{g['normalised_during']:.0f} of {g['acked']:.0f} normalised during the burst, "
-              f"rest drained in {g['drain_s']:.1f} s", flush=True)
+        print(
+            f"round {round_}: bare {b['rps']:.0f}/s p99 {b['p99']:.2f} ms | gateway {g['rps']:.0f}/s "
+            f"p50 {g['p50']:.2f} ms p99 {g['p99']:.2f} ms | ratio {g['rps'] / b['rps']:.2f} | "
+            f"{g['normalised_during']:.0f} of {g['acked']:.0f} normalised during the burst, "
+            f"rest drained in {g['drain_s']:.1f} s",
+            flush=True,
+        )
     med = statistics.median
     ratios = [g["rps"] / b["rps"] for b, g in zip(bare, gateway, strict=True)]
-    print(f"median: bare {med(b['rps'] for b in bare):.0f}/s, gateway {med(g['rps'] for g in gateway):.0f}/s "
-          f"(p50 {med(g['p50'] for g in gateway):.2f} ms, p99 {med(g['p99'] for g in gateway):.2f} ms), "
-          f"ratio {med(ratios):.2f} (target >= 0.50, p99 < 15 ms); end to end incl. normalising "
-          f"{med(g['end_to_end_rps'] for g in gateway):.0f}/s; synchronous={args.synchronous}")
+    print(
+        f"median: bare {med(b['rps'] for b in bare):.0f}/s, gateway {med(g['rps'] for g in gateway):.0f}/s "
+        f"(p50 {med(g['p50'] for g in gateway):.2f} ms, p99 {med(g['p99'] for g in gateway):.2f} ms), "
+        f"ratio {med(ratios):.2f} (target >= 0.50, p99 < 15 ms); end to end incl. normalising "
+        f"{med(g['end_to_end_rps'] for g in gateway):.0f}/s; synchronous={args.synchronous}"
+    )
     shutil.rmtree(work)
 
 

@@ -40,7 +40,10 @@ def _when(ts: float) -> datetime:
 
 class Api:
     def __init__(
-        self, store: Store, adapters: Mapping[str, Adapter], api_keys: list[ApiKey],
+        self,
+        store: Store,
+        adapters: Mapping[str, Adapter],
+        api_keys: list[ApiKey],
         on_queued: Callable[[], None],
     ) -> None:
         self.store = store
@@ -89,13 +92,20 @@ class Api:
                 {
                     "error": "invalid_request",
                     "message": "the message is not valid",
-                    "problems": [{"field": "to.channel", "message": f"unknown channel {message.to.channel!r}"}],
+                    "problems": [
+                        {
+                            "field": "to.channel",
+                            "message": f"unknown channel {message.to.channel!r}",
+                        }
+                    ],
                 },
                 status=422,
             )
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
-            return error(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+            return error(
+                400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"
+            )
         canonical = message.model_dump_json(exclude_none=True)
         record = NewMessage(
             id=new_id("msg"),
@@ -110,11 +120,13 @@ class Api:
         try:
             message_id, state, created = await self.store.create_message(record, time.time())
         except IdempotencyConflict:
-            return error(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
+            return error(
+                409, "idempotency_conflict", "this Idempotency-Key was used with a different body"
+            )
         if created:
             self.on_queued()
             log.info("message_queued", message_id=message_id, channel=message.to.channel)
-        body = MessageAccepted(id=message_id, status=state)  # type: ignore[arg-type]
+        body = MessageAccepted(id=message_id, status=state)
         return web.json_response(body.model_dump(), status=202 if created else 200)
 
     async def get(self, request: web.Request) -> web.Response:
@@ -125,7 +137,7 @@ class Api:
             id=record.id,
             to=Recipient(channel=record.channel_id, id=record.recipient_id),
             content=CONTENT_ADAPTER.validate_json(record.content),
-            state=record.state,  # type: ignore[arg-type]
+            state=record.state,
             external_ids=record.external_ids,
             error=EventError.model_validate_json(record.error) if record.error else None,
             conversation_id=record.conversation_id,

@@ -34,12 +34,16 @@ def secrets_of(config: GatewayConfig, adapters: dict[str, Adapter]) -> list[str]
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, *, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, http_client: httpx.AsyncClient | None = None
+    ) -> None:
         self.config = config
         self.adapters = build_adapters(config)
         storage = config.storage
         self.store: Store = open_store(
-            storage.backend, path=storage.path, synchronous=storage.synchronous,
+            storage.backend,
+            path=storage.path,
+            synchronous=storage.synchronous,
             dsn=storage.dsn.get_secret_value() if storage.dsn else None,
         )
         self._own_client = http_client is None
@@ -57,10 +61,15 @@ class Gateway:
             self.store, self.adapters, config.public_url, config.server.max_body_bytes, self._stored
         )
         self.normaliser = Normaliser(
-            self.store, self.adapters, self.targets_for, policy.poll_interval_seconds,
+            self.store,
+            self.adapters,
+            self.targets_for,
+            policy.poll_interval_seconds,
             ingress_busy=self.ingress.busy,
         )
-        self.dispatcher = Dispatcher(self.store, self.adapters, Transport(self.http), self.targets_for, policy)
+        self.dispatcher = Dispatcher(
+            self.store, self.adapters, Transport(self.http), self.targets_for, policy
+        )
         self.normaliser.listeners.append(self.delivery)
         self.dispatcher.listeners.append(self.delivery)
         self.workers: list[Worker] = [self.normaliser, self.dispatcher, self.delivery]
@@ -97,7 +106,9 @@ class Gateway:
         for worker in self.workers:
             worker.start()
         log.info(
-            "gateway_started", channels=sorted(self.adapters), backends=[b.id for b in self.config.backends],
+            "gateway_started",
+            channels=sorted(self.adapters),
+            backends=[b.id for b in self.config.backends],
             store=self.config.storage.backend,
         )
 
@@ -121,7 +132,9 @@ class Gateway:
         try:
             counts = await self.store.outbox_counts()
         except Exception as exc:
-            return web.json_response({"status": "unavailable", "reason": type(exc).__name__}, status=503)
+            return web.json_response(
+                {"status": "unavailable", "reason": type(exc).__name__}, status=503
+            )
         return web.json_response({"status": "ready", "outbox": counts})
 
     async def _metrics(self, _request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import PayloadError
@@ -30,7 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     gateway = Gateway(config)
-    configure_logging(config.logging.level, config.logging.format, secrets_of(config, gateway.adapters))
+    configure_logging(
+        config.logging.level, config.logging.format, secrets_of(config, gateway.adapters)
+    )
     web.run_app(
         gateway.application(),
         host=args.host or config.server.host,
@@ -59,7 +62,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_normalize(args: argparse.Namespace) -> int:
     adapter_class = ADAPTERS.get(args.channel)
     if adapter_class is None:
-        print(f"unknown channel type {args.channel!r} (known: {', '.join(sorted(ADAPTERS))})", file=sys.stderr)
+        print(
+            f"unknown channel type {args.channel!r} (known: {', '.join(sorted(ADAPTERS))})",
+            file=sys.stderr,
+        )
         return 2
     try:
         body = Path(args.file).read_bytes()
@@ -67,7 +73,10 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         print(f"{args.file}: cannot read file: {exc.strerror}", file=sys.stderr)
         return 2
     # Parsing needs no credentials: an unvalidated config with just the id and type will do.
-    adapter = adapter_class(adapter_class.config_model.model_construct(id=args.channel_id or args.channel, type=args.channel))
+    config_model: Any = adapter_class.config_model
+    adapter = adapter_class(
+        config_model.model_construct(id=args.channel_id or args.channel, type=args.channel)
+    )
     try:
         events = adapter.parse(body)
     except (PayloadError, ValueError, KeyError, TypeError) as exc:
@@ -84,7 +93,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args.config)
     storage = config.storage
     store = open_store(
-        storage.backend, path=storage.path, synchronous=storage.synchronous,
+        storage.backend,
+        path=storage.path,
+        synchronous=storage.synchronous,
         dsn=storage.dsn.get_secret_value() if storage.dsn else None,
     )
 
@@ -133,28 +144,40 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file and list every problem")
+    check = commands.add_parser(
+        "check-config", help="validate a config file and list every problem"
+    )
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
 
     normalize = commands.add_parser("normalize", help="print the events of one raw webhook body")
-    normalize.add_argument("--channel", required=True, help=f"channel type ({', '.join(sorted(ADAPTERS))})")
+    normalize.add_argument(
+        "--channel", required=True, help=f"channel type ({', '.join(sorted(ADAPTERS))})"
+    )
     normalize.add_argument("--channel-id", help="channel instance id to stamp on events")
     normalize.add_argument("file")
     normalize.set_defaults(func=cmd_normalize)
 
-    replay = commands.add_parser("replay", help="re-run failed inbox rows or dead-lettered deliveries")
+    replay = commands.add_parser(
+        "replay", help="re-run failed inbox rows or dead-lettered deliveries"
+    )
     replay.add_argument("--config", required=True)
     replay.add_argument("--channel", help="only rows of this channel instance")
     replay.add_argument("--id", type=int, action="append", help="only this inbox row (repeatable)")
-    replay.add_argument("--dead-letters", action="store_true", help="re-queue dead-lettered outbox items")
-    replay.add_argument("--list", action="store_true", help="list failed inbox rows and their reasons")
+    replay.add_argument(
+        "--dead-letters", action="store_true", help="re-queue dead-lettered outbox items"
+    )
+    replay.add_argument(
+        "--list", action="store_true", help="list failed inbox rows and their reasons"
+    )
     replay.set_defaults(func=cmd_replay)
 
     schema = commands.add_parser("schema", help="print the normalised schema as JSON Schema")
     schema.set_defaults(func=cmd_schema)
 
-    demo = commands.add_parser("demo", help="gateway + WhatsApp simulator + a backend, no credentials")
+    demo = commands.add_parser(
+        "demo", help="gateway + WhatsApp simulator + a backend, no credentials"
+    )
     demo.add_argument("--port", type=int, default=8080, help="gateway port (0 picks a free one)")
     demo.add_argument("--once", action="store_true", help="exit after one round trip")
     demo.set_defaults(func=cmd_demo)

@@ -193,5 +193,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, [f"{where}invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+        raise ConfigError(
+            source, [f"{where}invalid YAML ({getattr(exc, 'problem', exc)})"]
+        ) from None
     return parse_config(data, source, env)

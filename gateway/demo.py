@@ -41,7 +41,12 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
         "access_token": secrets.token_urlsafe(24),
         "app_secret": secrets.token_urlsafe(24),
     }
-    simulator = WhatsAppSimulator(**wa)
+    simulator = WhatsAppSimulator(
+        phone_number_id=wa["phone_number_id"],
+        display_phone_number=wa["display_phone_number"],
+        access_token=wa["access_token"],
+        app_secret=wa["app_secret"],
+    )
     await simulator.start()
     done = asyncio.Event()
     client = httpx.AsyncClient()
@@ -57,7 +62,9 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
                 "content": {"type": "text", "text": f"Hi {name}! Your order #1234 is on its way."},
             }
             response = await client.post(
-                f"{gateway_url}/v1/messages", json=reply, headers={"Authorization": f"Bearer {api_key}"}
+                f"{gateway_url}/v1/messages",
+                json=reply,
+                headers={"Authorization": f"Bearer {api_key}"},
             )
             say("backend -> gateway", f"reply queued: {response.json()}")
         elif event["type"] == "status":
@@ -76,9 +83,13 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
             "backends": [{"id": "demo-backend", "url": backend.url, "secret": backend_secret}],
             "channels": [
                 {
-                    "id": "wa-demo", "type": "whatsapp", "api_base_url": simulator.base_url,
-                    "phone_number_id": wa["phone_number_id"], "access_token": wa["access_token"],
-                    "app_secret": wa["app_secret"], "verify_token": secrets.token_urlsafe(16),
+                    "id": "wa-demo",
+                    "type": "whatsapp",
+                    "api_base_url": simulator.base_url,
+                    "phone_number_id": wa["phone_number_id"],
+                    "access_token": wa["access_token"],
+                    "app_secret": wa["app_secret"],
+                    "verify_token": secrets.token_urlsafe(16),
                 }
             ],
             "logging": {"level": "warning", "format": "console"},
@@ -110,9 +121,12 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
                 say("WhatsApp <- gateway", "Cloud API send: " + json.dumps(request["body"]))
             say("demo", "round trip complete")
             return 0
-        say("demo", "running; try: curl -X POST "
-            f"{simulator.base_url.rsplit('/', 1)[0]}/_sim/inbound -d '{{\"from\": \"{CUSTOMER}\", \"text\": \"hello\"}}'"
-            " (Ctrl-C to stop)")
+        say(
+            "demo",
+            "running; try: curl -X POST "
+            f'{simulator.base_url.rsplit("/", 1)[0]}/_sim/inbound -d \'{{"from": "{CUSTOMER}", "text": "hello"}}\''
+            " (Ctrl-C to stop)",
+        )
         await asyncio.Event().wait()
         return 0
     except TimeoutError:
@@ -123,7 +137,10 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
 
 
 async def _shutdown(
-    runner: web.AppRunner, simulator: WhatsAppSimulator, backend: BackendRecorder, client: httpx.AsyncClient
+    runner: web.AppRunner,
+    simulator: WhatsAppSimulator,
+    backend: BackendRecorder,
+    client: httpx.AsyncClient,
 ) -> None:
     await runner.cleanup()
     await simulator.stop()

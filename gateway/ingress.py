@@ -32,8 +32,12 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 class Ingress:
     def __init__(
-        self, store: Store, adapters: Mapping[str, Adapter], public_url: str,
-        max_body_bytes: int, on_stored: Callable[[], None],
+        self,
+        store: Store,
+        adapters: Mapping[str, Adapter],
+        public_url: str,
+        max_body_bytes: int,
+        on_stored: Callable[[], None],
     ) -> None:
         self.store = store
         self.adapters = adapters
@@ -77,16 +81,22 @@ class Ingress:
             WEBHOOKS.labels("unknown", "unknown_channel").inc()
             return error(404, "unknown_channel", "no channel is configured at this path")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return self._reject(channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+            return self._reject(
+                channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
+            )
         if request.content_type not in adapter.content_types:
             return self._reject(
-                channel_id, 415, "unsupported_media_type",
+                channel_id,
+                415,
+                "unsupported_media_type",
                 f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
             )
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._reject(channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+            return self._reject(
+                channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
+            )
         inbound = InboundRequest(
             method=request.method,
             public_url=self.public_url + request.path_qs,
@@ -95,14 +105,23 @@ class Ingress:
             body=body,
         )
         if not request.headers.get(adapter.signature_header):
-            return self._reject(channel_id, 401, "missing_signature", f"{adapter.signature_header} header is required")
+            return self._reject(
+                channel_id,
+                401,
+                "missing_signature",
+                f"{adapter.signature_header} header is required",
+            )
         if not adapter.verify(inbound):
-            return self._reject(channel_id, 403, "invalid_signature", "signature does not match the body")
+            return self._reject(
+                channel_id, 403, "invalid_signature", "signature does not match the body"
+            )
         try:
             dedupe_key = adapter.dedupe_key(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
-        headers = json.dumps({k: v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT})
+        headers = json.dumps(
+            {k: v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
+        )
         row_id = await self.store.append_inbox(
             channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
-from typing import IO, Any
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -37,7 +37,9 @@ class SecretRedactor:
             return value
         return self._pattern.sub(REDACTED, str(value))
 
-    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> dict[str, Any]:
         return {k: self.scrub(v) for k, v in event_dict.items()}
 
 
@@ -45,7 +47,10 @@ REDACTOR = SecretRedactor(())
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "json", secrets: Iterable[str] = (), stream: IO[str] | None = None
+    level: str = "info",
+    fmt: str = "json",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
 ) -> None:
     REDACTOR.update(secrets)
     renderer: Any = (

@@ -8,7 +8,9 @@ WEBHOOKS = Counter(
     "gateway_webhooks_total", "Provider webhook requests by outcome", ["channel", "outcome"]
 )
 EVENTS = Counter("gateway_events_total", "Normalised events stored", ["channel", "type"])
-INBOX_FAILED = Counter("gateway_inbox_failed_total", "Raw requests that could not be parsed", ["channel"])
+INBOX_FAILED = Counter(
+    "gateway_inbox_failed_total", "Raw requests that could not be parsed", ["channel"]
+)
 SENDS = Counter("gateway_sends_total", "Provider send attempts by outcome", ["channel", "outcome"])
 BACKEND_DELIVERIES = Counter(
     "gateway_backend_deliveries_total", "Backend webhook posts by outcome", ["backend", "outcome"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from gateway.schema.content import (
     Action,
-    BuyAction,
     ButtonsContent,
+    BuyAction,
     CallAction,
     CarouselContent,
     ContactsContent,
@@ -73,7 +73,9 @@ def to_text(content: AnyContent) -> str:
     elif isinstance(content, ListContent):
         parts += [p for p in (content.header, content.text) if p]
         items = [i for s in content.sections for i in s.items]
-        parts += numbered([f"{i.title} - {i.description}" if i.description else i.title for i in items])
+        parts += numbered(
+            [f"{i.title} - {i.description}" if i.description else i.title for i in items]
+        )
         if content.footer:
             parts.append(content.footer)
     elif isinstance(content, CarouselContent):

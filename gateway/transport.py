@@ -48,7 +48,9 @@ class Transport:
         channel = adapter.config.id
         pause = self._paused_until.get(channel, 0.0) - time.monotonic()
         if pause > 0:
-            raise SendError("retry", "paused", "channel paused by provider rate limit", retry_after=pause)
+            raise SendError(
+                "retry", "paused", "channel paused by provider rate limit", retry_after=pause
+            )
         limiter = self._limiters.get(channel)
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
@@ -64,7 +66,9 @@ class Transport:
                 headers={**adapter.auth_headers(), **request.headers},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SendError("retry", "connect_error", f"cannot reach provider ({type(exc).__name__})") from None
+            raise SendError(
+                "retry", "connect_error", f"cannot reach provider ({type(exc).__name__})"
+            ) from None
         except httpx.TimeoutException:
             # The provider may have accepted it: at-least-once means we may send twice.
             raise SendError("retry", "timeout", "provider did not answer in time") from None
@@ -73,11 +77,17 @@ class Transport:
         finally:
             PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
         log.debug(
-            "provider_exchange", channel=channel, method=request.method, path=request.path,
-            status=response.status_code, ms=round((time.perf_counter() - started) * 1000, 1),
+            "provider_exchange",
+            channel=channel,
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
         )
         try:
-            return adapter.read_send_response(response.status_code, response.content, response.headers)
+            return adapter.read_send_response(
+                response.status_code, response.content, response.headers
+            )
         except SendError as error:
             if error.retry_after:
                 # Retry-After applies to the whole channel, not just this message.

@@ -43,11 +43,17 @@ def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "backends": [],
         "channels": [
             {
-                "id": "wa-main", "type": "whatsapp", "api_base_url": "http://127.0.0.1:9/v21.0",
+                "id": "wa-main",
+                "type": "whatsapp",
+                "api_base_url": "http://127.0.0.1:9/v21.0",
                 **{k: v for k, v in WA.items() if k != "display_phone_number"},
             }
         ],
-        "delivery": {"base_backoff_seconds": 0.05, "max_backoff_seconds": 0.2, "poll_interval_seconds": 0.1},
+        "delivery": {
+            "base_backoff_seconds": 0.05,
+            "max_backoff_seconds": 0.2,
+            "poll_interval_seconds": 0.1,
+        },
         "logging": {"level": "debug"},
     }
     data.update(overrides)
@@ -67,7 +73,9 @@ def require_postgres() -> None:
     if postgres_reachable():
         return
     if os.environ.get("GATEWAY_REQUIRE_POSTGRES"):
-        pytest.fail("GATEWAY_REQUIRE_POSTGRES is set but PostgreSQL is not reachable on 127.0.0.1:5432")
+        pytest.fail(
+            "GATEWAY_REQUIRE_POSTGRES is set but PostgreSQL is not reachable on 127.0.0.1:5432"
+        )
     pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
 
 

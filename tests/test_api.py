@@ -11,7 +11,10 @@ import pytest
 from .conftest import API_KEY, base_config, config_from
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-TEXT = {"to": {"channel": "wa-main", "id": "16505551234"}, "content": {"type": "text", "text": "Your order is ready"}}
+TEXT = {
+    "to": {"channel": "wa-main", "id": "16505551234"},
+    "content": {"type": "text", "text": "Your order is ready"},
+}
 
 
 @pytest.fixture
@@ -22,14 +25,21 @@ async def gw(tmp_path: Path, start_gateway: Any) -> Any:
 async def post(gw: Any, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     async with httpx.AsyncClient() as client:
         if isinstance(body, bytes):
-            return await client.post(f"{gw.url}/v1/messages", content=body, headers={**AUTH, **(headers or {})})
-        return await client.post(f"{gw.url}/v1/messages", json=body, headers=headers if headers is not None else AUTH)
+            return await client.post(
+                f"{gw.url}/v1/messages", content=body, headers={**AUTH, **(headers or {})}
+            )
+        return await client.post(
+            f"{gw.url}/v1/messages", json=body, headers=headers if headers is not None else AUTH
+        )
 
 
 @pytest.mark.parametrize(
     ("headers", "message"),
-    [({}, "Authorization: Bearer"), ({"Authorization": "Bearer wrong-key-wrong-key"}, "unknown API key"),
-     ({"Authorization": f"Basic {API_KEY}"}, "Authorization: Bearer")],
+    [
+        ({}, "Authorization: Bearer"),
+        ({"Authorization": "Bearer wrong-key-wrong-key"}, "unknown API key"),
+        ({"Authorization": f"Basic {API_KEY}"}, "Authorization: Bearer"),
+    ],
 )
 async def test_missing_or_wrong_key_is_401(gw: Any, headers: dict[str, str], message: str) -> None:
     response = await post(gw, TEXT, headers)
@@ -43,16 +53,40 @@ async def test_missing_or_wrong_key_is_401(gw: Any, headers: dict[str, str], mes
         ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "text"}}, ["content.text"]),
         ({"to": {"channel": "wa-main"}, "content": {"type": "text", "text": "x"}}, ["to.id"]),
         ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "hologram"}}, ["content"]),
-        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "buttons", "text": "Pick",
-          "actions": [{"type": "reply", "title": "A", "payload": "a"}, {"type": "link", "title": "B"}]}},
-         ["content.actions[1].url"]),
-        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "image", "media": {}}}, ["content.media"]),
-        ({"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "location", "latitude": 91, "longitude": 0}},
-         ["content.latitude"]),
-        ({"to": {"channel": "sms-x", "id": "1"}, "content": {"type": "text", "text": "x"}}, ["to.channel"]),
+        (
+            {
+                "to": {"channel": "wa-main", "id": "1"},
+                "content": {
+                    "type": "buttons",
+                    "text": "Pick",
+                    "actions": [
+                        {"type": "reply", "title": "A", "payload": "a"},
+                        {"type": "link", "title": "B"},
+                    ],
+                },
+            },
+            ["content.actions[1].url"],
+        ),
+        (
+            {"to": {"channel": "wa-main", "id": "1"}, "content": {"type": "image", "media": {}}},
+            ["content.media"],
+        ),
+        (
+            {
+                "to": {"channel": "wa-main", "id": "1"},
+                "content": {"type": "location", "latitude": 91, "longitude": 0},
+            },
+            ["content.latitude"],
+        ),
+        (
+            {"to": {"channel": "sms-x", "id": "1"}, "content": {"type": "text", "text": "x"}},
+            ["to.channel"],
+        ),
     ],
 )
-async def test_invalid_content_is_422_naming_each_field(gw: Any, body: dict[str, Any], fields: list[str]) -> None:
+async def test_invalid_content_is_422_naming_each_field(
+    gw: Any, body: dict[str, Any], fields: list[str]
+) -> None:
     response = await post(gw, body)
     assert response.status_code == 422
     assert [p["field"] for p in response.json()["problems"]] == fields

@@ -20,14 +20,18 @@ from .test_durability import webhook
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_normalize_prints_one_event_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_normalize_prints_one_event_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = tmp_path / "raw.json"
     raw.write_bytes(webhook("wamid.cli1", "hello from the CLI"))
     assert main(["normalize", "--channel", "whatsapp", str(raw)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     event = json.loads(lines[0])
-    assert event["type"] == "message" and event["message"]["content"]["text"] == "hello from the CLI"
+    assert (
+        event["type"] == "message" and event["message"]["content"]["text"] == "hello from the CLI"
+    )
     assert event["channel"] == {"id": "whatsapp", "type": "whatsapp"}
 
 
@@ -38,7 +42,9 @@ def test_normalize_prints_one_event_per_line(tmp_path: Path, capsys: pytest.Capt
         (["normalize", "--channel", "whatsapp", "missing.json"], "missing.json: cannot read file"),
     ],
 )
-def test_normalize_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_normalize_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -53,7 +59,9 @@ def test_normalize_unreadable_payload(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert {"EventBatch", "SendMessage", "TextContent", "CarouselContent", "FormContent"} <= set(schema["$defs"])
+    assert {"EventBatch", "SendMessage", "TextContent", "CarouselContent", "FormContent"} <= set(
+        schema["$defs"]
+    )
 
 
 async def test_unparseable_row_is_kept_failed_and_replayable(
@@ -62,11 +70,30 @@ async def test_unparseable_row_is_kept_failed_and_replayable(
     data = base_config(tmp_path)
     gw = await start_gateway(config_from(data))
     # Valid JSON and a valid signature, but a message with no sender: stored, then fails to parse.
-    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
-        {"field": "messages", "value": {"messages": [{"id": "wamid.broken", "type": "text", "text": {"body": "x"}}]}}]}]}).encode()
+    body = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "1",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messages": [
+                                    {"id": "wamid.broken", "type": "text", "text": {"body": "x"}}
+                                ]
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            f"{gw.url}/webhooks/wa-main", content=body,
+            f"{gw.url}/webhooks/wa-main",
+            content=body,
             headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)},
         )
     assert response.status_code == 200
@@ -91,7 +118,10 @@ async def _cli(argv: list[str]) -> int:
 def test_demo_runs_a_full_round_trip() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--once", "--port", "0"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "message from Alex" in result.stdout

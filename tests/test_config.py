@@ -22,7 +22,13 @@ def write(tmp_path: Path, data: object) -> Path:
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WA_MAIN_TOKEN", "WA_APP_SECRET", "WA_VERIFY_TOKEN", "ORDERS_API_KEY", "ORDERS_WEBHOOK_SECRET"):
+    for name in (
+        "WA_MAIN_TOKEN",
+        "WA_APP_SECRET",
+        "WA_VERIFY_TOKEN",
+        "ORDERS_API_KEY",
+        "ORDERS_WEBHOOK_SECRET",
+    ):
         monkeypatch.setenv(name, f"example-value-for-{name.lower()}")
     config = load_config(ROOT / "config.example.yaml")
     assert [c.id for c in config.channels] == ["wa-main"]
@@ -40,15 +46,32 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["channels"][0].update(app_secret="${WA_SECRET}"),
-         "channels[0].app_secret: environment variable WA_SECRET is not set"),
-        (lambda d: d["channels"][0].pop("access_token"), "channels[0].access_token: Field required"),
+        (
+            lambda d: d["channels"][0].update(app_secret="${WA_SECRET}"),
+            "channels[0].app_secret: environment variable WA_SECRET is not set",
+        ),
+        (
+            lambda d: d["channels"][0].pop("access_token"),
+            "channels[0].access_token: Field required",
+        ),
         (lambda d: d["channels"][0].update(type="telegram"), "channels[0]: Input tag 'telegram'"),
         (lambda d: d["channels"].append(dict(d["channels"][0])), "duplicate id wa-main"),
-        (lambda d: d.update(public_url="gateway.example.com"), "public_url: String should match pattern"),
-        (lambda d: d["api_keys"][0].update(key="short"), "api_keys[0]: key must be at least 16 characters"),
-        (lambda d: d.update(storage={"backend": "postgres"}), "storage: dsn is required when backend is postgres"),
-        (lambda d: d["channels"][0].update(colour="blue"), "channels[0].colour: Extra inputs are not permitted"),
+        (
+            lambda d: d.update(public_url="gateway.example.com"),
+            "public_url: String should match pattern",
+        ),
+        (
+            lambda d: d["api_keys"][0].update(key="short"),
+            "api_keys[0]: key must be at least 16 characters",
+        ),
+        (
+            lambda d: d.update(storage={"backend": "postgres"}),
+            "storage: dsn is required when backend is postgres",
+        ),
+        (
+            lambda d: d["channels"][0].update(colour="blue"),
+            "channels[0].colour: Extra inputs are not permitted",
+        ),
     ],
 )
 def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: str) -> None:
@@ -79,7 +102,10 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad = write(tmp_path, data)
     assert main(["check-config", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: channels[0].app_secret: environment variable SURELY_NOT_SET_WA_SECRET is not set" in err
+    assert (
+        f"{bad}: channels[0].app_secret: environment variable SURELY_NOT_SET_WA_SECRET is not set"
+        in err
+    )
     assert WA["access_token"] not in err
 
 

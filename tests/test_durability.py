@@ -22,12 +22,33 @@ from .conftest import WA, base_config, config_from, hub_sign, with_backend
 def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
     payload = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": WA["display_phone_number"], "phone_number_id": WA["phone_number_id"]},
-            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": sender}],
-            "messages": [{"from": sender, "id": wamid, "timestamp": "1749416383", "type": "text", "text": {"body": text}}],
-        }}]}],
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": WA["display_phone_number"],
+                                "phone_number_id": WA["phone_number_id"],
+                            },
+                            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": sender}],
+                            "messages": [
+                                {
+                                    "from": sender,
+                                    "id": wamid,
+                                    "timestamp": "1749416383",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     return json.dumps(payload).encode()
 
@@ -69,7 +90,9 @@ async def test_backend_that_was_down_receives_everything(
         assert await post_all(client, f"{gw.url}/webhooks/wa-main", bodies) == [200] * 5
 
     async def retried() -> bool:
-        row = await gw.store.db.run(lambda tx: tx.one("SELECT MAX(attempts) FROM outbox WHERE kind = 'webhook'"))
+        row = await gw.store.db.run(
+            lambda tx: tx.one("SELECT MAX(attempts) FROM outbox WHERE kind = 'webhook'")
+        )
         return bool(row[0] and row[0] >= 2)
 
     async with asyncio.timeout(10):
@@ -89,8 +112,16 @@ def free_port() -> int:
 
 async def start_process(config_path: Path, port: int) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--config", str(config_path), "--port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--config",
+        str(config_path),
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     async with httpx.AsyncClient() as client, asyncio.timeout(20):
@@ -102,7 +133,9 @@ async def start_process(config_path: Path, port: int) -> asyncio.subprocess.Proc
                 await asyncio.sleep(0.05)
 
 
-async def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path, backend: BackendRecorder) -> None:
+async def test_sigkill_after_acknowledging_loses_nothing(
+    tmp_path: Path, backend: BackendRecorder
+) -> None:
     data = with_backend(base_config(tmp_path), backend)
     data["logging"] = {"level": "warning"}
     config_path = tmp_path / "config.yaml"

@@ -13,13 +13,35 @@ from .conftest import WA, assert_no_secrets, base_config, config_from, hub_sign
 
 TEXT = {
     "object": "whatsapp_business_account",
-    "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": WA["phone_number_id"]},
-        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-        "messages": [{"from": "16505551234", "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
-                      "timestamp": "1749416383", "type": "text", "text": {"body": "Does it come in another color?"}}],
-    }}]}],
+    "entry": [
+        {
+            "id": "102290129340398",
+            "changes": [
+                {
+                    "field": "messages",
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {
+                            "display_phone_number": "15550783881",
+                            "phone_number_id": WA["phone_number_id"],
+                        },
+                        "contacts": [
+                            {"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}
+                        ],
+                        "messages": [
+                            {
+                                "from": "16505551234",
+                                "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
+                                "timestamp": "1749416383",
+                                "type": "text",
+                                "text": {"body": "Does it come in another color?"},
+                            }
+                        ],
+                    },
+                }
+            ],
+        }
+    ],
 }
 BODY = json.dumps(TEXT).encode()
 
@@ -35,16 +57,30 @@ async def gw(tmp_path: Path, start_gateway: Any) -> Any:
 
 
 CASES = [
-    ("forged signature", BODY, {"X-Hub-Signature-256": hub_sign(BODY, "not-the-secret")}, 403, "invalid_signature"),
+    (
+        "forged signature",
+        BODY,
+        {"X-Hub-Signature-256": hub_sign(BODY, "not-the-secret")},
+        403,
+        "invalid_signature",
+    ),
     ("missing signature", BODY, {}, 401, "missing_signature"),
-    ("signature over other body", BODY, {"X-Hub-Signature-256": hub_sign(BODY + b" ")}, 403, "invalid_signature"),
+    (
+        "signature over other body",
+        BODY,
+        {"X-Hub-Signature-256": hub_sign(BODY + b" ")},
+        403,
+        "invalid_signature",
+    ),
     ("malformed JSON", b'{"object": "whatsapp_business_account", ', None, 400, "malformed_payload"),
     ("wrong content type", BODY, {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
     ("oversized body", b"{" + b" " * 5000 + b"}", None, 413, "body_too_large"),
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "headers", "status", "code"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "status", "code"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_bad_webhooks_are_rejected_and_not_stored(
     gw: Any, name: str, body: bytes, headers: dict[str, str] | None, status: int, code: str
 ) -> None:
@@ -53,7 +89,9 @@ async def test_bad_webhooks_are_rejected_and_not_stored(
     if headers == {}:
         del sent_headers["X-Hub-Signature-256"]
     async with httpx.AsyncClient() as client:
-        response = await client.post(f"{gw.url}/webhooks/wa-main", content=body, headers=sent_headers)
+        response = await client.post(
+            f"{gw.url}/webhooks/wa-main", content=body, headers=sent_headers
+        )
     assert response.status_code == status
     assert response.json()["error"] == code
     assert await inbox_count(gw) == 0
@@ -63,7 +101,8 @@ async def test_bad_webhooks_are_rejected_and_not_stored(
 async def test_unknown_channel_is_404(gw: Any) -> None:
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            f"{gw.url}/webhooks/nope", content=BODY,
+            f"{gw.url}/webhooks/nope",
+            content=BODY,
             headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)},
         )
     assert response.status_code == 404
@@ -74,7 +113,9 @@ async def test_valid_webhook_is_stored_once_and_acknowledged(gw: Any) -> None:
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)}
     async with httpx.AsyncClient() as client:
         for _ in range(3):
-            response = await client.post(f"{gw.url}/webhooks/wa-main", content=BODY, headers=headers)
+            response = await client.post(
+                f"{gw.url}/webhooks/wa-main", content=BODY, headers=headers
+            )
             assert response.status_code == 200
     assert await inbox_count(gw) == 1
     row = await gw.store.db.run(lambda tx: tx.one("SELECT body, url FROM inbox"))
@@ -85,12 +126,26 @@ async def test_valid_webhook_is_stored_once_and_acknowledged(gw: Any) -> None:
 @pytest.mark.parametrize(
     ("query", "status", "body"),
     [
-        ({"hub.mode": "subscribe", "hub.verify_token": WA["verify_token"], "hub.challenge": "1158201444"}, 200, "1158201444"),
-        ({"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1158201444"}, 403, None),
+        (
+            {
+                "hub.mode": "subscribe",
+                "hub.verify_token": WA["verify_token"],
+                "hub.challenge": "1158201444",
+            },
+            200,
+            "1158201444",
+        ),
+        (
+            {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1158201444"},
+            403,
+            None,
+        ),
         ({"hub.challenge": "1158201444"}, 403, None),
     ],
 )
-async def test_meta_verification_handshake(gw: Any, query: dict[str, str], status: int, body: str | None) -> None:
+async def test_meta_verification_handshake(
+    gw: Any, query: dict[str, str], status: int, body: str | None
+) -> None:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{gw.url}/webhooks/wa-main", params=query)
     assert response.status_code == status

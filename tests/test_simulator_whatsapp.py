@@ -63,27 +63,41 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 async def sim(receiver: Receiver) -> AsyncIterator[WhatsAppSimulator]:
     simulator = WhatsAppSimulator(
-        phone_number_id=WA["phone_number_id"], display_phone_number=WA["display_phone_number"],
-        access_token=WA["access_token"], app_secret=WA["app_secret"], webhook_url=receiver.url,
-        status_delay=0.01, retry_backoff=0.01,
+        phone_number_id=WA["phone_number_id"],
+        display_phone_number=WA["display_phone_number"],
+        access_token=WA["access_token"],
+        app_secret=WA["app_secret"],
+        webhook_url=receiver.url,
+        status_delay=0.01,
+        retry_backoff=0.01,
     )
     await simulator.start()
     yield simulator
     await simulator.stop()
 
 
-async def send(sim: WhatsAppSimulator, body: Any, headers: dict[str, str] | None = None,
-               number: str = WA["phone_number_id"]) -> tuple[int, dict[str, str], Any]:
+async def send(
+    sim: WhatsAppSimulator,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    number: str = WA["phone_number_id"],
+) -> tuple[int, dict[str, str], Any]:
     url = sim.base_url + f"/{number}/messages"
-    async with aiohttp.ClientSession() as session, session.post(
-        url, json=body, headers=AUTH if headers is None else headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body, headers=AUTH if headers is None else headers) as response,
+    ):
         return response.status, dict(response.headers), await response.json()
 
 
 def text(body: str = "hello") -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": TO,
-            "type": "text", "text": {"preview_url": False, "body": body}}
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": TO,
+        "type": "text",
+        "text": {"preview_url": False, "body": body},
+    }
 
 
 async def test_text_send_gets_a_wamid_then_signed_statuses_in_order(
@@ -93,8 +107,11 @@ async def test_text_send_gets_a_wamid_then_signed_statuses_in_order(
     assert status == 200
     wamid = answer["messages"][0]["id"]
     assert wamid.startswith("wamid.") and len(wamid) > 40
-    assert answer == {"messaging_product": "whatsapp", "contacts": [{"input": TO, "wa_id": TO}],
-                      "messages": [{"id": wamid}]}
+    assert answer == {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": TO, "wa_id": TO}],
+        "messages": [{"id": wamid}],
+    }
     assert sim.sent == [{"wamid": wamid, "body": text()}]
 
     await sim.drain()
@@ -110,14 +127,20 @@ async def test_text_send_gets_a_wamid_then_signed_statuses_in_order(
     sent, delivered, read = statuses
     assert sent["conversation"]["origin"] == {"type": "service"}
     assert sent["conversation"]["expiration_timestamp"].isdigit()
-    assert sent["pricing"] == {"billable": False, "pricing_model": "PMP",
-                               "type": "free_customer_service", "category": "service"}
+    assert sent["pricing"] == {
+        "billable": False,
+        "pricing_model": "PMP",
+        "type": "free_customer_service",
+        "category": "service",
+    }
     assert "pricing" in delivered and "expiration_timestamp" not in delivered["conversation"]
     assert "pricing" not in read and "conversation" not in read
     value = receiver.payloads()[0]["entry"][0]["changes"][0]
     assert value["field"] == "messages"
-    assert value["value"]["metadata"] == {"display_phone_number": WA["display_phone_number"],
-                                          "phone_number_id": WA["phone_number_id"]}
+    assert value["value"]["metadata"] == {
+        "display_phone_number": WA["display_phone_number"],
+        "phone_number_id": WA["phone_number_id"],
+    }
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}], ids=["none", "wrong"])
@@ -183,14 +206,32 @@ async def test_inbound_text_is_signed_in_metas_envelope(
     assert message.pop("timestamp").isdigit()
     assert payload == {
         "object": "whatsapp_business_account",
-        "entry": [{"id": sim.waba_id, "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": WA["display_phone_number"],
-                         "phone_number_id": WA["phone_number_id"]},
-            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": TO}],
-            "messages": [{"from": TO, "id": wamid, "type": "text",
-                          "text": {"body": "Où est https://x.example/a ?"}}],
-        }}]}],
+        "entry": [
+            {
+                "id": sim.waba_id,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": WA["display_phone_number"],
+                                "phone_number_id": WA["phone_number_id"],
+                            },
+                            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": TO}],
+                            "messages": [
+                                {
+                                    "from": TO,
+                                    "id": wamid,
+                                    "type": "text",
+                                    "text": {"body": "Où est https://x.example/a ?"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -218,9 +259,13 @@ async def test_unreachable_gateway_is_given_up_quietly(sim: WhatsAppSimulator) -
 async def test_template_send_reports_message_status_and_billing(
     sim: WhatsAppSimulator, receiver: Receiver
 ) -> None:
-    body = {"messaging_product": "whatsapp", "to": TO, "type": "template",
-            "biz_opaque_callback_data": "order-7",
-            "template": {"name": "order_update", "language": {"code": "en_US"}}}
+    body = {
+        "messaging_product": "whatsapp",
+        "to": TO,
+        "type": "template",
+        "biz_opaque_callback_data": "order-7",
+        "template": {"name": "order_update", "language": {"code": "en_US"}},
+    }
     status, _, answer = await send(sim, body)
     assert status == 200 and answer["messages"][0]["message_status"] == "accepted"
     await sim.drain()
@@ -230,12 +275,17 @@ async def test_template_send_reports_message_status_and_billing(
 
 
 def interactive(kind: str, action: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "interactive", "interactive": {
-        "type": kind, "body": {"text": "Pick one"}, "action": action, **extra}}
+    return {
+        "type": "interactive",
+        "interactive": {"type": kind, "body": {"text": "Pick one"}, "action": action, **extra},
+    }
 
 
-BUTTONS = {"buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": f"Option {i}"}}
-                       for i in range(3)]}
+BUTTONS = {
+    "buttons": [
+        {"type": "reply", "reply": {"id": f"b{i}", "title": f"Option {i}"}} for i in range(3)
+    ]
+}
 LIST = {"button": "Options", "sections": [{"title": "All", "rows": [{"id": "r1", "title": "One"}]}]}
 VALID = {
     "text": {"type": "text", "text": {"body": "x" * 4096}},
@@ -246,15 +296,21 @@ VALID = {
     "sticker": {"type": "sticker", "sticker": {"id": "1"}},
     "video": {"type": "video", "video": {"link": "https://x.example/a.mp4"}},
     "location": {"type": "location", "location": {"latitude": 1.5, "longitude": -2}},
-    "contacts": {"type": "contacts", "contacts": [
-        {"name": {"formatted_name": "Ann Lee", "first_name": "Ann"}}]},
+    "contacts": {
+        "type": "contacts",
+        "contacts": [{"name": {"formatted_name": "Ann Lee", "first_name": "Ann"}}],
+    },
     "reaction": {"type": "reaction", "reaction": {"message_id": "wamid.x", "emoji": ""}},
     "buttons": interactive("button", BUTTONS, footer={"text": "f"}),
     "list": interactive("list", LIST),
-    "cta_url": interactive("cta_url", {"name": "cta_url", "parameters": {
-        "display_text": "Open", "url": "https://x.example"}}),
-    "template": {"type": "template", "template": {"name": "hello_world",
-                                                  "language": {"code": "en_US"}}},
+    "cta_url": interactive(
+        "cta_url",
+        {"name": "cta_url", "parameters": {"display_text": "Open", "url": "https://x.example"}},
+    ),
+    "template": {
+        "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}},
+    },
 }
 INVALID = {
     "product": {"messaging_product": "sms", "type": "text", "text": {"body": "hi"}},
@@ -268,18 +324,40 @@ INVALID = {
     "location text": {"type": "location", "location": {"latitude": "1", "longitude": 2}},
     "contact formatted only": {"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]},
     "contacts object": {"type": "contacts", "contacts": {"name": {"formatted_name": "A"}}},
-    "four buttons": interactive("button", {"buttons": [*BUTTONS["buttons"], {
-        "type": "reply", "reply": {"id": "b4", "title": "Option 4"}}]}),
+    "four buttons": interactive(
+        "button",
+        {
+            "buttons": [
+                *BUTTONS["buttons"],
+                {"type": "reply", "reply": {"id": "b4", "title": "Option 4"}},
+            ]
+        },
+    ),
     "same titles": interactive("button", {"buttons": [BUTTONS["buttons"][0]] * 2}),
-    "button title": interactive("button", {"buttons": [
-        {"type": "reply", "reply": {"id": "b", "title": "x" * 21}}]}),
-    "list rows": interactive("list", {"button": "Options", "sections": [
-        {"title": "A", "rows": [{"id": f"r{i}", "title": "t"} for i in range(6)]},
-        {"title": "B", "rows": [{"id": f"s{i}", "title": "t"} for i in range(6)]}]}),
-    "row description": interactive("list", {"button": "Options", "sections": [
-        {"rows": [{"id": "r", "title": "t", "description": "d" * 73}]}]}),
-    "no interactive body": {"type": "interactive", "interactive": {"type": "button",
-                                                                   "action": BUTTONS}},
+    "button title": interactive(
+        "button", {"buttons": [{"type": "reply", "reply": {"id": "b", "title": "x" * 21}}]}
+    ),
+    "list rows": interactive(
+        "list",
+        {
+            "button": "Options",
+            "sections": [
+                {"title": "A", "rows": [{"id": f"r{i}", "title": "t"} for i in range(6)]},
+                {"title": "B", "rows": [{"id": f"s{i}", "title": "t"} for i in range(6)]},
+            ],
+        },
+    ),
+    "row description": interactive(
+        "list",
+        {
+            "button": "Options",
+            "sections": [{"rows": [{"id": "r", "title": "t", "description": "d" * 73}]}],
+        },
+    ),
+    "no interactive body": {
+        "type": "interactive",
+        "interactive": {"type": "button", "action": BUTTONS},
+    },
     "template language": {"type": "template", "template": {"name": "hello_world"}},
     "reaction no emoji": {"type": "reaction", "reaction": {"message_id": "wamid.x"}},
 }

@@ -60,22 +60,40 @@ def targets(event_type: str) -> list[str]:
 
 def inbound(text_id: str, sender: str = "16505551234") -> Event:
     return Event(
-        id=f"evt_{uuid.uuid4().hex}", type="message", channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=text_id, timestamp=datetime.now(UTC), sender=Party(id=sender, name="Sheena"),
+        id=f"evt_{uuid.uuid4().hex}",
+        type="message",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=text_id,
+        timestamp=datetime.now(UTC),
+        sender=Party(id=sender, name="Sheena"),
         message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
     )
 
 
 def status(external_id: str, state: str, raw_id: int | None = 1) -> Event:
     return Event(
-        id=f"evt_{uuid.uuid4().hex}", type="status", channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=external_id, timestamp=datetime.now(UTC), recipient=Party(id="16505551234"),
-        status=Status(external_id=external_id, state=state), raw_id=raw_id,  # type: ignore[arg-type]
+        id=f"evt_{uuid.uuid4().hex}",
+        type="status",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=external_id,
+        timestamp=datetime.now(UTC),
+        recipient=Party(id="16505551234"),
+        status=Status(external_id=external_id, state=state),
+        raw_id=raw_id,  # type: ignore[arg-type]
     )
 
 
 def new_message(message_id: str, key: str | None = None, body_hash: str = "h1") -> NewMessage:
-    return NewMessage(message_id, "wa", "16505551234", '{"type":"text","text":"hi"}', None, "orders", key, body_hash)
+    return NewMessage(
+        message_id,
+        "wa",
+        "16505551234",
+        '{"type":"text","text":"hi"}',
+        None,
+        "orders",
+        key,
+        body_hash,
+    )
 
 
 async def test_concurrent_duplicates_store_one_row(store: Store) -> None:
@@ -135,12 +153,19 @@ async def test_idempotent_create(store: Store) -> None:
 async def test_status_never_moves_backwards(store: Store) -> None:
     await store.create_message(new_message("msg_1"), NOW)
     [send] = await store.claim_outbox("send", 1, NOW, 30)
-    await store.record_sent(send.id, "msg_1", "wa", ["wamid.out"], None, status("wamid.out", "sent", None), targets, NOW)
+    await store.record_sent(
+        send.id, "msg_1", "wa", ["wamid.out"], None, status("wamid.out", "sent", None), targets, NOW
+    )
     row = await store.append_inbox("wa", "s", "u", "{}", b"s", NOW)
     assert row
     stored = await store.record_inbound(
-        row, [(status("wamid.out", "read"), "status:read"), (status("wamid.out", "delivered"), "status:delivered")],
-        targets, NOW,
+        row,
+        [
+            (status("wamid.out", "read"), "status:read"),
+            (status("wamid.out", "delivered"), "status:delivered"),
+        ],
+        targets,
+        NOW,
     )
     assert [e.status.state for e in stored if e.status] == ["read"]
     assert stored[0].status and stored[0].status.message_id == "msg_1"
@@ -153,14 +178,24 @@ async def test_status_arriving_before_send_commit_is_adopted(store: Store) -> No
     await store.create_message(new_message("msg_1"), NOW)
     row = await store.append_inbox("wa", "s", "u", "{}", b"s", NOW)
     assert row
-    [orphan] = await store.record_inbound(row, [(status("wamid.fast", "delivered"), "status:d")], targets, NOW)
+    [orphan] = await store.record_inbound(
+        row, [(status("wamid.fast", "delivered"), "status:d")], targets, NOW
+    )
     assert orphan.status and orphan.status.message_id is None
     [send] = await store.claim_outbox("send", 1, NOW, 30)
     emitted = await store.record_sent(
-        send.id, "msg_1", "wa", ["wamid.fast"], None, status("wamid.fast", "sent", None), targets, NOW
+        send.id,
+        "msg_1",
+        "wa",
+        ["wamid.fast"],
+        None,
+        status("wamid.fast", "sent", None),
+        targets,
+        NOW,
     )
     assert [(e.status.state, e.status.message_id) for e in emitted if e.status] == [
-        ("sent", None), ("delivered", "msg_1")
+        ("sent", None),
+        ("delivered", "msg_1"),
     ]
     record = await store.get_message("msg_1")
     assert record and record.state == "delivered"

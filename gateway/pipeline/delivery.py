@@ -39,7 +39,10 @@ class WebhookDelivery(Worker):
     name = "webhook-delivery"
 
     def __init__(
-        self, store: Store, backends: list[BackendConfig], client: httpx.AsyncClient,
+        self,
+        store: Store,
+        backends: list[BackendConfig],
+        client: httpx.AsyncClient,
         policy: DeliveryConfig,
     ) -> None:
         super().__init__(policy.poll_interval_seconds)
@@ -56,14 +59,20 @@ class WebhookDelivery(Worker):
         by_backend: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
             by_backend[item.target].append(item)
-        await asyncio.gather(*(self._deliver(target, batch) for target, batch in by_backend.items()))
+        await asyncio.gather(
+            *(self._deliver(target, batch) for target, batch in by_backend.items())
+        )
         return len(items) == CLAIM
 
     async def _deliver(self, target: str, items: list[OutboxItem]) -> None:
         backend = self.backends.get(target)
         if backend is None:
             await self.store.retry_outbox(
-                [i.id for i in items], time.time(), f"backend {target!r} is not configured", True, time.time()
+                [i.id for i in items],
+                time.time(),
+                f"backend {target!r} is not configured",
+                True,
+                time.time(),
             )
             return
         for start in range(0, len(items), backend.batch_size):
@@ -87,7 +96,9 @@ class WebhookDelivery(Worker):
                 await self.store.complete_outbox([i.id for i in items], time.time())
                 BACKEND_DELIVERIES.labels(backend.id, "ok").inc()
                 log.info(
-                    "backend_delivered", backend=backend.id, delivery_id=delivery_id,
+                    "backend_delivered",
+                    backend=backend.id,
+                    delivery_id=delivery_id,
                     events=[i.ref for i in items],
                 )
                 return
@@ -106,8 +117,13 @@ class WebhookDelivery(Worker):
         delay = backoff_seconds(attempts, self.policy, retry_after)
         BACKEND_DELIVERIES.labels(backend.id, "dead" if dead else "retry").inc()
         log.warning(
-            "backend_delivery_failed", backend=backend.id, error=error, events=len(items),
-            attempt=attempts + 1, retry_in=None if dead else round(delay, 2), dead_lettered=dead,
+            "backend_delivery_failed",
+            backend=backend.id,
+            error=error,
+            events=len(items),
+            attempt=attempts + 1,
+            retry_in=None if dead else round(delay, 2),
+            dead_lettered=dead,
         )
         await self.store.retry_outbox([i.id for i in items], now + delay, error, dead, now)
 

@@ -24,7 +24,10 @@ LEASE_SECONDS = 120.0
 
 
 def status_event(
-    record: MessageRecord, channel_type: str, state: str, external_id: str | None,
+    record: MessageRecord,
+    channel_type: str,
+    state: str,
+    external_id: str | None,
     error: EventError | None = None,
 ) -> Event:
     return Event(
@@ -35,7 +38,7 @@ def status_event(
         timestamp=datetime.now(UTC),
         recipient=Party(id=record.recipient_id),
         conversation_id=record.conversation_id,
-        status=Status(message_id=record.id, external_id=external_id, state=state, error=error),  # type: ignore[arg-type]
+        status=Status(message_id=record.id, external_id=external_id, state=state, error=error),
     )
 
 
@@ -43,8 +46,12 @@ class Dispatcher(Worker):
     name = "dispatcher"
 
     def __init__(
-        self, store: Store, adapters: Mapping[str, Adapter], transport: object,
-        targets_for: TargetsFor, policy: DeliveryConfig,
+        self,
+        store: Store,
+        adapters: Mapping[str, Adapter],
+        transport: object,
+        targets_for: TargetsFor,
+        policy: DeliveryConfig,
     ) -> None:
         super().__init__(policy.poll_interval_seconds)
         self.store = store
@@ -71,7 +78,9 @@ class Dispatcher(Worker):
             return
         adapter = self.adapters.get(record.channel_id)
         if adapter is None:
-            error = SendError("permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured")
+            error = SendError(
+                "permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured"
+            )
             await self._failed(item, record, "unknown", error)
             return
         content = CONTENT_ADAPTER.validate_json(record.content)
@@ -91,7 +100,14 @@ class Dispatcher(Worker):
         detail = f"{len(done)} provider message(s)" if len(done) > 1 else None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
         await self.store.record_sent(
-            item.id, record.id, record.channel_id, done, detail, event, self.targets_for, time.time()
+            item.id,
+            record.id,
+            record.channel_id,
+            done,
+            detail,
+            event,
+            self.targets_for,
+            time.time(),
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
 
@@ -100,17 +116,31 @@ class Dispatcher(Worker):
     ) -> None:
         now = time.time()
         if now - item.created_at > self.policy.dead_letter_after_seconds:
-            expired = SendError("permanent", error.code, f"gave up after {item.attempts + 1} attempts: {error.title}")
+            expired = SendError(
+                "permanent",
+                error.code,
+                f"gave up after {item.attempts + 1} attempts: {error.title}",
+            )
             await self._failed(item, record, self.adapters[record.channel_id].type, expired)
             return
         delay = backoff_seconds(item.attempts, self.policy, error.retry_after)
         log.warning(
-            "send_retry", message_id=record.id, channel=record.channel_id, code=error.code,
-            error=error.title, attempt=item.attempts + 1, retry_in=round(delay, 2),
+            "send_retry",
+            message_id=record.id,
+            channel=record.channel_id,
+            code=error.code,
+            error=error.title,
+            attempt=item.attempts + 1,
+            retry_in=round(delay, 2),
         )
         await self.store.record_send_retry(
-            item.id, record.id, record.channel_id, done, now + delay,
-            f"{error.code}: {error.title}", now,
+            item.id,
+            record.id,
+            record.channel_id,
+            done,
+            now + delay,
+            f"{error.code}: {error.title}",
+            now,
         )
 
     async def _failed(
@@ -118,8 +148,12 @@ class Dispatcher(Worker):
     ) -> None:
         failure = EventError(code=error.code, title=error.title, retryable=False)
         log.warning(
-            "send_failed", message_id=record.id, channel=record.channel_id, code=error.code,
-            category=error.category, error=error.title,
+            "send_failed",
+            message_id=record.id,
+            channel=record.channel_id,
+            code=error.code,
+            category=error.category,
+            error=error.title,
         )
         event = status_event(record, channel_type, "failed", None, failure)
         await self.store.record_send_failed(

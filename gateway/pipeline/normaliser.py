@@ -19,7 +19,13 @@ from gateway.store.store import PreparedEvent, TargetsFor, prepare
 
 log = get_logger("gateway.normaliser")
 
-BATCH = 50
+# Acknowledging webhooks comes first (providers time out and redeliver); normalising runs in
+# the gaps. While webhooks pour in, the normaliser takes small batches with a pause between
+# them, which bounds how long an acknowledgement waits behind it and still guarantees progress
+# (BUSY_BATCH / BUSY_PAUSE rows per second at the least); it catches up at full speed after.
+BATCH = 64
+BUSY_BATCH = 16
+BUSY_PAUSE = 0.05
 LEASE_SECONDS = 30.0
 
 
@@ -38,8 +44,12 @@ class Normaliser(Worker):
     name = "normaliser"
 
     def __init__(
-        self, store: Store, adapters: Mapping[str, Adapter], targets_for: TargetsFor,
-        poll_interval: float, ingress_busy: Callable[[], bool] = lambda: False,
+        self,
+        store: Store,
+        adapters: Mapping[str, Adapter],
+        targets_for: TargetsFor,
+        poll_interval: float,
+        ingress_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
@@ -62,12 +72,16 @@ class Normaliser(Worker):
                 parsed.append((row.id, events))
             await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
         stored = await self.store.record_inbound_batch(parsed, self.targets_for, now)
-        for raw_id, events in stored.items():
-            for event in events:
+        for raw_id, kept in stored.items():
+            for event in kept:
                 EVENTS.labels(event.channel.id, event.type).inc()
                 log.info(
-                    "event_stored", event_id=event.id, type=event.type, channel=event.channel.id,
-                    external_id=event.external_id, raw_id=raw_id,
+                    "event_stored",
+                    event_id=event.id,
+                    type=event.type,
+                    channel=event.channel.id,
+                    external_id=event.external_id,
+                    raw_id=raw_id,
                     message_id=event.status.message_id if event.status else None,
                 )
         if any(stored.values()):

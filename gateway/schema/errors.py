@@ -13,10 +13,10 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
     node = data
     tag_skipped = False
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and not tag_skipped:
-            if part not in node and node.get("type") == part:
-                tag_skipped = True  # a union tag, not a field (at most one per level)
-                continue
+        is_tag = isinstance(node, dict) and isinstance(part, str) and part not in node
+        if is_tag and not tag_skipped and node.get("type") == part:
+            tag_skipped = True  # a union tag, not a field (at most one per level)
+            continue
         tag_skipped = False
         if isinstance(part, int):
             text += f"[{part}]"

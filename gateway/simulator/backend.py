@@ -63,7 +63,9 @@ class BackendRecorder:
         return web.Response(status=200)
 
     async def wait_for(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+        self,
+        predicate: Callable[[list[dict[str, Any]]], bool],
+        timeout: float = 10.0,
     ) -> list[dict[str, Any]]:
         """Wait until `predicate(self.events)` holds; raises TimeoutError otherwise."""
         async with asyncio.timeout(timeout), self._changed:

@@ -29,19 +29,34 @@ ERRORS_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/e
 # (title, details) per code from the error-codes page; `message` is "(#code) title".
 ERRORS: dict[int, tuple[str, str]] = {
     100: ("Invalid parameter", "The request included unsupported or misspelled parameters."),
-    130429: ("Rate limit hit", "Message failed to send because there were too many messages sent "
-             "from this phone number in a short period of time"),
+    130429: (
+        "Rate limit hit",
+        "Message failed to send because there were too many messages sent "
+        "from this phone number in a short period of time",
+    ),
     131000: ("Something went wrong", "Message failed to send due to an unknown error."),
     131026: ("Message undeliverable", "Unable to deliver message."),
-    131047: ("Re-engagement message", "Message failed to send because more than 24 hours have "
-             "passed since the customer last replied to this number."),
-    131048: ("Spam rate limit hit", "Message failed to send because there are restrictions on how "
-             "many messages can be sent from this phone number."),
-    131050: ("Unable to deliver the message. This recipient has chosen to stop receiving "
-             "marketing messages on WhatsApp from your business.", ""),
-    131056: ("(Business Account, Consumer Account) pair rate limit hit", "Message failed to send "
-             "because there were too many messages sent from this phone number to the same "
-             "phone number in a short period of time."),
+    131047: (
+        "Re-engagement message",
+        "Message failed to send because more than 24 hours have "
+        "passed since the customer last replied to this number.",
+    ),
+    131048: (
+        "Spam rate limit hit",
+        "Message failed to send because there are restrictions on how "
+        "many messages can be sent from this phone number.",
+    ),
+    131050: (
+        "Unable to deliver the message. This recipient has chosen to stop receiving "
+        "marketing messages on WhatsApp from your business.",
+        "",
+    ),
+    131056: (
+        "(Business Account, Consumer Account) pair rate limit hit",
+        "Message failed to send "
+        "because there were too many messages sent from this phone number to the same "
+        "phone number in a short period of time.",
+    ),
 }
 
 # Send-body rules per type as (path, limit, required). A string must have 1..limit characters,
@@ -53,23 +68,39 @@ _CAPTION: tuple[Rule, ...] = (("caption", 1024, False),)
 _HEADER_FOOTER: tuple[Rule, ...] = (("footer.text", 60, False), ("header.text", 60, False))
 RULES: dict[str, tuple[Rule, ...]] = {
     "text": (("body", 4096, True),),
-    "image": _CAPTION, "video": _CAPTION, "document": _CAPTION, "audio": (), "sticker": (),
+    "image": _CAPTION,
+    "video": _CAPTION,
+    "document": _CAPTION,
+    "audio": (),
+    "sticker": (),
     "location": (("latitude", 0, True), ("longitude", 0, True)),
     "contacts": (("[].name.formatted_name", 512, True),),
     "template": (("name", 512, True), ("language.code", 16, True)),
     "reaction": (("message_id", 256, True),),  # emoji "" removes a reaction, so it may be empty
     "interactive.button": (
-        ("body.text", 1024, True), *_HEADER_FOOTER, ("action.buttons", 3, True),
-        ("action.buttons[].reply.title", 20, True), ("action.buttons[].reply.id", 256, True)),
+        ("body.text", 1024, True),
+        *_HEADER_FOOTER,
+        ("action.buttons", 3, True),
+        ("action.buttons[].reply.title", 20, True),
+        ("action.buttons[].reply.id", 256, True),
+    ),
     "interactive.list": (
-        ("body.text", 4096, True), *_HEADER_FOOTER, ("action.button", 20, True),
-        ("action.sections", 10, True), ("action.sections[].title", 24, False),
-        ("action.sections[].rows", 10, True), ("action.sections[].rows[].id", 200, True),
+        ("body.text", 4096, True),
+        *_HEADER_FOOTER,
+        ("action.button", 20, True),
+        ("action.sections", 10, True),
+        ("action.sections[].title", 24, False),
+        ("action.sections[].rows", 10, True),
+        ("action.sections[].rows[].id", 200, True),
         ("action.sections[].rows[].title", 24, True),
-        ("action.sections[].rows[].description", 72, False)),
+        ("action.sections[].rows[].description", 72, False),
+    ),
     "interactive.cta_url": (
-        ("body.text", 1024, True), *_HEADER_FOOTER, ("action.parameters.display_text", 20, True),
-        ("action.parameters.url", 2048, True)),
+        ("body.text", 1024, True),
+        *_HEADER_FOOTER,
+        ("action.parameters.display_text", 20, True),
+        ("action.parameters.url", 2048, True),
+    ),
 }
 _MISSING = object()
 
@@ -102,13 +133,15 @@ class _Failure:
 def graph_error(code: int, title: str | None = None, details: str | None = None) -> dict[str, Any]:
     """A Graph error body as the Cloud API sends it (`error_subcode` is not sent since v16.0)."""
     default_title, default_details = ERRORS.get(code, ("Unknown error", ""))
-    return {"error": {
-        "message": f"(#{code}) {title or default_title}",
-        "type": "OAuthException",
-        "code": code,
-        "error_data": {"messaging_product": "whatsapp", "details": details or default_details},
-        "fbtrace_id": _trace_id(),
-    }}
+    return {
+        "error": {
+            "message": f"(#{code}) {title or default_title}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details or default_details},
+            "fbtrace_id": _trace_id(),
+        }
+    }
 
 
 def _trace_id() -> str:
@@ -162,14 +195,20 @@ def validate(body: Any) -> None:
     _require(body.get("messaging_product") == "whatsapp", "messaging_product must be whatsapp")
     _require(isinstance(body.get("to"), str) and body["to"], "Param to is required")
     kind = body.get("type", "text")  # Meta treats an absent type as text
-    _require(isinstance(kind, str) and (kind in RULES or kind == "interactive"),
-             f"Param type {kind!r} is not supported")
+    _require(
+        isinstance(kind, str) and (kind in RULES or kind == "interactive"),
+        f"Param type {kind!r} is not supported",
+    )
     item = body.get(kind)
-    _require(isinstance(item, list if kind == "contacts" else dict) and item,
-             f"Param {kind} is required for type {kind}")
+    _require(
+        isinstance(item, list if kind == "contacts" else dict) and item,
+        f"Param {kind} is required for type {kind}",
+    )
     if kind == "interactive":  # other kinds (product, flow, carousel...) pass unchecked
-        _require(item.get("type") and isinstance(item.get("action"), dict),
-                 "Param interactive['type'] and interactive['action'] are required")
+        _require(
+            item.get("type") and isinstance(item.get("action"), dict),
+            "Param interactive['type'] and interactive['action'] are required",
+        )
     rules = RULES.get(f"interactive.{item['type']}" if kind == "interactive" else kind, ())
     for path, limit, required in rules:
         for where, value in _lookup(item, path):
@@ -180,16 +219,22 @@ def validate(body: Any) -> None:
                 _require(isinstance(value, int | float), f"Param {where} must be a number")
             else:
                 unit = "items" if isinstance(value, list) else "characters"
-                _require(isinstance(value, str | list) and 1 <= len(value) <= limit,
-                         f"Param {where} must have 1 to {limit} {unit}")
+                _require(
+                    isinstance(value, str | list) and 1 <= len(value) <= limit,
+                    f"Param {where} must have 1 to {limit} {unit}",
+                )
     if kind in ("image", "video", "audio", "document", "sticker"):
         _require(("id" in item) != ("link" in item), f"Param {kind} needs exactly one of id, link")
-        _require(kind not in ("audio", "sticker") or "caption" not in item,
-                 f"Param {kind}['caption'] is not supported for {kind}")
+        _require(
+            kind not in ("audio", "sticker") or "caption" not in item,
+            f"Param {kind}['caption'] is not supported for {kind}",
+        )
     elif kind == "contacts":  # formatted_name alone is not enough for Meta
         parts = ("first_name", "last_name", "middle_name", "suffix", "prefix")
-        _require(all(any(c["name"].get(p) for p in parts) for c in item),
-                 "Param contacts[]['name'] needs one of " + ", ".join(parts))
+        _require(
+            all(any(c["name"].get(p) for p in parts) for c in item),
+            "Param contacts[]['name'] needs one of " + ", ".join(parts),
+        )
     elif kind == "reaction":
         _require(isinstance(item.get("emoji"), str), "Param reaction['emoji'] is required")
     elif kind == "interactive" and item["type"] == "list":
@@ -203,11 +248,20 @@ def validate(body: Any) -> None:
 class WhatsAppSimulator:
     """One business phone number on a fake graph.facebook.com, posting webhooks like Meta."""
 
-    def __init__(self, *, phone_number_id: str, display_phone_number: str, access_token: str,
-                 app_secret: str, webhook_url: str | None = None,
-                 auto_statuses: tuple[str, ...] = ("sent", "delivered", "read"),
-                 status_delay: float = 0.05, waba_id: str = "102290129340398",
-                 webhook_attempts: int = 4, retry_backoff: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        phone_number_id: str,
+        display_phone_number: str,
+        access_token: str,
+        app_secret: str,
+        webhook_url: str | None = None,
+        auto_statuses: tuple[str, ...] = ("sent", "delivered", "read"),
+        status_delay: float = 0.05,
+        waba_id: str = "102290129340398",
+        webhook_attempts: int = 4,
+        retry_backoff: float = 0.05,
+    ) -> None:
         self.phone_number_id, self.display_phone_number = phone_number_id, display_phone_number
         self.access_token, self.app_secret, self.waba_id = access_token, app_secret, waba_id
         self.webhook_url, self.auto_statuses = webhook_url, auto_statuses
@@ -255,9 +309,16 @@ class WhatsAppSimulator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def fail_next(self, code: int, *, http_status: int = 400, count: int = 1,
-                  title: str | None = None, details: str | None = None,
-                  retry_after: float | None = None) -> None:
+    def fail_next(
+        self,
+        code: int,
+        *,
+        http_status: int = 400,
+        count: int = 1,
+        title: str | None = None,
+        details: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         """Answer the next `count` valid sends with Graph error `code` (titles from ERRORS)."""
         self._failures.append(_Failure(code, http_status, title, details, retry_after, count))
 
@@ -269,16 +330,24 @@ class WhatsAppSimulator:
         if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
             # Token errors are plain Graph errors: no "(#190)" prefix, no error_data.
             reason = "Invalid OAuth access token - Cannot parse access token"
-            error = {"message": reason, "type": "OAuthException", "code": 190,
-                     "fbtrace_id": _trace_id()}
+            error = {
+                "message": reason,
+                "type": "OAuthException",
+                "code": 190,
+                "fbtrace_id": _trace_id(),
+            }
             challenge = f'OAuth "Facebook Platform" "invalid_token" "{reason}"'
-            return web.json_response({"error": error}, status=401,
-                                     headers={"WWW-Authenticate": challenge})
+            return web.json_response(
+                {"error": error}, status=401, headers={"WWW-Authenticate": challenge}
+            )
         number = request.match_info["phone_number_id"]
         if number != self.phone_number_id:  # Graph's answer for any unknown node id
-            body = graph_error(100, f"Unsupported post request. Object with ID '{number}' "
-                               "does not exist, cannot be loaded due to missing permissions, "
-                               "or does not support this operation")
+            body = graph_error(
+                100,
+                f"Unsupported post request. Object with ID '{number}' "
+                "does not exist, cannot be loaded due to missing permissions, "
+                "or does not support this operation",
+            )
             body["error"].update(type="GraphMethodException", error_subcode=33)
             return web.json_response(body, status=400)
         try:
@@ -301,7 +370,8 @@ class WhatsAppSimulator:
             message["message_status"] = "accepted"
         contact = {"input": to, "wa_id": "".join(c for c in to if c.isdigit())}
         return web.json_response(
-            {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
+            {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+        )
 
     def _fail(self) -> web.Response:
         rule = self._failures[0]
@@ -315,41 +385,59 @@ class WhatsAppSimulator:
         return web.json_response(body, status=rule.http_status, headers=headers)
 
     # --- webhooks --------------------------------------------------------------------
-    def webhook_payload(self, *, messages: list[dict[str, Any]] | None = None,
-                        statuses: list[dict[str, Any]] | None = None,
-                        contacts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def webhook_payload(
+        self,
+        *,
+        messages: list[dict[str, Any]] | None = None,
+        statuses: list[dict[str, Any]] | None = None,
+        contacts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """The envelope Meta wraps every `messages`-field notification in."""
-        value: dict[str, Any] = {"messaging_product": "whatsapp", "metadata": {
-            "display_phone_number": self.display_phone_number,
-            "phone_number_id": self.phone_number_id}}
+        value: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": self.display_phone_number,
+                "phone_number_id": self.phone_number_id,
+            },
+        }
         for key, items in (("contacts", contacts), ("messages", messages), ("statuses", statuses)):
             if items:
                 value[key] = items
-        return {"object": "whatsapp_business_account", "entry": [
-            {"id": self.waba_id, "changes": [{"value": value, "field": "messages"}]}]}
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba_id, "changes": [{"value": value, "field": "messages"}]}],
+        }
 
     async def post_webhook(self, payload: dict[str, Any]) -> int:
         """Sign and POST once; the gateway's HTTP status (ClientError if unreachable)."""
         if not (self.webhook_url and self._session):
             raise RuntimeError("post_webhook needs a webhook_url and a started simulator")
         body = encode_webhook(payload)
-        headers = {"Content-Type": "application/json",
-                   "X-Hub-Signature-256": sign(self.app_secret, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(self.app_secret, body),
+        }
         async with self._session.post(self.webhook_url, data=body, headers=headers) as response:
             await response.read()
             return response.status
 
-    async def send_inbound_text(self, from_wa_id: str, text: str, *,
-                                name: str = "Test User") -> str:
+    async def send_inbound_text(
+        self, from_wa_id: str, text: str, *, name: str = "Test User"
+    ) -> str:
         """A user's text message, delivered like Meta delivers it; returns its wamid."""
-        return await self.send_inbound({"type": "text", "text": {"body": text}},
-                                       from_wa_id=from_wa_id, name=name)
+        return await self.send_inbound(
+            {"type": "text", "text": {"body": text}}, from_wa_id=from_wa_id, name=name
+        )
 
-    async def send_inbound(self, message: dict[str, Any], *, from_wa_id: str,
-                           name: str = "Test User") -> str:
+    async def send_inbound(
+        self, message: dict[str, Any], *, from_wa_id: str, name: str = "Test User"
+    ) -> str:
         """Deliver a user's `messages[]` item (with retries); returns its wamid."""
-        item = {"from": from_wa_id, "id": new_wamid(from_wa_id, inbound=True),
-                "timestamp": str(int(time.time()))} | message
+        item = {
+            "from": from_wa_id,
+            "id": new_wamid(from_wa_id, inbound=True),
+            "timestamp": str(int(time.time())),
+        } | message
         contacts = [{"profile": {"name": name}, "wa_id": from_wa_id}]
         await self._deliver(self.webhook_payload(messages=[item], contacts=contacts))
         return str(item["id"])
@@ -382,8 +470,12 @@ class WhatsAppSimulator:
         for state in self.auto_statuses:
             await asyncio.sleep(self.status_delay)
             now = int(time.time())
-            status: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(now),
-                                      "recipient_id": body["to"].lstrip("+")}
+            status: dict[str, Any] = {
+                "id": wamid,
+                "status": state,
+                "timestamp": str(now),
+                "recipient_id": body["to"].lstrip("+"),
+            }
             if "biz_opaque_callback_data" in body:
                 status["biz_opaque_callback_data"] = body["biz_opaque_callback_data"]
             if state in billed:
@@ -392,13 +484,23 @@ class WhatsAppSimulator:
                     conversation["expiration_timestamp"] = str(now + 86400)
                 status["conversation"] = conversation | {"origin": {"type": category}}
                 # Per-message pricing (July 2025): replies in the service window are free.
-                status["pricing"] = {"billable": template, "pricing_model": "PMP",
-                                     "type": "regular" if template else "free_customer_service",
-                                     "category": category}
+                status["pricing"] = {
+                    "billable": template,
+                    "pricing_model": "PMP",
+                    "type": "regular" if template else "free_customer_service",
+                    "category": category,
+                }
             if state == "failed":
                 title, details = ERRORS[131026]
-                status["errors"] = [{"code": 131026, "title": title, "message": title,
-                                     "error_data": {"details": details}, "href": ERRORS_HREF}]
+                status["errors"] = [
+                    {
+                        "code": 131026,
+                        "title": title,
+                        "message": title,
+                        "error_data": {"details": details},
+                        "href": ERRORS_HREF,
+                    }
+                ]
             await self._deliver(self.webhook_payload(statuses=[status]))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

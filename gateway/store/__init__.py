@@ -16,21 +16,22 @@ from gateway.store.store import (
 
 __all__ = [
     "Database",
-    "ThreadedDatabase",
     "IdempotencyConflict",
     "InboxRow",
     "MessageRecord",
     "NewMessage",
     "OutboxItem",
     "Store",
+    "ThreadedDatabase",
     "open_store",
     "postgres_database",
     "sqlite_database",
 ]
 
 
-def open_store(backend: str, *, path: str = "gateway.db", dsn: str | None = None,
-               synchronous: str = "full") -> Store:
+def open_store(
+    backend: str, *, path: str = "gateway.db", dsn: str | None = None, synchronous: str = "full"
+) -> Store:
     if backend == "postgres":
         if not dsn:
             raise ValueError("postgres store needs a dsn")

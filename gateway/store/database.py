@@ -10,6 +10,7 @@ calls block on the network); SQLite's own variant lives in `sqlite.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -75,7 +76,7 @@ class Tx:
         """Run an INSERT that may be ignored on conflict: the new row's id, or None."""
         if self.dialect.name == "sqlite":  # lastrowid avoids a RETURNING round trip
             self._cursor.execute(sql, params)
-            return self._cursor.lastrowid if self._cursor.rowcount == 1 else None  # type: ignore[attr-defined, no-any-return]
+            return self._cursor.lastrowid if self._cursor.rowcount == 1 else None  # type: ignore[attr-defined]
         row = self.one(sql + " RETURNING id", params)
         return int(row[0]) if row else None
 
@@ -119,10 +120,8 @@ def execute_batch(
             results.append((value, None))
         conn.commit()
     except Exception as exc:  # the commit itself failed: nothing in the batch is durable
-        try:
+        with contextlib.suppress(Exception):
             conn.rollback()
-        except Exception:  # noqa: S110 - the connection is already broken; report the first error
-            pass
         results = [(None, exc) for _ in ops]
     finally:
         cursor.close()
@@ -211,7 +210,9 @@ class ThreadedDatabase:
                         stopping = True
                         break
                     batch.append(nxt)  # type: ignore[arg-type]
-                results = execute_batch(conn, self.dialect, [(op, single) for op, _f, _l, single in batch])
+                results = execute_batch(
+                    conn, self.dialect, [(op, single) for op, _f, _l, single in batch]
+                )
                 self.batches += 1
                 self.operations += len(batch)
                 by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Result]]] = {}

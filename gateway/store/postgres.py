@@ -6,7 +6,10 @@ from gateway.store.database import Connection, Dialect, ThreadedDatabase
 from gateway.store.schema import POSTGRES_DDL, statements
 
 DIALECT = Dialect(
-    name="postgres", placeholder="%s", skip_locked=" FOR UPDATE SKIP LOCKED", begin=None,
+    name="postgres",
+    placeholder="%s",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    begin=None,
     error_aborts_transaction=True,
 )
 
@@ -22,6 +25,6 @@ def postgres_database(dsn: str) -> ThreadedDatabase:
             for statement in statements(POSTGRES_DDL):
                 cur.execute(statement)
         conn.commit()
-        return conn  # type: ignore[no-any-return]
+        return conn
 
     return ThreadedDatabase(connect, DIALECT)

@@ -26,7 +26,10 @@ from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
 from gateway.store.schema import SQLITE_DDL, statements
 
 DIALECT = Dialect(
-    name="sqlite", placeholder="?", skip_locked="", begin="BEGIN IMMEDIATE",
+    name="sqlite",
+    placeholder="?",
+    skip_locked="",
+    begin="BEGIN IMMEDIATE",
     error_aborts_transaction=False,
 )
 MAX_BATCH = 512
@@ -109,7 +112,9 @@ class SQLiteDatabase:
             if self._conn is None:
                 settle(futures, [(None, RuntimeError("store is closed"))] * len(batch))
                 continue
-            results = execute_batch(self._conn, self.dialect, [(op, single) for op, _f, single in batch])
+            results = execute_batch(
+                self._conn, self.dialect, [(op, single) for op, _f, single in batch]
+            )
             self.batches += 1
             self.operations += len(batch)
             if self._wal_fd is None:
@@ -167,5 +172,7 @@ class Checkpointer(threading.Thread):
         self.join()
 
 
-def sqlite_database(path: str | Path, synchronous: Literal["full", "normal"] = "full") -> SQLiteDatabase:
+def sqlite_database(
+    path: str | Path, synchronous: Literal["full", "normal"] = "full"
+) -> SQLiteDatabase:
     return SQLiteDatabase(path, synchronous)

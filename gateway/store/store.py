@@ -245,9 +245,17 @@ class Store:
                 " metadata, state, api_key, idempotency_key, request_hash, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (
-                    message.id, message.channel_id, message.recipient_id, conversation,
-                    message.content, message.metadata, message.api_key,
-                    message.idempotency_key, message.request_hash, now, now,
+                    message.id,
+                    message.channel_id,
+                    message.recipient_id,
+                    conversation,
+                    message.content,
+                    message.metadata,
+                    message.api_key,
+                    message.idempotency_key,
+                    message.request_hash,
+                    now,
+                    now,
                 ),
             )
             _history(tx, message.id, now, "queued", None)
@@ -273,8 +281,10 @@ class Store:
                 "SELECT at, state, detail FROM message_history WHERE message_id = ? ORDER BY id",
                 (message_id,),
             )
-            return MessageRecord(
-                *row[:8], float(row[8]), [p[0] for p in parts],
+            return MessageRecord(  # type: ignore[call-arg]
+                *row[:8],
+                float(row[8]),
+                [p[0] for p in parts],
                 [(float(h[0]), h[1], h[2]) for h in history],
             )
 
@@ -324,8 +334,14 @@ class Store:
         await self.db.run(op)
 
     async def record_send_retry(
-        self, outbox_id: int, message_id: str, channel_id: str, accepted: Sequence[str],
-        next_attempt_at: float, error: str, now: float,
+        self,
+        outbox_id: int,
+        message_id: str,
+        channel_id: str,
+        accepted: Sequence[str],
+        next_attempt_at: float,
+        error: str,
+        now: float,
     ) -> None:
         """Keep the parts the provider already accepted, and try the rest later."""
 
@@ -358,14 +374,14 @@ class Store:
                 " RETURNING id, kind, target, ref, attempts, created_at",
                 (now + lease, kind, now, now, limit),
             )
-            items = [
-                OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows
-            ]
+            items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
             if kind == "webhook" and items:
                 refs = [i.ref for i in items]
                 bodies = dict(tx.all("SELECT id, body FROM events WHERE id IN " + _in(refs), refs))
                 items = [
-                    OutboxItem(i.id, i.kind, i.target, i.ref, i.attempts, i.created_at, bodies.get(i.ref))
+                    OutboxItem(
+                        i.id, i.kind, i.target, i.ref, i.attempts, i.created_at, bodies.get(i.ref)
+                    )
                     for i in items
                 ]
             return sorted(items, key=lambda i: i.id)
@@ -382,7 +398,13 @@ class Store:
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
                 " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + _in(ids),
-                (next_attempt_at, error, "dead" if dead else "pending", now if dead else None, *ids),
+                (
+                    next_attempt_at,
+                    error,
+                    "dead" if dead else "pending",
+                    now if dead else None,
+                    *ids,
+                ),
             )
 
         await self.db.run(op)
@@ -398,7 +420,9 @@ class Store:
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self.db.run(
-            lambda tx: tx.all("SELECT kind || ':' || status, COUNT(*) FROM outbox GROUP BY kind, status")
+            lambda tx: tx.all(
+                "SELECT kind || ':' || status, COUNT(*) FROM outbox GROUP BY kind, status"
+            )
         )
         return {r[0]: int(r[1]) for r in rows}
 
@@ -460,16 +484,28 @@ def _insert_event(
         " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
         (
-            event.id, event.channel.id, dedupe_key, event.type, event.external_id, message_id,
-            event.raw_id, now, body or event.model_dump_json(exclude_none=True),
+            event.id,
+            event.channel.id,
+            dedupe_key,
+            event.type,
+            event.external_id,
+            message_id,
+            event.raw_id,
+            now,
+            body or event.model_dump_json(exclude_none=True),
         ),
     )
     return row is not None
 
 
 def _touch_contact(
-    tx: Tx, channel_id: str, user_id: str, now: float, name: str | None = None,
-    phone: str | None = None, last_inbound_at: float | None = None,
+    tx: Tx,
+    channel_id: str,
+    user_id: str,
+    now: float,
+    name: str | None = None,
+    phone: str | None = None,
+    last_inbound_at: float | None = None,
 ) -> str:
     conversation = conversation_id(channel_id, user_id)
     tx.execute(
@@ -500,7 +536,9 @@ def _store_rows(
                 key = (event.channel.id, event.sender.id)
                 _name, _phone, seen = contacts.get(key, (None, None, None))
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
-                latest = max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+                latest = (
+                    max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+                )
                 contacts[key] = (event.sender.name, event.sender.phone, latest)
             if (kept := _store_inbound(tx, prepared, targets_for, now)) is not None:
                 stored[raw_id].append(kept)
@@ -515,7 +553,9 @@ def _store_rows(
     return stored
 
 
-def _store_inbound(tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float) -> Event | None:
+def _store_inbound(
+    tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float
+) -> Event | None:
     event, body = prepared.event, prepared.body
     if body is None:
         routed = _route_status(tx, event, now)
@@ -539,7 +579,9 @@ def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
         return event  # not (yet) ours: kept with no message id, adopted if our send commits later
     message_id, conversation_id = row
     error = event.status.error.model_dump() if event.status.error else None
-    detail = f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
+    detail = (
+        f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
+    )
     if not _advance(tx, message_id, event.status.state, error, detail, now):
         return None
     status = event.status.model_copy(update={"message_id": message_id})
@@ -547,7 +589,12 @@ def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
 
 
 def _advance(
-    tx: Tx, message_id: str, state: str, error: dict[str, Any] | None, detail: str | None, now: float
+    tx: Tx,
+    message_id: str,
+    state: str,
+    error: dict[str, Any] | None,
+    detail: str | None,
+    now: float,
 ) -> bool:
     """Move a message forward to `state`; a stale status is recorded but changes nothing."""
     row = tx.one("SELECT state FROM messages WHERE id = ?", (message_id,))

@@ -1,0 +1,44 @@
+"""The normaliser drains the inbox in both modes: at full speed, and paced while ingress is busy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
+from gateway.pipeline import normaliser as module
+from gateway.pipeline.normaliser import Normaliser
+from gateway.store import Store, sqlite_database
+
+from .conftest import WA
+from .test_durability import webhook
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle ingress", "busy ingress"])
+async def test_normaliser_drains_the_inbox(tmp_path: Path, busy: bool) -> None:
+    store = Store(sqlite_database(tmp_path / "n.db"))
+    store.start()
+    config = WhatsAppConfig(
+        id="wa-main",
+        type="whatsapp",
+        **{k: v for k, v in WA.items() if k != "display_phone_number"},
+    )
+    worker = Normaliser(
+        store, {"wa-main": WhatsAppAdapter(config)}, lambda _t: [], 0.1, ingress_busy=lambda: busy
+    )
+    try:
+        for i in range(40):
+            await store.append_inbox(
+                "wa-main", f"k{i}", "u", "{}", webhook(f"wamid.n{i}"), time.time()
+            )
+        rounds = 0
+        while await worker.run_once():
+            rounds += 1
+        assert rounds == (40 // module.BUSY_BATCH if busy else 0)
+        assert await store.claim_inbox(100, time.time() + 60, 30) == []  # nothing left pending
+        stored = await store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM events"))
+        assert stored[0] == 40
+    finally:
+        store.close()
