@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,40 @@ WA = {
     "verify_token": "wa-verify-token-42",
 }
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": WA["display_phone_number"],
+                                "phone_number_id": WA["phone_number_id"],
+                            },
+                            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": sender}],
+                            "messages": [
+                                {
+                                    "from": sender,
+                                    "id": wamid,
+                                    "timestamp": "1749416383",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
 
 
 def hub_sign(body: bytes, secret: str = WA["app_secret"]) -> str:

@@ -14,8 +14,7 @@ import yaml
 
 from gateway.cli import main
 
-from .conftest import base_config, config_from, hub_sign, inbox_settled
-from .test_durability import webhook
+from .conftest import base_config, config_from, hub_sign, inbox_settled, webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 

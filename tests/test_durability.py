@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -16,41 +15,7 @@ import yaml
 
 from gateway.simulator.backend import BackendRecorder
 
-from .conftest import WA, base_config, config_from, hub_sign, with_backend
-
-
-def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": WA["display_phone_number"],
-                                "phone_number_id": WA["phone_number_id"],
-                            },
-                            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": sender}],
-                            "messages": [
-                                {
-                                    "from": sender,
-                                    "id": wamid,
-                                    "timestamp": "1749416383",
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    return json.dumps(payload).encode()
+from .conftest import base_config, config_from, hub_sign, webhook, with_backend
 
 
 async def post_all(client: httpx.AsyncClient, url: str, bodies: list[bytes]) -> list[int]:

@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import WA, assert_no_secrets, base_config, config_from, hub_sign
+from .conftest import WA, assert_no_secrets, base_config, config_from, hub_sign, webhook
 
-TEXT = {
-    "object": "whatsapp_business_account",
-    "entry": [
-        {
-            "id": "102290129340398",
-            "changes": [
-                {
-                    "field": "messages",
-                    "value": {
-                        "messaging_product": "whatsapp",
-                        "metadata": {
-                            "display_phone_number": "15550783881",
-                            "phone_number_id": WA["phone_number_id"],
-                        },
-                        "contacts": [
-                            {"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}
-                        ],
-                        "messages": [
-                            {
-                                "from": "16505551234",
-                                "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
-                                "timestamp": "1749416383",
-                                "type": "text",
-                                "text": {"body": "Does it come in another color?"},
-                            }
-                        ],
-                    },
-                }
-            ],
-        }
-    ],
-}
-BODY = json.dumps(TEXT).encode()
+BODY = webhook(
+    "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
+    "Does it come in another color?",
+)
 
 
 async def inbox_count(gateway: Any) -> int:

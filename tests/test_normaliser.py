@@ -12,8 +12,7 @@ from gateway.pipeline import normaliser as module
 from gateway.pipeline.normaliser import Normaliser
 from gateway.store import Store, sqlite_database
 
-from .conftest import WA
-from .test_durability import webhook
+from .conftest import WA, webhook
 
 
 @pytest.mark.parametrize("busy", [False, True], ids=["idle ingress", "busy ingress"])
