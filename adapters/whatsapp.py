@@ -351,7 +351,7 @@ class WhatsAppAdapter(Adapter):
                 ),
                 **common,
             )
-        elif kind == "text" or kind is None:
+        elif kind is None:
             raise PayloadError("message without a type")
         else:
             draft = self._unsupported(item, str(kind), common)

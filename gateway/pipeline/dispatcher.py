@@ -17,6 +17,7 @@ from gateway.retry import backoff_seconds
 from gateway.schema import CONTENT_ADAPTER, ChannelRef, Event, EventError, Party, Status
 from gateway.store import MessageRecord, OutboxItem, Store
 from gateway.store.store import TargetsFor
+from gateway.transport import Transport
 
 log = get_logger("gateway.dispatcher")
 
@@ -49,7 +50,7 @@ class Dispatcher(Worker):
         self,
         store: Store,
         adapters: Mapping[str, Adapter],
-        transport: object,
+        transport: Transport,
         targets_for: TargetsFor,
         policy: DeliveryConfig,
     ) -> None:
@@ -59,7 +60,6 @@ class Dispatcher(Worker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
-        self.listeners: list[Worker] = []
 
     async def run_once(self) -> bool:
         limit = self.policy.send_concurrency
@@ -67,8 +67,7 @@ class Dispatcher(Worker):
         if not items:
             return False
         await asyncio.gather(*(self._send(item) for item in items))
-        for listener in self.listeners:
-            listener.wake()
+        self.wake_listeners()
         return len(items) == limit
 
     async def _send(self, item: OutboxItem) -> None:
@@ -88,7 +87,7 @@ class Dispatcher(Worker):
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
         try:
             for request in requests[len(done) :]:
-                done.append(await self.transport.send(adapter, request))  # type: ignore[attr-defined]
+                done.append(await self.transport.send(adapter, request))
         except SendError as error:
             SENDS.labels(record.channel_id, error.category).inc()
             if error.retryable:

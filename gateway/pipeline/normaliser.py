@@ -56,7 +56,6 @@ class Normaliser(Worker):
         self.store = store
         self.adapters = adapters
         self.targets_for = targets_for
-        self.listeners: list[Worker] = []
 
     async def run_once(self) -> bool:
         now = time.time()
@@ -85,8 +84,7 @@ class Normaliser(Worker):
                     message_id=event.status.message_id if event.status else None,
                 )
         if any(stored.values()):
-            for listener in self.listeners:
-                listener.wake()
+            self.wake_listeners()
         if busy:
             await asyncio.sleep(BUSY_PAUSE)
         return len(rows) == limit

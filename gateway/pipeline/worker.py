@@ -18,10 +18,14 @@ class Worker(abc.ABC):
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.idle = asyncio.Event()
+        self.listeners: list[Worker] = []  # woken when this worker produced work for them
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.wake()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
@@ -44,9 +48,7 @@ class Worker(abc.ABC):
                 log.exception("worker_failed", worker=self.name)
                 busy = False
             if busy:
-                self.idle.clear()
                 continue
-            self.idle.set()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)

@@ -356,9 +356,6 @@ class Store:
 
         await self.db.run(op)
 
-    async def note_history(self, message_id: str, state: str, detail: str, now: float) -> None:
-        await self.db.run(lambda tx: _history(tx, message_id, now, state, detail))
-
     # --- outbox ----------------------------------------------------------------------
     async def claim_outbox(
         self, kind: str, limit: int, now: float, lease: float
