@@ -11,7 +11,7 @@ import abc
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,13 +50,48 @@ class ParsedEvent:
 
 @dataclass(frozen=True)
 class ProviderRequest:
-    """One HTTP call to a provider's send API, relative to the channel's `api_base_url`."""
+    """One HTTP call to a provider's send API, relative to the channel's `api_base_url`.
+
+    `note` goes into the message history when the send succeeds (e.g. SMS segment counts);
+    `uses_reply_token` tells the dispatcher to spend the recipient's single-use reply token.
+    """
 
     method: str
     path: str
     json: dict[str, Any] | None = None
     form: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+    uses_reply_token: bool = False
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What the gateway knows about one send beyond its content, so rendering stays pure.
+
+    Times are epoch seconds. `reply_token` is the recipient's latest unused reply token (LINE)
+    and `reply_token_at` when its webhook arrived; `status_callback_url` is this channel's
+    public webhook URL, for providers that take a per-message status callback (Twilio).
+    """
+
+    message_id: str
+    recipient_id: str
+    now: float
+    last_inbound_at: float | None = None
+    reply_token: str | None = None
+    reply_token_at: float | None = None
+    messaging_tag: str | None = None
+    status_callback_url: str | None = None
+
+
+class Sender(Protocol):
+    """Sends one provider request itself, for channels whose official SDK must do the I/O."""
+
+    async def send(self, request: ProviderRequest) -> str:
+        """The provider's id for the accepted request, or raise SendError (classified)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,12 +111,15 @@ class SendError(Exception):
         title: str,
         *,
         retry_after: float | None = None,
+        unsubscribed: bool = False,
     ) -> None:
         super().__init__(f"{code}: {title}")
         self.category = category
         self.code = code
         self.title = title
         self.retry_after = retry_after
+        # The recipient opted out (Twilio 21610, Viber 6): remembered, later sends fail fast.
+        self.unsubscribed = unsubscribed
 
     @property
     def retryable(self) -> bool:
@@ -121,13 +159,31 @@ class Adapter(abc.ABC):
     def parse(self, body: bytes) -> list[ParsedEvent]:
         """Pure: the events in one raw request body."""
 
-    def acknowledge(self) -> Reply:
+    def acknowledge(self, body: bytes) -> Reply:
+        """The answer to a stored webhook (Twilio wants TwiML, most want a plain 200)."""
         return Reply(200, "OK")
 
     # --- outbound ------------------------------------------------------------------
     @abc.abstractmethod
-    def render(self, recipient_id: str, content: Content) -> list[ProviderRequest]:
-        """Pure: the provider requests that deliver `content`, already within limits."""
+    def render(self, content: Content, context: SendContext) -> list[ProviderRequest]:
+        """Pure: the provider requests that deliver `content`, already within limits.
+
+        Raises SendError when the send must not be attempted (e.g. a closed 24-hour window).
+        """
+
+    def make_sender(self) -> Sender | None:
+        """A sender of its own (an official SDK client); None to use the gateway's HTTP client."""
+        return None
+
+    def webhook_registration(self, url: str) -> ProviderRequest | None:
+        """The provider call that points its webhooks at `url` (`gateway channels register`)."""
+        return None
+
+    def read_registration_response(self, status: int, body: bytes) -> str:
+        """A one-line summary of the provider's answer to `webhook_registration`; SendError if refused."""
+        if 200 <= status < 300:
+            return f"HTTP {status}"
+        raise SendError("permanent", str(status), body.decode("utf-8", "replace")[:500])
 
     @abc.abstractmethod
     def auth_headers(self) -> dict[str, str]: ...

@@ -23,6 +23,7 @@ from adapters.base import (
     PayloadError,
     ProviderRequest,
     Reply,
+    SendContext,
     SendError,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
@@ -426,10 +427,11 @@ class WhatsAppAdapter(Adapter):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
 
-    def render(self, recipient_id: str, content: AnyContent) -> list[ProviderRequest]:
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
         path = f"/{self.config.phone_number_id}/messages"
         return [
-            ProviderRequest("POST", path, json=body) for body in self._bodies(recipient_id, content)
+            ProviderRequest("POST", path, json=body)
+            for body in self._bodies(context.recipient_id, content)
         ]
 
     def _bodies(self, to: str, content: AnyContent) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from gateway.schema import (
     MessageView,
     Recipient,
     SendMessage,
+    SendOptions,
 )
 from gateway.schema.errors import problems
 from gateway.store import IdempotencyConflict, NewMessage, Store
@@ -113,6 +114,7 @@ class Api:
             recipient_id=message.to.id,
             content=message.content.model_dump_json(exclude_none=True),
             metadata=json.dumps(message.metadata) if message.metadata is not None else None,
+            options=message.options.model_dump_json(exclude_none=True) if message.options else None,
             api_key=request[API_KEY_NAME],
             idempotency_key=idempotency_key,
             request_hash=hashlib.sha256(canonical.encode()).hexdigest(),
@@ -141,6 +143,7 @@ class Api:
             external_ids=record.external_ids,
             error=EventError.model_validate_json(record.error) if record.error else None,
             conversation_id=record.conversation_id,
+            options=SendOptions.model_validate_json(record.options) if record.options else None,
             metadata=json.loads(record.metadata) if record.metadata else None,
             created_at=_when(record.created_at),
             history=[HistoryEntry(at=_when(at), state=s, detail=d) for at, s, d in record.history],

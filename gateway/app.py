@@ -67,8 +67,14 @@ class Gateway:
             policy.poll_interval_seconds,
             ingress_busy=self.ingress.busy,
         )
+        self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(
-            self.store, self.adapters, Transport(self.http), self.targets_for, policy
+            self.store,
+            self.adapters,
+            self.transport,
+            self.targets_for,
+            policy,
+            public_url=config.public_url,
         )
         self.normaliser.listeners.append(self.delivery)
         self.dispatcher.listeners.append(self.delivery)
@@ -115,6 +121,7 @@ class Gateway:
     async def stop(self) -> None:
         for worker in self.workers:
             await worker.stop()
+        await self.transport.aclose()
         if self._own_client:
             await self.http.aclose()
         self.store.close()

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve, check-config, normalize, replay, schema, demo."""
+"""`gateway` command line: serve, check-config, normalize, replay, channels, schema, demo."""
 
 from __future__ import annotations
 
@@ -121,6 +121,59 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_channels_register(args: argparse.Namespace) -> int:
+    import httpx
+
+    from adapters.base import SendError
+    from gateway.app import build_adapters
+
+    config = _load(args.config)
+    adapter = build_adapters(config).get(args.channel_id)
+    if adapter is None:
+        known = ", ".join(c.id for c in config.channels) or "none"
+        print(
+            f"{args.config}: no channel with id {args.channel_id!r} (configured: {known})",
+            file=sys.stderr,
+        )
+        return 2
+    url = f"{config.public_url.rstrip('/')}/webhooks/{adapter.config.id}"
+    request = adapter.webhook_registration(url)
+    if request is None:
+        print(
+            f"{adapter.config.id}: {adapter.type} webhooks are set in the provider's console,"
+            f" not by API; point them at {url}",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as client:
+            return await client.request(
+                request.method,
+                adapter.config.api_base_url.rstrip("/") + request.path,
+                json=request.json,
+                data=request.form,
+                headers={**adapter.auth_headers(), **request.headers},
+            )
+
+    try:
+        response = asyncio.run(call())
+        answer = adapter.read_registration_response(response.status_code, response.content)
+    except httpx.HTTPError as exc:
+        print(
+            f"{adapter.config.id}: cannot reach {adapter.type} ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return 1
+    except SendError as exc:
+        print(
+            f"{adapter.config.id}: {adapter.type} refused the webhook {url}: {exc}", file=sys.stderr
+        )
+        return 1
+    print(f"{adapter.config.id}: webhook set to {url} ({answer})")
+    return 0
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     from gateway.schema import json_schema_text
 
@@ -171,6 +224,15 @@ def parser() -> argparse.ArgumentParser:
         "--list", action="store_true", help="list failed inbox rows and their reasons"
     )
     replay.set_defaults(func=cmd_replay)
+
+    channels = commands.add_parser("channels", help="manage channel instances at their provider")
+    channel_commands = channels.add_subparsers(dest="channels_command", required=True)
+    register = channel_commands.add_parser(
+        "register", help="point the provider's webhook at this gateway's public URL (LINE, Viber)"
+    )
+    register.add_argument("channel_id", help="channel instance id from the config")
+    register.add_argument("--config", required=True)
+    register.set_defaults(func=cmd_channels_register)
 
     schema = commands.add_parser("schema", help="print the normalised schema as JSON Schema")
     schema.set_defaults(func=cmd_schema)

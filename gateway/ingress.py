@@ -131,7 +131,7 @@ class Ingress:
         else:
             self._stored_counter(channel_id).inc()
             self.on_stored()
-        reply = adapter.acknowledge()
+        reply = adapter.acknowledge(body)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 
     def _reject(self, channel_id: str, status: int, code: str, message: str) -> web.Response:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import httpx
 
-from adapters.base import Adapter, ProviderRequest, SendError
+from adapters.base import Adapter, ProviderRequest, Sender, SendError
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
 
@@ -43,6 +44,19 @@ class Transport:
         self.client = client
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
+        self._senders: dict[str, Sender | None] = {}
+
+    def _sender(self, adapter: Adapter) -> Sender | None:
+        channel = adapter.config.id
+        if channel not in self._senders:
+            self._senders[channel] = adapter.make_sender()
+        return self._senders[channel]
+
+    async def aclose(self) -> None:
+        for sender in self._senders.values():
+            if sender is not None:
+                await sender.aclose()
+        self._senders.clear()
 
     async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
         channel = adapter.config.id
@@ -55,6 +69,27 @@ class Transport:
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
         await limiter.acquire()
+        try:
+            sender = self._sender(adapter)
+            if sender is not None:
+                return await self._timed(channel, sender.send(request))
+            return await self._http(adapter, request)
+        except SendError as error:
+            if error.retry_after:
+                # Retry-After applies to the whole channel, not just this message.
+                self._paused_until[channel] = time.monotonic() + error.retry_after
+            raise
+
+    @staticmethod
+    async def _timed(channel: str, sending: Awaitable[str]) -> str:
+        started = time.perf_counter()
+        try:
+            return await sending
+        finally:
+            PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
+
+    async def _http(self, adapter: Adapter, request: ProviderRequest) -> str:
+        channel = adapter.config.id
         url = adapter.config.api_base_url.rstrip("/") + request.path
         started = time.perf_counter()
         try:
@@ -84,12 +119,4 @@ class Transport:
             status=response.status_code,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        try:
-            return adapter.read_send_response(
-                response.status_code, response.content, response.headers
-            )
-        except SendError as error:
-            if error.retry_after:
-                # Retry-After applies to the whole channel, not just this message.
-                self._paused_until[channel] = time.monotonic() + error.retry_after
-            raise
+        return adapter.read_send_response(response.status_code, response.content, response.headers)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import SendError
+from adapters.base import SendContext, SendError
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
 from gateway.schema import CONTENT_ADAPTER
 
@@ -51,7 +51,7 @@ def make_adapter() -> WhatsAppAdapter:
 @pytest.mark.parametrize("case", RENDER, ids=[c["name"] for c in RENDER])
 def test_render(case: dict[str, Any]) -> None:
     content = CONTENT_ADAPTER.validate_python(case["content"])
-    requests = make_adapter().render(TABLE["to"], content)
+    requests = make_adapter().render(content, SendContext("msg_1", TABLE["to"], 0.0))
     assert [(r.method, r.path) for r in requests] == [("POST", TABLE["path"])] * len(requests)
     assert [r.json for r in requests] == case["bodies"]
 

@@ -7,15 +7,23 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from adapters.base import Adapter, SendError
+from adapters.base import Adapter, SendContext, SendError
 from gateway.config import DeliveryConfig
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.worker import Worker
 from gateway.retry import backoff_seconds
-from gateway.schema import CONTENT_ADAPTER, ChannelRef, Event, EventError, Party, Status
-from gateway.store import MessageRecord, OutboxItem, Store
+from gateway.schema import (
+    CONTENT_ADAPTER,
+    ChannelRef,
+    Event,
+    EventError,
+    Party,
+    SendOptions,
+    Status,
+)
+from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.store import TargetsFor
 from gateway.transport import Transport
 
@@ -53,8 +61,11 @@ class Dispatcher(Worker):
         transport: Transport,
         targets_for: TargetsFor,
         policy: DeliveryConfig,
+        *,
+        public_url: str = "",
     ) -> None:
         super().__init__(policy.poll_interval_seconds)
+        self.public_url = public_url.rstrip("/")
         self.store = store
         self.adapters = adapters
         self.transport = transport
@@ -83,20 +94,45 @@ class Dispatcher(Worker):
             await self._failed(item, record, "unknown", error)
             return
         content = CONTENT_ADAPTER.validate_json(record.content)
-        requests = adapter.render(record.recipient_id, content)
+        contact = await self.store.get_contact(record.channel_id, record.recipient_id)
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
         try:
-            for request in requests[len(done) :]:
+            if contact.unsubscribed_at is not None:
+                since = datetime.fromtimestamp(contact.unsubscribed_at, UTC).isoformat()
+                raise SendError(
+                    "unreachable",
+                    "unsubscribed",
+                    f"recipient unsubscribed ({contact.unsubscribe_reason or 'opted out'})"
+                    f" at {since}; they must opt in again before they can be messaged",
+                )
+            requests = adapter.render(content, self._context(record, contact))
+            pending = requests[len(done) :]
+            for request in pending:
+                if request.uses_reply_token and contact.reply_token:
+                    # Single use: spent even if the send fails, so a retry goes by push.
+                    await self.store.consume_reply_token(
+                        record.channel_id, record.recipient_id, contact.reply_token
+                    )
                 done.append(await self.transport.send(adapter, request))
         except SendError as error:
             SENDS.labels(record.channel_id, error.category).inc()
+            if error.unsubscribed:
+                await self.store.set_unsubscribed(
+                    record.channel_id,
+                    record.recipient_id,
+                    f"{error.code}: {error.title}",
+                    time.time(),
+                )
             if error.retryable:
                 await self._retry(item, record, done, error)
             else:
                 await self._failed(item, record, adapter.type, error)
             return
         SENDS.labels(record.channel_id, "sent").inc()
-        detail = f"{len(done)} provider message(s)" if len(done) > 1 else None
+        notes = [r.note for r in pending if r.note]
+        if len(done) > 1:
+            notes.insert(0, f"{len(done)} provider message(s)")
+        detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
         await self.store.record_sent(
             item.id,
@@ -109,6 +145,21 @@ class Dispatcher(Worker):
             time.time(),
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
+
+    def _context(self, record: MessageRecord, contact: ContactState) -> SendContext:
+        options = SendOptions.model_validate_json(record.options) if record.options else None
+        return SendContext(
+            message_id=record.id,
+            recipient_id=record.recipient_id,
+            now=time.time(),
+            last_inbound_at=contact.last_inbound_at,
+            reply_token=contact.reply_token,
+            reply_token_at=contact.reply_token_at,
+            messaging_tag=options.messaging_tag if options else None,
+            status_callback_url=f"{self.public_url}/webhooks/{record.channel_id}"
+            if self.public_url
+            else None,
+        )
 
     async def _retry(
         self, item: OutboxItem, record: MessageRecord, done: list[str], error: SendError

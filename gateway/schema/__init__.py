@@ -15,6 +15,7 @@ from gateway.schema.api import (
     MessageView,
     Recipient,
     SendMessage,
+    SendOptions,
 )
 from gateway.schema.content import Action, Content, Media
 from gateway.schema.events import (
@@ -60,6 +61,7 @@ __all__ = [
     "Recipient",
     "Referral",
     "SendMessage",
+    "SendOptions",
     "Status",
     "Subscription",
     "System",

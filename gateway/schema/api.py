@@ -16,9 +16,21 @@ class Recipient(Model):
     id: str = Field(min_length=1, description="The user's id on that channel.")
 
 
+class SendOptions(Model):
+    messaging_tag: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_]{1,64}$",
+        description=(
+            "Messenger message tag (e.g. CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE,"
+            " ACCOUNT_UPDATE, HUMAN_AGENT) for a send outside the 24-hour window."
+        ),
+    )
+
+
 class SendMessage(Model):
     to: Recipient
     content: Content
+    options: SendOptions | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -41,6 +53,7 @@ class MessageView(Model):
     external_ids: list[str] = []
     error: EventError | None = None
     conversation_id: str | None = None
+    options: SendOptions | None = None
     metadata: dict[str, Any] | None = None
     created_at: datetime
     history: list[HistoryEntry]

@@ -71,6 +71,14 @@ class Status(Model):
     )
     state: DeliveryState
     error: EventError | None = None
+    watermark: datetime | None = Field(
+        default=None,
+        description=(
+            "Set by channels that confirm by time (Messenger): every message sent to this"
+            " recipient up to the watermark reached `state`; the gateway emits one status per"
+            " message it covers."
+        ),
+    )
 
 
 class Reaction(Model):
@@ -79,8 +87,12 @@ class Reaction(Model):
 
 
 class Subscription(Model):
-    state: Literal["subscribed", "unsubscribed"]
-    keyword: str | None = None
+    state: Literal["subscribed", "unsubscribed", "help"] = Field(
+        description="`help` is an SMS HELP/INFO request: the subscription is unchanged."
+    )
+    keyword: str | None = Field(
+        default=None, description="The word that changed it (STOP, START …), when there is one."
+    )
 
 
 class Referral(Model):

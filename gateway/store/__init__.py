@@ -6,6 +6,7 @@ from gateway.store.database import Database, ThreadedDatabase
 from gateway.store.postgres import postgres_database
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import (
+    ContactState,
     IdempotencyConflict,
     InboxRow,
     MessageRecord,
@@ -15,6 +16,7 @@ from gateway.store.store import (
 )
 
 __all__ = [
+    "ContactState",
     "Database",
     "IdempotencyConflict",
     "InboxRow",

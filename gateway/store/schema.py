@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS contacts (
     conversation_id TEXT NOT NULL,
     last_inbound_at {real},
     unsubscribed_at {real},
+    unsubscribe_reason TEXT,
+    reply_token TEXT,
+    reply_token_at {real},
     created_at {real} NOT NULL,
     PRIMARY KEY (channel_id, user_id)
 );
@@ -55,6 +58,7 @@ CREATE TABLE IF NOT EXISTS messages (
     conversation_id TEXT,
     content TEXT NOT NULL,
     metadata TEXT,
+    options TEXT,
     state TEXT NOT NULL,
     error TEXT,
     api_key TEXT NOT NULL,
@@ -101,6 +105,30 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (kind, status, next_attempt_at);
 
 SQLITE_DDL = _DDL.format(serial="INTEGER", real="REAL", blob="BLOB")
 POSTGRES_DDL = _DDL.format(serial="BIGSERIAL", real="DOUBLE PRECISION", blob="BYTEA")
+
+# Columns added after their table first shipped: databases created by an older release gain
+# them at start-up (the CREATE TABLE statements above already include them for new ones).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("contacts", "unsubscribe_reason", "TEXT"),
+    ("contacts", "reply_token", "TEXT"),
+    ("contacts", "reply_token_at", "{real}"),
+    ("messages", "options", "TEXT"),
+)
+
+
+def sqlite_migrations(existing: dict[str, set[str]]) -> list[str]:
+    """ALTERs for the columns missing from `existing` (table → column names)."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(real='REAL')}"
+        for table, column, kind in ADDED_COLUMNS
+        if column not in existing.get(table, set())
+    ]
+
+
+POSTGRES_MIGRATIONS = [
+    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind.format(real='DOUBLE PRECISION')}"
+    for table, column, kind in ADDED_COLUMNS
+]
 
 
 def statements(ddl: str) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
-from gateway.store.schema import SQLITE_DDL, statements
+from gateway.store.schema import ADDED_COLUMNS, SQLITE_DDL, sqlite_migrations, statements
 
 DIALECT = Dialect(
     name="sqlite",
@@ -68,6 +68,12 @@ class SQLiteDatabase:
         # loop. A thread with its own connection runs them; WAL lets them overlap our writes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         for statement in statements(SQLITE_DDL):
+            conn.execute(statement)
+        columns = {
+            table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for table in {t for t, _c, _k in ADDED_COLUMNS}
+        }
+        for statement in sqlite_migrations(columns):
             conn.execute(statement)
         self._conn = conn
         self._checkpointer = Checkpointer(self.path)

@@ -52,6 +52,18 @@ class MessageRecord:
     created_at: float
     external_ids: list[str]
     history: list[tuple[float, str, str | None]]
+    options: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """What sending to one user depends on: their window, their consent, their reply token."""
+
+    last_inbound_at: float | None = None
+    unsubscribed_at: float | None = None
+    unsubscribe_reason: str | None = None
+    reply_token: str | None = None
+    reply_token_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class NewMessage:
     api_key: str
     idempotency_key: str | None
     request_hash: str
+    options: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,8 +255,8 @@ class Store:
             conversation = _touch_contact(tx, message.channel_id, message.recipient_id, now)
             tx.execute(
                 "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
-                " metadata, state, api_key, idempotency_key, request_hash, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.channel_id,
@@ -251,6 +264,7 @@ class Store:
                     conversation,
                     message.content,
                     message.metadata,
+                    message.options,
                     message.api_key,
                     message.idempotency_key,
                     message.request_hash,
@@ -268,7 +282,7 @@ class Store:
         def op(tx: Tx) -> MessageRecord | None:
             row = tx.one(
                 "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
-                " error, created_at FROM messages WHERE id = ?",
+                " error, created_at, options FROM messages WHERE id = ?",
                 (message_id,),
             )
             if row is None:
@@ -286,6 +300,7 @@ class Store:
                 float(row[8]),
                 [p[0] for p in parts],
                 [(float(h[0]), h[1], h[2]) for h in history],
+                row[9],
             )
 
         return await self.db.run(op)
@@ -424,16 +439,69 @@ class Store:
         return {r[0]: int(r[1]) for r in rows}
 
     async def last_inbound_at(self, channel_id: str, user_id: str) -> float | None:
+        return (await self.get_contact(channel_id, user_id)).last_inbound_at
+
+    async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
         row = await self.db.run(
             lambda tx: tx.one(
-                "SELECT last_inbound_at FROM contacts WHERE channel_id = ? AND user_id = ?",
+                "SELECT last_inbound_at, unsubscribed_at, unsubscribe_reason, reply_token,"
+                " reply_token_at FROM contacts WHERE channel_id = ? AND user_id = ?",
                 (channel_id, user_id),
             )
         )
-        return float(row[0]) if row and row[0] is not None else None
+        if row is None:
+            return ContactState()
+        return ContactState(_float(row[0]), _float(row[1]), row[2], row[3], _float(row[4]))
+
+    async def consume_reply_token(self, channel_id: str, user_id: str, token: str) -> None:
+        """Reply tokens are single-use: forget this one before it is spent."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE contacts SET reply_token = NULL, reply_token_at = NULL"
+                " WHERE channel_id = ? AND user_id = ? AND reply_token = ?",
+                (channel_id, user_id, token),
+            )
+        )
+
+    async def set_unsubscribed(
+        self, channel_id: str, user_id: str, reason: str | None, now: float
+    ) -> None:
+        """Remember that a recipient opted out (reason) or back in (None)."""
+        await self.db.run(lambda tx: _set_subscription(tx, channel_id, user_id, reason, now))
 
 
 # --- operations shared by several transactions ----------------------------------------
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _set_subscription(
+    tx: Tx, channel_id: str, user_id: str, reason: str | None, now: float
+) -> None:
+    _touch_contact(tx, channel_id, user_id, now)
+    tx.execute(
+        "UPDATE contacts SET unsubscribed_at = ?, unsubscribe_reason = ?"
+        " WHERE channel_id = ? AND user_id = ?",
+        (now if reason is not None else None, reason, channel_id, user_id),
+    )
+
+
+def _keep_reply_token(tx: Tx, event: Event, now: float) -> None:
+    """Keep the newest reply token per reply target (the user, or the group it came from)."""
+    data = event.channel_data or {}
+    token = data.get("reply_token")
+    if not isinstance(token, str) or event.sender is None:
+        return
+    target = str(data.get("reply_target") or event.sender.id)
+    at = event.timestamp.timestamp()
+    _touch_contact(tx, event.channel.id, target, now)
+    tx.execute(
+        "UPDATE contacts SET reply_token = ?, reply_token_at = ? WHERE channel_id = ?"
+        " AND user_id = ? AND (reply_token_at IS NULL OR reply_token_at <= ?)",
+        (token, at, event.channel.id, target, at),
+    )
 
 
 def _history(tx: Tx, message_id: str, now: float, state: str, detail: str | None) -> None:
@@ -537,8 +605,10 @@ def _store_rows(
                     max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
                 )
                 contacts[key] = (event.sender.name, event.sender.phone, latest)
-            if (kept := _store_inbound(tx, prepared, targets_for, now)) is not None:
-                stored[raw_id].append(kept)
+            kept = _store_inbound(tx, prepared, targets_for, now)
+            stored[raw_id] += kept
+            if kept and kept[0].type != "status":
+                _note_contact_facts(tx, kept[0], now)
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
         _touch_contact(tx, channel_id, user_id, now, name, phone, inbound)
     ids = [raw_id for raw_id, _events in rows]
@@ -550,19 +620,79 @@ def _store_rows(
     return stored
 
 
+def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:
+    """What a new inbound event says about its sender: consent and a reply token."""
+    if event.type == "subscription" and event.subscription and event.sender:
+        state = event.subscription.state
+        if state != "help":
+            reason = (
+                (event.subscription.keyword or "unsubscribed") if state == "unsubscribed" else None
+            )
+            _set_subscription(tx, event.channel.id, event.sender.id, reason, now)
+    _keep_reply_token(tx, event, now)
+
+
 def _store_inbound(
     tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float
-) -> Event | None:
+) -> list[Event]:
     event, body = prepared.event, prepared.body
     if body is None:
+        assert event.status is not None
+        if event.status.watermark is not None and event.status.external_id is None:
+            return _apply_watermark(tx, prepared, targets_for, now)
         routed = _route_status(tx, event, now)
         if routed is None:
-            return None
+            return []
         event, body = routed, routed.model_dump_json(exclude_none=True)
     if not _insert_event(tx, event, prepared.dedupe_key, now, body):
-        return None
+        return []
     _enqueue_webhooks(tx, event, targets_for, now)
-    return event
+    return [event]
+
+
+# A watermark moves these states forward (never a queued or failed message).
+_WATERMARK_FROM = {"delivered": ("sent",), "read": ("sent", "delivered")}
+
+
+def _apply_watermark(
+    tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float
+) -> list[Event]:
+    """One status event per message to this recipient that the watermark covers.
+
+    A message is covered when it was queued no later than the watermark: the provider cannot
+    have delivered what we had not yet asked it to send.
+    """
+    event = prepared.event
+    assert event.status is not None and event.status.watermark is not None
+    states = _WATERMARK_FROM.get(event.status.state)
+    if not states or event.recipient is None:
+        return []
+    rows = tx.all(
+        "SELECT m.id, m.conversation_id, (SELECT p.external_id FROM message_parts p"
+        " WHERE p.message_id = m.id ORDER BY p.position LIMIT 1)"
+        " FROM messages m WHERE m.channel_id = ? AND m.recipient_id = ? AND m.created_at <= ?"
+        " AND m.state IN " + _in(states) + " ORDER BY m.created_at",
+        (event.channel.id, event.recipient.id, event.status.watermark.timestamp(), *states),
+    )
+    emitted = []
+    for message_id, conversation, external_id in rows:
+        if not _advance(tx, message_id, event.status.state, None, "watermark", now):
+            continue
+        status = event.status.model_copy(
+            update={"message_id": message_id, "external_id": external_id}
+        )
+        covered = event.model_copy(
+            update={
+                "id": new_id("evt"),
+                "status": status,
+                "external_id": external_id,
+                "conversation_id": conversation,
+            }
+        )
+        if _insert_event(tx, covered, f"{prepared.dedupe_key}:{message_id}", now):
+            _enqueue_webhooks(tx, covered, targets_for, now)
+            emitted.append(covered)
+    return emitted
 
 
 def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
