@@ -1,13 +1,28 @@
-"""Channel adapters, one module per channel; this registry maps a config `type` to its adapter."""
+"""Channel adapters, one module per channel; this registry maps a config `type` to its adapter.
+
+Each channel module names its adapter class `ADAPTER`; adding a channel is adding a module.
+Shared helpers (`base`, `meta`, …) have no `ADAPTER` and are not channels.
+"""
 
 from __future__ import annotations
 
-from adapters.base import Adapter, ChannelConfig
-from adapters.whatsapp import WhatsAppAdapter
+import importlib
+import pkgutil
 
-ADAPTERS: dict[str, type[Adapter]] = {
-    WhatsAppAdapter.type: WhatsAppAdapter,
-}
+from adapters.base import Adapter, ChannelConfig
+
+
+def _discover() -> dict[str, type[Adapter]]:
+    found: dict[str, type[Adapter]] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        adapter = getattr(module, "ADAPTER", None)
+        if adapter is not None:
+            found[adapter.type] = adapter
+    return found
+
+
+ADAPTERS: dict[str, type[Adapter]] = _discover()
 
 CHANNEL_CONFIGS: tuple[type[ChannelConfig], ...] = tuple(a.config_model for a in ADAPTERS.values())
 

@@ -567,3 +567,6 @@ def _list(value: Any, name: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise PayloadError(f"{name} is not a list of objects")
     return value
+
+
+ADAPTER = WhatsAppAdapter
