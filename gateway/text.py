@@ -1,42 +1,81 @@
 """Splitting long text for channels with a length limit.
 
 Chunks break after whitespace where possible, never inside a grapheme cluster (an emoji with
-its modifiers stays whole) and never inside a word or URL unless it alone exceeds the limit.
-`"".join(split_text(t, n)) == t` always holds.
+its modifiers, a letter with its combining marks) and never inside a URL or word unless it
+alone exceeds the limit. `"".join(split_text(t, n)) == t` always holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 
 import regex
 
-_TOKENS = regex.compile(r"\S+\s*|\s+")
 _GRAPHEMES = regex.compile(r"\X")
+# `re`, not `regex`: its \s agrees with str.isspace(), which decides where words end.
+_URL = re.compile(r"(https?://\S+)")
+
+
+def _words(text: str) -> Iterator[str]:
+    """Words with their trailing whitespace, built from whole grapheme clusters.
+
+    Clusters, not characters: a space followed by a combining mark is one cluster, and a
+    character-level split would cut it in two.
+    """
+    word, in_space = "", False
+    for cluster in _GRAPHEMES.findall(text):
+        space = cluster.isspace()
+        if word and in_space and not space:
+            yield word
+            word = ""
+        word += cluster
+        in_space = space
+    if word:
+        yield word
 
 
 def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
+    """Chunks of at most `limit` (as counted by `measure`, which must be additive: the size of
+    a concatenation is the sum of the sizes, like characters or UTF-16 code units)."""
     if limit < 1:
         raise ValueError("limit must be positive")
     if measure(text) <= limit:
         return [text]
     chunks: list[str] = []
-    current = ""
-    for token in _TOKENS.findall(text):
-        if measure(current + token) <= limit:
-            current += token
+    parts: list[str] = []  # the chunk being built, joined once when it is full
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        if parts:
+            chunks.append("".join(parts))
+            parts.clear()
+            size = 0
+
+    def add(piece: str) -> None:
+        nonlocal size
+        piece_size = measure(piece)
+        if size + piece_size > limit:
+            flush()
+        if piece_size <= limit:
+            parts.append(piece)
+            size += piece_size
+            return
+        for cluster in _GRAPHEMES.findall(piece):  # longer than a whole chunk: no choice
+            cluster_size = measure(cluster)
+            if parts and size + cluster_size > limit:
+                flush()
+            parts.append(cluster)
+            size += cluster_size
+
+    for word in _words(text):
+        if measure(word) <= limit:
+            add(word)
             continue
-        if current:
-            chunks.append(current)
-            current = ""
-        if measure(token) <= limit:
-            current = token
-            continue
-        for grapheme in _GRAPHEMES.findall(token):  # a word longer than the limit
-            if current and measure(current + grapheme) > limit:
-                chunks.append(current)
-                current = ""
-            current += grapheme
-    if current:
-        chunks.append(current)
+        # A word longer than the limit: cut around any URL in it before cutting the URL itself.
+        for piece in _URL.split(word):
+            if piece:
+                add(piece)
+    flush()
     return chunks
