@@ -221,3 +221,165 @@ async def test_two_processes_never_claim_the_same_row(make_store: Callable[[], S
     claims = await asyncio.gather(*(s.claim_inbox(7, NOW, 30) for s in [one, two] * 20))
     ids = [r.id for claim in claims for r in claim]
     assert len(ids) == len(set(ids)) == 200
+
+
+def subscription(state: str, keyword: str | None, sender: str = "+14155550100") -> Event:
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="subscription",
+        channel=ChannelRef(id="sms", type="sms"),
+        timestamp=datetime.now(UTC),
+        sender=Party(id=sender),
+        subscription={"state": state, "keyword": keyword},  # type: ignore[arg-type]
+    )
+
+
+async def test_opt_out_and_opt_in_are_remembered(store: Store) -> None:
+    assert (await store.get_contact("sms", "+14155550100")).unsubscribed_at is None
+    row = await store.append_inbox("sms", "stop", "u", "{}", b"STOP", NOW)
+    assert row
+    await store.record_inbound(row, [(subscription("unsubscribed", "STOP"), "SM1")], targets, NOW)
+    contact = await store.get_contact("sms", "+14155550100")
+    assert contact.unsubscribed_at == NOW and contact.unsubscribe_reason == "STOP"
+    # HELP changes nothing; a redelivered STOP is deduped and changes nothing either.
+    row = await store.append_inbox("sms", "help", "u", "{}", b"HELP", NOW + 1)
+    assert row
+    await store.record_inbound(row, [(subscription("help", "HELP"), "SM2")], targets, NOW + 1)
+    assert (await store.get_contact("sms", "+14155550100")).unsubscribed_at == NOW
+    row = await store.append_inbox("sms", "start", "u", "{}", b"START", NOW + 2)
+    assert row
+    await store.record_inbound(
+        row, [(subscription("subscribed", "START"), "SM3")], targets, NOW + 2
+    )
+    contact = await store.get_contact("sms", "+14155550100")
+    assert contact.unsubscribed_at is None and contact.unsubscribe_reason is None
+    await store.set_unsubscribed("sms", "+14155550100", "21610: unsubscribed", NOW + 3)
+    assert (await store.get_contact("sms", "+14155550100")).unsubscribe_reason == (
+        "21610: unsubscribed"
+    )
+
+
+def line_message(token: str, at: datetime, group: str | None = None) -> Event:
+    data = {"reply_token": token, **({"reply_target": group} if group else {})}
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="message",
+        channel=ChannelRef(id="line", type="line"),
+        external_id=f"m-{token}",
+        timestamp=at,
+        sender=Party(id="U1"),
+        message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
+        channel_data=data,
+    )
+
+
+async def test_newest_reply_token_is_kept_per_target_and_spent_once(store: Store) -> None:
+    t0 = datetime.fromtimestamp(NOW, UTC)
+    t1 = datetime.fromtimestamp(NOW + 5, UTC)
+    row = await store.append_inbox("line", "r1", "u", "{}", b"1", NOW)
+    assert row
+    # Out of order within a batch: the newer token wins; the group's token is the group's.
+    await store.record_inbound(
+        row,
+        [
+            (line_message("new", t1), "e2"),
+            (line_message("old", t0), "e1"),
+            (line_message("grp", t0, group="C9"), "e3"),
+        ],
+        targets,
+        NOW,
+    )
+    user = await store.get_contact("line", "U1")
+    assert (user.reply_token, user.reply_token_at) == ("new", NOW + 5)
+    assert (await store.get_contact("line", "C9")).reply_token == "grp"
+    await store.consume_reply_token("line", "U1", "stale")  # not the current one: kept
+    assert (await store.get_contact("line", "U1")).reply_token == "new"
+    await store.consume_reply_token("line", "U1", "new")
+    assert (await store.get_contact("line", "U1")).reply_token is None
+
+
+def watermark(state: str, at: float) -> Event:
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="status",
+        channel=ChannelRef(id="wa", type="messenger"),
+        timestamp=datetime.fromtimestamp(at, UTC),
+        sender=Party(id="page"),
+        recipient=Party(id="16505551234"),
+        status=Status(state=state, watermark=datetime.fromtimestamp(at, UTC)),  # type: ignore[arg-type]
+        raw_id=1,
+    )
+
+
+async def test_watermark_covers_every_message_sent_up_to_it(store: Store) -> None:
+    for n, created in ((1, NOW), (2, NOW + 1), (3, NOW + 10)):
+        await store.create_message(new_message(f"msg_{n}"), created)
+        [send] = await store.claim_outbox("send", 1, NOW + 20, 30)
+        await store.record_sent(
+            send.id,
+            f"msg_{n}",
+            "wa",
+            [f"m_{n}"],
+            None,
+            status(f"m_{n}", "sent", None),
+            targets,
+            NOW,
+        )
+    row = await store.append_inbox("wa", "w", "u", "{}", b"w", NOW)
+    assert row
+    read = await store.record_inbound(row, [(watermark("read", NOW + 5), "read:x:1")], targets, NOW)
+    assert [
+        (e.status.message_id, e.status.external_id, e.status.state) for e in read if e.status
+    ] == [
+        ("msg_1", "m_1", "read"),
+        ("msg_2", "m_2", "read"),
+    ]
+    assert len({e.id for e in read}) == 2
+    # A later delivery watermark cannot move read messages back; it covers only msg_3.
+    row = await store.append_inbox("wa", "w2", "u", "{}", b"w2", NOW)
+    assert row
+    delivered = await store.record_inbound(
+        row, [(watermark("delivered", NOW + 30), "delivery:x:2")], targets, NOW
+    )
+    assert [e.status.message_id for e in delivered if e.status] == ["msg_3"]
+    record = await store.get_message("msg_1")
+    assert record and record.state == "read"
+
+
+async def test_message_options_round_trip(store: Store) -> None:
+    message = NewMessage(
+        "msg_o",
+        "wa",
+        "u1",
+        '{"type":"text","text":"hi"}',
+        None,
+        "orders",
+        None,
+        "h",
+        options='{"messaging_tag":"HUMAN_AGENT"}',
+    )
+    await store.create_message(message, NOW)
+    record = await store.get_message("msg_o")
+    assert record and record.options == '{"messaging_tag":"HUMAN_AGENT"}'
+
+
+def test_an_older_sqlite_database_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE contacts (channel_id TEXT NOT NULL, user_id TEXT NOT NULL, name TEXT,"
+        " phone TEXT, conversation_id TEXT NOT NULL, last_inbound_at REAL, unsubscribed_at REAL,"
+        " created_at REAL NOT NULL, PRIMARY KEY (channel_id, user_id))"
+    )
+    conn.execute("INSERT INTO contacts VALUES ('wa', 'u1', NULL, NULL, 'conv_1', 5.0, NULL, 1.0)")
+    conn.commit()
+    conn.close()
+    store = Store(sqlite_database(path))
+    store.start()
+    try:
+        contact = asyncio.run(store.get_contact("wa", "u1"))
+        assert contact.last_inbound_at == 5.0 and contact.reply_token is None
+    finally:
+        store.close()
