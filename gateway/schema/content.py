@@ -336,4 +336,7 @@ Content = Annotated[
 
 TemplateContent.model_rebuild()
 
+# Actions whose tap comes back as a postback.
+CHOICE_TYPES = ("reply", "postback")
 MEDIA_CONTENT_TYPES = ("image", "video", "audio", "file", "sticker")
+MediaContent = ImageContent | VideoContent | AudioContent | FileContent | StickerContent

@@ -1,0 +1,28 @@
+"""Build once, deliver everywhere: capability profiles and the one downgrade engine."""
+
+from __future__ import annotations
+
+from gateway.downgrade.choices import Choice, match_choice
+from gateway.downgrade.engine import Downgrade, Plan, PlanError, plan, shorten
+from gateway.downgrade.profile import (
+    ButtonsProfile,
+    CarouselProfile,
+    ListProfile,
+    Profile,
+    QuickRepliesProfile,
+)
+
+__all__ = [
+    "ButtonsProfile",
+    "CarouselProfile",
+    "Choice",
+    "Downgrade",
+    "ListProfile",
+    "Plan",
+    "PlanError",
+    "Profile",
+    "QuickRepliesProfile",
+    "match_choice",
+    "plan",
+    "shorten",
+]

@@ -1,0 +1,595 @@
+"""The downgrade engine: one rich message becomes parts a channel shows natively.
+
+Pure: `plan(content, profile)` reads only the channel's capability profile and returns the
+parts to render (each one within the profile's limits), every downgrade with its reason, and
+the numbered choices whose text answers must map back to postbacks.
+
+Preference orders, richest first (after Bot Framework's card → suggested actions → numbered):
+- choices (buttons, quick replies): native buttons → native quick replies → native list →
+  numbered text.
+- list: native list → quick replies → buttons → numbered text (descriptions keep it numbered:
+  a quick reply or button cannot show them).
+- carousel: native carousel (split into several when there are more cards than allowed) →
+  one card per item (media + text + buttons) → numbered text with links, images sent as
+  media parts where the channel takes media.
+- media, location, contacts: native → text with the link, place or names.
+- template: native template → its fallback content.
+- actions: link and buy become URL buttons where buttons take links, else lines of text;
+  call a call button or the number in text; location_request a location quick reply or
+  prompt, else a text prompt; share where native, else its link in text, else dropped.
+Labels longer than a limit are shortened at a word boundary with an ellipsis; the payload
+still carries the meaning, and the numbered text keeps the full title.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.downgrade.choices import Choice, numbered_line, reply_hint
+from gateway.downgrade.profile import CHOICE_KINDS, Profile
+from gateway.plaintext import action_line, map_link, to_text
+from gateway.schema.content import (
+    Action,
+    ButtonsContent,
+    BuyAction,
+    CarouselContent,
+    CarouselItem,
+    ContactsContent,
+    FormContent,
+    FormResponseContent,
+    ImageContent,
+    LinkAction,
+    ListContent,
+    ListItem,
+    ListSection,
+    LocationContent,
+    LocationRequestAction,
+    Media,
+    MediaContent,
+    ReplyAction,
+    TemplateContent,
+    TextContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class Downgrade:
+    source: str
+    result: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source} → {self.result}: {self.reason}"
+
+
+@dataclass
+class Plan:
+    parts: list[AnyContent] = field(default_factory=list)
+    downgrades: list[Downgrade] = field(default_factory=list)
+    choices: list[Choice] = field(default_factory=list)
+
+
+class PlanError(ValueError):
+    """The content cannot reach this channel at all (the send fails with this reason)."""
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One thing to pick: a choice (payload) or another action kept as it is."""
+
+    title: str
+    payload: str | None = None
+    description: str | None = None
+    action: Action | None = None
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary when one is near, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return text[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-") + ELLIPSIS
+
+
+def plan(content: AnyContent, profile: Profile) -> Plan:
+    builder = _Builder(profile)
+    builder.add(content)
+    builder.quick_replies(list(content.quick_replies), content.type)
+    return builder.result
+
+
+class _Builder:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.result = Plan()
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def note(self, source: str, result: str, reason: str) -> None:
+        self.result.downgrades.append(Downgrade(source, result, reason))
+
+    def label(self, text: str, limit: int, what: str) -> str:
+        short = shorten(text, limit)
+        if short != text:
+            self.note(what, "shortened", f"{text!r} is longer than {limit} characters")
+        return short
+
+    def choice(self, title: str, payload: str) -> Choice:
+        made = Choice(len(self.result.choices) + 1, title, payload)
+        self.result.choices.append(made)
+        return made
+
+    def text(self, body: str) -> None:
+        if not body:
+            return
+        for chunk in split_text(body, self.profile.text_max):
+            self.result.parts.append(TextContent(text=chunk))
+
+    @property
+    def channel(self) -> str:
+        return self.profile.channel
+
+    # --- content types ------------------------------------------------------------------
+    def add(self, content: AnyContent) -> None:
+        if isinstance(content, TextContent):
+            self.text(content.text)
+        elif isinstance(content, ButtonsContent):
+            self.buttons(content)
+        elif isinstance(content, ListContent):
+            self.add_list(content)
+        elif isinstance(content, CarouselContent):
+            self.carousel(content)
+        elif isinstance(content, LocationContent):
+            self.location(content)
+        elif isinstance(content, ContactsContent):
+            if self.profile.contacts:
+                self.result.parts.append(content.model_copy(update={"quick_replies": []}))
+            else:
+                self.note("contacts", "text", f"{self.channel} cannot send contact cards")
+                self.text(to_text(content.model_copy(update={"quick_replies": []})))
+        elif isinstance(content, TemplateContent):
+            self.template(content)
+        elif isinstance(content, FormContent):
+            raise PlanError("a form is sent as a conversation, one field at a time")
+        elif isinstance(content, FormResponseContent):
+            self.text(to_text(content))
+        else:
+            self.media(content)
+
+    def media(self, content: MediaContent) -> None:
+        media, caption = content.media, content.caption
+        if content.type in self.profile.media:
+            if caption and len(caption) > self.profile.caption_max:
+                self.note("caption", "text", f"longer than {self.profile.caption_max} characters")
+                self.result.parts.append(
+                    content.model_copy(update={"caption": None, "quick_replies": []})
+                )
+                self.text(caption)
+                return
+            self.result.parts.append(content.model_copy(update={"quick_replies": []}))
+            return
+        if not media.url:
+            raise PlanError(
+                f"{content.type} has only a provider media id, which {self.channel} cannot use"
+            )
+        self.note(content.type, "text_link", f"{self.channel} cannot send {content.type}")
+        self.text("\n".join(p for p in (caption, media.url) if p))
+
+    def location(self, content: LocationContent) -> None:
+        if self.profile.location:
+            self.result.parts.append(content.model_copy(update={"quick_replies": []}))
+            return
+        self.note("location", "text_link", f"{self.channel} cannot send a location pin")
+        label = ", ".join(p for p in (content.name, content.address) if p)
+        link = content.url or map_link(content.latitude, content.longitude)
+        self.text(f"{label}\n{link}" if label else link)
+
+    def template(self, content: TemplateContent) -> None:
+        if self.profile.templates:
+            self.result.parts.append(content.model_copy(update={"quick_replies": []}))
+            return
+        if content.fallback is None:
+            raise PlanError(f"{self.channel} has no templates and the template has no fallback")
+        self.note("template", content.fallback.type, f"{self.channel} has no templates")
+        self.add(content.fallback)
+        self.quick_replies(list(content.fallback.quick_replies), content.fallback.type)
+
+    # --- choices ------------------------------------------------------------------------
+    def adapt(self, action: Action, kinds: frozenset[str]) -> Action:
+        """A payment link is a URL button where the channel has URL buttons but no payments."""
+        if isinstance(action, BuyAction) and "buy" not in kinds and "link" in kinds:
+            self.note("buy", "link", f"{self.channel} has no payment button; a URL button pays")
+            return LinkAction(title=action.title, url=action.url)
+        return action
+
+    def options(self, actions: list[Action]) -> list[_Option]:
+        """Choices (with a payload) and other actions, in the sender's order."""
+        kinds = self.profile.buttons.kinds if self.profile.buttons else frozenset()
+        options: list[_Option] = []
+        for action in actions:
+            if action.type in CHOICE_KINDS:
+                payload = getattr(action, "payload", None) or action.title
+                options.append(_Option(action.title, payload, action=action))
+            else:
+                options.append(_Option(action.title, action=self.adapt(action, kinds)))
+        return options
+
+    def buttons(self, content: ButtonsContent) -> None:
+        options = self.options(list(content.actions))
+        self.offer(
+            "buttons",
+            content.text,
+            options,
+            header=content.header,
+            footer=content.footer,
+            media=content.media,
+        )
+
+    def add_list(self, content: ListContent) -> None:
+        sections = content.sections
+        rows = [item for section in sections for item in section.items]
+        native = self.profile.list
+        if native and len(rows) <= native.max_rows:
+            if len(sections) > native.max_sections:
+                self.note(
+                    "list sections",
+                    "one section",
+                    f"{len(sections)} sections exceed {self.channel}'s {native.max_sections}",
+                )
+                sections = [ListSection(items=rows)]
+            text_parts = self.body(content.text, native.text_max)
+            self.result.parts.append(
+                ListContent(
+                    text=text_parts,
+                    button=self.label(content.button, native.button_max, "list button"),
+                    header=self.optional(content.header, native.header_max, "list header"),
+                    footer=self.optional(content.footer, native.footer_max, "list footer"),
+                    sections=[
+                        ListSection(
+                            title=self.label(s.title, native.section_title_max, "section title")
+                            if s.title
+                            else None,
+                            items=[self.row(item) for item in s.items],
+                        )
+                        for s in sections
+                    ],
+                )
+            )
+            return
+        reason = (
+            f"{len(rows)} rows exceed {self.channel}'s {native.max_rows}"
+            if native
+            else f"{self.channel} has no list"
+        )
+        options = [_Option(i.title, i.payload, i.description) for i in rows]
+        text = "\n".join(p for p in (content.header, content.text) if p)
+        self.offer("list", text, options, footer=content.footer, reason=reason, skip_list=True)
+
+    def row(self, item: ListItem) -> ListItem:
+        native = self.profile.list
+        assert native is not None
+        return ListItem(
+            title=self.label(item.title, native.row_title_max, "list row title"),
+            payload=item.payload,
+            description=self.optional(
+                item.description, native.row_description_max, "list row description"
+            ),
+        )
+
+    def optional(self, text: str | None, limit: int | None, what: str) -> str | None:
+        if not text:
+            return None
+        if limit is None:
+            self.note(what, "dropped", f"{self.channel} has no place for it")
+            return None
+        return self.label(text, limit, what)
+
+    def body(self, text: str, limit: int) -> str:
+        """The part of `text` that fits a rich element; what comes before goes as text."""
+        if len(text) <= limit:
+            return text
+        chunks = split_text(text, limit)
+        self.note("body", "text", f"longer than {limit} characters; sent before the choices")
+        for chunk in chunks[:-1]:
+            self.result.parts.append(TextContent(text=chunk))
+        return chunks[-1]
+
+    def offer(
+        self,
+        source: str,
+        text: str,
+        options: list[_Option],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+        media: Media | None = None,
+        reason: str | None = None,
+        skip_list: bool = False,
+    ) -> None:
+        """Choices in the richest form that fits: buttons → quick replies → list → numbered."""
+        profile = self.profile
+        kinds: set[str] = {o.action.type if o.action else "reply" for o in options}
+        described = any(o.description for o in options)
+        buttons = profile.buttons
+        if (
+            buttons
+            and not described
+            and len(options) <= buttons.max_actions
+            and kinds <= buttons.kinds
+            and (media is None or buttons.media)
+        ):
+            if reason:
+                self.note(source, "buttons", reason)
+            self.native_buttons(text, options, header, footer, media)
+            return
+        why = reason or self.why_not_buttons(options, kinds, media)
+        if media is not None:
+            self.media(ImageContent(media=media))
+        lines: list[str] = []
+        choices = [o for o in options if o.payload is not None]
+        for option in options:
+            if option.payload is None and option.action is not None:
+                lines += self.action_text(option.action)
+        body = "\n".join(p for p in (header, text, *lines, footer) if p)
+        quick = profile.quick_replies
+        if quick and choices and not described and len(choices) <= quick.max_items:
+            self.note(source, "quick_replies", why)
+            self.text(body)
+            self.attach_quick_replies(
+                [ReplyAction(title=o.title, payload=o.payload or o.title) for o in choices]
+            )
+            return
+        native_list = profile.list
+        if (
+            native_list
+            and not skip_list
+            and choices
+            and len(choices) <= native_list.max_rows
+            and len(choices) == len(options)
+        ):
+            self.note(source, "list", why)
+            list_body = self.body(body, native_list.text_max)
+            self.result.parts.append(
+                ListContent(
+                    text=list_body,
+                    sections=[
+                        ListSection(
+                            items=[
+                                self.row(ListItem(title=o.title, payload=o.payload or o.title))
+                                for o in choices
+                            ]
+                        )
+                    ],
+                )
+            )
+            return
+        self.note(source, "numbered_text", why)
+        self.numbered(body, choices)
+
+    def why_not_buttons(self, options: list[_Option], kinds: set[str], media: Media | None) -> str:
+        buttons = self.profile.buttons
+        if buttons is None:
+            return f"{self.channel} has no buttons"
+        if any(o.description for o in options):
+            return "buttons cannot show descriptions"
+        if len(options) > buttons.max_actions:
+            return f"{len(options)} choices exceed {self.channel}'s {buttons.max_actions} buttons"
+        if media is not None and not buttons.media:
+            return f"{self.channel} buttons cannot carry media"
+        unsupported = ", ".join(sorted(kinds - buttons.kinds))
+        return f"{self.channel} buttons cannot be {unsupported} actions"
+
+    def numbered(self, body: str, options: list[_Option]) -> None:
+        lines = [body] if body else []
+        made = []
+        for option in options:
+            assert option.payload is not None
+            choice = self.choice(option.title, option.payload)
+            made.append(choice)
+            lines.append(numbered_line(choice, option.description))
+        if made:
+            lines.append(reply_hint(made))
+        self.text("\n".join(lines))
+
+    def native_buttons(
+        self,
+        text: str,
+        options: list[_Option],
+        header: str | None,
+        footer: str | None,
+        media: Media | None,
+    ) -> None:
+        buttons = self.profile.buttons
+        assert buttons is not None
+        actions: list[Action] = []
+        for option in options:
+            action = option.action or ReplyAction(title=option.title, payload=option.payload or "")
+            title = self.label(action.title, buttons.label_max, "button label")
+            actions.append(action.model_copy(update={"title": title}))
+        if header and buttons.header_max is None:
+            text, header = f"{header}\n{text}", None
+        if footer and buttons.footer_max is None:
+            text, footer = f"{text}\n{footer}", None
+        self.result.parts.append(
+            ButtonsContent(
+                text=self.body(text, buttons.text_max),
+                actions=actions,
+                header=self.label(header, buttons.header_max or 0, "header") if header else None,
+                footer=self.label(footer, buttons.footer_max or 0, "footer") if footer else None,
+                media=media,
+            )
+        )
+
+    def action_text(self, action: Action) -> list[str]:
+        if action.type == "share" and not getattr(action, "url", None):
+            self.note("share", "dropped", f"{self.channel} cannot share and there is no link")
+            return []
+        if action.type == "location_request":
+            if self.profile.location_request:
+                self.result.parts.append(
+                    ButtonsContent(
+                        text=action.title, actions=[LocationRequestAction(title=action.title)]
+                    )
+                )
+                return []
+            return [f"{action.title}: send your location with the attachment button"]
+        return [action_line(action)]
+
+    # --- quick replies ------------------------------------------------------------------
+    def quick_replies(self, actions: list[Action], source_type: str) -> None:
+        if not actions:
+            return
+        quick = self.profile.quick_replies
+        kinds = {a.type for a in actions}
+        if quick and len(actions) <= quick.max_items and kinds <= quick.kinds:
+            self.attach_quick_replies(actions)
+            return
+        options = self.options(actions)
+        reason = (
+            f"{self.channel} has no quick replies"
+            if quick is None
+            else f"{len(actions)} quick replies exceed {self.channel}'s {quick.max_items}"
+            if len(actions) > quick.max_items
+            else f"{self.channel} quick replies cannot be {', '.join(sorted(kinds - quick.kinds))}"
+        )
+        last = self.result.parts[-1] if self.result.parts else None
+        if isinstance(last, TextContent):
+            # Text followed by choices reads best as one message: the text, then the choices.
+            self.result.parts.pop()
+            self.offer(f"{source_type} quick_replies", last.text, options, reason=reason)
+            return
+        self.offer(f"{source_type} quick_replies", "", options, reason=reason)
+
+    def attach_quick_replies(self, actions: list[Action]) -> None:
+        quick = self.profile.quick_replies
+        assert quick is not None
+        labelled: list[Action] = [
+            a.model_copy(update={"title": self.label(a.title, quick.label_max, "quick reply")})
+            for a in actions
+        ]
+        if not self.result.parts:
+            self.result.parts.append(TextContent(text="…"))
+        last = self.result.parts[-1]
+        self.result.parts[-1] = last.model_copy(update={"quick_replies": labelled})
+
+    # --- carousel -----------------------------------------------------------------------
+    def carousel(self, content: CarouselContent) -> None:
+        native = self.profile.carousel
+        kinds = native.kinds if native else frozenset()
+        items = [
+            item.model_copy(update={"actions": [self.adapt(a, kinds) for a in item.actions]})
+            for item in content.items
+        ]
+        problem = self.carousel_problem(items)
+        if problem is None and native is not None:
+            if content.text:
+                self.text(content.text)
+            groups = [
+                items[i : i + native.max_cards] for i in range(0, len(items), native.max_cards)
+            ]
+            if len(groups) > 1:
+                self.note(
+                    "carousel",
+                    f"{len(groups)} carousels",
+                    f"{len(items)} cards exceed {self.channel}'s {native.max_cards}",
+                )
+            for group in groups:
+                self.result.parts.append(CarouselContent(items=[self.card(i) for i in group]))
+            return
+        items = list(content.items)
+        buttons = self.profile.buttons
+        if buttons is not None and all(self.fits_card(item) for item in items):
+            self.note("carousel", "cards", problem or f"{self.channel} has no carousel")
+            if content.text:
+                self.text(content.text)
+            for item in items:
+                options = self.options(list(item.actions))
+                body = "\n".join(p for p in (item.title, item.description, item.default_url) if p)
+                self.native_buttons(body, options, None, None, item.media)
+            return
+        self.note("carousel", "numbered_text", problem or f"{self.channel} has no carousel")
+        self.numbered_carousel(content)
+
+    def carousel_problem(self, items: list[CarouselItem]) -> str | None:
+        native = self.profile.carousel
+        if native is None:
+            return f"{self.channel} has no carousel"
+        if len(items) < native.min_cards:
+            return f"{self.channel} carousels need at least {native.min_cards} cards"
+        for item in items:
+            if native.media_required and item.media is None:
+                return f"{self.channel} carousel cards need an image"
+            if len(item.actions) > native.max_actions:
+                return f"a card has more than {native.max_actions} actions"
+            unsupported = {a.type for a in item.actions} - native.kinds
+            if unsupported:
+                return f"{self.channel} cards cannot carry {', '.join(sorted(unsupported))}"
+        if native.same_action_count and len({len(i.actions) for i in items}) > 1:
+            return f"{self.channel} carousel cards must all have as many actions"
+        return None
+
+    def card(self, item: CarouselItem) -> CarouselItem:
+        native = self.profile.carousel
+        assert native is not None
+        return CarouselItem(
+            title=self.label(item.title, native.title_max, "card title"),
+            description=self.label(item.description, native.description_max, "card description")
+            if item.description
+            else None,
+            media=item.media,
+            default_url=item.default_url,
+            actions=[
+                a.model_copy(update={"title": self.label(a.title, native.label_max, "card button")})
+                for a in item.actions
+            ],
+        )
+
+    def fits_card(self, item: CarouselItem) -> bool:
+        buttons = self.profile.buttons
+        assert buttons is not None
+        return (
+            0 < len(item.actions) <= buttons.max_actions
+            and {a.type for a in item.actions} <= buttons.kinds
+            and (item.media is None or buttons.media)
+        )
+
+    def numbered_carousel(self, content: CarouselContent) -> None:
+        lines = [content.text] if content.text else []
+        made: list[Choice] = []
+        for item in content.items:
+            if item.media is not None and item.media.url and "image" in self.profile.media:
+                self.result.parts.append(ImageContent(media=item.media))
+            detail = item.description
+            picks = [a for a in item.actions if a.type in CHOICE_KINDS]
+            extras = [a for a in item.actions if a.type not in CHOICE_KINDS]
+            links = [item.default_url] if item.default_url else []
+            links += [line for a in extras for line in self.action_text(a)]
+            if item.media is not None and item.media.url and "image" not in self.profile.media:
+                links.append(item.media.url)
+            if len(picks) == 1:
+                choice = self.choice(item.title, _payload(picks[0]))
+                made.append(choice)
+                lines.append(numbered_line(choice, detail))
+            else:
+                lines.append(f"• {item.title}" + (f" - {detail}" if detail else ""))
+                for pick in picks:
+                    choice = self.choice(f"{item.title}: {pick.title}", _payload(pick))
+                    made.append(choice)
+                    lines.append(f"   {numbered_line(choice)}")
+            lines += [f"   {link}" for link in links]
+        if made:
+            lines.append(reply_hint(made))
+        self.text("\n".join(lines))
+
+
+def _payload(action: Any) -> str:
+    return str(getattr(action, "payload", None) or action.title)
