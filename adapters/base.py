@@ -15,9 +15,32 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.downgrade.profile import Profile
 from gateway.schema import Content, EventDraft
 
 ErrorCategory = Literal["retry", "permanent", "unreachable"]
+
+
+class _Narrowing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CapabilityOverrides(_Narrowing):
+    """Narrow what one channel instance uses (`carousel: false`, `buttons: {max_actions: 2}`).
+
+    Overrides only ever turn features off or lower limits; a profile is never widened.
+    """
+
+    text_max: int | None = Field(default=None, gt=0)
+    media: builtins.list[Literal["image", "video", "audio", "file", "sticker"]] | None = None
+    location: bool | None = None
+    contacts: bool | None = None
+    location_request: bool | None = None
+    templates: bool | None = None
+    buttons: Literal[False] | dict[str, int] | None = None
+    quick_replies: Literal[False] | dict[str, int] | None = None
+    list: Literal[False] | dict[str, int] | None = None
+    carousel: Literal[False] | dict[str, int] | None = None
 
 
 class ChannelConfig(BaseModel):
@@ -29,6 +52,7 @@ class ChannelConfig(BaseModel):
     type: str
     api_base_url: str
     rate_limit_per_second: float = Field(default=50.0, gt=0)
+    capabilities: CapabilityOverrides | None = None
 
 
 @dataclass(frozen=True)
@@ -135,9 +159,15 @@ class Adapter(abc.ABC):
     config_model: ClassVar[builtins.type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     signature_header: ClassVar[str]
+    # What the channel shows natively; the downgrade engine hands `render` nothing else.
+    # An adapter that declares nothing is sent plain text only.
+    capabilities: ClassVar[Profile | None] = None
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
+        overrides = config.capabilities.model_dump(exclude_none=True) if config.capabilities else {}
+        declared = self.capabilities or Profile(channel=self.type, text_max=1000)
+        self.profile = declared.narrowed(overrides)
 
     def link_siblings(self, adapters: list[Adapter]) -> None:  # noqa: B027 - optional hook
         """See the other configured instances (providers that share one webhook across them)."""

@@ -27,6 +27,7 @@ from adapters.base import (
     SendError,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
+from gateway.downgrade.profile import Profile
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -73,6 +74,18 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
     "document": ((), 100 * 1024 * 1024),
     "sticker": (("image/webp",), 500 * 1024),
 }
+
+# What the adapter renders natively today; everything else reaches WhatsApp as numbered text.
+CAPABILITIES = Profile(
+    channel="whatsapp",
+    text_max=MAX_TEXT,
+    caption_max=MAX_CAPTION,
+    media=frozenset({"image", "video", "audio", "file", "sticker"}),
+    location=True,
+    contacts=True,
+    # The customer service window: https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
+    window_hours=24,
+)
 
 # Error codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 RETRY_CODES = frozenset(
@@ -165,6 +178,7 @@ class WhatsAppAdapter(Adapter):
     type = "whatsapp"
     config_model = WhatsAppConfig
     signature_header = SIGNATURE_HEADER
+    capabilities = CAPABILITIES
     config: WhatsAppConfig
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -75,6 +75,7 @@ class Gateway:
             self.targets_for,
             policy,
             public_url=config.public_url,
+            conversations=config.conversations,
         )
         self.normaliser.listeners.append(self.delivery)
         self.dispatcher.listeners.append(self.delivery)

@@ -91,6 +91,13 @@ class DeliveryConfig(_Section):
     poll_interval_seconds: float = Field(default=1.0, gt=0)
 
 
+class ConversationsConfig(_Section):
+    # How long a numbered-text answer ("2") still maps to the choices it answers.
+    choice_ttl_seconds: float = Field(default=86400.0, gt=0)
+    # How long a form conversation waits for the next answer before it is abandoned.
+    form_ttl_seconds: float = Field(default=3600.0, gt=0)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -104,6 +111,7 @@ class GatewayConfig(_Section):
     backends: list[BackendConfig] = []
     channels: list[AnyChannelConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
+    conversations: ConversationsConfig = ConversationsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")

@@ -383,3 +383,53 @@ def test_an_older_sqlite_database_gains_the_new_columns(tmp_path: Path) -> None:
         assert contact.last_inbound_at == 5.0 and contact.reply_token is None
     finally:
         store.close()
+
+
+def text_from(user: str, text: str) -> Event:
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="message",
+        channel=ChannelRef(id="sms", type="sms"),
+        external_id=f"SM{uuid.uuid4().hex}",
+        timestamp=datetime.now(UTC),
+        sender=Party(id=user),
+        message={"content": {"type": "text", "text": text}},  # type: ignore[arg-type]
+    )
+
+
+async def test_numbered_answers_become_postbacks_until_they_expire(store: Store) -> None:
+    from gateway.downgrade import Choice
+
+    choices = [Choice(1, "Margherita", "PIZZA_1"), Choice(2, "Funghi", "PIZZA_2")]
+    await store.create_message(new_message("msg_c"), NOW)
+    await store.record_plan(
+        "msg_c", "sms", "+14155550100", ["carousel → numbered_text: sms has no carousel"],
+        choices, NOW + 60, NOW,
+    )  # fmt: skip
+    row = await store.append_inbox("sms", "a1", "u", "{}", b"1", NOW)
+    assert row
+    [answer, other, stranger] = await store.record_inbound(
+        row,
+        [
+            (text_from("+14155550100", " #2 "), "SM1"),
+            (text_from("+14155550100", "where is my pizza?"), "SM2"),
+            (text_from("+14155550199", "2"), "SM3"),  # someone else: no mapping
+        ],
+        targets,
+        NOW,
+    )
+    assert answer.type == "postback" and answer.postback is not None
+    assert (answer.postback.payload, answer.postback.title) == ("PIZZA_2", "Funghi")
+    assert answer.channel_data == {"answered_with_text": " #2 ", "choices_message_id": "msg_c"}
+    assert other.type == "message" and stranger.type == "message"
+    row = await store.append_inbox("sms", "a2", "u", "{}", b"2", NOW + 61)
+    assert row
+    [late] = await store.record_inbound(
+        row, [(text_from("+14155550100", "1"), "SM4")], targets, NOW + 61
+    )
+    assert late.type == "message"  # the mapping expired
+    record = await store.get_message("msg_c")
+    assert record is not None
+    assert ("downgraded", "carousel → numbered_text: sms has no carousel") in [
+        (state, detail) for _at, state, detail in record.history
+    ]

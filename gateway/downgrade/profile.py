@@ -85,6 +85,8 @@ class Profile:
             current = getattr(self, name)
             if isinstance(current, bool):
                 changes[name] = current and bool(value)
+            elif isinstance(current, frozenset) and isinstance(value, list | tuple | set):
+                changes[name] = current & frozenset(value)
             elif value is False:
                 changes[name] = frozenset() if isinstance(current, frozenset) else None
             elif (

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from adapters.base import Adapter, SendContext, SendError
-from gateway.config import DeliveryConfig
+from gateway.config import ConversationsConfig, DeliveryConfig
+from gateway.downgrade import PlanError, plan
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import SENDS
@@ -17,6 +18,7 @@ from gateway.retry import backoff_seconds
 from gateway.schema import (
     CONTENT_ADAPTER,
     ChannelRef,
+    Content,
     Event,
     EventError,
     Party,
@@ -63,9 +65,11 @@ class Dispatcher(Worker):
         policy: DeliveryConfig,
         *,
         public_url: str = "",
+        conversations: ConversationsConfig | None = None,
     ) -> None:
         super().__init__(policy.poll_interval_seconds)
         self.public_url = public_url.rstrip("/")
+        self.conversations = conversations or ConversationsConfig()
         self.store = store
         self.adapters = adapters
         self.transport = transport
@@ -105,7 +109,9 @@ class Dispatcher(Worker):
                     f"recipient unsubscribed ({contact.unsubscribe_reason or 'opted out'})"
                     f" at {since}; they must opt in again before they can be messaged",
                 )
-            requests = adapter.render(content, self._context(record, contact))
+            context = self._context(record, contact)
+            parts = await self._plan(item, record, adapter, content)
+            requests = [r for part in parts for r in adapter.render(part, context)]
             pending = requests[len(done) :]
             for request in pending:
                 if request.uses_reply_token and contact.reply_token:
@@ -145,6 +151,36 @@ class Dispatcher(Worker):
             time.time(),
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
+
+    async def _plan(
+        self, item: OutboxItem, record: MessageRecord, adapter: Adapter, content: Content
+    ) -> list[Content]:
+        """The engine's parts for this channel; its downgrades are recorded on the first try."""
+        try:
+            planned = plan(content, adapter.profile)
+        except PlanError as exc:
+            raise SendError("permanent", "cannot_render", str(exc)) from None
+        if item.attempts == 0 and not record.external_ids:
+            for downgrade in planned.downgrades:
+                log.info(
+                    "downgraded",
+                    message_id=record.id,
+                    channel=record.channel_id,
+                    source=downgrade.source,
+                    result=downgrade.result,
+                    reason=downgrade.reason,
+                )
+            now = time.time()
+            await self.store.record_plan(
+                record.id,
+                record.channel_id,
+                record.recipient_id,
+                [str(d) for d in planned.downgrades],
+                planned.choices,
+                now + self.conversations.choice_ttl_seconds,
+                now,
+            )
+        return planned.parts
 
     def _context(self, record: MessageRecord, contact: ContactState) -> SendContext:
         options = SendOptions.model_validate_json(record.options) if record.options else None

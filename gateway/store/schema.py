@@ -87,6 +87,16 @@ CREATE TABLE IF NOT EXISTS message_history (
 );
 CREATE INDEX IF NOT EXISTS message_history_by_message ON message_history (message_id, id);
 
+-- Choices last sent to a user as numbered text: their answer becomes the choice's postback.
+CREATE TABLE IF NOT EXISTS reply_choices (
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    choices TEXT NOT NULL,
+    expires_at {real} NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
+
 CREATE TABLE IF NOT EXISTS outbox (
     id {serial} PRIMARY KEY,
     kind TEXT NOT NULL,

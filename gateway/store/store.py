@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from gateway.downgrade.choices import Choice, match_choice
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, Event
+from gateway.schema import STATE_RANK, Event, Postback
 from gateway.store.database import Database, Tx
 
 TargetsFor = Callable[[str], Sequence[str]]
@@ -441,6 +442,33 @@ class Store:
     async def last_inbound_at(self, channel_id: str, user_id: str) -> float | None:
         return (await self.get_contact(channel_id, user_id)).last_inbound_at
 
+    async def record_plan(
+        self,
+        message_id: str,
+        channel_id: str,
+        recipient_id: str,
+        downgrades: Sequence[str],
+        choices: Sequence[Choice],
+        expires_at: float,
+        now: float,
+    ) -> None:
+        """Write what the engine changed into the history; remember numbered choices."""
+
+        def op(tx: Tx) -> None:
+            for downgrade in downgrades:
+                _history(tx, message_id, now, "downgraded", downgrade)
+            if choices:
+                data = json.dumps([asdict(c) for c in choices])
+                tx.execute(
+                    "INSERT INTO reply_choices (channel_id, user_id, message_id, choices, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, user_id) DO UPDATE SET"
+                    " message_id = excluded.message_id, choices = excluded.choices,"
+                    " expires_at = excluded.expires_at",
+                    (channel_id, recipient_id, message_id, data, expires_at),
+                )
+
+        await self.db.run(op)
+
     async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
         row = await self.db.run(
             lambda tx: tx.one(
@@ -596,6 +624,7 @@ def _store_rows(
     for raw_id, events in rows:
         stored[raw_id] = []
         for prepared in events:
+            prepared = _answer_choice(tx, prepared, now)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 key = (event.channel.id, event.sender.id)
@@ -618,6 +647,42 @@ def _store_rows(
         (now, *ids),
     )
     return stored
+
+
+def _answer_choice(tx: Tx, prepared: PreparedEvent, now: float) -> PreparedEvent:
+    """A text answer to choices we sent as numbered text becomes that choice's postback."""
+    event = prepared.event
+    if (
+        event.type != "message"
+        or event.sender is None
+        or event.message is None
+        or event.message.content.type != "text"
+    ):
+        return prepared
+    row = tx.one(
+        "SELECT message_id, choices FROM reply_choices"
+        " WHERE channel_id = ? AND user_id = ? AND expires_at > ?",
+        (event.channel.id, event.sender.id, now),
+    )
+    if row is None:
+        return prepared
+    answer = event.message.content.text
+    picked = match_choice(answer, [Choice(**c) for c in json.loads(row[1])])
+    if picked is None:
+        return prepared
+    answered = event.model_copy(
+        update={
+            "type": "postback",
+            "message": None,
+            "postback": Postback(payload=picked.payload, title=picked.title),
+            "channel_data": {
+                **(event.channel_data or {}),
+                "answered_with_text": answer,
+                "choices_message_id": row[0],
+            },
+        }
+    )
+    return PreparedEvent(answered, prepared.dedupe_key, answered.model_dump_json(exclude_none=True))
 
 
 def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:

@@ -1,0 +1,587 @@
+"""LINE Messaging API on loopback: reply and push, retry keys, errors, signed webhooks.
+
+Send API: https://developers.line.biz/en/reference/messaging-api/#send-reply-message
+          https://developers.line.biz/en/reference/messaging-api/#send-push-message
+Retries:  https://developers.line.biz/en/docs/messaging-api/retrying-api-request/
+Webhooks: https://developers.line.biz/en/reference/messaging-api/#webhook-event-objects
+
+LINE has no delivery or read receipts for ordinary messages, so unlike the WhatsApp
+simulator this one posts no statuses: only user events (messages, follow, postback...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGES = 5
+MAX_TEXT = 5000  # UTF-16 code units
+MAX_URL = 2000
+MAX_LOCATION_FIELD = 100
+REPLY_TOKEN_TTL = 60.0  # "within one minute" of the webhook
+AUTH_FAILED = (
+    "Authentication failed. Confirm that the access token in the authorization header is valid."
+)
+
+
+class Invalid(Exception):
+    """A request body LINE refuses with 400; `details` as LINE lists them."""
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Sent:
+    """An accepted reply or push."""
+
+    kind: str  # "reply" | "push"
+    request_id: str
+    body: dict[str, Any]
+    message_ids: list[str]
+    retry_key: str | None = None
+
+
+@dataclass
+class _Failure:
+    status: int
+    message: str
+    details: list[dict[str, str]]
+    retry_after: float | None
+    left: int
+    path: str | None
+
+
+@dataclass
+class _Token:
+    target: str
+    issued: float
+    used: bool = False
+
+
+@dataclass
+class Chat:
+    """Where a webhook event comes from: a 1:1 chat, a group or a room."""
+
+    user_id: str | None
+    group_id: str | None = None
+    room_id: str | None = None
+
+    def source(self) -> dict[str, str]:
+        if self.group_id:
+            source = {"type": "group", "groupId": self.group_id}
+        elif self.room_id:
+            source = {"type": "room", "roomId": self.room_id}
+        else:
+            source = {"type": "user"}
+        if self.user_id:
+            source["userId"] = self.user_id
+        return source
+
+    @property
+    def target(self) -> str:
+        return self.group_id or self.room_id or self.user_id or ""
+
+
+@dataclass
+class _Rule:
+    kind: str
+    required: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sign(channel_secret: str, body: bytes) -> str:
+    """x-line-signature: base64(HMAC-SHA256(channel secret, body))."""
+    return base64.b64encode(
+        hmac.new(channel_secret.encode(), body, hashlib.sha256).digest()
+    ).decode()
+
+
+def new_message_id() -> str:
+    return str(secrets.randbelow(9 * 10**17) + 10**17)  # 18 digits, like LINE's
+
+
+def new_event_id() -> str:
+    """A ULID-shaped webhookEventId: 26 Crockford base32 characters."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(secrets.choice(alphabet) for _ in range(26))
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _check_message(index: int, message: Any) -> list[dict[str, str]]:
+    """LINE's complaints about one message object, as `details` entries."""
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        return [{"message": "must be an object", "property": where}]
+    problems: list[dict[str, str]] = []
+
+    def problem(prop: str, text: str) -> None:
+        problems.append({"message": text, "property": f"{where}.{prop}"})
+
+    kind = message.get("type")
+    if kind == "text":
+        text = message.get("text")
+        if not isinstance(text, str) or not text:
+            problem("text", "May not be empty")
+        elif _utf16(text) > MAX_TEXT:
+            problem("text", f"Length must be between 0 and {MAX_TEXT}")
+    elif kind in ("image", "video", "audio"):
+        keys = ["originalContentUrl"] + (["previewImageUrl"] if kind != "audio" else [])
+        for key in keys:
+            url = message.get(key)
+            if not isinstance(url, str) or not url:
+                problem(key, "May not be empty")
+            elif not url.startswith("https://"):
+                problem(key, "must be a URL starting with https://")
+            elif len(url) > MAX_URL:
+                problem(key, f"Length must be between 0 and {MAX_URL}")
+        if kind == "audio":
+            duration = message.get("duration")
+            if not isinstance(duration, int) or isinstance(duration, bool) or duration < 1:
+                problem("duration", "must be a positive number of milliseconds")
+    elif kind == "location":
+        for key in ("title", "address"):
+            value = message.get(key)
+            if not isinstance(value, str) or not value:
+                problem(key, "May not be empty")
+            elif _utf16(value) > MAX_LOCATION_FIELD:
+                problem(key, f"Length must be between 0 and {MAX_LOCATION_FIELD}")
+        for key in ("latitude", "longitude"):
+            if not isinstance(message.get(key), int | float):
+                problem(key, "must be a number")
+    elif kind == "sticker":
+        for key in ("packageId", "stickerId"):
+            if not isinstance(message.get(key), str) or not message.get(key):
+                problem(key, "May not be empty")
+    elif kind in ("template", "flex", "imagemap"):  # rich messages: only the common fields
+        if not message.get("altText"):
+            problem("altText", "May not be empty")
+    else:
+        problem("type", f"invalid message type {kind!r}")
+    return problems
+
+
+def validate_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise Invalid(
+            "The request body has 1 error(s)",
+            [{"message": "May not be empty", "property": "messages"}],
+        )
+    if len(messages) > MAX_MESSAGES:
+        raise Invalid(
+            "The request body has 1 error(s)",
+            [{"message": f"Size must be between 1 and {MAX_MESSAGES}", "property": "messages"}],
+        )
+    details = [d for i, m in enumerate(messages) for d in _check_message(i, m)]
+    if details:
+        raise Invalid(f"The request body has {len(details)} error(s)", details)
+
+
+class LineSimulator:
+    """One LINE Official Account on a fake api.line.me, posting signed webhooks like LINE."""
+
+    def __init__(
+        self,
+        *,
+        channel_secret: str,
+        channel_access_token: str,
+        bot_user_id: str = "U" + "0" * 24 + "8b1c2d3e",
+        webhook_url: str | None = None,
+        reply_token_ttl: float = REPLY_TOKEN_TTL,
+        webhook_attempts: int = 1,
+        retry_backoff: float = 0.05,
+    ) -> None:
+        self.channel_secret, self.channel_access_token = channel_secret, channel_access_token
+        self.bot_user_id = bot_user_id
+        self.webhook_url = webhook_url
+        self.reply_token_ttl = reply_token_ttl
+        # LINE redelivers only when "webhook redelivery" is on; then isRedelivery is true.
+        self.webhook_attempts, self.retry_backoff = webhook_attempts, retry_backoff
+        self.requests: list[RecordedRequest] = []  # every API request, accepted or not
+        self.sent: list[Sent] = []  # accepted replies and pushes
+        self.webhooks: list[dict[str, Any]] = []  # payloads the receiver acknowledged
+        self.failed_webhooks: list[dict[str, Any]] = []
+        self.webhook_endpoint: str | None = None  # set by PUT /v2/bot/channel/webhook/endpoint
+        self._tokens: dict[str, _Token] = {}
+        self._retry_keys: dict[str, Sent] = {}
+        self._failures: list[_Failure] = []
+        self._session: ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+
+    @property
+    def base_url(self) -> str:
+        """What a channel's `api_base_url` should be."""
+        return self._url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_post("/v2/bot/message/reply", self._reply)
+        app.router.add_post("/v2/bot/message/push", self._push)
+        app.router.add_put("/v2/bot/channel/webhook/endpoint", self._set_endpoint)
+        app.router.add_get("/v2/bot/channel/webhook/endpoint", self._get_endpoint)
+        app.router.add_get("/_sim/sent", self._list_sent)
+        app.router.add_post("/_sim/inbound", self._inbound)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound = self._runner.addresses[0]
+        self._url = f"http://{bound[0]}:{bound[1]}"
+        self._session = ClientSession(timeout=ClientTimeout(total=10))
+
+    async def stop(self) -> None:
+        if self._session:
+            await self._session.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    def fail_next(
+        self,
+        status: int,
+        message: str = "An error occurred in the backend",
+        *,
+        count: int = 1,
+        details: list[dict[str, str]] | None = None,
+        retry_after: float | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `count` valid sends (to `path`, if given) with this error."""
+        self._failures.append(_Failure(status, message, details or [], retry_after, count, path))
+
+    def replies(self) -> list[Sent]:
+        return [s for s in self.sent if s.kind == "reply"]
+
+    def pushes(self) -> list[Sent]:
+        return [s for s in self.sent if s.kind == "push"]
+
+    def expire_reply_tokens(self) -> None:
+        """Age every issued reply token past its validity."""
+        for token in self._tokens.values():
+            token.issued -= self.reply_token_ttl + 1
+
+    # --- the API ---------------------------------------------------------------------
+    async def _record(self, request: web.Request) -> tuple[RecordedRequest, str]:
+        recorded = RecordedRequest(
+            request.method, request.path_qs, dict(request.headers), await request.read()
+        )
+        self.requests.append(recorded)
+        return recorded, str(uuid.uuid4())
+
+    def _answer(
+        self,
+        recorded: RecordedRequest,
+        request_id: str,
+        body: dict[str, Any],
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        recorded.status = status
+        return web.json_response(
+            body, status=status, headers={"x-line-request-id": request_id, **(headers or {})}
+        )
+
+    def _authorised(self, request: web.Request) -> bool:
+        expected = f"Bearer {self.channel_access_token}"
+        return hmac.compare_digest(request.headers.get("Authorization", ""), expected)
+
+    def _pending_failure(self, path: str) -> _Failure | None:
+        for rule in self._failures:
+            if rule.path in (None, path):
+                rule.left -= 1
+                if rule.left <= 0:
+                    self._failures.remove(rule)
+                return rule
+        return None
+
+    async def _send_common(
+        self, request: web.Request
+    ) -> tuple[RecordedRequest, str, dict[str, Any] | web.Response]:
+        recorded, request_id = await self._record(request)
+        if not self._authorised(request):
+            return (
+                recorded,
+                request_id,
+                self._answer(recorded, request_id, {"message": AUTH_FAILED}, 401),
+            )
+        try:
+            payload = json.loads(recorded.body)
+            if not isinstance(payload, dict):
+                raise Invalid("The request body must be a JSON object")
+            validate_messages(payload.get("messages"))
+        except ValueError:
+            return (
+                recorded,
+                request_id,
+                self._answer(
+                    recorded,
+                    request_id,
+                    {"message": "The request body could not be parsed as JSON"},
+                    400,
+                ),
+            )
+        except Invalid as exc:
+            return recorded, request_id, self._error(recorded, request_id, exc)
+        return recorded, request_id, payload
+
+    def _error(self, recorded: RecordedRequest, request_id: str, exc: Invalid) -> web.Response:
+        body: dict[str, Any] = {"message": exc.message}
+        if exc.details:
+            body["details"] = exc.details
+        return self._answer(recorded, request_id, body, 400)
+
+    def _fail(self, recorded: RecordedRequest, request_id: str, rule: _Failure) -> web.Response:
+        body: dict[str, Any] = {"message": rule.message}
+        if rule.details:
+            body["details"] = rule.details
+        headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
+        return self._answer(recorded, request_id, body, rule.status, headers)
+
+    def _accept(
+        self, kind: str, request_id: str, payload: dict[str, Any], key: str | None = None
+    ) -> Sent:
+        ids = [new_message_id() for _ in payload["messages"]]
+        sent = Sent(kind, request_id, payload, ids, key)
+        self.sent.append(sent)
+        return sent
+
+    @staticmethod
+    def _sent_body(sent: Sent) -> dict[str, Any]:
+        return {
+            "sentMessages": [
+                {"id": i, "quoteToken": secrets.token_urlsafe(24)} for i in sent.message_ids
+            ]
+        }
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        recorded, request_id, result = await self._send_common(request)
+        if isinstance(result, web.Response):
+            return result
+        if "X-Line-Retry-Key" in request.headers:  # only push/multicast/... accept one
+            return self._error(
+                recorded, request_id, Invalid("The retry key is not supported for this API")
+            )
+        token = self._tokens.get(str(result.get("replyToken", "")))
+        if token is None or token.used or time.monotonic() - token.issued > self.reply_token_ttl:
+            return self._error(recorded, request_id, Invalid("Invalid reply token"))
+        rule = self._pending_failure("/v2/bot/message/reply")
+        if rule is not None:
+            return self._fail(recorded, request_id, rule)
+        token.used = True
+        sent = self._accept("reply", request_id, result)
+        return self._answer(recorded, request_id, self._sent_body(sent))
+
+    async def _push(self, request: web.Request) -> web.Response:
+        recorded, request_id, result = await self._send_common(request)
+        if isinstance(result, web.Response):
+            return result
+        if not isinstance(result.get("to"), str) or not result["to"]:
+            return self._error(
+                recorded,
+                request_id,
+                Invalid(
+                    "The request body has 1 error(s)",
+                    [{"message": "May not be empty", "property": "to"}],
+                ),
+            )
+        key = request.headers.get("X-Line-Retry-Key")
+        if key is not None:
+            try:
+                uuid.UUID(key)
+            except ValueError:
+                return self._error(
+                    recorded, request_id, Invalid("The value of the retry key is invalid")
+                )
+            earlier = self._retry_keys.get(key)
+            if earlier is not None:
+                body = {"message": "The retry key is already accepted", **self._sent_body(earlier)}
+                return self._answer(
+                    recorded,
+                    request_id,
+                    body,
+                    409,
+                    {"x-line-accepted-request-id": earlier.request_id},
+                )
+        rule = self._pending_failure("/v2/bot/message/push")
+        if rule is not None:
+            return self._fail(recorded, request_id, rule)
+        sent = self._accept("push", request_id, result, key)
+        if key is not None:
+            self._retry_keys[key] = sent
+        return self._answer(recorded, request_id, self._sent_body(sent))
+
+    async def _set_endpoint(self, request: web.Request) -> web.Response:
+        recorded, request_id = await self._record(request)
+        if not self._authorised(request):
+            return self._answer(recorded, request_id, {"message": AUTH_FAILED}, 401)
+        try:
+            endpoint = json.loads(recorded.body).get("endpoint")
+        except (ValueError, AttributeError):
+            endpoint = None
+        if (
+            not isinstance(endpoint, str)
+            or not endpoint.startswith("https://")
+            or len(endpoint) > 500
+        ):
+            return self._error(recorded, request_id, Invalid("Invalid webhook endpoint URL"))
+        self.webhook_endpoint = endpoint
+        return self._answer(recorded, request_id, {})
+
+    async def _get_endpoint(self, request: web.Request) -> web.Response:
+        recorded, request_id = await self._record(request)
+        if not self._authorised(request):
+            return self._answer(recorded, request_id, {"message": AUTH_FAILED}, 401)
+        if self.webhook_endpoint is None:
+            return self._answer(recorded, request_id, {"message": "Not found"}, 404)
+        body = {"endpoint": self.webhook_endpoint, "active": True}
+        return self._answer(recorded, request_id, body)
+
+    # --- webhooks --------------------------------------------------------------------
+    def issue_reply_token(self, target: str) -> str:
+        token = secrets.token_hex(16)
+        self._tokens[token] = _Token(target, time.monotonic())
+        return token
+
+    def event(
+        self, kind: str, chat: Chat, *, repliable: bool = True, **fields: Any
+    ) -> dict[str, Any]:
+        """One webhook event object as LINE shapes it."""
+        event: dict[str, Any] = {
+            "type": kind,
+            "mode": "active",
+            "timestamp": int(time.time() * 1000),
+            "source": chat.source(),
+            "webhookEventId": new_event_id(),
+            "deliveryContext": {"isRedelivery": False},
+        }
+        if repliable:
+            event["replyToken"] = self.issue_reply_token(chat.target)
+        return event | fields
+
+    def payload(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"destination": self.bot_user_id, "events": events}
+
+    async def post_webhook(self, payload: dict[str, Any]) -> int:
+        """Sign and POST once; the receiver's HTTP status (ClientError if unreachable)."""
+        if not (self.webhook_url and self._session):
+            raise RuntimeError("post_webhook needs a webhook_url and a started simulator")
+        # LINE's own serialisation: compact, UTF-8 (signatures cover exactly these bytes).
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "x-line-signature": sign(self.channel_secret, body),
+        }
+        async with self._session.post(self.webhook_url, data=body, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    async def deliver(self, events: list[dict[str, Any]]) -> None:
+        payload = self.payload(events)
+        for attempt in range(self.webhook_attempts):
+            try:
+                status = await self.post_webhook(payload)
+            except (ClientError, TimeoutError) as exc:
+                status, reason = 0, repr(exc)
+            else:
+                reason = f"HTTP {status}"
+            if 200 <= status < 300:
+                self.webhooks.append(payload)
+                return
+            log.info("simulator.webhook_retry", attempt=attempt + 1, reason=reason)
+            for event in events:  # a redelivery keeps its webhookEventId
+                event["deliveryContext"] = {"isRedelivery": True}
+            if attempt + 1 < self.webhook_attempts:
+                await asyncio.sleep(self.retry_backoff * 2**attempt)
+        self.failed_webhooks.append(payload)
+
+    async def verify_webhook(self) -> int:
+        """The console's "Verify" button: a signed request with no events."""
+        return await self.post_webhook(self.payload([]))
+
+    async def send_text(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        group_id: str | None = None,
+        room_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A user's text in a 1:1 chat (or a group/room); returns the event sent."""
+        message = {
+            "id": new_message_id(),
+            "type": "text",
+            "quoteToken": secrets.token_urlsafe(24),
+            "text": text,
+        }
+        event = self.event("message", Chat(user_id, group_id, room_id), message=message)
+        await self.deliver([event])
+        return event
+
+    async def send_follow(self, user_id: str, *, unblocked: bool = False) -> dict[str, Any]:
+        event = self.event("follow", Chat(user_id), follow={"isUnblocked": unblocked})
+        await self.deliver([event])
+        return event
+
+    async def send_unfollow(self, user_id: str) -> dict[str, Any]:
+        event = self.event("unfollow", Chat(user_id), repliable=False)
+        await self.deliver([event])
+        return event
+
+    async def send_postback(
+        self, user_id: str, data: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        postback: dict[str, Any] = {"data": data}
+        if params:
+            postback["params"] = params
+        event = self.event("postback", Chat(user_id), postback=postback)
+        await self.deliver([event])
+        return event
+
+    # --- control endpoints for humans and other processes ----------------------------
+    async def _list_sent(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {"kind": s.kind, "request_id": s.request_id, "body": s.body, "ids": s.message_ids}
+                for s in self.sent
+            ]
+        )
+
+    async def _inbound(self, request: web.Request) -> web.Response:
+        """`{"from": userId, "text": .., "group"?: groupId}` → the user's message, as a webhook."""
+        try:
+            data = await request.json()
+            sender, text = str(data["from"]), str(data["text"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"from": .., "text": ..}'}, status=400)
+        event = await self.send_text(sender, text, group_id=data.get("group"))
+        return web.json_response({"id": event["message"]["id"]})
