@@ -17,6 +17,7 @@ from gateway.config import ApiKey
 from gateway.ids import new_id
 from gateway.ingress import error
 from gateway.logs import get_logger
+from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
     CONTENT_ADAPTER,
     EventError,
@@ -130,6 +131,43 @@ class Api:
             log.info("message_queued", message_id=message_id, channel=message.to.channel)
         body = MessageAccepted(id=message_id, status=state)
         return web.json_response(body.model_dump(), status=202 if created else 200)
+
+    async def preview(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "malformed_json", "the request body is not valid JSON")
+        try:
+            wanted = PreviewRequest.model_validate(data)
+        except ValidationError as exc:
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "message": "the preview request is not valid",
+                    "problems": [{"field": f, "message": m} for f, m in problems(exc, data)],
+                },
+                status=422,
+            )
+        ids = wanted.channels if wanted.channels is not None else list(self.adapters)
+        unknown = [i for i in ids if i not in self.adapters]
+        if unknown:
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "message": "the preview request is not valid",
+                    "problems": [
+                        {"field": "channels", "message": f"unknown channel {i!r}"} for i in unknown
+                    ],
+                },
+                status=422,
+            )
+        body = PreviewResponse(
+            previews=[preview(self.adapters[i], wanted.content, wanted.to) for i in ids]
+        )
+        return web.Response(
+            text=body.model_dump_json(by_alias=True, exclude_none=True),
+            content_type="application/json",
+        )
 
     async def get(self, request: web.Request) -> web.Response:
         record = await self.store.get_message(request.match_info["message_id"])

@@ -97,6 +97,7 @@ class Gateway:
         v1 = web.Application(middlewares=[api.authenticate])
         v1.router.add_post("/messages", api.send)
         v1.router.add_get("/messages/{message_id}", api.get)
+        v1.router.add_post("/preview", api.preview)
         app.add_subapp("/v1", v1)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve, check-config, normalize, replay, channels, schema, demo."""
+"""`gateway` command line: serve, check-config, normalize, render, replay, channels, schema, demo."""
 
 from __future__ import annotations
 
@@ -85,6 +85,56 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     for parsed in events:
         print(parsed.draft.model_dump_json(exclude_none=True))
     return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic import ValidationError
+
+    from gateway.app import build_adapters
+    from gateway.preview import placeholder_config, preview
+    from gateway.schema import CONTENT_ADAPTER
+    from gateway.schema.errors import problems
+
+    try:
+        data = json.loads(Path(args.message).read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"{args.message}: cannot read file: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"{args.message}: not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(data, dict) and "content" in data and "type" not in data:
+        data = data["content"]  # a whole POST /v1/messages body is fine too
+    try:
+        content = CONTENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        for where, message in problems(exc, data):
+            print(f"{args.message}: {where}: {message}", file=sys.stderr)
+        return 2
+    if args.config:
+        adapters = build_adapters(_load(args.config))
+        chosen = [a for a in adapters.values() if args.channel in (a.config.id, a.type)]
+    else:
+        adapter_class = ADAPTERS.get(args.channel)
+        chosen = (
+            [adapter_class(placeholder_config(adapter_class.config_model, args.channel))]
+            if adapter_class
+            else []
+        )
+    if not chosen:
+        print(
+            f"unknown channel {args.channel!r} (types: {', '.join(sorted(ADAPTERS))})",
+            file=sys.stderr,
+        )
+        return 2
+    failed = False
+    for adapter in chosen:
+        result = preview(adapter, content, args.to)
+        print(result.model_dump_json(by_alias=True, exclude_none=True, indent=2))
+        failed = failed or result.error is not None
+    return 1 if failed else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -210,6 +260,17 @@ def parser() -> argparse.ArgumentParser:
     normalize.add_argument("--channel-id", help="channel instance id to stamp on events")
     normalize.add_argument("file")
     normalize.set_defaults(func=cmd_normalize)
+
+    render = commands.add_parser(
+        "render", help="show the provider requests and downgrades for one message on a channel"
+    )
+    render.add_argument(
+        "--channel", required=True, help="channel type, or a channel id with --config"
+    )
+    render.add_argument("--config", help="render with this config's channel instances")
+    render.add_argument("--to", help="recipient id to render for")
+    render.add_argument("message", help="JSON file: a content object or a POST /v1/messages body")
+    render.set_defaults(func=cmd_render)
 
     replay = commands.add_parser(
         "replay", help="re-run failed inbox rows or dead-lettered deliveries"

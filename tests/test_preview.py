@@ -1,0 +1,100 @@
+"""Preview: POST /v1/preview and `gateway render` show the exact provider requests and downgrades."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.cli import main
+
+from .conftest import API_KEY, base_config, config_from
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+CAROUSEL = json.loads(
+    (Path(__file__).parent / "fixtures" / "messages" / "carousel.json").read_text()
+)
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, start_gateway: Any) -> Any:
+    return await start_gateway(config_from(base_config(tmp_path)))
+
+
+async def test_preview_returns_requests_text_downgrades_and_choices(gw: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/v1/preview", json={"content": CAROUSEL, "to": "16505551234"}, headers=AUTH
+        )
+    assert response.status_code == 200
+    [whatsapp] = response.json()["previews"]
+    assert whatsapp["channel"] == {"id": "wa-main", "type": "whatsapp"}
+    bodies = [r["json"] for r in whatsapp["requests"]]
+    assert all(r["path"] == "/106540352242922/messages" for r in whatsapp["requests"])
+    assert all(b["to"] == "16505551234" for b in bodies)
+    assert [b["type"] for b in bodies] == ["image", "text"]
+    assert "1. Margherita - Tomato, mozzarella" in bodies[1]["text"]["body"]
+    assert whatsapp["choices"] == [
+        {"number": 1, "title": "Margherita", "payload": "P1"},
+        {"number": 2, "title": "Funghi", "payload": "P2"},
+    ]
+    assert any(d.startswith("carousel → ") for d in whatsapp["downgrades"])
+    assert "2. Funghi" in whatsapp["text"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"content": {"type": "carousel", "items": []}}, 422, "content.items"),
+        ({"content": {"type": "text", "text": "hi"}, "channels": ["nope"]}, 422, "channels"),
+    ],
+)
+async def test_preview_rejects_bad_requests_naming_the_field(
+    gw: Any, body: dict[str, Any], status: int, field: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{gw.url}/v1/preview", json=body, headers=AUTH)
+    assert response.status_code == status
+    assert field in [p["field"] for p in response.json()["problems"]]
+
+
+async def test_preview_needs_an_api_key(gw: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{gw.url}/v1/preview", json={"content": CAROUSEL})
+    assert response.status_code == 401
+
+
+def test_render_cli_without_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps({"to": {"channel": "x", "id": "y"}, "content": CAROUSEL}))
+    assert main(["render", "--channel", "whatsapp", "--to", "16505551234", str(path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["requests"][0]["path"] == "/<phone_number_id>/messages"
+    assert result["requests"][0]["json"]["to"] == "16505551234"
+    assert [c["payload"] for c in result["choices"]] == ["P1", "P2"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"type": "buttons", "text": "x"}', "message.json: actions: Field required"),
+        ("{not json", "message.json: not valid JSON"),
+    ],
+)
+def test_render_cli_names_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    path = tmp_path / "message.json"
+    path.write_text(content)
+    assert main(["render", "--channel", "whatsapp", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_render_cli_unknown_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps(CAROUSEL))
+    assert main(["render", "--channel", "telegraph", str(path)]) == 2
+    assert "unknown channel 'telegraph'" in capsys.readouterr().err
