@@ -52,6 +52,7 @@ from gateway.schema.content import (
     LocationContent,
     Media,
     StickerContent,
+    TemplateContent,
     TextContent,
     VideoContent,
 )
@@ -75,6 +76,10 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
     "sticker": (("image/webp",), 500 * 1024),
 }
 
+# The customer service window: free-form messages only this long after the customer's last one.
+# https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
+WINDOW_SECONDS = 24 * 3600
+
 # What the adapter renders natively today; everything else reaches WhatsApp as numbered text.
 CAPABILITIES = Profile(
     channel="whatsapp",
@@ -83,8 +88,9 @@ CAPABILITIES = Profile(
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     location=True,
     contacts=True,
-    # The customer service window: https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
-    window_hours=24,
+    window_hours=WINDOW_SECONDS / 3600,
+    # Message templates: https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-message-templates
+    templates=True,
 )
 
 # Error codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
@@ -442,6 +448,14 @@ class WhatsAppAdapter(Adapter):
         return {"Authorization": f"Bearer {self.config.access_token.get_secret_value()}"}
 
     def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        if not isinstance(content, TemplateContent) and not window_open(context):
+            raise SendError(
+                "permanent",
+                "window_closed",
+                "WhatsApp allows free-form messages only within 24 hours of the customer's last"
+                " message; send a template (content type 'template', or options.template as the"
+                " fallback for this message)",
+            )
         path = f"/{self.config.phone_number_id}/messages"
         return [
             ProviderRequest("POST", path, json=body)
@@ -484,6 +498,14 @@ class WhatsAppAdapter(Adapter):
                 k: v for k, v in (("name", content.name), ("address", content.address)) if v
             }
             return [{**base, "type": "location", "location": location}]
+        if isinstance(content, TemplateContent):
+            template: dict[str, Any] = {
+                "name": content.template.name,
+                "language": {"code": content.template.language},
+            }
+            if content.template.components:
+                template["components"] = content.template.components
+            return [{**base, "type": "template", "template": template}]
         if isinstance(content, ContactsContent):
             contacts = [
                 c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts
@@ -525,6 +547,12 @@ class WhatsAppAdapter(Adapter):
             self.config.app_secret.get_secret_value(),
             self.config.verify_token.get_secret_value(),
         ]
+
+
+def window_open(context: SendContext) -> bool:
+    """Inside the customer service window: the customer wrote within the last 24 hours."""
+    last = context.last_inbound_at
+    return last is not None and context.now - last < WINDOW_SECONDS
 
 
 def _raise(error: SendError) -> str:

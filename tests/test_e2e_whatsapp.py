@@ -113,6 +113,7 @@ async def test_outbound_message_and_its_statuses(
 async def test_provider_error_fails_the_message_with_its_reason(
     stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
 ) -> None:
+    await open_window(simulator, backend, "16505550000")
     simulator.fail_next(131026, details="Message undeliverable")
     message = {
         "to": {"channel": "wa-main", "id": "16505550000"},
@@ -133,6 +134,7 @@ async def test_provider_error_fails_the_message_with_its_reason(
 async def test_rate_limited_send_is_retried_after_retry_after(
     stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
 ) -> None:
+    await open_window(simulator, backend, "16505551234")
     simulator.fail_next(130429, http_status=429, retry_after=0.3)
     message = {
         "to": {"channel": "wa-main", "id": "16505551234"},
@@ -155,6 +157,97 @@ async def test_rate_limited_send_is_retried_after_retry_after(
     assert states[:3] == ["queued", "retrying", "sent"]
     retried_at, sent_at = (h["at"] for h in view["history"][1:3])
     assert retried_at < sent_at
+
+
+async def open_window(simulator: WhatsAppSimulator, backend: BackendRecorder, user: str) -> None:
+    """The customer writes first: free-form replies are allowed for 24 hours."""
+    wamid = await simulator.send_inbound_text(user, "hi")
+    await backend.wait_for(lambda ev: any(e.get("external_id") == wamid for e in ev))
+
+
+async def send(stack: Any, message: dict[str, Any]) -> str:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{stack.url}/v1/messages", json=message, headers=AUTH)
+    return str(response.json()["id"])
+
+
+async def final_view(stack: Any, backend: BackendRecorder, message_id: str) -> dict[str, Any]:
+    await backend.wait_for(
+        lambda ev: any(
+            e["type"] == "status"
+            and e["status"].get("message_id") == message_id
+            and e["status"]["state"] in ("sent", "failed")
+            for e in ev
+        )
+    )
+    async with httpx.AsyncClient() as client:
+        view = await client.get(f"{stack.url}/v1/messages/{message_id}", headers=AUTH)
+    return dict(view.json())
+
+
+ORDER_TEMPLATE = {
+    "name": "order_update",
+    "language": "en_US",
+    "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-1042"}]}],
+}
+
+
+async def test_free_form_outside_the_window_is_refused_before_the_provider(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    before = len(simulator.sent)
+    message_id = await send(
+        stack,
+        {
+            "to": {"channel": "wa-main", "id": "16505559999"},
+            "content": {"type": "text", "text": "Hi"},
+        },
+    )
+    view = await final_view(stack, backend, message_id)
+    assert view["state"] == "failed"
+    assert view["error"]["code"] == "window_closed"
+    assert "24 hours" in view["error"]["title"]
+    assert len(simulator.sent) == before
+
+
+async def test_outside_the_window_the_template_fallback_goes_instead(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    message_id = await send(
+        stack,
+        {
+            "to": {"channel": "wa-main", "id": "16505559998"},
+            "content": {"type": "text", "text": "Your order A-1042 is on its way"},
+            "options": {"template": ORDER_TEMPLATE},
+        },
+    )
+    view = await final_view(stack, backend, message_id)
+    assert view["state"] == "sent"
+    body = _last_send(simulator)
+    assert body["type"] == "template"
+    assert body["template"] == {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": ORDER_TEMPLATE["components"],
+    }
+
+
+async def test_a_template_message_needs_no_window(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    message_id = await send(
+        stack,
+        {
+            "to": {"channel": "wa-main", "id": "16505559997"},
+            "content": {
+                "type": "template",
+                "template": ORDER_TEMPLATE,
+                "fallback": {"type": "text", "text": "Your order A-1042 is on its way"},
+            },
+        },
+    )
+    assert (await final_view(stack, backend, message_id))["state"] == "sent"
+    assert _last_send(simulator)["template"]["name"] == "order_update"
 
 
 def _last_send(simulator: WhatsAppSimulator) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from gateway.schema import (
     SendOptions,
     Status,
 )
+from gateway.schema.content import TemplateContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.store import TargetsFor
 from gateway.transport import Transport
@@ -110,6 +111,7 @@ class Dispatcher(Worker):
                     f" at {since}; they must opt in again before they can be messaged",
                 )
             context = self._context(record, contact)
+            content = self._outside_window(record, adapter, content, context)
             parts = await self._plan(item, record, adapter, content)
             requests = [r for part in parts for r in adapter.render(part, context)]
             pending = requests[len(done) :]
@@ -181,6 +183,22 @@ class Dispatcher(Worker):
                 now,
             )
         return planned.parts
+
+    @staticmethod
+    def _outside_window(
+        record: MessageRecord, adapter: Adapter, content: Content, context: SendContext
+    ) -> Content:
+        """Outside a channel's free-form window, the message's template fallback goes instead."""
+        hours = adapter.profile.window_hours
+        if not (hours and adapter.profile.templates) or content.type == "template":
+            return content
+        last = context.last_inbound_at
+        if last is not None and context.now - last < hours * 3600:
+            return content
+        options = SendOptions.model_validate_json(record.options) if record.options else None
+        if options is None or options.template is None:
+            return content  # the adapter refuses it with the window rule
+        return TemplateContent(template=options.template)
 
     def _context(self, record: MessageRecord, contact: ContactState) -> SendContext:
         options = SendOptions.model_validate_json(record.options) if record.options else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gateway.schema.content import Content, Model
+from gateway.schema.content import Content, Model, TemplateRef
 from gateway.schema.events import DeliveryState, EventError
 
 
@@ -23,6 +23,14 @@ class SendOptions(Model):
         description=(
             "Messenger message tag (e.g. CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE,"
             " ACCOUNT_UPDATE, HUMAN_AGENT) for a send outside the 24-hour window."
+        ),
+    )
+
+    template: TemplateRef | None = Field(
+        default=None,
+        description=(
+            "WhatsApp template to send instead when the 24-hour customer service window is"
+            " closed (free-form content is refused there)."
         ),
     )
 
