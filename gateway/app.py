@@ -78,6 +78,7 @@ class Gateway:
             conversations=config.conversations,
         )
         self.normaliser.listeners.append(self.delivery)
+        self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
         self.dispatcher.listeners.append(self.delivery)
         self.workers: list[Worker] = [self.normaliser, self.dispatcher, self.delivery]
 

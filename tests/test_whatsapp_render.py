@@ -35,6 +35,10 @@ TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_
 RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
 
 
+# Inside the customer service window: the customer wrote a minute ago.
+OPEN = SendContext("msg_1", TABLE["to"], now=1_700_000_060.0, last_inbound_at=1_700_000_000.0)
+
+
 def make_adapter() -> WhatsAppAdapter:
     return WhatsAppAdapter(
         WhatsAppConfig(
@@ -51,7 +55,7 @@ def make_adapter() -> WhatsAppAdapter:
 @pytest.mark.parametrize("case", RENDER, ids=[c["name"] for c in RENDER])
 def test_render(case: dict[str, Any]) -> None:
     content = CONTENT_ADAPTER.validate_python(case["content"])
-    requests = make_adapter().render(content, SendContext("msg_1", TABLE["to"], 0.0))
+    requests = make_adapter().render(content, OPEN)
     assert [(r.method, r.path) for r in requests] == [("POST", TABLE["path"])] * len(requests)
     assert [r.json for r in requests] == case["bodies"]
 
@@ -86,3 +90,17 @@ def test_read_send_response(case: dict[str, Any]) -> None:
         "title": error.title,
         "retry_after": error.retry_after,
     } == case["error"]
+
+
+def test_free_form_outside_the_window_is_refused_but_a_template_goes() -> None:
+    closed = SendContext("msg_1", TABLE["to"], now=1_700_100_000.0, last_inbound_at=1_700_000_000.0)
+    text = CONTENT_ADAPTER.validate_python({"type": "text", "text": "hi"})
+    with pytest.raises(SendError, match="within 24 hours") as refused:
+        make_adapter().render(text, closed)
+    assert refused.value.code == "window_closed" and not refused.value.retryable
+    template = CONTENT_ADAPTER.validate_python(
+        {"type": "template", "template": {"name": "order_update", "language": "en_US"}}
+    )
+    [request] = make_adapter().render(template, closed)
+    assert request.json is not None
+    assert request.json["template"] == {"name": "order_update", "language": {"code": "en_US"}}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from adapters.base import Adapter, SendContext, SendError
 from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import PlanError, plan
+from gateway.forms import intro, question
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import SENDS
@@ -25,7 +26,7 @@ from gateway.schema import (
     SendOptions,
     Status,
 )
-from gateway.schema.content import TemplateContent
+from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.store import TargetsFor
 from gateway.transport import Transport
@@ -113,7 +114,7 @@ class Dispatcher(Worker):
             context = self._context(record, contact)
             content = self._outside_window(record, adapter, content, context)
             parts = await self._plan(item, record, adapter, content)
-            requests = [r for part in parts for r in adapter.render(part, context)]
+            requests = adapter.render_parts(parts, context)
             pending = requests[len(done) :]
             for request in pending:
                 if request.uses_reply_token and contact.reply_token:
@@ -157,12 +158,30 @@ class Dispatcher(Worker):
     async def _plan(
         self, item: OutboxItem, record: MessageRecord, adapter: Adapter, content: Content
     ) -> list[Content]:
-        """The engine's parts for this channel; its downgrades are recorded on the first try."""
+        """The engine's parts for this channel; its downgrades are recorded on the first try.
+
+        A form starts a conversation: its title, then its first field; the answers are taken
+        from the user's next messages (see gateway/store/forms.py).
+        """
+        first_try = item.attempts == 0 and not record.external_ids
+        lead: list[Content] = []
         try:
+            if isinstance(content, FormContent):
+                lead = plan(TextContent(text=intro(content)), adapter.profile).parts
+                if first_try:
+                    await self.store.start_form(
+                        record.channel_id,
+                        record.recipient_id,
+                        record.id,
+                        record.content,
+                        self.conversations.form_ttl_seconds,
+                        time.time(),
+                    )
+                content = question(content, 0)
             planned = plan(content, adapter.profile)
         except PlanError as exc:
             raise SendError("permanent", "cannot_render", str(exc)) from None
-        if item.attempts == 0 and not record.external_ids:
+        if first_try:
             for downgrade in planned.downgrades:
                 log.info(
                     "downgraded",
@@ -182,7 +201,7 @@ class Dispatcher(Worker):
                 now + self.conversations.choice_ttl_seconds,
                 now,
             )
-        return planned.parts
+        return lead + planned.parts
 
     @staticmethod
     def _outside_window(

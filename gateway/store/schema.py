@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS reply_choices (
     PRIMARY KEY (channel_id, user_id)
 );
 
+-- A form being filled in, one field at a time. Survives restarts, expires when abandoned.
+CREATE TABLE IF NOT EXISTS form_sessions (
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    form TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    answers TEXT NOT NULL,
+    ttl {real} NOT NULL,
+    expires_at {real} NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
+
 CREATE TABLE IF NOT EXISTS outbox (
     id {serial} PRIMARY KEY,
     kind TEXT NOT NULL,

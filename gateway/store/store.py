@@ -15,6 +15,7 @@ from typing import Any
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.ids import conversation_id, new_id
 from gateway.schema import STATE_RANK, Event, Postback
+from gateway.store import forms
 from gateway.store.database import Database, Tx
 
 TargetsFor = Callable[[str], Sequence[str]]
@@ -253,28 +254,7 @@ class Store:
                     if row[2] != message.request_hash:
                         raise IdempotencyConflict(message.idempotency_key)
                     return row[0], row[1], False
-            conversation = _touch_contact(tx, message.channel_id, message.recipient_id, now)
-            tx.execute(
-                "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
-                " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    message.channel_id,
-                    message.recipient_id,
-                    conversation,
-                    message.content,
-                    message.metadata,
-                    message.options,
-                    message.api_key,
-                    message.idempotency_key,
-                    message.request_hash,
-                    now,
-                    now,
-                ),
-            )
-            _history(tx, message.id, now, "queued", None)
-            _enqueue(tx, "send", message.channel_id, message.id, now)
+            _insert_message(tx, message, now)
             return message.id, "queued", True
 
         return await self.db.run(op)
@@ -469,6 +449,19 @@ class Store:
 
         await self.db.run(op)
 
+    async def start_form(
+        self,
+        channel_id: str,
+        user_id: str,
+        message_id: str,
+        form_json: str,
+        ttl: float,
+        now: float,
+    ) -> None:
+        await self.db.run(
+            lambda tx: forms.start_session(tx, channel_id, user_id, message_id, form_json, ttl, now)
+        )
+
     async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
         row = await self.db.run(
             lambda tx: tx.one(
@@ -625,6 +618,10 @@ def _store_rows(
         stored[raw_id] = []
         for prepared in events:
             prepared = _answer_choice(tx, prepared, now)
+            session = forms.active_session(tx, prepared.event, now)
+            if session is not None:
+                stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
+                continue
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 key = (event.channel.id, event.sender.id)
@@ -647,6 +644,64 @@ def _store_rows(
         (now, *ids),
     )
     return stored
+
+
+def _insert_message(tx: Tx, message: NewMessage, now: float) -> None:
+    conversation = _touch_contact(tx, message.channel_id, message.recipient_id, now)
+    tx.execute(
+        "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
+        " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        (
+            message.id,
+            message.channel_id,
+            message.recipient_id,
+            conversation,
+            message.content,
+            message.metadata,
+            message.options,
+            message.api_key,
+            message.idempotency_key,
+            message.request_hash,
+            now,
+            now,
+        ),
+    )
+    _history(tx, message.id, now, "queued", None)
+    _enqueue(tx, "send", message.channel_id, message.id, now)
+
+
+def _answer_form(
+    tx: Tx, session: forms.Session, prepared: PreparedEvent, targets_for: TargetsFor, now: float
+) -> list[Event]:
+    """An answer to a form is kept (not forwarded); the completed form is what backends get."""
+    event = prepared.event
+    body = prepared.body or event.model_dump_json(exclude_none=True)
+    if not _insert_event(tx, event, prepared.dedupe_key, now, body):
+        return []  # a redelivered answer was applied already
+    step = forms.advance(tx, session, event, now)
+    for reply in step.replies:
+        metadata = {"form_id": session.message_id}
+        _insert_message(
+            tx,
+            NewMessage(
+                new_id("msg"),
+                session.channel_id,
+                session.user_id,
+                reply.model_dump_json(exclude_none=True),
+                json.dumps(metadata),
+                "gateway:forms",
+                None,
+                "form",
+            ),
+            now,
+        )
+    if step.result is None:
+        return []
+    if not _insert_event(tx, step.result, f"{prepared.dedupe_key}:form", now):
+        return []
+    _enqueue_webhooks(tx, step.result, targets_for, now)
+    return [step.result]
 
 
 def _answer_choice(tx: Tx, prepared: PreparedEvent, now: float) -> PreparedEvent:

@@ -1,0 +1,108 @@
+"""A three-field form over WhatsApp: asked one field at a time, a wrong answer re-asked with the
+reason, a select answered by number, and one `form_response` for the backend at the end."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.simulator.backend import BackendRecorder
+from gateway.simulator.whatsapp import WhatsAppSimulator
+
+from .test_e2e_whatsapp import open_window, send, simulator, stack  # noqa: F401 - fixtures, used by name
+
+USER = "16505551234"
+FORM = {
+    "type": "form",
+    "title": "Delivery details",
+    "text": "Three quick questions.",
+    "fields": [
+        {"name": "name", "label": "Your name?"},
+        {"name": "email", "label": "Your email?", "type": "email"},
+        {
+            "name": "size",
+            "label": "Which size?",
+            "type": "select",
+            "options": [
+                {"value": "S", "title": "Small"},
+                {"value": "M", "title": "Medium"},
+                {"value": "L", "title": "Large"},
+            ],
+        },
+    ],
+}
+
+
+async def next_text(simulator: WhatsAppSimulator, seen: int) -> tuple[str, int]:
+    """The body of the next text the gateway sends the user (waits for it)."""
+    async with asyncio.timeout(10):
+        while True:
+            for index in range(seen, len(simulator.sent)):
+                body = simulator.sent[index]["body"]
+                if body.get("type") == "text" and body.get("to") == USER:
+                    return str(body["text"]["body"]), index + 1
+            await asyncio.sleep(0.02)
+
+
+async def test_form_completed_with_one_invalid_answer(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    await open_window(simulator, backend, USER)
+    seen = len(simulator.sent)
+    form_id = await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+    intro, seen = await next_text(simulator, seen)
+    assert intro == "Delivery details\nThree quick questions."
+    first, seen = await next_text(simulator, seen)
+    assert first == "(1/3) Your name?"
+
+    await simulator.send_inbound_text(USER, "Sheena Nelson")
+    second, seen = await next_text(simulator, seen)
+    assert second == "(2/3) Your email?"
+    await simulator.send_inbound_text(USER, "sheena at example")
+    again, seen = await next_text(simulator, seen)
+    assert again == "'sheena at example' is not an email address.\n(2/3) Your email?"
+    await simulator.send_inbound_text(USER, "sheena@example.com")
+    third, seen = await next_text(simulator, seen)
+    assert third.startswith("(3/3) Which size?\n1. Small\n2. Medium\n3. Large")
+    await simulator.send_inbound_text(USER, "2")
+
+    events = await backend.wait_for(
+        lambda ev: any(
+            e.get("message", {}).get("content", {}).get("type") == "form_response" for e in ev
+        )
+    )
+    [response] = [
+        e for e in events if e.get("message", {}).get("content", {}).get("type") == "form_response"
+    ]
+    assert response["message"]["content"]["form_id"] == form_id
+    assert response["message"]["content"]["values"] == {
+        "name": "Sheena Nelson",
+        "email": "sheena@example.com",
+        "size": "M",
+    }
+    assert response["sender"]["id"] == USER
+    # The answers themselves were the form's, not messages for the backend.
+    texts = [e["message"]["content"].get("text") for e in events if e["type"] == "message"]
+    assert "Sheena Nelson" not in texts and "2" not in texts
+    assert not any(e["type"] == "postback" for e in events)
+
+
+async def test_cancel_ends_the_form(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    await open_window(simulator, backend, USER)
+    seen = len(simulator.sent)
+    await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+    _intro, seen = await next_text(simulator, seen)
+    _first, seen = await next_text(simulator, seen)
+    await simulator.send_inbound_text(USER, "Cancel!")
+    done, seen = await next_text(simulator, seen)
+    assert done == "Cancelled: Delivery details"
+    events = await backend.wait_for(
+        lambda ev: any(e.get("system", {}).get("kind") == "form_cancelled" for e in ev)
+    )
+    [cancelled] = [e for e in events if e.get("system", {}).get("kind") == "form_cancelled"]
+    assert cancelled["channel_data"]["values"] == {}
+    # After the form, text is an ordinary message again.
+    wamid = await simulator.send_inbound_text(USER, "thanks")
+    await backend.wait_for(lambda ev: any(e.get("external_id") == wamid for e in ev))
