@@ -1,0 +1,599 @@
+"""Viber REST Bot API.
+
+Callbacks:  https://developers.viber.com/docs/api/rest-bot-api/#callbacks
+Send API:   https://developers.viber.com/docs/api/rest-bot-api/#send-message
+            https://creators.viber.com/docs/bots-api/resources/messaging/send-message
+Webhooks:   https://creators.viber.com/docs/bots-api/getting-started/web-hooks
+Errors:     https://developers.viber.com/docs/api/rest-bot-api/#error-codes
+
+Viber posts one event per request, signed with the bot's auth token. `message_token` is a
+64-bit integer: it is kept as its exact decimal string everywhere (`json.loads` reads JSON
+integers as exact Python ints; a float would lose the low digits above 2**53).
+
+Choices worth knowing:
+* `webhook` (Viber's check after set_webhook) is answered 200 and kept in the inbox like any
+  callback, but parses to no event: it is a handshake, not a conversation fact.
+* `conversation_started` is a `system` event (kind "conversation_started"), never a
+  subscription: the user opened the chat but may not be subscribed ("subscribed": false),
+  and then only a welcome message may reach them. `subscribed`/`unsubscribed` are
+  `subscription` events; the store remembers the opt-out so later sends fail fast.
+* Outbound, a video without `Media.size`, or a file without size or filename, goes as text
+  with its link (Viber requires them and the adapter does no I/O to find them out). Audio
+  goes as a file (Viber has no audio type). Rich content goes as plain text for now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    InboundRequest,
+    ParsedEvent,
+    PayloadError,
+    ProviderRequest,
+    SendContext,
+    SendError,
+)
+from gateway.downgrade.profile import Profile
+from gateway.plaintext import to_text
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    EventError,
+    MessageBody,
+    Party,
+    Status,
+    Subscription,
+    System,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    Contact,
+    ContactName,
+    ContactPhone,
+    ContactsContent,
+    FileContent,
+    ImageContent,
+    LocationContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+SIGNATURE_HEADER = "X-Viber-Content-Signature"
+AUTH_HEADER = "X-Viber-Auth-Token"
+
+# Text: 7,000 characters. Viber's own REST page lists it with the text message type; confirmed
+# by courier's Viber handler (maxMsgLength) and https://www.infobip.com/docs/viber/bots/message-types
+MAX_TEXT = 7000
+# Picture `text` (the caption): 512 characters, https://www.infobip.com/docs/viber/bots/message-types
+MAX_CAPTION = 512
+# sender.name: "Required. Max 28 characters." (send-message page on creators.viber.com)
+MAX_SENDER_NAME = 28
+# File name: 256 characters, https://www.infobip.com/docs/viber/bots/message-types
+MAX_FILE_NAME = 256
+# Contact card fields (REST page, contact message) [name 28 / phone 18: UNVERIFIED].
+MAX_CONTACT_NAME = 28
+MAX_CONTACT_PHONE = 18
+
+# Media kinds and byte limits (REST page, message types; https://www.infobip.com/docs/viber/bots/message-types).
+MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
+    "picture": (("image/jpeg", "image/png", "image/gif"), 1024 * 1024),
+    "video": (("video/mp4",), 26 * 1024 * 1024),
+    "file": ((), 50 * 1024 * 1024),
+}
+
+# What the adapter renders natively today; the downgrade engine turns everything else (buttons,
+# lists, carousels, quick replies) into numbered text. Keyboards and rich media are a later issue.
+CAPABILITIES = Profile(
+    channel="viber",
+    text_max=MAX_TEXT,
+    caption_max=MAX_CAPTION,
+    media=frozenset({"image", "video", "audio", "file", "sticker"}),
+    location=True,
+    contacts=True,
+)
+
+# Callbacks we ask for; `message`, `subscribed`, `unsubscribed` and `webhook` always come.
+# https://creators.viber.com/docs/bots-api/getting-started/web-hooks
+EVENT_TYPES = ("delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started")
+
+# Status codes: https://developers.viber.com/docs/api/rest-bot-api/#error-codes
+STATUS_NAMES: dict[int, str] = {
+    1: "invalidUrl",
+    2: "invalidAuthToken",
+    3: "badData",
+    4: "missingData",
+    5: "receiverNotRegistered",
+    6: "receiverNotSubscribed",
+    7: "publicAccountBlocked",
+    8: "publicAccountNotFound",
+    9: "publicAccountSuspended",
+    10: "webhookNotSet",
+    11: "receiverNoSuitableDevice",
+    12: "tooManyRequests",
+    13: "apiVersionNotSupported",
+    14: "incompatibleWithVersion",
+    15: "publicAccountNotAuthorized",
+    16: "inchatReplyPublicAccountLimit",
+    17: "noPublicChat",
+    18: "cannotSendBroadcast",
+    19: "broadcastNotAllowed",
+    20: "unsupportedCountry",
+    21: "paymentUnsupported",
+    22: "freeMessagesExceeded",
+    23: "noBalance",
+}
+RETRY_STATUSES = frozenset({12})
+# The user is gone (not on Viber, or unsubscribed from the bot): remembered as an opt-out.
+UNSUBSCRIBED_STATUSES = frozenset({5, 6})
+
+_RECEIPTS = {"delivered": "delivered", "seen": "read", "failed": "failed"}
+_PROFILE = ("avatar", "country", "language", "api_version")
+
+
+class ViberConfig(ChannelConfig):
+    type: Literal["viber"]
+    api_base_url: str = "https://chatapi.viber.com/pa"
+    # Viber publishes no numeric rate limit (error 12 signals it); stay well under the usual.
+    rate_limit_per_second: float = 20.0
+    auth_token: SecretStr
+    sender_name: str = Field(min_length=1, max_length=MAX_SENDER_NAME)
+    sender_avatar: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    min_api_version: int = Field(default=1, ge=1)
+
+
+def signature(auth_token: str, body: bytes) -> str:
+    """X-Viber-Content-Signature: lowercase hex HMAC-SHA256 of the raw body, no prefix."""
+    return hmac.new(auth_token.encode(), body, hashlib.sha256).hexdigest()
+
+
+def error_category(status: int) -> Literal["retry", "permanent", "unreachable"]:
+    if status in RETRY_STATUSES:
+        return "retry"
+    if status in UNSUBSCRIBED_STATUSES:
+        return "unreachable"
+    return "permanent"
+
+
+class ViberAdapter(Adapter):
+    type = "viber"
+    config_model = ViberConfig
+    signature_header = SIGNATURE_HEADER
+    capabilities = CAPABILITIES
+    config: ViberConfig
+
+    # --- inbound -------------------------------------------------------------------
+    def verify(self, request: InboundRequest) -> bool:
+        provided = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
+        expected = signature(self.config.auth_token.get_secret_value(), request.body)
+        return bool(provided) and hmac.compare_digest(provided.encode(), expected.encode())
+
+    def dedupe_key(self, body: bytes) -> str:
+        # One event per request: the key is the event name and its message_token.
+        return _key(_load(body))
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        payload = _load(body)
+        key = _key(payload)
+        event = payload["event"]
+        if event == "webhook":
+            # The check Viber makes on set_webhook: answered 200 at ingress and kept in the
+            # inbox, but it says nothing about any conversation, so it yields no event.
+            return []
+        common: dict[str, Any] = {
+            "channel": ChannelRef(id=self.config.id, type=self.type),
+            "external_id": _token(payload.get("message_token")),
+            "timestamp": _timestamp(payload.get("timestamp")),
+        }
+        draft: EventDraft
+        if event == "message":
+            draft = self._message(payload, common)
+        elif event in _RECEIPTS:
+            draft = self._receipt(payload, common)
+        elif event in ("subscribed", "unsubscribed"):
+            draft = self._subscription(payload, common)
+        elif event == "conversation_started":
+            draft = self._conversation_started(payload, common)
+        else:
+            draft = EventDraft(
+                type="unsupported",
+                unsupported=Unsupported(
+                    provider_type=f"event:{event}", reason=f"event {event!r} is not supported"
+                ),
+                channel_data={"payload": payload},
+                **common,
+            )
+        return [ParsedEvent(draft, key)]
+
+    def _bot(self) -> Party:
+        return Party(id=self.config.id)
+
+    def _message(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        sender = _object(payload.get("sender"), "sender")
+        message = _object(payload.get("message"), "message")
+        kind = message.get("type")
+        data = _profile(sender)
+        if message.get("tracking_data") is not None:
+            data["tracking_data"] = message["tracking_data"]
+        if payload.get("silent"):
+            data["silent"] = True
+        extras = {k: message[k] for k in ("thumbnail", "duration") if message.get(k) is not None}
+        common = {
+            **common,
+            "sender": _party(sender, "sender"),
+            "recipient": self._bot(),
+        }
+        content = _content(str(kind), message)
+        if content is None:
+            data["message"] = message
+            return EventDraft(
+                type="unsupported",
+                unsupported=Unsupported(
+                    provider_type=str(kind), reason=f"message type {kind!r} is not supported"
+                ),
+                channel_data=data,
+                **common,
+            )
+        if kind == "url":
+            data["url"] = message["media"]
+        if isinstance(content, ContactsContent) and message["contact"].get("avatar"):
+            data["contact_avatar"] = message["contact"]["avatar"]
+        data |= extras
+        return EventDraft(
+            type="message",
+            message=MessageBody(content=content),
+            channel_data=data or None,
+            **common,
+        )
+
+    def _receipt(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        event = payload["event"]
+        token = common["external_id"]
+        if token is None:
+            raise PayloadError(f"{event} callback without a message_token")
+        error = None
+        if event == "failed":
+            error = EventError(code="viber_failed", title=payload.get("desc") or None)
+        status = Status(external_id=token, state=_RECEIPTS[event], error=error)
+        return EventDraft(
+            type="status",
+            status=status,
+            sender=self._bot(),
+            recipient=Party(id=_user_id(payload.get("user_id"), "user_id")),
+            **common,
+        )
+
+    def _subscription(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        if payload["event"] == "subscribed":
+            user = _object(payload.get("user"), "user")
+            sender, data = _party(user, "user"), _profile(user)
+            state: Literal["subscribed", "unsubscribed"] = "subscribed"
+        else:
+            sender, data = Party(id=_user_id(payload.get("user_id"), "user_id")), {}
+            state = "unsubscribed"
+        return EventDraft(
+            type="subscription",
+            subscription=Subscription(state=state),
+            sender=sender,
+            recipient=self._bot(),
+            channel_data=data or None,
+            **common,
+        )
+
+    def _conversation_started(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        # The user opened the chat (button or deep link). This is NOT a subscription: a user
+        # with "subscribed": false may only get the one welcome message, so it is a `system`
+        # event and the subscription state is left alone.
+        user = _object(payload.get("user"), "user")
+        data = {k: payload.get(k) for k in ("context", "subscribed", "type")} | _profile(user)
+        return EventDraft(
+            type="system",
+            system=System(kind="conversation_started", text=payload.get("context") or None),
+            sender=_party(user, "user"),
+            recipient=self._bot(),
+            channel_data=data,
+            **common,
+        )
+
+    # --- outbound ------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {AUTH_HEADER: self.config.auth_token.get_secret_value()}
+
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        sender: dict[str, str] = {"name": self.config.sender_name}
+        if self.config.sender_avatar:
+            sender["avatar"] = self.config.sender_avatar
+        base: dict[str, Any] = {
+            "receiver": context.recipient_id,
+            "min_api_version": self.config.min_api_version,
+            "sender": sender,
+            # Echoed back in the user's reply (channel_data.tracking_data).
+            "tracking_data": context.message_id,
+        }
+        bodies = _bodies(content)
+        requests = [ProviderRequest("POST", "/send_message", json={**base, **b}) for b in bodies]
+        note = _fallback_note(content, bodies)
+        if note and requests:
+            requests[0] = replace(requests[0], note=note)
+        return requests
+
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        if status == 429 or status >= 500:
+            raise SendError(
+                "retry", str(status), f"HTTP {status} from Viber", retry_after=_retry_after(headers)
+            )
+        if not 200 <= status < 300:
+            raise SendError("permanent", str(status), f"HTTP {status} from Viber")
+        payload = _answer(body)
+        code = payload.get("status")
+        if code == 0:
+            token = _token(payload.get("message_token"))
+            if token is None:
+                raise SendError("retry", "0", "accepted without a message_token")
+            return token
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise SendError("retry", "unreadable", "Viber answered without a status")
+        title = str(payload.get("status_message") or STATUS_NAMES.get(code, "generalError"))
+        raise SendError(
+            error_category(code),
+            str(code),
+            title,
+            retry_after=_retry_after(headers),
+            unsubscribed=code in UNSUBSCRIBED_STATUSES,
+        )
+
+    def webhook_registration(self, url: str) -> ProviderRequest:
+        body = {"url": url, "event_types": list(EVENT_TYPES), "send_name": True, "send_photo": True}
+        return ProviderRequest("POST", "/set_webhook", json=body)
+
+    def read_registration_response(self, status: int, body: bytes) -> str:
+        if not 200 <= status < 300:
+            raise SendError("permanent", str(status), f"HTTP {status} from Viber")
+        payload = _answer(body)
+        code = payload.get("status")
+        if code == 0:
+            types = payload.get("event_types") or []
+            return "ok, event types: " + ", ".join(str(t) for t in types)
+        title = str(payload.get("status_message") or "set_webhook refused")
+        raise SendError("permanent", str(code), title)
+
+    def secrets(self) -> list[str]:
+        return [self.config.auth_token.get_secret_value()]
+
+
+# --- inbound helpers -------------------------------------------------------------------
+
+
+def _content(kind: str, message: dict[str, Any]) -> AnyContent | None:
+    """The normalised content of a user's message, or None for a type we do not read."""
+    caption = message.get("text") or None
+    if kind == "text":
+        text = message.get("text")
+        if not isinstance(text, str) or not text:
+            raise PayloadError("text message without text")
+        return TextContent(text=text)
+    if kind == "picture":
+        return ImageContent(media=_media(message), caption=caption)
+    if kind == "video":
+        return VideoContent(media=_media(message), caption=caption)
+    if kind == "file":
+        return FileContent(media=_media(message), caption=caption)
+    if kind == "sticker":
+        sticker_id = message.get("sticker_id")
+        if sticker_id is None:
+            raise PayloadError("sticker message without sticker_id")
+        media = Media(provider_media_id=str(sticker_id), url=message.get("media"))
+        return StickerContent(media=media)
+    if kind == "contact":
+        card = _object(message.get("contact"), "message.contact")
+        phone = card.get("phone_number")
+        name = card.get("name") or phone
+        if not name:
+            raise PayloadError("contact message without name or phone_number")
+        phones = [ContactPhone(phone=str(phone))] if phone else []
+        return ContactsContent(
+            contacts=[Contact(name=ContactName(formatted_name=str(name)), phones=phones)]
+        )
+    if kind == "location":
+        where = _object(message.get("location"), "message.location")
+        return LocationContent(
+            latitude=float(where["lat"]),
+            longitude=float(where["lon"]),
+            address=where.get("address") or None,
+        )
+    if kind == "url":
+        url = message.get("media")
+        if not isinstance(url, str) or not url:
+            raise PayloadError("url message without media")
+        return TextContent(text=url)
+    return None
+
+
+def _media(message: dict[str, Any]) -> Media:
+    url = message.get("media")
+    if not isinstance(url, str) or not url:
+        raise PayloadError(f"{message.get('type')} message without media")
+    size = message.get("size")
+    return Media(
+        url=url,
+        filename=message.get("file_name") or None,
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+    )
+
+
+def _party(user: dict[str, Any], name: str) -> Party:
+    return Party(id=_user_id(user.get("id"), f"{name}.id"), name=user.get("name") or None)
+
+
+def _profile(user: dict[str, Any]) -> dict[str, Any]:
+    return {k: user[k] for k in _PROFILE if user.get(k) is not None}
+
+
+def _user_id(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"{name} is missing")
+    return value
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{name} is not an object")
+    return value
+
+
+def _token(value: Any) -> str | None:
+    """The exact decimal digits of a message_token (never via float)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.isdigit():
+        return value
+    raise PayloadError(f"message_token {value!r} is not an integer")
+
+
+def _timestamp(value: Any) -> datetime:
+    """Viber timestamps are epoch milliseconds; kept to the millisecond, without float error."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PayloadError(f"bad timestamp {value!r}")
+    seconds, millis = divmod(value, 1000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+
+
+def _key(payload: dict[str, Any]) -> str:
+    token = _token(payload.get("message_token"))
+    if token is not None:
+        return f"{payload['event']}:{token}"
+    # No token (not seen from Viber, but then the same body is the same event).
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return f"{payload['event']}:sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("webhook body is not a JSON object")
+    if not isinstance(payload.get("event"), str) or not payload["event"]:
+        raise PayloadError("not a Viber callback (no event)")
+    return payload
+
+
+# --- outbound helpers ------------------------------------------------------------------
+
+
+def _bodies(content: AnyContent) -> list[dict[str, Any]]:
+    """The type-specific part of each send_message body for `content`."""
+    if isinstance(content, TextContent) and not content.quick_replies:
+        return _texts(content.text)
+    if content.quick_replies:  # keyboards are a later issue: numbered text for now
+        return _texts(to_text(content))
+    if isinstance(content, ImageContent) and content.media.url:
+        caption = content.caption or ""
+        if len(caption) > MAX_CAPTION:
+            return [{"type": "picture", "text": "", "media": content.media.url}, *_texts(caption)]
+        return [{"type": "picture", "text": caption, "media": content.media.url}]
+    if isinstance(content, VideoContent) and content.media.url and content.media.size:
+        # Viber needs the byte size of a video; without it the link goes as text instead.
+        body = {"type": "video", "media": content.media.url, "size": content.media.size}
+        return [body, *_texts(content.caption or "")]
+    if isinstance(content, FileContent | AudioContent) and _file_ok(content.media):
+        # Viber has no audio type: audio goes as a file. Size and file_name are required;
+        # without them the link goes as text instead.
+        body = {
+            "type": "file",
+            "media": content.media.url,
+            "size": content.media.size,
+            "file_name": content.media.filename,
+        }
+        return [body, *_texts(content.caption or "")]
+    if isinstance(content, StickerContent) and (content.media.provider_media_id or "").isdigit():
+        return [{"type": "sticker", "sticker_id": int(content.media.provider_media_id or 0)}]
+    if isinstance(content, LocationContent):
+        where = {"lat": content.latitude, "lon": content.longitude}
+        label = "\n".join(p for p in (content.name, content.address) if p)
+        return [{"type": "location", "location": where}, *_texts(label)]
+    if isinstance(content, ContactsContent):
+        # One contact card per message: further contacts follow as further messages.
+        bodies: list[dict[str, Any]] = []
+        for contact in content.contacts:
+            card = _contact_card(contact)
+            bodies += [card] if card else _texts(to_text(ContactsContent(contacts=[contact])))
+        return bodies
+    return _texts(to_text(content))
+
+
+def _fallback_note(content: AnyContent, bodies: list[dict[str, Any]]) -> str | None:
+    """Why media went as a text link (kept in the message history), or None."""
+    if not bodies or bodies[0]["type"] != "text":
+        return None
+    if isinstance(content, VideoContent):
+        return "video sent as a text link: Viber needs its size in bytes (media.size)"
+    if isinstance(content, FileContent | AudioContent):
+        return (
+            f"{content.type} sent as a text link: Viber needs its size and file name"
+            f" (media.size, media.filename of at most {MAX_FILE_NAME} characters)"
+        )
+    if isinstance(content, StickerContent):
+        return "sticker sent as text: Viber needs a numeric sticker id (media.provider_media_id)"
+    if isinstance(content, ImageContent):
+        return "image sent as text: Viber needs a public URL (media.url)"
+    return None
+
+
+def _texts(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT)] if text else []
+
+
+def _file_ok(media: Media) -> bool:
+    return bool(
+        media.url and media.size and media.filename and len(media.filename) <= MAX_FILE_NAME
+    )
+
+
+def _contact_card(contact: Contact) -> dict[str, Any] | None:
+    """Viber's contact message holds a name and one phone number; richer cards go as text."""
+    name = contact.name.formatted_name
+    extra = contact.emails or contact.addresses or contact.urls or contact.org or contact.birthday
+    if len(contact.phones) != 1 or extra or len(name) > MAX_CONTACT_NAME:
+        return None
+    phone = contact.phones[0].phone
+    if len(phone) > MAX_CONTACT_PHONE:
+        return None
+    return {"type": "contact", "contact": {"name": name, "phone_number": phone}}
+
+
+def _answer(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        payload = {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+ADAPTER = ViberAdapter

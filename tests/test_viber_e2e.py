@@ -1,0 +1,181 @@
+"""End to end on loopback: Viber simulator → gateway → backend, and backend → API → simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.simulator.backend import BackendRecorder
+from gateway.simulator.viber import ViberSimulator
+
+from .conftest import API_KEY, assert_no_secrets, config_from, with_backend
+from .viber_support import TOKEN, USER, viber_channel, viber_config
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[ViberSimulator]:
+    sim = ViberSimulator(auth_token=TOKEN, status_delay=0.02)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def stack(
+    tmp_path: Path, start_gateway: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> Any:
+    channel = viber_channel(base_url=simulator.base_url)
+    gw = await start_gateway(config_from(with_backend(viber_config(tmp_path, channel), backend)))
+    simulator.webhook_url = f"{gw.url}/webhooks/vb-main"
+    return gw
+
+
+async def submit(stack: Any, content: dict[str, Any], to: str = USER) -> str:
+    message = {"to": {"channel": "vb-main", "id": to}, "content": content}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{stack.url}/v1/messages", json=message, headers=AUTH)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+async def view(stack: Any, message_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{stack.url}/v1/messages/{message_id}", headers=AUTH)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def states(events: list[dict[str, Any]], message_id: str) -> list[str]:
+    return [
+        e["status"]["state"]
+        for e in events
+        if e["type"] == "status" and e["status"].get("message_id") == message_id
+    ]
+
+
+async def test_inbound_message_reaches_the_backend(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    token = await simulator.send_inbound_text(USER, "Where is my order?", name="John McClane")
+    [event] = await backend.wait_for(lambda ev: len(ev) >= 1)
+    assert token > 2**53
+    assert event["type"] == "message" and event["external_id"] == str(token)
+    assert event["message"]["content"] == {
+        "type": "text",
+        "text": "Where is my order?",
+        "quick_replies": [],
+    }
+    assert event["sender"] == {"id": USER, "name": "John McClane"}
+    assert event["channel"] == {"id": "vb-main", "type": "viber"}
+    assert event["channel_data"]["api_version"] == 10
+    assert event["conversation_id"].startswith("conv_")
+    assert_no_secrets(stack.logs.getvalue(), stack.secrets())
+
+
+async def test_outbound_message_then_delivered_and_seen_for_the_right_message(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    await simulator.send_inbound_text(USER, "hi", name="John McClane")
+    await backend.wait_for(lambda ev: len(ev) >= 1)
+    other = await submit(stack, {"type": "text", "text": "first"})
+    message_id = await submit(
+        stack,
+        {"type": "image", "media": {"url": "https://cdn.example.com/menu.jpg"}, "caption": "Menu"},
+    )
+    await backend.wait_for(
+        lambda ev: "read" in states(ev, message_id) and "read" in states(ev, other)
+    )
+
+    sent = {entry["body"]["type"]: entry for entry in simulator.sent}
+    token = sent["picture"]["message_token"]
+    assert token > 2**53 and float(token) != token  # a float would not round-trip it
+    assert sent["picture"]["body"] == {
+        "receiver": USER,
+        "min_api_version": 1,
+        "sender": {"name": "Lucky Shrub"},
+        "tracking_data": message_id,
+        "type": "picture",
+        "text": "Menu",
+        "media": "https://cdn.example.com/menu.jpg",
+    }
+    assert states(backend.events, message_id) == ["sent", "delivered", "read"]
+    statuses = [
+        e
+        for e in backend.events
+        if e["type"] == "status" and e["status"]["message_id"] == message_id
+    ]
+    assert {e["status"]["external_id"] for e in statuses} == {str(token)}
+    assert {e["recipient"]["id"] for e in statuses} == {USER}
+    result = await view(stack, message_id)
+    assert result["state"] == "read" and result["external_ids"] == [str(token)]
+    assert [h["state"] for h in result["history"]] == ["queued", "sent", "delivered", "read"]
+    assert (await view(stack, other))["external_ids"] == [str(sent["text"]["message_token"])]
+    assert_no_secrets(stack.logs.getvalue(), stack.secrets())
+
+
+async def test_after_unsubscribed_a_send_fails_fast_without_reaching_viber(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    await simulator.send_inbound_text(USER, "hi")
+    await simulator.unsubscribe(USER)
+    await backend.wait_for(lambda ev: any(e["type"] == "subscription" for e in ev))
+    [subscription] = backend.of_type("subscription")
+    assert subscription["subscription"] == {"state": "unsubscribed"}
+    assert subscription["sender"] == {"id": USER}
+
+    message_id = await submit(stack, {"type": "text", "text": "Come back!"})
+    await backend.wait_for(lambda ev: "failed" in states(ev, message_id))
+    result = await view(stack, message_id)
+    assert result["state"] == "failed" and result["error"]["code"] == "unsubscribed"
+    assert "unsubscribed" in result["error"]["title"]
+    assert simulator.requests == []  # nothing reached Viber
+
+
+async def test_status_6_remembers_the_recipient_as_unsubscribed(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    simulator.add_user("gone==", subscribed=False)
+    first = await submit(stack, {"type": "text", "text": "hello"}, to="gone==")
+    await backend.wait_for(lambda ev: "failed" in states(ev, first))
+    result = await view(stack, first)
+    assert result["state"] == "failed"
+    assert (result["error"]["code"], result["error"]["title"]) == ("6", "receiverNotSubscribed")
+    contact = await stack.store.get_contact("vb-main", "gone==")
+    assert contact.unsubscribed_at is not None
+    assert contact.unsubscribe_reason == "6: receiverNotSubscribed"
+    assert len(simulator.requests) == 1
+
+    second = await submit(stack, {"type": "text", "text": "hello again"}, to="gone==")
+    await backend.wait_for(lambda ev: "failed" in states(ev, second))
+    assert (await view(stack, second))["error"]["code"] == "unsubscribed"
+    assert len(simulator.requests) == 1  # the second send never left the gateway
+
+
+async def test_rate_limited_send_is_retried(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    simulator.add_user(USER)
+    simulator.fail_next(12, message="Too many requests")
+    message_id = await submit(stack, {"type": "text", "text": "hello"})
+    await backend.wait_for(lambda ev: "sent" in states(ev, message_id))
+    history = [h["state"] for h in (await view(stack, message_id))["history"]]
+    assert history[:3] == ["queued", "retrying", "sent"]
+    assert len(simulator.requests) == 2 and len(simulator.sent) == 1
+
+
+async def test_conversation_started_reaches_the_backend_as_a_system_event(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    await simulator.conversation_started("visitor==", name="Vi", context="spring")
+    [event] = await backend.wait_for(lambda ev: len(ev) >= 1)
+    assert event["type"] == "system" and event["system"]["kind"] == "conversation_started"
+    assert event["sender"] == {"id": "visitor==", "name": "Vi"}
+    assert event["channel_data"]["subscribed"] is False
+    contact = await stack.store.get_contact("vb-main", "visitor==")
+    assert contact.unsubscribed_at is None
