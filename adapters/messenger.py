@@ -1,0 +1,598 @@
+"""Facebook Messenger Platform (Send API + Page webhooks).
+
+Webhooks: https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events
+Send API: https://developers.facebook.com/docs/messenger-platform/reference/send-api/
+Window:   https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
+Errors:   https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    ErrorCategory,
+    InboundRequest,
+    ParsedEvent,
+    PayloadError,
+    ProviderRequest,
+    Reply,
+    SendContext,
+    SendError,
+)
+from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
+from gateway.downgrade.profile import Profile
+from gateway.plaintext import to_text
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    MessageBody,
+    Party,
+    Postback,
+    Reaction,
+    Referral,
+    Status,
+    System,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    FileContent,
+    ImageContent,
+    LocationContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+# message.text "must be UTF-8 and has a 2000 character limit" (Send API reference, message
+# properties): https://developers.facebook.com/docs/messenger-platform/reference/send-api/
+MAX_TEXT = 2000
+# Standard messaging window and the HUMAN_AGENT tag's 7 days:
+# https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
+WINDOW_SECONDS = 24 * 3600
+HUMAN_AGENT_SECONDS = 7 * 24 * 3600
+MESSAGE_TAGS = frozenset(
+    {"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"}
+)
+
+# Attachment types the Send API takes by URL or attachment_id (max 25 MB per file, unverified):
+# https://developers.facebook.com/docs/messenger-platform/send-messages#sending_attachments
+SEND_MEDIA = {"image": "image", "video": "video", "audio": "audio", "file": "file"}
+
+# What the adapter renders natively today; everything else reaches Messenger as numbered text.
+CAPABILITIES = Profile(
+    channel="messenger",
+    text_max=MAX_TEXT,
+    media=frozenset({"image", "video", "audio", "file", "sticker"}),
+    # Attachments carry no caption: the engine sends any caption as a text part of its own.
+    caption_max=0,
+    window_hours=WINDOW_SECONDS / 3600,
+    notes={
+        "sticker": "sent as an image attachment (the Send API has no sticker by id)",
+        "location": "no native send: a text with a maps link",
+        "window": "outside 24 h only with options.messaging_tag (HUMAN_AGENT up to 7 days)",
+    },
+)
+
+# Error codes: https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes
+RETRY_CODES = frozenset({1200, 2, 4, 613})
+# (code, subcode) pairs that override the code alone.
+RETRY_PAIRS = frozenset({(4, 2018354), (9, 2018352), (2, 2018344)})
+PERMANENT_PAIRS = frozenset({(1, 1357046)})
+UNREACHABLE_CODES = frozenset({551})
+UNREACHABLE_PAIRS = frozenset({(100, 2018001)})  # no matching user found
+RETRY_GENERIC = frozenset({1})  # "API Unknown": possibly temporary downtime
+
+_ENVELOPE = frozenset({"sender", "recipient", "timestamp"})
+
+
+class MessengerConfig(ChannelConfig):
+    type: Literal["messenger"]
+    api_base_url: str = "https://graph.facebook.com/v21.0"
+    # 300 calls/s per Page for text but 10/s for audio and video, and more than 40 msg/s
+    # triggers high-volume limits (Messenger Platform rate limiting): stay well below.
+    rate_limit_per_second: float = 40.0
+    page_id: str
+    page_access_token: SecretStr
+    app_secret: SecretStr
+    verify_token: SecretStr
+
+
+def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
+    pair = (code, subcode)
+    if pair in RETRY_PAIRS:
+        return "retry"
+    if pair in UNREACHABLE_PAIRS or code in UNREACHABLE_CODES:
+        return "unreachable"
+    if pair in PERMANENT_PAIRS:
+        return "permanent"
+    if code in RETRY_CODES or code in RETRY_GENERIC:
+        return "retry"
+    return "permanent"
+
+
+def _millis(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(f"bad timestamp {value!r}") from exc
+
+
+def _hashed(prefix: str, item: Any) -> str:
+    data = json.dumps(item, sort_keys=True, separators=(",", ":"))
+    return f"{prefix}:" + hashlib.sha256(data.encode()).hexdigest()
+
+
+def _kind(item: dict[str, Any]) -> str:
+    """The event an item carries: its first key besides the sender/recipient envelope."""
+    if "message" in item:
+        if not isinstance(item["message"], dict):
+            raise PayloadError("message is not an object")
+        return "echo" if item["message"].get("is_echo") else "message"
+    for key in ("postback", "referral", "optin", "reaction", "delivery", "read"):
+        if key in item:
+            return key
+    return next((k for k in item if k not in _ENVELOPE), "unknown")
+
+
+def _attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attachments as distinct parts; a sticker sent both as `sticker` and `image` (the
+    2026 transition) counts once."""
+    parts: list[dict[str, Any]] = []
+    stickers: set[Any] = set()
+    for attachment in message.get("attachments") or []:
+        if not isinstance(attachment, dict):
+            raise PayloadError("message.attachments is not a list of objects")
+        payload = attachment.get("payload") or {}
+        sticker_id = payload.get("sticker_id") if isinstance(payload, dict) else None
+        if sticker_id is not None:
+            if sticker_id in stickers:
+                continue
+            stickers.add(sticker_id)
+        parts.append(attachment)
+    return parts
+
+
+def _part_count(message: dict[str, Any]) -> int:
+    return max(1, (1 if message.get("text") else 0) + len(_attachments(message)))
+
+
+def item_keys(item: dict[str, Any]) -> list[str]:
+    """The dedupe key of each event `parse` makes from one messaging item, in order."""
+    kind = _kind(item)
+    sender = (item.get("sender") or {}).get("id")
+    if kind in ("message", "echo"):
+        message = item["message"]
+        mid = message.get("mid")
+        first = f"mid:{mid}" if mid else _hashed(kind, item)
+        single = kind == "echo" or isinstance(message.get("quick_reply"), dict)
+        count = 1 if single else _part_count(message)
+        return [first] + [f"{first}:{i}" for i in range(1, count)]
+    if kind == "postback" and isinstance(item["postback"], dict) and item["postback"].get("mid"):
+        return [f"mid:{item['postback']['mid']}"]
+    if kind in ("delivery", "read"):
+        receipt = item[kind] if isinstance(item[kind], dict) else {}
+        watermark = receipt.get("watermark")
+        mids = (receipt.get("mids") or []) if kind == "delivery" else []
+        return [f"delivery:{mid}" for mid in mids] + [f"{kind}:{sender}:{watermark}"]
+    if kind == "reaction" and isinstance(item["reaction"], dict):
+        reaction = item["reaction"]
+        return [
+            f"reaction:{sender}:{reaction.get('mid')}:{reaction.get('action')}"
+            f":{item.get('timestamp')}"
+        ]
+    return [_hashed(kind, item)]
+
+
+class MessengerAdapter(Adapter):
+    type = "messenger"
+    config_model = MessengerConfig
+    signature_header = SIGNATURE_HEADER
+    capabilities = CAPABILITIES
+    config: MessengerConfig
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self.siblings: dict[str, str] = {}
+
+    def link_siblings(self, adapters: list[Adapter]) -> None:
+        # One Meta app posts every Page's events to its callback URL: route them by Page id.
+        secret = self.config.app_secret.get_secret_value()
+        self.siblings = {
+            a.config.page_id: a.config.id
+            for a in adapters
+            if isinstance(a, MessengerAdapter) and a.config.app_secret.get_secret_value() == secret
+        }
+
+    # --- inbound -------------------------------------------------------------------
+    def handshake(self, query: Mapping[str, str]) -> Reply:
+        return hub_handshake(query, self.config.verify_token.get_secret_value())
+
+    def verify(self, request: InboundRequest) -> bool:
+        return verify_hub_signature(
+            request.headers, request.body, self.config.app_secret.get_secret_value()
+        )
+
+    def dedupe_key(self, body: bytes) -> str:
+        keys = [key for _entry, item, _standby in _items(_load(body)) for key in item_keys(item)]
+        if len(keys) == 1:
+            return keys[0]
+        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        events: list[ParsedEvent] = []
+        for entry, item, standby in _items(_load(body)):
+            drafts = self._item(entry, item)
+            if standby:
+                drafts = [
+                    d.model_copy(
+                        update={"channel_data": {**(d.channel_data or {}), "standby": True}}
+                    )
+                    for d in drafts
+                ]
+            keys = item_keys(item)
+            if len(keys) != len(drafts):  # a bug here would silently drop or merge events
+                raise PayloadError(f"{len(drafts)} events but {len(keys)} keys in one item")
+            events += [ParsedEvent(d, k) for d, k in zip(drafts, keys, strict=True)]
+        return events
+
+    def _channel(self, page_id: str | None) -> ChannelRef:
+        channel_id = self.siblings.get(page_id or "", self.config.id)
+        return ChannelRef(id=channel_id, type=self.type)
+
+    def _item(self, entry: dict[str, Any], item: dict[str, Any]) -> list[EventDraft]:
+        kind = _kind(item)
+        sender = _party(item.get("sender"))
+        recipient = _party(item.get("recipient"))
+        timestamp = _millis(item.get("timestamp", entry.get("time")))
+        if kind in ("delivery", "read"):  # from the user about the page's messages
+            page, user = recipient, sender
+        elif kind == "echo":  # from the page itself
+            page, user = sender, recipient
+        else:
+            page, user = recipient, sender
+        common: dict[str, Any] = {
+            "channel": self._channel(page.id if page else str(entry.get("id", ""))),
+            "timestamp": timestamp,
+        }
+        if kind == "message":
+            return self._message(item["message"], {**common, "sender": user, "recipient": page})
+        if kind == "echo":
+            return [self._echo(item["message"], {**common, "sender": page, "recipient": user})]
+        if kind in ("delivery", "read"):
+            common |= {"sender": page, "recipient": user}
+            return self._receipt(kind, _object(item[kind], kind), common)
+        common |= {"sender": user, "recipient": page}
+        if kind == "postback":
+            data = _object(item["postback"], "postback")
+            extra = {"referral": _referral(data["referral"])} if data.get("referral") else {}
+            postback = Postback(
+                payload=str(data.get("payload") or data.get("title") or ""), title=data.get("title")
+            )
+            if not postback.payload:
+                raise PayloadError("postback without a payload or title")
+            return [
+                EventDraft(
+                    type="postback",
+                    external_id=data.get("mid"),
+                    postback=postback,
+                    **common,
+                    **extra,
+                )
+            ]
+        if kind == "referral":
+            data = _object(item["referral"], "referral")
+            return [EventDraft(type="referral", referral=_referral(data), **common)]
+        if kind == "reaction":
+            data = _object(item["reaction"], "reaction")
+            if not data.get("mid"):
+                raise PayloadError("reaction without a mid")
+            reaction = Reaction(
+                emoji=(data.get("emoji") or None) if data.get("action") != "unreact" else None,
+                message_external_id=str(data["mid"]),
+            )
+            extras = {k: data[k] for k in ("action", "reaction") if k in data}
+            return [EventDraft(type="reaction", reaction=reaction, channel_data=extras, **common)]
+        if kind == "optin":
+            data = _object(item["optin"], "optin")
+            if user is None and data.get("user_ref"):  # checkbox plugin: no PSID yet
+                common["sender"] = Party(id=str(data["user_ref"]))
+            status = data.get("notification_messages_status")
+            system = System(kind="optin", text=status or data.get("type"))
+            return [
+                EventDraft(type="system", system=system, channel_data={"optin": data}, **common)
+            ]
+        # Handovers, policy enforcement, account linking, edits…: kept visible, not dropped.
+        system = System(kind=kind)
+        return [
+            EventDraft(type="system", system=system, channel_data={kind: item.get(kind)}, **common)
+        ]
+
+    def _message(self, message: dict[str, Any], common: dict[str, Any]) -> list[EventDraft]:
+        mid = message.get("mid")
+        reply_to = (message.get("reply_to") or {}).get("mid")
+        common = {**common, "external_id": mid}
+        if message.get("referral"):
+            common["referral"] = _referral(message["referral"])
+        quick_reply = message.get("quick_reply")
+        if isinstance(quick_reply, dict):
+            payload = quick_reply.get("payload") or message.get("text") or ""
+            postback = Postback(payload=str(payload), title=message.get("text"), reply_to=reply_to)
+            return [EventDraft(type="postback", postback=postback, **common)]
+        drafts: list[EventDraft] = []
+        if message.get("text"):
+            content: AnyContent = TextContent(text=message["text"])
+            body = MessageBody(content=content, reply_to=reply_to)
+            drafts.append(EventDraft(type="message", message=body, **common))
+        for attachment in _attachments(message):
+            drafts.append(self._attachment(attachment, reply_to, common))
+        if not drafts:
+            reason = "message without text or attachments"
+            unsupported = Unsupported(provider_type="message", reason=reason)
+            drafts.append(
+                EventDraft(
+                    type="unsupported",
+                    unsupported=unsupported,
+                    channel_data={"message": message},
+                    **common,
+                )
+            )
+        return drafts
+
+    def _attachment(
+        self, attachment: dict[str, Any], reply_to: str | None, common: dict[str, Any]
+    ) -> EventDraft:
+        kind = str(attachment.get("type"))
+        payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
+        assert isinstance(payload, dict)
+        url = payload.get("url")
+        content: AnyContent | None = None
+        if kind in ("image", "video", "audio", "file", "sticker") and url:
+            media = Media(url=url)
+            if kind == "sticker" or payload.get("sticker_id") is not None:
+                content = StickerContent(media=media)
+            elif kind == "image":
+                content = ImageContent(media=media)
+            elif kind == "video":
+                content = VideoContent(media=media)
+            elif kind == "audio":
+                content = AudioContent(media=media)
+            else:
+                content = FileContent(media=media)
+        elif kind == "location" and isinstance(payload.get("coordinates"), dict):
+            point = payload["coordinates"]
+            content = LocationContent(
+                latitude=point["lat"],
+                longitude=point["long"],
+                name=attachment.get("title"),
+                url=attachment.get("url"),
+            )
+        elif kind == "fallback" and (url or attachment.get("url")):
+            # A shared link: https://developers.facebook.com/docs/sharing/web
+            link = url or attachment.get("url")
+            title = payload.get("title") or attachment.get("title")
+            content = TextContent(text=f"{title}\n{link}" if title else str(link))
+        extra: dict[str, Any] = {}
+        if payload.get("sticker_id") is not None:
+            extra["channel_data"] = {"sticker_id": payload["sticker_id"]}
+        elif kind == "fallback":
+            extra["channel_data"] = {"attachment": attachment}
+        if content is None:
+            unsupported = Unsupported(
+                provider_type=kind, reason=f"attachment type {kind!r} is not supported"
+            )
+            return EventDraft(
+                type="unsupported",
+                unsupported=unsupported,
+                channel_data={"attachment": attachment},
+                **common,
+            )
+        body = MessageBody(content=content, reply_to=reply_to)
+        return EventDraft(type="message", message=body, **common, **extra)
+
+    def _echo(self, message: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        # The page's own send, reported back: never a user message.
+        data = {k: message[k] for k in ("mid", "app_id", "metadata") if k in message}
+        return EventDraft(
+            type="system",
+            external_id=message.get("mid"),
+            system=System(kind="echo", text=message.get("text")),
+            channel_data=data,
+            **common,
+        )
+
+    def _receipt(
+        self, kind: str, receipt: dict[str, Any], common: dict[str, Any]
+    ) -> list[EventDraft]:
+        state: Literal["delivered", "read"] = "delivered" if kind == "delivery" else "read"
+        watermark = _millis(receipt.get("watermark"))
+        mids = (receipt.get("mids") or []) if kind == "delivery" else []
+        drafts = [
+            EventDraft(
+                type="status",
+                external_id=str(mid),
+                status=Status(external_id=str(mid), state=state),
+                **common,
+            )
+            for mid in mids
+        ]
+        status = Status(state=state, watermark=watermark)
+        drafts.append(EventDraft(type="status", status=status, **common))
+        return drafts
+
+    # --- outbound ------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        # Graph takes the Page token as a bearer header: it stays out of URLs and access logs.
+        return {"Authorization": f"Bearer {self.config.page_access_token.get_secret_value()}"}
+
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        messaging = messaging_fields(context)
+        recipient = {"id": context.recipient_id}
+        return [
+            ProviderRequest(
+                "POST",
+                "/me/messages",
+                json={"recipient": recipient, **messaging, "message": message},
+            )
+            for message in self._messages(content)
+        ]
+
+    def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
+        if isinstance(
+            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
+        ):
+            kind = SEND_MEDIA.get(content.type, "image")  # a sticker goes as its image
+            payload: dict[str, Any] = (
+                {"attachment_id": content.media.provider_media_id}
+                if content.media.provider_media_id
+                else {"url": content.media.url, "is_reusable": True}
+            )
+            # Attachments carry no caption on Messenger: it follows as text.
+            captions = split_text(content.caption, MAX_TEXT) if content.caption else []
+            attachment = {"attachment": {"type": kind, "payload": payload}}
+            return [attachment] + [{"text": chunk} for chunk in captions]
+        if isinstance(content, TextContent) and not content.quick_replies:
+            text = content.text
+        else:  # location (no native send: a maps link), and everything rich for now
+            text = to_text(content)
+        return [{"text": chunk} for chunk in split_text(text, MAX_TEXT)]
+
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        if 200 <= status < 300:
+            if isinstance(payload, dict) and payload.get("message_id"):
+                return str(payload["message_id"])
+            raise SendError("retry", str(status), "accepted without a message_id")
+        code, title, _details = graph_error(payload)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        subcode = error.get("error_subcode") if isinstance(error, dict) else None
+        subcode = subcode if isinstance(subcode, int) else None
+        label = f"{code}/{subcode}" if code and subcode else str(code or status)
+        retry_after = _retry_after(headers)
+        category = error_category(code, subcode) if code else "permanent"
+        if status == 429 or status >= 500:
+            category = "retry"
+        raise SendError(category, label, title, retry_after=retry_after)
+
+    def secrets(self) -> list[str]:
+        return [
+            self.config.page_access_token.get_secret_value(),
+            self.config.app_secret.get_secret_value(),
+            self.config.verify_token.get_secret_value(),
+        ]
+
+
+def messaging_fields(context: SendContext) -> dict[str, str]:
+    """`messaging_type` (and `tag`) for a send now, or SendError when the window is closed."""
+    age = context.now - context.last_inbound_at if context.last_inbound_at is not None else None
+    if age is not None and age <= WINDOW_SECONDS:
+        return {"messaging_type": "RESPONSE"}
+    tag = context.messaging_tag
+    since = f"{age / 3600:.0f} hours ago" if age is not None else "never"
+    if tag is None:
+        raise SendError(
+            "permanent",
+            "window_closed",
+            "Messenger's 24-hour standard messaging window is closed (the recipient last wrote"
+            f" {since}); free-form messages are only allowed within 24 hours of the user's last"
+            " message. Outside it, set options.messaging_tag to a message tag for a permitted"
+            " non-promotional update (" + ", ".join(sorted(MESSAGE_TAGS)) + "; HUMAN_AGENT"
+            " up to 7 days after the user's last message).",
+        )
+    if tag not in MESSAGE_TAGS:
+        raise SendError(
+            "permanent",
+            "invalid_tag",
+            f"{tag!r} is not a Messenger message tag; use one of "
+            + ", ".join(sorted(MESSAGE_TAGS)),
+        )
+    if tag == "HUMAN_AGENT" and (age is None or age > HUMAN_AGENT_SECONDS):
+        raise SendError(
+            "permanent",
+            "window_closed",
+            "the HUMAN_AGENT tag only allows replies up to 7 days after the user's last message"
+            f" (the recipient last wrote {since}); wait for the user to write again.",
+        )
+    return {"messaging_type": "MESSAGE_TAG", "tag": tag}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _party(value: Any) -> Party | None:
+    if isinstance(value, dict) and value.get("id") is not None:
+        return Party(id=str(value["id"]))
+    return None
+
+
+def _referral(data: Any) -> Referral:
+    data = _object(data, "referral")
+    ads = data.get("ads_context_data") if isinstance(data.get("ads_context_data"), dict) else {}
+    source = data.get("source")
+    return Referral(
+        source="ad" if source == "ADS" else (str(source).lower() if source else None),
+        source_type=data.get("type"),
+        source_id=str(data["ad_id"]) if data.get("ad_id") else None,
+        source_url=data.get("referer_uri"),
+        ref=data.get("ref"),
+        headline=ads.get("ad_title"),
+        media_url=ads.get("photo_url") or ads.get("video_url"),
+    )
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{name} is not an object")
+    return value
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("webhook body is not a JSON object")
+    if payload.get("object") != "page":
+        raise PayloadError(f"not a Messenger webhook (object={payload.get('object')!r})")
+    return payload
+
+
+def _list(value: Any, name: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise PayloadError(f"{name} is not a list of objects")
+    return value
+
+
+def _items(payload: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
+    """(entry, item, is_standby) for every messaging item, in order."""
+    found = []
+    for entry in _list(payload.get("entry"), "entry"):
+        found += [(entry, i, False) for i in _list(entry.get("messaging"), "entry[].messaging")]
+        found += [(entry, i, True) for i in _list(entry.get("standby"), "entry[].standby")]
+    return found
+
+
+ADAPTER = MessengerAdapter
