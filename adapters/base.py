@@ -201,6 +201,14 @@ class Adapter(abc.ABC):
         Raises SendError when the send must not be attempted (e.g. a closed 24-hour window).
         """
 
+    def render_parts(self, parts: list[Content], context: SendContext) -> list[ProviderRequest]:
+        """Pure: the requests for every part the engine planned, in order.
+
+        One request per part's rendering by default; a channel that carries several messages
+        in one request (LINE: `messages_per_request`) overrides it to group parts together.
+        """
+        return [r for part in parts for r in self.render(part, context)]
+
     def make_sender(self) -> Sender | None:
         """A sender of its own (an official SDK client); None to use the gateway's HTTP client."""
         return None

@@ -67,7 +67,7 @@ def preview(adapter: Adapter, content: Content, recipient: str | None = None) ->
     )
     try:
         planned = plan(content, adapter.profile)
-        requests = [r for part in planned.parts for r in adapter.render(part, context)]
+        requests = adapter.render_parts(planned.parts, context)
     except (PlanError, SendError) as exc:
         return ChannelPreview(channel=channel, error=str(exc))
     return ChannelPreview(

@@ -44,7 +44,7 @@ def render_all(
         else:
             planned = plan(content, adapter.profile)
             parts = planned.parts
-        requests = [r for part in parts for r in adapter.render(part, context)]
+        requests = adapter.render_parts(parts, context)
     except (PlanError, SendError) as exc:
         return {"error": str(exc)}
     return {
