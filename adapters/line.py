@@ -1,0 +1,591 @@
+"""LINE Messaging API.
+
+Webhooks:  https://developers.line.biz/en/reference/messaging-api/#webhook-event-objects
+Signature: https://developers.line.biz/en/docs/messaging-api/verify-webhook-signature/
+Send API:  https://developers.line.biz/en/reference/messaging-api/#send-reply-message
+           https://developers.line.biz/en/reference/messaging-api/#send-push-message
+Retries:   https://developers.line.biz/en/docs/messaging-api/retrying-api-request/
+Errors:    https://developers.line.biz/en/reference/messaging-api/#error-responses
+
+One request holds up to five message objects. Within about a minute of a user's event the
+free reply API answers with that event's single-use reply token; after that (or for a second
+request of the same message) the push API is used, with a retry key derived from the message
+id so that a retried push is never delivered twice.
+
+Choices where LINE and the schema differ:
+- Stickers are named "packageId:stickerId" in `provider_media_id` (ids also in channel_data);
+  a StickerContent named that way is sent back as a native sticker.
+- Media sent by users has no URL: `provider_media_id` is the message id, for the content API.
+- Audio needs a duration that Media does not carry: see `LineConfig.audio_duration_ms`.
+- Files cannot be sent by bots: the file name and link go as text.
+- follow/unfollow are subscription events (the store then refuses sends to a blocked user);
+  their `keyword` names the LINE event, as the only "word" that changed the subscription.
+- join/leave/member events have no user: the sender is the group or room itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    InboundRequest,
+    ParsedEvent,
+    PayloadError,
+    ProviderRequest,
+    SendContext,
+    SendError,
+)
+from gateway.downgrade.profile import Profile
+from gateway.plaintext import to_text
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    MessageBody,
+    Party,
+    Postback,
+    Subscription,
+    System,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    FileContent,
+    ImageContent,
+    LocationContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+SIGNATURE_HEADER = "X-Line-Signature"
+REPLY_PATH = "/v2/bot/message/reply"
+PUSH_PATH = "/v2/bot/message/push"
+WEBHOOK_ENDPOINT_PATH = "/v2/bot/channel/webhook/endpoint"
+RETRY_KEY_HEADER = "X-Line-Retry-Key"
+
+# Message objects per reply/push request (OpenAPI `maxItems: 5`):
+# https://developers.line.biz/en/reference/messaging-api/#send-push-message
+MAX_MESSAGES_PER_REQUEST = 5
+# Text message: max 5000 characters, counted in UTF-16 code units (an emoji counts 2):
+# https://developers.line.biz/en/reference/messaging-api/#text-message
+# https://developers.line.biz/en/docs/messaging-api/text-character-count/
+MAX_TEXT = 5000
+# Location message title and address: max 100 characters each, both required:
+# https://developers.line.biz/en/reference/messaging-api/#location-message
+MAX_LOCATION_FIELD = 100
+# The reply token must be used "within one minute" of the webhook; LINE does not guarantee
+# it later. 50 s leaves a margin for clock skew and the send itself:
+# https://developers.line.biz/en/reference/messaging-api/#send-reply-message
+REPLY_TOKEN_SECONDS = 50.0
+# Media URLs must be HTTPS (image, video, audio message objects):
+# https://developers.line.biz/en/reference/messaging-api/#image-message
+MEDIA_URL_SCHEME = "https://"
+
+# Retry keys are UUIDs we derive from (gateway message id, request index): the same request
+# of the same message always carries the same key, so LINE accepts it at most once.
+RETRY_KEY_NAMESPACE = uuid.UUID("6f1d2c1e-1a53-4a8e-9a43-6c0f3b7e5a21")
+
+_MEDIA_TYPES = {"image", "video", "audio"}
+_ANIMATED_STICKERS = {"ANIMATION", "ANIMATION_SOUND", "POPUP", "POPUP_SOUND"}
+_STICKER_ID = re.compile(r"^(\d+):(\d+)$")
+
+
+# What `messages` renders natively; the downgrade engine turns everything else into text
+# (rich templates, flex and quick replies come with the rich-rendering work).
+CAPABILITIES = Profile(
+    channel="line",
+    text_max=MAX_TEXT,
+    caption_max=MAX_TEXT,  # LINE media have no caption: it follows as a text message
+    media=frozenset({"image", "video", "audio", "sticker"}),  # no file sends for bots
+    location=True,
+    messages_per_request=MAX_MESSAGES_PER_REQUEST,
+    notes={
+        "audio": "native only with `audio_duration_ms` configured (LINE needs a duration)",
+        "reply": f"reply token used within {REPLY_TOKEN_SECONDS:g} s, else push",
+    },
+)
+
+
+class LineConfig(ChannelConfig):
+    type: Literal["line"]
+    api_base_url: str = "https://api.line.me"
+    # Far below LINE's 2,000 requests/s per endpoint; the development guidelines ask bots not
+    # to burst: https://developers.line.biz/en/reference/messaging-api/#rate-limits
+    rate_limit_per_second: float = 100.0
+    channel_secret: SecretStr
+    channel_access_token: SecretStr
+    # LINE audio messages need their length in ms and Media carries none. When this is set,
+    # audio is sent natively with this length shown to the user; when unset (the default),
+    # audio goes as a text link rather than with a made-up length.
+    audio_duration_ms: int | None = Field(default=None, gt=0)
+
+
+def utf16_len(text: str) -> int:
+    """Length as LINE counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def signature(channel_secret: str, body: bytes) -> str:
+    """x-line-signature: base64(HMAC-SHA256(channel secret, raw body))."""
+    digest = hmac.new(channel_secret.encode(), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def retry_key(message_id: str, index: int) -> str:
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"{message_id}:{index}"))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+class LineAdapter(Adapter):
+    type = "line"
+    config_model = LineConfig
+    signature_header = SIGNATURE_HEADER
+    capabilities = CAPABILITIES
+    config: LineConfig
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        if not getattr(self.config, "audio_duration_ms", None):
+            # Without a duration to show, audio is better as the engine's text link.
+            self.profile = replace(self.profile, media=self.profile.media - {"audio"})
+
+    # --- inbound -------------------------------------------------------------------
+    def verify(self, request: InboundRequest) -> bool:
+        provided = _header(request.headers, SIGNATURE_HEADER) or ""
+        expected = signature(self.config.channel_secret.get_secret_value(), request.body)
+        return hmac.compare_digest(provided.encode(), expected.encode())
+
+    def dedupe_key(self, body: bytes) -> str:
+        events = _events(_load(body))
+        if not events:
+            # The console's "Verify" button and LINE's connectivity checks: `events: []`.
+            return "verify:" + hashlib.sha256(body).hexdigest()
+        keys = [_event_key(e) for e in events]
+        if len(keys) == 1:
+            return keys[0]
+        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        payload = _load(body)
+        bot = Party(id=str(payload.get("destination") or ""))
+        return [ParsedEvent(self._event(e, bot), _event_key(e)) for e in _events(payload)]
+
+    def _event(self, event: dict[str, Any], bot: Party) -> EventDraft:
+        kind = event.get("type")
+        common = self._common(event, bot)
+        if kind == "message":
+            return self._message(event, common)
+        if kind == "postback":
+            postback = event.get("postback") or {}
+            if "data" not in postback:
+                raise PayloadError("postback event without postback.data")
+            if postback.get("params"):
+                _add_data(common, params=postback["params"])
+            return EventDraft(
+                type="postback", postback=Postback(payload=str(postback["data"])), **common
+            )
+        if kind in ("follow", "unfollow"):
+            if kind == "follow" and "isUnblocked" in (event.get("follow") or {}):
+                _add_data(common, is_unblocked=event["follow"]["isUnblocked"])
+            state: Literal["subscribed", "unsubscribed"] = (
+                "subscribed" if kind == "follow" else "unsubscribed"
+            )
+            return EventDraft(
+                type="subscription",
+                subscription=Subscription(state=state, keyword=kind),
+                **common,
+            )
+        if kind in ("join", "leave"):
+            return EventDraft(type="system", system=System(kind=kind), **common)
+        if kind in ("memberJoined", "memberLeft"):
+            field = "joined" if kind == "memberJoined" else "left"
+            members = [
+                str(m["userId"])
+                for m in (event.get(field) or {}).get("members") or []
+                if isinstance(m, dict) and m.get("userId")
+            ]
+            _add_data(common, member_ids=members)
+            system = System(kind="member_joined" if kind == "memberJoined" else "member_left")
+            return EventDraft(type="system", system=system, **common)
+        if kind == "unsend":
+            message_id = (event.get("unsend") or {}).get("messageId")
+            if not message_id:
+                raise PayloadError("unsend event without unsend.messageId")
+            _add_data(common, message_id=str(message_id))
+            return EventDraft(type="system", system=System(kind="unsend"), **common)
+        if not kind:
+            raise PayloadError("event without a type")
+        _add_data(common, event=event)
+        return EventDraft(
+            type="unsupported",
+            unsupported=Unsupported(
+                provider_type=str(kind), reason=f"event type {kind!r} is not supported"
+            ),
+            **common,
+        )
+
+    def _common(self, event: dict[str, Any], bot: Party) -> dict[str, Any]:
+        source = event.get("source") or {}
+        source_type = source.get("type")
+        group_id = source.get("groupId") if source_type == "group" else None
+        room_id = source.get("roomId") if source_type == "room" else None
+        user_id = source.get("userId")
+        chat_id = group_id or room_id
+        # The user when LINE names one; otherwise (join, leave, member events) the chat itself.
+        sender_id = user_id or chat_id
+        data: dict[str, Any] = {}
+        if source_type:
+            data["source_type"] = source_type
+        if group_id:
+            data["group_id"] = group_id
+        if room_id:
+            data["room_id"] = room_id
+        if event.get("mode"):
+            data["mode"] = event["mode"]
+        redelivery = (event.get("deliveryContext") or {}).get("isRedelivery")
+        if redelivery is not None:
+            data["is_redelivery"] = bool(redelivery)
+        if event.get("replyToken"):
+            data["reply_token"] = event["replyToken"]
+            data["reply_target"] = chat_id or user_id
+        common: dict[str, Any] = {
+            "channel": ChannelRef(id=self.config.id, type=self.type),
+            "external_id": event.get("webhookEventId"),
+            "timestamp": _timestamp(event.get("timestamp")),
+            "sender": Party(id=str(sender_id)) if sender_id else None,
+            "recipient": bot if bot.id else None,
+        }
+        if data:
+            common["channel_data"] = data
+        return common
+
+    def _message(self, event: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+        message = event.get("message")
+        if not isinstance(message, dict) or not message.get("id"):
+            raise PayloadError("message event without message.id")
+        message_id = str(message["id"])
+        kind = message.get("type")
+        common["external_id"] = message_id
+        for key, name in (("quoteToken", "quote_token"), ("markAsReadToken", "mark_as_read_token")):
+            if message.get(key):
+                _add_data(common, **{name: message[key]})
+        reply_to = message.get("quotedMessageId")
+        content: AnyContent
+        if kind == "text":
+            if message.get("emojis"):
+                _add_data(common, emojis=message["emojis"])
+            mentionees = (message.get("mention") or {}).get("mentionees")
+            if mentionees:
+                _add_data(common, mentionees=mentionees)
+            content = TextContent(text=message["text"])
+        elif kind in _MEDIA_TYPES:
+            # The bytes are fetched later from the content API by message id:
+            # https://developers.line.biz/en/reference/messaging-api/#get-content
+            provider = message.get("contentProvider") or {}
+            _add_data(common, content_provider=provider)
+            for key, name in (("duration", "duration_ms"), ("imageSet", "image_set")):
+                if key in message:
+                    _add_data(common, **{name: message[key]})
+            media = Media(provider_media_id=message_id, url=provider.get("originalContentUrl"))
+            if kind == "image":
+                content = ImageContent(media=media)
+            elif kind == "video":
+                content = VideoContent(media=media)
+            else:
+                content = AudioContent(media=media)
+        elif kind == "file":
+            media = Media(
+                provider_media_id=message_id,
+                filename=message.get("fileName"),
+                size=message.get("fileSize"),
+            )
+            content = FileContent(media=media)
+        elif kind == "location":
+            content = LocationContent(
+                latitude=message["latitude"],
+                longitude=message["longitude"],
+                name=message.get("title"),
+                address=message.get("address"),
+            )
+        elif kind == "sticker":
+            content = self._sticker(message, common)
+        elif not kind:
+            raise PayloadError("message without a type")
+        else:
+            _add_data(common, message=message)
+            return EventDraft(
+                type="unsupported",
+                unsupported=Unsupported(
+                    provider_type=f"message:{kind}",
+                    reason=f"message type {kind!r} is not supported",
+                ),
+                **common,
+            )
+        return EventDraft(
+            type="message", message=MessageBody(content=content, reply_to=reply_to), **common
+        )
+
+    @staticmethod
+    def _sticker(message: dict[str, Any], common: dict[str, Any]) -> StickerContent:
+        """A sticker is named by its package and sticker ids: provider_media_id "package:sticker".
+
+        The same form renders back as a native sticker message (see `_sticker_message`).
+        """
+        package_id, sticker_id = str(message["packageId"]), str(message["stickerId"])
+        extras = {
+            "package_id": package_id,
+            "sticker_id": sticker_id,
+            "sticker_resource_type": message.get("stickerResourceType"),
+            "keywords": message.get("keywords"),
+            "text": message.get("text"),
+        }
+        _add_data(common, **{k: v for k, v in extras.items() if v is not None})
+        return StickerContent(
+            media=Media(provider_media_id=f"{package_id}:{sticker_id}"),
+            animated=message.get("stickerResourceType") in _ANIMATED_STICKERS,
+        )
+
+    # --- outbound ------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.channel_access_token.get_secret_value()}"}
+
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        return self.render_parts([content], context)
+
+    def render_parts(self, parts: list[AnyContent], context: SendContext) -> list[ProviderRequest]:
+        """Every part's message objects, five to a request, in order.
+
+        Only the first request may spend the reply token (single use); every push carries a
+        retry key from (message id, request index), the same on each attempt.
+        """
+        messages = [m for part in parts for m in self.messages(part)]
+        groups = [
+            messages[i : i + MAX_MESSAGES_PER_REQUEST]
+            for i in range(0, len(messages), MAX_MESSAGES_PER_REQUEST)
+        ]
+        requests = []
+        for index, group in enumerate(groups):
+            if index == 0 and _can_reply(context):
+                assert context.reply_token is not None
+                body = {"replyToken": context.reply_token, "messages": group}
+                requests.append(
+                    ProviderRequest("POST", REPLY_PATH, json=body, uses_reply_token=True)
+                )
+                continue
+            requests.append(
+                ProviderRequest(
+                    "POST",
+                    PUSH_PATH,
+                    json={"to": context.recipient_id, "messages": group},
+                    headers={RETRY_KEY_HEADER: retry_key(context.message_id, index)},
+                )
+            )
+        return requests
+
+    def messages(self, content: AnyContent) -> list[dict[str, Any]]:
+        """The LINE message objects for `content`, in order (any number; grouped by 5 later)."""
+        if isinstance(content, ImageContent | VideoContent) and _https(content.media):
+            url = content.media.url
+            media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
+            return [media, *_texts(content.caption)]
+        duration = self.config.audio_duration_ms
+        if isinstance(content, AudioContent) and _https(content.media) and duration:
+            audio = {"type": "audio", "originalContentUrl": content.media.url, "duration": duration}
+            return [audio, *_texts(content.caption)]
+        if isinstance(content, FileContent):
+            # LINE bots cannot send files: the name and a link, after any caption.
+            name = content.media.filename or "File"
+            link = content.media.url or f"[{content.media.provider_media_id}]"
+            return _texts("\n".join(p for p in (content.caption, f"{name}: {link}") if p))
+        if isinstance(content, StickerContent):
+            match = _STICKER_ID.match(content.media.provider_media_id or "")
+            if match:
+                sticker = {"type": "sticker", "packageId": match[1], "stickerId": match[2]}
+                return [sticker, *_texts(content.caption)]
+        if isinstance(content, LocationContent):
+            title = content.name or "Location"
+            address = content.address or f"{content.latitude:.6f}, {content.longitude:.6f}"
+            location = {
+                "type": "location",
+                "title": _clip(title, MAX_LOCATION_FIELD),
+                "address": _clip(address, MAX_LOCATION_FIELD),
+                "latitude": content.latitude,
+                "longitude": content.longitude,
+            }
+            return [location, *_texts(to_text(content) if content.quick_replies else None)]
+        if isinstance(content, TextContent) and not content.quick_replies:
+            return _texts(content.text)
+        return _texts(to_text(content))
+
+    def webhook_registration(self, url: str) -> ProviderRequest:
+        # https://developers.line.biz/en/reference/messaging-api/#set-webhook-endpoint-url
+        return ProviderRequest("PUT", WEBHOOK_ENDPOINT_PATH, json={"endpoint": url})
+
+    def read_registration_response(self, status: int, body: bytes) -> str:
+        if 200 <= status < 300:
+            return f"HTTP {status}"
+        message, details = _error(body)
+        raise SendError("permanent", str(status), _describe(message, details))
+
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        payload = _json(body)
+        request_id = _header(headers, "x-line-request-id")
+        if 200 <= status < 300:
+            return (
+                _sent_id(payload)
+                or request_id
+                or _raise(SendError("retry", str(status), "accepted without a message id"))
+            )
+        message, details = _error(body)
+        text = _describe(message, details)
+        accepted = _header(headers, "x-line-accepted-request-id")
+        if status == 409 and accepted:
+            # The retry key was accepted before: the message went out on an earlier attempt.
+            return _sent_id(payload) or accepted
+        if status == 400 and "reply token" in message.lower():
+            # Expired or used: the dispatcher consumed the token, so the retry goes by push.
+            raise SendError("retry", "invalid_reply_token", text)
+        if status == 429:
+            if "monthly limit" in message.lower():
+                raise SendError("permanent", "monthly_limit", text)
+            raise SendError("retry", "429", text, retry_after=_retry_after(headers))
+        if status >= 500:
+            raise SendError("retry", str(status), text, retry_after=_retry_after(headers))
+        raise SendError("permanent", str(status), text)
+
+    def secrets(self) -> list[str]:
+        return [
+            self.config.channel_secret.get_secret_value(),
+            self.config.channel_access_token.get_secret_value(),
+        ]
+
+
+def _can_reply(context: SendContext) -> bool:
+    return (
+        context.reply_token is not None
+        and context.reply_token_at is not None
+        and context.now - context.reply_token_at < REPLY_TOKEN_SECONDS
+    )
+
+
+def _https(media: Media) -> bool:
+    return bool(media.url and media.url.startswith(MEDIA_URL_SCHEME))
+
+
+def _texts(text: str | None) -> list[dict[str, Any]]:
+    if not text:
+        return []
+    return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT, utf16_len)]
+
+
+def _clip(text: str, limit: int) -> str:
+    if utf16_len(text) <= limit:
+        return text
+    return split_text(text, limit - 1, utf16_len)[0].rstrip() + "…"
+
+
+def _add_data(common: dict[str, Any], **values: Any) -> None:
+    common["channel_data"] = {**(common.get("channel_data") or {}), **values}
+
+
+def _raise(error: SendError) -> str:
+    raise error
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else {}
+    except ValueError:
+        return {}
+
+
+def _sent_id(payload: Any) -> str | None:
+    sent = payload.get("sentMessages") if isinstance(payload, dict) else None
+    if isinstance(sent, list) and sent and isinstance(sent[0], dict) and sent[0].get("id"):
+        return str(sent[0]["id"])
+    return None
+
+
+def _error(body: bytes) -> tuple[str, list[str]]:
+    """(message, ["property: message", ...]) from a LINE error body."""
+    payload = _json(body)
+    if not isinstance(payload, dict):
+        return "unknown error", []
+    details = [
+        f"{d.get('property')}: {d.get('message')}" if d.get("property") else str(d.get("message"))
+        for d in payload.get("details") or []
+        if isinstance(d, dict)
+    ]
+    return str(payload.get("message") or "unknown error"), details
+
+
+def _describe(message: str, details: list[str]) -> str:
+    return f"{message} ({'; '.join(details)})" if details else message
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = _header(headers, "Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"bad timestamp {value!r}")
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _event_key(event: dict[str, Any]) -> str:
+    event_id = event.get("webhookEventId")
+    if event_id:
+        return f"evt:{event_id}"
+    # Old payloads without webhookEventId: the event's content identifies it.
+    data = json.dumps(event, sort_keys=True, ensure_ascii=False)
+    return "evt-sha256:" + hashlib.sha256(data.encode()).hexdigest()
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("webhook body is not a JSON object")
+    return payload
+
+
+def _events(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    events = payload.get("events")
+    if not isinstance(events, list):
+        raise PayloadError("not a LINE webhook (no events list)")
+    if not all(isinstance(e, dict) for e in events):
+        raise PayloadError("events is not a list of objects")
+    return events
+
+
+ADAPTER = LineAdapter
