@@ -35,11 +35,12 @@ async def test_preview_returns_requests_text_downgrades_and_choices(gw: Any) -> 
     bodies = [r["json"] for r in whatsapp["requests"]]
     assert all(r["path"] == "/106540352242922/messages" for r in whatsapp["requests"])
     assert all(b["to"] == "16505551234" for b in bodies)
-    assert [b["type"] for b in bodies] == ["image", "text"]
-    assert "1. Margherita - Tomato, mozzarella" in bodies[1]["text"]["body"]
+    assert [b["type"] for b in bodies] == ["image", "image", "image", "text"]
+    assert "1. Margherita - Tomato, mozzarella, basil" in bodies[-1]["text"]["body"]
     assert whatsapp["choices"] == [
-        {"number": 1, "title": "Margherita", "payload": "P1"},
-        {"number": 2, "title": "Funghi", "payload": "P2"},
+        {"number": 1, "title": "Margherita", "payload": "ORDER_MARGHERITA"},
+        {"number": 2, "title": "Funghi", "payload": "ORDER_FUNGHI"},
+        {"number": 3, "title": "Diavola", "payload": "ORDER_DIAVOLA"},
     ]
     assert any(d.startswith("carousel → ") for d in whatsapp["downgrades"])
     assert "2. Funghi" in whatsapp["text"]
@@ -74,7 +75,7 @@ def test_render_cli_without_config(tmp_path: Path, capsys: pytest.CaptureFixture
     result = json.loads(capsys.readouterr().out)
     assert result["requests"][0]["path"] == "/<phone_number_id>/messages"
     assert result["requests"][0]["json"]["to"] == "16505551234"
-    assert [c["payload"] for c in result["choices"]] == ["P1", "P2"]
+    assert [c["payload"] for c in result["choices"]][:2] == ["ORDER_MARGHERITA", "ORDER_FUNGHI"]
 
 
 @pytest.mark.parametrize(
