@@ -289,3 +289,19 @@ def test_answers_pick_the_second_choice(answer: str) -> None:
 @pytest.mark.parametrize("answer", ["3", "zero", "pizza", "2 please and a coke", "", "12"])
 def test_other_answers_are_ordinary_messages(answer: str) -> None:
     assert match_choice(answer, CHOICES) is None
+
+
+def test_payloads_longer_than_the_channel_carries_go_numbered() -> None:
+    long = "X" * 1001
+    data = {
+        "type": "buttons",
+        "text": "Pick",
+        "actions": [
+            {"type": "reply", "title": "A", "payload": long},
+            {"type": "reply", "title": "B", "payload": "B"},
+        ],
+    }
+    result = plan(content(data), RICH)
+    assert result.parts[0].type == "text"
+    assert [c.payload for c in result.choices] == [long, "B"]
+    assert "a payload is 1001 characters; rich carries at most 1000" in str(result.downgrades[0])

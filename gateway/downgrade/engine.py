@@ -238,7 +238,8 @@ class _Builder:
         sections = content.sections
         rows = [item for section in sections for item in section.items]
         native = self.profile.list
-        if native and len(rows) <= native.max_rows:
+        long_payload = self.long_payload([item.payload for item in rows])
+        if native and len(rows) <= native.max_rows and not long_payload:
             if len(sections) > native.max_sections:
                 self.note(
                     "list sections",
@@ -265,7 +266,7 @@ class _Builder:
                 )
             )
             return
-        reason = (
+        reason = long_payload or (
             f"{len(rows)} rows exceed {self.channel}'s {native.max_rows}"
             if native
             else f"{self.channel} has no list"
@@ -319,6 +320,14 @@ class _Builder:
         profile = self.profile
         kinds: set[str] = {o.action.type if o.action else "reply" for o in options}
         described = any(o.description for o in options)
+        long_payload = self.long_payload([o.payload for o in options])
+        if long_payload:
+            self.note(source, "numbered_text", long_payload)
+            self.numbered(
+                "\n".join(p for p in (header, text, footer) if p),
+                [o for o in options if o.payload is not None],
+            )
+            return
         buttons = profile.buttons
         if (
             buttons
@@ -374,6 +383,14 @@ class _Builder:
             return
         self.note(source, "numbered_text", why)
         self.numbered(body, choices)
+
+    def long_payload(self, payloads: list[str | None]) -> str | None:
+        """Why native elements cannot carry these payloads (None when they can)."""
+        limit = self.profile.payload_max
+        longest = max((len(p) for p in payloads if p), default=0)
+        if longest > limit:
+            return f"a payload is {longest} characters; {self.channel} carries at most {limit}"
+        return None
 
     def why_not_buttons(self, options: list[_Option], kinds: set[str], media: Media | None) -> str:
         buttons = self.profile.buttons
@@ -450,7 +467,13 @@ class _Builder:
             return
         quick = self.profile.quick_replies
         kinds = {a.type for a in actions}
-        if quick and len(actions) <= quick.max_items and kinds <= quick.kinds:
+        payloads = [getattr(a, "payload", None) for a in actions]
+        if (
+            quick
+            and len(actions) <= quick.max_items
+            and kinds <= quick.kinds
+            and not self.long_payload(payloads)
+        ):
             self.attach_quick_replies(actions)
             return
         options = self.options(actions)
@@ -525,6 +548,9 @@ class _Builder:
             return f"{self.channel} has no carousel"
         if len(items) < native.min_cards:
             return f"{self.channel} carousels need at least {native.min_cards} cards"
+        problem = self.long_payload([getattr(a, "payload", None) for i in items for a in i.actions])
+        if problem:
+            return problem
         for item in items:
             if native.media_required and item.media is None:
                 return f"{self.channel} carousel cards need an image"
