@@ -1,0 +1,514 @@
+"""SMS and MMS through Twilio Programmable Messaging.
+
+Inbound:  https://www.twilio.com/docs/messaging/guides/webhook-request
+Statuses: https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks
+Security: https://www.twilio.com/docs/usage/webhooks/webhooks-security
+Send API: https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
+Errors:   https://www.twilio.com/docs/api/errors
+
+Webhooks are form-encoded, one message or status per request, signed over the public URL
+and the sorted parameters. Sends go through the official SDK (`adapters.sms_sender`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from twilio.request_validator import RequestValidator
+
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    ErrorCategory,
+    InboundRequest,
+    ParsedEvent,
+    PayloadError,
+    ProviderRequest,
+    Reply,
+    SendContext,
+    Sender,
+    SendError,
+)
+from adapters.sms_segments import segments
+from gateway.downgrade.profile import Profile
+from gateway.plaintext import action_line, numbered, to_text
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    EventError,
+    MessageBody,
+    Party,
+    Status,
+    Subscription,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    FileContent,
+    ImageContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+API_VERSION = "2010-04-01"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+FORM = "application/x-www-form-urlencoded"
+# Twilio wants TwiML back; an empty <Response> sends no reply.
+# https://www.twilio.com/docs/messaging/twiml#twilios-request-to-your-application
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+# Body: up to 1,600 characters (Message resource, `Body`). Counted here in UTF-16 code units,
+# which is never fewer than characters.
+MAX_BODY = 1600
+# Up to 10 media and 5 MB in all per message: https://www.twilio.com/docs/messaging/api/media-resource
+MAX_MEDIA = 10
+MAX_MEDIA_BYTES = 5 * 1024 * 1024
+
+# What an SMS/MMS shows: text, and one media per MMS with the caption as its body. Buttons,
+# lists and cards become numbered text; a location is a maps link. Accepted media types:
+# https://www.twilio.com/docs/messaging/guides/accepted-mime-types
+CAPABILITIES = Profile(
+    channel="sms",
+    text_max=MAX_BODY,
+    caption_max=MAX_BODY,
+    media=frozenset({"image", "video", "audio", "file"}),
+    notes={
+        "media": "MMS reaches US and Canadian numbers; elsewhere Twilio sends a link instead",
+        "segments": "billed per segment: 160 GSM-7 or 70 UCS-2 characters, 153 or 67 per part",
+        "sticker": "no MMS sticker: sent as a link",
+    },
+)
+
+# Default opt-out/opt-in/help keywords, matched on the whole message, trimmed, any case.
+# https://www.twilio.com/docs/messaging/tutorials/advanced-opt-out
+# With Advanced Opt-Out, Twilio also sends OptOutType=STOP|START|HELP:
+# https://help.twilio.com/articles/31560110671259
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
+HELP = frozenset({"HELP", "INFO"})
+_OPT_OUT_TYPES: dict[str, Literal["subscribed", "unsubscribed", "help"]] = {
+    "STOP": "unsubscribed",
+    "START": "subscribed",
+    "HELP": "help",
+}
+
+# MessageStatus → our delivery state. `sending` is still inside Twilio; `undelivered` and
+# `canceled` never reach the handset. https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
+STATES: dict[str, Literal["queued", "sent", "delivered", "read", "failed"]] = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "queued",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "failed",
+    "failed": "failed",
+    "canceled": "failed",
+}
+
+# Error classes, from the providers reference §3.4 and https://www.twilio.com/docs/api/errors/<code>
+UNSUBSCRIBED = 21610  # the recipient replied STOP: nothing reaches them until START
+RETRY_CODES = frozenset({20429, 20500, 20503, 30001, 30003, 30008})
+UNREACHABLE_CODES = frozenset({UNSUBSCRIBED, 21211, 21612, 21614, 30004, 30005, 30006})
+ERROR_TITLES = {
+    20003: "Authentication failed",
+    20429: "Too many requests",
+    21211: "Invalid 'To' phone number",
+    21408: "Permission to send an SMS has not been enabled for the region",
+    21610: "Attempt to send to unsubscribed recipient",
+    21612: "The 'To' phone number is not currently reachable via SMS",
+    21614: "'To' number is not a valid mobile number",
+    30001: "Queue overflow",
+    30002: "Account suspended",
+    30003: "Unreachable destination handset",
+    30004: "Message blocked",
+    30005: "Unknown destination handset",
+    30006: "Landline or unreachable carrier",
+    30007: "Message filtered",
+    30008: "Unknown error",
+    30034: "Message from an unregistered number",
+}
+
+# Inbound parameters kept in channel_data (where the sender is, which service it reached).
+_KEPT = ("FromCity", "FromState", "FromZip", "FromCountry", "MessagingServiceSid", "NumSegments")
+E164 = r"^\+[1-9][0-9]{1,14}$"
+
+
+class SmsConfig(ChannelConfig):
+    type: Literal["sms"]
+    api_base_url: str = "https://api.twilio.com"
+    # A US/CA long code sends 1 segment per second; Twilio queues anything faster (toll-free 3,
+    # short code 100): https://www.twilio.com/help/faq/twilio-basics/what-are-the-limits-on-outbound-calls-and-sms-messages-per-second
+    rate_limit_per_second: float = Field(default=1.0, gt=0)
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr
+    from_number: str | None = Field(default=None, pattern=E164)
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+
+    @model_validator(mode="after")
+    def _one_sender(self) -> SmsConfig:
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise ValueError("set exactly one of from_number or messaging_service_sid")
+        return self
+
+
+class FormParams(dict[str, list[str]]):
+    """Form parameters with every value of repeated keys, readable by RequestValidator."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str) -> str:
+        values = self.get(name)
+        return values[0] if values else ""
+
+
+def read_form(body: bytes) -> FormParams:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"form body is not UTF-8: {exc}") from None
+    try:
+        return FormParams(parse_qs(text, keep_blank_values=True, strict_parsing=bool(text)))
+    except ValueError as exc:
+        raise PayloadError(f"malformed form body: {exc}") from None
+
+
+def error_category(code: int | None, http_status: int = 400) -> ErrorCategory:
+    if code in RETRY_CODES or http_status == 429 or http_status >= 500:
+        return "retry"
+    if code in UNREACHABLE_CODES:
+        return "unreachable"
+    return "permanent"
+
+
+def send_error(
+    http_status: int, code: int | None, message: str, retry_after: float | None = None
+) -> SendError:
+    """A classified SendError for a Twilio REST error (`code` None when the body had none)."""
+    return SendError(
+        error_category(code, http_status),
+        str(code or http_status),
+        message or ERROR_TITLES.get(code or 0, f"HTTP {http_status}"),
+        retry_after=retry_after,
+        unsubscribed=code == UNSUBSCRIBED,
+    )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def request_key(params: FormParams) -> str:
+    """`MessageSid` for a message, `MessageSid:MessageStatus` for a status callback."""
+    sid = params.first("MessageSid") or params.first("SmsSid")
+    if not sid:
+        raise PayloadError("not a Twilio messaging webhook (no MessageSid)")
+    status = params.first("MessageStatus")
+    return f"{sid}:{status}" if status else sid
+
+
+def _party(number: str) -> Party:
+    return Party(id=number, phone=number if number.startswith("+") else None)
+
+
+def _keyed(events: list[EventDraft], key: str) -> list[ParsedEvent]:
+    # One webhook, several events: the first keeps the request's key, the rest get /1, /2 …
+    return [ParsedEvent(e, key if i == 0 else f"{key}/{i}") for i, e in enumerate(events)]
+
+
+def _media_content(url: str, mime: str, caption: str | None) -> AnyContent:
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    media = Media(url=url, mime_type=mime or None, provider_media_id=name or None)
+    kind = mime.split("/", 1)[0]
+    if kind == "image":
+        return ImageContent(media=media, caption=caption)
+    if kind == "video":
+        return VideoContent(media=media, caption=caption)
+    if kind == "audio":
+        return AudioContent(media=media, caption=caption)
+    # vCards (text/vcard) and documents stay files: reading them needs a download.
+    return FileContent(media=media, caption=caption)
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class SmsAdapter(Adapter):
+    type = "sms"
+    config_model = SmsConfig
+    content_types = (FORM,)
+    signature_header = SIGNATURE_HEADER
+    capabilities = CAPABILITIES
+    config: SmsConfig
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        # Twilio's webhooks carry no time of their own: events are stamped when parsed.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # --- inbound -------------------------------------------------------------------
+    def verify(self, request: InboundRequest) -> bool:
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature:
+            return False
+        try:
+            params = read_form(request.body)
+        except PayloadError:
+            return False
+        # The SDK signs the public URL (with and without its default port) and every value of
+        # every parameter, sorted, and compares without early exit.
+        validator = RequestValidator(self.config.auth_token.get_secret_value())
+        return bool(validator.validate(request.public_url, params, signature))
+
+    def dedupe_key(self, body: bytes) -> str:
+        return request_key(read_form(body))
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        params = read_form(body)
+        key = request_key(params)
+        if params.first("MessageStatus"):
+            return _keyed(self._status(params), key)
+        return _keyed(self._message(params), key)
+
+    def acknowledge(self, body: bytes) -> Reply:
+        return Reply(200, TWIML_EMPTY, "text/xml")
+
+    def _channel(self) -> ChannelRef:
+        return ChannelRef(id=self.config.id, type=self.type)
+
+    def _message(self, params: FormParams) -> list[EventDraft]:
+        sid = params.first("MessageSid") or params.first("SmsSid")
+        text = params.first("Body")
+        extras = {k: params.first(k) for k in _KEPT if params.first(k)}
+        common: dict[str, Any] = {
+            "channel": self._channel(),
+            "timestamp": self.clock(),
+            "sender": _party(params.first("From")),
+            "recipient": _party(params.first("To")),
+            "channel_data": extras or None,
+        }
+        media = self._media(params)
+        events: list[EventDraft] = []
+        subscription = self._subscription(text, params.first("OptOutType"))
+        if subscription is not None:
+            events.append(
+                EventDraft(
+                    type="subscription", external_id=sid, subscription=subscription, **common
+                )
+            )
+            caption = None  # the keyword was the whole text
+        else:
+            caption = text or None
+        for index, (url, mime) in enumerate(media):
+            content = _media_content(url, mime, caption if index == 0 else None)
+            external_id = sid if not events else f"{sid}/{len(events)}"
+            events.append(
+                EventDraft(
+                    type="message",
+                    external_id=external_id,
+                    message=MessageBody(content=content),
+                    **common,
+                )
+            )
+        if events:
+            return events
+        if text:
+            content = TextContent(text=text)
+            return [
+                EventDraft(
+                    type="message", external_id=sid, message=MessageBody(content=content), **common
+                )
+            ]
+        return [
+            EventDraft(
+                type="unsupported",
+                external_id=sid,
+                unsupported=Unsupported(
+                    provider_type="empty", reason="message without text or media"
+                ),
+                **common,
+            )
+        ]
+
+    @staticmethod
+    def _media(params: FormParams) -> list[tuple[str, str]]:
+        count = params.first("NumMedia") or "0"
+        if not count.isdigit():
+            raise PayloadError(f"NumMedia is not a number: {count!r}")
+        media = []
+        for index in range(int(count)):
+            url = params.first(f"MediaUrl{index}")
+            if not url:
+                raise PayloadError(f"NumMedia is {count} but MediaUrl{index} is missing")
+            media.append((url, params.first(f"MediaContentType{index}")))
+        return media
+
+    @staticmethod
+    def _subscription(text: str, opt_out_type: str) -> Subscription | None:
+        word = text.strip().upper()
+        state = _OPT_OUT_TYPES.get(opt_out_type.strip().upper())
+        if state is None:
+            if word in OPT_OUT:
+                state = "unsubscribed"
+            elif word in OPT_IN:
+                state = "subscribed"
+            elif word in HELP:
+                state = "help"
+            else:
+                return None
+        return Subscription(state=state, keyword=word or opt_out_type.upper())
+
+    def _status(self, params: FormParams) -> list[EventDraft]:
+        sid = params.first("MessageSid") or params.first("SmsSid")
+        provider_state = params.first("MessageStatus")
+        user = _party(params.first("To"))
+        common: dict[str, Any] = {
+            "channel": self._channel(),
+            "external_id": sid,
+            "timestamp": self.clock(),
+            "sender": _party(params.first("From")),
+            "recipient": user,
+        }
+        state = STATES.get(provider_state)
+        if state is None:
+            unsupported = Unsupported(
+                provider_type=f"status:{provider_state}",
+                reason=f"status {provider_state!r} is not tracked",
+            )
+            return [EventDraft(type="unsupported", unsupported=unsupported, **common)]
+        code = params.first("ErrorCode")
+        error = None
+        if code and code != "0":
+            number = int(code) if code.isdigit() else None
+            error = EventError(
+                code=code,
+                title=params.first("ErrorMessage") or ERROR_TITLES.get(number or 0),
+                retryable=error_category(number) == "retry",
+            )
+        status = Status(external_id=sid, state=state, error=error)
+        events = [EventDraft(type="status", status=status, **common)]
+        if code == str(UNSUBSCRIBED):
+            # Twilio refused it because the user had opted out: remember it like their STOP.
+            events.append(
+                EventDraft(
+                    type="subscription",
+                    channel=common["channel"],
+                    external_id=sid,
+                    timestamp=common["timestamp"],
+                    sender=user,
+                    recipient=common["sender"],
+                    subscription=Subscription(state="unsubscribed"),
+                    channel_data={"ErrorCode": code},
+                )
+            )
+        return events
+
+    # --- outbound ------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Basic {self._basic()}"}
+
+    def _basic(self) -> str:
+        pair = f"{self.config.account_sid}:{self.config.auth_token.get_secret_value()}"
+        return base64.b64encode(pair.encode()).decode()
+
+    def make_sender(self) -> Sender:
+        from adapters.sms_sender import TwilioSender
+
+        return TwilioSender(self.config)
+
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        base: dict[str, Any] = {"To": context.recipient_id}
+        if self.config.messaging_service_sid:
+            base["MessagingServiceSid"] = self.config.messaging_service_sid
+        else:
+            base["From"] = self.config.from_number
+        if context.status_callback_url:
+            base["StatusCallback"] = context.status_callback_url
+        path = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
+        if isinstance(
+            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
+        ):
+            return self._mms(path, base, content)
+        text = (
+            content.text
+            if isinstance(content, TextContent) and not content.quick_replies
+            else to_text(content)
+        )
+        return self._texts(path, base, text)
+
+    def _texts(self, path: str, base: dict[str, Any], text: str) -> list[ProviderRequest]:
+        return [
+            ProviderRequest(
+                "POST", path, form={**base, "Body": chunk}, note=segments(chunk).describe()
+            )
+            for chunk in split_text(text, MAX_BODY, _utf16_units)
+        ]
+
+    def _mms(
+        self,
+        path: str,
+        base: dict[str, Any],
+        content: ImageContent | VideoContent | AudioContent | FileContent | StickerContent,
+    ) -> list[ProviderRequest]:
+        media = content.media
+        if not media.url:
+            raise SendError(
+                "permanent",
+                "media_url_required",
+                "Twilio fetches media from a public URL; this media has only a provider id",
+            )
+        if media.size is not None and media.size > MAX_MEDIA_BYTES:
+            raise SendError(
+                "permanent", "media_too_large", f"MMS media may be {MAX_MEDIA_BYTES} bytes at most"
+            )
+        lines = [content.caption] if content.caption else []
+        lines += numbered([action_line(a) for a in content.quick_replies])
+        caption = "\n".join(lines)
+        form = {**base, "MediaUrl": [media.url]}
+        if caption and _utf16_units(caption) <= MAX_BODY:
+            form["Body"] = caption
+            caption = ""
+        mms = ProviderRequest("POST", path, form=form, note="MMS with 1 media")
+        return [mms, *(self._texts(path, base, caption) if caption else [])]
+
+    def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        if 200 <= status < 300:
+            if payload.get("sid"):
+                return str(payload["sid"])
+            raise SendError("retry", str(status), "accepted without a message sid")
+        code = payload.get("code")
+        raise send_error(
+            status,
+            code if isinstance(code, int) else None,
+            str(payload.get("message") or ""),
+            retry_after(headers),
+        )
+
+    def secrets(self) -> list[str]:
+        return [self.config.auth_token.get_secret_value(), self._basic()]
+
+
+ADAPTER = SmsAdapter
