@@ -28,10 +28,23 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "WA_VERIFY_TOKEN",
         "ORDERS_API_KEY",
         "ORDERS_WEBHOOK_SECRET",
+        "FB_PAGE_TOKEN",
+        "FB_APP_SECRET",
+        "FB_VERIFY_TOKEN",
+        "TWILIO_AUTH_TOKEN",
+        "LINE_CHANNEL_SECRET",
+        "LINE_CHANNEL_TOKEN",
+        "VIBER_AUTH_TOKEN",
     ):
         monkeypatch.setenv(name, f"example-value-for-{name.lower()}")
     config = load_config(ROOT / "config.example.yaml")
-    assert [c.id for c in config.channels] == ["wa-main"]
+    assert [(c.id, c.type) for c in config.channels] == [
+        ("wa-main", "whatsapp"),
+        ("fb-page", "messenger"),
+        ("sms-us", "sms"),
+        ("line-jp", "line"),
+        ("viber-bot", "viber"),
+    ]
     assert config.storage.backend == "sqlite"
 
 
@@ -123,3 +136,22 @@ def test_serve_refuses_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFix
         main(["serve", "--config", str(write(tmp_path, data))])
     assert caught.value.code == 2
     assert "channels[0].app_secret: Field required" in capsys.readouterr().err
+
+
+def test_capabilities_narrow_a_channel_instance(tmp_path: Path) -> None:
+    from gateway.app import build_adapters
+
+    data = base_config(tmp_path)
+    data["channels"][0]["capabilities"] = {"media": ["image"], "contacts": False, "text_max": 99999}
+    adapter = build_adapters(parse_config(data, "c.yaml"))["wa-main"]
+    assert adapter.profile.media == frozenset({"image"})
+    assert adapter.profile.contacts is False
+    assert adapter.profile.text_max == 4096  # never widened
+
+
+def test_unknown_capability_is_named(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["channels"][0]["capabilities"] = {"holograms": True}
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "c.yaml")
+    assert "channels[0].capabilities.holograms: Extra inputs are not permitted" in str(error.value)
