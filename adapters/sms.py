@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -246,6 +247,9 @@ def _media_content(url: str, mime: str, caption: str | None) -> AnyContent:
     return FileContent(media=media, caption=caption)
 
 
+_MEDIA_TYPES = (ImageContent, VideoContent, AudioContent, FileContent, StickerContent)
+
+
 def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -452,6 +456,41 @@ class SmsAdapter(Adapter):
             else to_text(content)
         )
         return self._texts(path, base, text)
+
+    def render_parts(self, parts: list[AnyContent], context: SendContext) -> list[ProviderRequest]:
+        """Uncaptioned media ride along with the text after them: one MMS, up to 10 media.
+
+        A carousel on SMS is its pictures and its numbered text; sent together they arrive as
+        one message instead of one MMS per picture.
+        """
+        requests: list[ProviderRequest] = []
+        pending: list[str] = []  # media URLs waiting for the next text
+
+        def flush() -> None:
+            if pending:
+                first = self.render(ImageContent(media=Media(url=pending[0])), context)[0]
+                assert first.form is not None
+                form = {**first.form, "MediaUrl": list(pending)}
+                requests.append(replace(first, form=form, note=f"MMS with {len(pending)} media"))
+                pending.clear()
+
+        for part in parts:
+            rendered = self.render(part, context)
+            if isinstance(part, _MEDIA_TYPES) and not part.caption and len(rendered) == 1:
+                if len(pending) == MAX_MEDIA:
+                    flush()
+                pending += rendered[0].form["MediaUrl"] if rendered[0].form else []
+                continue
+            first = rendered[0] if rendered else None
+            if pending and first is not None and first.form and "MediaUrl" not in first.form:
+                form = {**first.form, "MediaUrl": list(pending)}
+                note = f"MMS with {len(pending)} media; {first.note}"
+                rendered[0] = replace(first, form=form, note=note)
+                pending.clear()
+            flush()
+            requests += rendered
+        flush()
+        return requests
 
     def _texts(self, path: str, base: dict[str, Any], text: str) -> list[ProviderRequest]:
         return [

@@ -381,7 +381,7 @@ class _Builder:
                 )
             )
             return
-        self.note(source, "numbered_text", why)
+        self.note(source, "numbered_text" if choices else "text", why)
         self.numbered(body, choices)
 
     def long_payload(self, payloads: list[str | None]) -> str | None:
@@ -458,7 +458,7 @@ class _Builder:
                     )
                 )
                 return []
-            return [f"{action.title}: send your location with the attachment button"]
+            return [f"{action.title}: reply with your address, or share your location"]
         return [action_line(action)]
 
     # --- quick replies ------------------------------------------------------------------
