@@ -51,8 +51,11 @@ class Segments:
         return f"{self.count} SMS segment{plural} ({self.encoding})"
 
 
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
+
+
 def encoding_of(text: str) -> Encoding:
-    return "GSM-7" if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text) else "UCS-2"
+    return "GSM-7" if GSM7_ALL.issuperset(text) else "UCS-2"
 
 
 def unit_cost(char: str, encoding: Encoding) -> int:
@@ -64,7 +67,9 @@ def unit_cost(char: str, encoding: Encoding) -> int:
 
 def units(text: str, encoding: Encoding | None = None) -> int:
     encoding = encoding or encoding_of(text)
-    return sum(unit_cost(c, encoding) for c in text)
+    if encoding == "GSM-7":  # each extension character adds its escape septet
+        return len(text) + sum(text.count(c) for c in GSM7_EXTENDED)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def segments(text: str) -> Segments:
@@ -78,7 +83,10 @@ def segments(text: str) -> Segments:
     total = units(text, encoding)
     if total <= single:
         return Segments(encoding, (text,), total)
-    parts: list[str] = []
+    if total == len(text):  # one unit per character: parts are plain slices
+        parts = [text[i : i + per_part] for i in range(0, len(text), per_part)]
+        return Segments(encoding, tuple(parts), total)
+    parts = []
     start = used = 0
     for index, char in enumerate(text):
         cost = unit_cost(char, encoding)
