@@ -132,7 +132,7 @@ class _Builder:
         if not body:
             return
         for chunk in split_text(body, self.profile.text_max):
-            self.result.parts.append(TextContent(text=chunk))
+            self.result.parts.append(_text(chunk))
 
     @property
     def channel(self) -> str:
@@ -301,7 +301,7 @@ class _Builder:
         chunks = split_text(text, limit)
         self.note("body", "text", f"longer than {limit} characters; sent before the choices")
         for chunk in chunks[:-1]:
-            self.result.parts.append(TextContent(text=chunk))
+            self.result.parts.append(_text(chunk))
         return chunks[-1]
 
     def offer(
@@ -342,7 +342,7 @@ class _Builder:
             return
         why = reason or self.why_not_buttons(options, kinds, media)
         if media is not None:
-            self.media(ImageContent(media=media))
+            self.media(_image(media))
         lines: list[str] = []
         choices = [o for o in options if o.payload is not None]
         for option in options:
@@ -510,6 +510,8 @@ class _Builder:
         kinds = native.kinds if native else frozenset()
         items = [
             item.model_copy(update={"actions": [self.adapt(a, kinds) for a in item.actions]})
+            if any(isinstance(a, BuyAction) for a in item.actions)
+            else item
             for item in content.items
         ]
         problem = self.carousel_problem(items)
@@ -593,7 +595,7 @@ class _Builder:
         made: list[Choice] = []
         for item in content.items:
             if item.media is not None and item.media.url and "image" in self.profile.media:
-                self.result.parts.append(ImageContent(media=item.media))
+                self.result.parts.append(_image(item.media))
             detail = item.description
             picks = [a for a in item.actions if a.type in CHOICE_KINDS]
             extras = [a for a in item.actions if a.type not in CHOICE_KINDS]
@@ -615,6 +617,16 @@ class _Builder:
         if made:
             lines.append(reply_hint(made))
         self.text("\n".join(lines))
+
+
+# Parts built from content that was validated already: constructing them again without
+# validation keeps planning cheap (it runs for every send and every preview).
+def _text(text: str) -> TextContent:
+    return TextContent.model_construct(type="text", text=text, quick_replies=[])
+
+
+def _image(media: Media) -> ImageContent:
+    return ImageContent.model_construct(type="image", media=media, caption=None, quick_replies=[])
 
 
 def _payload(action: Any) -> str:
