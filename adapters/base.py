@@ -11,6 +11,7 @@ import abc
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -188,6 +189,14 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def parse(self, body: bytes) -> list[ParsedEvent]:
         """Pure: the events in one raw request body."""
+
+    def parse_received(self, body: bytes, received_at: datetime) -> list[ParsedEvent]:
+        """`parse`, for a request that arrived at `received_at` (what the normaliser calls).
+
+        Providers whose payloads carry no time of their own (Twilio) stamp events with it, so a
+        replay days later still says when the message came in.
+        """
+        return self.parse(body)
 
     def acknowledge(self, body: bytes) -> Reply:
         """The answer to a stored webhook (Twilio wants TwiML, most want a plain 200)."""

@@ -285,11 +285,15 @@ class SmsAdapter(Adapter):
         return request_key(read_form(body))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
+        return self.parse_received(body, self.clock())
+
+    def parse_received(self, body: bytes, received_at: datetime) -> list[ParsedEvent]:
+        # Twilio's webhooks carry no timestamp: an event happened when its request arrived.
         params = read_form(body)
         key = request_key(params)
         if params.first("MessageStatus"):
-            return _keyed(self._status(params), key)
-        return _keyed(self._message(params), key)
+            return _keyed(self._status(params, received_at), key)
+        return _keyed(self._message(params, received_at), key)
 
     def acknowledge(self, body: bytes) -> Reply:
         return Reply(200, TWIML_EMPTY, "text/xml")
@@ -297,13 +301,13 @@ class SmsAdapter(Adapter):
     def _channel(self) -> ChannelRef:
         return ChannelRef(id=self.config.id, type=self.type)
 
-    def _message(self, params: FormParams) -> list[EventDraft]:
+    def _message(self, params: FormParams, at: datetime) -> list[EventDraft]:
         sid = params.first("MessageSid") or params.first("SmsSid")
         text = params.first("Body")
         extras = {k: params.first(k) for k in _KEPT if params.first(k)}
         common: dict[str, Any] = {
             "channel": self._channel(),
-            "timestamp": self.clock(),
+            "timestamp": at,
             "sender": _party(params.first("From")),
             "recipient": _party(params.first("To")),
             "channel_data": extras or None,
@@ -379,14 +383,14 @@ class SmsAdapter(Adapter):
                 return None
         return Subscription(state=state, keyword=word or opt_out_type.upper())
 
-    def _status(self, params: FormParams) -> list[EventDraft]:
+    def _status(self, params: FormParams, at: datetime) -> list[EventDraft]:
         sid = params.first("MessageSid") or params.first("SmsSid")
         provider_state = params.first("MessageStatus")
         user = _party(params.first("To"))
         common: dict[str, Any] = {
             "channel": self._channel(),
             "external_id": sid,
-            "timestamp": self.clock(),
+            "timestamp": at,
             "sender": _party(params.first("From")),
             "recipient": user,
         }

@@ -41,3 +41,18 @@ async def test_normaliser_drains_the_inbox(tmp_path: Path, busy: bool) -> None:
         assert stored[0] == 40
     finally:
         store.close()
+
+
+def test_events_without_a_provider_time_keep_when_their_request_arrived() -> None:
+    """Twilio sends no timestamp: a replay days later still says when the SMS came in."""
+    from datetime import UTC, datetime
+
+    from gateway.store import InboxRow
+
+    from .test_sms_render import make_adapter
+
+    body = (Path(__file__).parent / "fixtures" / "sms" / "sms_text.txt").read_bytes()
+    arrived = 1_700_000_000.0
+    [event] = module.to_events(make_adapter(), InboxRow(7, "sms-main", body, arrived, 1))
+    assert event.event.timestamp == datetime.fromtimestamp(arrived, UTC)
+    assert event.event.raw_id == 7

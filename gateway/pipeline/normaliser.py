@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -36,7 +37,7 @@ def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
             Event.model_construct(id=new_id("evt"), raw_id=row.id, **dict(parsed.draft)),
             parsed.dedupe_key,
         )
-        for parsed in adapter.parse(row.body)
+        for parsed in adapter.parse_received(row.body, datetime.fromtimestamp(row.received_at, UTC))
     ]
 
 
