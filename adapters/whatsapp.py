@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from adapters import whatsapp_rich as rich
 from adapters.base import (
     Adapter,
     ChannelConfig,
@@ -27,7 +28,7 @@ from adapters.base import (
     SendError,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
-from gateway.downgrade.profile import Profile
+from gateway.downgrade.profile import CHOICE_KINDS, ButtonsProfile, ListProfile, Profile
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -44,11 +45,13 @@ from gateway.schema import (
 )
 from gateway.schema.content import (
     AudioContent,
+    ButtonsContent,
     Contact,
     ContactsContent,
     FileContent,
     FormResponseContent,
     ImageContent,
+    ListContent,
     LocationContent,
     Media,
     StickerContent,
@@ -80,17 +83,65 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
 # https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-messages#customer-service-windows
 WINDOW_SECONDS = 24 * 3600
 
-# What the adapter renders natively today; everything else reaches WhatsApp as numbered text.
+# What WhatsApp shows natively; the downgrade engine turns everything else into these parts
+# or into numbered text. Limits as Meta documents them (see adapters/whatsapp_rich.py too).
 CAPABILITIES = Profile(
     channel="whatsapp",
     text_max=MAX_TEXT,
     caption_max=MAX_CAPTION,
+    # Button ids "Maximum 256 characters", list row ids "Maximum 200 characters": the smaller.
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-list-messages
+    payload_max=rich.ROW_ID_MAX,
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     location=True,
     contacts=True,
+    # Reply buttons: "up to three", label "Maximum 20 characters", body 1024, footer 60, header
+    # text (60) or image / video / document. Replies only: a URL button is a message of its own
+    # (cta_url) and cannot sit beside reply buttons, so links and calls stay lines of text.
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-reply-buttons-messages
+    buttons=ButtonsProfile(
+        max_actions=rich.BUTTONS_MAX,
+        label_max=rich.BUTTON_TITLE_MAX,
+        text_max=rich.BUTTON_BODY_MAX,
+        kinds=CHOICE_KINDS,
+        header_max=rich.HEADER_MAX,
+        footer_max=rich.FOOTER_MAX,
+        media=True,
+    ),
+    # No quick replies: choices become reply buttons (up to 3), else a list (up to 10).
+    quick_replies=None,
+    # "up to 10 sections, with up to 10 rows for all sections combined"; button 20, section and
+    # row title 24, row description 72, body 4096, header (text only) 60, footer 60.
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-list-messages
+    list=ListProfile(
+        max_rows=rich.LIST_ROWS_MAX,
+        max_sections=rich.LIST_SECTIONS_MAX,
+        row_title_max=rich.ROW_TITLE_MAX,
+        row_description_max=rich.ROW_DESCRIPTION_MAX,
+        section_title_max=rich.SECTION_TITLE_MAX,
+        button_max=rich.LIST_BUTTON_MAX,
+        text_max=rich.LIST_BODY_MAX,
+        header_max=rich.HEADER_MAX,
+        footer_max=rich.FOOTER_MAX,
+    ),
+    # Not declared: the media carousel (every card the same header kind and button count).
+    # Carousels go as one reply-buttons card per item, with the item's image as its header.
+    carousel=None,
+    # Location request message: body text and WhatsApp's own "Send location" button.
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/location-request-messages
+    location_request=True,
     window_hours=WINDOW_SECONDS / 3600,
     # Message templates: https://developers.facebook.com/docs/whatsapp/cloud-api/guides/send-message-templates
     templates=True,
+    notes={
+        "quick_replies": "reply buttons (up to 3), else a list (up to 10), else numbered text",
+        "carousel": "one reply-buttons card per item, the item's image as its header",
+        "link": "a line of text (cta_url cannot be mixed with reply buttons)",
+        "call": "the number in text",
+        "buy": "the payment link in text",
+        "location_request": "a location request message (body + WhatsApp's Send location)",
+        "window": "free-form only within 24 h of the user's last message; templates any time",
+    },
 )
 
 # Error codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
@@ -462,6 +513,10 @@ class WhatsAppAdapter(Adapter):
             for body in self._bodies(context.recipient_id, content)
         ]
 
+    def render_parts(self, parts: list[AnyContent], context: SendContext) -> list[ProviderRequest]:
+        arranged = rich.place_location_requests(parts)
+        return [r for part in arranged for r in self.render(part, context)]
+
     def _bodies(self, to: str, content: AnyContent) -> list[dict[str, Any]]:
         base: dict[str, Any] = {
             "messaging_product": "whatsapp",
@@ -511,6 +566,12 @@ class WhatsAppAdapter(Adapter):
                 c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts
             ]
             return [{**base, "type": "contacts", "contacts": contacts}]
+        if isinstance(content, ListContent):
+            return [{**base, **rich.interactive_list(content)}]
+        if isinstance(content, ButtonsContent) and _choices_only(content):
+            return [{**base, **m} for m in rich.reply_buttons(content)]
+        if isinstance(content, ButtonsContent) and rich.is_location_request(content):
+            return [{**base, **m} for m in rich.location_request(content.text)]
         text = (
             content.text
             if isinstance(content, TextContent) and not content.quick_replies
@@ -520,7 +581,7 @@ class WhatsAppAdapter(Adapter):
 
     @staticmethod
     def _text(base: dict[str, Any], body: str) -> dict[str, Any]:
-        return {**base, "type": "text", "text": {"preview_url": "http" in body, "body": body}}
+        return {**base, **rich.text_message(body)}
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         try:
@@ -547,6 +608,10 @@ class WhatsAppAdapter(Adapter):
             self.config.app_secret.get_secret_value(),
             self.config.verify_token.get_secret_value(),
         ]
+
+
+def _choices_only(content: ButtonsContent) -> bool:
+    return all(a.type in ("reply", "postback") for a in content.actions)
 
 
 def window_open(context: SendContext) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -253,3 +255,49 @@ async def test_a_template_message_needs_no_window(
 def _last_send(simulator: WhatsAppSimulator) -> dict[str, Any]:
     last = simulator.sent[-1]
     return last.get("body", last) if isinstance(last, dict) else last  # type: ignore[no-any-return]
+
+
+CAROUSEL = json.loads(
+    (Path(__file__).parent / "fixtures" / "messages" / "carousel.json").read_text()
+)
+
+
+async def test_carousel_arrives_as_cards_and_a_tap_is_the_items_postback(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    user = "16505551234"
+    await open_window(simulator, backend, user)
+    before = len(simulator.sent)
+    message_id = await send(stack, {"to": {"channel": "wa-main", "id": user}, "content": CAROUSEL})
+    async with asyncio.timeout(10):
+        while len(simulator.sent) < before + 4:
+            await asyncio.sleep(0.02)
+    bodies = [s["body"] for s in simulator.sent[before:]]
+    # The richest WhatsApp form: the text, then one reply-buttons card per item, image header.
+    assert bodies[0]["text"]["body"] == "Tonight's picks"
+    second = bodies[2]
+    assert second["type"] == "interactive"
+    assert second["interactive"] == {
+        "type": "button",
+        "header": {"type": "image", "image": {"link": "https://cdn.example.com/funghi.jpg"}},
+        "body": {"text": "Funghi\nMushrooms, mozzarella"},
+        "action": {
+            "buttons": [{"type": "reply", "reply": {"id": "ORDER_FUNGHI", "title": "Order"}}]
+        },
+    }
+    assert [b["interactive"]["header"]["image"]["link"] for b in bodies[1:]] == [
+        item["media"]["url"] for item in CAROUSEL["items"]
+    ]
+
+    # The user taps "Order" on the second card: Meta posts an interactive button_reply.
+    tap = await simulator.send_inbound_button_reply(user, "ORDER_FUNGHI")
+    events = await backend.wait_for(lambda ev: any(e.get("external_id") == tap for e in ev))
+    [postback] = [e for e in events if e.get("external_id") == tap]
+    assert postback["type"] == "postback"
+    assert postback["postback"]["payload"] == "ORDER_FUNGHI"
+    assert postback["postback"]["title"] == "Order"
+    assert postback["postback"]["reply_to"] == simulator.sent[before + 2]["wamid"]
+    view = await final_view(stack, backend, message_id)
+    assert view["state"] in ("sent", "delivered", "read") and len(view["external_ids"]) == 4
+    downgraded = [h["detail"] for h in view["history"] if h["state"] == "downgraded"]
+    assert downgraded == ["carousel → cards: whatsapp has no carousel"]

@@ -1,5 +1,6 @@
 """A three-field form over WhatsApp: asked one field at a time, a wrong answer re-asked with the
-reason, a select answered by number, and one `form_response` for the backend at the end."""
+reason, a select asked with reply buttons (tapped, or answered by typing an option's title),
+and one `form_response` for the backend at the end."""
 
 from __future__ import annotations
 
@@ -33,23 +34,28 @@ FORM = {
 }
 
 
-async def next_text(simulator: WhatsAppSimulator, seen: int) -> tuple[str, int]:
-    """The body of the next text the gateway sends the user (waits for it)."""
+async def next_send(simulator: WhatsAppSimulator, seen: int) -> tuple[dict[str, Any], int]:
+    """The next message body the gateway sends the user (waits for it)."""
     async with asyncio.timeout(10):
         while True:
             for index in range(seen, len(simulator.sent)):
-                body = simulator.sent[index]["body"]
-                if body.get("type") == "text" and body.get("to") == USER:
-                    return str(body["text"]["body"]), index + 1
+                body: dict[str, Any] = simulator.sent[index]["body"]
+                if body.get("to") == USER:
+                    return body, index + 1
             await asyncio.sleep(0.02)
 
 
-async def test_form_completed_with_one_invalid_answer(
-    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
-) -> None:
-    await open_window(simulator, backend, USER)
-    seen = len(simulator.sent)
-    form_id = await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+async def next_text(simulator: WhatsAppSimulator, seen: int) -> tuple[str, int]:
+    """The body of the next message the gateway sends the user, which must be a text."""
+    body, seen = await next_send(simulator, seen)
+    assert body["type"] == "text", body
+    return str(body["text"]["body"]), seen
+
+
+async def answer_up_to_the_select(
+    simulator: WhatsAppSimulator, seen: int
+) -> tuple[dict[str, Any], int]:
+    """Name, a wrong email and a right one; the select question the gateway asks next."""
     intro, seen = await next_text(simulator, seen)
     assert intro == "Delivery details\nThree quick questions."
     first, seen = await next_text(simulator, seen)
@@ -62,10 +68,10 @@ async def test_form_completed_with_one_invalid_answer(
     again, seen = await next_text(simulator, seen)
     assert again == "'sheena at example' is not an email address.\n(2/3) Your email?"
     await simulator.send_inbound_text(USER, "sheena@example.com")
-    third, seen = await next_text(simulator, seen)
-    assert third.startswith("(3/3) Which size?\n1. Small\n2. Medium\n3. Large")
-    await simulator.send_inbound_text(USER, "2")
+    return await next_send(simulator, seen)
 
+
+async def form_response(backend: BackendRecorder) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events = await backend.wait_for(
         lambda ev: any(
             e.get("message", {}).get("content", {}).get("type") == "form_response" for e in ev
@@ -74,6 +80,32 @@ async def test_form_completed_with_one_invalid_answer(
     [response] = [
         e for e in events if e.get("message", {}).get("content", {}).get("type") == "form_response"
     ]
+    return response, events
+
+
+async def test_form_completed_with_one_invalid_answer_and_a_tapped_button(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    await open_window(simulator, backend, USER)
+    seen = len(simulator.sent)
+    form_id = await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+    third, seen = await answer_up_to_the_select(simulator, seen)
+    # The select is an interactive reply-buttons message, one button per option.
+    assert third["type"] == "interactive"
+    assert third["interactive"] == {
+        "type": "button",
+        "body": {"text": "(3/3) Which size?"},
+        "action": {
+            "buttons": [
+                {"type": "reply", "reply": {"id": "S", "title": "Small"}},
+                {"type": "reply", "reply": {"id": "M", "title": "Medium"}},
+                {"type": "reply", "reply": {"id": "L", "title": "Large"}},
+            ]
+        },
+    }
+    await simulator.send_inbound_button_reply(USER, "M")  # the user taps "Medium"
+
+    response, events = await form_response(backend)
     assert response["message"]["content"]["form_id"] == form_id
     assert response["message"]["content"]["values"] == {
         "name": "Sheena Nelson",
@@ -83,8 +115,24 @@ async def test_form_completed_with_one_invalid_answer(
     assert response["sender"]["id"] == USER
     # The answers themselves were the form's, not messages for the backend.
     texts = [e["message"]["content"].get("text") for e in events if e["type"] == "message"]
-    assert "Sheena Nelson" not in texts and "2" not in texts
+    assert "Sheena Nelson" not in texts
     assert not any(e["type"] == "postback" for e in events)
+
+
+async def test_a_select_can_be_answered_by_typing_the_options_title(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    await open_window(simulator, backend, USER)
+    seen = len(simulator.sent)
+    await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+    third, seen = await answer_up_to_the_select(simulator, seen)
+    assert third["interactive"]["type"] == "button"
+    await simulator.send_inbound_text(USER, "  large! ")
+
+    response, events = await form_response(backend)
+    assert response["message"]["content"]["values"]["size"] == "L"
+    texts = [e["message"]["content"].get("text") for e in events if e["type"] == "message"]
+    assert "  large! " not in texts
 
 
 async def test_cancel_ends_the_form(

@@ -35,15 +35,23 @@ async def test_preview_returns_requests_text_downgrades_and_choices(gw: Any) -> 
     bodies = [r["json"] for r in whatsapp["requests"]]
     assert all(r["path"] == "/106540352242922/messages" for r in whatsapp["requests"])
     assert all(b["to"] == "16505551234" for b in bodies)
-    assert [b["type"] for b in bodies] == ["image", "image", "image", "text"]
-    assert "1. Margherita - Tomato, mozzarella, basil" in bodies[-1]["text"]["body"]
-    assert whatsapp["choices"] == [
-        {"number": 1, "title": "Margherita", "payload": "ORDER_MARGHERITA"},
-        {"number": 2, "title": "Funghi", "payload": "ORDER_FUNGHI"},
-        {"number": 3, "title": "Diavola", "payload": "ORDER_DIAVOLA"},
+    # WhatsApp has no carousel here: the text, then one reply-buttons card per item.
+    assert [b["type"] for b in bodies] == ["text", "interactive", "interactive", "interactive"]
+    cards = [b["interactive"] for b in bodies[1:]]
+    assert [c["header"]["image"]["link"] for c in cards] == [
+        "https://cdn.example.com/margherita.jpg",
+        "https://cdn.example.com/funghi.jpg",
+        "https://cdn.example.com/diavola.jpg",
     ]
-    assert any(d.startswith("carousel → ") for d in whatsapp["downgrades"])
-    assert "2. Funghi" in whatsapp["text"]
+    assert cards[1]["body"]["text"] == "Funghi\nMushrooms, mozzarella"
+    assert [c["action"]["buttons"][0]["reply"]["id"] for c in cards] == [
+        "ORDER_MARGHERITA",
+        "ORDER_FUNGHI",
+        "ORDER_DIAVOLA",
+    ]
+    assert whatsapp["choices"] == []  # every choice is a native button
+    assert "carousel → cards: whatsapp has no carousel" in whatsapp["downgrades"]
+    assert "Funghi" in whatsapp["text"]
 
 
 @pytest.mark.parametrize(
@@ -75,7 +83,8 @@ def test_render_cli_without_config(tmp_path: Path, capsys: pytest.CaptureFixture
     result = json.loads(capsys.readouterr().out)
     assert result["requests"][0]["path"] == "/<phone_number_id>/messages"
     assert result["requests"][0]["json"]["to"] == "16505551234"
-    assert [c["payload"] for c in result["choices"]][:2] == ["ORDER_MARGHERITA", "ORDER_FUNGHI"]
+    buttons = [r["json"]["interactive"]["action"]["buttons"] for r in result["requests"][1:]]
+    assert [b[0]["reply"]["id"] for b in buttons][:2] == ["ORDER_MARGHERITA", "ORDER_FUNGHI"]
 
 
 @pytest.mark.parametrize(

@@ -307,6 +307,40 @@ VALID = {
         "cta_url",
         {"name": "cta_url", "parameters": {"display_text": "Open", "url": "https://x.example"}},
     ),
+    "buttons with text header": interactive(
+        "button", BUTTONS, header={"type": "text", "text": "h" * 60}, footer={"text": "f" * 60}
+    ),
+    "buttons with image header": interactive(
+        "button", BUTTONS, header={"type": "image", "image": {"link": "https://x.example/a.jpg"}}
+    ),
+    "buttons with video header": interactive(
+        "button", BUTTONS, header={"type": "video", "video": {"id": "1234"}}
+    ),
+    "one button": interactive("button", {"buttons": BUTTONS["buttons"][:1]}),
+    "list of ten rows in two sections": interactive(
+        "list",
+        {
+            "button": "b" * 20,
+            "sections": [
+                {"title": "s" * 24, "rows": [{"id": f"r{i}", "title": "t" * 24} for i in range(5)]},
+                {
+                    "title": "B",
+                    "rows": [
+                        {"id": f"s{i}", "title": "t", "description": "d" * 72} for i in range(5)
+                    ],
+                },
+            ],
+        },
+        header={"type": "text", "text": "Menu"},
+    ),
+    "location request": {
+        "type": "interactive",
+        "interactive": {
+            "type": "location_request_message",
+            "body": {"text": "x" * 1024},
+            "action": {"name": "send_location"},
+        },
+    },
     "template": {
         "type": "template",
         "template": {"name": "hello_world", "language": {"code": "en_US"}},
@@ -351,8 +385,69 @@ INVALID = {
         "list",
         {
             "button": "Options",
-            "sections": [{"rows": [{"id": "r", "title": "t", "description": "d" * 73}]}],
+            "sections": [
+                {"title": "A", "rows": [{"id": "r", "title": "t", "description": "d" * 73}]}
+            ],
         },
+    ),
+    "section without title": interactive(
+        "list", {"button": "Options", "sections": [{"rows": [{"id": "r", "title": "t"}]}]}
+    ),
+    "same row ids": interactive(
+        "list",
+        {
+            "button": "Options",
+            "sections": [
+                {"title": "A", "rows": [{"id": "r", "title": "t"}, {"id": "r", "title": "u"}]}
+            ],
+        },
+    ),
+    "list image header": interactive(
+        "list", LIST, header={"type": "image", "image": {"link": "https://x.example/a.jpg"}}
+    ),
+    "list without button": interactive("list", {"sections": LIST["sections"]}),
+    "same button ids": interactive(
+        "button",
+        {
+            "buttons": [
+                {"type": "reply", "reply": {"id": "b", "title": "One"}},
+                {"type": "reply", "reply": {"id": "b", "title": "Two"}},
+            ]
+        },
+    ),
+    "no buttons": interactive("button", {"buttons": []}),
+    "url button among replies": interactive(
+        "button", {"buttons": [{"type": "url", "reply": {"id": "b", "title": "Open"}}]}
+    ),
+    "long text header": interactive("button", BUTTONS, header={"type": "text", "text": "h" * 61}),
+    "header media id and link": interactive(
+        "button",
+        BUTTONS,
+        header={"type": "image", "image": {"id": "1", "link": "https://x.example/a.jpg"}},
+    ),
+    "long footer": interactive("button", BUTTONS, footer={"text": "f" * 61}),
+    "long button body": {
+        "type": "interactive",
+        "interactive": {"type": "button", "body": {"text": "x" * 1025}, "action": BUTTONS},
+    },
+    "location request long body": {
+        "type": "interactive",
+        "interactive": {
+            "type": "location_request_message",
+            "body": {"text": "x" * 1025},
+            "action": {"name": "send_location"},
+        },
+    },
+    "location request action": {
+        "type": "interactive",
+        "interactive": {
+            "type": "location_request_message",
+            "body": {"text": "Where are you?"},
+            "action": {"name": "send_it"},
+        },
+    },
+    "cta_url without url": interactive(
+        "cta_url", {"name": "cta_url", "parameters": {"display_text": "Open"}}
     ),
     "no interactive body": {
         "type": "interactive",
@@ -388,3 +483,79 @@ async def test_control_endpoints(sim: WhatsAppSimulator, receiver: Receiver) -> 
     await sim.drain()
     values = [p["entry"][0]["changes"][0]["value"] for p in receiver.payloads()]
     assert [v["messages"][0]["id"] for v in values if "messages" in v] == [wamid]
+
+
+def to_user(body: dict[str, Any]) -> dict[str, Any]:
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": TO, **body}
+
+
+async def test_a_tap_on_a_sent_button_is_a_button_reply_quoting_that_message(
+    sim: WhatsAppSimulator, receiver: Receiver
+) -> None:
+    status, _, answer = await send(sim, to_user(interactive("button", BUTTONS)))
+    assert status == 200
+    wamid = answer["messages"][0]["id"]
+    tap = await sim.send_inbound_button_reply(TO, "b1", name="Sheena")
+    await sim.drain()
+    [value] = [
+        p["entry"][0]["changes"][0]["value"]
+        for p in receiver.payloads()
+        if "messages" in p["entry"][0]["changes"][0]["value"]
+    ]
+    assert value["contacts"] == [{"profile": {"name": "Sheena"}, "wa_id": TO}]
+    [message] = value["messages"]
+    assert message["id"] == tap and message["from"] == TO
+    assert message["context"] == {"from": WA["display_phone_number"], "id": wamid}
+    assert message["type"] == "interactive"
+    assert message["interactive"] == {
+        "type": "button_reply",
+        "button_reply": {"id": "b1", "title": "Option 1"},
+    }
+    assert all(signature_ok(h, b) for h, b in receiver.received)
+
+
+async def test_a_pick_from_a_sent_list_is_a_list_reply(
+    sim: WhatsAppSimulator, receiver: Receiver
+) -> None:
+    rows = [{"id": "r1", "title": "One", "description": "The first"}, {"id": "r2", "title": "Two"}]
+    body = interactive("list", {"button": "Options", "sections": [{"title": "All", "rows": rows}]})
+    answer = (await send(sim, to_user(body)))[2]
+    await sim.send_inbound_list_reply(TO, "r1")
+    await sim.drain()
+    [message] = [
+        m
+        for p in receiver.payloads()
+        for m in p["entry"][0]["changes"][0]["value"].get("messages", [])
+    ]
+    assert message["context"]["id"] == answer["messages"][0]["id"]
+    assert message["interactive"] == {
+        "type": "list_reply",
+        "list_reply": {"id": "r1", "title": "One", "description": "The first"},
+    }
+
+
+async def test_a_tap_on_a_button_never_sent_is_refused(sim: WhatsAppSimulator) -> None:
+    with pytest.raises(ValueError, match="no button message offering 'nope'"):
+        await sim.send_inbound_button_reply(TO, "nope")
+    root = sim.base_url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        inbound = {"from": TO, "button_id": "nope"}
+        async with session.post(f"{root}/_sim/inbound", json=inbound) as response:
+            assert response.status == 404
+
+
+async def test_control_endpoint_taps_a_button(sim: WhatsAppSimulator, receiver: Receiver) -> None:
+    await send(sim, to_user(interactive("button", BUTTONS)))
+    root = sim.base_url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        inbound = {"from": TO, "button_id": "b2"}
+        async with session.post(f"{root}/_sim/inbound", json=inbound) as response:
+            wamid = (await response.json())["id"]
+    await sim.drain()
+    [message] = [
+        m
+        for p in receiver.payloads()
+        for m in p["entry"][0]["changes"][0]["value"].get("messages", [])
+    ]
+    assert message["id"] == wamid
+    assert message["interactive"]["button_reply"] == {"id": "b2", "title": "Option 2"}

@@ -62,10 +62,11 @@ ERRORS: dict[int, tuple[str, str]] = {
 # Send-body rules per type as (path, limit, required). A string must have 1..limit characters,
 # a list 1..limit items, and limit 0 means a number. "[]" applies the rule to every element.
 # Limits: the messages reference above and https://developers.facebook.com/docs/whatsapp/
-# cloud-api/messages/{text-messages,interactive-reply-buttons-messages,interactive-list-messages}
+# cloud-api/messages/{text-messages,interactive-reply-buttons-messages,interactive-list-messages,
+# interactive-cta-url-messages,location-request-messages}
 Rule = tuple[str, int, bool]
 _CAPTION: tuple[Rule, ...] = (("caption", 1024, False),)
-_HEADER_FOOTER: tuple[Rule, ...] = (("footer.text", 60, False), ("header.text", 60, False))
+_FOOTER: tuple[Rule, ...] = (("footer.text", 60, False),)
 RULES: dict[str, tuple[Rule, ...]] = {
     "text": (("body", 4096, True),),
     "image": _CAPTION,
@@ -79,17 +80,20 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "reaction": (("message_id", 256, True),),  # emoji "" removes a reaction, so it may be empty
     "interactive.button": (
         ("body.text", 1024, True),
-        *_HEADER_FOOTER,
+        *_FOOTER,
         ("action.buttons", 3, True),
+        ("action.buttons[].type", 16, True),
         ("action.buttons[].reply.title", 20, True),
         ("action.buttons[].reply.id", 256, True),
     ),
     "interactive.list": (
         ("body.text", 4096, True),
-        *_HEADER_FOOTER,
+        *_FOOTER,
         ("action.button", 20, True),
         ("action.sections", 10, True),
-        ("action.sections[].title", 24, False),
+        # The list page marks the section title "Required" (the older reference: when there
+        # is more than one section); like the strictest reading, every section needs one.
+        ("action.sections[].title", 24, True),
         ("action.sections[].rows", 10, True),
         ("action.sections[].rows[].id", 200, True),
         ("action.sections[].rows[].title", 24, True),
@@ -97,11 +101,25 @@ RULES: dict[str, tuple[Rule, ...]] = {
     ),
     "interactive.cta_url": (
         ("body.text", 1024, True),
-        *_HEADER_FOOTER,
+        *_FOOTER,
+        ("action.name", 16, True),
         ("action.parameters.display_text", 20, True),
         ("action.parameters.url", 2048, True),
     ),
+    "interactive.location_request_message": (
+        ("body.text", 1024, True),
+        ("action.name", 16, True),
+    ),
 }
+# Header kinds each interactive type takes (a text header has at most 60 characters).
+HEADERS: dict[str, frozenset[str]] = {
+    "button": frozenset({"text", "image", "video", "document"}),
+    "cta_url": frozenset({"text", "image", "video", "document"}),
+    "list": frozenset({"text"}),
+    "location_request_message": frozenset(),
+}
+# The `action.name` an interactive type needs, where it has one.
+ACTION_NAMES = {"cta_url": "cta_url", "location_request_message": "send_location"}
 _MISSING = object()
 
 
@@ -237,12 +255,52 @@ def validate(body: Any) -> None:
         )
     elif kind == "reaction":
         _require(isinstance(item.get("emoji"), str), "Param reaction['emoji'] is required")
-    elif kind == "interactive" and item["type"] == "list":
+    elif kind == "interactive":
+        _validate_interactive(item)
+
+
+def _validate_interactive(item: dict[str, Any]) -> None:
+    kind = item["type"]
+    if kind in ACTION_NAMES:
+        wanted = ACTION_NAMES[kind]
+        _require(
+            item["action"].get("name") == wanted,
+            f"Param interactive['action']['name'] must be {wanted}",
+        )
+    if "header" in item and kind in HEADERS:
+        _validate_header(item["header"], HEADERS[kind])
+    if kind == "list":
         rows = _lookup(item, "action.sections[].rows[]")
         _require(len(rows) <= 10, "A list message may have at most 10 rows in all sections")
-    elif kind == "interactive" and item["type"] == "button":
+        ids = [v for _, v in _lookup(item, "action.sections[].rows[].id")]
+        _require(len(set(ids)) == len(ids), "Row ids must be unique")
+    elif kind == "button":
+        kinds = {v for _, v in _lookup(item, "action.buttons[].type")}
+        _require(
+            kinds <= {"reply"}, "Param interactive['action']['buttons'][]['type'] must be reply"
+        )
         titles = [v for _, v in _lookup(item, "action.buttons[].reply.title")]
         _require(len(set(titles)) == len(titles), "Button titles must be unique")
+        ids = [v for _, v in _lookup(item, "action.buttons[].reply.id")]
+        _require(len(set(ids)) == len(ids), "Button ids must be unique")
+
+
+def _validate_header(header: Any, allowed: frozenset[str]) -> None:
+    _require(isinstance(header, dict), "Param interactive['header'] must be an object")
+    kind = header.get("type")
+    _require(kind in allowed, f"Param interactive['header']['type'] {kind!r} is not supported here")
+    if kind == "text":
+        text = header.get("text")
+        _require(
+            isinstance(text, str) and 1 <= len(text) <= 60,
+            "Param interactive['header']['text'] must have 1 to 60 characters",
+        )
+        return
+    media = header.get(kind)
+    _require(
+        isinstance(media, dict) and ("id" in media) != ("link" in media),
+        f"Param interactive['header']['{kind}'] needs exactly one of id, link",
+    )
 
 
 class WhatsAppSimulator:
@@ -429,6 +487,59 @@ class WhatsAppSimulator:
             {"type": "text", "text": {"body": text}}, from_wa_id=from_wa_id, name=name
         )
 
+    async def send_inbound_button_reply(
+        self, from_wa_id: str, button_id: str, title: str | None = None, *, name: str = "Test User"
+    ) -> str:
+        """The user taps reply button `button_id` of the latest message that offered it.
+
+        Meta's webhook quotes the tapped message in `context` and carries the button's id and
+        title; returns the new wamid. ValueError when no such button was sent to the user.
+        """
+        wamid, found = self._offered(from_wa_id, "button", button_id)
+        reply = {"id": button_id, "title": title or found["title"]}
+        return await self.send_inbound(
+            {
+                "context": {"from": self.display_phone_number, "id": wamid},
+                "type": "interactive",
+                "interactive": {"type": "button_reply", "button_reply": reply},
+            },
+            from_wa_id=from_wa_id,
+            name=name,
+        )
+
+    async def send_inbound_list_reply(
+        self, from_wa_id: str, row_id: str, *, name: str = "Test User"
+    ) -> str:
+        """The user picks row `row_id` of the latest list that offered it; returns the wamid."""
+        wamid, row = self._offered(from_wa_id, "list", row_id)
+        reply = {k: row[k] for k in ("id", "title", "description") if k in row}
+        return await self.send_inbound(
+            {
+                "context": {"from": self.display_phone_number, "id": wamid},
+                "type": "interactive",
+                "interactive": {"type": "list_reply", "list_reply": reply},
+            },
+            from_wa_id=from_wa_id,
+            name=name,
+        )
+
+    def _offered(self, to: str, kind: str, choice_id: str) -> tuple[str, dict[str, Any]]:
+        """(wamid, button reply or list row) of the latest send to `to` offering `choice_id`."""
+        for sent in reversed(self.sent):
+            body = sent["body"]
+            interactive = body.get("interactive") or {}
+            if body.get("to") != to or interactive.get("type") != kind:
+                continue
+            action = interactive.get("action") or {}
+            if kind == "button":
+                choices = [b.get("reply") or {} for b in action.get("buttons") or []]
+            else:
+                choices = [r for s in action.get("sections") or [] for r in s.get("rows") or []]
+            for choice in choices:
+                if choice.get("id") == choice_id:
+                    return str(sent["wamid"]), choice
+        raise ValueError(f"no {kind} message offering {choice_id!r} was sent to {to}")
+
     async def send_inbound(
         self, message: dict[str, Any], *, from_wa_id: str, name: str = "Test User"
     ) -> str:
@@ -513,11 +624,24 @@ class WhatsAppSimulator:
         return web.json_response(self.sent)
 
     async def _inbound(self, request: web.Request) -> web.Response:
-        """`{"from": wa_id, "text": ..., "name"?: ...}` → the user's message, as a webhook."""
+        """`{"from": wa_id, "text" | "button_id" | "row_id": ..., "name"?: ...}` → the user's
+        message, a tap on a reply button or a pick from a list we sent, as a webhook."""
+        expected = 'expected {"from": .., and one of "text", "button_id", "row_id": ..}'
         try:
             data = await request.json()
-            sender, text = str(data["from"]), str(data["text"])
+            sender, name = str(data["from"]), str(data.get("name", "Test User"))
         except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": 'expected {"from": .., "text": ..}'}, status=400)
-        wamid = await self.send_inbound_text(sender, text, name=str(data.get("name", "Test User")))
+            return web.json_response({"error": expected}, status=400)
+        try:
+            if "button_id" in data:
+                button = str(data["button_id"])
+                wamid = await self.send_inbound_button_reply(sender, button, name=name)
+            elif "row_id" in data:
+                wamid = await self.send_inbound_list_reply(sender, str(data["row_id"]), name=name)
+            elif "text" in data:
+                wamid = await self.send_inbound_text(sender, str(data["text"]), name=name)
+            else:
+                return web.json_response({"error": expected}, status=400)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
         return web.json_response({"id": wamid})
