@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from adapters import messenger_rich as rich
 from adapters.base import (
     Adapter,
     ChannelConfig,
@@ -29,8 +30,12 @@ from adapters.base import (
     SendError,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
-from gateway.downgrade.profile import Profile
-from gateway.plaintext import to_text
+from gateway.downgrade.profile import (
+    ButtonsProfile,
+    CarouselProfile,
+    Profile,
+    QuickRepliesProfile,
+)
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -54,11 +59,8 @@ from gateway.schema.content import (
     VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
-# message.text "must be UTF-8 and has a 2000 character limit" (Send API reference, message
-# properties): https://developers.facebook.com/docs/messenger-platform/reference/send-api/
-MAX_TEXT = 2000
+MAX_TEXT = rich.MAX_TEXT  # message.text: 2000 characters (link in messenger_rich)
 # Standard messaging window and the HUMAN_AGENT tag's 7 days:
 # https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
 WINDOW_SECONDS = 24 * 3600
@@ -67,21 +69,57 @@ MESSAGE_TAGS = frozenset(
     {"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"}
 )
 
-# Attachment types the Send API takes by URL or attachment_id (max 25 MB per file, unverified):
-# https://developers.facebook.com/docs/messenger-platform/send-messages#sending_attachments
-SEND_MEDIA = {"image": "image", "video": "video", "audio": "audio", "file": "file"}
+# Choices carried natively: postback buttons and text quick replies; URL and call buttons too.
+BUTTON_KINDS = frozenset({"reply", "postback", "link", "call"})
 
-# What the adapter renders natively today; everything else reaches Messenger as numbered text.
+# Everything Messenger shows natively; the engine renders the rest another way. Limits:
 CAPABILITIES = Profile(
     channel="messenger",
     text_max=MAX_TEXT,
+    # Postback button and quick reply payloads: "1000 character limit"
+    # https://developers.facebook.com/docs/messenger-platform/reference/buttons/postback
+    payload_max=1000,
+    # Attachments by URL or attachment_id (max 25 MB per file, unverified); a sticker goes as
+    # its image: https://developers.facebook.com/docs/messenger-platform/send-messages#sending_attachments
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     # Attachments carry no caption: the engine sends any caption as a text part of its own.
     caption_max=0,
+    # Button template: text "UTF-8-encoded text of up to 640 characters", "Set of 1-3 buttons",
+    # no header, footer or image:
+    # https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/template/button
+    # Button titles "20 character limit" (postback, URL and call buttons):
+    # https://developers.facebook.com/docs/messenger-platform/reference/buttons/postback
+    # https://developers.facebook.com/docs/messenger-platform/reference/buttons/url
+    # https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/buttons/call
+    buttons=ButtonsProfile(max_actions=3, label_max=20, text_max=640, kinds=BUTTON_KINDS),
+    # "A maximum of 13 quick replies", title "20 character limit"; content_type text only:
+    # the location quick reply was deprecated on July 29, 2019 and removed for all versions
+    # on October 29, 2019 (so location_request stays off and is asked for in text):
+    # https://developers.facebook.com/docs/messenger-platform/reference/buttons/quick-replies/
+    quick_replies=QuickRepliesProfile(max_items=13, label_max=20),
+    # Generic template: "Maximum of 10 elements", title and subtitle "80 character limit",
+    # "Maximum of 3 buttons per element":
+    # https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/template/generic
+    carousel=CarouselProfile(
+        max_cards=10,
+        title_max=80,
+        description_max=80,
+        max_actions=3,
+        label_max=20,
+        kinds=BUTTON_KINDS,
+    ),
+    # No native list (the generic and button templates are the structured messages the
+    # template docs list; the old list template is not relied on): lists become quick
+    # replies, else numbered text.
+    list=None,
+    location_request=False,
     window_hours=WINDOW_SECONDS / 3600,
     notes={
         "sticker": "sent as an image attachment (the Send API has no sticker by id)",
         "location": "no native send: a text with a maps link",
+        "location_request": "location quick reply removed in 2019: a text prompt",
+        "list": "no native list: quick replies, else numbered text",
+        "buy": "a URL button to the payment link",
         "window": "outside 24 h only with options.messaging_tag (HUMAN_AGENT up to 7 days)",
     },
 )
@@ -446,28 +484,8 @@ class MessengerAdapter(Adapter):
                 "/me/messages",
                 json={"recipient": recipient, **messaging, "message": message},
             )
-            for message in self._messages(content)
+            for message in rich.messages(content)
         ]
-
-    def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        if isinstance(
-            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
-        ):
-            kind = SEND_MEDIA.get(content.type, "image")  # a sticker goes as its image
-            payload: dict[str, Any] = (
-                {"attachment_id": content.media.provider_media_id}
-                if content.media.provider_media_id
-                else {"url": content.media.url, "is_reusable": True}
-            )
-            # Attachments carry no caption on Messenger: it follows as text.
-            captions = split_text(content.caption, MAX_TEXT) if content.caption else []
-            attachment = {"attachment": {"type": kind, "payload": payload}}
-            return [attachment] + [{"text": chunk} for chunk in captions]
-        if isinstance(content, TextContent) and not content.quick_replies:
-            text = content.text
-        else:  # location (no native send: a maps link), and everything rich for now
-            text = to_text(content)
-        return [{"text": chunk} for chunk in split_text(text, MAX_TEXT)]
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         try:

@@ -7,6 +7,7 @@ verify handshake, and two Messenger instances with different app secrets side by
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,9 @@ FB_TWO = {
     "verify_token": "fb-verify-token-two",
 }
 PSID = "6291474124214458"
-FIXTURE = (Path(__file__).parent / "fixtures" / "messenger" / "text.json").read_bytes()
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = (FIXTURES / "messenger" / "text.json").read_bytes()
+CAROUSEL = json.loads((FIXTURES / "messages" / "carousel.json").read_text())
 
 
 def channel(channel_id: str, settings: dict[str, str], api_base_url: str) -> dict[str, Any]:
@@ -164,6 +167,38 @@ async def test_one_read_watermark_reads_every_message_it_covers(
         assert request.headers["Authorization"] == f"Bearer {FB['page_access_token']}"
         assert FB["page_access_token"] not in request.path
     assert_no_secrets(stack.logs.getvalue(), stack.secrets())
+
+
+async def test_a_carousel_arrives_as_one_generic_template_and_a_tap_is_a_postback(
+    stack: Any, simulator: MessengerSimulator, backend: BackendRecorder
+) -> None:
+    await simulator.send_inbound_text(PSID, "What's on tonight?")
+    await backend.wait_for(lambda ev: len(ev) >= 1)
+    message_id = await post_message(stack, PSID, CAROUSEL)
+    await backend.wait_for(lambda ev: bool(statuses(ev, message_id, "delivered")), timeout=10)
+
+    messages = [s["body"]["message"] for s in simulator.sent]
+    assert messages[0] == {"text": "Tonight's picks"}
+    templates = [m["attachment"]["payload"] for m in messages if "attachment" in m]
+    [generic] = templates  # one template carries all three cards
+    assert generic["template_type"] == "generic"
+    assert [e["title"] for e in generic["elements"]] == ["Margherita", "Funghi", "Diavola"]
+    assert generic["elements"][1] == {
+        "title": "Funghi",
+        "image_url": "https://cdn.example.com/funghi.jpg",
+        "subtitle": "Mushrooms, mozzarella",
+        "buttons": [{"type": "postback", "title": "Order", "payload": "ORDER_FUNGHI"}],
+    }
+    history = (await view(stack, message_id))["history"]
+    assert [h for h in history if h["state"] == "downgraded"] == []  # natively, nothing lost
+
+    tap_mid = await simulator.tap_button(PSID, element=1, button=0)  # "Order" on Funghi
+    events = await backend.wait_for(lambda ev: any(e["type"] == "postback" for e in ev), timeout=10)
+    [tap] = [e for e in events if e["type"] == "postback"]
+    assert tap["external_id"] == tap_mid
+    assert tap["postback"] == {"payload": "ORDER_FUNGHI", "title": "Order"}
+    assert tap["sender"] == {"id": PSID}
+    assert tap["channel"] == {"id": "fb-main", "type": "messenger"}
 
 
 async def test_closed_window_is_refused_before_sending_and_a_tag_opens_it(

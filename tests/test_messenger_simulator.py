@@ -220,6 +220,92 @@ INVALID = {
 }
 
 
+def rich(message: dict[str, Any]) -> dict[str, Any]:
+    return {**text(), "message": message}
+
+
+def template(payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return rich({"attachment": {"type": "template", "payload": payload}, **extra})
+
+
+def buttons(*items: dict[str, Any], body: str = "Pick") -> dict[str, Any]:
+    return template({"template_type": "button", "text": body, "buttons": list(items)})
+
+
+def generic(*elements: dict[str, Any]) -> dict[str, Any]:
+    return template({"template_type": "generic", "elements": list(elements)})
+
+
+def postback(title: str = "Yes", payload: str = "YES") -> dict[str, Any]:
+    return {"type": "postback", "title": title, "payload": payload}
+
+
+def reply(title: str = "Red", payload: Any = "RED", **extra: Any) -> dict[str, Any]:
+    return {"content_type": "text", "title": title, "payload": payload, **extra}
+
+
+URL_BUTTON = {"type": "web_url", "url": "https://shop.example.com/o/1", "title": "View"}
+CALL_BUTTON = {"type": "phone_number", "title": "Call us", "payload": "+16505551234"}
+CARD = {"title": "Funghi", "subtitle": "Mushrooms", "image_url": "https://cdn.example.com/f.jpg"}
+RICH_VALID = {
+    "button_template_three_kinds": buttons(postback(), URL_BUTTON, CALL_BUTTON),
+    "button_template_at_limits": buttons(postback("t" * 20, "p" * 1000), body="x" * 640),
+    "generic_ten_elements": generic(*[{**CARD, "buttons": [postback()]}] * 10),
+    "generic_default_action_only": generic(
+        {"title": "Fern", "default_action": {"type": "web_url", "url": "https://x.example"}}
+    ),
+    "generic_three_buttons": generic({**CARD, "buttons": [postback(), URL_BUTTON, CALL_BUTTON]}),
+    "quick_replies_on_a_template": buttons(postback(), body="Pick")
+    | {"message": {**buttons(postback())["message"], "quick_replies": [reply()]}},
+    "quick_replies_on_an_image": rich({"attachment": ATTACHMENT, "quick_replies": [reply()]}),
+    "quick_reply_numeric_payload": rich({"text": "Pick", "quick_replies": [reply(payload=7)]}),
+    "quick_reply_image_without_title": rich(
+        {
+            "text": "Pick",
+            "quick_replies": [reply("", "", image_url="https://cdn.example.com/red.png")],
+        }
+    ),
+    "quick_reply_user_email": rich(
+        {"text": "Email?", "quick_replies": [{"content_type": "user_email"}]}
+    ),
+}
+RICH_INVALID = {
+    "button_template_no_buttons": buttons(),
+    "button_template_four_buttons": buttons(postback(), postback(), postback(), postback()),
+    "button_template_text_over_640": buttons(postback(), body="x" * 641),
+    "button_template_no_text": template({"template_type": "button", "buttons": [postback()]}),
+    "button_title_over_20": buttons(postback("t" * 21)),
+    "postback_without_payload": buttons({"type": "postback", "title": "Yes"}),
+    "postback_payload_over_1000": buttons(postback(payload="p" * 1001)),
+    "web_url_without_url": buttons({"type": "web_url", "title": "View"}),
+    "call_without_plus": buttons({**CALL_BUTTON, "payload": "030 123456"}),
+    "unknown_button_type": buttons({"type": "element_share"}),
+    "unknown_template_type": template({"template_type": "list", "elements": [CARD]}),
+    "generic_no_elements": generic(),
+    "generic_eleven_elements": generic(*[CARD] * 11),
+    "generic_title_only": generic({"title": "Fern"}),
+    "generic_title_over_80": generic({**CARD, "title": "t" * 81}),
+    "generic_subtitle_over_80": generic({**CARD, "subtitle": "s" * 81}),
+    "generic_four_buttons": generic({**CARD, "buttons": [postback()] * 4}),
+    "generic_default_action_with_title": generic(
+        {**CARD, "default_action": {"type": "web_url", "url": "https://x.example", "title": "x"}}
+    ),
+    "quick_reply_title_over_20": rich({"text": "Pick", "quick_replies": [reply("r" * 21)]}),
+    "quick_reply_without_payload": rich(
+        {"text": "Pick", "quick_replies": [{"content_type": "text", "title": "Red"}]}
+    ),
+    "quick_reply_payload_over_1000": rich(
+        {"text": "Pick", "quick_replies": [reply(payload="p" * 1001)]}
+    ),
+    "quick_reply_location_removed": rich(
+        {"text": "Where?", "quick_replies": [{"content_type": "location"}]}
+    ),
+    "quick_replies_empty": rich({"text": "Pick", "quick_replies": []}),
+}
+VALID |= RICH_VALID
+INVALID |= RICH_INVALID
+
+
 @pytest.mark.parametrize("body", VALID.values(), ids=VALID.keys())
 async def test_valid_bodies_are_accepted(sim: MessengerSimulator, body: dict[str, Any]) -> None:
     status, _, answer = await send(sim, body)
@@ -345,3 +431,47 @@ async def test_control_endpoints(sim: MessengerSimulator, receiver: Receiver) ->
             assert r.status == 400
     assert entry["body"]["message"]["text"] == "one"
     assert [item["message"]["mid"] for item in receiver.items()] == [mid]
+
+
+CAROUSEL = generic(
+    {**CARD, "title": "Margherita", "buttons": [postback("Order", "ORDER_MARGHERITA")]},
+    {**CARD, "buttons": [URL_BUTTON, postback("Order", "ORDER_FUNGHI")]},
+)
+
+
+async def test_a_tap_on_a_card_button_posts_the_documented_postback(
+    sim: MessengerSimulator, receiver: Receiver
+) -> None:
+    sim.auto_receipts = ()
+    assert (await send(sim, CAROUSEL))[0] == 200
+    tapped = await sim.tap_button(PSID, element=1, button=1)
+    [item] = receiver.items()
+    assert item["postback"] == {"mid": tapped, "title": "Order", "payload": "ORDER_FUNGHI"}
+    assert item["sender"] == {"id": PSID} and item["recipient"] == {"id": PAGE_ID}
+    [event] = [e.draft for e in adapter().parse(receiver.received[0][1])]
+    assert event.type == "postback" and event.postback is not None
+    assert (event.postback.payload, event.postback.title) == ("ORDER_FUNGHI", "Order")
+    with pytest.raises(ValueError, match="web_url"):
+        await sim.tap_button(PSID, element=1, button=0)
+
+
+async def test_taps_on_button_templates_and_quick_replies_through_the_control_endpoint(
+    sim: MessengerSimulator, receiver: Receiver
+) -> None:
+    sim.auto_receipts = ()
+    body = buttons(postback("Yes", "HOME_YES"), postback("Later", "HOME_LATER"))
+    body["message"]["quick_replies"] = [reply("No, not yet", "ARRIVED_NO")]
+    mid = (await send(sim, body))[2]["message_id"]
+    root = sim.base_url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for tap in ({"button": 1, "mid": mid}, {"quick_reply": 0}, {"button": 7}):
+            async with session.post(f"{root}/_sim/tap", json={"from": PSID, **tap}) as r:
+                statuses.append(r.status)
+        async with session.post(f"{root}/_sim/tap", json={"from": "nobody"}) as r:
+            statuses.append(r.status)
+    assert statuses == [200, 200, 400, 400]  # no button 7; nothing was sent to "nobody"
+    postback_item, quick_item = receiver.items()
+    assert postback_item["postback"]["payload"] == "HOME_LATER"
+    assert quick_item["message"]["text"] == "No, not yet"
+    assert quick_item["message"]["quick_reply"] == {"payload": "ARRIVED_NO"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import secrets
 import time
 from collections.abc import Coroutine
@@ -25,7 +26,18 @@ log = structlog.get_logger(__name__)
 
 GRAPH_VERSION = "v21.0"
 MAX_TEXT = 2000  # message.text limit (Send API reference)
+# Quick replies: https://developers.facebook.com/docs/messenger-platform/reference/buttons/quick-replies/
 MAX_QUICK_REPLIES = 13
+QUICK_REPLY_TYPES = ("text", "user_phone_number", "user_email")  # "location": removed in 2019
+TITLE_MAX = 20  # quick reply and button titles
+PAYLOAD_MAX = 1000  # quick reply and postback payloads
+# Templates: .../send-messages/template/button and .../send-messages/template/generic
+BUTTON_TEXT_MAX = 640
+MAX_BUTTONS = 3
+MAX_ELEMENTS = 10
+ELEMENT_TEXT_MAX = 80  # element title and subtitle
+BUTTON_TYPES = ("postback", "web_url", "phone_number")
+PHONE = re.compile(r"^\+[1-9]\d{5,14}$")  # call button payload: + country code and number
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
 TAGS = ("CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT")
 ATTACHMENT_TYPES = ("image", "video", "audio", "file", "template")
@@ -114,16 +126,121 @@ def validate(body: Any) -> None:
         _require(attachment.get("type") in ATTACHMENT_TYPES, "(#100) Invalid attachment type")
         payload = attachment.get("payload")
         _require(isinstance(payload, dict), "(#100) Param message[attachment][payload] is required")
-        if attachment["type"] != "template":
+        if attachment["type"] == "template":
+            _template(payload)
+        else:
             _require(
                 ("url" in payload) != ("attachment_id" in payload),
                 "(#100) Attachment payload needs exactly one of url, attachment_id",
             )
-    replies = message.get("quick_replies")
-    if replies is not None:
+    if "quick_replies" in message:
+        _quick_replies(message["quick_replies"])
+
+
+def _length(value: Any, limit: int, name: str, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    _require(isinstance(value, str) and value, f"(#100) Param {name} must be a non-empty string")
+    _require(len(value) <= limit, f"(#100) Param {name} must be at most {limit} characters")
+
+
+def _url(value: Any, name: str) -> None:
+    _require(
+        isinstance(value, str) and value.startswith(("https://", "http://")),
+        f"(#100) Param {name} must be a valid URL",
+    )
+
+
+def _quick_replies(replies: Any) -> None:
+    _require(
+        isinstance(replies, list) and 1 <= len(replies) <= MAX_QUICK_REPLIES,
+        f"(#100) param message[quick_replies] must have 1 to {MAX_QUICK_REPLIES} items",
+    )
+    for i, reply in enumerate(replies):
+        name = f"message[quick_replies][{i}]"
+        _require(isinstance(reply, dict), f"(#100) Param {name} must be an object")
+        kind = reply.get("content_type")
+        if kind == "location":
+            raise Invalid("(#100) Location quick replies are no longer supported")
+        _require(kind in QUICK_REPLY_TYPES, f"(#100) Param {name}[content_type] is invalid")
+        if kind != "text":
+            continue
+        image = reply.get("image_url")
+        if image is not None:
+            _url(image, f"{name}[image_url]")
+        title, payload = reply.get("title"), reply.get("payload")
+        if image is None or title:  # the title may be empty only beside an image
+            _length(title, TITLE_MAX, f"{name}[title]")
         _require(
-            isinstance(replies, list) and 1 <= len(replies) <= MAX_QUICK_REPLIES,
-            f"(#100) param message[quick_replies] must have 1 to {MAX_QUICK_REPLIES} items",
+            isinstance(payload, str | int) and not isinstance(payload, bool),
+            f"(#100) Param {name}[payload] is required for text quick replies",
+        )
+        _require(
+            payload != "" or image is not None, f"(#100) Param {name}[payload] must be non-empty"
+        )
+        _require(
+            len(str(payload)) <= PAYLOAD_MAX,
+            f"(#100) Param {name}[payload] must be at most {PAYLOAD_MAX} characters",
+        )
+
+
+def _buttons(buttons: Any, name: str, *, required: bool) -> None:
+    low = 1 if required else 0
+    _require(
+        isinstance(buttons, list) and low <= len(buttons) <= MAX_BUTTONS,
+        f"(#100) Param {name} must have {low} to {MAX_BUTTONS} buttons",
+    )
+    for i, button in enumerate(buttons):
+        where = f"{name}[{i}]"
+        _require(isinstance(button, dict), f"(#100) Param {where} must be an object")
+        kind = button.get("type")
+        _require(kind in BUTTON_TYPES, f"(#100) Param {where}[type] must be one of {BUTTON_TYPES}")
+        _length(button.get("title"), TITLE_MAX, f"{where}[title]")
+        if kind == "postback":
+            _length(button.get("payload"), PAYLOAD_MAX, f"{where}[payload]")
+        elif kind == "web_url":
+            _url(button.get("url"), f"{where}[url]")
+        else:
+            payload = button.get("payload")
+            _require(
+                isinstance(payload, str) and PHONE.match(payload),
+                f"(#100) Param {where}[payload] must be a phone number like +16505551234",
+            )
+
+
+def _template(payload: dict[str, Any]) -> None:
+    kind = payload.get("template_type")
+    base = "message[attachment][payload]"
+    if kind == "button":
+        _length(payload.get("text"), BUTTON_TEXT_MAX, f"{base}[text]")
+        _buttons(payload.get("buttons"), f"{base}[buttons]", required=True)
+        return
+    _require(kind == "generic", "(#100) Param template_type must be button or generic here")
+    elements: Any = payload.get("elements")
+    _require(
+        isinstance(elements, list) and 1 <= len(elements) <= MAX_ELEMENTS,
+        f"(#100) Param {base}[elements] must have 1 to {MAX_ELEMENTS} elements",
+    )
+    for i, element in enumerate(elements):
+        where = f"{base}[elements][{i}]"
+        _require(isinstance(element, dict), f"(#100) Param {where} must be an object")
+        _length(element.get("title"), ELEMENT_TEXT_MAX, f"{where}[title]")
+        _length(element.get("subtitle"), ELEMENT_TEXT_MAX, f"{where}[subtitle]", required=False)
+        if "image_url" in element:
+            _url(element["image_url"], f"{where}[image_url]")
+        action = element.get("default_action")
+        if action is not None:
+            _require(
+                isinstance(action, dict) and action.get("type") == "web_url",
+                f"(#100) Param {where}[default_action][type] must be web_url",
+            )
+            _url(action.get("url"), f"{where}[default_action][url]")
+            _require("title" not in action, f"(#100) {where}[default_action] takes no title")
+        if "buttons" in element:
+            _buttons(element["buttons"], f"{where}[buttons]", required=False)
+        _require(
+            any(k in element for k in ("subtitle", "image_url", "default_action", "buttons")),
+            f"(#100) {where} must have at least one property besides title",
         )
 
 
@@ -178,6 +295,7 @@ class MessengerSimulator:
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
+        app.router.add_post("/_sim/tap", self._tap)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -357,6 +475,39 @@ class MessengerSimulator:
         await self.send_inbound(psid, postback=postback)
         return mid
 
+    def _sent_to(self, psid: str, mid: str | None, has: str) -> dict[str, Any]:
+        """The message sent to `psid` with that mid, else the last one holding `has`."""
+        for sent in reversed(self.sent):
+            body = sent["body"]
+            if body["recipient"]["id"] != psid or (mid is not None and sent["mid"] != mid):
+                continue
+            message: dict[str, Any] = body["message"]
+            payload = (message.get("attachment") or {}).get("payload") or {}
+            if mid is not None or has in message or has in payload:
+                return message
+        raise LookupError(f"no message with {has} was sent to {psid}")
+
+    async def tap_button(
+        self, psid: str, *, element: int = 0, button: int = 0, mid: str | None = None
+    ) -> str:
+        """The user taps a postback button of a sent button or generic template: Meta posts
+        a messaging_postbacks event with the button's title and payload. Returns its mid."""
+        message = self._sent_to(psid, mid, "template_type")
+        payload = message["attachment"]["payload"]
+        if payload["template_type"] == "generic":
+            buttons = payload["elements"][element].get("buttons", [])
+        else:
+            buttons = payload["buttons"]
+        tapped = buttons[button]
+        if tapped["type"] != "postback":
+            raise ValueError(f"a {tapped['type']} button opens a page or a call: no webhook")
+        return await self.send_postback(psid, tapped["title"], tapped["payload"])
+
+    async def tap_quick_reply(self, psid: str, index: int = 0, mid: str | None = None) -> str:
+        """The user taps a quick reply: its title as text, its payload alongside."""
+        reply = self._sent_to(psid, mid, "quick_replies")["quick_replies"][index]
+        return await self.send_quick_reply(psid, reply["title"], str(reply["payload"]))
+
     async def send_delivery(self, psid: str, mids: list[str] | None = None) -> int:
         """A delivery receipt from `psid`; returns its watermark (epoch milliseconds)."""
         watermark = int(time.time() * 1000)
@@ -408,3 +559,18 @@ class MessengerSimulator:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": 'expected {"from": .., "text": ..}'}, status=400)
         return web.json_response({"mid": await self.send_inbound_text(sender, text)})
+
+    async def _tap(self, request: web.Request) -> web.Response:
+        """`{"from": psid, "element": 1, "button": 0}` or `{"from": psid, "quick_reply": 0}`
+        (optionally `"mid"`) → the tap on the last matching message, as a webhook."""
+        try:
+            data = await request.json()
+            psid, mid = str(data["from"]), data.get("mid")
+            if "quick_reply" in data:
+                tapped = await self.tap_quick_reply(psid, int(data["quick_reply"]), mid)
+            else:
+                element, button = int(data.get("element", 0)), int(data.get("button", 0))
+                tapped = await self.tap_button(psid, element=element, button=button, mid=mid)
+        except (ValueError, KeyError, TypeError, IndexError, LookupError) as exc:
+            return web.json_response({"error": str(exc) or repr(exc)}, status=400)
+        return web.json_response({"mid": tapped})
