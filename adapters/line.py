@@ -21,6 +21,8 @@ Choices where LINE and the schema differ:
 - follow/unfollow are subscription events (the store then refuses sends to a blocked user);
   their `keyword` names the LINE event, as the only "word" that changed the subscription.
 - join/leave/member events have no user: the sender is the group or room itself.
+- Rich parts (quick replies on any message, buttons and carousel templates, the location
+  quick reply) are rendered by `adapters.line_rich`; LINE has no list message.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
+from adapters import line_rich as rich
 from adapters.base import (
     Adapter,
     ChannelConfig,
@@ -48,7 +51,13 @@ from adapters.base import (
     SendContext,
     SendError,
 )
-from gateway.downgrade.profile import Profile
+from adapters.line_rich import utf16_len
+from gateway.downgrade.profile import (
+    ButtonsProfile,
+    CarouselProfile,
+    Profile,
+    QuickRepliesProfile,
+)
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -62,6 +71,8 @@ from gateway.schema import (
 )
 from gateway.schema.content import (
     AudioContent,
+    ButtonsContent,
+    CarouselContent,
     FileContent,
     ImageContent,
     LocationContent,
@@ -106,18 +117,58 @@ _ANIMATED_STICKERS = {"ANIMATION", "ANIMATION_SOUND", "POPUP", "POPUP_SOUND"}
 _STICKER_ID = re.compile(r"^(\d+):(\d+)$")
 
 
-# What `messages` renders natively; the downgrade engine turns everything else into text
-# (rich templates, flex and quick replies come with the rich-rendering work).
+# What `messages` renders natively; the downgrade engine turns everything else into text.
+# Rich forms (quick replies, buttons and carousel templates) are rendered in `line_rich`,
+# whose constants carry the doc link of each limit.
 CAPABILITIES = Profile(
     channel="line",
     text_max=MAX_TEXT,
+    # Postback `data` (the payload a tap brings back), max 300 characters:
+    # https://developers.line.biz/en/reference/messaging-api/#postback-action
+    payload_max=rich.MAX_POSTBACK_DATA,
     caption_max=MAX_TEXT,  # LINE media have no caption: it follows as a text message
     media=frozenset({"image", "video", "audio", "sticker"}),  # no file sends for bots
     location=True,
+    # Buttons template: 4 actions, label 20, title 40, text 160 (60 with a title or image;
+    # `line_rich` sends the rest first), thumbnail image:
+    # https://developers.line.biz/en/reference/messaging-api/#buttons
+    buttons=ButtonsProfile(
+        max_actions=rich.MAX_BUTTONS,
+        label_max=rich.MAX_LABEL,
+        text_max=rich.MAX_BUTTONS_TEXT,
+        kinds=frozenset({"reply", "postback", "link", "call"}),
+        header_max=rich.MAX_TITLE,
+        media=True,
+    ),
+    # Quick reply: 13 items, label 20, on any message; the location action opens the
+    # location picker: https://developers.line.biz/en/reference/messaging-api/#quick-reply
+    # https://developers.line.biz/en/reference/messaging-api/#location-action
+    quick_replies=QuickRepliesProfile(
+        max_items=rich.MAX_QUICK_REPLIES,
+        label_max=rich.MAX_LABEL,
+        kinds=frozenset({"reply", "postback", "location_request"}),
+    ),
+    # No list message: https://developers.line.biz/en/reference/messaging-api/#message-objects
+    list=None,
+    # Carousel template: 10 columns, 3 actions each and the same number in every column,
+    # title 40, text 60 (we always show a title with a text; 120 without one):
+    # https://developers.line.biz/en/reference/messaging-api/#carousel
+    carousel=CarouselProfile(
+        max_cards=rich.MAX_COLUMNS,
+        title_max=rich.MAX_TITLE,
+        description_max=rich.MAX_TEXT_WITH_TITLE_OR_IMAGE,
+        max_actions=rich.MAX_COLUMN_ACTIONS,
+        label_max=rich.MAX_LABEL,
+        kinds=frozenset({"reply", "postback", "link", "call"}),
+        same_action_count=True,
+    ),
+    location_request=True,  # the location quick-reply action
+    templates=False,  # LINE has no pre-approved templates: a template's fallback is sent
     messages_per_request=MAX_MESSAGES_PER_REQUEST,
     notes={
         "audio": "native only with `audio_duration_ms` configured (LINE needs a duration)",
         "reply": f"reply token used within {REPLY_TOKEN_SECONDS:g} s, else push",
+        "carousel": "cards mixing images and none go as one buttons template per card",
     },
 )
 
@@ -134,11 +185,6 @@ class LineConfig(ChannelConfig):
     # audio is sent natively with this length shown to the user; when unset (the default),
     # audio goes as a text link rather than with a made-up length.
     audio_duration_ms: int | None = Field(default=None, gt=0)
-
-
-def utf16_len(text: str) -> int:
-    """Length as LINE counts it: UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def signature(channel_secret: str, body: bytes) -> str:
@@ -381,7 +427,7 @@ class LineAdapter(Adapter):
         Only the first request may spend the reply token (single use); every push carries a
         retry key from (message id, request index), the same on each attempt.
         """
-        messages = [m for part in parts for m in self.messages(part)]
+        messages = rich.gather_quick_replies([m for part in parts for m in self.messages(part)])
         groups = [
             messages[i : i + MAX_MESSAGES_PER_REQUEST]
             for i in range(0, len(messages), MAX_MESSAGES_PER_REQUEST)
@@ -406,7 +452,14 @@ class LineAdapter(Adapter):
         return requests
 
     def messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        """The LINE message objects for `content`, in order (any number; grouped by 5 later)."""
+        """The LINE message objects for `content`, in order (any number; grouped by 5 later).
+
+        Quick replies go on the last of them: LINE shows them with the last message.
+        """
+        bare = content.model_copy(update={"quick_replies": []})
+        return rich.with_quick_replies(self._messages(bare), content.quick_replies)
+
+    def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
         if isinstance(content, ImageContent | VideoContent) and _https(content.media):
             url = content.media.url
             media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
@@ -430,15 +483,24 @@ class LineAdapter(Adapter):
             address = content.address or f"{content.latitude:.6f}, {content.longitude:.6f}"
             location = {
                 "type": "location",
-                "title": _clip(title, MAX_LOCATION_FIELD),
-                "address": _clip(address, MAX_LOCATION_FIELD),
+                "title": rich.clip(title, MAX_LOCATION_FIELD),
+                "address": rich.clip(address, MAX_LOCATION_FIELD),
                 "latitude": content.latitude,
                 "longitude": content.longitude,
             }
-            return [location, *_texts(to_text(content) if content.quick_replies else None)]
-        if isinstance(content, TextContent) and not content.quick_replies:
+            return [location]
+        if isinstance(content, ButtonsContent):
+            if rich.is_location_prompt(content):
+                return [rich.location_prompt(content)]
+            return self._expand(rich.buttons(content))
+        if isinstance(content, CarouselContent):
+            return self._expand(rich.carousel(content))
+        if isinstance(content, TextContent):
             return _texts(content.text)
         return _texts(to_text(content))
+
+    def _expand(self, parts: list[AnyContent | dict[str, Any]]) -> list[dict[str, Any]]:
+        return [m for p in parts for m in ([p] if isinstance(p, dict) else self._messages(p))]
 
     def webhook_registration(self, url: str) -> ProviderRequest:
         # https://developers.line.biz/en/reference/messaging-api/#set-webhook-endpoint-url
@@ -499,12 +561,6 @@ def _texts(text: str | None) -> list[dict[str, Any]]:
     if not text:
         return []
     return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT, utf16_len)]
-
-
-def _clip(text: str, limit: int) -> str:
-    if utf16_len(text) <= limit:
-        return text
-    return split_text(text, limit - 1, utf16_len)[0].rstrip() + "…"
 
 
 def _add_data(common: dict[str, Any], **values: Any) -> None:

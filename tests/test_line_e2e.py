@@ -398,3 +398,68 @@ def test_normalize_prints_line_events(capsys: pytest.CaptureFixture[str]) -> Non
 def test_normalize_reports_a_body_that_is_not_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["normalize", "--channel", "line", str(FIXTURES / "no_events.json")]) == 1
     assert "not a LINE webhook" in capsys.readouterr().err
+
+
+MESSAGES = Path(__file__).parent / "fixtures" / "messages"
+
+
+async def test_a_carousel_arrives_as_a_carousel_template_and_a_tap_comes_back_as_its_postback(
+    stack: Any, simulator: LineSimulator, backend: BackendRecorder
+) -> None:
+    event = await inbound_text(simulator, backend, "What's on tonight?")
+    carousel = json.loads((MESSAGES / "carousel.json").read_text())
+    message_id = await send(stack, USER, carousel)
+    await wait_state(backend, message_id, "sent")
+
+    [reply] = simulator.replies()  # within the minute: the free reply, with the user's token
+    assert reply.body["replyToken"] == event["replyToken"]
+    intro, template = reply.body["messages"]
+    assert intro == {"type": "text", "text": "Tonight's picks"}
+    assert template["type"] == "template" and template["template"]["type"] == "carousel"
+    columns = template["template"]["columns"]
+    assert [(c["title"], c["thumbnailImageUrl"]) for c in columns] == [
+        (item["title"], item["media"]["url"]) for item in carousel["items"]
+    ]
+    assert [c["actions"][0]["data"] for c in columns] == [
+        "ORDER_MARGHERITA",
+        "ORDER_FUNGHI",
+        "ORDER_DIAVOLA",
+    ]
+    assert (await view(stack, message_id))["state"] == "sent"
+
+    tap = await simulator.tap(USER, column=1)  # LINE posts a postback event for the tap
+    assert tap is not None and tap["postback"] == {"data": "ORDER_FUNGHI"}
+    await backend.wait_for(lambda ev: any(e["type"] == "postback" for e in ev))
+    [postback] = backend.of_type("postback")
+    assert postback["postback"]["payload"] == "ORDER_FUNGHI"
+    assert postback["sender"] == {"id": USER}
+    assert postback["channel"] == {"id": "line-main", "type": "line"}
+    assert_no_secrets(stack.logs.getvalue(), stack.secrets())
+
+
+async def test_quick_replies_and_a_location_request_go_natively_by_push(
+    stack: Any, simulator: LineSimulator, backend: BackendRecorder
+) -> None:
+    for name in ("text_quick_replies", "location_request", "buttons_actions"):
+        content = json.loads((MESSAGES / f"{name}.json").read_text())
+        await wait_state(backend, await send(stack, USER, content), "sent")
+    quick, location, buttons = (p.body["messages"] for p in simulator.pushes())
+    assert [i["action"]["data"] for i in quick[0]["quickReply"]["items"]] == [
+        "ARRIVED_YES",
+        "ARRIVED_NO",
+    ]
+    assert location[0]["quickReply"]["items"] == [
+        {"type": "action", "action": {"type": "location", "label": "Send location"}}
+    ]
+    assert [a["uri"] for a in buttons[0]["template"]["actions"]] == [
+        "https://pay.example.com/o/A-1042",
+        "https://shop.example.com/o/A-1042",
+        "tel:+4930123456",
+    ]
+
+    assert await simulator.tap(USER, action=1) is None  # a URI button posts nothing...
+    await simulator.send_text(USER, "1")  # ...and no numbered mapping turns "1" into a choice
+    await backend.wait_for(lambda ev: any(e["type"] == "message" for e in ev))
+    [text] = backend.of_type("message")
+    assert text["message"]["content"]["text"] == "1"
+    assert backend.of_type("postback") == []

@@ -23,11 +23,12 @@ from adapters.line import (
     LineAdapter,
     LineConfig,
     retry_key,
-    utf16_len,
 )
+from adapters.line_rich import utf16_len
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent
+from gateway.simulator.line import validate_messages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
 
@@ -97,6 +98,7 @@ def test_every_request_is_within_line_limits(case: dict[str, Any]) -> None:
         for message in messages:
             if message["type"] == "text":
                 assert 1 <= utf16_len(message["text"]) <= MAX_TEXT
+        validate_messages(messages)  # as LINE validates them (the simulator's rules)
         if request.uses_reply_token:
             assert RETRY_KEY_HEADER not in request.headers  # reply does not take one
         else:
@@ -229,3 +231,34 @@ def test_the_engine_plans_line_sends_within_its_profile() -> None:
     assert request.json is not None
     assert [m["type"] for m in request.json["messages"]] == ["image", "text"]
     assert adapter.profile.messages_per_request == MAX_MESSAGES_PER_REQUEST
+
+
+def test_a_location_prompt_before_the_last_message_gives_it_its_button() -> None:
+    """LINE shows only the last message's quick reply: the location button moves there."""
+    adapter = make_adapter()
+    context = SendContext("msg_loc", "Uabc", 0.0)
+
+    def sent(message: dict[str, Any]) -> list[dict[str, Any]]:
+        content = CONTENT_ADAPTER.validate_python(message)
+        [request] = adapter.render_parts(plan(content, adapter.profile).parts, context)
+        assert request.json is not None
+        return list(request.json["messages"])
+
+    location = {"type": "action", "action": {"type": "location", "label": "Send location"}}
+    pick_up = {"type": "postback", "label": "Pick up", "data": "pickup", "displayText": "Pick up"}
+    short = {"type": "location_request", "title": "Send location"}
+    reply = {"type": "reply", "title": "Pick up", "payload": "pickup"}
+    assert sent({"type": "buttons", "text": "How?", "actions": [reply, short]}) == [
+        {
+            "type": "text",
+            "text": "How?",
+            "quickReply": {"items": [location, {"type": "action", "action": pick_up}]},
+        }
+    ]
+    long = {"type": "location_request", "title": "Deliver to where I am now"}
+    first, second = sent({"type": "buttons", "text": "How?", "actions": [reply, long]})
+    assert first == {"type": "text", "text": "Deliver to where I am now"}  # the full title
+    assert second["quickReply"]["items"][0]["action"] == {
+        "type": "location",
+        "label": "Deliver to where I…",
+    }

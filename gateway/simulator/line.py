@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
 import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
@@ -31,6 +32,27 @@ MAX_MESSAGES = 5
 MAX_TEXT = 5000  # UTF-16 code units
 MAX_URL = 2000
 MAX_LOCATION_FIELD = 100
+# Rich messages: https://developers.line.biz/en/reference/messaging-api/#quick-reply
+# #template-messages, #buttons, #confirm, #carousel, #image-carousel, #action-objects.
+# Action labels and template texts count grapheme clusters; altText UTF-16 code units:
+# https://developers.line.biz/en/docs/messaging-api/text-character-count/
+MAX_QUICK_REPLY_ITEMS = 13
+MAX_LABEL = 20
+MAX_DATA = 300  # postback data, displayText, message action text
+MAX_URI = 1000
+URI_SCHEMES = ("http:", "https:", "line:", "tel:")
+MAX_ALT_TEXT = 400
+MAX_TITLE = 40
+MAX_BUTTONS_ACTIONS = 4
+MAX_BUTTONS_TEXT = 160
+MAX_CONFIRM_TEXT = 240
+MAX_COLUMNS = 10
+MAX_COLUMN_ACTIONS = 3
+MAX_COLUMN_TEXT = 120
+MAX_TEXT_WITH_TITLE_OR_IMAGE = 60
+MAX_IMAGE_CAROUSEL_LABEL = 12
+TEMPLATE_ACTIONS = ("postback", "message", "uri", "datetimepicker", "clipboard")
+QUICK_REPLY_ACTIONS = (*TEMPLATE_ACTIONS, "camera", "cameraRoll", "location")
 REPLY_TOKEN_TTL = 60.0  # "within one minute" of the webhook
 AUTH_FAILED = (
     "Authentication failed. Confirm that the access token in the authorization header is valid."
@@ -67,6 +89,7 @@ class Sent:
     body: dict[str, Any]
     message_ids: list[str]
     retry_key: str | None = None
+    to: str = ""  # the user, group or room it went to (a reply: the token's chat)
 
 
 @dataclass
@@ -139,6 +162,164 @@ def _utf16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def _graphemes(text: str) -> int:
+    return len(regex.findall(r"\X", text))
+
+
+class _Problems:
+    """LINE's `details` list: a message and the property it is about."""
+
+    def __init__(self) -> None:
+        self.found: list[dict[str, str]] = []
+
+    def add(self, prop: str, text: str) -> None:
+        self.found.append({"message": text, "property": prop})
+
+    def text(
+        self, prop: str, value: Any, limit: int, *, measure: Any = _graphemes, required: bool = True
+    ) -> None:
+        if value is None and not required:
+            return
+        if not isinstance(value, str) or (required and not value):
+            self.add(prop, "May not be empty")
+        elif measure(value) > limit:
+            self.add(prop, f"Length must be between 0 and {limit}")
+
+    def size(self, prop: str, value: Any, low: int, high: int) -> list[Any]:
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            self.add(prop, f"Size must be between {low} and {high}")
+            return value if isinstance(value, list) else []
+        return value
+
+    def https(self, prop: str, url: Any, *, required: bool = True) -> None:
+        if url is None and not required:
+            return
+        if not isinstance(url, str) or not url:
+            self.add(prop, "May not be empty")
+        elif not url.startswith("https://"):
+            self.add(prop, "must be a URL starting with https://")
+        elif len(url) > MAX_URL:
+            self.add(prop, f"Length must be between 0 and {MAX_URL}")
+
+    def action(
+        self, prop: str, action: Any, label_max: int = MAX_LABEL, *, quick_reply: bool = False
+    ) -> None:
+        allowed = QUICK_REPLY_ACTIONS if quick_reply else TEMPLATE_ACTIONS
+        if not isinstance(action, dict):
+            self.add(prop, "must be an object")
+            return
+        kind = action.get("type")
+        if kind not in allowed:
+            self.add(f"{prop}.type", f"action type {kind!r} is not allowed here")
+            return
+        self.text(f"{prop}.label", action.get("label"), label_max)
+        if kind == "postback":
+            data = action.get("data")
+            if not isinstance(data, str) or len(data) > MAX_DATA:
+                self.add(f"{prop}.data", f"Length must be between 0 and {MAX_DATA}")
+            # displayText is required on quick-reply buttons, optional elsewhere
+            text = action.get("displayText")
+            self.text(f"{prop}.displayText", text, MAX_DATA, required=quick_reply)
+            if action.get("displayText") is not None and action.get("text") is not None:
+                self.add(prop, "displayText and text cannot both be set")
+        elif kind == "message":
+            self.text(f"{prop}.text", action.get("text"), MAX_DATA)
+        elif kind == "uri":
+            uri = action.get("uri")
+            if not isinstance(uri, str) or not uri.lower().startswith(URI_SCHEMES):
+                self.add(f"{prop}.uri", "must be an http, https, line or tel URI")
+            elif len(uri) > MAX_URI:
+                self.add(f"{prop}.uri", f"Length must be between 0 and {MAX_URI}")
+
+    def actions(self, prop: str, actions: Any, high: int) -> list[Any]:
+        listed = self.size(prop, actions, 1, high)
+        for i, action in enumerate(listed):
+            self.action(f"{prop}[{i}]", action)
+        return listed
+
+    def quick_reply(self, prop: str, quick: Any) -> None:
+        if not isinstance(quick, dict):
+            self.add(prop, "must be an object")
+            return
+        items = self.size(f"{prop}.items", quick.get("items"), 1, MAX_QUICK_REPLY_ITEMS)
+        for i, item in enumerate(items):
+            where = f"{prop}.items[{i}]"
+            if not isinstance(item, dict) or item.get("type") != "action":
+                self.add(f"{where}.type", "must be 'action'")
+                continue
+            self.https(f"{where}.imageUrl", item.get("imageUrl"), required=False)
+            self.action(f"{where}.action", item.get("action"), quick_reply=True)
+
+    def template(self, prop: str, template: Any) -> None:
+        if not isinstance(template, dict):
+            self.add(prop, "May not be empty")
+            return
+        kind = template.get("type")
+        if kind == "buttons":
+            shown = bool(template.get("thumbnailImageUrl") or template.get("title"))
+            limit = MAX_TEXT_WITH_TITLE_OR_IMAGE if shown else MAX_BUTTONS_TEXT
+            self.https(
+                f"{prop}.thumbnailImageUrl", template.get("thumbnailImageUrl"), required=False
+            )
+            self.text(f"{prop}.title", template.get("title"), MAX_TITLE, required=False)
+            self.text(f"{prop}.text", template.get("text"), limit)
+            if "defaultAction" in template:
+                self.action(f"{prop}.defaultAction", template["defaultAction"])
+            self.actions(f"{prop}.actions", template.get("actions"), MAX_BUTTONS_ACTIONS)
+        elif kind == "confirm":
+            self.text(f"{prop}.text", template.get("text"), MAX_CONFIRM_TEXT)
+            listed = self.actions(f"{prop}.actions", template.get("actions"), 2)
+            if len(listed) != 2:
+                self.add(f"{prop}.actions", "Size must be between 2 and 2")
+        elif kind == "carousel":
+            self.columns(
+                prop, self.size(f"{prop}.columns", template.get("columns"), 1, MAX_COLUMNS)
+            )
+        elif kind == "image_carousel":
+            columns = self.size(f"{prop}.columns", template.get("columns"), 1, MAX_COLUMNS)
+            for i, column in enumerate(columns):
+                where = f"{prop}.columns[{i}]"
+                column = column if isinstance(column, dict) else {}
+                self.https(f"{where}.imageUrl", column.get("imageUrl"))
+                self.action(
+                    f"{where}.action",
+                    column.get("action"),
+                    MAX_IMAGE_CAROUSEL_LABEL,
+                )
+        else:
+            self.add(f"{prop}.type", f"invalid template type {kind!r}")
+
+    def columns(self, prop: str, columns: list[Any]) -> None:
+        counts: set[int] = set()
+        images: set[bool] = set()
+        titles: set[bool] = set()
+        for i, column in enumerate(columns):
+            where = f"{prop}.columns[{i}]"
+            if not isinstance(column, dict):
+                self.add(where, "must be an object")
+                continue
+            shown = bool(column.get("thumbnailImageUrl") or column.get("title"))
+            limit = MAX_TEXT_WITH_TITLE_OR_IMAGE if shown else MAX_COLUMN_TEXT
+            self.https(
+                f"{where}.thumbnailImageUrl", column.get("thumbnailImageUrl"), required=False
+            )
+            self.text(f"{where}.title", column.get("title"), MAX_TITLE, required=False)
+            self.text(f"{where}.text", column.get("text"), limit)
+            if "defaultAction" in column:
+                self.action(f"{where}.defaultAction", column["defaultAction"])
+            counts.add(
+                len(self.actions(f"{where}.actions", column.get("actions"), MAX_COLUMN_ACTIONS))
+            )
+            images.add(column.get("thumbnailImageUrl") is not None)
+            titles.add(column.get("title") is not None)
+        if len(counts) > 1:
+            self.add(f"{prop}.columns", "All columns must have the same number of actions")
+        if len(images) > 1:
+            self.add(f"{prop}.columns", "thumbnailImageUrl must be set in all columns or none")
+        if len(titles) > 1:
+            self.add(f"{prop}.columns", "title must be set in all columns or none")
+
+
 def _check_message(index: int, message: Any) -> list[dict[str, str]]:
     """LINE's complaints about one message object, as `details` entries."""
     where = f"messages[{index}]"
@@ -184,11 +365,18 @@ def _check_message(index: int, message: Any) -> list[dict[str, str]]:
         for key in ("packageId", "stickerId"):
             if not isinstance(message.get(key), str) or not message.get(key):
                 problem(key, "May not be empty")
-    elif kind in ("template", "flex", "imagemap"):  # rich messages: only the common fields
-        if not message.get("altText"):
-            problem("altText", "May not be empty")
+    elif kind in ("template", "flex", "imagemap"):  # flex and imagemap: the common fields only
+        rich = _Problems()
+        rich.text(f"{where}.altText", message.get("altText"), MAX_ALT_TEXT, measure=_utf16)
+        if kind == "template":
+            rich.template(f"{where}.template", message.get("template"))
+        problems += rich.found
     else:
         problem("type", f"invalid message type {kind!r}")
+    if "quickReply" in message:
+        quick = _Problems()
+        quick.quick_reply(f"{where}.quickReply", message["quickReply"])
+        problems += quick.found
     return problems
 
 
@@ -399,6 +587,7 @@ class LineSimulator:
             return self._fail(recorded, request_id, rule)
         token.used = True
         sent = self._accept("reply", request_id, result)
+        sent.to = token.target
         return self._answer(recorded, request_id, self._sent_body(sent))
 
     async def _push(self, request: web.Request) -> web.Response:
@@ -436,6 +625,7 @@ class LineSimulator:
         if rule is not None:
             return self._fail(recorded, request_id, rule)
         sent = self._accept("push", request_id, result, key)
+        sent.to = result["to"]
         if key is not None:
             self._retry_keys[key] = sent
         return self._answer(recorded, request_id, self._sent_body(sent))
@@ -566,6 +756,44 @@ class LineSimulator:
         event = self.event("postback", Chat(user_id), postback=postback)
         await self.deliver([event])
         return event
+
+    def last_rich_message(self, target: str) -> dict[str, Any]:
+        """The last template or quick-reply message object sent to `target`."""
+        for sent in reversed(self.sent):
+            if sent.to != target:
+                continue
+            for message in reversed(sent.body["messages"]):
+                if message.get("type") == "template" or "quickReply" in message:
+                    return dict(message)
+        raise LookupError(f"nothing with buttons was sent to {target}")
+
+    async def tap(
+        self,
+        user_id: str,
+        *,
+        column: int | None = None,
+        action: int = 0,
+        quick_reply: bool = False,
+    ) -> dict[str, Any] | None:
+        """The user taps a button of the last template (or quick reply) sent to them.
+
+        A postback action posts LINE's `postback` event with the action's `data` (its
+        `displayText` only shows in the chat); a message action posts the user's text; other
+        actions (uri, location...) open something on the phone and post nothing.
+        https://developers.line.biz/en/reference/messaging-api/#postback-event
+        """
+        message = self.last_rich_message(user_id)
+        if quick_reply:
+            chosen = message["quickReply"]["items"][action]["action"]
+        elif column is not None:
+            chosen = message["template"]["columns"][column]["actions"][action]
+        else:
+            chosen = message["template"]["actions"][action]
+        if chosen["type"] == "postback":
+            return await self.send_postback(user_id, chosen["data"])
+        if chosen["type"] == "message":
+            return await self.send_text(user_id, chosen["text"])
+        return None
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:
