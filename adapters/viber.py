@@ -19,7 +19,13 @@ Choices worth knowing:
   `subscription` events; the store remembers the opt-out so later sends fail fast.
 * Outbound, a video without `Media.size`, or a file without size or filename, goes as text
   with its link (Viber requires them and the adapter does no I/O to find them out). Audio
-  goes as a file (Viber has no audio type). Rich content goes as plain text for now.
+  goes as a file (Viber has no audio type).
+* Choices (buttons, quick replies, location requests) become a keyboard on the message and a
+  carousel a `rich_media` message (adapters/viber_rich.py); a tapped choice comes back as a
+  text message carrying a reserved marker and is parsed as a `postback`. Lists are not
+  native: the engine offers their rows as keyboard choices or numbered text.
+* Every request stays within Viber's 30 KB: a text too long to carry its keyboard in 30 KB
+  is split (the keyboard goes with the last part), a carousel is spread over more messages.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
+from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
     ChannelConfig,
@@ -44,7 +51,12 @@ from adapters.base import (
     SendContext,
     SendError,
 )
-from gateway.downgrade.profile import Profile
+from gateway.downgrade.profile import (
+    ButtonsProfile,
+    CarouselProfile,
+    Profile,
+    QuickRepliesProfile,
+)
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -52,6 +64,7 @@ from gateway.schema import (
     EventError,
     MessageBody,
     Party,
+    Postback,
     Status,
     Subscription,
     System,
@@ -59,6 +72,8 @@ from gateway.schema import (
 )
 from gateway.schema.content import (
     AudioContent,
+    ButtonsContent,
+    CarouselContent,
     Contact,
     ContactName,
     ContactPhone,
@@ -97,15 +112,47 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
     "file": ((), 50 * 1024 * 1024),
 }
 
-# What the adapter renders natively today; the downgrade engine turns everything else (buttons,
-# lists, carousels, quick replies) into numbered text. Keyboards and rich media are a later issue.
+# Everything Viber shows natively; the engine turns the rest (lists, call and share buttons,
+# templates) into what is here. Limits and their sources: adapters/viber_rich.py.
+CHOICES = frozenset({"reply", "postback"})
 CAPABILITIES = Profile(
     channel="viber",
     text_max=MAX_TEXT,
     caption_max=MAX_CAPTION,
+    payload_max=rich.PAYLOAD_MAX,  # ActionBody: no documented limit, see viber_rich
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     location=True,
     contacts=True,
+    # Keyboard buttons https://developers.viber.com/docs/tools/keyboards/#buttons-parameters
+    # reply → "reply", link → "open-url", location_request → "location-picker". No call
+    # button (open-url with tel: is not documented), no share, no payments.
+    buttons=ButtonsProfile(
+        max_actions=rich.MAX_KEYBOARD_BUTTONS,
+        label_max=rich.LABEL_MAX,
+        text_max=MAX_TEXT,  # the keyboard rides on a text message
+        kinds=CHOICES | {"link", "location_request"},
+    ),
+    # Quick replies are the same keyboard (it stays until the next keyboard replaces it).
+    quick_replies=QuickRepliesProfile(
+        max_items=rich.MAX_KEYBOARD_BUTTONS,
+        label_max=rich.LABEL_MAX,
+        kinds=CHOICES | {"link", "location_request"},
+    ),
+    # Rich media https://developers.viber.com/docs/api/rest-bot-api/#rich-media-message--carousel-content-message
+    carousel=CarouselProfile(
+        max_cards=rich.MAX_CARDS,
+        title_max=rich.CARD_TITLE_MAX,
+        description_max=rich.CARD_DESCRIPTION_MAX,
+        max_actions=rich.CARD_MAX_ACTIONS,
+        label_max=rich.LABEL_MAX,
+        kinds=CHOICES | {"link"},  # no location-picker in rich media (send-message page)
+    ),
+    location_request=True,  # a keyboard with one location-picker button
+    notes={
+        "keyboard": "the last keyboard sent stays until replaced; taps come back as postbacks",
+        "location_request": f"needs min_api_version {rich.LOCATION_PICKER_API} (Viber 7.6+)",
+        "carousel": f"rich media needs min_api_version {rich.RICH_MEDIA_API} (Viber 6.7+)",
+    },
 )
 
 # Callbacks we ask for; `message`, `subscribed`, `unsubscribed` and `webhook` always come.
@@ -238,6 +285,17 @@ class ViberAdapter(Adapter):
             "sender": _party(sender, "sender"),
             "recipient": self._bot(),
         }
+        payload_text = message.get("text") if kind == "text" else None
+        tapped = rich.parse_postback(payload_text) if isinstance(payload_text, str) else None
+        if tapped is not None:
+            # A keyboard or rich media choice button (see viber_rich): Viber sends its
+            # ActionBody as the user's text, and the label is not part of it.
+            return EventDraft(
+                type="postback",
+                postback=Postback(payload=tapped),
+                channel_data=data or None,
+                **common,
+            )
         content = _content(str(kind), message)
         if content is None:
             data["message"] = message
@@ -325,12 +383,44 @@ class ViberAdapter(Adapter):
             # Echoed back in the user's reply (channel_data.tracking_data).
             "tracking_data": context.message_id,
         }
-        bodies = _bodies(content)
-        requests = [ProviderRequest("POST", "/send_message", json={**base, **b}) for b in bodies]
-        note = _fallback_note(content, bodies)
-        if note and requests:
-            requests[0] = replace(requests[0], note=note)
-        return requests
+        try:
+            board = rich.keyboard_for(content)
+        except rich.UnsupportedAction as exc:
+            raise SendError(
+                "permanent", "unsupported_action", f"Viber has no button for a {exc} action"
+            ) from None
+
+        def finish(body: dict[str, Any], keyboard: dict[str, Any] | None) -> dict[str, Any]:
+            request = {**base, **body}
+            needs = rich.RICH_MEDIA_API if body["type"] == "rich_media" else 1
+            request["min_api_version"] = max(
+                base["min_api_version"], needs, rich.api_level(keyboard)
+            )
+            if keyboard:
+                request["keyboard"] = keyboard
+            return request
+
+        notes: list[str] = []
+        if isinstance(content, CarouselContent):
+            bodies = _texts(content.text or "")
+            cards, notes = rich.rich_media_bodies(
+                list(content.items),
+                lambda body: rich.json_size(finish(body, board)) <= rich.MAX_REQUEST_BYTES,
+            )
+            bodies += cards
+        else:
+            bodies = _bodies(content)
+            note = _fallback_note(content, bodies)
+            notes = [note] if note else []
+        requests = rich.fit(
+            [(b, board if i == len(bodies) - 1 else None) for i, b in enumerate(bodies)],
+            finish,
+            notes,
+        )
+        out = [ProviderRequest("POST", "/send_message", json=r) for r in requests]
+        if notes and out:
+            out[0] = replace(out[0], note="; ".join(notes))
+        return out
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         if status == 429 or status >= 500:
@@ -501,10 +591,15 @@ def _load(body: bytes) -> dict[str, Any]:
 
 def _bodies(content: AnyContent) -> list[dict[str, Any]]:
     """The type-specific part of each send_message body for `content`."""
-    if isinstance(content, TextContent) and not content.quick_replies:
+    if isinstance(content, TextContent):
         return _texts(content.text)
-    if content.quick_replies:  # keyboards are a later issue: numbered text for now
-        return _texts(to_text(content))
+    if isinstance(content, ButtonsContent):
+        # Header and footer have no place of their own (the profile says so): they frame the
+        # text. The actions are the message's keyboard (_keyboard).
+        text = "\n".join(p for p in (content.header, content.text, content.footer) if p)
+        if content.media is not None and content.media.url:
+            return [{"type": "picture", "text": "", "media": content.media.url}, *_texts(text)]
+        return _texts(text)
     if isinstance(content, ImageContent) and content.media.url:
         caption = content.caption or ""
         if len(caption) > MAX_CAPTION:
@@ -537,7 +632,7 @@ def _bodies(content: AnyContent) -> list[dict[str, Any]]:
             card = _contact_card(contact)
             bodies += [card] if card else _texts(to_text(ContactsContent(contacts=[contact])))
         return bodies
-    return _texts(to_text(content))
+    return _texts(to_text(content.model_copy(update={"quick_replies": []})))
 
 
 def _fallback_note(content: AnyContent, bodies: list[dict[str, Any]]) -> str | None:

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from gateway.simulator.backend import BackendRecorder
-from gateway.simulator.viber import ViberSimulator
+from gateway.simulator.viber import ViberSimulator, rich_media_cards
 
 from .conftest import API_KEY, assert_no_secrets, config_from, with_backend
+from .golden import MESSAGES
 from .viber_support import TOKEN, USER, viber_channel, viber_config
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -179,3 +180,47 @@ async def test_conversation_started_reaches_the_backend_as_a_system_event(
     assert event["channel_data"]["subscribed"] is False
     contact = await stack.store.get_contact("vb-main", "visitor==")
     assert contact.unsubscribed_at is None
+
+
+async def test_carousel_arrives_as_rich_media_and_a_tap_is_a_postback(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    simulator.add_user(USER, name="John McClane")
+    message_id = await submit(stack, MESSAGES["carousel"])
+    await backend.wait_for(lambda ev: "sent" in states(ev, message_id))
+
+    [intro, carousel] = simulator.sent
+    assert intro["body"]["type"] == "text" and intro["body"]["text"] == "Tonight's picks"
+    body = carousel["body"]
+    assert body["type"] == "rich_media" and body["min_api_version"] == 2
+    assert body["tracking_data"] == message_id
+    cards = rich_media_cards(body["rich_media"])
+    assert len(cards) == 3
+    assert [b.get("Image") for b in cards[1] if "Image" in b] == [
+        "https://cdn.example.com/funghi.jpg"
+    ]
+    [order] = [b for b in cards[1] if b["ActionType"] == "reply"]
+    assert order["Text"] == "Order"
+
+    await simulator.tap(carousel, order)
+    await backend.wait_for(lambda ev: any(e["type"] == "postback" for e in ev))
+    [postback] = backend.of_type("postback")
+    assert postback["postback"] == {"payload": "ORDER_FUNGHI"}
+    assert postback["sender"] == {"id": USER, "name": "John McClane"}
+    assert postback["channel_data"]["tracking_data"] == message_id
+    assert backend.of_type("message") == []  # not ordinary text
+
+
+async def test_quick_replies_arrive_as_a_keyboard_and_a_tap_is_a_postback(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    simulator.add_user(USER)
+    message_id = await submit(stack, MESSAGES["text_quick_replies"])
+    await backend.wait_for(lambda ev: "sent" in states(ev, message_id))
+    [sent] = simulator.sent
+    buttons = sent["body"]["keyboard"]["Buttons"]
+    assert [b["Text"] for b in buttons] == ["Yes", "No, not yet"]
+    await simulator.tap(sent, buttons[1])
+    await backend.wait_for(lambda ev: any(e["type"] == "postback" for e in ev))
+    [postback] = backend.of_type("postback")
+    assert postback["postback"]["payload"] == "ARRIVED_NO"

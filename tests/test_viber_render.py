@@ -80,7 +80,8 @@ def test_the_downgrade_engine_and_render_agree_on_limits() -> None:
     planned = [p for c in (buttons, long_caption) for p in plan(parse(c), adapter.profile).parts]
     bodies = [body for part in planned for body in render(part, adapter)]
     assert [b["type"] for b in bodies] == ["text", "picture", "text"]
-    assert bodies[0]["text"].startswith("Pick a pot\n1. Clay") and bodies[1]["text"] == ""
+    assert bodies[0]["text"] == "Pick a pot" and bodies[1]["text"] == ""
+    assert bodies[0]["keyboard"]["Buttons"][0]["ActionBody"] == "gw:postback:clay"
     assert bodies[2]["text"] == "word " * 120
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.simulator.viber import ViberSimulator
+from gateway.simulator.viber import ViberSimulator, rich_media_cards
 
 TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
 AUTH = {"X-Viber-Auth-Token": TOKEN}
@@ -282,8 +282,12 @@ async def test_unreachable_gateway_is_given_up_quietly(sim: ViberSimulator) -> N
     assert [p["event"] for p in sim.failed_webhooks] == ["delivered", "seen"]
 
 
-PICTURE = {"type": "picture", "media": "https://cdn.example.com/a.jpg", "text": "caption"}
-VALID = {
+PICTURE: dict[str, Any] = {
+    "type": "picture",
+    "media": "https://cdn.example.com/a.jpg",
+    "text": "caption",
+}
+VALID: dict[str, dict[str, Any]] = {
     "text 7000": {"type": "text", "text": "x" * 7000},
     "picture": PICTURE,
     "picture empty text": PICTURE | {"text": ""},
@@ -306,7 +310,80 @@ VALID = {
         "tracking_data": "msg_1",
     },
 }
-INVALID = {
+REPLY = {
+    "Columns": 3,
+    "Rows": 1,
+    "ActionType": "reply",
+    "ActionBody": "gw:postback:Y",
+    "Text": "Yes",
+}
+KEYBOARD: dict[str, Any] = {
+    "type": "text",
+    "text": "Sure?",
+    "keyboard": {"Type": "keyboard", "Buttons": [REPLY]},
+}
+PICKER = {"ActionType": "location-picker", "ActionBody": "location", "Text": "Send location"}
+CARD = [
+    {
+        "Columns": 6,
+        "Rows": 3,
+        "ActionType": "none",
+        "ActionBody": "none",
+        "Image": "https://x/a.jpg",
+    },
+    {"Columns": 6, "Rows": 3, "ActionType": "none", "ActionBody": "none", "Text": "<b>A</b>"},
+    {"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": "gw:postback:A", "Text": "Buy"},
+]
+RICH: dict[str, Any] = {
+    "type": "rich_media",
+    "min_api_version": 2,
+    "rich_media": {"Type": "rich_media", "ButtonsGroupColumns": 6, "ButtonsGroupRows": 7},
+    "alt_text": "A",
+}
+
+
+def rich(buttons: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return RICH | {"rich_media": RICH["rich_media"] | {"Buttons": buttons} | extra}
+
+
+def keyboard(*buttons: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return KEYBOARD | {"keyboard": {"Type": "keyboard", "Buttons": list(buttons)}} | extra
+
+
+VALID |= {
+    "keyboard on text": KEYBOARD,
+    "keyboard on picture": PICTURE | {"keyboard": KEYBOARD["keyboard"]},
+    "keyboard open-url": keyboard(REPLY | {"ActionType": "open-url", "ActionBody": "https://x"}),
+    "location picker at api 3": keyboard(PICKER, min_api_version=3),
+    "keyboard button 2 rows, text 250": keyboard(REPLY | {"Rows": 2, "Text": "x" * 250}),
+    "rich media six cards": rich(CARD * 6),
+    "rich media one button": rich([CARD[2]]),
+}
+INVALID: dict[str, tuple[dict[str, Any], int]] = {
+    "keyboard not an object": (KEYBOARD | {"keyboard": []}, 3),
+    "keyboard without buttons": (KEYBOARD | {"keyboard": {"Type": "keyboard", "Buttons": []}}, 4),
+    "keyboard wrong Type": (KEYBOARD | {"keyboard": {"Type": "rich", "Buttons": [REPLY]}}, 3),
+    "button without ActionBody": (keyboard(REPLY | {"ActionBody": ""}), 4),
+    "button without Text or image": (keyboard({"ActionType": "reply", "ActionBody": "a"}), 4),
+    "button Text 251": (keyboard(REPLY | {"Text": "x" * 251}), 3),
+    "button 7 columns": (keyboard(REPLY | {"Columns": 7}), 3),
+    "keyboard button 3 rows": (keyboard(REPLY | {"Rows": 3}), 3),
+    "unknown ActionType": (keyboard(REPLY | {"ActionType": "call"}), 3),
+    "Silent not a bool": (keyboard(REPLY | {"Silent": "yes"}), 3),
+    "location picker at api 1": (keyboard(PICKER), 14),
+    "rich media at api 1": (rich(CARD) | {"min_api_version": 1}, 14),
+    "rich media 8 rows": (rich(CARD, ButtonsGroupRows=8), 3),
+    "rich media button taller than its block": (
+        rich([CARD[0] | {"Rows": 4}], ButtonsGroupRows=3),
+        3,
+    ),
+    "rich media over 6 blocks of buttons": (
+        rich([CARD[2]] * 43, ButtonsGroupColumns=6, ButtonsGroupRows=1),
+        3,
+    ),
+    "rich media location picker": (rich([PICKER]) | {"min_api_version": 3}, 3),
+    "rich media no buttons": (rich([]), 4),
+    "alt_text 7001": (rich(CARD) | {"alt_text": "x" * 7001}, 3),
     "no receiver": ({"receiver": "", "type": "text", "text": "hi"}, 4),
     "no sender name": ({"sender": {}, "type": "text", "text": "hi"}, 4),
     "sender name 29": ({"sender": {"name": "x" * 29}, "type": "text", "text": "hi"}, 3),
@@ -363,3 +440,34 @@ async def test_control_endpoints(sim: ViberSimulator, receiver: Receiver) -> Non
     await sim.drain()
     messages = [p for p in receiver.payloads() if p["event"] == "message"]
     assert [m["message_token"] for m in messages] == [token]
+
+
+def test_rich_media_cards_follow_viber_layout() -> None:
+    body = rich(CARD * 2 + [CARD[1] | {"Rows": 6}, CARD[2]])
+    cards = rich_media_cards(body["rich_media"])
+    assert [len(card) for card in cards] == [3, 3, 2]
+    assert cards[1][2]["ActionBody"] == "gw:postback:A"
+    half = {"Columns": 3, "Rows": 1, "ActionBody": "a", "Text": "a"}
+    small = {"ButtonsGroupColumns": 6, "ButtonsGroupRows": 1, "Buttons": [half] * 5}
+    assert [len(card) for card in rich_media_cards(small)] == [2, 2, 1]
+
+
+async def test_tap_sends_the_action_body_with_the_tracking_data(
+    sim: ViberSimulator, receiver: Receiver
+) -> None:
+    answer = await send(
+        sim,
+        {"receiver": USER, "sender": SENDER, "tracking_data": "msg_9"}
+        | RICH
+        | {"rich_media": RICH["rich_media"] | {"Buttons": CARD}},
+    )
+    assert answer["status"] == 0
+    [sent] = sim.sent
+    [[image, _, buy]] = rich_media_cards(sent["body"]["rich_media"])
+    await sim.tap(sent, buy)
+    with pytest.raises(ValueError, match="reply buttons"):
+        await sim.tap(sent, image)
+    await sim.drain()
+    [tap] = [p for p in receiver.payloads() if p["event"] == "message"]
+    assert tap["message"] == {"type": "text", "text": "gw:postback:A", "tracking_data": "msg_9"}
+    assert tap["sender"]["id"] == USER and tap["sender"]["name"] == "John McClane"

@@ -5,9 +5,16 @@ Webhooks:  https://creators.viber.com/docs/bots-api/getting-started/web-hooks
 Callbacks: https://developers.viber.com/docs/api/rest-bot-api/#callbacks
 Errors:    https://developers.viber.com/docs/api/rest-bot-api/#error-codes
 
+Keyboards: https://developers.viber.com/docs/tools/keyboards/
+
 Like Viber, every answer is HTTP 200 with a `status` (0 is success), and `message_token`s
 are 64-bit integers, here always above 2**53 so that a receiver reading them through a
 float (JavaScript, a careless JSON decoder) visibly gets them wrong.
+
+Keyboards (on any message) and rich media are checked like Viber documents them: grid sizes,
+action types, the required ActionBody, Text length, the API level a feature needs. `tap`
+plays a user pressing a button: a "reply" button sends its ActionBody back as the user's
+text, with the message's tracking_data, as the Viber app does.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ STATUS_MESSAGES = {
     11: "receiverNoSuitableDevice",
     12: "tooManyRequests",
     13: "apiVersionNotSupported",
+    14: "incompatibleWithVersion",
 }
 DEFAULT_EVENT_TYPES = [
     "delivered",
@@ -77,6 +85,20 @@ RULES: dict[str, tuple[Rule, ...]] = {
 }
 MAX_BODY = 30 * 1024  # "Maximum message size is 30KB" (send-message page)
 MAX_TRACKING_DATA = 4000  # send-message page: "Max 4000 characters"
+
+# Keyboards page, "Buttons parameters" and "General keyboard parameters"; send-message page,
+# "Rich Media message": ActionTypes location-picker and share-phone not in rich media.
+GRID_COLUMNS = 6
+KEYBOARD_ROWS = 2  # a keyboard button is 1-2 rows high
+MAX_GROUP_ROWS = 7  # rich media: ButtonsGroupRows 1-7
+MAX_GROUPS = 6  # rich media: "Buttons: Max of 6 * ButtonsGroupColumns * ButtonsGroupRows"
+MAX_BUTTON_TEXT = 250
+MAX_ALT_TEXT = 7000
+KEYBOARD_ACTIONS = frozenset({"reply", "open-url", "location-picker", "share-phone", "none"})
+RICH_MEDIA_ACTIONS = frozenset({"reply", "open-url", "none"})
+# min_api_version a feature needs (keyboards page: "api level 3 ... you will have to set the
+# min_api_version parameter on right api level as well"); rich media is API level 2.
+API_LEVELS = {"location-picker": 3, "share-phone": 3, "rich_media": 2}
 _MIN_TOKEN = 2**53 + 1
 _MAX_TOKEN = 2**63 - 1
 
@@ -191,6 +213,98 @@ def validate(body: Any) -> None:
             continue
         if not _fits(value, rule, limit):
             raise Refused(3, f"badData: {path} is not a valid {rule} (limit {limit})")
+    if kind == "rich_media":
+        _check_rich_media(body, version)
+    if "keyboard" in body:
+        _check_keyboard(body["keyboard"], version)
+
+
+def _check_keyboard(keyboard: Any, version: int) -> None:
+    if not isinstance(keyboard, dict):
+        raise Refused(3, "badData: keyboard must be an object")
+    if keyboard.get("Type", "keyboard") != "keyboard":
+        raise Refused(3, "badData: keyboard.Type must be keyboard")
+    buttons = keyboard.get("Buttons")
+    if not isinstance(buttons, list) or not buttons:
+        raise Refused(4, "missingData: keyboard.Buttons is required")
+    for n, button in enumerate(buttons):
+        _check_button(button, f"keyboard.Buttons[{n}]", GRID_COLUMNS, KEYBOARD_ROWS, version)
+        if button.get("ActionType", "reply") not in KEYBOARD_ACTIONS:
+            raise Refused(3, f"badData: keyboard.Buttons[{n}].ActionType is not valid")
+
+
+def _check_rich_media(body: dict[str, Any], version: int) -> None:
+    if version < API_LEVELS["rich_media"]:
+        raise Refused(14, "incompatibleWithVersion: rich_media needs min_api_version 2")
+    alt = body.get("alt_text")
+    if alt is not None and (not isinstance(alt, str) or len(alt) > MAX_ALT_TEXT):
+        raise Refused(3, f"badData: alt_text must be a string of at most {MAX_ALT_TEXT}")
+    media = body["rich_media"]
+    if media.get("Type", "rich_media") != "rich_media":
+        raise Refused(3, "badData: rich_media.Type must be rich_media")
+    columns = media.get("ButtonsGroupColumns", GRID_COLUMNS)
+    rows = media.get("ButtonsGroupRows", MAX_GROUP_ROWS)
+    if not _fits(columns, "int", GRID_COLUMNS) or not _fits(rows, "int", MAX_GROUP_ROWS):
+        raise Refused(3, "badData: ButtonsGroupColumns must be 1-6 and ButtonsGroupRows 1-7")
+    buttons = media.get("Buttons")
+    if not isinstance(buttons, list) or not buttons:
+        raise Refused(4, "missingData: rich_media.Buttons is required")
+    if len(buttons) > MAX_GROUPS * columns * rows:
+        raise Refused(3, f"badData: more than {MAX_GROUPS * columns * rows} rich media buttons")
+    for n, button in enumerate(buttons):
+        _check_button(button, f"rich_media.Buttons[{n}]", columns, rows, version)
+        if button.get("ActionType", "reply") not in RICH_MEDIA_ACTIONS:
+            raise Refused(3, f"badData: rich_media.Buttons[{n}].ActionType is not valid here")
+
+
+def _check_button(button: Any, where: str, columns: int, rows: int, version: int) -> None:
+    if not isinstance(button, dict):
+        raise Refused(3, f"badData: {where} must be an object")
+    if not _fits(button.get("Columns", columns), "int", columns):
+        raise Refused(3, f"badData: {where}.Columns must be 1-{columns}")
+    if not _fits(button.get("Rows", 1), "int", rows):
+        raise Refused(3, f"badData: {where}.Rows must be 1-{rows}")
+    body = button.get("ActionBody")
+    if not isinstance(body, str) or not body:
+        raise Refused(4, f"missingData: {where}.ActionBody is required")
+    text = button.get("Text")
+    if text is not None and (not isinstance(text, str) or len(text) > MAX_BUTTON_TEXT):
+        raise Refused(3, f"badData: {where}.Text must be at most {MAX_BUTTON_TEXT} characters")
+    if not any(button.get(k) for k in ("Text", "BgMedia", "Image", "BgColor")):
+        raise Refused(4, f"missingData: {where} needs Text, BgMedia, Image or BgColor")
+    if "Silent" in button and not isinstance(button["Silent"], bool):
+        raise Refused(3, f"badData: {where}.Silent must be true or false")
+    needs = API_LEVELS.get(str(button.get("ActionType", "reply")), 1)
+    if version < needs:
+        raise Refused(14, f"incompatibleWithVersion: {where} needs min_api_version {needs}")
+
+
+def rich_media_cards(rich_media: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The blocks (cards) a rich media message shows, as Viber lays its buttons out: each
+    button takes the first free place of its size in the current block, else starts a new one."""
+    columns = rich_media.get("ButtonsGroupColumns", GRID_COLUMNS)
+    rows = rich_media.get("ButtonsGroupRows", MAX_GROUP_ROWS)
+    cards: list[list[dict[str, Any]]] = []
+    free: list[list[bool]] = []
+    for button in rich_media["Buttons"]:
+        width, height = button.get("Columns", columns), button.get("Rows", 1)
+        if not cards or not _place(free, width, height):
+            free = [[True] * columns for _ in range(rows)]
+            cards.append([])
+            _place(free, width, height)
+        cards[-1].append(button)
+    return cards
+
+
+def _place(free: list[list[bool]], width: int, height: int) -> bool:
+    for top in range(len(free) - height + 1):
+        for left in range(len(free[0]) - width + 1):
+            cells = [(r, c) for r in range(top, top + height) for c in range(left, left + width)]
+            if all(free[r][c] for r, c in cells):
+                for r, c in cells:
+                    free[r][c] = False
+                return True
+    return False
 
 
 def _fits(value: Any, rule: str, limit: int) -> bool:
@@ -448,6 +562,18 @@ class ViberSimulator:
         payload = self._envelope("message", sender=user.profile(), message=message, silent=False)
         await self._deliver(payload)
         return int(payload["message_token"])
+
+    async def tap(self, sent: dict[str, Any], button: dict[str, Any]) -> int:
+        """The receiver of `sent` (an entry of `self.sent`) presses one of its reply buttons:
+        Viber sends the button's ActionBody as their text, echoing the message's tracking_data."""
+        if button.get("ActionType", "reply") != "reply":
+            raise ValueError("only reply buttons send their ActionBody back as text")
+        body = sent["body"]
+        message: dict[str, Any] = {"type": "text", "text": button["ActionBody"]}
+        if body.get("tracking_data") is not None:
+            message["tracking_data"] = body["tracking_data"]
+        user = self.users[body["receiver"]]
+        return await self.send_inbound(message, user_id=user.id, name=user.name)
 
     async def send_inbound_text(self, user_id: str, text: str, *, name: str = "Test User") -> int:
         return await self.send_inbound({"type": "text", "text": text}, user_id=user_id, name=name)

@@ -1,0 +1,320 @@
+"""Viber keyboards and rich media: choices, URL buttons, location pickers and carousels.
+
+Keyboards:  https://developers.viber.com/docs/tools/keyboards/
+            https://creators.viber.com/docs/bots-api/resources/messaging/keyboards
+Rich media: https://developers.viber.com/docs/api/rest-bot-api/#rich-media-message--carousel-content-message
+
+Choices (buttons and quick replies alike) become one `keyboard` on the message: Viber shows
+the last keyboard it received in place of the phone's keyboard. A carousel becomes a
+`rich_media` message: one 6-column block of buttons per card (image, title and description,
+one row per action), swiped sideways.
+
+How a tap comes back: a "reply" button makes the user's app send its ActionBody to the bot
+as an ordinary text message (keyboards page, "ActionType ... reply - will send a reply to
+the bot"). A payload alone could not be told from typed text, so every choice button's
+ActionBody is `POSTBACK_MARKER + payload`, and the adapter parses a text message starting
+with the marker as a `postback` carrying the payload (title: None, Viber does not send the
+button's label). Choice and URL buttons are `Silent`, so the marker (or the URL an open-url
+button also reports) is not shown to the user as a message they wrote. A person typing the
+exact marker by hand is vanishingly unlikely, and would only produce a postback with what
+they typed.
+
+Every request stays within Viber's 30 KB (`fit`): a text too long to carry its keyboard is
+split by bytes, with the keyboard on the last part; a carousel is spread over more messages.
+Pure functions of the content; nothing here knows about the account or the recipient.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from typing import Any
+
+from adapters.base import SendError
+from gateway.downgrade import shorten
+from gateway.plaintext import action_line
+from gateway.schema.content import (
+    Action,
+    ButtonsContent,
+    CarouselItem,
+    LinkAction,
+    LocationRequestAction,
+    PostbackAction,
+    ReplyAction,
+)
+from gateway.schema.content import Content as AnyContent
+from gateway.text import split_text
+
+# The reserved prefix of every choice button's ActionBody (see the module docstring).
+POSTBACK_MARKER = "gw:postback:"
+
+# "Maximum total JSON size of the request is 30kb" (send-message page); counted as 30,000
+# bytes of the compact UTF-8 JSON the transport sends, to stay clear of either reading.
+MAX_REQUEST_BYTES = 30_000
+
+# Buttons (keyboards page, "Buttons parameters"): Columns 1-6 of a 6-column grid, Rows 1-2 on a
+# keyboard and 1-7 in rich media, Text "Max 250 characters" including its HTML tags.
+GRID_COLUMNS = 6
+MAX_BUTTON_TEXT = 250
+# Labels: Viber crops text that does not fit a button with "…". 38 characters fill one
+# full-width row (courier's Viber handler, handlers/viber/keyboard.go, maxRowRunes), and even
+# fully HTML-escaped ("&" → "&amp;") 38 characters stay within the 250 above.
+LABEL_MAX = 38
+# Rows are filled edge to edge: three buttons share a row when each label has at most 8
+# characters, two when each has at most 15, else a button has the row to itself (after
+# courier's row packing, which fits 38 characters, padding included, in a row).
+SHARED_ROW_LABEL = {3: 8, 2: 15}
+# Viber documents no count of keyboard buttons. 12 full-width buttons are 12 rows, the most a
+# portrait keyboard shows (Viber FAQ, as summarised in providers.md §5.3); a message with
+# both buttons and quick replies carries both sets in its one keyboard (at most 24).
+MAX_KEYBOARD_BUTTONS = 12
+# ActionBody has no documented limit; 500 characters keeps 12 buttons (marker, 4-byte UTF-8
+# characters and all) inside the 30 KB request limit.
+PAYLOAD_MAX = 500
+# Room a text must keep beside its keyboard when a request is split to fit 30 KB.
+MIN_TEXT_BYTES = 64
+
+# Rich media (send-message page, "Rich Media message / Carousel content message"):
+# ButtonsGroupColumns 1-6, ButtonsGroupRows 1-7, "Buttons: Max of 6 * ButtonsGroupColumns *
+# ButtonsGroupRows", i.e. at most six full blocks: six cards per message.
+MAX_CARDS = 6
+MAX_GROUP_ROWS = 7
+IMAGE_ROWS = 3
+# A card is image (3 rows) + title/description (at least 1 row) + one row per action: 3 actions.
+CARD_MAX_ACTIONS = 3
+# Title and description share one button's Text (≤ 250 with "<b></b><br>"); the adapter
+# shortens further in the rare case that HTML escaping takes them past 250.
+CARD_TITLE_MAX = 40
+CARD_DESCRIPTION_MAX = 160
+# alt_text: "Backward compatibility text, limited to 7,000 characters" (send-message page,
+# as mirrored by the viber-bot SDKs' RichMediaMessage).
+MAX_ALT_TEXT = 7000
+
+# min_api_version each feature needs. Rich media: Viber 6.7+ (send-message page notes), API
+# level 2, the default of the viber-bot SDKs' RichMediaMessage. location-picker: API level 3
+# (keyboards page: "If you use api level 3 parameters you will have to set the
+# min_api_version"; Viber 7.6+).
+RICH_MEDIA_API = 2
+LOCATION_PICKER_API = 3
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as the transport sends it (compact JSON, UTF-8, non-ASCII kept)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def string_bytes(text: str) -> int:
+    """Bytes `text` adds inside a JSON string (additive, so text can be split by it)."""
+    return json_size(text) - 2
+
+
+def label(text: str) -> str:
+    """Button Text is HTML (keyboards page, "Keyboard design"): escaped like courier does."""
+    return html.escape(text, quote=False)
+
+
+def parse_postback(text: str) -> str | None:
+    """The payload of a tapped choice button, or None for text the user typed."""
+    if text.startswith(POSTBACK_MARKER) and len(text) > len(POSTBACK_MARKER):
+        return text[len(POSTBACK_MARKER) :]
+    return None
+
+
+# --- keyboards ---------------------------------------------------------------------------
+
+
+def keyboard(actions: list[Action]) -> dict[str, Any]:
+    """A keyboard with one button per action, in order, each row filled edge to edge."""
+    buttons: list[dict[str, Any]] = []
+    start = 0
+    while start < len(actions):
+        per_row = next(
+            (
+                n
+                for n, longest in SHARED_ROW_LABEL.items()
+                if len(row := actions[start : start + n]) == n
+                and all(len(a.title) <= longest for a in row)
+            ),
+            1,
+        )
+        for action in actions[start : start + per_row]:
+            columns = GRID_COLUMNS // per_row
+            buttons.append({"Columns": columns, "Rows": 1, **_action(action, in_keyboard=True)})
+        start += per_row
+    return {"Type": "keyboard", "Buttons": buttons}
+
+
+def _action(action: Action, *, in_keyboard: bool) -> dict[str, Any]:
+    text = label(action.title)
+    if isinstance(action, ReplyAction | PostbackAction):
+        body = POSTBACK_MARKER + action.payload
+        return {"ActionType": "reply", "ActionBody": body, "Text": text, "Silent": True}
+    if isinstance(action, LinkAction):
+        return {"ActionType": "open-url", "ActionBody": action.url, "Text": text, "Silent": True}
+    if isinstance(action, LocationRequestAction) and in_keyboard:
+        # "location-picker ... require[s] adding any text in the ActionBody parameter"; the
+        # user's pick arrives as an ordinary location message. Not allowed in rich media.
+        return {"ActionType": "location-picker", "ActionBody": "location", "Text": text}
+    raise UnsupportedAction(action.type)
+
+
+class UnsupportedAction(ValueError):
+    """An action Viber has no button for (the profile never lets one reach `render`)."""
+
+
+def keyboard_for(content: AnyContent) -> dict[str, Any] | None:
+    """The one keyboard a part carries: its buttons, then its quick replies."""
+    actions = list(content.actions) if isinstance(content, ButtonsContent) else []
+    actions += content.quick_replies
+    return keyboard(actions) if actions else None
+
+
+Finish = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+
+
+def fit(
+    bodies: list[tuple[dict[str, Any], dict[str, Any] | None]], finish: Finish, notes: list[str]
+) -> list[dict[str, Any]]:
+    """Every request within Viber's 30 KB: a text too long for its keyboard is split by bytes
+    (the keyboard rides on the last part); anything else that cannot fit is refused."""
+    requests: list[dict[str, Any]] = []
+    for body, board in bodies:
+        request = finish(body, board)
+        if json_size(request) <= MAX_REQUEST_BYTES:
+            requests.append(request)
+            continue
+        budget = MAX_REQUEST_BYTES - json_size(finish({**body, "text": ""}, board))
+        if body["type"] != "text" or budget < MIN_TEXT_BYTES:
+            raise SendError(
+                "permanent",
+                "3",
+                f"badData: a {body['type']} message over Viber's 30 KB request limit",
+            )
+        chunks = split_text(body["text"], budget, string_bytes)
+        notes.append(f"text sent in {len(chunks)} parts to stay within Viber's 30 KB")
+        last = len(chunks) - 1
+        requests += [
+            finish({**body, "text": chunk}, board if i == last else None)
+            for i, chunk in enumerate(chunks)
+        ]
+    return requests
+
+
+def api_level(keyboard: dict[str, Any] | None) -> int:
+    buttons = keyboard["Buttons"] if keyboard else []
+    pickers = any(b["ActionType"] == "location-picker" for b in buttons)
+    return LOCATION_PICKER_API if pickers else 1
+
+
+# --- rich media --------------------------------------------------------------------------
+
+
+def rich_media_bodies(
+    items: list[CarouselItem], fits: Callable[[dict[str, Any]], bool]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`rich_media` message bodies for the cards (≤ MAX_CARDS each, each body `fits`), and
+    notes on anything changed on the way (a text shortened, an image without a URL)."""
+    notes: list[str] = []
+    rows = group_rows(items)
+    cards = [_card(item, rows, notes) for item in items]
+    bodies: list[dict[str, Any]] = []
+    start = 0
+    while start < len(cards):
+        end = start + 1
+        while end < len(cards) and end - start < MAX_CARDS:
+            if not fits(_rich_body(items[start : end + 1], cards[start : end + 1], rows)):
+                break
+            end += 1
+        bodies.append(_rich_body(items[start:end], cards[start:end], rows))
+        start = end
+    if len(bodies) > (len(items) + MAX_CARDS - 1) // MAX_CARDS:
+        notes.append(f"carousel sent as {len(bodies)} rich media messages: 30 KB request limit")
+    return bodies, notes
+
+
+def group_rows(items: list[CarouselItem]) -> int:
+    """Rows per card: image (when any card has one), two for the text, then the actions."""
+    image = IMAGE_ROWS if any(_image(i) for i in items) else 0
+    actions = max(len(i.actions) for i in items)
+    return min(MAX_GROUP_ROWS, image + 2 + actions)
+
+
+def _rich_body(
+    items: list[CarouselItem], cards: list[list[dict[str, Any]]], rows: int
+) -> dict[str, Any]:
+    return {
+        "type": "rich_media",
+        "rich_media": {
+            "Type": "rich_media",
+            "ButtonsGroupColumns": GRID_COLUMNS,
+            "ButtonsGroupRows": rows,
+            "BgColor": "#FFFFFF",
+            "Buttons": [button for card in cards for button in card],
+        },
+        "alt_text": alt_text(items),
+    }
+
+
+def _card(item: CarouselItem, rows: int, notes: list[str]) -> list[dict[str, Any]]:
+    """One card's buttons, filling exactly `rows` rows of the 6-column block."""
+    opens: dict[str, Any] = (
+        {"ActionType": "open-url", "ActionBody": item.default_url, "Silent": True}
+        if item.default_url
+        else {"ActionType": "none", "ActionBody": "none"}
+    )
+    image = _image(item)
+    if item.media is not None and image is None:
+        notes.append(f"card {item.title!r}: image left out, Viber needs its URL (media.url)")
+    buttons: list[dict[str, Any]] = []
+    if image:
+        buttons.append({"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, **opens, "Image": image})
+    text_rows = rows - (IMAGE_ROWS if image else 0) - len(item.actions)
+    text = _card_text(item, notes)
+    buttons.append(
+        {
+            "Columns": GRID_COLUMNS,
+            "Rows": text_rows,
+            **opens,
+            "Text": text,
+            "TextVAlign": "middle",
+            "TextHAlign": "left",
+        }
+    )
+    for action in item.actions:
+        buttons.append({"Columns": GRID_COLUMNS, "Rows": 1, **_action(action, in_keyboard=False)})
+    return buttons
+
+
+def _image(item: CarouselItem) -> str | None:
+    return item.media.url if item.media is not None and item.media.url else None
+
+
+def _card_text(item: CarouselItem, notes: list[str]) -> str:
+    title, description = item.title, item.description or ""
+
+    def render(title: str, description: str) -> str:
+        text = f"<b>{label(title)}</b>"
+        return text + (f"<br>{label(description)}" if description else "")
+
+    text = render(title, description)
+    while len(text) > MAX_BUTTON_TEXT:  # only when escaping (&, <, >) lengthened the text
+        if description:
+            description = shorten(description, len(description) - 1) if len(description) > 1 else ""
+        else:
+            title = shorten(title, len(title) - 1)
+        text = render(title, description)
+    if (title, description) != (item.title, item.description or ""):
+        notes.append(f"card {item.title!r}: text shortened to Viber's {MAX_BUTTON_TEXT}")
+    return text
+
+
+def alt_text(items: list[CarouselItem]) -> str:
+    """What a Viber too old for rich media shows instead: the cards as lines of text."""
+    lines: list[str] = []
+    for item in items:
+        lines.append(item.title + (f" - {item.description}" if item.description else ""))
+        links = [item.default_url] if item.default_url else []
+        links += [action_line(a) for a in item.actions if isinstance(a, LinkAction)]
+        lines += [f"   {link}" for link in links]
+    return shorten("\n".join(lines), MAX_ALT_TEXT)
