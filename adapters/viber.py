@@ -148,6 +148,7 @@ CAPABILITIES = Profile(
         kinds=CHOICES | {"link"},  # no location-picker in rich media (send-message page)
     ),
     location_request=True,  # a keyboard with one location-picker button
+    shared_keyboard=True,  # buttons and quick replies are the same keyboard
     notes={
         "keyboard": "the last keyboard sent stays until replaced; taps come back as postbacks",
         "location_request": f"needs min_api_version {rich.LOCATION_PICKER_API} (Viber 7.6+)",

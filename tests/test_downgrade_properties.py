@@ -32,18 +32,30 @@ def messages(draw: Any) -> dict[str, Any]:
     text = draw(st.text(min_size=1, max_size=3000).filter(str.strip))
     if kind == "text":
         return {"type": "text", "text": text, "quick_replies": draw(choices(0, 15))}
+    quick = [{**a, "payload": f"Q{a['payload']}"} for a in draw(choices(0, 4))]
     if kind == "buttons":
-        return {"type": "buttons", "text": text, "actions": draw(choices(1, 12))}
+        return {
+            "type": "buttons",
+            "text": text,
+            "actions": draw(choices(1, 12)),
+            "quick_replies": quick,
+        }
     if kind == "list":
         rows = draw(choices(1, 12))
         items = [
             {"title": r["title"], "payload": r["payload"], "description": draw(st.none() | TITLE)}
             for r in rows
         ]
-        return {"type": "list", "text": text, "sections": [{"title": "S", "items": items}]}
+        return {
+            "type": "list",
+            "text": text,
+            "sections": [{"title": "S", "items": items}],
+            "quick_replies": quick,
+        }
     cards = draw(st.integers(1, 13))
     return {
         "type": "carousel",
+        "quick_replies": quick,
         "items": [
             {
                 "title": draw(TITLE),

@@ -252,13 +252,13 @@ def test_a_location_prompt_before_the_last_message_gives_it_its_button() -> None
         {
             "type": "text",
             "text": "How?",
-            "quickReply": {"items": [location, {"type": "action", "action": pick_up}]},
+            "quickReply": {"items": [{"type": "action", "action": pick_up}, location]},
         }
     ]
     long = {"type": "location_request", "title": "Deliver to where I am now"}
-    first, second = sent({"type": "buttons", "text": "How?", "actions": [reply, long]})
-    assert first == {"type": "text", "text": "Deliver to where I am now"}  # the full title
-    assert second["quickReply"]["items"][0]["action"] == {
+    [message] = sent({"type": "buttons", "text": "How?", "actions": [reply, long]})
+    assert message["text"] == "How?"
+    assert message["quickReply"]["items"][1]["action"] == {
         "type": "location",
-        "label": "Deliver to where I…",
+        "label": "Deliver to where I…",  # shortened, and recorded as a downgrade
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,11 +168,6 @@ def test_mixed_actions_render_within_limits_and_keep_every_choice(
     check(message)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: attach_quick_replies replaces quick replies already on the last part,"
-    " so buttons offered as quick replies are lost to the message's own quick replies",
-)
 def test_button_choices_keep_their_quick_replies() -> None:
     rates = [{"type": "reply", "title": f"{n} stars", "payload": f"RATE_{n}"} for n in range(1, 6)]
     later = [{"type": "reply", "title": "Later", "payload": "LATER"}]

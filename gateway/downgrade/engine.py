@@ -55,6 +55,8 @@ from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
 
 ELLIPSIS = "…"
+# The body of choices offered with no text of their own (quick replies on an image, say).
+CHOOSE = "Please choose:"
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,58 @@ class _Builder:
                 self.note(source, "buttons", reason)
             self.native_buttons(text, options, header, footer, media)
             return
+        quick = profile.quick_replies
+        if (
+            quick
+            and not described
+            and media is None
+            and len(options) <= quick.max_items
+            and kinds <= quick.kinds
+            and kinds - CHOICE_KINDS
+        ):
+            # Choices and other actions quick replies can all carry (a location request).
+            self.note(
+                source, "quick_replies", reason or self.why_not_buttons(options, kinds, media)
+            )
+            self.text("\n".join(p for p in (header, text, footer) if p) or CHOOSE)
+            self.attach_quick_replies(
+                [
+                    o.action or ReplyAction(title=o.title, payload=o.payload or o.title)
+                    for o in options
+                ]
+            )
+            return
+        if buttons and not described and (media is None or buttons.media):
+            native = [o for o in options if _kind(o) in buttons.kinds]
+            others = [o for o in options if _kind(o) not in buttons.kinds]
+            # Actions a button cannot be (a call where there are no call buttons) become lines
+            # of text under native buttons, as long as every choice is still a button.
+            if (
+                native
+                and len(native) <= buttons.max_actions
+                and all(o.payload is None for o in others)
+            ):
+                extra: list[str] = []
+                asks: list[Action] = []  # native location requests, sent after the buttons
+                for option in others:
+                    action = option.action
+                    assert action is not None
+                    if action.type == "location_request" and profile.location_request:
+                        asks.append(action)
+                        continue
+                    self.note(
+                        action.type,
+                        "text",
+                        f"{self.channel} buttons cannot be {action.type} actions",
+                    )
+                    extra += self.action_text(action)
+                if reason:
+                    self.note(source, "buttons", reason)
+                body = "\n".join(p for p in (text, *extra) if p)
+                self.native_buttons(body or CHOOSE, native, header, footer, media)
+                for action in asks:
+                    self.action_text(action)
+                return
         why = reason or self.why_not_buttons(options, kinds, media)
         if media is not None:
             self.media(_image(media))
@@ -349,7 +403,6 @@ class _Builder:
             if option.payload is None and option.action is not None:
                 lines += self.action_text(option.action)
         body = "\n".join(p for p in (header, text, *lines, footer) if p)
-        quick = profile.quick_replies
         if quick and choices and not described and len(choices) <= quick.max_items:
             self.note(source, "quick_replies", why)
             self.text(body)
@@ -366,7 +419,7 @@ class _Builder:
             and len(choices) == len(options)
         ):
             self.note(source, "list", why)
-            list_body = self.body(body, native_list.text_max)
+            list_body = self.body(body or CHOOSE, native_list.text_max)
             self.result.parts.append(
                 ListContent(
                     text=list_body,
@@ -427,6 +480,7 @@ class _Builder:
     ) -> None:
         buttons = self.profile.buttons
         assert buttons is not None
+        text = text or CHOOSE
         actions: list[Action] = []
         for option in options:
             action = option.action or ReplyAction(title=option.title, payload=option.payload or "")
@@ -468,13 +522,28 @@ class _Builder:
         quick = self.profile.quick_replies
         kinds = {a.type for a in actions}
         payloads = [getattr(a, "payload", None) for a in actions]
+        last = self.result.parts[-1] if self.result.parts else None
+        shared = (
+            len(last.actions)
+            if self.profile.shared_keyboard and isinstance(last, ButtonsContent)
+            else 0
+        )
         if (
             quick
             and len(actions) <= quick.max_items
             and kinds <= quick.kinds
             and not self.long_payload(payloads)
         ):
-            self.attach_quick_replies(actions)
+            if shared + len(actions) <= quick.max_items:
+                self.attach_quick_replies(actions)
+                return
+            # One keyboard holds the buttons and the quick replies: no room for both.
+            self.note(
+                f"{source_type} quick_replies",
+                "numbered_text",
+                f"{self.channel}'s keyboard holds {quick.max_items} buttons in all",
+            )
+            self.numbered("", [o for o in self.options(actions) if o.payload is not None])
             return
         options = self.options(actions)
         reason = (
@@ -484,7 +553,6 @@ class _Builder:
             if len(actions) > quick.max_items
             else f"{self.channel} quick replies cannot be {', '.join(sorted(kinds - quick.kinds))}"
         )
-        last = self.result.parts[-1] if self.result.parts else None
         if isinstance(last, TextContent):
             # Text followed by choices reads best as one message: the text, then the choices.
             self.result.parts.pop()
@@ -500,8 +568,14 @@ class _Builder:
             for a in actions
         ]
         if not self.result.parts:
-            self.result.parts.append(TextContent(text="…"))
+            self.result.parts.append(_text(CHOOSE))
         last = self.result.parts[-1]
+        if last.quick_replies:  # choices offered here already (buttons beyond the count)
+            if len(last.quick_replies) + len(labelled) <= quick.max_items:
+                labelled = [*last.quick_replies, *labelled]
+            else:
+                self.result.parts.append(_text(CHOOSE))
+                last = self.result.parts[-1]
         self.result.parts[-1] = last.model_copy(update={"quick_replies": labelled})
 
     # --- carousel -----------------------------------------------------------------------
@@ -627,6 +701,10 @@ def _text(text: str) -> TextContent:
 
 def _image(media: Media) -> ImageContent:
     return ImageContent.model_construct(type="image", media=media, caption=None, quick_replies=[])
+
+
+def _kind(option: _Option) -> str:
+    return option.action.type if option.action else "reply"
 
 
 def _payload(action: Any) -> str:

@@ -76,6 +76,8 @@ class Profile:
     templates: bool = False
     window_hours: float | None = None  # free-form messages only this long after the user's last
     messages_per_request: int = 1
+    # Buttons and quick replies are one keyboard (Viber): together at most quick_replies.max_items.
+    shared_keyboard: bool = False
     notes: dict[str, str] = field(default_factory=dict, compare=False)
 
     def narrowed(self, overrides: dict[str, Any]) -> Profile:
