@@ -23,6 +23,7 @@ UTF-16 code units; the engine counts code points, never fewer than graphemes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,6 +90,9 @@ _OTHER_SUFFIXES = (".gif", ".webp", ".bmp", ".svg", ".heic", ".mp4", ".mov", ".m
 Message = dict[str, Any]
 
 
+_ASCII_WORDS = re.compile(r"\S+\s*|\s+")
+
+
 def utf16_len(text: str) -> int:
     """Length as LINE counts text messages and altText: UTF-16 code units."""
     return len(text.encode("utf-16-le")) // 2
@@ -98,7 +102,15 @@ def clip(text: str, limit: int) -> str:
     """At most `limit` UTF-16 code units, cut between words with an ellipsis."""
     if utf16_len(text) <= limit:
         return text
-    return split_text(text, limit - 1, utf16_len)[0].rstrip() + "…"
+    if text.isascii():  # one unit per character, no clusters: whole words while they fit
+        size, cut = 0, ""
+        for word in _ASCII_WORDS.findall(text[: limit + 16]):
+            if size + len(word) > limit - 1:
+                break
+            size, cut = size + len(word), cut + word
+        return (cut or text[: limit - 1]).rstrip() + "…"
+    # Only the start can end up in the first chunk: split just that much (alt texts are long).
+    return split_text(text[: limit + 16], limit - 1, utf16_len)[0].rstrip() + "…"
 
 
 def label(text: str) -> str:

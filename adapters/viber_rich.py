@@ -26,7 +26,6 @@ Pure functions of the content; nothing here knows about the account or the recip
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from typing import Any
@@ -109,9 +108,13 @@ def string_bytes(text: str) -> int:
     return json_size(text) - 2
 
 
+_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
 def label(text: str) -> str:
-    """Button Text is HTML (keyboards page, "Keyboard design"): escaped like courier does."""
-    return html.escape(text, quote=False)
+    """Button Text is HTML (keyboards page, "Keyboard design"): escaped like courier does
+    (html.escape(quote=False), done with one translate)."""
+    return text.translate(_HTML) if ("&" in text or "<" in text or ">" in text) else text
 
 
 def parse_postback(text: str) -> str | None:
@@ -221,12 +224,16 @@ def rich_media_bodies(
     bodies: list[dict[str, Any]] = []
     start = 0
     while start < len(cards):
-        end = start + 1
-        while end < len(cards) and end - start < MAX_CARDS:
-            if not fits(_rich_body(items[start : end + 1], cards[start : end + 1], rows)):
-                break
-            end += 1
-        bodies.append(_rich_body(items[start:end], cards[start:end], rows))
+        end = min(start + MAX_CARDS, len(cards))
+        body = _rich_body(items[start:end], cards[start:end], rows)
+        if not fits(body):  # rare: measure card by card only when a full group is too big
+            end = start + 1
+            while end < len(cards) and end - start < MAX_CARDS:
+                if not fits(_rich_body(items[start : end + 1], cards[start : end + 1], rows)):
+                    break
+                end += 1
+            body = _rich_body(items[start:end], cards[start:end], rows)
+        bodies.append(body)
         start = end
     if len(bodies) > (len(items) + MAX_CARDS - 1) // MAX_CARDS:
         notes.append(f"carousel sent as {len(bodies)} rich media messages: 30 KB request limit")

@@ -17,12 +17,19 @@ _GRAPHEMES = regex.compile(r"\X")
 _URL = re.compile(r"(https?://\S+)")
 
 
+# ASCII has no combining marks: there, a word is a plain regex match (much faster).
+_ASCII_WORDS = re.compile(r"\S+\s*|\s+")
+
+
 def _words(text: str) -> Iterator[str]:
     """Words with their trailing whitespace, built from whole grapheme clusters.
 
     Clusters, not characters: a space followed by a combining mark is one cluster, and a
     character-level split would cut it in two.
     """
+    if text.isascii():
+        yield from _ASCII_WORDS.findall(text)
+        return
     word, in_space = "", False
     for cluster in _GRAPHEMES.findall(text):
         space = cluster.isspace()

@@ -484,19 +484,20 @@ class _Builder:
         actions: list[Action] = []
         for option in options:
             action = option.action or ReplyAction(title=option.title, payload=option.payload or "")
-            title = self.label(action.title, buttons.label_max, "button label")
-            actions.append(action.model_copy(update={"title": title}))
+            actions.append(self.titled(action, buttons.label_max, "button label"))
         if header and buttons.header_max is None:
             text, header = f"{header}\n{text}", None
         if footer and buttons.footer_max is None:
             text, footer = f"{text}\n{footer}", None
         self.result.parts.append(
-            ButtonsContent(
+            ButtonsContent.model_construct(  # every piece is validated content already
+                type="buttons",
                 text=self.body(text, buttons.text_max),
                 actions=actions,
                 header=self.label(header, buttons.header_max or 0, "header") if header else None,
                 footer=self.label(footer, buttons.footer_max or 0, "footer") if footer else None,
                 media=media,
+                quick_replies=[],
             )
         )
 
@@ -563,10 +564,7 @@ class _Builder:
     def attach_quick_replies(self, actions: list[Action]) -> None:
         quick = self.profile.quick_replies
         assert quick is not None
-        labelled: list[Action] = [
-            a.model_copy(update={"title": self.label(a.title, quick.label_max, "quick reply")})
-            for a in actions
-        ]
+        labelled: list[Action] = [self.titled(a, quick.label_max, "quick reply") for a in actions]
         if not self.result.parts:
             self.result.parts.append(_text(CHOOSE))
         last = self.result.parts[-1]
@@ -602,7 +600,14 @@ class _Builder:
                     f"{len(items)} cards exceed {self.channel}'s {native.max_cards}",
                 )
             for group in groups:
-                self.result.parts.append(CarouselContent(items=[self.card(i) for i in group]))
+                self.result.parts.append(
+                    CarouselContent.model_construct(
+                        type="carousel",
+                        text=None,
+                        quick_replies=[],
+                        items=[self.card(i) for i in group],
+                    )
+                )
             return
         items = list(content.items)
         buttons = self.profile.buttons
@@ -613,7 +618,7 @@ class _Builder:
             for item in items:
                 options = self.options(list(item.actions))
                 body = "\n".join(p for p in (item.title, item.description, item.default_url) if p)
-                self.native_buttons(body, options, None, None, item.media)
+                self.offer("card", body, options, media=item.media)
             return
         self.note("carousel", "numbered_text", problem or f"{self.channel} has no carousel")
         self.numbered_carousel(content)
@@ -640,27 +645,38 @@ class _Builder:
         return None
 
     def card(self, item: CarouselItem) -> CarouselItem:
+        """The card within the carousel's lengths; the very same object when it fits already."""
         native = self.profile.carousel
         assert native is not None
-        return CarouselItem(
-            title=self.label(item.title, native.title_max, "card title"),
-            description=self.label(item.description, native.description_max, "card description")
+        title = self.label(item.title, native.title_max, "card title")
+        description = (
+            self.label(item.description, native.description_max, "card description")
             if item.description
-            else None,
-            media=item.media,
-            default_url=item.default_url,
-            actions=[
-                a.model_copy(update={"title": self.label(a.title, native.label_max, "card button")})
-                for a in item.actions
-            ],
+            else None
         )
+        actions = [self.titled(a, native.label_max, "card button") for a in item.actions]
+        changed = any(new is not old for new, old in zip(actions, item.actions, strict=True))
+        if title == item.title and description == item.description and not changed:
+            return item
+        return item.model_copy(
+            update={"title": title, "description": description, "actions": actions}
+        )
+
+    def titled(self, action: Action, limit: int, what: str) -> Action:
+        title = self.label(action.title, limit, what)
+        return action if title == action.title else action.model_copy(update={"title": title})
 
     def fits_card(self, item: CarouselItem) -> bool:
         buttons = self.profile.buttons
         assert buttons is not None
+        native = [a for a in item.actions if a.type in buttons.kinds]
+        # Other actions (a link where buttons take only replies) go as text in the card.
+        others_are_text = all(
+            a.type not in CHOICE_KINDS for a in item.actions if a.type not in buttons.kinds
+        )
         return (
-            0 < len(item.actions) <= buttons.max_actions
-            and {a.type for a in item.actions} <= buttons.kinds
+            0 < len(native) <= buttons.max_actions
+            and others_are_text
             and (item.media is None or buttons.media)
         )
 
