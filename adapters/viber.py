@@ -402,12 +402,17 @@ class ViberAdapter(Adapter):
             return request
 
         notes: list[str] = []
+        measured: set[int] = set()  # bodies known to fit even with the keyboard
+
+        def fits(body: dict[str, Any]) -> bool:
+            if rich.json_size(finish(body, board)) > rich.MAX_REQUEST_BYTES:
+                return False
+            measured.add(id(body))
+            return True
+
         if isinstance(content, CarouselContent):
             bodies = _texts(content.text or "")
-            cards, notes = rich.rich_media_bodies(
-                list(content.items),
-                lambda body: rich.json_size(finish(body, board)) <= rich.MAX_REQUEST_BYTES,
-            )
+            cards, notes = rich.rich_media_bodies(list(content.items), fits)
             bodies += cards
         else:
             bodies = _bodies(content)
@@ -417,6 +422,7 @@ class ViberAdapter(Adapter):
             [(b, board if i == len(bodies) - 1 else None) for i, b in enumerate(bodies)],
             finish,
             notes,
+            measured,
         )
         out = [ProviderRequest("POST", "/send_message", json=r) for r in requests]
         if notes and out:

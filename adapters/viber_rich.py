@@ -177,14 +177,17 @@ Finish = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 
 
 def fit(
-    bodies: list[tuple[dict[str, Any], dict[str, Any] | None]], finish: Finish, notes: list[str]
+    bodies: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    finish: Finish,
+    notes: list[str],
+    measured: set[int] | frozenset[int] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Every request within Viber's 30 KB: a text too long for its keyboard is split by bytes
     (the keyboard rides on the last part); anything else that cannot fit is refused."""
     requests: list[dict[str, Any]] = []
     for body, board in bodies:
         request = finish(body, board)
-        if json_size(request) <= MAX_REQUEST_BYTES:
+        if id(body) in measured or json_size(request) <= MAX_REQUEST_BYTES:
             requests.append(request)
             continue
         budget = MAX_REQUEST_BYTES - json_size(finish({**body, "text": ""}, board))

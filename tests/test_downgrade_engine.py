@@ -305,3 +305,19 @@ def test_payloads_longer_than_the_channel_carries_go_numbered() -> None:
     assert result.parts[0].type == "text"
     assert [c.payload for c in result.choices] == [long, "B"]
     assert "a payload is 1001 characters; rich carries at most 1000" in str(result.downgrades[0])
+
+
+def test_parts_built_without_validation_equal_validated_ones() -> None:
+    from gateway.downgrade.engine import built
+    from gateway.schema.content import ButtonsContent, ReplyAction
+
+    actions = [ReplyAction(title="Order", payload="P1")]
+    fast = built(
+        ButtonsContent, type="buttons", text="Pick", actions=actions, header=None, footer=None,
+        media=None, quick_replies=[],
+    )  # fmt: skip
+    slow = ButtonsContent(text="Pick", actions=actions)
+    assert fast == slow
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_copy(update={"text": "Other"}).text == "Other"
+    assert fast.model_fields_set == set(ButtonsContent.model_fields)

@@ -24,7 +24,9 @@ still carries the meaning, and the numbered text keeps the full title.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from gateway.downgrade.choices import Choice, numbered_line, reply_hint
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
@@ -47,12 +49,15 @@ from gateway.schema.content import (
     LocationRequestAction,
     Media,
     MediaContent,
+    PostbackAction,
     ReplyAction,
     TemplateContent,
     TextContent,
 )
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
+
+_M = TypeVar("_M", bound=BaseModel)
 
 ELLIPSIS = "…"
 # The body of choices offered with no text of their own (quick replies on an image, say).
@@ -219,7 +224,7 @@ class _Builder:
         options: list[_Option] = []
         for action in actions:
             if action.type in CHOICE_KINDS:
-                payload = getattr(action, "payload", None) or action.title
+                payload = _payload_of(action) or action.title
                 options.append(_Option(action.title, payload, action=action))
             else:
                 options.append(_Option(action.title, action=self.adapt(action, kinds)))
@@ -490,7 +495,8 @@ class _Builder:
         if footer and buttons.footer_max is None:
             text, footer = f"{text}\n{footer}", None
         self.result.parts.append(
-            ButtonsContent.model_construct(  # every piece is validated content already
+            built(  # every piece is validated content already
+                ButtonsContent,
                 type="buttons",
                 text=self.body(text, buttons.text_max),
                 actions=actions,
@@ -522,7 +528,7 @@ class _Builder:
             return
         quick = self.profile.quick_replies
         kinds = {a.type for a in actions}
-        payloads = [getattr(a, "payload", None) for a in actions]
+        payloads = [_payload_of(a) for a in actions]
         last = self.result.parts[-1] if self.result.parts else None
         shared = (
             len(last.actions)
@@ -601,7 +607,8 @@ class _Builder:
                 )
             for group in groups:
                 self.result.parts.append(
-                    CarouselContent.model_construct(
+                    built(
+                        CarouselContent,
                         type="carousel",
                         text=None,
                         quick_replies=[],
@@ -629,7 +636,7 @@ class _Builder:
             return f"{self.channel} has no carousel"
         if len(items) < native.min_cards:
             return f"{self.channel} carousels need at least {native.min_cards} cards"
-        problem = self.long_payload([getattr(a, "payload", None) for i in items for a in i.actions])
+        problem = self.long_payload([_payload_of(a) for i in items for a in i.actions])
         if problem:
             return problem
         for item in items:
@@ -710,18 +717,35 @@ class _Builder:
 
 
 # Parts built from content that was validated already: constructing them again without
-# validation keeps planning cheap (it runs for every send and every preview).
+# validation keeps planning cheap (it runs for every send and every preview). `built` is
+# `model_construct` given every field, without its per-field default handling (half the cost);
+# tests/test_downgrade_engine.py checks it equals a validated model.
+def built(cls: type[_M], **fields: Any) -> _M:
+    made = cls.__new__(cls)
+    object.__setattr__(made, "__dict__", {name: fields[name] for name in cls.model_fields})
+    object.__setattr__(made, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(made, "__pydantic_extra__", None)
+    object.__setattr__(made, "__pydantic_private__", None)
+    return made
+
+
 def _text(text: str) -> TextContent:
-    return TextContent.model_construct(type="text", text=text, quick_replies=[])
+    return built(TextContent, type="text", text=text, quick_replies=[])
 
 
 def _image(media: Media) -> ImageContent:
-    return ImageContent.model_construct(type="image", media=media, caption=None, quick_replies=[])
+    return built(ImageContent, type="image", media=media, caption=None, quick_replies=[])
 
 
 def _kind(option: _Option) -> str:
     return option.action.type if option.action else "reply"
 
 
+def _payload_of(action: Action) -> str | None:
+    # Not getattr(action, "payload", None): on a pydantic model a missing attribute raises
+    # inside __getattr__ first, which costs more than the whole rest of a card.
+    return action.payload if isinstance(action, ReplyAction | PostbackAction | BuyAction) else None
+
+
 def _payload(action: Any) -> str:
-    return str(getattr(action, "payload", None) or action.title)
+    return str(_payload_of(action) or action.title)
