@@ -1,8 +1,8 @@
 """Splitting long text for channels with a length limit.
 
 Chunks break after whitespace where possible, never inside a grapheme cluster (an emoji with
-its modifiers, a letter with its combining marks) and never inside a URL or word unless it
-alone exceeds the limit. `"".join(split_text(t, n)) == t` always holds.
+its modifiers, a letter with its combining marks) unless that one cluster is longer than the
+limit, and never inside a URL or word unless it alone exceeds the limit. `"".join(split_text(t, n)) == t` always holds.
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> li
             cluster_size = measure(cluster)
             if parts and size + cluster_size > limit:
                 flush()
+            if cluster_size > limit:
+                # A degenerate cluster (hundreds of combining marks) longer than a chunk:
+                # only here is a cluster cut, by code point, so no chunk exceeds the limit.
+                for char in cluster:
+                    char_size = measure(char)
+                    if parts and size + char_size > limit:
+                        flush()
+                    parts.append(char)
+                    size += char_size
+                continue
             parts.append(cluster)
             size += cluster_size
 

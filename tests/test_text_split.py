@@ -57,11 +57,16 @@ def test_split_rejoins_and_respects_graphemes_and_urls(text: str, limit: int) ->
     for chunk in chunks[:-1]:
         at += len(chunk)
         cut.append(at)
-    # Never inside a grapheme cluster.
-    assert set(cut) <= boundaries
-    # Within the limit, unless a single grapheme is itself longer than the limit.
-    for chunk in chunks:
-        assert len(chunk) <= limit or len(graphemes(chunk)) == 1
+    # Never inside a grapheme cluster, unless that cluster alone is longer than the limit.
+    oversized = set()
+    at = 0
+    for cluster in graphemes(text):
+        if len(cluster) > limit:
+            oversized |= set(range(at + 1, at + len(cluster)))
+        at += len(cluster)
+    assert set(cut) <= boundaries | oversized
+    # Always within the limit.
+    assert all(len(chunk) <= limit for chunk in chunks)
     # Never inside a URL that would fit in one chunk.
     for match in URL.finditer(text):
         if len(match.group()) <= limit:
@@ -88,3 +93,11 @@ def test_split_custom_measure_counts_utf16_units() -> None:
 
     chunks = split_text("😀" * 10, 4, measure=utf16)
     assert chunks == ["😀😀"] * 5
+
+
+def test_a_cluster_longer_than_the_limit_is_cut_rather_than_sent_too_long() -> None:
+    # Skin-tone modifiers after one another form a single (degenerate) grapheme cluster.
+    text = "🏻" * 200
+    chunks = split_text(text, 160)
+    assert "".join(chunks) == text
+    assert [len(c) for c in chunks] == [160, 40]
