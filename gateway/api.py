@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -33,6 +33,8 @@ from gateway.store import IdempotencyConflict, NewMessage, Store
 
 log = get_logger("gateway.api")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 API_KEY_NAME = web.RequestKey("api_key_name", str)
 
 
@@ -53,18 +55,24 @@ class Api:
         self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
         self.on_queued = on_queued
 
-    @web.middleware
-    async def authenticate(
-        self, request: web.Request, handler: Callable[[web.Request], object]
-    ) -> web.StreamResponse:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return error(401, "unauthorized", "Authorization: Bearer <api key> is required")
-        name = self._key_name(token.encode())
-        if name is None:
-            return error(401, "unauthorized", "unknown API key")
-        request[API_KEY_NAME] = name
-        return await handler(request)  # type: ignore[no-any-return, misc]
+    def authenticated(self, handler: Handler) -> Handler:
+        """`handler` behind the bearer-key check.
+
+        A wrapper rather than a middleware: any middleware in the application tree puts every
+        request, webhooks included, through aiohttp's middleware chain.
+        """
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                return error(401, "unauthorized", "Authorization: Bearer <api key> is required")
+            name = self._key_name(token.encode())
+            if name is None:
+                return error(401, "unauthorized", "unknown API key")
+            request[API_KEY_NAME] = name
+            return await handler(request)
+
+        return guarded
 
     def _key_name(self, token: bytes) -> str | None:
         found = None
