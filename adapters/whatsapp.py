@@ -286,18 +286,26 @@ class WhatsAppAdapter(Adapter):
         return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        return self._events(_load(body))
+        return self._events(_load(body), None)
 
-    def _events(self, payload: dict[str, Any]) -> list[ParsedEvent]:
+    def parse_received(self, body: bytes, received_at: datetime) -> list[ParsedEvent]:
+        # Changes without a time of their own (value-level errors with no entry time) are
+        # stamped with the request's arrival instead of the epoch.
+        return self._events(_load(body), received_at)
+
+    def _events(self, payload: dict[str, Any], received_at: datetime | None) -> list[ParsedEvent]:
         if payload.get("object") != "whatsapp_business_account":
             raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
         events: list[ParsedEvent] = []
         for entry in _list(payload.get("entry"), "entry"):
             for change in _list(entry.get("changes"), "entry[].changes"):
-                events += self._change(entry, change)
+                events += self._change(entry, change, received_at)
         return events
 
-    def _change(self, entry: dict[str, Any], change: dict[str, Any]) -> list[ParsedEvent]:
+    def _change(
+        self, entry: dict[str, Any], change: dict[str, Any], received_at: datetime | None
+    ) -> list[ParsedEvent]:
+        when = _entry_time(entry, received_at)
         value = change.get("value") or {}
         field = change.get("field")
         if field != "messages":
@@ -305,7 +313,7 @@ class WhatsAppAdapter(Adapter):
             draft = EventDraft(
                 type="system",
                 channel=self._channel(None),
-                timestamp=datetime.fromtimestamp(int(entry.get("time", 0) or 0), UTC),
+                timestamp=when,
                 system=System(kind=str(field)),
                 channel_data={"field": field, "value": value},
             )
@@ -327,7 +335,7 @@ class WhatsAppAdapter(Adapter):
             draft = EventDraft(
                 type="system",
                 channel=channel,
-                timestamp=datetime.fromtimestamp(int(entry.get("time", 0) or 0), UTC),
+                timestamp=when,
                 recipient=business,
                 system=System(kind="error", text=error.get("title") or error.get("message")),
                 channel_data={"errors": [error]},
@@ -639,6 +647,17 @@ def _message_key(item: dict[str, Any]) -> str:
 def _status_key(item: dict[str, Any]) -> str:
     # One status per state: "delivered" and "read" of the same message are different events.
     return f"status:{item.get('id')}:{item.get('status')}"
+
+
+def _entry_time(entry: dict[str, Any], received_at: datetime | None) -> datetime:
+    """The entry's own time; else when the request arrived; the epoch only if neither is known."""
+    value = entry.get("time")
+    if value:
+        try:
+            return datetime.fromtimestamp(int(value), UTC)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return received_at or datetime.fromtimestamp(0, UTC)
 
 
 def _change_key(prefix: str, entry: dict[str, Any], item: Any) -> str:

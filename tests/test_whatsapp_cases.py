@@ -127,3 +127,12 @@ def test_handshake(query: dict[str, str], status: int) -> None:
     assert reply.status == status
     if status == 200:
         assert reply.body == "1158201444"  # the bare challenge, echoed
+
+
+def test_changes_without_a_time_take_the_arrival_time() -> None:
+    from datetime import UTC, datetime
+
+    arrived = datetime(2025, 6, 8, 21, 0, tzinfo=UTC)
+    raw = (FIXTURES / "value_errors.json").read_bytes()
+    [event] = make_adapter().parse_received(raw, arrived)
+    assert event.draft.type == "system" and event.draft.timestamp == arrived
