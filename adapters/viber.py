@@ -225,6 +225,14 @@ class ViberAdapter(Adapter):
     capabilities = CAPABILITIES
     config: ViberConfig
 
+    @property
+    def _postback_key(self) -> bytes:
+        """The key that tags choice buttons (viber_rich), derived from the auth token so it
+        differs from the webhook signature key; empty when rendering without credentials."""
+        token = getattr(self.config, "auth_token", None)
+        secret = token.get_secret_value().encode() if token is not None else b""
+        return hmac.new(secret, b"gateway:viber-postback", hashlib.sha256).digest()
+
     # --- inbound -------------------------------------------------------------------
     def verify(self, request: InboundRequest) -> bool:
         provided = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
@@ -287,7 +295,11 @@ class ViberAdapter(Adapter):
             "recipient": self._bot(),
         }
         payload_text = message.get("text") if kind == "text" else None
-        tapped = rich.parse_postback(payload_text) if isinstance(payload_text, str) else None
+        tapped = (
+            rich.parse_postback(payload_text, self._postback_key)
+            if isinstance(payload_text, str)
+            else None
+        )
         if tapped is not None:
             # A keyboard or rich media choice button (see viber_rich): Viber sends its
             # ActionBody as the user's text, and the label is not part of it.
@@ -385,7 +397,7 @@ class ViberAdapter(Adapter):
             "tracking_data": context.message_id,
         }
         try:
-            board = rich.keyboard_for(content)
+            board = rich.keyboard_for(content, self._postback_key)
         except rich.UnsupportedAction as exc:
             raise SendError(
                 "permanent", "unsupported_action", f"Viber has no button for a {exc} action"
@@ -412,7 +424,7 @@ class ViberAdapter(Adapter):
 
         if isinstance(content, CarouselContent):
             bodies = _texts(content.text or "")
-            cards, notes = rich.rich_media_bodies(list(content.items), fits)
+            cards, notes = rich.rich_media_bodies(list(content.items), fits, self._postback_key)
             bodies += cards
         else:
             bodies = _bodies(content)

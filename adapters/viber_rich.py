@@ -12,12 +12,12 @@ one row per action), swiped sideways.
 How a tap comes back: a "reply" button makes the user's app send its ActionBody to the bot
 as an ordinary text message (keyboards page, "ActionType ... reply - will send a reply to
 the bot"). A payload alone could not be told from typed text, so every choice button's
-ActionBody is `POSTBACK_MARKER + payload`, and the adapter parses a text message starting
-with the marker as a `postback` carrying the payload (title: None, Viber does not send the
-button's label). Choice and URL buttons are `Silent`, so the marker (or the URL an open-url
-button also reports) is not shown to the user as a message they wrote. A person typing the
-exact marker by hand is vanishingly unlikely, and would only produce a postback with what
-they typed.
+ActionBody is `POSTBACK_MARKER + tag + ":" + payload`, and the adapter parses a text message
+starting with the marker as a `postback` carrying the payload (title: None, Viber does not
+send the button's label). The tag is an HMAC of the payload under the account's auth token:
+a user who types a marked text by hand cannot forge a postback for a payload we never offered
+(such a text stays an ordinary message). Choice and URL buttons are `Silent`, so the marker
+(or the URL an open-url button also reports) is not shown to the user as a message they wrote.
 
 Every request stays within Viber's 30 KB (`fit`): a text too long to carry its keyboard is
 split by bytes, with the keyboard on the last part; a carousel is spread over more messages.
@@ -26,6 +26,8 @@ Pure functions of the content; nothing here knows about the account or the recip
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +49,7 @@ from gateway.text import split_text
 
 # The reserved prefix of every choice button's ActionBody (see the module docstring).
 POSTBACK_MARKER = "gw:postback:"
+TAG_LENGTH = 12  # hex digits of the HMAC: 48 bits, beyond guessing by hand
 
 # "Maximum total JSON size of the request is 30kb" (send-message page); counted as 30,000
 # bytes of the compact UTF-8 JSON the transport sends, to stay clear of either reading.
@@ -117,17 +120,31 @@ def label(text: str) -> str:
     return text.translate(_HTML) if ("&" in text or "<" in text or ">" in text) else text
 
 
-def parse_postback(text: str) -> str | None:
+def postback_tag(payload: str, key: bytes) -> str:
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:TAG_LENGTH]
+
+
+def postback_body(payload: str, key: bytes) -> str:
+    """The ActionBody of a choice button: the marker, the payload's tag, the payload."""
+    return f"{POSTBACK_MARKER}{postback_tag(payload, key)}:{payload}"
+
+
+def parse_postback(text: str, key: bytes) -> str | None:
     """The payload of a tapped choice button, or None for text the user typed."""
-    if text.startswith(POSTBACK_MARKER) and len(text) > len(POSTBACK_MARKER):
-        return text[len(POSTBACK_MARKER) :]
-    return None
+    if not text.startswith(POSTBACK_MARKER):
+        return None
+    tag, separator, payload = text[len(POSTBACK_MARKER) :].partition(":")
+    if not separator or not payload or len(tag) != TAG_LENGTH:
+        return None
+    if not hmac.compare_digest(tag.encode(), postback_tag(payload, key).encode()):
+        return None
+    return payload
 
 
 # --- keyboards ---------------------------------------------------------------------------
 
 
-def keyboard(actions: list[Action]) -> dict[str, Any]:
+def keyboard(actions: list[Action], key: bytes) -> dict[str, Any]:
     """A keyboard with one button per action, in order, each row filled edge to edge."""
     buttons: list[dict[str, Any]] = []
     start = 0
@@ -143,15 +160,17 @@ def keyboard(actions: list[Action]) -> dict[str, Any]:
         )
         for action in actions[start : start + per_row]:
             columns = GRID_COLUMNS // per_row
-            buttons.append({"Columns": columns, "Rows": 1, **_action(action, in_keyboard=True)})
+            buttons.append(
+                {"Columns": columns, "Rows": 1, **_action(action, key, in_keyboard=True)}
+            )
         start += per_row
     return {"Type": "keyboard", "Buttons": buttons}
 
 
-def _action(action: Action, *, in_keyboard: bool) -> dict[str, Any]:
+def _action(action: Action, key: bytes, *, in_keyboard: bool) -> dict[str, Any]:
     text = label(action.title)
     if isinstance(action, ReplyAction | PostbackAction):
-        body = POSTBACK_MARKER + action.payload
+        body = postback_body(action.payload, key)
         return {"ActionType": "reply", "ActionBody": body, "Text": text, "Silent": True}
     if isinstance(action, LinkAction):
         return {"ActionType": "open-url", "ActionBody": action.url, "Text": text, "Silent": True}
@@ -166,11 +185,11 @@ class UnsupportedAction(ValueError):
     """An action Viber has no button for (the profile never lets one reach `render`)."""
 
 
-def keyboard_for(content: AnyContent) -> dict[str, Any] | None:
+def keyboard_for(content: AnyContent, key: bytes) -> dict[str, Any] | None:
     """The one keyboard a part carries: its buttons, then its quick replies."""
     actions = list(content.actions) if isinstance(content, ButtonsContent) else []
     actions += content.quick_replies
-    return keyboard(actions) if actions else None
+    return keyboard(actions, key) if actions else None
 
 
 Finish = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
@@ -217,13 +236,13 @@ def api_level(keyboard: dict[str, Any] | None) -> int:
 
 
 def rich_media_bodies(
-    items: list[CarouselItem], fits: Callable[[dict[str, Any]], bool]
+    items: list[CarouselItem], fits: Callable[[dict[str, Any]], bool], key: bytes
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`rich_media` message bodies for the cards (≤ MAX_CARDS each, each body `fits`), and
     notes on anything changed on the way (a text shortened, an image without a URL)."""
     notes: list[str] = []
     rows = group_rows(items)
-    cards = [_card(item, rows, notes) for item in items]
+    cards = [_card(item, rows, notes, key) for item in items]
     bodies: list[dict[str, Any]] = []
     start = 0
     while start < len(cards):
@@ -266,7 +285,7 @@ def _rich_body(
     }
 
 
-def _card(item: CarouselItem, rows: int, notes: list[str]) -> list[dict[str, Any]]:
+def _card(item: CarouselItem, rows: int, notes: list[str], key: bytes) -> list[dict[str, Any]]:
     """One card's buttons, filling exactly `rows` rows of the 6-column block."""
     opens: dict[str, Any] = (
         {"ActionType": "open-url", "ActionBody": item.default_url, "Silent": True}
@@ -292,7 +311,9 @@ def _card(item: CarouselItem, rows: int, notes: list[str]) -> list[dict[str, Any
         }
     )
     for action in item.actions:
-        buttons.append({"Columns": GRID_COLUMNS, "Rows": 1, **_action(action, in_keyboard=False)})
+        buttons.append(
+            {"Columns": GRID_COLUMNS, "Rows": 1, **_action(action, key, in_keyboard=False)}
+        )
     return buttons
 
 

@@ -117,18 +117,24 @@ def test_min_api_version_is_the_configured_one_raised_to_what_the_message_needs(
     assert (request.json or {})["min_api_version"] == expected
 
 
+KEY = b"k" * 32
+
+
 @pytest.mark.parametrize(
     ("text", "payload"),
     [
-        ("gw:postback:ORDER_FUNGHI", "ORDER_FUNGHI"),
-        ("gw:postback:gw:postback:x", "gw:postback:x"),
+        (rich.postback_body("ORDER_FUNGHI", KEY), "ORDER_FUNGHI"),
+        (rich.postback_body("a:b", KEY), "a:b"),  # colons in a payload survive
+        (rich.postback_body("ORDER_FUNGHI", b"another account"), None),  # not our tag
+        ("gw:postback:ORDER_FUNGHI", None),  # typed by hand, no tag
+        ("gw:postback:0123456789ab:REFUND", None),  # a guessed tag
         ("gw:postback:", None),
         ("GW:POSTBACK:x", None),
         ("ORDER_FUNGHI", None),
     ],
 )
 def test_parse_postback(text: str, payload: str | None) -> None:
-    assert rich.parse_postback(text) == payload
+    assert rich.parse_postback(text, KEY) == payload
 
 
 def test_profile_limits_fit_the_30_kb_with_full_keyboards() -> None:
@@ -138,7 +144,8 @@ def test_profile_limits_fit_the_30_kb_with_full_keyboards() -> None:
     board = rich.keyboard(
         CONTENT_ADAPTER.validate_python(
             {"type": "text", "text": "x", "quick_replies": longest}
-        ).quick_replies
+        ).quick_replies,
+        b"k" * 32,
     )
     assert rich.json_size(board) < rich.MAX_REQUEST_BYTES - 1000
 
