@@ -24,7 +24,9 @@ from typing import Any
 
 import regex
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, web
+
+from gateway.simulator.server import SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -396,7 +398,7 @@ def validate_messages(messages: Any) -> None:
         raise Invalid(f"The request body has {len(details)} error(s)", details)
 
 
-class LineSimulator:
+class LineSimulator(SimulatorServer):
     """One LINE Official Account on a fake api.line.me, posting signed webhooks like LINE."""
 
     def __init__(
@@ -410,6 +412,7 @@ class LineSimulator:
         webhook_attempts: int = 1,
         retry_backoff: float = 0.05,
     ) -> None:
+        super().__init__()
         self.channel_secret, self.channel_access_token = channel_secret, channel_access_token
         self.bot_user_id = bot_user_id
         self.webhook_url = webhook_url
@@ -424,35 +427,19 @@ class LineSimulator:
         self._tokens: dict[str, _Token] = {}
         self._retry_keys: dict[str, Sent] = {}
         self._failures: list[_Failure] = []
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._url = ""
 
     @property
     def base_url(self) -> str:
         """What a channel's `api_base_url` should be."""
         return self._url
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/bot/message/reply", self._reply)
         app.router.add_post("/v2/bot/message/push", self._push)
         app.router.add_put("/v2/bot/channel/webhook/endpoint", self._set_endpoint)
         app.router.add_get("/v2/bot/channel/webhook/endpoint", self._get_endpoint)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        self._url = f"http://{bound[0]}:{bound[1]}"
-        self._session = ClientSession(timeout=ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
 
     def fail_next(
         self,

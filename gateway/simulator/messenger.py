@@ -13,13 +13,13 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, web
 
+from gateway.simulator.server import SimulatorServer
 from gateway.simulator.whatsapp import RecordedRequest, encode_webhook, sign
 
 log = structlog.get_logger(__name__)
@@ -244,7 +244,7 @@ def _template(payload: dict[str, Any]) -> None:
         )
 
 
-class MessengerSimulator:
+class MessengerSimulator(SimulatorServer):
     """One Facebook Page on a fake graph.facebook.com, posting webhooks like Meta."""
 
     def __init__(
@@ -262,6 +262,7 @@ class MessengerSimulator:
         webhook_attempts: int = 4,
         retry_backoff: float = 0.05,
     ) -> None:
+        super().__init__()
         self.page_id, self.page_access_token, self.app_secret = (
             page_id,
             page_access_token,
@@ -280,42 +281,17 @@ class MessengerSimulator:
         self.failed_webhooks: list[dict[str, Any]] = []
         self.last_inbound: dict[str, float] = {}  # PSID -> epoch seconds of their last message
         self._failures: list[_Failure] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._url = ""
 
     @property
     def base_url(self) -> str:
         """What a channel's `api_base_url` should be, e.g. http://127.0.0.1:PORT/v21.0."""
         return f"{self._url}/{GRAPH_VERSION}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
         app.router.add_post("/_sim/tap", self._tap)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        self._url = f"http://{bound[0]}:{bound[1]}"
-        self._session = ClientSession(timeout=ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def drain(self) -> None:
-        """Wait until every queued receipt webhook has been delivered or given up."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def fail_next(
         self,
@@ -541,11 +517,6 @@ class MessengerSimulator:
                 await asyncio.sleep(self.retry_backoff * 2**attempt)
         log.warning("simulator.webhook_dropped", url=self.webhook_url)
         self.failed_webhooks.append(payload)
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:

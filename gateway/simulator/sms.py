@@ -18,7 +18,7 @@ import base64
 import hmac
 import re
 import secrets
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -26,11 +26,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, web
 from twilio.request_validator import RequestValidator
 
 from adapters.sms import HELP, OPT_IN, OPT_OUT
 from adapters.sms_segments import segments
+from gateway.simulator.server import SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +119,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class TwilioSimulator:
+class TwilioSimulator(SimulatorServer):
     """One Twilio account with one number (optionally in a Messaging Service)."""
 
     def __init__(
@@ -134,6 +135,7 @@ class TwilioSimulator:
         status_delay: float = 0.05,
         advanced_opt_out: bool = False,
     ) -> None:
+        super().__init__()
         self.account_sid, self.auth_token = account_sid, auth_token
         self.phone_number, self.messaging_service_sid = phone_number, messaging_service_sid
         self.webhook_url, self.public_url = webhook_url, public_url
@@ -147,45 +149,20 @@ class TwilioSimulator:
         self.opted_out: set[str] = set()
         self._failures: list[_Failure] = []
         self._outcomes: list[_Outcome] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     @property
     def base_url(self) -> str:
         """What a channel's `api_base_url` should be (in place of https://api.twilio.com)."""
-        return self.url
+        return self._url
 
     @property
     def messages_path(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._send)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        self.url = f"http://{bound[0]}:{bound[1]}"
-        self._session = ClientSession(timeout=ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def drain(self) -> None:
-        """Wait until every scheduled status callback has been posted."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def fail_next(
         self,
@@ -440,11 +417,6 @@ class TwilioSimulator:
         if outcome.left <= 0:
             self._outcomes.pop(0)
         return outcome
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:

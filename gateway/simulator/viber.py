@@ -25,12 +25,13 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, web
+
+from gateway.simulator.server import SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -328,7 +329,7 @@ def _fits(value: Any, rule: str, limit: int) -> bool:
     return isinstance(value, dict) and bool(value)
 
 
-class ViberSimulator:
+class ViberSimulator(SimulatorServer):
     """One bot on a fake chatapi.viber.com, posting signed callbacks like Viber."""
 
     def __init__(
@@ -342,6 +343,7 @@ class ViberSimulator:
         retry_backoff: float = 0.05,
         chat_hostname: str = "SN-CHAT-05_",
     ) -> None:
+        super().__init__()
         self.auth_token = auth_token
         self.auto_statuses, self.status_delay = auto_statuses, status_delay
         self.webhook_attempts, self.retry_backoff = webhook_attempts, retry_backoff
@@ -353,10 +355,6 @@ class ViberSimulator:
         self.webhooks: list[dict[str, Any]] = []  # callbacks the gateway answered with 200
         self.failed_webhooks: list[dict[str, Any]] = []  # callbacks given up on after retries
         self._failures: list[_Failure] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._url = ""
 
     @property
     def webhook_url(self) -> str | None:
@@ -375,32 +373,11 @@ class ViberSimulator:
         """What a channel's `api_base_url` should be, e.g. http://127.0.0.1:PORT/pa."""
         return f"{self._url}/pa"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/pa/send_message", self._send)
         app.router.add_post("/pa/set_webhook", self._set_webhook)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        self._url = f"http://{bound[0]}:{bound[1]}"
-        self._session = ClientSession(timeout=ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def drain(self) -> None:
-        """Wait until every queued callback has been delivered or given up."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def add_user(self, user_id: str, **profile: Any) -> ViberUser:
         """Someone Viber knows as a subscriber of this bot (without posting any callback)."""
@@ -612,11 +589,6 @@ class ViberSimulator:
             if state == "failed":
                 fields["desc"] = "failure description"
             await self._deliver(self._envelope(state, **fields))
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:

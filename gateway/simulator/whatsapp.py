@@ -14,12 +14,13 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, web
+
+from gateway.simulator.server import SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -303,7 +304,7 @@ def _validate_header(header: Any, allowed: frozenset[str]) -> None:
     )
 
 
-class WhatsAppSimulator:
+class WhatsAppSimulator(SimulatorServer):
     """One business phone number on a fake graph.facebook.com, posting webhooks like Meta."""
 
     def __init__(
@@ -320,6 +321,7 @@ class WhatsAppSimulator:
         webhook_attempts: int = 4,
         retry_backoff: float = 0.05,
     ) -> None:
+        super().__init__()
         self.phone_number_id, self.display_phone_number = phone_number_id, display_phone_number
         self.access_token, self.app_secret, self.waba_id = access_token, app_secret, waba_id
         self.webhook_url, self.auto_statuses = webhook_url, auto_statuses
@@ -330,42 +332,16 @@ class WhatsAppSimulator:
         self.webhooks: list[dict[str, Any]] = []  # payloads the gateway acknowledged with 2xx
         self.failed_webhooks: list[dict[str, Any]] = []  # payloads given up on after retries
         self._failures: list[_Failure] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._url = ""
 
     @property
     def base_url(self) -> str:
         """What a channel's `api_base_url` should be, e.g. http://127.0.0.1:PORT/v21.0."""
         return f"{self._url}/{GRAPH_VERSION}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone_number_id}/messages", self._send)
         app.router.add_get("/_sim/sent", self._list_sent)
         app.router.add_post("/_sim/inbound", self._inbound)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self._url = f"http://{bound[0]}:{bound[1]}"
-        self._session = ClientSession(timeout=ClientTimeout(total=10))
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def drain(self) -> None:
-        """Wait until every queued status webhook has been delivered or given up."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def fail_next(
         self,
@@ -613,11 +589,6 @@ class WhatsAppSimulator:
                     }
                 ]
             await self._deliver(self.webhook_payload(statuses=[status]))
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:
