@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import builtins
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,6 +155,39 @@ class SendError(Exception):
 
 class PayloadError(ValueError):
     """A webhook body the adapter cannot read (it stays in the inbox, marked failed)."""
+
+
+# --- helpers several adapters share -----------------------------------------------------
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A webhook body that must be a JSON object; PayloadError otherwise."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("webhook body is not a JSON object")
+    return payload
+
+
+def request_key(keys: list[str], body: bytes) -> str:
+    """One request's dedupe key from its events' keys: the key itself when there is one event,
+    else a hash of them all (order-free, so a re-serialised redelivery keeps it)."""
+    if len(keys) == 1:
+        return keys[0]
+    return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After header (any case); None when absent or not a number."""
+    value = headers.get("Retry-After")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 class Adapter(abc.ABC):

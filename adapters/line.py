@@ -50,6 +50,9 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    json_object,
+    request_key,
+    retry_after_seconds,
 )
 from adapters.line_rich import utf16_len
 from gateway.downgrade.profile import (
@@ -225,17 +228,15 @@ class LineAdapter(Adapter):
         return hmac.compare_digest(provided.encode(), expected.encode())
 
     def dedupe_key(self, body: bytes) -> str:
-        events = _events(_load(body))
+        events = _events(json_object(body))
         if not events:
             # The console's "Verify" button and LINE's connectivity checks: `events: []`.
             return "verify:" + hashlib.sha256(body).hexdigest()
         keys = [_event_key(e) for e in events]
-        if len(keys) == 1:
-            return keys[0]
-        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+        return request_key(keys, body)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        payload = _load(body)
+        payload = json_object(body)
         bot = Party(id=str(payload.get("destination") or ""))
         return [ParsedEvent(self._event(e, bot), _event_key(e)) for e in _events(payload)]
 
@@ -533,9 +534,9 @@ class LineAdapter(Adapter):
         if status == 429:
             if "monthly limit" in message.lower():
                 raise SendError("permanent", "monthly_limit", text)
-            raise SendError("retry", "429", text, retry_after=_retry_after(headers))
+            raise SendError("retry", "429", text, retry_after=retry_after_seconds(headers))
         if status >= 500:
-            raise SendError("retry", str(status), text, retry_after=_retry_after(headers))
+            raise SendError("retry", str(status), text, retry_after=retry_after_seconds(headers))
         raise SendError("permanent", str(status), text)
 
     def secrets(self) -> list[str]:
@@ -602,14 +603,6 @@ def _describe(message: str, details: list[str]) -> str:
     return f"{message} ({'; '.join(details)})" if details else message
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = _header(headers, "Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
 def _timestamp(value: Any) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(f"bad timestamp {value!r}")
@@ -623,16 +616,6 @@ def _event_key(event: dict[str, Any]) -> str:
     # Old payloads without webhookEventId: the event's content identifies it.
     data = json.dumps(event, sort_keys=True, ensure_ascii=False)
     return "evt-sha256:" + hashlib.sha256(data.encode()).hexdigest()
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise PayloadError("webhook body is not a JSON object")
-    return payload
 
 
 def _events(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,6 +28,9 @@ from adapters.base import (
     Reply,
     SendContext,
     SendError,
+    json_object,
+    request_key,
+    retry_after_seconds,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
 from gateway.downgrade.profile import (
@@ -265,9 +268,7 @@ class MessengerAdapter(Adapter):
 
     def dedupe_key(self, body: bytes) -> str:
         keys = [key for _entry, item, _standby in _items(_load(body)) for key in item_keys(item)]
-        if len(keys) == 1:
-            return keys[0]
-        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
+        return request_key(keys, body)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         events: list[ParsedEvent] = []
@@ -501,7 +502,7 @@ class MessengerAdapter(Adapter):
         subcode = error.get("error_subcode") if isinstance(error, dict) else None
         subcode = subcode if isinstance(subcode, int) else None
         label = f"{code}/{subcode}" if code and subcode else str(code or status)
-        retry_after = _retry_after(headers)
+        retry_after = retry_after_seconds(headers)
         category = error_category(code, subcode) if code else "permanent"
         if status == 429 or status >= 500:
             category = "retry"
@@ -549,14 +550,6 @@ def messaging_fields(context: SendContext) -> dict[str, str]:
     return {"messaging_type": "MESSAGE_TAG", "tag": tag}
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
 def _party(value: Any) -> Party | None:
     if isinstance(value, dict) and value.get("id") is not None:
         return Party(id=str(value["id"]))
@@ -585,12 +578,7 @@ def _object(value: Any, name: str) -> dict[str, Any]:
 
 
 def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise PayloadError("webhook body is not a JSON object")
+    payload = json_object(body)
     if payload.get("object") != "page":
         raise PayloadError(f"not a Messenger webhook (object={payload.get('object')!r})")
     return payload

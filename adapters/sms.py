@@ -35,6 +35,7 @@ from adapters.base import (
     SendContext,
     Sender,
     SendError,
+    retry_after_seconds,
 )
 from adapters.sms_segments import segments
 from gateway.downgrade.profile import Profile
@@ -205,14 +206,6 @@ def send_error(
         retry_after=retry_after,
         unsubscribed=code == UNSUBSCRIBED,
     )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def request_key(params: FormParams) -> str:
@@ -547,7 +540,7 @@ class SmsAdapter(Adapter):
             status,
             code if isinstance(code, int) else None,
             str(payload.get("message") or ""),
-            retry_after(headers),
+            retry_after_seconds(headers),
         )
 
     def secrets(self) -> list[str]:

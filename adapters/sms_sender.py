@@ -22,8 +22,8 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from adapters.base import ProviderRequest, SendError
-from adapters.sms import SmsConfig, retry_after, send_error
+from adapters.base import ProviderRequest, SendError, retry_after_seconds
+from adapters.sms import SmsConfig, send_error
 
 # Longer than Twilio's own API timeouts: a send that takes this long is retried.
 SEND_TIMEOUT_SECONDS = 15.0
@@ -46,7 +46,7 @@ _last_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
 
 def _retry_after() -> float | None:
     headers = _last_headers.get()
-    return retry_after(headers) if headers is not None else None
+    return retry_after_seconds(headers) if headers is not None else None
 
 
 class _HttpClient:

@@ -50,6 +50,8 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    json_object,
+    retry_after_seconds,
 )
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -444,7 +446,10 @@ class ViberAdapter(Adapter):
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         if status == 429 or status >= 500:
             raise SendError(
-                "retry", str(status), f"HTTP {status} from Viber", retry_after=_retry_after(headers)
+                "retry",
+                str(status),
+                f"HTTP {status} from Viber",
+                retry_after=retry_after_seconds(headers),
             )
         if not 200 <= status < 300:
             raise SendError("permanent", str(status), f"HTTP {status} from Viber")
@@ -462,7 +467,7 @@ class ViberAdapter(Adapter):
             error_category(code),
             str(code),
             title,
-            retry_after=_retry_after(headers),
+            retry_after=retry_after_seconds(headers),
             unsubscribed=code in UNSUBSCRIBED_STATUSES,
         )
 
@@ -594,12 +599,7 @@ def _key(payload: dict[str, Any]) -> str:
 
 
 def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise PayloadError("webhook body is not a JSON object")
+    payload = json_object(body)
     if not isinstance(payload.get("event"), str) or not payload["event"]:
         raise PayloadError("not a Viber callback (no event)")
     return payload
@@ -700,14 +700,6 @@ def _answer(body: bytes) -> dict[str, Any]:
     except ValueError:
         payload = {}
     return payload if isinstance(payload, dict) else {}
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 ADAPTER = ViberAdapter

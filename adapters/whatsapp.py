@@ -26,6 +26,9 @@ from adapters.base import (
     Reply,
     SendContext,
     SendError,
+    json_object,
+    request_key,
+    retry_after_seconds,
 )
 from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
 from gateway.downgrade.profile import CHOICE_KINDS, ButtonsProfile, ListProfile, Profile
@@ -262,7 +265,7 @@ class WhatsAppAdapter(Adapter):
 
     def dedupe_key(self, body: bytes) -> str:
         # On the hot path: read only the ids, with the same key rules as `parse`.
-        payload = _load(body)
+        payload = json_object(body)
         if payload.get("object") != "whatsapp_business_account":
             raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
         keys = []
@@ -281,17 +284,15 @@ class WhatsAppAdapter(Adapter):
                     _change_key("error", entry, [phone_number_id, e])
                     for e in value.get("errors") or []
                 ]
-        if len(keys) == 1:
-            return keys[0]
-        return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
+        return request_key(keys, body)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        return self._events(_load(body), None)
+        return self._events(json_object(body), None)
 
     def parse_received(self, body: bytes, received_at: datetime) -> list[ParsedEvent]:
         # Changes without a time of their own (value-level errors with no entry time) are
         # stamped with the request's arrival instead of the epoch.
-        return self._events(_load(body), received_at)
+        return self._events(json_object(body), received_at)
 
     def _events(self, payload: dict[str, Any], received_at: datetime | None) -> list[ParsedEvent]:
         if payload.get("object") != "whatsapp_business_account":
@@ -602,7 +603,7 @@ class WhatsAppAdapter(Adapter):
                 return str(messages[0]["id"])
             raise SendError("retry", str(status), "accepted without a message id")
         code, title, details = graph_error(payload)
-        retry_after = _retry_after(headers)
+        retry_after = retry_after_seconds(headers)
         if status == 429 or status >= 500:
             return _raise(SendError("retry", str(code or status), title, retry_after=retry_after))
         text = f"{title}: {details}" if details else title
@@ -630,14 +631,6 @@ def window_open(context: SendContext) -> bool:
 
 def _raise(error: SendError) -> str:
     raise error
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _message_key(item: dict[str, Any]) -> str:
@@ -675,16 +668,6 @@ def _plus(number: Any) -> str | None:
         return None
     text = str(number)
     return text if text.startswith("+") else "+" + text
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise PayloadError("webhook body is not a JSON object")
-    return payload
 
 
 def _list(value: Any, name: str) -> list[dict[str, Any]]:
