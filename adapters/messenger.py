@@ -18,21 +18,21 @@ from pydantic import SecretStr
 
 from adapters import messenger_rich as rich
 from adapters.base import (
-    Adapter,
-    ChannelConfig,
     ErrorCategory,
-    InboundRequest,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
-    Reply,
     SendContext,
     SendError,
     json_object,
     request_key,
     retry_after_seconds,
 )
-from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
+from adapters.meta import (
+    GraphAdapter,
+    GraphConfig,
+    graph_error,
+)
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -139,7 +139,7 @@ RETRY_GENERIC = frozenset({1})  # "API Unknown": possibly temporary downtime
 _ENVELOPE = frozenset({"sender", "recipient", "timestamp"})
 
 
-class MessengerConfig(ChannelConfig):
+class MessengerConfig(GraphConfig):
     type: Literal["messenger"]
     api_base_url: str = "https://graph.facebook.com/v21.0"
     # 300 calls/s per Page for text but 10/s for audio and video, and more than 40 msg/s
@@ -147,8 +147,6 @@ class MessengerConfig(ChannelConfig):
     rate_limit_per_second: float = 40.0
     page_id: str
     page_access_token: SecretStr
-    app_secret: SecretStr
-    verify_token: SecretStr
 
 
 def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
@@ -237,35 +235,16 @@ def item_keys(item: dict[str, Any]) -> list[str]:
     return [_hashed(kind, item)]
 
 
-class MessengerAdapter(Adapter):
+class MessengerAdapter(GraphAdapter):
     type = "messenger"
     config_model = MessengerConfig
-    signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
     config: MessengerConfig
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self.siblings: dict[str, str] = {}
-
-    def link_siblings(self, adapters: list[Adapter]) -> None:
-        # One Meta app posts every Page's events to its callback URL: route them by Page id.
-        secret = self.config.app_secret.get_secret_value()
-        self.siblings = {
-            a.config.page_id: a.config.id
-            for a in adapters
-            if isinstance(a, MessengerAdapter) and a.config.app_secret.get_secret_value() == secret
-        }
+    def routing_id(self) -> str:
+        return self.config.page_id
 
     # --- inbound -------------------------------------------------------------------
-    def handshake(self, query: Mapping[str, str]) -> Reply:
-        return hub_handshake(query, self.config.verify_token.get_secret_value())
-
-    def verify(self, request: InboundRequest) -> bool:
-        return verify_hub_signature(
-            request.headers, request.body, self.config.app_secret.get_secret_value()
-        )
-
     def dedupe_key(self, body: bytes) -> str:
         keys = [key for _entry, item, _standby in _items(_load(body)) for key in item_keys(item)]
         return request_key(keys, body)
@@ -288,7 +267,7 @@ class MessengerAdapter(Adapter):
         return events
 
     def _channel(self, page_id: str | None) -> ChannelRef:
-        channel_id = self.siblings.get(page_id or "", self.config.id)
+        channel_id = self.routed_channel_id(page_id)
         return ChannelRef(id=channel_id, type=self.type)
 
     def _item(self, entry: dict[str, Any], item: dict[str, Any]) -> list[EventDraft]:

@@ -1,15 +1,19 @@
-"""What WhatsApp Cloud API and Messenger share: Graph webhooks' handshake and signature.
+"""What WhatsApp Cloud API and Messenger share: Graph webhooks' handshake, their signature,
+and one app callback for every number or Page the app serves.
 
 https://developers.facebook.com/docs/graph-api/webhooks/getting-started
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 from collections.abc import Mapping
 
-from adapters.base import Reply
+from pydantic import SecretStr
+
+from adapters.base import Adapter, ChannelConfig, InboundRequest, Reply
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -47,3 +51,46 @@ def graph_error(payload: object) -> tuple[int, str, str]:
         str(error.get("message") or error.get("title") or "unknown error"),
         str(details),
     )
+
+
+class GraphConfig(ChannelConfig):
+    app_secret: SecretStr
+    verify_token: SecretStr
+
+
+class GraphAdapter(Adapter):
+    """A channel fed by Graph webhooks (the handshake, X-Hub-Signature-256).
+
+    One Meta app posts the events of every number or Page it serves to one callback URL:
+    instances sharing an app secret route each other's events by `routing_id`.
+    """
+
+    signature_header = SIGNATURE_HEADER
+    config: GraphConfig
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self.siblings: dict[str, str] = {}
+
+    @abc.abstractmethod
+    def routing_id(self) -> str:
+        """The id Meta's payloads name this instance by (phone number id, Page id)."""
+
+    def link_siblings(self, adapters: list[Adapter]) -> None:
+        secret = self.config.app_secret.get_secret_value()
+        self.siblings = {
+            a.routing_id(): a.config.id
+            for a in adapters
+            if isinstance(a, type(self)) and a.config.app_secret.get_secret_value() == secret
+        }
+
+    def routed_channel_id(self, routing_id: str | None) -> str:
+        return self.siblings.get(routing_id or "", self.config.id)
+
+    def handshake(self, query: Mapping[str, str]) -> Reply:
+        return hub_handshake(query, self.config.verify_token.get_secret_value())
+
+    def verify(self, request: InboundRequest) -> bool:
+        return verify_hub_signature(
+            request.headers, request.body, self.config.app_secret.get_secret_value()
+        )

@@ -17,20 +17,20 @@ from pydantic import SecretStr
 
 from adapters import whatsapp_rich as rich
 from adapters.base import (
-    Adapter,
-    ChannelConfig,
-    InboundRequest,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
-    Reply,
     SendContext,
     SendError,
     json_object,
     request_key,
     retry_after_seconds,
 )
-from adapters.meta import SIGNATURE_HEADER, graph_error, hub_handshake, verify_hub_signature
+from adapters.meta import (
+    GraphAdapter,
+    GraphConfig,
+    graph_error,
+)
 from gateway.downgrade.profile import CHOICE_KINDS, ButtonsProfile, ListProfile, Profile
 from gateway.plaintext import to_text
 from gateway.schema import (
@@ -158,14 +158,12 @@ _STATES = {"sent", "delivered", "read", "failed"}
 _MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
 
 
-class WhatsAppConfig(ChannelConfig):
+class WhatsAppConfig(GraphConfig):
     type: Literal["whatsapp"]
     api_base_url: str = "https://graph.facebook.com/v21.0"
     rate_limit_per_second: float = 80.0  # default Cloud API throughput per number
     phone_number_id: str
     access_token: SecretStr
-    app_secret: SecretStr
-    verify_token: SecretStr
 
 
 def _timestamp(value: Any) -> datetime:
@@ -234,35 +232,16 @@ def _referral(data: dict[str, Any]) -> Referral:
     )
 
 
-class WhatsAppAdapter(Adapter):
+class WhatsAppAdapter(GraphAdapter):
     type = "whatsapp"
     config_model = WhatsAppConfig
-    signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
     config: WhatsAppConfig
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self.siblings: dict[str, str] = {}
-
-    def link_siblings(self, adapters: list[Adapter]) -> None:
-        # One Meta app posts every number's events to its callback URL: route them by number.
-        secret = self.config.app_secret.get_secret_value()
-        self.siblings = {
-            a.config.phone_number_id: a.config.id
-            for a in adapters
-            if isinstance(a, WhatsAppAdapter) and a.config.app_secret.get_secret_value() == secret
-        }
+    def routing_id(self) -> str:
+        return self.config.phone_number_id
 
     # --- inbound -------------------------------------------------------------------
-    def handshake(self, query: Mapping[str, str]) -> Reply:
-        return hub_handshake(query, self.config.verify_token.get_secret_value())
-
-    def verify(self, request: InboundRequest) -> bool:
-        return verify_hub_signature(
-            request.headers, request.body, self.config.app_secret.get_secret_value()
-        )
-
     def dedupe_key(self, body: bytes) -> str:
         # On the hot path: read only the ids, with the same key rules as `parse`.
         payload = json_object(body)
@@ -345,7 +324,7 @@ class WhatsAppAdapter(Adapter):
         return events
 
     def _channel(self, phone_number_id: str | None) -> ChannelRef:
-        channel_id = self.siblings.get(phone_number_id or "", self.config.id)
+        channel_id = self.routed_channel_id(phone_number_id)
         return ChannelRef(id=channel_id, type=self.type)
 
     def _message(
