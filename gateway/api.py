@@ -8,9 +8,10 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
 from gateway.config import ApiKey
@@ -36,6 +37,32 @@ log = get_logger("gateway.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY_NAME = web.RequestKey("api_key_name", str)
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+async def _body(request: web.Request, model: type[_Body], what: str) -> _Body | web.Response:
+    """The request's JSON as `model`, or the 400/422 answer naming what is wrong."""
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "malformed_json", "the request body is not valid JSON")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return _invalid(what, problems(exc, data))
+
+
+def _invalid(what: str, found: list[tuple[str, str]]) -> web.Response:
+    return web.json_response(
+        {
+            "error": "invalid_request",
+            "message": f"{what} is not valid",
+            "problems": [{"field": f, "message": m} for f, m in found],
+        },
+        status=422,
+    )
 
 
 def _when(ts: float) -> datetime:
@@ -82,34 +109,12 @@ class Api:
         return found
 
     async def send(self, request: web.Request) -> web.Response:
-        try:
-            data = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return error(400, "malformed_json", "the request body is not valid JSON")
-        try:
-            message = SendMessage.model_validate(data)
-        except ValidationError as exc:
-            return web.json_response(
-                {
-                    "error": "invalid_request",
-                    "message": "the message is not valid",
-                    "problems": [{"field": f, "message": m} for f, m in problems(exc, data)],
-                },
-                status=422,
-            )
+        message = await _body(request, SendMessage, "the message")
+        if isinstance(message, web.Response):
+            return message
         if message.to.channel not in self.adapters:
-            return web.json_response(
-                {
-                    "error": "invalid_request",
-                    "message": "the message is not valid",
-                    "problems": [
-                        {
-                            "field": "to.channel",
-                            "message": f"unknown channel {message.to.channel!r}",
-                        }
-                    ],
-                },
-                status=422,
+            return _invalid(
+                "the message", [("to.channel", f"unknown channel {message.to.channel!r}")]
             )
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
@@ -141,33 +146,14 @@ class Api:
         return web.json_response(body.model_dump(), status=202 if created else 200)
 
     async def preview(self, request: web.Request) -> web.Response:
-        try:
-            data = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return error(400, "malformed_json", "the request body is not valid JSON")
-        try:
-            wanted = PreviewRequest.model_validate(data)
-        except ValidationError as exc:
-            return web.json_response(
-                {
-                    "error": "invalid_request",
-                    "message": "the preview request is not valid",
-                    "problems": [{"field": f, "message": m} for f, m in problems(exc, data)],
-                },
-                status=422,
-            )
+        wanted = await _body(request, PreviewRequest, "the preview request")
+        if isinstance(wanted, web.Response):
+            return wanted
         ids = wanted.channels if wanted.channels is not None else list(self.adapters)
         unknown = [i for i in ids if i not in self.adapters]
         if unknown:
-            return web.json_response(
-                {
-                    "error": "invalid_request",
-                    "message": "the preview request is not valid",
-                    "problems": [
-                        {"field": "channels", "message": f"unknown channel {i!r}"} for i in unknown
-                    ],
-                },
-                status=422,
+            return _invalid(
+                "the preview request", [("channels", f"unknown channel {i!r}") for i in unknown]
             )
         body = PreviewResponse(
             previews=[preview(self.adapters[i], wanted.content, wanted.to) for i in ids]
