@@ -111,8 +111,9 @@ class Dispatcher(Worker):
                     f"recipient unsubscribed ({contact.unsubscribe_reason or 'opted out'})"
                     f" at {since}; they must opt in again before they can be messaged",
                 )
-            context = self._context(record, contact)
-            content = self._outside_window(record, adapter, content, context)
+            options = SendOptions.model_validate_json(record.options) if record.options else None
+            context = self._context(record, contact, options)
+            content = self._outside_window(adapter, content, context, options)
             parts = await self._plan(item, record, adapter, content)
             requests = adapter.render_parts(parts, context)
             pending = requests[len(done) :]
@@ -181,7 +182,7 @@ class Dispatcher(Worker):
             planned = plan(content, adapter.profile)
         except PlanError as exc:
             raise SendError("permanent", "cannot_render", str(exc)) from None
-        if first_try:
+        if first_try and (planned.downgrades or planned.choices):  # else nothing to record
             for downgrade in planned.downgrades:
                 log.info(
                     "downgraded",
@@ -205,7 +206,7 @@ class Dispatcher(Worker):
 
     @staticmethod
     def _outside_window(
-        record: MessageRecord, adapter: Adapter, content: Content, context: SendContext
+        adapter: Adapter, content: Content, context: SendContext, options: SendOptions | None
     ) -> Content:
         """Outside a channel's free-form window, the message's template fallback goes instead."""
         hours = adapter.profile.window_hours
@@ -214,13 +215,13 @@ class Dispatcher(Worker):
         last = context.last_inbound_at
         if last is not None and context.now - last < hours * 3600:
             return content
-        options = SendOptions.model_validate_json(record.options) if record.options else None
         if options is None or options.template is None:
             return content  # the adapter refuses it with the window rule
         return TemplateContent(template=options.template)
 
-    def _context(self, record: MessageRecord, contact: ContactState) -> SendContext:
-        options = SendOptions.model_validate_json(record.options) if record.options else None
+    def _context(
+        self, record: MessageRecord, contact: ContactState, options: SendOptions | None
+    ) -> SendContext:
         return SendContext(
             message_id=record.id,
             recipient_id=record.recipient_id,
