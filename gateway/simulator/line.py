@@ -11,7 +11,6 @@ simulator this one posts no statuses: only user events (messages, follow, postba
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -24,9 +23,9 @@ from typing import Any
 
 import regex
 import structlog
-from aiohttp import ClientError, web
+from aiohttp import web
 
-from gateway.simulator.server import SimulatorServer
+from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -68,18 +67,6 @@ class Invalid(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or []
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -421,8 +408,6 @@ class LineSimulator(SimulatorServer):
         self.webhook_attempts, self.retry_backoff = webhook_attempts, retry_backoff
         self.requests: list[RecordedRequest] = []  # every API request, accepted or not
         self.sent: list[Sent] = []  # accepted replies and pushes
-        self.webhooks: list[dict[str, Any]] = []  # payloads the receiver acknowledged
-        self.failed_webhooks: list[dict[str, Any]] = []
         self.webhook_endpoint: str | None = None  # set by PUT /v2/bot/channel/webhook/endpoint
         self._tokens: dict[str, _Token] = {}
         self._retry_keys: dict[str, Sent] = {}
@@ -684,22 +669,14 @@ class LineSimulator(SimulatorServer):
 
     async def deliver(self, events: list[dict[str, Any]]) -> None:
         payload = self.payload(events)
-        for attempt in range(self.webhook_attempts):
-            try:
-                status = await self.post_webhook(payload)
-            except (ClientError, TimeoutError) as exc:
-                status, reason = 0, repr(exc)
-            else:
-                reason = f"HTTP {status}"
-            if 200 <= status < 300:
-                self.webhooks.append(payload)
-                return
-            log.info("simulator.webhook_retry", attempt=attempt + 1, reason=reason)
+
+        def mark_redelivery() -> None:
             for event in events:  # a redelivery keeps its webhookEventId
                 event["deliveryContext"] = {"isRedelivery": True}
-            if attempt + 1 < self.webhook_attempts:
-                await asyncio.sleep(self.retry_backoff * 2**attempt)
-        self.failed_webhooks.append(payload)
+
+        await self._post_with_retries(
+            payload, lambda: self.post_webhook(payload), before_retry=mark_redelivery
+        )
 
     async def verify_webhook(self) -> int:
         """The console's "Verify" button: a signed request with no events."""

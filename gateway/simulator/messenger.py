@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, web
+from aiohttp import web
 
-from gateway.simulator.server import SimulatorServer
-from gateway.simulator.whatsapp import RecordedRequest, encode_webhook, sign
+from gateway.simulator.server import RecordedRequest, SimulatorServer
+from gateway.simulator.whatsapp import encode_webhook, sign
 
 log = structlog.get_logger(__name__)
 
@@ -277,8 +277,6 @@ class MessengerSimulator(SimulatorServer):
         self.webhook_attempts, self.retry_backoff = webhook_attempts, retry_backoff
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"mid": .., "body": request body}
         self.requests: list[RecordedRequest] = []  # every send request, accepted or not
-        self.webhooks: list[dict[str, Any]] = []  # payloads the gateway acknowledged with 2xx
-        self.failed_webhooks: list[dict[str, Any]] = []
         self.last_inbound: dict[str, float] = {}  # PSID -> epoch seconds of their last message
         self._failures: list[_Failure] = []
 
@@ -502,21 +500,7 @@ class MessengerSimulator(SimulatorServer):
     async def _deliver(self, payload: dict[str, Any]) -> None:
         # Meta retries a webhook that fails until it succeeds (the app is unsubscribed after
         # hours of failures); the simulator tries a few times with backoff, then gives up.
-        for attempt in range(self.webhook_attempts):
-            try:
-                status = await self.post_webhook(payload)
-            except (ClientError, TimeoutError) as exc:
-                status, reason = 0, repr(exc)
-            else:
-                reason = f"HTTP {status}"
-            if 200 <= status < 300:
-                self.webhooks.append(payload)
-                return
-            log.info("simulator.webhook_retry", attempt=attempt + 1, reason=reason)
-            if attempt + 1 < self.webhook_attempts:
-                await asyncio.sleep(self.retry_backoff * 2**attempt)
-        log.warning("simulator.webhook_dropped", url=self.webhook_url)
-        self.failed_webhooks.append(payload)
+        await self._post_with_retries(payload, lambda: self.post_webhook(payload))
 
     # --- control endpoints for humans and other processes ----------------------------
     async def _list_sent(self, _request: web.Request) -> web.Response:

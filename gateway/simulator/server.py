@@ -5,14 +5,42 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Coroutine
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
-from aiohttp import ClientSession, ClientTimeout, web
+import structlog
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RecordedRequest:
+    """One request a simulated API received, kept for tests to inspect."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0  # the answer's status, where a simulator records it
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode(), keep_blank_values=True)
 
 
 class SimulatorServer(abc.ABC):
+    webhook_attempts: int = 1
+    retry_backoff: float = 0.05
+
     def __init__(self) -> None:
+        self.webhooks: list[dict[str, Any]] = []  # payloads the gateway acknowledged
+        self.failed_webhooks: list[dict[str, Any]] = []  # payloads given up on after retries
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -50,3 +78,32 @@ class SimulatorServer(abc.ABC):
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _post_with_retries(
+        self,
+        payload: dict[str, Any],
+        post: Callable[[], Awaitable[int]],
+        *,
+        accepted: Callable[[int], bool] = lambda status: 200 <= status < 300,
+        before_retry: Callable[[], None] | None = None,
+    ) -> bool:
+        """Post a webhook like the provider: retried with backoff until `accepted`, then
+        recorded in `webhooks`, or in `failed_webhooks` once the attempts run out."""
+        for attempt in range(self.webhook_attempts):
+            try:
+                status = await post()
+            except (ClientError, TimeoutError) as exc:
+                status, reason = 0, repr(exc)
+            else:
+                reason = f"HTTP {status}"
+            if accepted(status):
+                self.webhooks.append(payload)
+                return True
+            log.info("simulator.webhook_retry", attempt=attempt + 1, reason=reason)
+            if before_retry is not None:
+                before_retry()
+            if attempt + 1 < self.webhook_attempts:
+                await asyncio.sleep(self.retry_backoff * 2**attempt)
+        log.warning("simulator.webhook_dropped")
+        self.failed_webhooks.append(payload)
+        return False

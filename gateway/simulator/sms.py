@@ -31,7 +31,7 @@ from twilio.request_validator import RequestValidator
 
 from adapters.sms import HELP, OPT_IN, OPT_OUT
 from adapters.sms_segments import segments
-from gateway.simulator.server import SimulatorServer
+from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -60,17 +60,6 @@ ERRORS: dict[int, str] = {
     30005: "Unknown destination handset",
     30007: "Message filtered",
 }
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def form(self) -> dict[str, list[str]]:
-        return parse_qs(self.body.decode(), keep_blank_values=True)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 from aiohttp import ClientError, web
 
-from gateway.simulator.server import SimulatorServer
+from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -109,17 +109,6 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -352,8 +341,6 @@ class ViberSimulator(SimulatorServer):
         self.users: dict[str, ViberUser] = {}  # everyone who ever talked to the bot
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"message_token": .., "body": ..}
         self.requests: list[RecordedRequest] = []  # every API request, accepted or not
-        self.webhooks: list[dict[str, Any]] = []  # callbacks the gateway answered with 200
-        self.failed_webhooks: list[dict[str, Any]] = []  # callbacks given up on after retries
         self._failures: list[_Failure] = []
 
     @property
@@ -508,20 +495,9 @@ class ViberSimulator(SimulatorServer):
         # Viber retries until HTTP 200 ("several times for an hour", FAQ).
         if payload["event"] not in ALWAYS_SENT | set(self._webhook.event_types):
             return
-        for attempt in range(self.webhook_attempts):
-            try:
-                status = await self.post_callback(payload)
-            except (ClientError, TimeoutError) as exc:
-                status, reason = 0, repr(exc)
-            else:
-                reason = f"HTTP {status}"
-            if status == 200:
-                self.webhooks.append(payload)
-                return
-            log.info("simulator.viber.callback_retry", attempt=attempt + 1, reason=reason)
-            if attempt + 1 < self.webhook_attempts:
-                await asyncio.sleep(self.retry_backoff * 2**attempt)
-        self.failed_webhooks.append(payload)
+        await self._post_with_retries(
+            payload, lambda: self.post_callback(payload), accepted=lambda status: status == 200
+        )
 
     def _envelope(self, event: str, **fields: Any) -> dict[str, Any]:
         return {

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, web
+from aiohttp import web
 
-from gateway.simulator.server import SimulatorServer
+from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)
 
@@ -126,17 +126,6 @@ _MISSING = object()
 
 class Invalid(Exception):
     """A send body Meta refuses with (#100) Invalid parameter; the text becomes `details`."""
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -329,8 +318,6 @@ class WhatsAppSimulator(SimulatorServer):
         self.retry_backoff = retry_backoff  # doubled after each failed webhook attempt
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"wamid": .., "body": request body}
         self.requests: list[RecordedRequest] = []  # every send request, accepted or not
-        self.webhooks: list[dict[str, Any]] = []  # payloads the gateway acknowledged with 2xx
-        self.failed_webhooks: list[dict[str, Any]] = []  # payloads given up on after retries
         self._failures: list[_Failure] = []
 
     @property
@@ -531,21 +518,7 @@ class WhatsAppSimulator(SimulatorServer):
 
     async def _deliver(self, payload: dict[str, Any]) -> None:
         # Meta retries non-2xx and unreachable callbacks with backoff (for up to 7 days).
-        for attempt in range(self.webhook_attempts):
-            try:
-                status = await self.post_webhook(payload)
-            except (ClientError, TimeoutError) as exc:
-                status, reason = 0, repr(exc)
-            else:
-                reason = f"HTTP {status}"
-            if 200 <= status < 300:
-                self.webhooks.append(payload)
-                return
-            log.info("simulator.webhook_retry", attempt=attempt + 1, reason=reason)
-            if attempt + 1 < self.webhook_attempts:
-                await asyncio.sleep(self.retry_backoff * 2**attempt)
-        log.warning("simulator.webhook_dropped", url=self.webhook_url)
-        self.failed_webhooks.append(payload)
+        await self._post_with_retries(payload, lambda: self.post_webhook(payload))
 
     async def _post_statuses(self, wamid: str, body: dict[str, Any]) -> None:
         # https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components#statuses-object
