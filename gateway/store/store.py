@@ -419,9 +419,6 @@ class Store:
         )
         return {r[0]: int(r[1]) for r in rows}
 
-    async def last_inbound_at(self, channel_id: str, user_id: str) -> float | None:
-        return (await self.get_contact(channel_id, user_id)).last_inbound_at
-
     async def record_plan(
         self,
         message_id: str,
