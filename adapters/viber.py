@@ -30,6 +30,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -227,7 +228,7 @@ class ViberAdapter(Adapter):
     capabilities = CAPABILITIES
     config: ViberConfig
 
-    @property
+    @functools.cached_property
     def _postback_key(self) -> bytes:
         """The key that tags choice buttons (viber_rich), derived from the auth token so it
         differs from the webhook signature key; empty when rendering without credentials."""

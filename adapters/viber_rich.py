@@ -26,13 +26,12 @@ Pure functions of the content; nothing here knows about the account or the recip
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 from collections.abc import Callable
 from typing import Any
 
 from adapters.base import SendError
+from gateway import wire
 from gateway.downgrade import shorten
 from gateway.plaintext import action_line
 from gateway.schema.content import (
@@ -103,7 +102,7 @@ LOCATION_PICKER_API = 3
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as the transport sends it (compact JSON, UTF-8, non-ASCII kept)."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    return wire.size(value)
 
 
 def string_bytes(text: str) -> int:
@@ -121,7 +120,7 @@ def label(text: str) -> str:
 
 
 def postback_tag(payload: str, key: bytes) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:TAG_LENGTH]
+    return hmac.digest(key, payload.encode(), "sha256").hex()[:TAG_LENGTH]
 
 
 def postback_body(payload: str, key: bytes) -> str:

@@ -85,14 +85,23 @@ class PlanError(ValueError):
     """The content cannot reach this channel at all (the send fails with this reason)."""
 
 
-@dataclass(frozen=True)
 class _Option:
     """One thing to pick: a choice (payload) or another action kept as it is."""
 
-    title: str
-    payload: str | None = None
-    description: str | None = None
-    action: Action | None = None
+    __slots__ = ("action", "description", "kind", "payload", "title")
+
+    def __init__(
+        self,
+        title: str,
+        payload: str | None = None,
+        description: str | None = None,
+        action: Action | None = None,
+    ) -> None:
+        self.title = title
+        self.payload = payload
+        self.description = description
+        self.action = action
+        self.kind: str = action.type if action is not None else "reply"
 
 
 def shorten(text: str, limit: int) -> str:
@@ -223,11 +232,10 @@ class _Builder:
         kinds = self.profile.buttons.kinds if self.profile.buttons else frozenset()
         options: list[_Option] = []
         for action in actions:
-            if action.type in CHOICE_KINDS:
-                payload = _payload_of(action) or action.title
-                options.append(_Option(action.title, payload, action=action))
+            if isinstance(action, ReplyAction | PostbackAction):
+                options.append(_Option(action.title, action.payload or action.title, None, action))
             else:
-                options.append(_Option(action.title, action=self.adapt(action, kinds)))
+                options.append(_Option(action.title, None, None, self.adapt(action, kinds)))
         return options
 
     def buttons(self, content: ButtonsContent) -> None:
@@ -325,9 +333,16 @@ class _Builder:
     ) -> None:
         """Choices in the richest form that fits: buttons → quick replies → list → numbered."""
         profile = self.profile
-        kinds: set[str] = {o.action.type if o.action else "reply" for o in options}
-        described = any(o.description for o in options)
-        long_payload = self.long_payload([o.payload for o in options])
+        kinds: set[str] = set()
+        described = False
+        longest = 0
+        for option in options:
+            kinds.add(option.kind)
+            if option.description:
+                described = True
+            if option.payload and len(option.payload) > longest:
+                longest = len(option.payload)
+        long_payload = self._too_long(longest) if longest > profile.payload_max else None
         if long_payload:
             self.note(source, "numbered_text", long_payload)
             self.numbered(
@@ -369,8 +384,8 @@ class _Builder:
             )
             return
         if buttons and not described and (media is None or buttons.media):
-            native = [o for o in options if _kind(o) in buttons.kinds]
-            others = [o for o in options if _kind(o) not in buttons.kinds]
+            native = [o for o in options if o.kind in buttons.kinds]
+            others = [o for o in options if o.kind not in buttons.kinds]
             # Actions a button cannot be (a call where there are no call buttons) become lines
             # of text under native buttons, as long as every choice is still a button.
             if (
@@ -444,11 +459,12 @@ class _Builder:
 
     def long_payload(self, payloads: list[str | None]) -> str | None:
         """Why native elements cannot carry these payloads (None when they can)."""
-        limit = self.profile.payload_max
         longest = max((len(p) for p in payloads if p), default=0)
-        if longest > limit:
-            return f"a payload is {longest} characters; {self.channel} carries at most {limit}"
-        return None
+        return self._too_long(longest) if longest > self.profile.payload_max else None
+
+    def _too_long(self, longest: int) -> str:
+        limit = self.profile.payload_max
+        return f"a payload is {longest} characters; {self.channel} carries at most {limit}"
 
     def why_not_buttons(self, options: list[_Option], kinds: set[str], media: Media | None) -> str:
         buttons = self.profile.buttons
@@ -655,6 +671,12 @@ class _Builder:
         """The card within the carousel's lengths; the very same object when it fits already."""
         native = self.profile.carousel
         assert native is not None
+        if (
+            len(item.title) <= native.title_max
+            and (not item.description or len(item.description) <= native.description_max)
+            and all(len(a.title) <= native.label_max for a in item.actions)
+        ):
+            return item
         title = self.label(item.title, native.title_max, "card title")
         description = (
             self.label(item.description, native.description_max, "card description")
@@ -721,12 +743,18 @@ class _Builder:
 # `model_construct` given every field, without its per-field default handling (half the cost);
 # tests/test_downgrade_engine.py checks it equals a validated model.
 def built(cls: type[_M], **fields: Any) -> _M:
+    names = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(cls, tuple(cls.__pydantic_fields__))
+    if len(fields) != len(names):
+        raise TypeError(f"{cls.__name__} needs every field: {', '.join(names)}")
     made = cls.__new__(cls)
-    object.__setattr__(made, "__dict__", {name: fields[name] for name in cls.model_fields})
+    object.__setattr__(made, "__dict__", {name: fields[name] for name in names})
     object.__setattr__(made, "__pydantic_fields_set__", set(fields))
     object.__setattr__(made, "__pydantic_extra__", None)
     object.__setattr__(made, "__pydantic_private__", None)
     return made
+
+
+_FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
 def _text(text: str) -> TextContent:
@@ -735,10 +763,6 @@ def _text(text: str) -> TextContent:
 
 def _image(media: Media) -> ImageContent:
     return built(ImageContent, type="image", media=media, caption=None, quick_replies=[])
-
-
-def _kind(option: _Option) -> str:
-    return option.action.type if option.action else "reply"
 
 
 def _payload_of(action: Action) -> str | None:

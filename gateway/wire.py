@@ -1,0 +1,28 @@
+"""JSON on the wire: one encoder for every request body we send and every size we measure.
+
+orjson writes compact UTF-8 JSON with non-ASCII characters kept, the same bytes as
+`json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()` for the data we send
+(strings, ints, bools, lists, dicts), several times faster. Measuring a request with
+`dumps` (Viber's 30 KB limit) therefore measures exactly what the transport sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def size(value: Any) -> int:
+    """Bytes of `value` as the transport sends it."""
+    return len(orjson.dumps(value))
