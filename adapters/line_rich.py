@@ -90,7 +90,7 @@ _OTHER_SUFFIXES = (".gif", ".webp", ".bmp", ".svg", ".heic", ".mp4", ".mov", ".m
 Message = dict[str, Any]
 
 
-_ASCII_WORDS = re.compile(r"\S+\s*|\s+")
+_LAST_WORD_START = re.compile(r".*\s(?=\S)", re.DOTALL)
 
 
 def utf16_len(text: str) -> int:
@@ -100,15 +100,16 @@ def utf16_len(text: str) -> int:
 
 def clip(text: str, limit: int) -> str:
     """At most `limit` UTF-16 code units, cut between words with an ellipsis."""
+    if text.isascii():  # one unit per character, no clusters: whole words while they fit
+        if len(text) <= limit:
+            return text
+        # The last word start (a non-space after a space) within the first limit - 1
+        # characters; the ellipsis takes the last unit.
+        boundary = _LAST_WORD_START.match(text, 0, limit)
+        cut = text[: boundary.end()] if boundary else ""
+        return (cut or text[: limit - 1]).rstrip() + "…"
     if utf16_len(text) <= limit:
         return text
-    if text.isascii():  # one unit per character, no clusters: whole words while they fit
-        size, cut = 0, ""
-        for word in _ASCII_WORDS.findall(text[: limit + 16]):
-            if size + len(word) > limit - 1:
-                break
-            size, cut = size + len(word), cut + word
-        return (cut or text[: limit - 1]).rstrip() + "…"
     # Only the start can end up in the first chunk: split just that much (alt texts are long).
     return split_text(text[: limit + 16], limit - 1, utf16_len)[0].rstrip() + "…"
 

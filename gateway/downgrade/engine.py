@@ -601,14 +601,16 @@ class _Builder:
     # --- carousel -----------------------------------------------------------------------
     def carousel(self, content: CarouselContent) -> None:
         native = self.profile.carousel
-        kinds = native.kinds if native else frozenset()
-        items = [
-            item.model_copy(update={"actions": [self.adapt(a, kinds) for a in item.actions]})
-            if any(isinstance(a, BuyAction) for a in item.actions)
-            else item
-            for item in content.items
-        ]
-        problem = self.carousel_problem(items)
+        items = content.items
+        if any(isinstance(a, BuyAction) for item in items for a in item.actions):
+            kinds = native.kinds if native else frozenset()
+            items = [
+                item.model_copy(update={"actions": [self.adapt(a, kinds) for a in item.actions]})
+                if any(isinstance(a, BuyAction) for a in item.actions)
+                else item
+                for item in items
+            ]
+        problem, fitting = self.carousel_problem(items)
         if problem is None and native is not None:
             if content.text:
                 self.text(content.text)
@@ -628,7 +630,7 @@ class _Builder:
                         type="carousel",
                         text=None,
                         quick_replies=[],
-                        items=[self.card(i) for i in group],
+                        items=group if fitting else [self.card(i) for i in group],
                     )
                 )
             return
@@ -646,37 +648,57 @@ class _Builder:
         self.note("carousel", "numbered_text", problem or f"{self.channel} has no carousel")
         self.numbered_carousel(content)
 
-    def carousel_problem(self, items: list[CarouselItem]) -> str | None:
+    def carousel_problem(self, items: list[CarouselItem]) -> tuple[str | None, bool]:
+        """Why the native carousel cannot carry these cards (None when it can), and whether
+        every card fits its lengths already. One pass: this runs for every carousel sent."""
         native = self.profile.carousel
         if native is None:
-            return f"{self.channel} has no carousel"
+            return f"{self.channel} has no carousel", False
         if len(items) < native.min_cards:
-            return f"{self.channel} carousels need at least {native.min_cards} cards"
-        problem = self.long_payload([_payload_of(a) for i in items for a in i.actions])
-        if problem:
-            return problem
+            return f"{self.channel} carousels need at least {native.min_cards} cards", False
+        kinds, label_max = native.kinds, native.label_max
+        card_problem: str | None = None
+        fitting = True
+        longest = 0
+        action_counts = set()
         for item in items:
+            actions = item.actions
+            action_counts.add(len(actions))
+            if len(item.title) > native.title_max or (
+                item.description and len(item.description) > native.description_max
+            ):
+                fitting = False
+            native_kinds = True
+            for action in actions:
+                if len(action.title) > label_max:
+                    fitting = False
+                if action.type not in kinds:
+                    native_kinds = False
+                if (
+                    isinstance(action, ReplyAction | PostbackAction | BuyAction)
+                    and action.payload
+                    and len(action.payload) > longest
+                ):
+                    longest = len(action.payload)
+            if card_problem is not None:
+                continue
             if native.media_required and item.media is None:
-                return f"{self.channel} carousel cards need an image"
-            if len(item.actions) > native.max_actions:
-                return f"a card has more than {native.max_actions} actions"
-            unsupported = {a.type for a in item.actions} - native.kinds
-            if unsupported:
-                return f"{self.channel} cards cannot carry {', '.join(sorted(unsupported))}"
-        if native.same_action_count and len({len(i.actions) for i in items}) > 1:
-            return f"{self.channel} carousel cards must all have as many actions"
-        return None
+                card_problem = f"{self.channel} carousel cards need an image"
+            elif len(actions) > native.max_actions:
+                card_problem = f"a card has more than {native.max_actions} actions"
+            elif not native_kinds:
+                cannot = ", ".join(sorted({a.type for a in actions} - kinds))
+                card_problem = f"{self.channel} cards cannot carry {cannot}"
+        if longest > self.profile.payload_max:
+            return self._too_long(longest), fitting
+        if card_problem is None and native.same_action_count and len(action_counts) > 1:
+            card_problem = f"{self.channel} carousel cards must all have as many actions"
+        return card_problem, fitting
 
     def card(self, item: CarouselItem) -> CarouselItem:
         """The card within the carousel's lengths; the very same object when it fits already."""
         native = self.profile.carousel
         assert native is not None
-        if (
-            len(item.title) <= native.title_max
-            and (not item.description or len(item.description) <= native.description_max)
-            and all(len(a.title) <= native.label_max for a in item.actions)
-        ):
-            return item
         title = self.label(item.title, native.title_max, "card title")
         description = (
             self.label(item.description, native.description_max, "card description")
