@@ -243,6 +243,21 @@ def _media_content(url: str, mime: str, caption: str | None) -> AnyContent:
 _MEDIA_TYPES = (ImageContent, VideoContent, AudioContent, FileContent, StickerContent)
 
 
+def _media_url(media: Media) -> str:
+    """The URL Twilio fetches the media from, within Twilio's size limit."""
+    if not media.url:
+        raise SendError(
+            "permanent",
+            "media_url_required",
+            "Twilio fetches media from a public URL; this media has only a provider id",
+        )
+    if media.size is not None and media.size > MAX_MEDIA_BYTES:
+        raise SendError(
+            "permanent", "media_too_large", f"MMS media may be {MAX_MEDIA_BYTES} bytes at most"
+        )
+    return media.url
+
+
 def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -472,12 +487,13 @@ class SmsAdapter(Adapter):
                 pending.clear()
 
         for part in parts:
-            rendered = self.render(part, context)
-            if isinstance(part, _MEDIA_TYPES) and not part.caption and len(rendered) == 1:
+            if isinstance(part, _MEDIA_TYPES) and not part.caption and not part.quick_replies:
+                # Nothing to say but the picture: only its URL is needed (checked as _mms does).
                 if len(pending) == MAX_MEDIA:
                     flush()
-                pending += rendered[0].form["MediaUrl"] if rendered[0].form else []
+                pending.append(_media_url(part.media))
                 continue
+            rendered = self.render(part, context)
             first = rendered[0] if rendered else None
             if pending and first is not None and first.form and "MediaUrl" not in first.form:
                 form = {**first.form, "MediaUrl": list(pending)}
@@ -503,21 +519,11 @@ class SmsAdapter(Adapter):
         base: dict[str, Any],
         content: ImageContent | VideoContent | AudioContent | FileContent | StickerContent,
     ) -> list[ProviderRequest]:
-        media = content.media
-        if not media.url:
-            raise SendError(
-                "permanent",
-                "media_url_required",
-                "Twilio fetches media from a public URL; this media has only a provider id",
-            )
-        if media.size is not None and media.size > MAX_MEDIA_BYTES:
-            raise SendError(
-                "permanent", "media_too_large", f"MMS media may be {MAX_MEDIA_BYTES} bytes at most"
-            )
+        url = _media_url(content.media)
         lines = [content.caption] if content.caption else []
         lines += numbered([action_line(a) for a in content.quick_replies])
         caption = "\n".join(lines)
-        form = {**base, "MediaUrl": [media.url]}
+        form = {**base, "MediaUrl": [url]}
         if caption and _utf16_units(caption) <= MAX_BODY:
             form["Body"] = caption
             caption = ""

@@ -10,13 +10,12 @@ would have produced.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import regex
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):  # a tuple: built for every numbered option of every send
     number: int
     title: str
     payload: str

@@ -734,24 +734,30 @@ class _Builder:
     def numbered_carousel(self, content: CarouselContent) -> None:
         lines = [content.text] if content.text else []
         made: list[Choice] = []
+        images = "image" in self.profile.media
         for item in content.items:
-            if item.media is not None and item.media.url and "image" in self.profile.media:
-                self.result.parts.append(_image(item.media))
-            detail = item.description
-            picks = [a for a in item.actions if a.type in CHOICE_KINDS]
-            extras = [a for a in item.actions if a.type not in CHOICE_KINDS]
+            media = item.media
+            url = media.url if media is not None else None
+            if media is not None and url and images:
+                self.result.parts.append(_image(media))
+            picks: list[ReplyAction | PostbackAction] = []
             links = [item.default_url] if item.default_url else []
-            links += [line for a in extras for line in self.action_text(a)]
-            if item.media is not None and item.media.url and "image" not in self.profile.media:
-                links.append(item.media.url)
+            for action in item.actions:
+                if isinstance(action, ReplyAction | PostbackAction):
+                    picks.append(action)
+                else:
+                    links += self.action_text(action)
+            if url and not images:
+                links.append(url)
+            detail = item.description
             if len(picks) == 1:
-                choice = self.choice(item.title, _payload(picks[0]))
+                choice = self.choice(item.title, picks[0].payload or picks[0].title)
                 made.append(choice)
                 lines.append(numbered_line(choice, detail))
             else:
                 lines.append(f"• {item.title}" + (f" - {detail}" if detail else ""))
                 for pick in picks:
-                    choice = self.choice(f"{item.title}: {pick.title}", _payload(pick))
+                    choice = self.choice(f"{item.title}: {pick.title}", pick.payload or pick.title)
                     made.append(choice)
                     lines.append(f"   {numbered_line(choice)}")
             lines += [f"   {link}" for link in links]
@@ -768,15 +774,18 @@ def built(cls: type[_M], **fields: Any) -> _M:
     names = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(cls, tuple(cls.__pydantic_fields__))
     if len(fields) != len(names):
         raise TypeError(f"{cls.__name__} needs every field: {', '.join(names)}")
-    made = cls.__new__(cls)
-    object.__setattr__(made, "__dict__", {name: fields[name] for name in names})
-    object.__setattr__(made, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(made, "__pydantic_extra__", None)
-    object.__setattr__(made, "__pydantic_private__", None)
+    made = _new(cls)
+    # In declaration order, as validation makes it: serialised JSON follows this order.
+    _set(made, "__dict__", {name: fields[name] for name in names})
+    _set(made, "__pydantic_fields_set__", set(fields))
+    _set(made, "__pydantic_extra__", None)
+    _set(made, "__pydantic_private__", None)
     return made
 
 
 _FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+_new = object.__new__
+_set = object.__setattr__
 
 
 def _text(text: str) -> TextContent:

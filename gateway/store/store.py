@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice
@@ -435,7 +435,7 @@ class Store:
             for downgrade in downgrades:
                 _history(tx, message_id, now, "downgraded", downgrade)
             if choices:
-                data = json.dumps([asdict(c) for c in choices])
+                data = json.dumps([c._asdict() for c in choices])
                 tx.execute(
                     "INSERT INTO reply_choices (channel_id, user_id, message_id, choices, expires_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, user_id) DO UPDATE SET"
