@@ -457,7 +457,9 @@ class LineAdapter(Adapter):
 
         Quick replies go on the last of them: LINE shows them with the last message.
         """
-        bare = content.model_copy(update={"quick_replies": []}) if content.quick_replies else content
+        bare = (
+            content.model_copy(update={"quick_replies": []}) if content.quick_replies else content
+        )
         return rich.with_quick_replies(self._messages(bare), content.quick_replies)
 
     def _messages(self, content: AnyContent) -> list[dict[str, Any]]:

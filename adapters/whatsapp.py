@@ -31,7 +31,13 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
-from gateway.downgrade.profile import CHOICE_KINDS, ButtonsProfile, ListProfile, Profile
+from gateway.downgrade.profile import (
+    CHOICE_KINDS,
+    ButtonsProfile,
+    CarouselProfile,
+    ListProfile,
+    Profile,
+)
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
@@ -49,6 +55,7 @@ from gateway.schema import (
 from gateway.schema.content import (
     AudioContent,
     ButtonsContent,
+    CarouselContent,
     Contact,
     ContactsContent,
     FileContent,
@@ -127,9 +134,30 @@ CAPABILITIES = Profile(
         header_max=rich.HEADER_MAX,
         footer_max=rich.FOOTER_MAX,
     ),
-    # Not declared: the media carousel (every card the same header kind and button count).
-    # Carousels go as one reply-buttons card per item, with the item's image as its header.
-    carousel=None,
+    # Media carousel (whatsapp_rich): 2-10 cards, each an image or video (one kind for all),
+    # "*title*" and description in a 160-character body, and either quick-reply buttons or one
+    # URL button, the same on every card. A choice card's links and a card's tap link become
+    # lines of its description; cards that cannot be made alike go one reply-buttons message
+    # per item instead.
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-media-carousel-messages
+    carousel=CarouselProfile(
+        max_cards=rich.CAROUSEL_CARDS_MAX,
+        min_cards=rich.CAROUSEL_CARDS_MIN,
+        title_max=rich.CARD_TITLE_MAX,
+        description_max=rich.CARD_DESCRIPTION_MAX,
+        max_actions=rich.CARD_BUTTONS_MAX,
+        label_max=rich.BUTTON_TITLE_MAX,
+        kinds=CHOICE_KINDS | {"link"},
+        media_required=True,
+        same_action_count=True,
+        mixed_actions=False,
+        max_link_buttons=1,
+        same_action_kinds=True,
+        media_kinds=frozenset({"image", "video"}),
+        same_media_kind=True,
+        default_url=False,
+        text_max=rich.CAROUSEL_BODY_MAX,
+    ),
     # Location request message: body text and WhatsApp's own "Send location" button.
     # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/location-request-messages
     location_request=True,
@@ -138,7 +166,7 @@ CAPABILITIES = Profile(
     templates=True,
     notes={
         "quick_replies": "reply buttons (up to 3), else a list (up to 10), else numbered text",
-        "carousel": "one reply-buttons card per item, the item's image as its header",
+        "carousel": "a media carousel; else one reply-buttons message per item",
         "link": "a line of text (cta_url cannot be mixed with reply buttons)",
         "call": "the number in text",
         "buy": "the payment link in text",
@@ -556,6 +584,8 @@ class WhatsAppAdapter(GraphAdapter):
             return [{**base, "type": "contacts", "contacts": contacts}]
         if isinstance(content, ListContent):
             return [{**base, **rich.interactive_list(content)}]
+        if isinstance(content, CarouselContent):
+            return [{**base, **rich.carousel(content)}]
         if isinstance(content, ButtonsContent) and _choices_only(content):
             return [{**base, **m} for m in rich.reply_buttons(content)]
         if isinstance(content, ButtonsContent) and rich.is_location_request(content):

@@ -1,4 +1,4 @@
-"""WhatsApp interactive messages: reply buttons, lists and location requests.
+"""WhatsApp interactive messages: reply buttons, lists, media carousels and location requests.
 
 The downgrade engine hands these parts already within the limits of `adapters.whatsapp`'s
 profile; this module only lays them out as Meta documents them and keeps the few rules the
@@ -6,16 +6,23 @@ profile cannot say (unique button titles and ids, one header, a title on every s
 
 Reply buttons:     https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-reply-buttons-messages
 List:              https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-list-messages
+Media carousel:    https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-media-carousel-messages
 Location request:  https://developers.facebook.com/docs/whatsapp/cloud-api/messages/location-request-messages
 Header object:     https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages#header-object
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from gateway.downgrade.media import media_kind
 from gateway.schema.content import (
+    Action,
     ButtonsContent,
+    CarouselContent,
+    CarouselItem,
+    LinkAction,
     ListContent,
     LocationRequestAction,
     Media,
@@ -46,15 +53,27 @@ ROW_DESCRIPTION_MAX = 72
 ROW_ID_MAX = 200
 LIST_ROWS_MAX = 10
 LIST_SECTIONS_MAX = 10
+# Media carousel: "between 2 and 10 cards"; main body "required", "Maximum 1024 characters", no
+# main header, footer or buttons; card header image or video, the same on every card; card body
+# "Max 160 characters, and up to 2 line breaks"; "either one URL button, or one or more
+# quick-reply buttons", types and numbers matching across cards; quick-reply id 256, label 20.
+# https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-media-carousel-messages
+CAROUSEL_CARDS_MIN = 2
+CAROUSEL_CARDS_MAX = 10
+CAROUSEL_BODY_MAX = 1024
+CARD_BODY_MAX = 160
+CARD_LINE_BREAKS_MAX = 2
+# "One or more": Meta's examples and the BSP guides (jelou: "up to two buttons") show two.
+CARD_BUTTONS_MAX = 2
+# A card's body is "*title*" and its description on the next line: the title's share of 160.
+CARD_TITLE_MAX = 60
+CARD_DESCRIPTION_MAX = CARD_BODY_MAX - CARD_TITLE_MAX - len("**\n")
 # Location request: body "Maximum 1024 characters"; the button label is WhatsApp's own.
 # https://developers.facebook.com/docs/whatsapp/cloud-api/messages/location-request-messages
 LOCATION_BODY_MAX = 1024
 
 # A message body without the envelope (`messaging_product`, `recipient_type`, `to`).
 Message = dict[str, Any]
-
-_VIDEO_SUFFIXES = (".mp4", ".3gp", ".3gpp")
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def is_location_request(part: AnyContent) -> bool:
@@ -109,7 +128,7 @@ def location_request(body: str) -> list[Message]:
 def reply_buttons(content: ButtonsContent) -> list[Message]:
     """A reply-buttons message. With a media header, a text header joins the body (a message
     has one header), or goes first as text when the body has no room for it."""
-    buttons = _buttons(content)
+    buttons = _buttons(content.actions, "reply")
     before: list[Message] = []
     interactive: dict[str, Any] = {"type": "button"}
     body = content.text
@@ -130,8 +149,8 @@ def reply_buttons(content: ButtonsContent) -> list[Message]:
     return [*before, _interactive(interactive)]
 
 
-def _buttons(content: ButtonsContent) -> list[dict[str, Any]]:
-    """Reply buttons with unique ids and unique titles, as Meta requires.
+def _buttons(actions: Sequence[Action], kind: str) -> list[dict[str, Any]]:
+    """Reply (or quick-reply) buttons with unique ids and unique titles, as Meta requires.
 
     Two actions with the same payload would be the same button: the first is kept (the
     payload, which is what the tap reports, stays reachable). Equal titles get a counter.
@@ -139,14 +158,14 @@ def _buttons(content: ButtonsContent) -> list[dict[str, Any]]:
     seen_ids: set[str] = set()
     titles: set[str] = set()
     buttons = []
-    for action in content.actions:
+    for action in actions:
         payload = getattr(action, "payload", None) or action.title
         if payload in seen_ids:
             continue
         seen_ids.add(payload)
         title = _unique(action.title, titles, BUTTON_TITLE_MAX)
         titles.add(title)
-        buttons.append({"type": "reply", "reply": {"id": payload, "title": title}})
+        buttons.append({"type": kind, kind: {"id": payload, "title": title}})
     return buttons
 
 
@@ -164,7 +183,7 @@ def _unique(title: str, taken: set[str], limit: int) -> str:
 
 def media_header(media: Media) -> dict[str, Any]:
     """An image, video or document header; the kind from the MIME type, else the URL."""
-    kind = _media_kind(media)
+    kind = media_kind(media)
     source: dict[str, Any] = (
         {"id": media.provider_media_id} if media.provider_media_id else {"link": media.url}
     )
@@ -173,20 +192,39 @@ def media_header(media: Media) -> dict[str, Any]:
     return {"type": kind, kind: source}
 
 
-def _media_kind(media: Media) -> str:
-    mime = (media.mime_type or "").lower()
-    if mime.startswith("video/"):
-        return "video"
-    if mime.startswith("image/"):
-        return "image"
-    if mime:
-        return "document"
-    path = (media.url or "").split("?", 1)[0].lower()
-    if path.endswith(_VIDEO_SUFFIXES):
-        return "video"
-    if path.endswith(_IMAGE_SUFFIXES) or not media.filename:
-        return "image"
-    return "document"
+def carousel(content: CarouselContent) -> Message:
+    """A media carousel: the engine hands cards that carry either choices or one link, all
+    alike, each with an image or video of one kind, and its body text."""
+    cards = [_card(index, item) for index, item in enumerate(content.items)]
+    return _interactive(
+        {"type": "carousel", "body": {"text": content.text or ""}, "action": {"cards": cards}}
+    )
+
+
+def _card(index: int, item: CarouselItem) -> dict[str, Any]:
+    link = next((a for a in item.actions if isinstance(a, LinkAction)), None)
+    card: dict[str, Any] = {"card_index": index}
+    if link is not None:
+        card["type"] = "cta_url"
+    assert item.media is not None  # the profile requires media on every card
+    card["header"] = media_header(item.media)
+    card["body"] = {"text": card_body(item.title, item.description)}
+    if link is not None:
+        parameters = {"display_text": link.title, "url": link.url}
+        card["action"] = {"name": "cta_url", "parameters": parameters}
+    else:
+        card["action"] = {"buttons": _buttons(item.actions, "quick_reply")}
+    return card
+
+
+def card_body(title: str, description: str | None) -> str:
+    """The title in bold, then the description; lines past the card's two line breaks join
+    the last one (a description may carry the card's links, one per line)."""
+    text = title if "*" in title else f"*{title}*"
+    if not description:
+        return text
+    first, newline, rest = description.partition("\n")
+    return f"{text}\n{first}\n{rest.replace(chr(10), ' ')}" if newline else f"{text}\n{first}"
 
 
 def interactive_list(content: ListContent) -> Message:

@@ -68,13 +68,46 @@ def messages(draw: Any) -> dict[str, Any]:
     }
 
 
+# The shapes of a card's actions: a carousel whose cards share one shape can be native where
+# cards must all be alike (WhatsApp); a few cards of another shape make it downgrade.
+_CARD_SHAPES = (("reply",), ("reply", "reply"), ("link",), ("reply", "link"), ("reply",) * 3)
+
+
+@st.composite
+def carousels(draw: Any) -> dict[str, Any]:
+    """Carousels near a native form: images on (almost) every card, one shape of actions for
+    (almost) all, links and tap links, descriptions short and long."""
+    shape = draw(st.sampled_from(_CARD_SHAPES))
+    items = []
+    for n in range(draw(st.integers(1, 13))):
+        kinds = shape if draw(st.integers(0, 9)) else draw(st.sampled_from(_CARD_SHAPES))
+        actions = [
+            {"type": "reply", "title": draw(TITLE), "payload": f"C{n}_{i}"}
+            if kind == "reply"
+            else {"type": "link", "title": draw(TITLE), "url": f"https://shop.example.com/{n}/{i}"}
+            for i, kind in enumerate(kinds)
+        ]
+        items.append(
+            {
+                "title": draw(TITLE),
+                "description": draw(st.none() | TITLE | st.text(min_size=1, max_size=200)),
+                "media": {"url": f"https://cdn.example.com/{n}.jpg"} if draw(st.integers(0, 19))
+                else None,
+                "actions": actions,
+                "default_url": draw(st.none() | st.just(f"https://shop.example.com/{n}")),
+            }
+        )  # fmt: skip
+    text = draw(st.none() | st.text(min_size=1, max_size=1500).filter(str.strip))
+    return {"type": "carousel", "text": text, "items": items}
+
+
 def offered(message: dict[str, Any]) -> set[str]:
     found = {a["payload"] for a in message.get("quick_replies", [])}
     found |= {a["payload"] for a in message.get("actions", [])}
     for section in message.get("sections", []):
         found |= {i["payload"] for i in section["items"]}
     for item in message.get("items", []):
-        found |= {a["payload"] for a in item["actions"]}
+        found |= {a["payload"] for a in item["actions"] if "payload" in a}
     return found
 
 
@@ -115,13 +148,14 @@ def check_limits(result: Plan, profile: Profile) -> None:
             assert len(part.items) <= profile.carousel.max_cards
             for item in part.items:
                 assert len(item.title) <= profile.carousel.title_max
+                assert len(item.description or "") <= profile.carousel.description_max
                 assert len(item.actions) <= profile.carousel.max_actions
         else:
             assert part.type in profile.media
 
 
 @settings(max_examples=300, deadline=None)
-@given(messages(), st.sampled_from(PROFILES))
+@given(messages() | carousels(), st.sampled_from(PROFILES))
 def test_plans_respect_limits_and_keep_every_choice(
     message: dict[str, Any], profile: Profile
 ) -> None:

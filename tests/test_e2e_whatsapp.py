@@ -262,7 +262,7 @@ CAROUSEL = json.loads(
 )
 
 
-async def test_carousel_arrives_as_cards_and_a_tap_is_the_items_postback(
+async def test_carousel_arrives_as_a_media_carousel_and_a_tap_is_the_items_postback(
     stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
 ) -> None:
     user = "16505551234"
@@ -270,24 +270,22 @@ async def test_carousel_arrives_as_cards_and_a_tap_is_the_items_postback(
     before = len(simulator.sent)
     message_id = await send(stack, {"to": {"channel": "wa-main", "id": user}, "content": CAROUSEL})
     async with asyncio.timeout(10):
-        while len(simulator.sent) < before + 4:
+        while len(simulator.sent) < before + 1:
             await asyncio.sleep(0.02)
-    bodies = [s["body"] for s in simulator.sent[before:]]
-    # The richest WhatsApp form: the text, then one reply-buttons card per item, image header.
-    assert bodies[0]["text"]["body"] == "Tonight's picks"
-    second = bodies[2]
-    assert second["type"] == "interactive"
-    assert second["interactive"] == {
-        "type": "button",
+    # The richest WhatsApp form: one media carousel, the text as its body, one card per item.
+    [sent] = simulator.sent[before:]
+    carousel = sent["body"]["interactive"]
+    assert carousel["type"] == "carousel" and carousel["body"] == {"text": "Tonight's picks"}
+    assert carousel["action"]["cards"][1] == {
+        "card_index": 1,
         "header": {"type": "image", "image": {"link": "https://cdn.example.com/funghi.jpg"}},
-        "body": {"text": "Funghi\nMushrooms, mozzarella"},
+        "body": {"text": "*Funghi*\nMushrooms, mozzarella"},
         "action": {
-            "buttons": [{"type": "reply", "reply": {"id": "ORDER_FUNGHI", "title": "Order"}}]
+            "buttons": [
+                {"type": "quick_reply", "quick_reply": {"id": "ORDER_FUNGHI", "title": "Order"}}
+            ]
         },
     }
-    assert [b["interactive"]["header"]["image"]["link"] for b in bodies[1:]] == [
-        item["media"]["url"] for item in CAROUSEL["items"]
-    ]
 
     # The user taps "Order" on the second card: Meta posts an interactive button_reply.
     tap = await simulator.send_inbound_button_reply(user, "ORDER_FUNGHI")
@@ -296,8 +294,37 @@ async def test_carousel_arrives_as_cards_and_a_tap_is_the_items_postback(
     assert postback["type"] == "postback"
     assert postback["postback"]["payload"] == "ORDER_FUNGHI"
     assert postback["postback"]["title"] == "Order"
-    assert postback["postback"]["reply_to"] == simulator.sent[before + 2]["wamid"]
+    assert postback["postback"]["reply_to"] == sent["wamid"]
     view = await final_view(stack, backend, message_id)
-    assert view["state"] in ("sent", "delivered", "read") and len(view["external_ids"]) == 4
+    assert view["state"] in ("sent", "delivered", "read") and len(view["external_ids"]) == 1
+    assert [h for h in view["history"] if h["state"] == "downgraded"] == []
+
+
+async def test_carousel_of_unlike_cards_arrives_as_one_card_per_item(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    # WhatsApp's cards must all be alike: a card with two buttons among cards with one
+    # cannot be a media carousel, so each item goes as a reply-buttons message of its own.
+    user = "16505551234"
+    await open_window(simulator, backend, user)
+    unlike = json.loads(json.dumps(CAROUSEL))
+    unlike["items"][0]["actions"].append({"type": "reply", "title": "Info", "payload": "INFO_M"})
+    before = len(simulator.sent)
+    message_id = await send(stack, {"to": {"channel": "wa-main", "id": user}, "content": unlike})
+    async with asyncio.timeout(10):
+        while len(simulator.sent) < before + 4:
+            await asyncio.sleep(0.02)
+    bodies = [s["body"] for s in simulator.sent[before:]]
+    assert bodies[0]["text"]["body"] == "Tonight's picks"
+    assert bodies[2]["interactive"] == {
+        "type": "button",
+        "header": {"type": "image", "image": {"link": "https://cdn.example.com/funghi.jpg"}},
+        "body": {"text": "Funghi\nMushrooms, mozzarella"},
+        "action": {
+            "buttons": [{"type": "reply", "reply": {"id": "ORDER_FUNGHI", "title": "Order"}}]
+        },
+    }
+    view = await final_view(stack, backend, message_id)
+    assert len(view["external_ids"]) == 4
     downgraded = [h["detail"] for h in view["history"] if h["state"] == "downgraded"]
-    assert downgraded == ["carousel → cards: whatsapp has no carousel"]
+    assert downgraded == ["carousel → cards: whatsapp carousel cards must all have as many actions"]

@@ -1,6 +1,6 @@
 """Build once, deliver everywhere: one carousel, five recipients on five channels, one gateway.
 
-Each arrives in its channel's richest form: WhatsApp image cards with reply buttons, a
+Each arrives in its channel's richest form: a WhatsApp media carousel, a
 Messenger generic template, a LINE carousel template, Viber rich media, and on SMS one MMS
 with the pictures and numbered text whose answer "2" is the second item's postback.
 """
@@ -117,12 +117,13 @@ async def test_one_carousel_in_each_channels_richest_form(
         timeout=15,
     )  # fmt: skip
 
-    wa = [s["body"] for s in sims["whatsapp"].sent if s["body"].get("to") == WA_USER]
-    cards = [b["interactive"] for b in wa if b["type"] == "interactive"]
+    [wa] = [s["body"] for s in sims["whatsapp"].sent if s["body"].get("to") == WA_USER]
+    assert wa["interactive"]["type"] == "carousel"
+    cards = wa["interactive"]["action"]["cards"]
     assert [c["header"]["image"]["link"] for c in cards] == [
         item["media"]["url"] for item in CAROUSEL["items"]
     ]
-    assert cards[1]["action"]["buttons"][0]["reply"]["id"] == "ORDER_FUNGHI"
+    assert cards[1]["action"]["buttons"][0]["quick_reply"]["id"] == "ORDER_FUNGHI"
 
     [generic] = [
         s["body"]["message"]["attachment"]["payload"]

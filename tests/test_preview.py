@@ -35,22 +35,23 @@ async def test_preview_returns_requests_text_downgrades_and_choices(gw: Any) -> 
     bodies = [r["json"] for r in whatsapp["requests"]]
     assert all(r["path"] == "/106540352242922/messages" for r in whatsapp["requests"])
     assert all(b["to"] == "16505551234" for b in bodies)
-    # WhatsApp has no carousel here: the text, then one reply-buttons card per item.
-    assert [b["type"] for b in bodies] == ["text", "interactive", "interactive", "interactive"]
-    cards = [b["interactive"] for b in bodies[1:]]
+    # WhatsApp's media carousel: one message, the text as its body, a card per item.
+    [carousel] = [b["interactive"] for b in bodies]
+    assert carousel["type"] == "carousel" and carousel["body"]["text"] == "Tonight's picks"
+    cards = carousel["action"]["cards"]
     assert [c["header"]["image"]["link"] for c in cards] == [
         "https://cdn.example.com/margherita.jpg",
         "https://cdn.example.com/funghi.jpg",
         "https://cdn.example.com/diavola.jpg",
     ]
-    assert cards[1]["body"]["text"] == "Funghi\nMushrooms, mozzarella"
-    assert [c["action"]["buttons"][0]["reply"]["id"] for c in cards] == [
+    assert cards[1]["body"]["text"] == "*Funghi*\nMushrooms, mozzarella"
+    assert [c["action"]["buttons"][0]["quick_reply"]["id"] for c in cards] == [
         "ORDER_MARGHERITA",
         "ORDER_FUNGHI",
         "ORDER_DIAVOLA",
     ]
     assert whatsapp["choices"] == []  # every choice is a native button
-    assert "carousel → cards: whatsapp has no carousel" in whatsapp["downgrades"]
+    assert whatsapp["downgrades"] == []
     assert "Funghi" in whatsapp["text"]
 
 
@@ -83,8 +84,9 @@ def test_render_cli_without_config(tmp_path: Path, capsys: pytest.CaptureFixture
     result = json.loads(capsys.readouterr().out)
     assert result["requests"][0]["path"] == "/<phone_number_id>/messages"
     assert result["requests"][0]["json"]["to"] == "16505551234"
-    buttons = [r["json"]["interactive"]["action"]["buttons"] for r in result["requests"][1:]]
-    assert [b[0]["reply"]["id"] for b in buttons][:2] == ["ORDER_MARGHERITA", "ORDER_FUNGHI"]
+    cards = result["requests"][0]["json"]["interactive"]["action"]["cards"]
+    buttons = [c["action"]["buttons"][0]["quick_reply"]["id"] for c in cards]
+    assert buttons[:2] == ["ORDER_MARGHERITA", "ORDER_FUNGHI"]
 
 
 @pytest.mark.parametrize(

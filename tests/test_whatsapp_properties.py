@@ -14,7 +14,7 @@ from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.simulator.whatsapp import validate
 
-from .test_downgrade_properties import messages, offered, reachable
+from .test_downgrade_properties import carousels, messages, offered, reachable
 from .test_whatsapp_golden import make_adapter
 
 ADAPTER = make_adapter()
@@ -57,13 +57,31 @@ def check_body(body: dict[str, Any]) -> set[str]:
         assert all(1 <= len(r["id"]) <= rich.ROW_ID_MAX for r in rows)
         assert len({r["id"] for r in rows}) == len(rows)
         return {r["id"] for r in rows}
+    if item["type"] == "carousel":
+        assert 1 <= len(item["body"]["text"]) <= rich.CAROUSEL_BODY_MAX
+        cards = item["action"]["cards"]
+        assert rich.CAROUSEL_CARDS_MIN <= len(cards) <= rich.CAROUSEL_CARDS_MAX
+        ids: set[str] = set()
+        for card in cards:
+            text = card["body"]["text"]
+            assert 1 <= len(text) <= rich.CARD_BODY_MAX
+            assert text.count("\n") <= rich.CARD_LINE_BREAKS_MAX
+            if card.get("type") == "cta_url":
+                assert 1 <= len(card["action"]["parameters"]["display_text"]) <= 20
+                continue
+            replies = [b["quick_reply"] for b in card["action"]["buttons"]]
+            assert 1 <= len(replies) <= rich.CARD_BUTTONS_MAX
+            assert all(1 <= len(r["title"]) <= rich.BUTTON_TITLE_MAX for r in replies)
+            assert all(1 <= len(r["id"]) <= rich.BUTTON_ID_MAX for r in replies)
+            ids |= {r["id"] for r in replies}
+        return ids
     assert item["type"] == "location_request_message"
     assert 1 <= len(item["body"]["text"]) <= rich.LOCATION_BODY_MAX
     return set()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages())
+@given(messages() | carousels())
 def test_rendered_bodies_respect_metas_limits_and_keep_every_choice(
     message: dict[str, Any],
 ) -> None:

@@ -24,11 +24,12 @@ still carries the meaning, and the numbered text keeps the full title.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
 from gateway.downgrade.choices import Choice, numbered_line, reply_hint
+from gateway.downgrade.media import media_kind
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
 from gateway.plaintext import action_line, map_link, to_text
 from gateway.schema.content import (
@@ -64,8 +65,7 @@ ELLIPSIS = "…"
 CHOOSE = "Please choose:"
 
 
-@dataclass(frozen=True)
-class Downgrade:
+class Downgrade(NamedTuple):  # a tuple: recorded for every card of a carousel downgraded
     source: str
     result: str
     reason: str
@@ -610,29 +610,17 @@ class _Builder:
                 else item
                 for item in items
             ]
-        problem, fitting = self.carousel_problem(items)
+        moved: list[str] = []  # what became card text, noted once the native form is chosen
+        problem = None
+        if native is not None and (not native.mixed_actions or not native.default_url):
+            items, moved, problem = self.links_as_card_text(items)
+        fitting = False
+        if problem is None:
+            problem, fitting = self.carousel_problem(items)
         if problem is None and native is not None:
-            if content.text:
-                self.text(content.text)
-            groups = [
-                items[i : i + native.max_cards] for i in range(0, len(items), native.max_cards)
-            ]
-            if len(groups) > 1:
-                self.note(
-                    "carousel",
-                    f"{len(groups)} carousels",
-                    f"{len(items)} cards exceed {self.channel}'s {native.max_cards}",
-                )
-            for group in groups:
-                self.result.parts.append(
-                    built(
-                        CarouselContent,
-                        type="carousel",
-                        text=None,
-                        quick_replies=[],
-                        items=group if fitting else [self.card(i) for i in group],
-                    )
-                )
+            for what in moved:
+                self.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=self.channel))
+            self.native_carousel(content.text, items, fitting)
             return
         items = list(content.items)
         buttons = self.profile.buttons
@@ -642,11 +630,95 @@ class _Builder:
                 self.text(content.text)
             for item in items:
                 options = self.options(list(item.actions))
-                body = "\n".join(p for p in (item.title, item.description, item.default_url) if p)
+                opens = None if _linked(item) else item.default_url
+                body = "\n".join(p for p in (item.title, item.description, opens) if p)
                 self.offer("card", body, options, media=item.media)
             return
         self.note("carousel", "numbered_text", problem or f"{self.channel} has no carousel")
         self.numbered_carousel(content)
+
+    def native_carousel(self, text: str | None, items: list[CarouselItem], fitting: bool) -> None:
+        native = self.profile.carousel
+        assert native is not None
+        count = -(-len(items) // native.max_cards)
+        if count > 1:
+            self.note(
+                "carousel",
+                f"{count} carousels",
+                f"{len(items)} cards exceed {self.channel}'s {native.max_cards}",
+            )
+        step = native.max_cards
+        groups = [items[i : i + step] for i in range(0, len(items), step)]
+        if len(groups[-1]) < native.min_cards:  # too few left for a last carousel: even sizes
+            size, extra = divmod(len(items), count)
+            bounds = [i * size + min(i, extra) for i in range(count + 1)]
+            groups = [items[bounds[i] : bounds[i + 1]] for i in range(count)]
+        body: str | None = None
+        if native.text_max is None:
+            if text:
+                self.text(text)
+        else:  # the carousel's own (required) body
+            body = self.body(text or CHOOSE, native.text_max)
+        for group in groups:
+            self.result.parts.append(
+                built(
+                    CarouselContent,
+                    type="carousel",
+                    text=body,
+                    quick_replies=[],
+                    items=group if fitting else [self.card(i) for i in group],
+                )
+            )
+
+    def links_as_card_text(
+        self, items: list[CarouselItem]
+    ) -> tuple[list[CarouselItem], list[str], str | None]:
+        """Links a card cannot carry as buttons (beside choices, or its tap link) become lines
+        of its description: the cards, what moved, or why the cards cannot take them."""
+        native = self.profile.carousel
+        assert native is not None
+        moved: set[str] = set()
+        cards: list[CarouselItem] = []
+        unmixed = not native.mixed_actions
+        for item in items:
+            lines: list[str] = []
+            actions = item.actions
+            if unmixed:
+                kept: list[Action] = []
+                choices = False
+                for action in actions:
+                    if isinstance(action, LinkAction):
+                        lines.append(action_line(action))
+                    else:
+                        choices = choices or isinstance(action, ReplyAction | PostbackAction)
+                        kept.append(action)
+                if lines and choices:
+                    moved.add("link")
+                    actions = kept
+                else:
+                    lines = []
+            if item.default_url and not native.default_url:
+                moved.add("default_url")
+                if not _linked(item):
+                    lines.append(item.default_url)
+            if not lines:
+                cards.append(item)
+                continue
+            description = "\n".join(p for p in (item.description, *lines) if p)
+            if len(description) > native.description_max:
+                limit = native.description_max
+                return items, [], f"a card's text and links exceed {self.channel}'s {limit}"
+            cards.append(
+                built(
+                    CarouselItem,
+                    title=item.title,
+                    description=description,
+                    media=item.media,
+                    actions=actions,
+                    default_url=None,
+                )
+            )
+        return cards, sorted(moved), None
 
     def carousel_problem(self, items: list[CarouselItem]) -> tuple[str | None, bool]:
         """Why the native carousel cannot carry these cards (None when it can), and whether
@@ -661,6 +733,8 @@ class _Builder:
         fitting = True
         longest = 0
         action_counts = set()
+        shapes: set[tuple[str, ...]] = set()
+        media_kinds: set[str] = set()
         for item in items:
             actions = item.actions
             action_counts.add(len(actions))
@@ -669,19 +743,29 @@ class _Builder:
             ):
                 fitting = False
             native_kinds = True
+            choices = 0
+            shape: list[str] = []
             for action in actions:
+                kind: str = action.type
                 if len(action.title) > label_max:
                     fitting = False
-                if action.type not in kinds:
+                if kind not in kinds:
                     native_kinds = False
+                if kind in CHOICE_KINDS:
+                    choices += 1
+                    kind = "choice"
                 if (
                     isinstance(action, ReplyAction | PostbackAction | BuyAction)
                     and action.payload
                     and len(action.payload) > longest
                 ):
                     longest = len(action.payload)
+                shape.append(kind)
+            shapes.add(tuple(shape))
             if card_problem is not None:
                 continue
+            if item.media is not None and (native.media_kinds or native.same_media_kind):
+                media_kinds.add(media_kind(item.media))
             if native.media_required and item.media is None:
                 card_problem = f"{self.channel} carousel cards need an image"
             elif len(actions) > native.max_actions:
@@ -689,10 +773,26 @@ class _Builder:
             elif not native_kinds:
                 cannot = ", ".join(sorted({a.type for a in actions} - kinds))
                 card_problem = f"{self.channel} cards cannot carry {cannot}"
+            elif not native.mixed_actions and 0 < choices < len(actions):
+                card_problem = f"{self.channel} cards carry choices or links, not both"
+            elif (
+                native.max_link_buttons is not None
+                and choices == 0
+                and len(actions) > native.max_link_buttons
+            ):
+                card_problem = f"{self.channel} cards carry at most {native.max_link_buttons} link"
         if longest > self.profile.payload_max:
             return self._too_long(longest), fitting
-        if card_problem is None and native.same_action_count and len(action_counts) > 1:
-            card_problem = f"{self.channel} carousel cards must all have as many actions"
+        if card_problem is None:
+            if native.same_action_count and len(action_counts) > 1:
+                card_problem = f"{self.channel} carousel cards must all have as many actions"
+            elif native.same_action_kinds and len(shapes) > 1:
+                card_problem = f"{self.channel} carousel cards must all have the same buttons"
+            elif native.media_kinds is not None and not media_kinds <= native.media_kinds:
+                allowed = " or ".join(sorted(native.media_kinds))
+                card_problem = f"{self.channel} carousel cards take only {allowed} media"
+            elif native.same_media_kind and len(media_kinds) > 1:
+                card_problem = f"{self.channel} carousel cards must all carry one kind of media"
         return card_problem, fitting
 
     def card(self, item: CarouselItem) -> CarouselItem:
@@ -741,7 +841,7 @@ class _Builder:
             if media is not None and url and images:
                 self.result.parts.append(_image(media))
             picks: list[ReplyAction | PostbackAction] = []
-            links = [item.default_url] if item.default_url else []
+            links = [item.default_url] if item.default_url and not _linked(item) else []
             for action in item.actions:
                 if isinstance(action, ReplyAction | PostbackAction):
                     picks.append(action)
@@ -794,6 +894,17 @@ def _text(text: str) -> TextContent:
 
 def _image(media: Media) -> ImageContent:
     return built(ImageContent, type="image", media=media, caption=None, quick_replies=[])
+
+
+_CARD_TEXT_REASONS = {
+    "link": "{channel} carousel cards carry choices or links, not both",
+    "default_url": "{channel} carousel cards open no link when tapped",
+}
+
+
+def _linked(item: CarouselItem) -> bool:
+    """The card's tap link is one of its link buttons too (said once in text is enough)."""
+    return any(isinstance(a, LinkAction) and a.url == item.default_url for a in item.actions)
 
 
 def _payload_of(action: Action) -> str | None:

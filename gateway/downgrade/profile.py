@@ -57,6 +57,17 @@ class CarouselProfile:
     min_cards: int = 1
     media_required: bool = False
     same_action_count: bool = False  # LINE: every column has as many actions as the others
+    # The rules WhatsApp's media carousel adds (all off elsewhere):
+    # cards carry choices or links, not both: a choice card's links become lines of its text
+    mixed_actions: bool = True
+    max_link_buttons: int | None = None  # links on a card without choices (None: max_actions)
+    same_action_kinds: bool = False  # every card carries the same kinds of actions, in order
+    media_kinds: frozenset[str] | None = None  # image, video (None: any media)
+    same_media_kind: bool = False  # every card's media of one kind
+    default_url: bool = True  # a card can open a link when tapped; else it is a line of text
+    # The carousel carries the message's text (a required body) within this many characters;
+    # None: the text goes as a message of its own before the carousel.
+    text_max: int | None = None
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ ERRORS: dict[int, tuple[str, str]] = {
 # a list 1..limit items, and limit 0 means a number. "[]" applies the rule to every element.
 # Limits: the messages reference above and https://developers.facebook.com/docs/whatsapp/
 # cloud-api/messages/{text-messages,interactive-reply-buttons-messages,interactive-list-messages,
-# interactive-cta-url-messages,location-request-messages}
+# interactive-cta-url-messages,interactive-media-carousel-messages,location-request-messages}
 Rule = tuple[str, int, bool]
 _CAPTION: tuple[Rule, ...] = (("caption", 1024, False),)
 _FOOTER: tuple[Rule, ...] = (("footer.text", 60, False),)
@@ -106,6 +106,17 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ("action.name", 16, True),
         ("action.parameters.display_text", 20, True),
         ("action.parameters.url", 2048, True),
+    ),
+    "interactive.carousel": (
+        ("body.text", 1024, True),
+        ("action.cards", 10, True),
+        ("action.cards[].card_index", 0, True),
+        ("action.cards[].body.text", 160, False),
+        # Required by card kind (quick-reply or cta_url): checked in _validate_carousel.
+        ("action.cards[].action.buttons[].quick_reply.id", 256, False),
+        ("action.cards[].action.buttons[].quick_reply.title", 20, False),
+        ("action.cards[].action.parameters.display_text", 20, False),
+        ("action.cards[].action.parameters.url", 2048, False),
     ),
     "interactive.location_request_message": (
         ("body.text", 1024, True),
@@ -212,7 +223,7 @@ def validate(body: Any) -> None:
         isinstance(item, list if kind == "contacts" else dict) and item,
         f"Param {kind} is required for type {kind}",
     )
-    if kind == "interactive":  # other kinds (product, flow, carousel...) pass unchecked
+    if kind == "interactive":  # other kinds (product, flow...) pass unchecked
         _require(
             item.get("type") and isinstance(item.get("action"), dict),
             "Param interactive['type'] and interactive['action'] are required",
@@ -264,6 +275,8 @@ def _validate_interactive(item: dict[str, Any]) -> None:
         _require(len(rows) <= 10, "A list message may have at most 10 rows in all sections")
         ids = [v for _, v in _lookup(item, "action.sections[].rows[].id")]
         _require(len(set(ids)) == len(ids), "Row ids must be unique")
+    elif kind == "carousel":
+        _validate_carousel(item)
     elif kind == "button":
         kinds = {v for _, v in _lookup(item, "action.buttons[].type")}
         _require(
@@ -273,6 +286,59 @@ def _validate_interactive(item: dict[str, Any]) -> None:
         _require(len(set(titles)) == len(titles), "Button titles must be unique")
         ids = [v for _, v in _lookup(item, "action.buttons[].reply.id")]
         _require(len(set(ids)) == len(ids), "Button ids must be unique")
+
+
+def _validate_carousel(item: dict[str, Any]) -> None:
+    """The media carousel's rules: 2-10 cards in index order, each an image or video header of
+    one kind for all, a body of at most 2 line breaks, and either one URL button or quick-reply
+    buttons, of the same types and number on every card. No main header, footer or buttons."""
+    _require(not {"header", "footer"} & item.keys(), "A carousel has no main header or footer")
+    cards = item["action"]["cards"]
+    _require(len(cards) >= 2, "Param interactive['action']['cards'] needs 2 to 10 cards")
+    _require(
+        [c.get("card_index") for c in cards] == list(range(len(cards))),
+        "Param card_index must number the cards from 0",
+    )
+    header_kinds: set[Any] = set()
+    shapes: set[tuple[Any, ...]] = set()
+    for card in cards:
+        header = card.get("header")
+        _validate_header(header, frozenset({"image", "video"}))
+        header_kinds.add(header["type"])
+        _require(
+            str((card.get("body") or {}).get("text", "")).count("\n") <= 2,
+            "Card body text may have up to 2 line breaks",
+        )
+        action = card.get("action")
+        _require(isinstance(action, dict), "Param card action is required")
+        if card.get("type") == "cta_url":
+            _require(action.get("name") == "cta_url", "A cta_url card needs action name cta_url")
+            parameters = action.get("parameters") or {}
+            _require(
+                parameters.get("display_text") and parameters.get("url"),
+                "A cta_url card needs display_text and url",
+            )
+            shapes.add(("cta_url",))
+            continue
+        buttons = action.get("buttons")
+        _require(
+            isinstance(buttons, list) and buttons,
+            "A card needs one URL button or quick-reply buttons",
+        )
+        _require(
+            all(b.get("type") == "quick_reply" for b in buttons),
+            "Card buttons must be quick_reply",
+        )
+        _require(
+            all(b.get("quick_reply", {}).get("id") for b in buttons),
+            "A quick-reply button needs an id and a title",
+        )
+        titles = [b["quick_reply"].get("title") for b in buttons]
+        _require(all(titles), "A quick-reply button needs an id and a title")
+        _require(len(set(titles)) == len(titles), "Button titles must be unique")
+        shapes.add(("quick_reply",) * len(buttons))
+    _require(len(header_kinds) == 1, "Every card needs the same header type")
+    _require(len(shapes) == 1, "Button types and numbers must match across all cards")
 
 
 def _validate_header(header: Any, allowed: frozenset[str]) -> None:
@@ -491,10 +557,21 @@ class WhatsAppSimulator(SimulatorServer):
         for sent in reversed(self.sent):
             body = sent["body"]
             interactive = body.get("interactive") or {}
-            if body.get("to") != to or interactive.get("type") != kind:
+            sent_kind = interactive.get("type")
+            # A carousel card's quick-reply tap comes back as a button reply, like a button's.
+            if body.get("to") != to or sent_kind not in (
+                kind,
+                "carousel" if kind == "button" else kind,
+            ):
                 continue
             action = interactive.get("action") or {}
-            if kind == "button":
+            if sent_kind == "carousel":
+                choices = [
+                    b.get("quick_reply") or {}
+                    for card in action.get("cards") or []
+                    for b in (card.get("action") or {}).get("buttons") or []
+                ]
+            elif kind == "button":
                 choices = [b.get("reply") or {} for b in action.get("buttons") or []]
             else:
                 choices = [r for s in action.get("sections") or [] for r in s.get("rows") or []]
