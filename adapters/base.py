@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import builtins
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import wire
 from gateway.downgrade.profile import Profile
 from gateway.schema import Content, EventDraft
 
@@ -163,7 +163,7 @@ class PayloadError(ValueError):
 def json_object(body: bytes) -> dict[str, Any]:
     """A webhook body that must be a JSON object; PayloadError otherwise."""
     try:
-        payload = json.loads(body)
+        payload = wire.loads(body)
     except ValueError as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(payload, dict):

@@ -6,7 +6,6 @@ events happens later, from the inbox, so a parser bug costs a replay and never a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from adapters.base import Adapter, InboundRequest, PayloadError
+from gateway import wire
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
@@ -119,9 +119,9 @@ class Ingress:
             dedupe_key = adapter.dedupe_key(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
-        headers = json.dumps(
-            {k: v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
-        )
+        headers = wire.dumps(  # str(k): multidict's keys are a str subclass orjson refuses
+            {str(k): v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
+        ).decode()
         row_id = await self.store.append_inbox(
             channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
         )

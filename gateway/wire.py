@@ -8,6 +8,7 @@ orjson writes compact UTF-8 JSON with non-ASCII characters kept, the same bytes 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -20,7 +21,15 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
+    """JSON read at orjson's speed, with the standard library's leniency where orjson refuses:
+    a lone surrogate (an emoji cut in half by a sender) or NaN still reads, and the error of a
+    body that is not JSON at all is the standard library's. orjson reads integers of up to 64
+    bits exactly (Viber's message_token, the longest provider number, is one); wider ones it
+    reads as floats, which no provider sends."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def size(value: Any) -> int:
