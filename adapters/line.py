@@ -192,7 +192,7 @@ class LineConfig(ChannelConfig):
 
 def signature(channel_secret: str, body: bytes) -> str:
     """x-line-signature: base64(HMAC-SHA256(channel secret, raw body))."""
-    digest = hmac.new(channel_secret.encode(), body, hashlib.sha256).digest()
+    digest = hmac.digest(channel_secret.encode(), body, "sha256")
     return base64.b64encode(digest).decode()
 
 

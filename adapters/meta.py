@@ -7,7 +7,6 @@ https://developers.facebook.com/docs/graph-api/webhooks/getting-started
 from __future__ import annotations
 
 import abc
-import hashlib
 import hmac
 from collections.abc import Mapping
 
@@ -29,7 +28,7 @@ def hub_handshake(query: Mapping[str, str], verify_token: str) -> Reply:
 
 
 def hub_signature(app_secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.digest(app_secret.encode(), body, "sha256").hex()
 
 
 def verify_hub_signature(headers: Mapping[str, str], body: bytes, app_secret: str) -> bool:

@@ -210,7 +210,7 @@ class ViberConfig(ChannelConfig):
 
 def signature(auth_token: str, body: bytes) -> str:
     """X-Viber-Content-Signature: lowercase hex HMAC-SHA256 of the raw body, no prefix."""
-    return hmac.new(auth_token.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.digest(auth_token.encode(), body, "sha256").hex()
 
 
 def error_category(status: int) -> Literal["retry", "permanent", "unreachable"]:
