@@ -33,6 +33,11 @@ DIALECT = Dialect(
     error_aborts_transaction=False,
 )
 MAX_BATCH = 512
+# A request's handler runs a loop iteration after its bytes arrive, so writes of one burst
+# reach the store over a few iterations. The flush waits while new writes keep coming (at
+# most this many iterations) so they share one commit and fsync: half the fsyncs under load
+# (bench/ingress.py: 0.47 -> 0.51 of a bare handler's rate), one iteration more when idle.
+FLUSH_WAITS = 3
 # A fast disk syncs in a fraction of a millisecond: then blocking the loop briefly is cheaper
 # than a thread hand-off (the thread must win the GIL back from the busy loop to report
 # back). A slow disk (network storage) is synced from a thread so the loop keeps serving.
@@ -53,6 +58,8 @@ class SQLiteDatabase:
         self._wal_fd: int | None = None
         self._pending: list[_Pending] = []
         self._flush_scheduled = False
+        self._seen = 0
+        self._waited = 0
         self._unsynced: list[tuple[list[asyncio.Future[Any]], list[Result]]] = []
         self._syncing = False
         self._sync_seconds = 0.0  # moving average of fdatasync time
@@ -103,6 +110,12 @@ class SQLiteDatabase:
         return await future
 
     def _flush(self) -> None:
+        if len(self._pending) > self._seen and self._waited < FLUSH_WAITS:
+            self._seen = len(self._pending)
+            self._waited += 1
+            asyncio.get_running_loop().call_soon(self._flush)
+            return
+        self._seen = self._waited = 0
         self._flush_scheduled = False
         if self._syncing:
             return  # the running sync commits what queued up meanwhile, as one batch
