@@ -728,7 +728,12 @@ class _Builder:
             return f"{self.channel} has no carousel", False
         if len(items) < native.min_cards:
             return f"{self.channel} carousels need at least {native.min_cards} cards", False
+        # Profile fields as locals: this loop runs over every card and action of every send.
         kinds, label_max = native.kinds, native.label_max
+        title_max, description_max = native.title_max, native.description_max
+        max_actions, mixed = native.max_actions, native.mixed_actions
+        by_kind = native.same_action_kinds
+        media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
         card_problem: str | None = None
         fitting = True
         longest = 0
@@ -738,42 +743,36 @@ class _Builder:
         for item in items:
             actions = item.actions
             action_counts.add(len(actions))
-            if len(item.title) > native.title_max or (
-                item.description and len(item.description) > native.description_max
-            ):
+            description = item.description
+            if len(item.title) > title_max or (description and len(description) > description_max):
                 fitting = False
             native_kinds = True
             choices = 0
-            shape: list[str] = []
             for action in actions:
-                kind: str = action.type
+                kind = action.type
                 if len(action.title) > label_max:
                     fitting = False
                 if kind not in kinds:
                     native_kinds = False
                 if kind in CHOICE_KINDS:
                     choices += 1
-                    kind = "choice"
-                if (
-                    isinstance(action, ReplyAction | PostbackAction | BuyAction)
-                    and action.payload
-                    and len(action.payload) > longest
-                ):
-                    longest = len(action.payload)
-                shape.append(kind)
-            shapes.add(tuple(shape))
+                if isinstance(action, _PAYLOAD_TYPES) and action.payload:
+                    longest = max(longest, len(action.payload))
+            if by_kind:
+                shapes.add(tuple("choice" if a.type in CHOICE_KINDS else a.type for a in actions))
             if card_problem is not None:
                 continue
-            if item.media is not None and (native.media_kinds or native.same_media_kind):
-                media_kinds.add(media_kind(item.media))
-            if native.media_required and item.media is None:
+            media = item.media
+            if media is not None and media_kinds_wanted:
+                media_kinds.add(media_kind(media))
+            if media is None and native.media_required:
                 card_problem = f"{self.channel} carousel cards need an image"
-            elif len(actions) > native.max_actions:
-                card_problem = f"a card has more than {native.max_actions} actions"
+            elif len(actions) > max_actions:
+                card_problem = f"a card has more than {max_actions} actions"
             elif not native_kinds:
                 cannot = ", ".join(sorted({a.type for a in actions} - kinds))
                 card_problem = f"{self.channel} cards cannot carry {cannot}"
-            elif not native.mixed_actions and 0 < choices < len(actions):
+            elif not mixed and 0 < choices < len(actions):
                 card_problem = f"{self.channel} cards carry choices or links, not both"
             elif (
                 native.max_link_buttons is not None
@@ -905,6 +904,10 @@ _CARD_TEXT_REASONS = {
 def _linked(item: CarouselItem) -> bool:
     """The card's tap link is one of its link buttons too (said once in text is enough)."""
     return any(isinstance(a, LinkAction) and a.url == item.default_url for a in item.actions)
+
+
+# Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.
+_PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
 
 
 def _payload_of(action: Action) -> str | None:
