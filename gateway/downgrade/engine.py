@@ -690,7 +690,7 @@ class _Builder:
                     if isinstance(action, LinkAction):
                         lines.append(action_line(action))
                     else:
-                        choices = choices or isinstance(action, ReplyAction | PostbackAction)
+                        choices = choices or action.type in CHOICE_KINDS
                         kept.append(action)
                 if lines and choices:
                     moved.add("link")
@@ -704,7 +704,8 @@ class _Builder:
             if not lines:
                 cards.append(item)
                 continue
-            description = "\n".join(p for p in (item.description, *lines) if p)
+            links = "\n".join(lines)
+            description = f"{item.description}\n{links}" if item.description else links
             if len(description) > native.description_max:
                 limit = native.description_max
                 return items, [], f"a card's text and links exceed {self.channel}'s {limit}"
@@ -738,7 +739,7 @@ class _Builder:
         fitting = True
         longest = 0
         action_counts = set()
-        shapes: set[tuple[str, ...]] = set()
+        shapes: set[str] = set()
         media_kinds: set[str] = set()
         for item in items:
             actions = item.actions
@@ -748,6 +749,7 @@ class _Builder:
                 fitting = False
             native_kinds = True
             choices = 0
+            shape = ""  # the card's kinds of actions in order, choices all alike
             for action in actions:
                 kind = action.type
                 if len(action.title) > label_max:
@@ -756,10 +758,13 @@ class _Builder:
                     native_kinds = False
                 if kind in CHOICE_KINDS:
                     choices += 1
+                    shape += "choice,"
+                else:
+                    shape += kind + ","
                 if isinstance(action, _PAYLOAD_TYPES) and action.payload:
                     longest = max(longest, len(action.payload))
             if by_kind:
-                shapes.add(tuple("choice" if a.type in CHOICE_KINDS else a.type for a in actions))
+                shapes.add(shape)
             if card_problem is not None:
                 continue
             media = item.media
