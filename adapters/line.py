@@ -463,6 +463,8 @@ class LineAdapter(Adapter):
         return rich.with_quick_replies(self._messages(bare), content.quick_replies)
 
     def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
+        if isinstance(content, CarouselContent):
+            return self._expand(rich.carousel(content))
         if isinstance(content, ImageContent | VideoContent) and _https(content.media):
             url = content.media.url
             media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
@@ -496,8 +498,6 @@ class LineAdapter(Adapter):
             if rich.is_location_prompt(content):
                 return [rich.location_prompt(content)]
             return self._expand(rich.buttons(content))
-        if isinstance(content, CarouselContent):
-            return self._expand(rich.carousel(content))
         if isinstance(content, TextContent):
             return _texts(content.text)
         return _texts(to_text(content))

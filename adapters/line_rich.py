@@ -129,12 +129,12 @@ def action(choice: Action, *, quick_reply: bool = False) -> dict[str, Any]:
     where LINE requires `displayText`. link (and a payment link) is a URI action, call a URI
     action to `tel:`, location_request the location action (quick replies only).
     """
-    if isinstance(choice, ReplyAction | PostbackAction):
+    if isinstance(choice, (ReplyAction, PostbackAction)):  # tuples: faster than unions
         made = {"type": "postback", "label": choice.title, "data": choice.payload}
         if quick_reply or isinstance(choice, ReplyAction):
             made["displayText"] = choice.title
         return made
-    if isinstance(choice, LinkAction | BuyAction):
+    if isinstance(choice, (LinkAction, BuyAction)):
         return {"type": "uri", "label": choice.title, "uri": choice.url}
     if isinstance(choice, CallAction):
         return {"type": "uri", "label": choice.title, "uri": f"tel:{choice.phone}"}
@@ -194,7 +194,10 @@ def thumbnail(media: Media | None) -> str | None:
         return None
     if media.mime_type:
         return media.url if media.mime_type.lower() in THUMBNAIL_TYPES else None
-    path = urlsplit(media.url).path.lower()
+    url = media.url
+    if "?" not in url and "#" not in url and not url.lower().endswith(_OTHER_SUFFIXES):
+        return url  # the path is the URL's tail, so it has no other media's suffix either
+    path = urlsplit(url).path.lower()
     if path.endswith(_OTHER_SUFFIXES):
         return None
     return media.url

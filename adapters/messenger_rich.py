@@ -115,7 +115,7 @@ def _template(payload: dict[str, Any]) -> Message:
 
 # --- buttons -----------------------------------------------------------------------------
 def _is_choice(action: Action) -> bool:
-    return isinstance(action, ReplyAction | PostbackAction)
+    return isinstance(action, (ReplyAction, PostbackAction))  # tuples: faster than unions
 
 
 def phone_number(phone: str) -> str | None:
@@ -128,9 +128,9 @@ def phone_number(phone: str) -> str | None:
 
 def button(action: Action) -> dict[str, Any] | None:
     """The Messenger button for `action`, or None when Messenger has no button for it."""
-    if isinstance(action, ReplyAction | PostbackAction):
+    if isinstance(action, (ReplyAction, PostbackAction)):
         return {"type": "postback", "title": action.title, "payload": action.payload}
-    if isinstance(action, LinkAction | BuyAction):
+    if isinstance(action, (LinkAction, BuyAction)):
         return {"type": "web_url", "url": action.url, "title": action.title}
     if isinstance(action, CallAction) and (number := phone_number(action.phone)):
         return {"type": "phone_number", "title": action.title, "payload": number}

@@ -152,6 +152,7 @@ CAPABILITIES = Profile(
         same_action_count=True,
         mixed_actions=False,
         max_link_buttons=1,
+        min_actions=1,
         same_action_kinds=True,
         media_kinds=frozenset({"image", "video"}),
         same_media_kind=True,

@@ -272,3 +272,47 @@ def test_quick_replies_on_an_image(count: int) -> None:
         {"type": "image", "media": {"url": "https://cdn.example.com/a.jpg"}, "quick_replies": quick}
     )
     assert bodies[0]["type"] == "image" and bodies[1]["type"] == "interactive"
+
+
+def _cards(*actions: list[dict[str, Any]], mime: str = "image/jpeg") -> dict[str, Any]:
+    return {
+        "type": "carousel",
+        "text": "Picks",
+        "items": [
+            {
+                "title": f"Card {n}",
+                "media": {"url": f"https://cdn.example.com/{n}", "mime_type": mime},
+                "actions": acts,
+            }
+            for n, acts in enumerate(actions)
+        ],
+    }
+
+
+LINK = {"type": "link", "title": "Open", "url": "https://shop.example.com"}
+
+
+@pytest.mark.parametrize(
+    ("message", "native"),
+    [
+        # Quick-reply cards and one-URL cards are media carousels...
+        (_cards(replies(("Buy", "B0")), replies(("Buy", "B1"))), True),
+        (_cards([LINK], [LINK]), True),
+        # ...cards without a button, with unlike buttons, a lone card or documents are not.
+        (_cards([], []), False),
+        (_cards(replies(("Buy", "B0")), [LINK]), False),
+        (_cards(replies(("Buy", "B0"))), False),
+        (_cards([LINK, LINK], [LINK, LINK]), False),
+        (_cards(replies(("Buy", "B0")), replies(("Buy", "B1")), mime="application/pdf"), False),
+    ],
+)
+def test_media_carousel_only_for_cards_meta_accepts(message: dict[str, Any], native: bool) -> None:
+    kinds = [b["interactive"]["type"] for b in render(message) if b["type"] == "interactive"]
+    assert ("carousel" in kinds) is native
+
+
+def test_media_carousel_needs_one_kind_of_media_on_every_card() -> None:
+    message = _cards(replies(("Buy", "B0")), replies(("Buy", "B1")))
+    message["items"][1]["media"]["mime_type"] = "video/mp4"
+    kinds = [b["interactive"]["type"] for b in render(message) if b["type"] == "interactive"]
+    assert kinds == ["button", "button"]  # one reply-buttons message per card instead

@@ -774,6 +774,8 @@ class _Builder:
                 card_problem = f"{self.channel} carousel cards need an image"
             elif len(actions) > max_actions:
                 card_problem = f"a card has more than {max_actions} actions"
+            elif len(actions) < native.min_actions:
+                card_problem = f"{self.channel} carousel cards need a button each"
             elif not native_kinds:
                 cannot = ", ".join(sorted({a.type for a in actions} - kinds))
                 card_problem = f"{self.channel} cards cannot carry {cannot}"

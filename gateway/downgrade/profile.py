@@ -61,6 +61,7 @@ class CarouselProfile:
     # cards carry choices or links, not both: a choice card's links become lines of its text
     mixed_actions: bool = True
     max_link_buttons: int | None = None  # links on a card without choices (None: max_actions)
+    min_actions: int = 0  # every card needs at least this many buttons
     same_action_kinds: bool = False  # every card carries the same kinds of actions, in order
     media_kinds: frozenset[str] | None = None  # image, video (None: any media)
     same_media_kind: bool = False  # every card's media of one kind
