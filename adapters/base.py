@@ -128,6 +128,9 @@ class Reply:
     content_type: str = "text/plain"
 
 
+_OK = Reply(200, "OK")  # frozen: one answer shared by every acknowledged webhook
+
+
 class SendError(Exception):
     """A provider refused a send; `category` decides whether the outbox tries again."""
 
@@ -235,7 +238,7 @@ class Adapter(abc.ABC):
 
     def acknowledge(self, body: bytes) -> Reply:
         """The answer to a stored webhook (Twilio wants TwiML, most want a plain 200)."""
-        return Reply(200, "OK")
+        return _OK
 
     # --- outbound ------------------------------------------------------------------
     @abc.abstractmethod

@@ -80,7 +80,8 @@ class Ingress:
         if adapter is None:
             WEBHOOKS.labels("unknown", "unknown_channel").inc()
             return error(404, "unknown_channel", "no channel is configured at this path")
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
             return self._reject(
                 channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
             )
