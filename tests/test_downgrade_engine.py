@@ -321,3 +321,18 @@ def test_parts_built_without_validation_equal_validated_ones() -> None:
     assert fast.model_dump_json() == slow.model_dump_json()
     assert fast.model_copy(update={"text": "Other"}).text == "Other"
     assert fast.model_fields_set == set(ButtonsContent.model_fields)
+
+
+def test_text_and_image_parts_equal_validated_ones() -> None:
+    from gateway.downgrade.engine import _image, _text
+    from gateway.schema.content import ImageContent, Media, TextContent
+
+    media = Media(url="https://cdn.example.com/a.jpg")
+    for fast, slow in (
+        (_text("Hello"), TextContent(text="Hello")),
+        (_image(media), ImageContent(media=media)),
+    ):
+        assert fast == slow
+        assert fast.model_dump_json() == slow.model_dump_json()
+        assert fast.model_fields_set == set(type(slow).model_fields)
+        assert fast.model_copy(update={"quick_replies": []}) == slow
