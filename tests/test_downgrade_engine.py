@@ -308,7 +308,7 @@ def test_payloads_longer_than_the_channel_carries_go_numbered() -> None:
 
 
 def test_parts_built_without_validation_equal_validated_ones() -> None:
-    from gateway.downgrade.engine import built
+    from gateway.downgrade.parts import built
     from gateway.schema.content import ButtonsContent, ReplyAction
 
     actions = [ReplyAction(title="Order", payload="P1")]
@@ -324,7 +324,8 @@ def test_parts_built_without_validation_equal_validated_ones() -> None:
 
 
 def test_text_and_image_parts_equal_validated_ones() -> None:
-    from gateway.downgrade.engine import _image, _text
+    from gateway.downgrade.parts import image_part as _image
+    from gateway.downgrade.parts import text_part as _text
     from gateway.schema.content import ImageContent, Media, TextContent
 
     media = Media(url="https://cdn.example.com/a.jpg")

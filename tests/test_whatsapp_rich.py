@@ -316,3 +316,16 @@ def test_media_carousel_needs_one_kind_of_media_on_every_card() -> None:
     message["items"][1]["media"]["mime_type"] = "video/mp4"
     kinds = [b["interactive"]["type"] for b in render(message) if b["type"] == "interactive"]
     assert kinds == ["button", "button"]  # one reply-buttons message per card instead
+
+
+def test_a_cards_tap_link_becomes_a_line_of_its_text() -> None:
+    message = _cards(replies(("Buy", "B0")), replies(("Buy", "B1")))
+    message["items"][0]["default_url"] = "https://shop.example.com/0"
+    planned = plan(CONTENT_ADAPTER.validate_python(message), make_adapter().profile)
+    assert [str(d) for d in planned.downgrades] == [
+        "default_url → text: whatsapp carousel cards open no link when tapped"
+    ]
+    [body] = render(message)
+    cards = body["interactive"]["action"]["cards"]
+    assert cards[0]["body"]["text"] == "*Card 0*\nhttps://shop.example.com/0"
+    assert cards[1]["body"]["text"] == "*Card 1*"

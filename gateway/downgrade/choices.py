@@ -14,6 +14,10 @@ from typing import NamedTuple
 
 import regex
 
+# The body of choices offered with no text of their own (quick replies on an image, a
+# carousel that must have a body).
+CHOOSE = "Please choose:"
+
 
 class Choice(NamedTuple):  # a tuple: built for every numbered option of every send
     number: int

@@ -9,9 +9,9 @@ Preference orders, richest first (after Bot Framework's card → suggested actio
   numbered text.
 - list: native list → quick replies → buttons → numbered text (descriptions keep it numbered:
   a quick reply or button cannot show them).
-- carousel: native carousel (split into several when there are more cards than allowed) →
-  one card per item (media + text + buttons) → numbered text with links, images sent as
-  media parts where the channel takes media.
+- carousel (carousel.py): native carousel (split into several when there are more cards than
+  allowed) → one card per item (media + text + buttons) → numbered text with links, images
+  sent as media parts where the channel takes media.
 - media, location, contacts: native → text with the link, place or names.
 - template: native template → its fallback content.
 - actions: link and buy become URL buttons where buttons take links, else lines of text;
@@ -24,12 +24,11 @@ still carries the meaning, and the numbered text keeps the full title.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel
-
-from gateway.downgrade.choices import Choice, numbered_line, reply_hint
-from gateway.downgrade.media import media_kind
+from gateway.downgrade import carousel
+from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
+from gateway.downgrade.parts import built, image_part, text_part
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
 from gateway.plaintext import action_line, map_link, to_text
 from gateway.schema.content import (
@@ -37,11 +36,9 @@ from gateway.schema.content import (
     ButtonsContent,
     BuyAction,
     CarouselContent,
-    CarouselItem,
     ContactsContent,
     FormContent,
     FormResponseContent,
-    ImageContent,
     LinkAction,
     ListContent,
     ListItem,
@@ -58,11 +55,7 @@ from gateway.schema.content import (
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
 
-_M = TypeVar("_M", bound=BaseModel)
-
 ELLIPSIS = "…"
-# The body of choices offered with no text of their own (quick replies on an image, say).
-CHOOSE = "Please choose:"
 
 
 class Downgrade(NamedTuple):  # a tuple: recorded for every card of a carousel downgraded
@@ -118,13 +111,16 @@ def shorten(text: str, limit: int) -> str:
 
 
 def plan(content: AnyContent, profile: Profile) -> Plan:
-    builder = _Builder(profile)
+    builder = Builder(profile)
     builder.add(content)
     builder.quick_replies(list(content.quick_replies), content.type)
     return builder.result
 
 
-class _Builder:
+class Builder:
+    """One plan in the making: the parts so far, the downgrades and numbered choices (the
+    carousel module works on it too)."""
+
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.result = Plan()
@@ -148,7 +144,7 @@ class _Builder:
         if not body:
             return
         for chunk in split_text(body, self.profile.text_max):
-            self.result.parts.append(_text(chunk))
+            self.result.parts.append(text_part(chunk))
 
     @property
     def channel(self) -> str:
@@ -316,7 +312,7 @@ class _Builder:
         chunks = split_text(text, limit)
         self.note("body", "text", f"longer than {limit} characters; sent before the choices")
         for chunk in chunks[:-1]:
-            self.result.parts.append(_text(chunk))
+            self.result.parts.append(text_part(chunk))
         return chunks[-1]
 
     def offer(
@@ -342,7 +338,7 @@ class _Builder:
                 described = True
             if option.payload and len(option.payload) > longest:
                 longest = len(option.payload)
-        long_payload = self._too_long(longest) if longest > profile.payload_max else None
+        long_payload = self.payload_too_long(longest) if longest > profile.payload_max else None
         if long_payload:
             self.note(source, "numbered_text", long_payload)
             self.numbered(
@@ -416,7 +412,7 @@ class _Builder:
                 return
         why = reason or self.why_not_buttons(options, kinds, media)
         if media is not None:
-            self.media(_image(media))
+            self.media(image_part(media))
         lines: list[str] = []
         choices = [o for o in options if o.payload is not None]
         for option in options:
@@ -460,9 +456,9 @@ class _Builder:
     def long_payload(self, payloads: list[str | None]) -> str | None:
         """Why native elements cannot carry these payloads (None when they can)."""
         longest = max((len(p) for p in payloads if p), default=0)
-        return self._too_long(longest) if longest > self.profile.payload_max else None
+        return self.payload_too_long(longest) if longest > self.profile.payload_max else None
 
-    def _too_long(self, longest: int) -> str:
+    def payload_too_long(self, longest: int) -> str:
         limit = self.profile.payload_max
         return f"a payload is {longest} characters; {self.channel} carries at most {limit}"
 
@@ -588,350 +584,23 @@ class _Builder:
         assert quick is not None
         labelled: list[Action] = [self.titled(a, quick.label_max, "quick reply") for a in actions]
         if not self.result.parts:
-            self.result.parts.append(_text(CHOOSE))
+            self.result.parts.append(text_part(CHOOSE))
         last = self.result.parts[-1]
         if last.quick_replies:  # choices offered here already (buttons beyond the count)
             if len(last.quick_replies) + len(labelled) <= quick.max_items:
                 labelled = [*last.quick_replies, *labelled]
             else:
-                self.result.parts.append(_text(CHOOSE))
+                self.result.parts.append(text_part(CHOOSE))
                 last = self.result.parts[-1]
         self.result.parts[-1] = last.model_copy(update={"quick_replies": labelled})
 
     # --- carousel -----------------------------------------------------------------------
     def carousel(self, content: CarouselContent) -> None:
-        native = self.profile.carousel
-        items = content.items
-        if any(isinstance(a, BuyAction) for item in items for a in item.actions):
-            kinds = native.kinds if native else frozenset()
-            items = [
-                item.model_copy(update={"actions": [self.adapt(a, kinds) for a in item.actions]})
-                if any(isinstance(a, BuyAction) for a in item.actions)
-                else item
-                for item in items
-            ]
-        moved: list[str] = []  # what became card text, noted once the native form is chosen
-        problem = None
-        if native is not None and (not native.mixed_actions or not native.default_url):
-            items, moved, problem = self.links_as_card_text(items)
-        fitting = False
-        if problem is None:
-            problem, fitting = self.carousel_problem(items)
-        if problem is None and native is not None:
-            for what in moved:
-                self.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=self.channel))
-            self.native_carousel(content.text, items, fitting)
-            return
-        items = list(content.items)
-        buttons = self.profile.buttons
-        if buttons is not None and all(self.fits_card(item) for item in items):
-            self.note("carousel", "cards", problem or f"{self.channel} has no carousel")
-            if content.text:
-                self.text(content.text)
-            for item in items:
-                options = self.options(list(item.actions))
-                opens = None if _linked(item) else item.default_url
-                body = "\n".join(p for p in (item.title, item.description, opens) if p)
-                self.offer("card", body, options, media=item.media)
-            return
-        self.note("carousel", "numbered_text", problem or f"{self.channel} has no carousel")
-        self.numbered_carousel(content)
-
-    def native_carousel(self, text: str | None, items: list[CarouselItem], fitting: bool) -> None:
-        native = self.profile.carousel
-        assert native is not None
-        count = -(-len(items) // native.max_cards)
-        if count > 1:
-            self.note(
-                "carousel",
-                f"{count} carousels",
-                f"{len(items)} cards exceed {self.channel}'s {native.max_cards}",
-            )
-        step = native.max_cards
-        groups = [items[i : i + step] for i in range(0, len(items), step)]
-        if len(groups[-1]) < native.min_cards:  # too few left for a last carousel: even sizes
-            size, extra = divmod(len(items), count)
-            bounds = [i * size + min(i, extra) for i in range(count + 1)]
-            groups = [items[bounds[i] : bounds[i + 1]] for i in range(count)]
-        body: str | None = None
-        if native.text_max is None:
-            if text:
-                self.text(text)
-        else:  # the carousel's own (required) body
-            body = self.body(text or CHOOSE, native.text_max)
-        for group in groups:
-            self.result.parts.append(
-                built(
-                    CarouselContent,
-                    type="carousel",
-                    text=body,
-                    quick_replies=[],
-                    items=group if fitting else [self.card(i) for i in group],
-                )
-            )
-
-    def links_as_card_text(
-        self, items: list[CarouselItem]
-    ) -> tuple[list[CarouselItem], list[str], str | None]:
-        """Links a card cannot carry as buttons (beside choices, or its tap link) become lines
-        of its description: the cards, what moved, or why the cards cannot take them."""
-        native = self.profile.carousel
-        assert native is not None
-        moved: set[str] = set()
-        cards: list[CarouselItem] = []
-        unmixed = not native.mixed_actions
-        for item in items:
-            lines: list[str] = []
-            actions = item.actions
-            if unmixed:
-                kept: list[Action] = []
-                choices = False
-                for action in actions:
-                    if isinstance(action, LinkAction):
-                        lines.append(action_line(action))
-                    else:
-                        choices = choices or action.type in CHOICE_KINDS
-                        kept.append(action)
-                if lines and choices:
-                    moved.add("link")
-                    actions = kept
-                else:
-                    lines = []
-            if item.default_url and not native.default_url:
-                moved.add("default_url")
-                if not _linked(item):
-                    lines.append(item.default_url)
-            if not lines:
-                cards.append(item)
-                continue
-            links = "\n".join(lines)
-            description = f"{item.description}\n{links}" if item.description else links
-            if len(description) > native.description_max:
-                limit = native.description_max
-                return items, [], f"a card's text and links exceed {self.channel}'s {limit}"
-            cards.append(
-                built(
-                    CarouselItem,
-                    title=item.title,
-                    description=description,
-                    media=item.media,
-                    actions=actions,
-                    default_url=None,
-                )
-            )
-        return cards, sorted(moved), None
-
-    def carousel_problem(self, items: list[CarouselItem]) -> tuple[str | None, bool]:
-        """Why the native carousel cannot carry these cards (None when it can), and whether
-        every card fits its lengths already. One pass: this runs for every carousel sent."""
-        native = self.profile.carousel
-        if native is None:
-            return f"{self.channel} has no carousel", False
-        if len(items) < native.min_cards:
-            return f"{self.channel} carousels need at least {native.min_cards} cards", False
-        # Profile fields as locals: this loop runs over every card and action of every send.
-        kinds, label_max = native.kinds, native.label_max
-        title_max, description_max = native.title_max, native.description_max
-        max_actions, mixed = native.max_actions, native.mixed_actions
-        by_kind = native.same_action_kinds
-        media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
-        card_problem: str | None = None
-        fitting = True
-        longest = 0
-        action_counts = set()
-        shapes: set[str] = set()
-        media_kinds: set[str] = set()
-        for item in items:
-            actions = item.actions
-            action_counts.add(len(actions))
-            description = item.description
-            if len(item.title) > title_max or (description and len(description) > description_max):
-                fitting = False
-            native_kinds = True
-            choices = 0
-            shape = ""  # the card's kinds of actions in order, choices all alike
-            for action in actions:
-                kind = action.type
-                if len(action.title) > label_max:
-                    fitting = False
-                if kind not in kinds:
-                    native_kinds = False
-                if kind in CHOICE_KINDS:
-                    choices += 1
-                    shape += "choice,"
-                else:
-                    shape += kind + ","
-                if isinstance(action, _PAYLOAD_TYPES) and action.payload:
-                    longest = max(longest, len(action.payload))
-            if by_kind:
-                shapes.add(shape)
-            if card_problem is not None:
-                continue
-            media = item.media
-            if media is not None and media_kinds_wanted:
-                media_kinds.add(media_kind(media))
-            if media is None and native.media_required:
-                card_problem = f"{self.channel} carousel cards need an image"
-            elif len(actions) > max_actions:
-                card_problem = f"a card has more than {max_actions} actions"
-            elif len(actions) < native.min_actions:
-                card_problem = f"{self.channel} carousel cards need a button each"
-            elif not native_kinds:
-                cannot = ", ".join(sorted({a.type for a in actions} - kinds))
-                card_problem = f"{self.channel} cards cannot carry {cannot}"
-            elif not mixed and 0 < choices < len(actions):
-                card_problem = f"{self.channel} cards carry choices or links, not both"
-            elif (
-                native.max_link_buttons is not None
-                and choices == 0
-                and len(actions) > native.max_link_buttons
-            ):
-                card_problem = f"{self.channel} cards carry at most {native.max_link_buttons} link"
-        if longest > self.profile.payload_max:
-            return self._too_long(longest), fitting
-        if card_problem is None:
-            if native.same_action_count and len(action_counts) > 1:
-                card_problem = f"{self.channel} carousel cards must all have as many actions"
-            elif native.same_action_kinds and len(shapes) > 1:
-                card_problem = f"{self.channel} carousel cards must all have the same buttons"
-            elif native.media_kinds is not None and not media_kinds <= native.media_kinds:
-                allowed = " or ".join(sorted(native.media_kinds))
-                card_problem = f"{self.channel} carousel cards take only {allowed} media"
-            elif native.same_media_kind and len(media_kinds) > 1:
-                card_problem = f"{self.channel} carousel cards must all carry one kind of media"
-        return card_problem, fitting
-
-    def card(self, item: CarouselItem) -> CarouselItem:
-        """The card within the carousel's lengths; the very same object when it fits already."""
-        native = self.profile.carousel
-        assert native is not None
-        title = self.label(item.title, native.title_max, "card title")
-        description = (
-            self.label(item.description, native.description_max, "card description")
-            if item.description
-            else None
-        )
-        actions = [self.titled(a, native.label_max, "card button") for a in item.actions]
-        changed = any(new is not old for new, old in zip(actions, item.actions, strict=True))
-        if title == item.title and description == item.description and not changed:
-            return item
-        return item.model_copy(
-            update={"title": title, "description": description, "actions": actions}
-        )
+        carousel.plan_carousel(self, content)
 
     def titled(self, action: Action, limit: int, what: str) -> Action:
         title = self.label(action.title, limit, what)
         return action if title == action.title else action.model_copy(update={"title": title})
-
-    def fits_card(self, item: CarouselItem) -> bool:
-        buttons = self.profile.buttons
-        assert buttons is not None
-        native = [a for a in item.actions if a.type in buttons.kinds]
-        # Other actions (a link where buttons take only replies) go as text in the card.
-        others_are_text = all(
-            a.type not in CHOICE_KINDS for a in item.actions if a.type not in buttons.kinds
-        )
-        return (
-            0 < len(native) <= buttons.max_actions
-            and others_are_text
-            and (item.media is None or buttons.media)
-        )
-
-    def numbered_carousel(self, content: CarouselContent) -> None:
-        lines = [content.text] if content.text else []
-        made: list[Choice] = []
-        parts, choices = self.result.parts, self.result.choices
-        images = "image" in self.profile.media
-        for item in content.items:
-            media = item.media
-            url = media.url if media is not None else None
-            if media is not None and url and images:
-                parts.append(_image(media))
-            picks: list[ReplyAction | PostbackAction] = []
-            links = [item.default_url] if item.default_url and not _linked(item) else []
-            for action in item.actions:
-                if isinstance(action, (ReplyAction, PostbackAction)):  # tuple: faster than union
-                    picks.append(action)
-                else:
-                    links += self.action_text(action)
-            if url and not images:
-                links.append(url)
-            detail = item.description
-            if len(picks) == 1:
-                pick = picks[0]
-                choice = Choice(
-                    len(choices) + len(made) + 1, item.title, pick.payload or pick.title
-                )
-                lines.append(numbered_line(choice, detail))
-                made.append(choice)
-            else:
-                lines.append(f"• {item.title} - {detail}" if detail else f"• {item.title}")
-                for pick in picks:
-                    title = f"{item.title}: {pick.title}"
-                    choice = Choice(len(choices) + len(made) + 1, title, pick.payload or pick.title)
-                    lines.append(f"   {numbered_line(choice)}")
-                    made.append(choice)
-            for link in links:
-                lines.append(f"   {link}")
-        choices += made
-        if made:
-            lines.append(reply_hint(made))
-        self.text("\n".join(lines))
-
-
-# Parts built from content that was validated already: constructing them again without
-# validation keeps planning cheap (it runs for every send and every preview). `built` is
-# `model_construct` given every field, without its per-field default handling (half the cost);
-# tests/test_downgrade_engine.py checks it equals a validated model.
-def built(cls: type[_M], **fields: Any) -> _M:
-    names = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(cls, tuple(cls.__pydantic_fields__))
-    if len(fields) != len(names):
-        raise TypeError(f"{cls.__name__} needs every field: {', '.join(names)}")
-    made = _new(cls)
-    # In declaration order, as validation makes it: serialised JSON follows this order.
-    _set(made, "__dict__", {name: fields[name] for name in names})
-    _set(made, "__pydantic_fields_set__", set(fields))
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
-
-
-_FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
-_new = object.__new__
-_set = object.__setattr__
-
-
-# The two parts every plan makes most, built without even `built`'s checks (a carousel on SMS
-# makes ten images): fields in declaration order, as validation leaves them;
-# tests/test_downgrade_engine.py checks both equal validated models, JSON included.
-def _text(text: str) -> TextContent:
-    made = _new(TextContent)
-    _set(made, "__dict__", {"quick_replies": [], "type": "text", "text": text})
-    _set(made, "__pydantic_fields_set__", {"type", "text", "quick_replies"})
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
-
-
-def _image(media: Media) -> ImageContent:
-    made = _new(ImageContent)
-    fields = {"quick_replies": [], "media": media, "caption": None, "type": "image"}
-    _set(made, "__dict__", fields)
-    _set(made, "__pydantic_fields_set__", {"type", "media", "caption", "quick_replies"})
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
-
-
-_CARD_TEXT_REASONS = {
-    "link": "{channel} carousel cards carry choices or links, not both",
-    "default_url": "{channel} carousel cards open no link when tapped",
-}
-
-
-def _linked(item: CarouselItem) -> bool:
-    """The card's tap link is one of its link buttons too (said once in text is enough)."""
-    return any(isinstance(a, LinkAction) and a.url == item.default_url for a in item.actions)
 
 
 # Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.

@@ -1,0 +1,320 @@
+"""Carousels: the native carousel, one card per item, or numbered text (engine.py's order).
+
+The native form is chosen when every card fits what the channel's carousel carries; a channel
+whose cards must be alike (WhatsApp's media carousel) first gets a choice card's links and a
+card's tap link as lines of its text. Functions of the engine's builder: they record
+downgrades and add parts exactly as its methods do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
+from gateway.downgrade.media import media_kind
+from gateway.downgrade.parts import built, image_part
+from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.plaintext import action_line
+from gateway.schema.content import (
+    Action,
+    BuyAction,
+    CarouselContent,
+    CarouselItem,
+    LinkAction,
+    PostbackAction,
+    ReplyAction,
+)
+
+if TYPE_CHECKING:
+    from gateway.downgrade.engine import Builder
+
+# Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.
+_PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
+
+
+def plan_carousel(b: Builder, content: CarouselContent) -> None:
+    native = b.profile.carousel
+    items = content.items
+    if any(isinstance(a, BuyAction) for item in items for a in item.actions):
+        kinds = native.kinds if native else frozenset()
+        items = [
+            item.model_copy(update={"actions": [b.adapt(a, kinds) for a in item.actions]})
+            if any(isinstance(a, BuyAction) for a in item.actions)
+            else item
+            for item in items
+        ]
+    moved: list[str] = []  # what became card text, noted once the native form is chosen
+    problem = None
+    if native is not None and (not native.mixed_actions or not native.default_url):
+        items, moved, problem = links_as_card_text(b, items)
+    fitting = False
+    if problem is None:
+        problem, fitting = carousel_problem(b, items)
+    if problem is None and native is not None:
+        for what in moved:
+            b.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=b.channel))
+        native_carousel(b, content.text, items, fitting)
+        return
+    items = list(content.items)
+    buttons = b.profile.buttons
+    if buttons is not None and all(fits_card(b, item) for item in items):
+        b.note("carousel", "cards", problem or f"{b.channel} has no carousel")
+        if content.text:
+            b.text(content.text)
+        for item in items:
+            options = b.options(list(item.actions))
+            opens = None if _linked(item) else item.default_url
+            body = "\n".join(p for p in (item.title, item.description, opens) if p)
+            b.offer("card", body, options, media=item.media)
+        return
+    b.note("carousel", "numbered_text", problem or f"{b.channel} has no carousel")
+    numbered_carousel(b, content)
+
+
+def native_carousel(b: Builder, text: str | None, items: list[CarouselItem], fitting: bool) -> None:
+    native = b.profile.carousel
+    assert native is not None
+    count = -(-len(items) // native.max_cards)
+    if count > 1:
+        b.note(
+            "carousel",
+            f"{count} carousels",
+            f"{len(items)} cards exceed {b.channel}'s {native.max_cards}",
+        )
+    step = native.max_cards
+    groups = [items[i : i + step] for i in range(0, len(items), step)]
+    if len(groups[-1]) < native.min_cards:  # too few left for a last carousel: even sizes
+        size, extra = divmod(len(items), count)
+        bounds = [i * size + min(i, extra) for i in range(count + 1)]
+        groups = [items[bounds[i] : bounds[i + 1]] for i in range(count)]
+    body: str | None = None
+    if native.text_max is None:
+        if text:
+            b.text(text)
+    else:  # the carousel's own (required) body
+        body = b.body(text or CHOOSE, native.text_max)
+    for group in groups:
+        b.result.parts.append(
+            built(
+                CarouselContent,
+                type="carousel",
+                text=body,
+                quick_replies=[],
+                items=group if fitting else [card(b, i) for i in group],
+            )
+        )
+
+
+def links_as_card_text(
+    b: Builder, items: list[CarouselItem]
+) -> tuple[list[CarouselItem], list[str], str | None]:
+    """Links a card cannot carry as buttons (beside choices, or its tap link) become lines
+    of its description: the cards, what moved, or why the cards cannot take them."""
+    native = b.profile.carousel
+    assert native is not None
+    moved: set[str] = set()
+    cards: list[CarouselItem] = []
+    unmixed = not native.mixed_actions
+    for item in items:
+        lines: list[str] = []
+        actions = item.actions
+        if unmixed:
+            kept: list[Action] = []
+            choices = False
+            for action in actions:
+                if isinstance(action, LinkAction):
+                    lines.append(action_line(action))
+                else:
+                    choices = choices or action.type in CHOICE_KINDS
+                    kept.append(action)
+            if lines and choices:
+                moved.add("link")
+                actions = kept
+            else:
+                lines = []
+        if item.default_url and not native.default_url and not _linked(item):
+            moved.add("default_url")
+            lines.append(item.default_url)
+        if not lines:
+            cards.append(item)
+            continue
+        links = "\n".join(lines)
+        description = f"{item.description}\n{links}" if item.description else links
+        if len(description) > native.description_max:
+            limit = native.description_max
+            return items, [], f"a card's text and links exceed {b.channel}'s {limit}"
+        cards.append(
+            built(
+                CarouselItem,
+                title=item.title,
+                description=description,
+                media=item.media,
+                actions=actions,
+                default_url=None,
+            )
+        )
+    return cards, sorted(moved), None
+
+
+def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None, bool]:
+    """Why the native carousel cannot carry these cards (None when it can), and whether
+    every card fits its lengths already. One pass: this runs for every carousel sent."""
+    native = b.profile.carousel
+    if native is None:
+        return f"{b.channel} has no carousel", False
+    if len(items) < native.min_cards:
+        return f"{b.channel} carousels need at least {native.min_cards} cards", False
+    # Profile fields as locals: this loop runs over every card and action of every send.
+    kinds, label_max = native.kinds, native.label_max
+    title_max, description_max = native.title_max, native.description_max
+    max_actions, mixed = native.max_actions, native.mixed_actions
+    by_kind = native.same_action_kinds
+    media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
+    card_problem: str | None = None
+    fitting = True
+    longest = 0
+    action_counts = set()
+    shapes: set[str] = set()
+    media_kinds: set[str] = set()
+    for item in items:
+        actions = item.actions
+        action_counts.add(len(actions))
+        description = item.description
+        if len(item.title) > title_max or (description and len(description) > description_max):
+            fitting = False
+        native_kinds = True
+        choices = 0
+        shape = ""  # the card's kinds of actions in order, choices all alike
+        for action in actions:
+            kind = action.type
+            if len(action.title) > label_max:
+                fitting = False
+            if kind not in kinds:
+                native_kinds = False
+            if kind in CHOICE_KINDS:
+                choices += 1
+                shape += "choice,"
+            else:
+                shape += kind + ","
+            if isinstance(action, _PAYLOAD_TYPES) and action.payload:
+                longest = max(longest, len(action.payload))
+        if by_kind:
+            shapes.add(shape)
+        if card_problem is not None:
+            continue
+        media = item.media
+        if media is not None and media_kinds_wanted:
+            media_kinds.add(media_kind(media))
+        if media is None and native.media_required:
+            card_problem = f"{b.channel} carousel cards need an image"
+        elif len(actions) > max_actions:
+            card_problem = f"a card has more than {max_actions} actions"
+        elif len(actions) < native.min_actions:
+            card_problem = f"{b.channel} carousel cards need a button each"
+        elif not native_kinds:
+            cannot = ", ".join(sorted({a.type for a in actions} - kinds))
+            card_problem = f"{b.channel} cards cannot carry {cannot}"
+        elif not mixed and 0 < choices < len(actions):
+            card_problem = f"{b.channel} cards carry choices or links, not both"
+        elif (
+            native.max_link_buttons is not None
+            and choices == 0
+            and len(actions) > native.max_link_buttons
+        ):
+            card_problem = f"{b.channel} cards carry at most {native.max_link_buttons} link"
+    if longest > b.profile.payload_max:
+        return b.payload_too_long(longest), fitting
+    if card_problem is None:
+        if native.same_action_count and len(action_counts) > 1:
+            card_problem = f"{b.channel} carousel cards must all have as many actions"
+        elif native.same_action_kinds and len(shapes) > 1:
+            card_problem = f"{b.channel} carousel cards must all have the same buttons"
+        elif native.media_kinds is not None and not media_kinds <= native.media_kinds:
+            allowed = " or ".join(sorted(native.media_kinds))
+            card_problem = f"{b.channel} carousel cards take only {allowed} media"
+        elif native.same_media_kind and len(media_kinds) > 1:
+            card_problem = f"{b.channel} carousel cards must all carry one kind of media"
+    return card_problem, fitting
+
+
+def card(b: Builder, item: CarouselItem) -> CarouselItem:
+    """The card within the carousel's lengths; the very same object when it fits already."""
+    native = b.profile.carousel
+    assert native is not None
+    title = b.label(item.title, native.title_max, "card title")
+    description = (
+        b.label(item.description, native.description_max, "card description")
+        if item.description
+        else None
+    )
+    actions = [b.titled(a, native.label_max, "card button") for a in item.actions]
+    changed = any(new is not old for new, old in zip(actions, item.actions, strict=True))
+    if title == item.title and description == item.description and not changed:
+        return item
+    return item.model_copy(update={"title": title, "description": description, "actions": actions})
+
+
+def fits_card(b: Builder, item: CarouselItem) -> bool:
+    buttons = b.profile.buttons
+    assert buttons is not None
+    native = [a for a in item.actions if a.type in buttons.kinds]
+    # Other actions (a link where buttons take only replies) go as text in the card.
+    others_are_text = all(
+        a.type not in CHOICE_KINDS for a in item.actions if a.type not in buttons.kinds
+    )
+    return (
+        0 < len(native) <= buttons.max_actions
+        and others_are_text
+        and (item.media is None or buttons.media)
+    )
+
+
+def numbered_carousel(b: Builder, content: CarouselContent) -> None:
+    lines = [content.text] if content.text else []
+    made: list[Choice] = []
+    parts, choices = b.result.parts, b.result.choices
+    images = "image" in b.profile.media
+    for item in content.items:
+        media = item.media
+        url = media.url if media is not None else None
+        if media is not None and url and images:
+            parts.append(image_part(media))
+        picks: list[ReplyAction | PostbackAction] = []
+        links = [item.default_url] if item.default_url and not _linked(item) else []
+        for action in item.actions:
+            if isinstance(action, (ReplyAction, PostbackAction)):  # tuple: faster than union
+                picks.append(action)
+            else:
+                links += b.action_text(action)
+        if url and not images:
+            links.append(url)
+        detail = item.description
+        if len(picks) == 1:
+            pick = picks[0]
+            choice = Choice(len(choices) + len(made) + 1, item.title, pick.payload or pick.title)
+            lines.append(numbered_line(choice, detail))
+            made.append(choice)
+        else:
+            lines.append(f"• {item.title} - {detail}" if detail else f"• {item.title}")
+            for pick in picks:
+                title = f"{item.title}: {pick.title}"
+                choice = Choice(len(choices) + len(made) + 1, title, pick.payload or pick.title)
+                lines.append(f"   {numbered_line(choice)}")
+                made.append(choice)
+        for link in links:
+            lines.append(f"   {link}")
+    choices += made
+    if made:
+        lines.append(reply_hint(made))
+    b.text("\n".join(lines))
+
+
+_CARD_TEXT_REASONS = {
+    "link": "{channel} carousel cards carry choices or links, not both",
+    "default_url": "{channel} carousel cards open no link when tapped",
+}
+
+
+def _linked(item: CarouselItem) -> bool:
+    """The card's tap link is one of its link buttons too (said once in text is enough)."""
+    return any(isinstance(a, LinkAction) and a.url == item.default_url for a in item.actions)
