@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -104,7 +105,7 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
         await web.TCPSite(runner, "127.0.0.1", port).start()
     except OSError as exc:
         print(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); try --port 0", file=sys.stderr)
-        await _shutdown(runner, simulator, backend, client)
+        await _shutdown(runner, simulator, backend, client, workdir)
         return 1
     gateway_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     simulator.webhook_url = f"{gateway_url}/webhooks/wa-demo"
@@ -133,7 +134,7 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
         print("demo: no read receipt within 20 s", file=sys.stderr)
         return 1
     finally:
-        await _shutdown(runner, simulator, backend, client)
+        await _shutdown(runner, simulator, backend, client, workdir)
 
 
 async def _shutdown(
@@ -141,8 +142,10 @@ async def _shutdown(
     simulator: WhatsAppSimulator,
     backend: BackendRecorder,
     client: httpx.AsyncClient,
+    workdir: Path,
 ) -> None:
     await runner.cleanup()
     await simulator.stop()
     await backend.stop()
     await client.aclose()
+    shutil.rmtree(workdir, ignore_errors=True)  # the demo's store lives only as long as it runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,15 +115,17 @@ async def _cli(argv: list[str]) -> int:
     return await asyncio.to_thread(main, argv)
 
 
-def test_demo_runs_a_full_round_trip() -> None:
+def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--once", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     assert "message from Alex" in result.stdout
     assert "status read" in result.stdout
     assert "round trip complete" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # its temporary store is gone with it
