@@ -13,6 +13,7 @@ https://www.twilio.com/docs/glossary/what-is-gsm-7-character-encoding
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,10 +53,14 @@ class Segments:
 
 
 GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
+# The same sets as regex classes: a scan in C, several times faster than a set per character
+# on a long numbered text.
+_NOT_GSM7 = re.compile("[^" + "".join(sorted(map(re.escape, GSM7_ALL))) + "]")
+_EXTENDED = re.compile("[" + "".join(sorted(map(re.escape, GSM7_EXTENDED))) + "]")
 
 
 def encoding_of(text: str) -> Encoding:
-    return "GSM-7" if GSM7_ALL.issuperset(text) else "UCS-2"
+    return "UCS-2" if _NOT_GSM7.search(text) else "GSM-7"
 
 
 def unit_cost(char: str, encoding: Encoding) -> int:
@@ -68,7 +73,7 @@ def unit_cost(char: str, encoding: Encoding) -> int:
 def units(text: str, encoding: Encoding | None = None) -> int:
     encoding = encoding or encoding_of(text)
     if encoding == "GSM-7":  # each extension character adds its escape septet
-        return len(text) + sum(text.count(c) for c in GSM7_EXTENDED)
+        return len(text) + len(_EXTENDED.findall(text))
     return len(text.encode("utf-16-le")) // 2
 
 

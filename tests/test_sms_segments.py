@@ -109,3 +109,11 @@ def test_ucs2_counts_utf16_and_keeps_surrogate_pairs_whole(text: str) -> None:
 @given(ANY_TEXT, st.sampled_from(["a", "€", "ж", "😀"]))
 def test_adding_a_character_never_lowers_the_count(text: str, extra: str) -> None:
     assert segments(text + extra).count >= segments(text).count
+
+
+@given(ANY_TEXT | GSM_TEXT | st.text(max_size=50))
+def test_encoding_and_septets_follow_the_alphabet_tables(text: str) -> None:
+    gsm = set(text) <= GSM7_BASIC | GSM7_EXTENDED
+    assert encoding_of(text) == ("GSM-7" if gsm else "UCS-2")
+    if gsm:  # each extension character costs its escape septet too
+        assert units(text) == len(text) + sum(c in GSM7_EXTENDED for c in text)
