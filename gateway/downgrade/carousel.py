@@ -35,8 +35,8 @@ _PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
 def plan_carousel(b: Builder, content: CarouselContent) -> None:
     native = b.profile.carousel
     items = content.items
-    if any(isinstance(a, BuyAction) for item in items for a in item.actions):
-        kinds = native.kinds if native else frozenset()
+    if native is not None and any(isinstance(a, BuyAction) for i in items for a in i.actions):
+        kinds = native.kinds  # payment buttons as URL buttons on the native carousel's cards
         items = [
             item.model_copy(update={"actions": [b.adapt(a, kinds) for a in item.actions]})
             if any(isinstance(a, BuyAction) for a in item.actions)
