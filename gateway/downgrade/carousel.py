@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
-from gateway.downgrade.parts import built, image_part
+from gateway.downgrade.parts import built, card_part, image_part
 from gateway.downgrade.profile import CHOICE_KINDS
 from gateway.plaintext import action_line
 from gateway.schema.content import (
@@ -143,16 +143,7 @@ def links_as_card_text(
         if len(description) > native.description_max:
             limit = native.description_max
             return items, [], f"a card's text and links exceed {b.channel}'s {limit}"
-        cards.append(
-            built(
-                CarouselItem,
-                title=item.title,
-                description=description,
-                media=item.media,
-                actions=actions,
-                default_url=None,
-            )
-        )
+        cards.append(card_part(item, description, actions))
     return cards, sorted(moved), None
 
 

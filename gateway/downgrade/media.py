@@ -17,14 +17,16 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def media_kind(media: Media) -> MediaKind:
-    mime = (media.mime_type or "").lower()
-    if mime.startswith("video/"):
-        return "video"
-    if mime.startswith("image/"):
-        return "image"
+    mime = media.mime_type
     if mime:
-        return "document"
-    path = (media.url or "").split("?", 1)[0].lower()
+        mime = mime.lower()
+        if mime.startswith("video/"):
+            return "video"
+        return "image" if mime.startswith("image/") else "document"
+    path = media.url or ""
+    if "?" in path:
+        path = path.split("?", 1)[0]
+    path = path.lower()
     if path.endswith(_VIDEO_SUFFIXES):
         return "video"
     if path.endswith(_IMAGE_SUFFIXES) or not media.filename:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from gateway.schema.content import ImageContent, Media, TextContent
+from gateway.schema.content import Action, CarouselItem, ImageContent, Media, TextContent
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -35,9 +35,9 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-# The two parts every plan makes most, built without even `built`'s checks (a carousel on SMS
-# makes ten images): fields in declaration order, as validation leaves them;
-# tests/test_downgrade_engine.py checks both equal validated models, JSON included.
+# The parts every plan makes most, built without even `built`'s checks (a carousel makes ten
+# images on SMS, ten cards on WhatsApp): fields in declaration order, as validation leaves
+# them; tests/test_downgrade_engine.py checks each equals a validated model, JSON included.
 def text_part(text: str) -> TextContent:
     made = _new(TextContent)
     _set(made, "__dict__", {"quick_replies": [], "type": "text", "text": text})
@@ -52,6 +52,23 @@ def image_part(media: Media) -> ImageContent:
     fields = {"quick_replies": [], "media": media, "caption": None, "type": "image"}
     _set(made, "__dict__", fields)
     _set(made, "__pydantic_fields_set__", {"type", "media", "caption", "quick_replies"})
+    _set(made, "__pydantic_extra__", None)
+    _set(made, "__pydantic_private__", None)
+    return made
+
+
+def card_part(item: CarouselItem, description: str, actions: list[Action]) -> CarouselItem:
+    """`item` with a new description and actions and no tap link (its text says the link)."""
+    made = _new(CarouselItem)
+    fields = {
+        "title": item.title,
+        "description": description,
+        "media": item.media,
+        "actions": actions,
+        "default_url": None,
+    }
+    _set(made, "__dict__", fields)
+    _set(made, "__pydantic_fields_set__", set(fields))
     _set(made, "__pydantic_extra__", None)
     _set(made, "__pydantic_private__", None)
     return made
