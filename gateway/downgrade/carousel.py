@@ -262,8 +262,10 @@ def fits_card(b: Builder, item: CarouselItem) -> bool:
 
 def numbered_carousel(b: Builder, content: CarouselContent) -> None:
     lines = [content.text] if content.text else []
+    add = lines.append  # a loop over every card and action of the carousel: kept lean
     made: list[Choice] = []
     parts, choices = b.result.parts, b.result.choices
+    number = len(choices)
     images = "image" in b.profile.media
     for item in content.items:
         media = item.media
@@ -282,21 +284,22 @@ def numbered_carousel(b: Builder, content: CarouselContent) -> None:
         detail = item.description
         if len(picks) == 1:
             pick = picks[0]
-            choice = Choice(len(choices) + len(made) + 1, item.title, pick.payload or pick.title)
-            lines.append(numbered_line(choice, detail))
+            number += 1
+            choice = Choice(number, item.title, pick.payload or pick.title)
+            add(numbered_line(choice, detail))
             made.append(choice)
         else:
-            lines.append(f"• {item.title} - {detail}" if detail else f"• {item.title}")
+            add(f"• {item.title} - {detail}" if detail else f"• {item.title}")
             for pick in picks:
-                title = f"{item.title}: {pick.title}"
-                choice = Choice(len(choices) + len(made) + 1, title, pick.payload or pick.title)
-                lines.append(f"   {numbered_line(choice)}")
+                number += 1
+                choice = Choice(number, f"{item.title}: {pick.title}", pick.payload or pick.title)
+                add(f"   {numbered_line(choice)}")
                 made.append(choice)
         for link in links:
-            lines.append(f"   {link}")
+            add(f"   {link}")
     choices += made
     if made:
-        lines.append(reply_hint(made))
+        add(reply_hint(made))
     b.text("\n".join(lines))
 
 
