@@ -174,10 +174,10 @@ def element(item: CarouselItem) -> tuple[dict[str, Any], list[str]]:
         made["subtitle"] = item.description
     if item.default_url:
         made["default_action"] = {"type": "web_url", "url": item.default_url}
-    native, lines = _buttons(list(item.actions))
+    native, lines = _buttons(item.actions)
     if native:
         made["buttons"] = native
-    return made, [f"{item.title}: {line}" for line in lines]
+    return made, [f"{item.title}: {line}" for line in lines] if lines else lines
 
 
 def generic_templates(content: CarouselContent) -> list[Message]:

@@ -35,7 +35,7 @@ _PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
 def plan_carousel(b: Builder, content: CarouselContent) -> None:
     native = b.profile.carousel
     items = content.items
-    if native is not None and any(isinstance(a, BuyAction) for i in items for a in i.actions):
+    if native is not None and "buy" in {a.type for i in items for a in i.actions}:
         kinds = native.kinds  # payment buttons as URL buttons on the native carousel's cards
         items = [
             item.model_copy(update={"actions": [b.adapt(a, kinds) for a in item.actions]})
