@@ -53,13 +53,19 @@ class Segments:
 
 
 GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
-# The same sets as regex classes: a scan in C, several times faster than a set per character
-# on a long numbered text.
+# The same sets for scans in C, several times faster than a set lookup per character on a
+# long numbered text: ASCII text (the common case) as bytes, where deleting every GSM-7
+# character must leave nothing and what the extension table deletes is counted; any other
+# text with regex classes.
+_GSM7_ASCII = bytes(sorted(ord(c) for c in GSM7_ALL if c.isascii()))
+_EXTENDED_ASCII = bytes(sorted(ord(c) for c in GSM7_EXTENDED if c.isascii()))
 _NOT_GSM7 = re.compile("[^" + "".join(sorted(map(re.escape, GSM7_ALL))) + "]")
 _EXTENDED = re.compile("[" + "".join(sorted(map(re.escape, GSM7_EXTENDED))) + "]")
 
 
 def encoding_of(text: str) -> Encoding:
+    if text.isascii():
+        return "UCS-2" if text.encode().translate(None, _GSM7_ASCII) else "GSM-7"
     return "UCS-2" if _NOT_GSM7.search(text) else "GSM-7"
 
 
@@ -73,6 +79,9 @@ def unit_cost(char: str, encoding: Encoding) -> int:
 def units(text: str, encoding: Encoding | None = None) -> int:
     encoding = encoding or encoding_of(text)
     if encoding == "GSM-7":  # each extension character adds its escape septet
+        if text.isascii():
+            raw = text.encode()
+            return 2 * len(raw) - len(raw.translate(None, _EXTENDED_ASCII))
         return len(text) + len(_EXTENDED.findall(text))
     return len(text.encode("utf-16-le")) // 2
 

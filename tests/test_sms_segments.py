@@ -111,7 +111,7 @@ def test_adding_a_character_never_lowers_the_count(text: str, extra: str) -> Non
     assert segments(text + extra).count >= segments(text).count
 
 
-@given(ANY_TEXT | GSM_TEXT | st.text(max_size=50))
+@given(ANY_TEXT | GSM_TEXT | st.text(max_size=50) | st.text(st.characters(max_codepoint=127)))
 def test_encoding_and_septets_follow_the_alphabet_tables(text: str) -> None:
     gsm = set(text) <= GSM7_BASIC | GSM7_EXTENDED
     assert encoding_of(text) == ("GSM-7" if gsm else "UCS-2")

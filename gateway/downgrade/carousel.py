@@ -277,6 +277,8 @@ def numbered_carousel(b: Builder, content: CarouselContent) -> None:
         for action in item.actions:
             if isinstance(action, (ReplyAction, PostbackAction)):  # tuple: faster than union
                 picks.append(action)
+            elif isinstance(action, LinkAction):  # the common case, as action_text says it
+                links.append(action_line(action))
             else:
                 links += b.action_text(action)
         if url and not images:
