@@ -177,18 +177,20 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
         choices = 0
         shape = ""  # the card's kinds of actions in order, choices all alike
         for action in actions:
-            kind = action.type
+            kind: str = action.type
             if len(action.title) > label_max:
                 fitting = False
             if kind not in kinds:
                 native_kinds = False
             if kind in CHOICE_KINDS:
                 choices += 1
-                shape += "choice,"
-            else:
+                kind = "choice"
+            if by_kind:
                 shape += kind + ","
             if isinstance(action, _PAYLOAD_TYPES) and action.payload:
-                longest = max(longest, len(action.payload))
+                size = len(action.payload)
+                if size > longest:
+                    longest = size
         if by_kind:
             shapes.add(shape)
         if card_problem is not None:
