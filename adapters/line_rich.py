@@ -262,12 +262,16 @@ def buttons(content: ButtonsContent) -> list[AnyContent | Message]:
 def carousel(content: CarouselContent) -> list[AnyContent | Message]:
     """The carousel template, or what LINE's column rules leave (see the module doc)."""
     items = content.items
-    if not any(item.actions for item in items):  # nothing to tap: LINE wants one per column
+    images: list[str | None] = []
+    tappable = titled = False
+    for item in items:  # one pass for what decides the layout: every carousel sent runs it
+        images.append(thumbnail(item.media))
+        tappable = tappable or bool(item.actions)
+        titled = titled or bool(item.description)
+    if not tappable:  # nothing to tap: LINE wants one per column
         return [TextContent(text=to_text(content.model_copy(update={"quick_replies": []})))]
-    images = [thumbnail(item.media) for item in items]
     if any(images) and not all(images):
         return [part for item in items for part in card(item)]
-    titled = any(item.description for item in items)
     columns = []
     for item, image in zip(items, images, strict=True):
         column: dict[str, Any] = {}
