@@ -262,3 +262,13 @@ def test_a_location_prompt_before_the_last_message_gives_it_its_button() -> None
         "type": "location",
         "label": "Deliver to where I…",  # shortened, and recorded as a downgrade
     }
+
+
+def test_retry_keys_are_uuid5_of_message_and_request_index() -> None:
+    import uuid
+
+    from adapters.line import RETRY_KEY_NAMESPACE, retry_key
+
+    for message_id, index in (("msg_01HZX3K7Q2", 0), ("msg_01HZX3K7Q2", 1), ("msg_é", 7)):
+        expected = uuid.uuid5(RETRY_KEY_NAMESPACE, f"{message_id}:{index}")
+        assert retry_key(message_id, index) == str(expected)
