@@ -468,6 +468,8 @@ class LineAdapter(Adapter):
         return rich.with_quick_replies(self._messages(bare), content.quick_replies)
 
     def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
+        if isinstance(content, TextContent):  # the commonest parts first
+            return _texts(content.text)
         if isinstance(content, CarouselContent):
             return self._expand(rich.carousel(content))
         if isinstance(content, ImageContent | VideoContent) and _https(content.media):
@@ -503,8 +505,6 @@ class LineAdapter(Adapter):
             if rich.is_location_prompt(content):
                 return [rich.location_prompt(content)]
             return self._expand(rich.buttons(content))
-        if isinstance(content, TextContent):
-            return _texts(content.text)
         return _texts(to_text(content))
 
     def _expand(self, parts: list[AnyContent | dict[str, Any]]) -> list[dict[str, Any]]:

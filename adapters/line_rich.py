@@ -129,12 +129,15 @@ def action(choice: Action, *, quick_reply: bool = False) -> dict[str, Any]:
     where LINE requires `displayText`. link (and a payment link) is a URI action, call a URI
     action to `tel:`, location_request the location action (quick replies only).
     """
-    if isinstance(choice, (ReplyAction, PostbackAction)):  # tuples: faster than unions
+    if isinstance(choice, ReplyAction):  # the commonest first: one per card of a carousel
+        title = choice.title
+        return {"type": "postback", "label": title, "data": choice.payload, "displayText": title}
+    if isinstance(choice, PostbackAction):
         made = {"type": "postback", "label": choice.title, "data": choice.payload}
-        if quick_reply or isinstance(choice, ReplyAction):
+        if quick_reply:
             made["displayText"] = choice.title
         return made
-    if isinstance(choice, (LinkAction, BuyAction)):
+    if isinstance(choice, (LinkAction, BuyAction)):  # tuples: faster than unions
         return {"type": "uri", "label": choice.title, "uri": choice.url}
     if isinstance(choice, CallAction):
         return {"type": "uri", "label": choice.title, "uri": f"tel:{choice.phone}"}
@@ -273,7 +276,9 @@ def carousel(content: CarouselContent) -> list[AnyContent | Message]:
     if any(images) and not all(images):
         return [part for item in items for part in card(item)]
     columns = []
+    lines = []
     for item, image in zip(items, images, strict=True):
+        lines.append(f"{item.title} - {item.description}" if item.description else item.title)
         column: dict[str, Any] = {}
         if image:
             column["thumbnailImageUrl"] = image
@@ -282,9 +287,8 @@ def carousel(content: CarouselContent) -> list[AnyContent | Message]:
         column["text"] = (item.description or item.title) if titled else item.title
         if item.default_url and _uri_ok(item.default_url):
             column["defaultAction"] = _open(item.default_url)
-        column["actions"] = [action(a) for a in item.actions]
+        column["actions"] = list(map(action, item.actions))
         columns.append(column)
-    lines = [item.title + (f" - {item.description}" if item.description else "") for item in items]
     message: Message = {
         "type": "template",
         "altText": alt_text(*lines),
