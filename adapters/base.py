@@ -11,14 +11,20 @@ import abc
 import builtins
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gateway import wire
-from gateway.downgrade.profile import Profile
+from gateway.downgrade.profile import (
+    ButtonsProfile,
+    CarouselProfile,
+    ListProfile,
+    Profile,
+    QuickRepliesProfile,
+)
 from gateway.schema import Content, EventDraft
 
 ErrorCategory = Literal["retry", "permanent", "unreachable"]
@@ -26,6 +32,22 @@ ErrorCategory = Literal["retry", "permanent", "unreachable"]
 
 class _Narrowing(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _upper_limits(feature: type) -> frozenset[str]:
+    return frozenset(
+        f.name for f in fields(feature) if f.name.startswith("max_") or f.name.endswith("_max")
+    )
+
+
+# What `buttons: {...}` and the like may lower: upper limits only. Lowering a minimum (a
+# carousel's min_cards) or switching a rule off would widen what the channel is sent.
+_LOWERABLE = {
+    "buttons": _upper_limits(ButtonsProfile),
+    "quick_replies": _upper_limits(QuickRepliesProfile),
+    "list": _upper_limits(ListProfile),
+    "carousel": _upper_limits(CarouselProfile),
+}
 
 
 class CapabilityOverrides(_Narrowing):
@@ -44,6 +66,19 @@ class CapabilityOverrides(_Narrowing):
     quick_replies: Literal[False] | dict[str, int] | None = None
     list: Literal[False] | dict[str, int] | None = None
     carousel: Literal[False] | dict[str, int] | None = None
+
+    @field_validator("buttons", "quick_replies", "list", "carousel")
+    @classmethod
+    def _only_upper_limits(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            lowerable = _LOWERABLE[info.field_name or ""]
+            for name, limit in value.items():
+                if name not in lowerable:
+                    can = ", ".join(sorted(lowerable))
+                    raise ValueError(f"{name!r} cannot be narrowed; these limits can: {can}")
+                if limit < 1:
+                    raise ValueError(f"{name} must be at least 1 (turn the feature off with false)")
+        return value
 
 
 class ChannelConfig(BaseModel):

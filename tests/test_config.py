@@ -155,3 +155,45 @@ def test_unknown_capability_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(data, "c.yaml")
     assert "channels[0].capabilities.holograms: Extra inputs are not permitted" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("carousel", "problem"),
+    [
+        ({"min_cards": 1}, "'min_cards' cannot be narrowed; these limits can: "),
+        ({"media_required": 0}, "'media_required' cannot be narrowed"),
+        ({"max_cards": 0}, "max_cards must be at least 1 (turn the feature off with false)"),
+    ],
+)
+def test_capabilities_never_widen_through_a_minimum_or_a_rule(
+    tmp_path: Path, carousel: dict[str, int], problem: str
+) -> None:
+    data = base_config(tmp_path)
+    data["channels"][0]["capabilities"] = {"carousel": carousel}
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "c.yaml")
+    assert "channels[0].capabilities.carousel" in str(error.value)
+    assert problem in str(error.value)
+
+
+def test_capability_limits_are_lowered_never_raised(tmp_path: Path) -> None:
+    from gateway.app import build_adapters
+
+    data = base_config(tmp_path)
+    data["channels"][0]["capabilities"] = {"carousel": {"max_cards": 4, "title_max": 500}}
+    adapter = build_adapters(parse_config(data, "c.yaml"))["wa-main"]
+    assert adapter.profile.carousel is not None
+    assert adapter.profile.carousel.max_cards == 4
+    assert adapter.profile.carousel.title_max == 60  # WhatsApp's own, not widened
+    assert adapter.profile.carousel.min_cards == 2
+
+
+def test_a_limit_the_channel_does_not_have_stays_absent() -> None:
+    from gateway.downgrade.profile import ButtonsProfile, Profile
+
+    # No header on these buttons (header_max None): lowering it must not invent one.
+    buttons = ButtonsProfile(max_actions=3, label_max=20, text_max=640)
+    profile = Profile(channel="x", text_max=640, buttons=buttons)
+    narrowed = profile.narrowed({"buttons": {"header_max": 5, "max_actions": 2}})
+    assert narrowed.buttons is not None
+    assert narrowed.buttons.header_max is None and narrowed.buttons.max_actions == 2

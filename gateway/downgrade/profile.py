@@ -115,6 +115,11 @@ class Profile:
                 known = {f.name for f in fields(current)}
                 changes[name] = replace(
                     current,
-                    **{k: min(v, getattr(current, k)) for k, v in value.items() if k in known},
+                    # A limit this channel does not have (None: no such element) stays so.
+                    **{
+                        k: min(v, getattr(current, k))
+                        for k, v in value.items()
+                        if k in known and getattr(current, k) is not None
+                    },
                 )
         return replace(self, **changes)
