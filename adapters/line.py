@@ -197,12 +197,7 @@ def signature(channel_secret: str, body: bytes) -> str:
 
 
 def retry_key(message_id: str, index: int) -> str:
-    """uuid5(RETRY_KEY_NAMESPACE, "<message id>:<index>"), its namespace bytes read once."""
-    digest = hashlib.sha1(_RETRY_KEY_PREFIX + f"{message_id}:{index}".encode()).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=5))
-
-
-_RETRY_KEY_PREFIX = RETRY_KEY_NAMESPACE.bytes
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"{message_id}:{index}"))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

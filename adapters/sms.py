@@ -449,7 +449,8 @@ class SmsAdapter(Adapter):
 
         return TwilioSender(self.config)
 
-    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+    def _base(self, context: SendContext) -> dict[str, Any]:
+        """The form fields every message to this recipient carries."""
         base: dict[str, Any] = {"To": context.recipient_id}
         if self.config.messaging_service_sid:
             base["MessagingServiceSid"] = self.config.messaging_service_sid
@@ -457,7 +458,14 @@ class SmsAdapter(Adapter):
             base["From"] = self.config.from_number
         if context.status_callback_url:
             base["StatusCallback"] = context.status_callback_url
-        path = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
+        return base
+
+    @property
+    def _path(self) -> str:
+        return f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
+
+    def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
+        base, path = self._base(context), self._path
         if isinstance(
             content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
         ):
@@ -480,10 +488,9 @@ class SmsAdapter(Adapter):
 
         def flush() -> None:
             if pending:
-                first = self.render(ImageContent(media=Media(url=pending[0])), context)[0]
-                assert first.form is not None
-                form = {**first.form, "MediaUrl": list(pending)}
-                requests.append(replace(first, form=form, note=f"MMS with {len(pending)} media"))
+                form = {**self._base(context), "MediaUrl": list(pending)}
+                note = f"MMS with {len(pending)} media"
+                requests.append(ProviderRequest("POST", self._path, form=form, note=note))
                 pending.clear()
 
         for part in parts:

@@ -308,9 +308,8 @@ def _card(item: CarouselItem, rows: int, notes: list[str], key: bytes) -> list[d
     """One card's buttons, filling exactly `rows` rows of the 6-column block. A tap on the
     picture or the text opens the card's link, or does nothing (built inline: per card)."""
     link = item.default_url
-    media = item.media
-    image = media.url if media is not None else None
-    if media is not None and not image:
+    image = _image(item)
+    if item.media is not None and image is None:
         notes.append(f"card {item.title!r}: image left out, Viber needs its URL (media.url)")
     text_rows = rows - (IMAGE_ROWS if image else 0) - len(item.actions)
     text = _card_text(item, notes)

@@ -226,7 +226,10 @@ def card_body(title: str, description: str | None) -> str:
     if not description:
         return text
     first, newline, rest = description.partition("\n")
-    return f"{text}\n{first}\n{rest.replace(chr(10), ' ')}" if newline else f"{text}\n{first}"
+    if not newline:
+        return f"{text}\n{first}"
+    rest = rest.replace("\n", " ")
+    return f"{text}\n{first}\n{rest}"
 
 
 def interactive_list(content: ListContent) -> Message:

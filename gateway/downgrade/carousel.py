@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
+from gateway.downgrade.choices import CHOOSE, PAYLOAD_ACTIONS, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
 from gateway.downgrade.parts import built, card_part, image_part
 from gateway.downgrade.profile import CHOICE_KINDS
@@ -27,9 +27,6 @@ from gateway.schema.content import (
 
 if TYPE_CHECKING:
     from gateway.downgrade.engine import Builder
-
-# Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.
-_PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
 
 
 def plan_carousel(b: Builder, content: CarouselContent) -> None:
@@ -187,7 +184,7 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
                 kind = "choice"
             if by_kind:
                 shape += kind + ","
-            if isinstance(action, _PAYLOAD_TYPES) and action.payload:
+            if isinstance(action, PAYLOAD_ACTIONS) and action.payload:
                 size = len(action.payload)
                 if size > longest:
                     longest = size
@@ -279,8 +276,6 @@ def numbered_carousel(b: Builder, content: CarouselContent) -> None:
         for action in item.actions:
             if isinstance(action, (ReplyAction, PostbackAction)):  # tuple: faster than union
                 picks.append(action)
-            elif isinstance(action, LinkAction):  # the common case, as action_text says it
-                links.append(action_line(action))
             else:
                 links += b.action_text(action)
         if url and not images:

@@ -24,10 +24,10 @@ still carries the meaning, and the numbered text keeps the full title.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from gateway.downgrade import carousel
-from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
+from gateway.downgrade.choices import CHOOSE, PAYLOAD_ACTIONS, Choice, numbered_line, reply_hint
 from gateway.downgrade.parts import built, image_part, text_part
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
 from gateway.plaintext import action_line, map_link, to_text
@@ -520,6 +520,8 @@ class Builder:
         )
 
     def action_text(self, action: Action) -> list[str]:
+        if isinstance(action, LinkAction):  # the common case first: a line per card link
+            return [action_line(action)]
         if action.type == "share" and not getattr(action, "url", None):
             self.note("share", "dropped", f"{self.channel} cannot share and there is no link")
             return []
@@ -603,15 +605,7 @@ class Builder:
         return action if title == action.title else action.model_copy(update={"title": title})
 
 
-# Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.
-_PAYLOAD_TYPES = (ReplyAction, PostbackAction, BuyAction)
-
-
 def _payload_of(action: Action) -> str | None:
     # Not getattr(action, "payload", None): on a pydantic model a missing attribute raises
     # inside __getattr__ first, which costs more than the whole rest of a card.
-    return action.payload if isinstance(action, ReplyAction | PostbackAction | BuyAction) else None
-
-
-def _payload(action: Any) -> str:
-    return str(_payload_of(action) or action.title)
+    return action.payload if isinstance(action, PAYLOAD_ACTIONS) else None

@@ -21,45 +21,38 @@ def built(cls: type[_M], **fields: Any) -> _M:
     names = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(cls, tuple(cls.__pydantic_fields__))
     if len(fields) != len(names):
         raise TypeError(f"{cls.__name__} needs every field: {', '.join(names)}")
-    made = _new(cls)
     # In declaration order, as validation makes it: serialised JSON follows this order.
-    _set(made, "__dict__", {name: fields[name] for name in names})
+    return _made(cls, {name: fields[name] for name in names})
+
+
+_FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+_set = object.__setattr__
+
+
+def _made(cls: type[_M], fields: dict[str, Any]) -> _M:
+    """A model of `cls` holding `fields` (every field, in declaration order) as they are."""
+    made = object.__new__(cls)
+    _set(made, "__dict__", fields)
     _set(made, "__pydantic_fields_set__", set(fields))
     _set(made, "__pydantic_extra__", None)
     _set(made, "__pydantic_private__", None)
     return made
 
 
-_FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
-_new = object.__new__
-_set = object.__setattr__
-
-
 # The parts every plan makes most, built without even `built`'s checks (a carousel makes ten
 # images on SMS, ten cards on WhatsApp): fields in declaration order, as validation leaves
 # them; tests/test_downgrade_engine.py checks each equals a validated model, JSON included.
 def text_part(text: str) -> TextContent:
-    made = _new(TextContent)
-    _set(made, "__dict__", {"quick_replies": [], "type": "text", "text": text})
-    _set(made, "__pydantic_fields_set__", {"type", "text", "quick_replies"})
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
+    return _made(TextContent, {"quick_replies": [], "type": "text", "text": text})
 
 
 def image_part(media: Media) -> ImageContent:
-    made = _new(ImageContent)
     fields = {"quick_replies": [], "media": media, "caption": None, "type": "image"}
-    _set(made, "__dict__", fields)
-    _set(made, "__pydantic_fields_set__", {"type", "media", "caption", "quick_replies"})
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
+    return _made(ImageContent, fields)
 
 
 def card_part(item: CarouselItem, description: str, actions: list[Action]) -> CarouselItem:
     """`item` with a new description and actions and no tap link (its text says the link)."""
-    made = _new(CarouselItem)
     fields = {
         "title": item.title,
         "description": description,
@@ -67,8 +60,4 @@ def card_part(item: CarouselItem, description: str, actions: list[Action]) -> Ca
         "actions": actions,
         "default_url": None,
     }
-    _set(made, "__dict__", fields)
-    _set(made, "__pydantic_fields_set__", set(fields))
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
-    return made
+    return _made(CarouselItem, fields)
