@@ -463,9 +463,9 @@ class LineAdapter(Adapter):
         return rich.with_quick_replies(self._messages(bare), content.quick_replies)
 
     def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        if isinstance(content, TextContent):  # the commonest parts first
+        if type(content) is TextContent:  # the commonest parts first; exact (final) types
             return _texts(content.text)
-        if isinstance(content, CarouselContent):
+        if type(content) is CarouselContent:
             return self._expand(rich.carousel(content))
         if isinstance(content, ImageContent | VideoContent) and _https(content.media):
             url = content.media.url

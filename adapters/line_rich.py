@@ -129,21 +129,21 @@ def action(choice: Action, *, quick_reply: bool = False) -> dict[str, Any]:
     where LINE requires `displayText`. link (and a payment link) is a URI action, call a URI
     action to `tel:`, location_request the location action (quick replies only).
     """
-    if isinstance(choice, ReplyAction):  # the commonest first: one per card of a carousel
+    if type(choice) is ReplyAction:  # the commonest first; exact types (final classes)
         title = choice.title
         return {"type": "postback", "label": title, "data": choice.payload, "displayText": title}
-    if isinstance(choice, PostbackAction):
+    if type(choice) is PostbackAction:
         made = {"type": "postback", "label": choice.title, "data": choice.payload}
         if quick_reply:
             made["displayText"] = choice.title
         return made
-    if isinstance(choice, (LinkAction, BuyAction)):  # tuples: faster than unions
+    if type(choice) is LinkAction or type(choice) is BuyAction:
         return {"type": "uri", "label": choice.title, "uri": choice.url}
-    if isinstance(choice, CallAction):
+    if type(choice) is CallAction:
         return {"type": "uri", "label": choice.title, "uri": f"tel:{choice.phone}"}
-    if isinstance(choice, LocationRequestAction):
+    if type(choice) is LocationRequestAction:
         return {"type": "location", "label": label(choice.title)}
-    if isinstance(choice, ShareAction) and choice.url:
+    if type(choice) is ShareAction and choice.url:
         return {"type": "uri", "label": choice.title, "uri": choice.url}
     raise ValueError(f"LINE has no {choice.type} action")  # the profile never lists it
 

@@ -58,6 +58,7 @@ from gateway.schema.content import (
     StickerContent,
     TextContent,
     VideoContent,
+    is_media,
 )
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
@@ -238,9 +239,6 @@ def _media_content(url: str, mime: str, caption: str | None) -> AnyContent:
         return AudioContent(media=media, caption=caption)
     # vCards (text/vcard) and documents stay files: reading them needs a download.
     return FileContent(media=media, caption=caption)
-
-
-_MEDIA_TYPES = (ImageContent, VideoContent, AudioContent, FileContent, StickerContent)
 
 
 def _media_url(media: Media) -> str:
@@ -466,9 +464,7 @@ class SmsAdapter(Adapter):
 
     def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
         base, path = self._base(context), self._path
-        if isinstance(
-            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
-        ):
+        if is_media(content):
             return self._mms(path, base, content)
         text = (
             content.text
@@ -494,7 +490,7 @@ class SmsAdapter(Adapter):
                 pending.clear()
 
         for part in parts:
-            if isinstance(part, _MEDIA_TYPES) and not part.caption and not part.quick_replies:
+            if is_media(part) and not part.caption and not part.quick_replies:
                 # Nothing to say but the picture: only its URL is needed (checked as _mms does).
                 if len(pending) == MAX_MEDIA:
                     flush()

@@ -425,7 +425,7 @@ class ViberAdapter(Adapter):
             measured.add(id(body))
             return True
 
-        if isinstance(content, CarouselContent):
+        if type(content) is CarouselContent:  # final class: cheaper than a failing isinstance
             bodies = _texts(content.text or "")
             cards, notes = rich.rich_media_bodies(list(content.items), fits, self._postback_key)
             bodies += cards
@@ -659,18 +659,20 @@ def _fallback_note(content: AnyContent, bodies: list[dict[str, Any]]) -> str | N
     """Why media went as a text link (kept in the message history), or None."""
     if not bodies or bodies[0]["type"] != "text":
         return None
-    if isinstance(content, VideoContent):
-        return "video sent as a text link: Viber needs its size in bytes (media.size)"
-    if isinstance(content, FileContent | AudioContent):
-        return (
-            f"{content.type} sent as a text link: Viber needs its size and file name"
-            f" (media.size, media.filename of at most {MAX_FILE_NAME} characters)"
-        )
-    if isinstance(content, StickerContent):
-        return "sticker sent as text: Viber needs a numeric sticker id (media.provider_media_id)"
-    if isinstance(content, ImageContent):
-        return "image sent as text: Viber needs a public URL (media.url)"
-    return None
+    return _FALLBACK_NOTES.get(content.type)
+
+
+_FILE_NOTE = (
+    " sent as a text link: Viber needs its size and file name"
+    f" (media.size, media.filename of at most {MAX_FILE_NAME} characters)"
+)
+_FALLBACK_NOTES = {
+    "video": "video sent as a text link: Viber needs its size in bytes (media.size)",
+    "file": "file" + _FILE_NOTE,
+    "audio": "audio" + _FILE_NOTE,
+    "sticker": "sticker sent as text: Viber needs a numeric sticker id (media.provider_media_id)",
+    "image": "image sent as text: Viber needs a public URL (media.url)",
+}
 
 
 def _texts(text: str) -> list[dict[str, Any]]:

@@ -68,6 +68,7 @@ from gateway.schema.content import (
     TemplateContent,
     TextContent,
     VideoContent,
+    is_media,
 )
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
@@ -540,9 +541,7 @@ class WhatsAppAdapter(GraphAdapter):
             "recipient_type": "individual",
             "to": to,
         }
-        if isinstance(
-            content, ImageContent | VideoContent | AudioContent | FileContent | StickerContent
-        ):
+        if is_media(content):
             kind = "document" if content.type == "file" else content.type
             media: dict[str, Any] = (
                 {"id": content.media.provider_media_id}

@@ -204,7 +204,7 @@ def carousel(content: CarouselContent) -> Message:
 def _card(index: int, item: CarouselItem) -> dict[str, Any]:
     # The engine hands cards of one URL button or of choices only: the first action tells.
     first = item.actions[0] if item.actions else None
-    link = first if isinstance(first, LinkAction) else None
+    link = first if type(first) is LinkAction else None  # final: cheaper than isinstance
     card: dict[str, Any] = {"card_index": index}
     if link is not None:
         card["type"] = "cta_url"

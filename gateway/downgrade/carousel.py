@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.downgrade.choices import CHOOSE, PAYLOAD_ACTIONS, Choice, numbered_line, reply_hint
+from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
 from gateway.downgrade.parts import built, card_part, image_part
 from gateway.downgrade.profile import CHOICE_KINDS
@@ -119,7 +119,7 @@ def links_as_card_text(
             kept: list[Action] = []
             choices = False
             for action in actions:
-                if isinstance(action, LinkAction):
+                if type(action) is LinkAction:  # final: cheaper than a failing isinstance
                     lines.append(action_line(action))
                 else:
                     choices = choices or action.type in CHOICE_KINDS
@@ -179,15 +179,17 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
                 fitting = False
             if kind not in kinds:
                 native_kinds = False
-            if kind in CHOICE_KINDS:
+            payload = None  # exact type tests (final classes): a failed isinstance is slow
+            if type(action) is ReplyAction or type(action) is PostbackAction:
                 choices += 1
                 kind = "choice"
+                payload = action.payload
+            elif type(action) is BuyAction:
+                payload = action.payload
             if by_kind:
                 shape += kind + ","
-            if isinstance(action, PAYLOAD_ACTIONS) and action.payload:
-                size = len(action.payload)
-                if size > longest:
-                    longest = size
+            if payload and len(payload) > longest:
+                longest = len(payload)
         if by_kind:
             shapes.add(shape)
         if card_problem is not None:
@@ -274,7 +276,7 @@ def numbered_carousel(b: Builder, content: CarouselContent) -> None:
         picks: list[ReplyAction | PostbackAction] = []
         links = [item.default_url] if item.default_url and not _linked(item) else []
         for action in item.actions:
-            if isinstance(action, (ReplyAction, PostbackAction)):  # tuple: faster than union
+            if type(action) is ReplyAction or type(action) is PostbackAction:  # final classes
                 picks.append(action)
             else:
                 links += b.action_text(action)
