@@ -11,9 +11,10 @@ import abc
 import builtins
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -110,19 +111,23 @@ class ParsedEvent:
     dedupe_key: str
 
 
-@dataclass(frozen=True)
-class ProviderRequest:
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class ProviderRequest(NamedTuple):
     """One HTTP call to a provider's send API, relative to the channel's `api_base_url`.
 
     `note` goes into the message history when the send succeeds (e.g. SMS segment counts);
     `uses_reply_token` tells the dispatcher to spend the recipient's single-use reply token.
+    Immutable; a tuple rather than a frozen dataclass because every send builds one or more
+    (a third of the cost); change one with `_replace`.
     """
 
     method: str
     path: str
     json: dict[str, Any] | None = None
     form: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
     note: str | None = None
     uses_reply_token: bool = False
 

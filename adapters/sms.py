@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -501,7 +500,7 @@ class SmsAdapter(Adapter):
             if pending and first is not None and first.form and "MediaUrl" not in first.form:
                 form = {**first.form, "MediaUrl": list(pending)}
                 note = f"MMS with {len(pending)} media; {first.note}"
-                rendered[0] = replace(first, form=form, note=note)
+                rendered[0] = first._replace(form=form, note=note)
                 pending.clear()
             flush()
             requests += rendered

@@ -35,7 +35,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -229,6 +228,14 @@ class ViberAdapter(Adapter):
     config: ViberConfig
 
     @functools.cached_property
+    def _sender(self) -> dict[str, str]:
+        """The `sender` of every message (config only; shared by requests, never changed)."""
+        sender = {"name": self.config.sender_name}
+        if self.config.sender_avatar:
+            sender["avatar"] = self.config.sender_avatar
+        return sender
+
+    @functools.cached_property
     def _postback_key(self) -> bytes:
         """The key that tags choice buttons (viber_rich), derived from the auth token so it
         differs from the webhook signature key; empty when rendering without credentials."""
@@ -389,13 +396,10 @@ class ViberAdapter(Adapter):
         return {AUTH_HEADER: self.config.auth_token.get_secret_value()}
 
     def render(self, content: AnyContent, context: SendContext) -> list[ProviderRequest]:
-        sender: dict[str, str] = {"name": self.config.sender_name}
-        if self.config.sender_avatar:
-            sender["avatar"] = self.config.sender_avatar
         base: dict[str, Any] = {
             "receiver": context.recipient_id,
             "min_api_version": self.config.min_api_version,
-            "sender": sender,
+            "sender": self._sender,
             # Echoed back in the user's reply (channel_data.tracking_data).
             "tracking_data": context.message_id,
         }
@@ -409,11 +413,11 @@ class ViberAdapter(Adapter):
         def finish(body: dict[str, Any], keyboard: dict[str, Any] | None) -> dict[str, Any]:
             request = {**base, **body}
             needs = rich.RICH_MEDIA_API if body["type"] == "rich_media" else 1
-            request["min_api_version"] = max(
-                base["min_api_version"], needs, rich.api_level(keyboard)
-            )
             if keyboard:
+                needs = max(needs, rich.api_level(keyboard))
                 request["keyboard"] = keyboard
+            if needs > base["min_api_version"]:
+                request["min_api_version"] = needs
             return request
 
         notes: list[str] = []
@@ -441,7 +445,7 @@ class ViberAdapter(Adapter):
         )
         out = [ProviderRequest("POST", "/send_message", json=r) for r in requests]
         if notes and out:
-            out[0] = replace(out[0], note="; ".join(notes))
+            out[0] = out[0]._replace(note="; ".join(notes))
         return out
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:

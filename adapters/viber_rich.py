@@ -31,8 +31,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Callable
-from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.base import SendError
 from gateway import wire
@@ -274,24 +273,23 @@ def rich_media_bodies(
     """`rich_media` message bodies for the cards (≤ MAX_CARDS each, each body `fits`), and
     notes on anything changed on the way (a text shortened, an image without a URL)."""
     notes: list[str] = []
-    images = [_image(item) for item in items]
+    images = [item.media.url if item.media is not None else None for item in items]
     rows = group_rows(items, images)
     cards = [
         _card(item, image, rows, notes, key) for item, image in zip(items, images, strict=True)
     ]
-    lines = [_alt_lines(item) for item in items]
     bodies: list[dict[str, Any]] = []
     start = 0
     while start < len(cards):
         end = min(start + MAX_CARDS, len(cards))
-        body = _rich_body(cards[start:end], lines[start:end], rows)
+        body = _rich_body(cards[start:end], rows)
         if not fits(body):  # rare: measure card by card only when a full group is too big
             end = start + 1
             while end < len(cards) and end - start < MAX_CARDS:
-                if not fits(_rich_body(cards[start : end + 1], lines[start : end + 1], rows)):
+                if not fits(_rich_body(cards[start : end + 1], rows)):
                     break
                 end += 1
-            body = _rich_body(cards[start:end], lines[start:end], rows)
+            body = _rich_body(cards[start:end], rows)
         bodies.append(body)
         start = end
     if len(bodies) > (len(items) + MAX_CARDS - 1) // MAX_CARDS:
@@ -306,7 +304,12 @@ def group_rows(items: list[CarouselItem], images: list[str | None]) -> int:
     return min(MAX_GROUP_ROWS, image + 2 + actions)
 
 
-def _rich_body(cards: list[list[dict[str, Any]]], lines: list[str], rows: int) -> dict[str, Any]:
+class _Card(NamedTuple):
+    buttons: list[dict[str, Any]]
+    alt_text: str  # the card as lines of text, for a Viber too old for rich media
+
+
+def _rich_body(cards: list[_Card], rows: int) -> dict[str, Any]:
     return {
         "type": "rich_media",
         "rich_media": {
@@ -314,22 +317,22 @@ def _rich_body(cards: list[list[dict[str, Any]]], lines: list[str], rows: int) -
             "ButtonsGroupColumns": GRID_COLUMNS,
             "ButtonsGroupRows": rows,
             "BgColor": "#FFFFFF",
-            "Buttons": list(chain.from_iterable(cards)),
+            "Buttons": [button for card in cards for button in card.buttons],
         },
-        "alt_text": shorten("\n".join(lines), MAX_ALT_TEXT),
+        "alt_text": shorten("\n".join(card.alt_text for card in cards), MAX_ALT_TEXT),
     }
 
 
-def _card(
-    item: CarouselItem, image: str | None, rows: int, notes: list[str], key: bytes
-) -> list[dict[str, Any]]:
-    """One card's buttons, filling exactly `rows` rows of the 6-column block. A tap on the
-    picture or the text opens the card's link, or does nothing. Runs for every card sent:
-    built inline, with the card's fields read once (a pydantic attribute costs ~4 plain ones)."""
+def _card(item: CarouselItem, image: str | None, rows: int, notes: list[str], key: bytes) -> _Card:
+    """One card's buttons, filling exactly `rows` rows of the 6-column block, and its alt text.
+    A tap on the picture or the text opens the card's link, or does nothing. Runs for every
+    card sent: built inline, the card's fields read once (a model attribute is slow to read)."""
     title, description, actions, link = item.title, item.description, item.actions, item.default_url
-    if image is None and item.media is not None:
+    if not image and item.media is not None:
         notes.append(f"card {title!r}: image left out, Viber needs its URL (media.url)")
-    text = _card_text(title, description or "", notes)
+    text = _card_markup(title, description)
+    if len(text) > MAX_BUTTON_TEXT:  # only when escaping (&, <, >) lengthened the text
+        text = _shortened_text(title, description or "", notes)
     text_rows = rows - len(actions) - (IMAGE_ROWS if image else 0)
     if link:
         words = {"Columns": GRID_COLUMNS, "Rows": text_rows, "ActionType": "open-url",
@@ -339,28 +342,30 @@ def _card(
         words = {"Columns": GRID_COLUMNS, "Rows": text_rows, "ActionType": "none",
                  "ActionBody": "none", "Text": text,
                  "TextVAlign": "middle", "TextHAlign": "left"}  # fmt: skip
-    buttons = [_action(action, key, GRID_COLUMNS, in_keyboard=False) for action in actions]
-    if not image:
-        return [words, *buttons]
+    buttons = [words]
+    if image:
+        if link:
+            picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "open-url",
+                       "ActionBody": link, "Silent": True, "Image": image}  # fmt: skip
+        else:
+            picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "none",
+                       "ActionBody": "none", "Image": image}  # fmt: skip
+        buttons.insert(0, picture)
+    alt = f"{title} - {description}" if description else title
     if link:
-        picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "open-url",
-                   "ActionBody": link, "Silent": True, "Image": image}  # fmt: skip
-    else:
-        picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "none",
-                   "ActionBody": "none", "Image": image}  # fmt: skip
-    return [picture, words, *buttons]
+        alt += f"\n   {link}"
+    for action in actions:
+        buttons.append(_action(action, key, GRID_COLUMNS, in_keyboard=False))
+        if type(action) is LinkAction:  # final class: cheaper than a failing isinstance
+            alt += f"\n   {action_line(action)}"
+    return _Card(buttons, alt)
 
 
-def _image(item: CarouselItem) -> str | None:
-    return item.media.url if item.media is not None and item.media.url else None
-
-
-def _card_text(title: str, description: str, notes: list[str]) -> str:
-    text = _card_markup(title, description)
-    if len(text) <= MAX_BUTTON_TEXT:  # always, but where escaping (&, <, >) lengthened it
-        return text
+def _shortened_text(title: str, description: str, notes: list[str]) -> str:
+    """Title and description cut until their escaped markup fits Viber's 250."""
     original = title
-    while len(text) > MAX_BUTTON_TEXT:  # only when escaping (&, <, >) lengthened the text
+    text = _card_markup(title, description)
+    while len(text) > MAX_BUTTON_TEXT:
         if description:
             description = shorten(description, len(description) - 1) if len(description) > 1 else ""
         else:
@@ -370,18 +375,7 @@ def _card_text(title: str, description: str, notes: list[str]) -> str:
     return text
 
 
-def _card_markup(title: str, description: str) -> str:
+def _card_markup(title: str, description: str | None) -> str:
     if description:
         return f"<b>{label(title)}</b><br>{label(description)}"
     return f"<b>{label(title)}</b>"
-
-
-def _alt_lines(item: CarouselItem) -> str:
-    """One card in the alt text: its title and description, its links below."""
-    line = f"{item.title} - {item.description}" if item.description else item.title
-    if item.default_url:
-        line += f"\n   {item.default_url}"
-    for action in item.actions:
-        if type(action) is LinkAction:  # final class: cheaper than a failing isinstance
-            line += f"\n   {action_line(action)}"
-    return line
