@@ -155,8 +155,8 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
     # Profile fields as locals: this loop runs over every card and action of every send.
     kinds, label_max = native.kinds, native.label_max
     title_max, description_max = native.title_max, native.description_max
-    max_actions, mixed = native.max_actions, native.mixed_actions
-    by_kind = native.same_action_kinds
+    max_actions, min_actions, mixed = native.max_actions, native.min_actions, native.mixed_actions
+    by_kind, media_required = native.same_action_kinds, native.media_required
     media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
     card_problem: str | None = None
     fitting = True
@@ -166,7 +166,8 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
     media_kinds: set[str] = set()
     for item in items:
         actions = item.actions
-        action_counts.add(len(actions))
+        count = len(actions)
+        action_counts.add(count)
         description = item.description
         if len(item.title) > title_max or (description and len(description) > description_max):
             fitting = False
@@ -179,17 +180,16 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
                 fitting = False
             if kind not in kinds:
                 native_kinds = False
-            payload = None  # exact type tests (final classes): a failed isinstance is slow
+            # Exact type tests (the schema's classes are final): a failed isinstance is slow.
             if type(action) is ReplyAction or type(action) is PostbackAction:
                 choices += 1
                 kind = "choice"
-                payload = action.payload
-            elif type(action) is BuyAction:
-                payload = action.payload
+                if len(action.payload) > longest:
+                    longest = len(action.payload)
+            elif type(action) is BuyAction and action.payload and len(action.payload) > longest:
+                longest = len(action.payload)
             if by_kind:
                 shape += kind + ","
-            if payload and len(payload) > longest:
-                longest = len(payload)
         if by_kind:
             shapes.add(shape)
         if card_problem is not None:
@@ -197,21 +197,19 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
         media = item.media
         if media is not None and media_kinds_wanted:
             media_kinds.add(media_kind(media))
-        if media is None and native.media_required:
+        if media is None and media_required:
             card_problem = f"{b.channel} carousel cards need an image"
-        elif len(actions) > max_actions:
+        elif count > max_actions:
             card_problem = f"a card has more than {max_actions} actions"
-        elif len(actions) < native.min_actions:
+        elif count < min_actions:
             card_problem = f"{b.channel} carousel cards need a button each"
         elif not native_kinds:
             cannot = ", ".join(sorted({a.type for a in actions} - kinds))
             card_problem = f"{b.channel} cards cannot carry {cannot}"
-        elif not mixed and 0 < choices < len(actions):
+        elif not mixed and 0 < choices < count:
             card_problem = f"{b.channel} cards carry choices or links, not both"
         elif (
-            native.max_link_buttons is not None
-            and choices == 0
-            and len(actions) > native.max_link_buttons
+            native.max_link_buttons is not None and choices == 0 and count > native.max_link_buttons
         ):
             card_problem = f"{b.channel} cards carry at most {native.max_link_buttons} link"
     if longest > b.profile.payload_max:
