@@ -31,6 +31,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, NamedTuple
 
 from adapters.base import SendError
@@ -300,7 +301,7 @@ def rich_media_bodies(
 def group_rows(items: list[CarouselItem], images: list[str | None]) -> int:
     """Rows per card: image (when any card has one), two for the text, then the actions."""
     image = IMAGE_ROWS if any(images) else 0
-    actions = max(len(i.actions) for i in items)
+    actions = max(map(len, [item.actions for item in items]))
     return min(MAX_GROUP_ROWS, image + 2 + actions)
 
 
@@ -317,9 +318,9 @@ def _rich_body(cards: list[_Card], rows: int) -> dict[str, Any]:
             "ButtonsGroupColumns": GRID_COLUMNS,
             "ButtonsGroupRows": rows,
             "BgColor": "#FFFFFF",
-            "Buttons": [button for card in cards for button in card.buttons],
+            "Buttons": list(chain.from_iterable([card.buttons for card in cards])),
         },
-        "alt_text": shorten("\n".join(card.alt_text for card in cards), MAX_ALT_TEXT),
+        "alt_text": shorten("\n".join([card.alt_text for card in cards]), MAX_ALT_TEXT),
     }
 
 
