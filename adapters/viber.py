@@ -236,6 +236,10 @@ class ViberAdapter(Adapter):
         return sender
 
     @functools.cached_property
+    def _postback_mac(self) -> hashlib.blake2b:
+        return rich.postback_mac(self._postback_key)
+
+    @functools.cached_property
     def _postback_key(self) -> bytes:
         """The key that tags choice buttons (viber_rich), derived from the auth token so it
         differs from the webhook signature key; empty when rendering without credentials."""
@@ -306,7 +310,7 @@ class ViberAdapter(Adapter):
         }
         payload_text = message.get("text") if kind == "text" else None
         tapped = (
-            rich.parse_postback(payload_text, self._postback_key)
+            rich.parse_postback(payload_text, self._postback_mac)
             if isinstance(payload_text, str)
             else None
         )
@@ -404,7 +408,7 @@ class ViberAdapter(Adapter):
             "tracking_data": context.message_id,
         }
         try:
-            board = rich.keyboard_for(content, self._postback_key)
+            board = rich.keyboard_for(content, self._postback_mac)
         except rich.UnsupportedAction as exc:
             raise SendError(
                 "permanent", "unsupported_action", f"Viber has no button for a {exc} action"
@@ -431,7 +435,7 @@ class ViberAdapter(Adapter):
 
         if type(content) is CarouselContent:  # final class: cheaper than a failing isinstance
             bodies = _texts(content.text or "")
-            cards, notes = rich.rich_media_bodies(list(content.items), fits, self._postback_key)
+            cards, notes = rich.rich_media_bodies(list(content.items), fits, self._postback_mac)
             bodies += cards
         else:
             bodies = _bodies(content)

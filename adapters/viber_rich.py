@@ -27,7 +27,6 @@ Pure functions of the content; nothing here knows about the account or the recip
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -123,34 +122,31 @@ def label(text: str) -> str:
     return text.translate(_HTML) if ("&" in text or "<" in text or ">" in text) else text
 
 
-@functools.lru_cache(maxsize=8)
-def _keyed_mac(key: bytes) -> Any:
-    """BLAKE2b already keyed with `key`: keying costs a compression of its own, so it is done
-    once per key and the state copied for each tag (half the cost of a tag from scratch)."""
+def postback_mac(key: bytes) -> hashlib.blake2b:
+    """The keyed MAC that tags choice buttons. Keying costs a compression of its own, so it is
+    done once per adapter; each tag is computed on a copy (half the cost of a fresh one)."""
     return hashlib.blake2b(key=key, digest_size=TAG_LENGTH // 2)
 
 
-def postback_tag(payload: str, key: bytes) -> str:
-    mac = _keyed_mac(key).copy()
-    mac.update(payload.encode())
-    return str(mac.hexdigest())
+def postback_tag(payload: str, mac: hashlib.blake2b) -> str:
+    tag = mac.copy()
+    tag.update(payload.encode())
+    return tag.hexdigest()
 
 
-def postback_body(payload: str, key: bytes) -> str:
+def postback_body(payload: str, mac: hashlib.blake2b) -> str:
     """The ActionBody of a choice button: the marker, the payload's tag, the payload."""
-    mac = _keyed_mac(key).copy()  # postback_tag, inline: once per choice button sent
-    mac.update(payload.encode())
-    return f"{POSTBACK_MARKER}{mac.hexdigest()}:{payload}"
+    return f"{POSTBACK_MARKER}{postback_tag(payload, mac)}:{payload}"
 
 
-def parse_postback(text: str, key: bytes) -> str | None:
+def parse_postback(text: str, mac: hashlib.blake2b) -> str | None:
     """The payload of a tapped choice button, or None for text the user typed."""
     if not text.startswith(POSTBACK_MARKER):
         return None
     tag, separator, payload = text[len(POSTBACK_MARKER) :].partition(":")
     if not separator or not payload or len(tag) != TAG_LENGTH:
         return None
-    if not hmac.compare_digest(tag.encode(), postback_tag(payload, key).encode()):
+    if not hmac.compare_digest(tag.encode(), postback_tag(payload, mac).encode()):
         return None
     return payload
 
@@ -158,7 +154,7 @@ def parse_postback(text: str, key: bytes) -> str | None:
 # --- keyboards ---------------------------------------------------------------------------
 
 
-def keyboard(actions: list[Action], key: bytes) -> dict[str, Any]:
+def keyboard(actions: list[Action], mac: hashlib.blake2b) -> dict[str, Any]:
     """A keyboard with one button per action, in order, each row filled edge to edge."""
     buttons: list[dict[str, Any]] = []
     start = 0
@@ -174,12 +170,14 @@ def keyboard(actions: list[Action], key: bytes) -> dict[str, Any]:
         )
         for action in actions[start : start + per_row]:
             columns = GRID_COLUMNS // per_row
-            buttons.append(_action(action, key, columns, in_keyboard=True))
+            buttons.append(_action(action, mac, columns, in_keyboard=True))
         start += per_row
     return {"Type": "keyboard", "Buttons": buttons}
 
 
-def _action(action: Action, key: bytes, columns: int, *, in_keyboard: bool) -> dict[str, Any]:
+def _action(
+    action: Action, mac: hashlib.blake2b, columns: int, *, in_keyboard: bool
+) -> dict[str, Any]:
     """One button, `columns` wide and one row high. Exact type tests: the schema's classes
     are final, and a failing isinstance on a model costs five times a passing one."""
     if type(action) is ReplyAction or type(action) is PostbackAction:
@@ -187,7 +185,7 @@ def _action(action: Action, key: bytes, columns: int, *, in_keyboard: bool) -> d
             "Columns": columns,
             "Rows": 1,
             "ActionType": "reply",
-            "ActionBody": postback_body(action.payload, key),
+            "ActionBody": postback_body(action.payload, mac),
             "Text": label(action.title),
             "Silent": True,
         }
@@ -217,12 +215,12 @@ class UnsupportedAction(ValueError):
     """An action Viber has no button for (the profile never lets one reach `render`)."""
 
 
-def keyboard_for(content: AnyContent, key: bytes) -> dict[str, Any] | None:
+def keyboard_for(content: AnyContent, mac: hashlib.blake2b) -> dict[str, Any] | None:
     """The one keyboard a part carries: its buttons, then its quick replies."""
     if type(content) is ButtonsContent:  # final class: cheaper than a failing isinstance
         actions = [*content.actions, *content.quick_replies]
-        return keyboard(actions, key)
-    return keyboard(content.quick_replies, key) if content.quick_replies else None
+        return keyboard(actions, mac)
+    return keyboard(content.quick_replies, mac) if content.quick_replies else None
 
 
 Finish = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
@@ -269,7 +267,7 @@ def api_level(keyboard: dict[str, Any] | None) -> int:
 
 
 def rich_media_bodies(
-    items: list[CarouselItem], fits: Callable[[dict[str, Any]], bool], key: bytes
+    items: list[CarouselItem], fits: Callable[[dict[str, Any]], bool], mac: hashlib.blake2b
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`rich_media` message bodies for the cards (≤ MAX_CARDS each, each body `fits`), and
     notes on anything changed on the way (a text shortened, an image without a URL)."""
@@ -277,7 +275,7 @@ def rich_media_bodies(
     images = [item.media.url if item.media is not None else None for item in items]
     rows = group_rows(items, images)
     cards = [
-        _card(item, image, rows, notes, key) for item, image in zip(items, images, strict=True)
+        _card(item, image, rows, notes, mac) for item, image in zip(items, images, strict=True)
     ]
     bodies: list[dict[str, Any]] = []
     start = 0
@@ -324,7 +322,9 @@ def _rich_body(cards: list[_Card], rows: int) -> dict[str, Any]:
     }
 
 
-def _card(item: CarouselItem, image: str | None, rows: int, notes: list[str], key: bytes) -> _Card:
+def _card(
+    item: CarouselItem, image: str | None, rows: int, notes: list[str], mac: hashlib.blake2b
+) -> _Card:
     """One card's buttons, filling exactly `rows` rows of the 6-column block, and its alt text.
     A tap on the picture or the text opens the card's link, or does nothing. Runs for every
     card sent: built inline, the card's fields read once (a model attribute is slow to read)."""
@@ -356,7 +356,7 @@ def _card(item: CarouselItem, image: str | None, rows: int, notes: list[str], ke
     if link:
         alt += f"\n   {link}"
     for action in actions:
-        buttons.append(_action(action, key, GRID_COLUMNS, in_keyboard=False))
+        buttons.append(_action(action, mac, GRID_COLUMNS, in_keyboard=False))
         if type(action) is LinkAction:  # final class: cheaper than a failing isinstance
             alt += f"\n   {action_line(action)}"
     return _Card(buttons, alt)

@@ -118,14 +118,18 @@ def test_min_api_version_is_the_configured_one_raised_to_what_the_message_needs(
 
 
 KEY = b"k" * 32
+MAC = rich.postback_mac(KEY)
 
 
 @pytest.mark.parametrize(
     ("text", "payload"),
     [
-        (rich.postback_body("ORDER_FUNGHI", KEY), "ORDER_FUNGHI"),
-        (rich.postback_body("a:b", KEY), "a:b"),  # colons in a payload survive
-        (rich.postback_body("ORDER_FUNGHI", b"another account"), None),  # not our tag
+        (rich.postback_body("ORDER_FUNGHI", MAC), "ORDER_FUNGHI"),
+        (rich.postback_body("a:b", MAC), "a:b"),  # colons in a payload survive
+        (
+            rich.postback_body("ORDER_FUNGHI", rich.postback_mac(b"another account")),
+            None,
+        ),  # not our tag
         ("gw:postback:ORDER_FUNGHI", None),  # typed by hand, no tag
         ("gw:postback:0123456789ab:REFUND", None),  # a guessed tag
         ("gw:postback:", None),
@@ -134,7 +138,7 @@ KEY = b"k" * 32
     ],
 )
 def test_parse_postback(text: str, payload: str | None) -> None:
-    assert rich.parse_postback(text, KEY) == payload
+    assert rich.parse_postback(text, MAC) == payload
 
 
 def test_profile_limits_fit_the_30_kb_with_full_keyboards() -> None:
@@ -145,7 +149,7 @@ def test_profile_limits_fit_the_30_kb_with_full_keyboards() -> None:
         CONTENT_ADAPTER.validate_python(
             {"type": "text", "text": "x", "quick_replies": longest}
         ).quick_replies,
-        b"k" * 32,
+        MAC,
     )
     assert rich.json_size(board) < rich.MAX_REQUEST_BYTES - 1000
 
