@@ -31,7 +31,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
 from adapters.base import SendError
 from gateway import wire
@@ -303,9 +303,9 @@ def group_rows(items: list[CarouselItem], images: list[str | None]) -> int:
     return min(MAX_GROUP_ROWS, image + 2 + actions)
 
 
-class _Card(NamedTuple):
-    buttons: list[dict[str, Any]]
-    alt_text: str  # the card as lines of text, for a Viber too old for rich media
+# One card: its buttons, and its alt text (the card as lines, for a Viber too old for rich
+# media). A plain tuple: a NamedTuple's constructor is a Python call per card.
+_Card = tuple[list[dict[str, Any]], str]
 
 
 def _rich_body(cards: list[_Card], rows: int) -> dict[str, Any]:
@@ -316,9 +316,9 @@ def _rich_body(cards: list[_Card], rows: int) -> dict[str, Any]:
             "ButtonsGroupColumns": GRID_COLUMNS,
             "ButtonsGroupRows": rows,
             "BgColor": "#FFFFFF",
-            "Buttons": list(chain.from_iterable([card.buttons for card in cards])),
+            "Buttons": list(chain.from_iterable([buttons for buttons, _ in cards])),
         },
-        "alt_text": shorten("\n".join([card.alt_text for card in cards]), MAX_ALT_TEXT),
+        "alt_text": shorten("\n".join([alt for _, alt in cards]), MAX_ALT_TEXT),
     }
 
 
@@ -359,7 +359,7 @@ def _card(
         buttons.append(_action(action, mac, GRID_COLUMNS, in_keyboard=False))
         if type(action) is LinkAction:  # final class: cheaper than a failing isinstance
             alt += f"\n   {action_line(action)}"
-    return _Card(buttons, alt)
+    return buttons, alt
 
 
 def _shortened_text(title: str, description: str, notes: list[str]) -> str:
