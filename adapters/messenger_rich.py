@@ -47,6 +47,7 @@ from gateway.schema.content import (
     StickerContent,
     TextContent,
     VideoContent,
+    is_choice,
     is_media,
 )
 from gateway.schema.content import Content as AnyContent
@@ -71,8 +72,8 @@ def messages(content: AnyContent) -> list[Message]:
     """The `message` objects that deliver `content`, in order (one Send API call each)."""
     bodies = _bodies(content)
     if content.quick_replies:
-        replies = [quick_reply(a) for a in content.quick_replies if _is_choice(a)]
-        others = [action_line(a) for a in content.quick_replies if not _is_choice(a)]
+        replies = [quick_reply(a) for a in content.quick_replies if is_choice(a)]
+        others = [action_line(a) for a in content.quick_replies if not is_choice(a)]
         if others:  # never planned by the engine (quick replies here are choices only)
             bodies.append({"text": "\n".join(others)})
         if replies:
@@ -113,10 +114,6 @@ def _template(payload: dict[str, Any]) -> Message:
 
 
 # --- buttons -----------------------------------------------------------------------------
-def _is_choice(action: Action) -> bool:
-    return isinstance(action, (ReplyAction, PostbackAction))  # tuples: faster than unions
-
-
 def phone_number(phone: str) -> str | None:
     """`phone` as the call button wants it (+ and digits only), or None when it is not one."""
     digits = _PHONE_NOISE.sub("", phone)
@@ -128,7 +125,7 @@ def phone_number(phone: str) -> str | None:
 def button(action: Action) -> dict[str, Any] | None:
     """The Messenger button for `action`, or None when Messenger has no button for it.
     Exact type tests (the schema's classes are final): a failing isinstance is slow."""
-    if type(action) is ReplyAction or type(action) is PostbackAction:
+    if is_choice(action):
         return {"type": "postback", "title": action.title, "payload": action.payload}
     if type(action) is LinkAction or type(action) is BuyAction:
         return {"type": "web_url", "url": action.url, "title": action.title}

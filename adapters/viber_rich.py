@@ -43,8 +43,7 @@ from gateway.schema.content import (
     CarouselItem,
     LinkAction,
     LocationRequestAction,
-    PostbackAction,
-    ReplyAction,
+    is_choice,
 )
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
@@ -180,7 +179,7 @@ def _action(
 ) -> dict[str, Any]:
     """One button, `columns` wide and one row high. Exact type tests: the schema's classes
     are final, and a failing isinstance on a model costs five times a passing one."""
-    if type(action) is ReplyAction or type(action) is PostbackAction:
+    if is_choice(action):
         return {
             "Columns": columns,
             "Rows": 1,
@@ -335,25 +334,18 @@ def _card(
     if len(text) > MAX_BUTTON_TEXT:  # only when escaping (&, <, >) lengthened the text
         text = _shortened_text(title, description or "", notes)
     text_rows = rows - len(actions) - (IMAGE_ROWS if image else 0)
-    if link:
-        words = {"Columns": GRID_COLUMNS, "Rows": text_rows, "ActionType": "open-url",
-                 "ActionBody": link, "Silent": True, "Text": text,
-                 "TextVAlign": "middle", "TextHAlign": "left"}  # fmt: skip
-    else:
-        words = {"Columns": GRID_COLUMNS, "Rows": text_rows, "ActionType": "none",
-                 "ActionBody": "none", "Text": text,
-                 "TextVAlign": "middle", "TextHAlign": "left"}  # fmt: skip
+    kind, target = ("open-url", link) if link else ("none", "none")
+    words = {"Columns": GRID_COLUMNS, "Rows": text_rows, "ActionType": kind, "ActionBody": target,
+             "Text": text, "TextVAlign": "middle", "TextHAlign": "left"}  # fmt: skip
     buttons = [words]
     if image:
-        if link:
-            picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "open-url",
-                       "ActionBody": link, "Silent": True, "Image": image}  # fmt: skip
-        else:
-            picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": "none",
-                       "ActionBody": "none", "Image": image}  # fmt: skip
+        picture = {"Columns": GRID_COLUMNS, "Rows": IMAGE_ROWS, "ActionType": kind,
+                   "ActionBody": target, "Image": image}  # fmt: skip
         buttons.insert(0, picture)
     alt = f"{title} - {description}" if description else title
-    if link:
+    if link:  # Silent: the URL a tap opens is not echoed as a message the user wrote
+        for button in buttons:
+            button["Silent"] = True
         alt += f"\n   {link}"
     for action in actions:
         buttons.append(_action(action, mac, GRID_COLUMNS, in_keyboard=False))

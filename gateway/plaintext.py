@@ -21,6 +21,7 @@ from gateway.schema.content import (
     ShareAction,
     TemplateContent,
     TextContent,
+    is_choice,
 )
 from gateway.schema.content import Content as AnyContent
 
@@ -85,7 +86,7 @@ def to_text(content: AnyContent) -> str:
         for item in content.items:
             line = item.title + (f" - {item.description}" if item.description else "")
             links = [item.default_url] if item.default_url else []
-            links += [action_line(a) for a in item.actions if not _is_choice(a)]
+            links += [action_line(a) for a in item.actions if not is_choice(a)]
             if item.media and item.media.url:
                 links.append(item.media.url)
             lines.append(line + "".join(f"\n   {link}" for link in links))
@@ -103,7 +104,3 @@ def to_text(content: AnyContent) -> str:
     if content.quick_replies:
         parts += numbered([action_line(a) for a in content.quick_replies])
     return "\n".join(parts)
-
-
-def _is_choice(action: Action) -> bool:
-    return action.type in ("reply", "postback")

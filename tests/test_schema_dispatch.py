@@ -13,13 +13,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from adapters.base import ProviderRequest
 from gateway.schema import CONTENT_ADAPTER
-from gateway.schema.content import MEDIA_CONTENT_TYPES, Content, MediaContent, is_media
+from gateway.schema.content import (
+    CHOICE_TYPES,
+    MEDIA_CONTENT_TYPES,
+    Action,
+    BuyAction,
+    Content,
+    MediaContent,
+    PostbackAction,
+    ReplyAction,
+    is_choice,
+    is_media,
+    payload_of,
+)
 
 MESSAGES = sorted((Path(__file__).parent / "fixtures" / "messages").glob("*.json"))
 CONTENT_CLASSES = typing.get_args(typing.get_args(Content)[0])
+ACTION_CLASSES = typing.get_args(typing.get_args(Action)[0])
 
 
 def contents() -> list[Any]:
@@ -54,3 +68,42 @@ def test_provider_requests_are_immutable_and_replaceable() -> None:
         request.headers["X-Any"] = "1"  # type: ignore[index]
     noted = request._replace(note="2 segments")
     assert (noted.note, noted.json, request.note) == ("2 segments", {"a": 1}, None)
+
+
+ACTIONS = [
+    {"type": "reply", "title": "Yes", "payload": "P"},
+    {"type": "postback", "title": "Yes", "payload": "P"},
+    {"type": "link", "title": "Menu", "url": "https://shop.example.com"},
+    {"type": "call", "title": "Call us", "phone": "+15551234567"},
+    {"type": "location_request"},
+    {
+        "type": "buy",
+        "title": "Pay",
+        "amount": "9.50",
+        "currency": "EUR",
+        "url": "https://p.example.com",
+        "payload": "P",
+    },
+    {
+        "type": "buy",
+        "title": "Pay",
+        "amount": "9.50",
+        "currency": "EUR",
+        "url": "https://p.example.com",
+    },
+    {"type": "share", "url": "https://shop.example.com"},
+]
+
+
+def test_the_action_table_covers_every_action_class() -> None:
+    assert {a["type"] for a in ACTIONS} == {c.model_fields["type"].default for c in ACTION_CLASSES}
+
+
+@pytest.mark.parametrize("raw", ACTIONS, ids=lambda a: a["type"])
+def test_is_choice_and_payload_of_agree_with_isinstance(raw: dict[str, Any]) -> None:
+    action = TypeAdapter(Action).validate_python(raw)
+    assert getattr(type(action), "__final__", False), f"{type(action).__name__} must be @final"
+    assert is_choice(action) == isinstance(action, ReplyAction | PostbackAction)
+    assert is_choice(action) == (action.type in CHOICE_TYPES)
+    carries = isinstance(action, ReplyAction | PostbackAction | BuyAction)
+    assert payload_of(action) == (raw.get("payload") if carries else None)

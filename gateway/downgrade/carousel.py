@@ -23,6 +23,8 @@ from gateway.schema.content import (
     LinkAction,
     PostbackAction,
     ReplyAction,
+    is_choice,
+    payload_of,
 )
 
 if TYPE_CHECKING:
@@ -180,16 +182,14 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
                 fitting = False
             if kind not in kinds:
                 native_kinds = False
-            # Exact type tests (the schema's classes are final): a failed isinstance is slow.
-            if type(action) is ReplyAction or type(action) is PostbackAction:
+            if kind in CHOICE_KINDS:
                 choices += 1
                 kind = "choice"
-                if len(action.payload) > longest:
-                    longest = len(action.payload)
-            elif type(action) is BuyAction and action.payload and len(action.payload) > longest:
-                longest = len(action.payload)
             if by_kind:
                 shape += kind + ","
+            payload = payload_of(action)
+            if payload and len(payload) > longest:
+                longest = len(payload)
         if by_kind:
             shapes.add(shape)
         if card_problem is not None:
@@ -274,7 +274,7 @@ def numbered_carousel(b: Builder, content: CarouselContent) -> None:
         picks: list[ReplyAction | PostbackAction] = []
         links = [item.default_url] if item.default_url and not _linked(item) else []
         for action in item.actions:
-            if type(action) is ReplyAction or type(action) is PostbackAction:  # final classes
+            if is_choice(action):
                 picks.append(action)
             else:
                 links += b.action_text(action)

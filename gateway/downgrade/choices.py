@@ -14,10 +14,6 @@ from typing import NamedTuple
 
 import regex
 
-from gateway.schema.content import BuyAction, PostbackAction, ReplyAction
-
-# Actions that carry a payload; a tuple, not a union: isinstance checks it twice as fast.
-PAYLOAD_ACTIONS = (ReplyAction, PostbackAction, BuyAction)
 # The body of choices offered with no text of their own (quick replies on an image, a
 # carousel that must have a body).
 CHOOSE = "Please choose:"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.downgrade import carousel
-from gateway.downgrade.choices import CHOOSE, PAYLOAD_ACTIONS, Choice, numbered_line, reply_hint
+from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.parts import built, image_part, text_part
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
 from gateway.plaintext import action_line, map_link, to_text
@@ -47,10 +47,11 @@ from gateway.schema.content import (
     LocationRequestAction,
     Media,
     MediaContent,
-    PostbackAction,
     ReplyAction,
     TemplateContent,
     TextContent,
+    is_choice,
+    payload_of,
 )
 from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
@@ -229,7 +230,7 @@ class Builder:
         kinds = self.profile.buttons.kinds if self.profile.buttons else frozenset()
         options: list[_Option] = []
         for action in actions:
-            if isinstance(action, ReplyAction | PostbackAction):
+            if is_choice(action):
                 options.append(_Option(action.title, action.payload or action.title, None, action))
             else:
                 options.append(_Option(action.title, None, None, self.adapt(action, kinds)))
@@ -543,7 +544,7 @@ class Builder:
             return
         quick = self.profile.quick_replies
         kinds = {a.type for a in actions}
-        payloads = [_payload_of(a) for a in actions]
+        payloads = [payload_of(a) for a in actions]
         last = self.result.parts[-1] if self.result.parts else None
         shared = (
             len(last.actions)
@@ -604,9 +605,3 @@ class Builder:
     def titled(self, action: Action, limit: int, what: str) -> Action:
         title = self.label(action.title, limit, what)
         return action if title == action.title else action.model_copy(update={"title": title})
-
-
-def _payload_of(action: Action) -> str | None:
-    # Not getattr(action, "payload", None): on a pydantic model a missing attribute raises
-    # inside __getattr__ first, which costs more than the whole rest of a card.
-    return action.payload if isinstance(action, PAYLOAD_ACTIONS) else None

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from gateway.schema.content import CHOICE_TYPES
+
 # Actions the engine knows; a feature lists the kinds it can carry natively.
-CHOICE_KINDS = frozenset({"reply", "postback"})
+CHOICE_KINDS = frozenset(CHOICE_TYPES)
 
 
 @dataclass(frozen=True)

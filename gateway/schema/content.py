@@ -373,3 +373,18 @@ def is_media(content: Content) -> TypeGuard[MediaContent]:
     """Whether `content` is a media message. Read from its type tag: on pydantic models an
     isinstance against the five media classes costs ten times this when it fails."""
     return content.type in _MEDIA_CONTENT_TYPES
+
+
+def is_choice(action: Action) -> TypeGuard[ReplyAction | PostbackAction]:
+    """Whether a tap on `action` comes back as a postback (CHOICE_TYPES). Exact type tests:
+    the classes are final, and a failing isinstance on a model is slow."""
+    return type(action) is ReplyAction or type(action) is PostbackAction
+
+
+def payload_of(action: Action) -> str | None:
+    """The payload a tap on `action` reports: a choice's, or a payment button's if it has one.
+    Not getattr(action, "payload", None): on a model a missing attribute raises inside
+    __getattr__ first, which costs more than the rest of a card."""
+    if is_choice(action) or type(action) is BuyAction:
+        return action.payload
+    return None

@@ -559,10 +559,8 @@ class WhatsAppSimulator(SimulatorServer):
             interactive = body.get("interactive") or {}
             sent_kind = interactive.get("type")
             # A carousel card's quick-reply tap comes back as a button reply, like a button's.
-            if body.get("to") != to or sent_kind not in (
-                kind,
-                "carousel" if kind == "button" else kind,
-            ):
+            offered_as = {kind, "carousel"} if kind == "button" else {kind}
+            if body.get("to") != to or sent_kind not in offered_as:
                 continue
             action = interactive.get("action") or {}
             if sent_kind == "carousel":
