@@ -310,4 +310,4 @@ _CARD_TEXT_REASONS = {
 
 def _linked(item: CarouselItem) -> bool:
     """The card's tap link is one of its link buttons too (said once in text is enough)."""
-    return any(isinstance(a, LinkAction) and a.url == item.default_url for a in item.actions)
+    return any(type(a) is LinkAction and a.url == item.default_url for a in item.actions)

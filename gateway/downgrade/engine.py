@@ -522,8 +522,6 @@ class Builder:
         )
 
     def action_text(self, action: Action) -> list[str]:
-        if isinstance(action, LinkAction):  # the common case first: a line per card link
-            return [action_line(action)]
         if action.type == "share" and not getattr(action, "url", None):
             self.note("share", "dropped", f"{self.channel} cannot share and there is no link")
             return []
