@@ -19,6 +19,7 @@ from gateway.app import Gateway, secrets_of
 from gateway.config import GatewayConfig, parse_config
 from gateway.logs import configure_logging
 from gateway.simulator.backend import BackendRecorder
+from tests.webhook_receiver import WebhookReceiver
 
 API_KEY = "test-api-key-0123456789"
 BACKEND_SECRET = "backend-secret-abcdef"
@@ -157,6 +158,15 @@ async def backend() -> AsyncIterator[BackendRecorder]:
     await recorder.start()
     yield recorder
     await recorder.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """The webhook endpoint a provider simulator under test posts to."""
+    endpoint = WebhookReceiver()
+    await endpoint.start()
+    yield endpoint
+    await endpoint.stop()
 
 
 def with_backend(data: dict[str, Any], backend: BackendRecorder) -> dict[str, Any]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from adapters.base import InboundRequest
 from adapters.line import LineAdapter, LineConfig
 from gateway.simulator.line import LineSimulator
+from tests.webhook_receiver import WebhookReceiver
 
 SECRET = "8c570fa6dd201bb328f1c1eac23a96d8"
 TOKEN = "line-access-token-abcdef"
@@ -22,42 +21,8 @@ GROUP = "Ca56f94637cc4347f90a25382909b24b9"
 KEY = "123e4567-e89b-12d3-a456-426614174000"
 
 
-class Receiver:
-    """A stand-in for the gateway's webhook endpoint: records requests, answers scripted codes."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/line", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/webhooks/line"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.received]
-
-
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    recv = Receiver()
-    await recv.start()
-    yield recv
-    assert recv.runner is not None
-    await recv.runner.cleanup()
-
-
-@pytest.fixture
-async def sim(receiver: Receiver) -> AsyncIterator[LineSimulator]:
+async def sim(receiver: WebhookReceiver) -> AsyncIterator[LineSimulator]:
     simulator = LineSimulator(
         channel_secret=SECRET,
         channel_access_token=TOKEN,
@@ -228,7 +193,7 @@ async def test_valid_message_objects_of_every_kind_are_accepted(sim: LineSimulat
 
 
 async def test_reply_tokens_from_webhooks_are_single_use(
-    sim: LineSimulator, receiver: Receiver
+    sim: LineSimulator, receiver: WebhookReceiver
 ) -> None:
     event = await sim.send_text(USER, "hi")
     body = {"replyToken": event["replyToken"], "messages": [{"type": "text", "text": "hello"}]}
@@ -285,7 +250,7 @@ def verified(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool
     return adapter(secret).verify(request)
 
 
-async def test_webhooks_are_signed_and_parse(sim: LineSimulator, receiver: Receiver) -> None:
+async def test_webhooks_are_signed_and_parse(sim: LineSimulator, receiver: WebhookReceiver) -> None:
     text = await sim.send_text(USER, "Hello 🌱")
     group = await sim.send_text(USER, "hi all", group_id=GROUP)
     await sim.send_follow(USER)
@@ -320,7 +285,7 @@ async def test_webhooks_are_signed_and_parse(sim: LineSimulator, receiver: Recei
 
 
 async def test_redelivery_keeps_the_event_id_and_marks_it(
-    sim: LineSimulator, receiver: Receiver
+    sim: LineSimulator, receiver: WebhookReceiver
 ) -> None:
     sim.webhook_attempts = 2
     receiver.answers = [500]
@@ -332,7 +297,7 @@ async def test_redelivery_keeps_the_event_id_and_marks_it(
     assert sim.webhooks == [second] and sim.failed_webhooks == []
 
 
-async def test_control_endpoints(sim: LineSimulator, receiver: Receiver) -> None:
+async def test_control_endpoints(sim: LineSimulator, receiver: WebhookReceiver) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(
             sim.base_url + "/_sim/inbound", json={"from": USER, "text": "yo"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from adapters.base import InboundRequest
 from adapters.messenger import MessengerAdapter, MessengerConfig
 from gateway.simulator.messenger import MessengerSimulator
+from tests.webhook_receiver import WebhookReceiver
 
 PAGE_ID = "107331552213590"
 TOKEN = "fb-page-token-abcdef"
@@ -23,29 +23,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PSID = "6291474124214458"
 
 
-class Receiver:
-    """A stand-in for the gateway's webhook endpoint: records raw bodies, answers scripted codes."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/fb", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/webhooks/fb"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
-
-    def items(self) -> list[dict[str, Any]]:
-        return [json.loads(body)["entry"][0]["messaging"][0] for _, body in self.received]
+def messaging(receiver: WebhookReceiver) -> list[dict[str, Any]]:
+    """The one messaging item of each webhook the receiver got."""
+    return [payload["entry"][0]["messaging"][0] for payload in receiver.payloads()]
 
 
 def adapter() -> MessengerAdapter:
@@ -66,16 +46,7 @@ def verified(headers: dict[str, str], body: bytes) -> bool:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    recv = Receiver()
-    await recv.start()
-    yield recv
-    assert recv.runner is not None
-    await recv.runner.cleanup()
-
-
-@pytest.fixture
-async def sim(receiver: Receiver) -> AsyncIterator[MessengerSimulator]:
+async def sim(receiver: WebhookReceiver) -> AsyncIterator[MessengerSimulator]:
     simulator = MessengerSimulator(
         page_id=PAGE_ID,
         page_access_token=TOKEN,
@@ -115,7 +86,7 @@ def text(body: str = "hello", **extra: Any) -> dict[str, Any]:
 
 
 async def test_send_gets_a_mid_then_signed_delivery_and_read_receipts(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     before = int(time.time() * 1000)
     status, _, answer = await send(sim, text())
@@ -129,7 +100,7 @@ async def test_send_gets_a_mid_then_signed_delivery_and_read_receipts(
     for headers, body in receiver.received:
         assert verified(headers, body) and headers["Content-Type"] == "application/json"
         assert json.loads(body)["object"] == "page"
-    delivery, read = receiver.items()
+    delivery, read = messaging(receiver)
     for item in (delivery, read):
         assert item["sender"] == {"id": PSID} and item["recipient"] == {"id": PAGE_ID}
     assert delivery["delivery"]["mids"] == [mid]
@@ -348,7 +319,7 @@ async def test_fail_next_with_subcode_count_and_retry_after(sim: MessengerSimula
 
 
 async def test_sender_action_is_accepted_without_a_message_id(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     body = {"recipient": {"id": PSID}, "sender_action": "typing_on"}
     status, _, answer = await send(sim, body)
@@ -358,7 +329,7 @@ async def test_sender_action_is_accepted_without_a_message_id(
 
 
 async def test_inbound_text_quick_reply_and_postback_are_signed_and_parse(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     text_mid = await sim.send_inbound_text("7034412906593117", "Où est https://x.example/a ?")
     reply_mid = await sim.send_quick_reply("7034412906593117", "Red", "COLOR_RED")
@@ -368,7 +339,7 @@ async def test_inbound_text_quick_reply_and_postback_are_signed_and_parse(
     headers, body = receiver.received[0]
     assert verified(headers, body)
     assert b"https:\\/\\/x.example" in body and b"\\u00f9" in body  # Meta's escaping
-    first = receiver.items()[0]
+    first = messaging(receiver)[0]
     assert set(first) == {"sender", "recipient", "timestamp", "message"}
     assert first["timestamp"] > 1_000_000_000_000  # milliseconds
     events = [e.draft for _, raw in receiver.received for e in adapter().parse(raw)]
@@ -382,13 +353,15 @@ async def test_inbound_text_quick_reply_and_postback_are_signed_and_parse(
     assert sim.last_inbound["7034412906593117"] <= time.time()
 
 
-async def test_echoes_are_posted_when_enabled(sim: MessengerSimulator, receiver: Receiver) -> None:
+async def test_echoes_are_posted_when_enabled(
+    sim: MessengerSimulator, receiver: WebhookReceiver
+) -> None:
     sim.echoes, sim.auto_receipts = True, ()
     body = text("shipped")
     body["message"]["metadata"] = "gw:msg_1"
     mid = (await send(sim, body))[2]["message_id"]
     await sim.drain()
-    [echo] = receiver.items()
+    [echo] = messaging(receiver)
     assert echo["sender"] == {"id": PAGE_ID} and echo["recipient"] == {"id": PSID}
     assert echo["message"] == {
         "is_echo": True,
@@ -400,7 +373,7 @@ async def test_echoes_are_posted_when_enabled(sim: MessengerSimulator, receiver:
 
 
 async def test_webhooks_are_retried_then_given_up(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     receiver.answers = [500, 503]
     await sim.send_inbound_text(PSID, "hi")
@@ -418,7 +391,7 @@ async def test_unreachable_gateway_is_given_up_quietly(sim: MessengerSimulator) 
     assert len(sim.failed_webhooks) == 2  # the delivery and the read receipt, each dropped
 
 
-async def test_control_endpoints(sim: MessengerSimulator, receiver: Receiver) -> None:
+async def test_control_endpoints(sim: MessengerSimulator, receiver: WebhookReceiver) -> None:
     sim.auto_receipts = ()
     await send(sim, text("one"))
     root = sim.base_url.rsplit("/", 1)[0]
@@ -430,7 +403,7 @@ async def test_control_endpoints(sim: MessengerSimulator, receiver: Receiver) ->
         async with session.post(f"{root}/_sim/inbound", json={"text": "no sender"}) as r:
             assert r.status == 400
     assert entry["body"]["message"]["text"] == "one"
-    assert [item["message"]["mid"] for item in receiver.items()] == [mid]
+    assert [item["message"]["mid"] for item in messaging(receiver)] == [mid]
 
 
 CAROUSEL = generic(
@@ -440,12 +413,12 @@ CAROUSEL = generic(
 
 
 async def test_a_tap_on_a_card_button_posts_the_documented_postback(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     sim.auto_receipts = ()
     assert (await send(sim, CAROUSEL))[0] == 200
     tapped = await sim.tap_button(PSID, element=1, button=1)
-    [item] = receiver.items()
+    [item] = messaging(receiver)
     assert item["postback"] == {"mid": tapped, "title": "Order", "payload": "ORDER_FUNGHI"}
     assert item["sender"] == {"id": PSID} and item["recipient"] == {"id": PAGE_ID}
     [event] = [e.draft for e in adapter().parse(receiver.received[0][1])]
@@ -456,7 +429,7 @@ async def test_a_tap_on_a_card_button_posts_the_documented_postback(
 
 
 async def test_taps_on_button_templates_and_quick_replies_through_the_control_endpoint(
-    sim: MessengerSimulator, receiver: Receiver
+    sim: MessengerSimulator, receiver: WebhookReceiver
 ) -> None:
     sim.auto_receipts = ()
     body = buttons(postback("Yes", "HOME_YES"), postback("Later", "HOME_LATER"))
@@ -471,7 +444,7 @@ async def test_taps_on_button_templates_and_quick_replies_through_the_control_en
         async with session.post(f"{root}/_sim/tap", json={"from": "nobody"}) as r:
             statuses.append(r.status)
     assert statuses == [200, 200, 400, 400]  # no button 7; nothing was sent to "nobody"
-    postback_item, quick_item = receiver.items()
+    postback_item, quick_item = messaging(receiver)
     assert postback_item["postback"]["payload"] == "HOME_LATER"
     assert quick_item["message"]["text"] == "No, not yet"
     assert quick_item["message"]["quick_reply"] == {"payload": "ARRIVED_NO"}

@@ -11,39 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway.simulator.whatsapp import WhatsAppSimulator
+from tests.webhook_receiver import WebhookReceiver
 
 from .conftest import WA
 
 AUTH = {"Authorization": f"Bearer {WA['access_token']}"}
 TO = "16505551234"
-
-
-class Receiver:
-    """A stand-in for the gateway's webhook endpoint: records raw bodies, answers scripted codes."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []  # status codes to give first; 200 afterwards
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/wa", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/webhooks/wa"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.received]
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -52,16 +27,7 @@ def signature_ok(headers: dict[str, str], body: bytes) -> bool:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    recv = Receiver()
-    await recv.start()
-    yield recv
-    assert recv.runner is not None
-    await recv.runner.cleanup()
-
-
-@pytest.fixture
-async def sim(receiver: Receiver) -> AsyncIterator[WhatsAppSimulator]:
+async def sim(receiver: WebhookReceiver) -> AsyncIterator[WhatsAppSimulator]:
     simulator = WhatsAppSimulator(
         phone_number_id=WA["phone_number_id"],
         display_phone_number=WA["display_phone_number"],
@@ -101,7 +67,7 @@ def text(body: str = "hello") -> dict[str, Any]:
 
 
 async def test_text_send_gets_a_wamid_then_signed_statuses_in_order(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     status, _, answer = await send(sim, text())
     assert status == 200
@@ -194,7 +160,7 @@ async def test_fail_next_count_and_custom_details(sim: WhatsAppSimulator) -> Non
 
 
 async def test_inbound_text_is_signed_in_metas_envelope(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     wamid = await sim.send_inbound_text(TO, "Où est https://x.example/a ?", name="Sheena")
     [(headers, body)] = receiver.received
@@ -236,7 +202,7 @@ async def test_inbound_text_is_signed_in_metas_envelope(
 
 
 async def test_webhooks_are_retried_then_given_up(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     receiver.answers = [500, 503]
     await sim.send_inbound_text(TO, "hi")
@@ -257,7 +223,7 @@ async def test_unreachable_gateway_is_given_up_quietly(sim: WhatsAppSimulator) -
 
 
 async def test_template_send_reports_message_status_and_billing(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     body = {
         "messaging_product": "whatsapp",
@@ -470,7 +436,7 @@ async def test_invalid_bodies_are_refused(sim: WhatsAppSimulator, body: dict[str
     assert status == 400 and answer["error"]["code"] == 100, answer
 
 
-async def test_control_endpoints(sim: WhatsAppSimulator, receiver: Receiver) -> None:
+async def test_control_endpoints(sim: WhatsAppSimulator, receiver: WebhookReceiver) -> None:
     await send(sim, text("one"))
     root = sim.base_url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as session:
@@ -490,7 +456,7 @@ def to_user(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_tap_on_a_sent_button_is_a_button_reply_quoting_that_message(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     status, _, answer = await send(sim, to_user(interactive("button", BUTTONS)))
     assert status == 200
@@ -515,7 +481,7 @@ async def test_a_tap_on_a_sent_button_is_a_button_reply_quoting_that_message(
 
 
 async def test_a_pick_from_a_sent_list_is_a_list_reply(
-    sim: WhatsAppSimulator, receiver: Receiver
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
 ) -> None:
     rows = [{"id": "r1", "title": "One", "description": "The first"}, {"id": "r2", "title": "Two"}]
     body = interactive("list", {"button": "Options", "sections": [{"title": "All", "rows": rows}]})
@@ -544,7 +510,9 @@ async def test_a_tap_on_a_button_never_sent_is_refused(sim: WhatsAppSimulator) -
             assert response.status == 404
 
 
-async def test_control_endpoint_taps_a_button(sim: WhatsAppSimulator, receiver: Receiver) -> None:
+async def test_control_endpoint_taps_a_button(
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
+) -> None:
     await send(sim, to_user(interactive("button", BUTTONS)))
     root = sim.base_url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as session:

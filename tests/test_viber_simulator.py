@@ -12,39 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway.simulator.viber import ViberSimulator, rich_media_cards
+from tests.webhook_receiver import WebhookReceiver
 
 TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
 AUTH = {"X-Viber-Auth-Token": TOKEN}
 USER = "01234567890A="
 SENDER = {"name": "Lucky Shrub"}
-
-
-class Receiver:
-    """A stand-in for the gateway's webhook endpoint: records raw bodies, answers scripted codes."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []  # status codes to give first; 200 afterwards
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/vb", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/webhooks/vb"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.received]
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -53,16 +28,7 @@ def signature_ok(headers: dict[str, str], body: bytes) -> bool:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    recv = Receiver()
-    await recv.start()
-    yield recv
-    assert recv.runner is not None
-    await recv.runner.cleanup()
-
-
-@pytest.fixture
-async def sim(receiver: Receiver) -> AsyncIterator[ViberSimulator]:
+async def sim(receiver: WebhookReceiver) -> AsyncIterator[ViberSimulator]:
     simulator = ViberSimulator(
         auth_token=TOKEN, webhook_url=receiver.url, status_delay=0.01, retry_backoff=0.01
     )
@@ -102,7 +68,7 @@ def text(body: str = "hello", receiver: str = USER) -> dict[str, Any]:
 
 
 async def test_text_send_gets_a_64_bit_token_then_signed_receipts(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     status, raw = await call(sim, "send_message", text())
     answer = json.loads(raw)
@@ -140,7 +106,9 @@ async def test_bad_token_is_status_2(
     assert sim.sent == [] and len(sim.requests) == 1
 
 
-async def test_unknown_and_unsubscribed_receivers(sim: ViberSimulator, receiver: Receiver) -> None:
+async def test_unknown_and_unsubscribed_receivers(
+    sim: ViberSimulator, receiver: WebhookReceiver
+) -> None:
     assert (await send(sim, text(receiver="nobody==")))["status"] == 5
     await sim.unsubscribe(USER)
     answer = await send(sim, text())
@@ -176,7 +144,7 @@ async def test_sends_need_a_webhook(sim: ViberSimulator) -> None:
 
 
 async def test_set_webhook_checks_the_url_with_a_signed_webhook_callback(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     sim.webhook_url = None
     body = {"url": receiver.url, "event_types": ["delivered", "seen"], "send_name": True}
@@ -196,7 +164,7 @@ async def test_set_webhook_checks_the_url_with_a_signed_webhook_callback(
 
 
 async def test_set_webhook_fails_unless_the_url_answers_200(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     sim.webhook_url = None
     receiver.answers = [403]
@@ -208,7 +176,7 @@ async def test_set_webhook_fails_unless_the_url_answers_200(
 
 
 async def test_set_webhook_needs_the_token_and_empty_url_removes_it(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     bad = json.loads((await call(sim, "set_webhook", {"url": receiver.url}, headers={}))[1])
     assert bad["status"] == 2 and receiver.received == []
@@ -217,7 +185,7 @@ async def test_set_webhook_needs_the_token_and_empty_url_removes_it(
 
 
 async def test_event_types_filter_receipts_but_not_messages(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     await call(sim, "set_webhook", {"url": receiver.url, "event_types": ["delivered"]})
     await send(sim, text())
@@ -229,7 +197,7 @@ async def test_event_types_filter_receipts_but_not_messages(
 
 
 async def test_inbound_text_is_a_signed_message_callback(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     token = await sim.send_inbound_text("new-user==", "Où est ma commande?", name="Ann")
     [(headers, body)] = receiver.received
@@ -255,7 +223,7 @@ async def test_inbound_text_is_a_signed_message_callback(
 
 
 async def test_conversation_started_does_not_subscribe(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     await sim.conversation_started("visitor==", name="Vi", context="spring")
     [payload] = receiver.payloads()
@@ -265,7 +233,9 @@ async def test_conversation_started_does_not_subscribe(
     assert (await send(sim, text(receiver="visitor==")))["status"] == 6
 
 
-async def test_callbacks_are_retried_then_given_up(sim: ViberSimulator, receiver: Receiver) -> None:
+async def test_callbacks_are_retried_then_given_up(
+    sim: ViberSimulator, receiver: WebhookReceiver
+) -> None:
     receiver.answers = [500, 503]
     await sim.send_inbound_text(USER, "hi")
     assert len(receiver.received) == 3 and len(sim.webhooks) == 1
@@ -428,7 +398,7 @@ async def test_invalid_bodies_are_refused(
     assert sim.sent == []
 
 
-async def test_control_endpoints(sim: ViberSimulator, receiver: Receiver) -> None:
+async def test_control_endpoints(sim: ViberSimulator, receiver: WebhookReceiver) -> None:
     await send(sim, text("one"))
     root = sim.base_url.removesuffix("/pa")
     async with aiohttp.ClientSession() as session:
@@ -453,7 +423,7 @@ def test_rich_media_cards_follow_viber_layout() -> None:
 
 
 async def test_tap_sends_the_action_body_with_the_tracking_data(
-    sim: ViberSimulator, receiver: Receiver
+    sim: ViberSimulator, receiver: WebhookReceiver
 ) -> None:
     answer = await send(
         sim,
