@@ -29,6 +29,7 @@ from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent
 from gateway.simulator.line import validate_messages
+from tests.send_responses import check_send_response
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
 
@@ -165,29 +166,10 @@ def test_auth_header() -> None:
     assert make_adapter().auth_headers() == {"Authorization": "Bearer line-access-token-abcdef"}
 
 
-def raw(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
-
-
 @pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
 def test_read_send_response(case: dict[str, Any]) -> None:
-    adapter = make_adapter()
-    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
-    if "id" in case:
-        assert adapter.read_send_response(*answer) == case["id"]
-        return
-    with pytest.raises(SendError) as caught:
-        adapter.read_send_response(*answer)
-    error = caught.value
-    assert {
-        "category": error.category,
-        "code": error.code,
-        "title": error.title,
-        "retry_after": error.retry_after,
-    } == case["error"]
-    assert not error.unsubscribed  # LINE signals blocks by the unfollow webhook, not here
+    # LINE signals a block by the unfollow webhook, never in a send's answer.
+    check_send_response(make_adapter(), case)
 
 
 def test_planned_parts_share_requests_five_messages_at_a_time() -> None:

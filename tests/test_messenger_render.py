@@ -18,6 +18,7 @@ from adapters.base import SendContext, SendError
 from adapters.messenger import MAX_TEXT, MessengerAdapter, MessengerConfig
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent
+from tests.send_responses import check_send_response
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 PAGE_TOKEN = "fb-page-token-abcdef"
@@ -105,26 +106,7 @@ def test_auth_header_carries_the_page_token() -> None:
     assert PAGE_TOKEN in adapter.secrets()
 
 
-def raw(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
-
-
 @pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
 def test_read_send_response(case: dict[str, Any]) -> None:
-    adapter = make_adapter()
-    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
-    if "id" in case:
-        assert adapter.read_send_response(*answer) == case["id"]
-        return
-    with pytest.raises(SendError) as caught:
-        adapter.read_send_response(*answer)
-    error = caught.value
-    assert {
-        "category": error.category,
-        "code": error.code,
-        "title": error.title,
-        "retry_after": error.retry_after,
-    } == case["error"]
-    assert error.unsubscribed is False  # a block is not an opt-out the gateway should remember
+    # A block is not an opt-out the gateway should remember.
+    check_send_response(make_adapter(), case)

@@ -17,6 +17,7 @@ from adapters.base import SendContext, SendError
 from adapters.sms import MAX_BODY, SmsAdapter, SmsConfig, error_category
 from adapters.sms_segments import segments
 from gateway.schema import CONTENT_ADAPTER
+from tests.send_responses import check_send_response
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sms"
 
@@ -105,28 +106,9 @@ def test_media_over_5_mb_is_refused() -> None:
         make_adapter().render(content, context())
 
 
-def raw(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
-
-
 @pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
 def test_read_send_response(case: dict[str, Any]) -> None:
-    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
-    if "id" in case:
-        assert make_adapter().read_send_response(*answer) == case["id"]
-        return
-    with pytest.raises(SendError) as caught:
-        make_adapter().read_send_response(*answer)
-    error = caught.value
-    assert {
-        "category": error.category,
-        "code": error.code,
-        "title": error.title,
-        "retry_after": error.retry_after,
-        "unsubscribed": error.unsubscribed,
-    } == case["error"]
+    check_send_response(make_adapter(), case)
 
 
 CLASSES = {

@@ -17,6 +17,7 @@ from adapters.base import ProviderRequest, SendContext, SendError
 from adapters.viber import AUTH_HEADER, MAX_CAPTION, MAX_TEXT, ViberAdapter, ViberConfig
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
+from tests.send_responses import check_send_response, raw
 
 parse = CONTENT_ADAPTER.validate_python
 
@@ -108,29 +109,9 @@ def test_sender_avatar_and_min_api_version_come_from_the_config() -> None:
     assert body["min_api_version"] == 3
 
 
-def raw(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
-
-
 @pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
 def test_read_send_response(case: dict[str, Any]) -> None:
-    adapter = make_adapter()
-    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
-    if "id" in case:
-        assert adapter.read_send_response(*answer) == case["id"]
-        return
-    with pytest.raises(SendError) as caught:
-        adapter.read_send_response(*answer)
-    error = caught.value
-    assert {
-        "category": error.category,
-        "code": error.code,
-        "title": error.title,
-        "retry_after": error.retry_after,
-        "unsubscribed": error.unsubscribed,
-    } == case["error"]
+    check_send_response(make_adapter(), case)
 
 
 def test_every_classification_is_covered() -> None:

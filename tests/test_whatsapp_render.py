@@ -16,6 +16,7 @@ import pytest
 from adapters.base import SendContext, SendError
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
 from gateway.schema import CONTENT_ADAPTER
+from tests.send_responses import check_send_response
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 
@@ -68,28 +69,9 @@ def test_long_text_chunks_fit_and_lose_nothing() -> None:
     assert "".join(chunks) == case["content"]["text"]
 
 
-def raw(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
-
-
 @pytest.mark.parametrize("case", RESPONSES, ids=[c["name"] for c in RESPONSES])
 def test_read_send_response(case: dict[str, Any]) -> None:
-    adapter = make_adapter()
-    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
-    if "id" in case:
-        assert adapter.read_send_response(*answer) == case["id"]
-        return
-    with pytest.raises(SendError) as caught:
-        adapter.read_send_response(*answer)
-    error = caught.value
-    assert {
-        "category": error.category,
-        "code": error.code,
-        "title": error.title,
-        "retry_after": error.retry_after,
-    } == case["error"]
+    check_send_response(make_adapter(), case)
 
 
 def test_free_form_outside_the_window_is_refused_but_a_template_goes() -> None:
