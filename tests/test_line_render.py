@@ -8,7 +8,6 @@ In that table `{"$repeat": [text, n]}` stands for `text * n`, to keep long bodie
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,23 +28,12 @@ from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent
 from gateway.simulator.line import validate_messages
-from tests.send_responses import check_send_response
+from tests.tables import check_send_response, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
 
 
-def expand(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"$repeat"}:
-            text, times = value["$repeat"]
-            return text * times
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
-
-
-TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+TABLE: dict[str, Any] = load_table(FIXTURES / "render_cases.json")
 RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
 
 

@@ -19,6 +19,7 @@ from adapters.base import InboundRequest, PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
 from adapters.meta import SIGNATURE_HEADER, hub_signature
 from gateway.cli import main
+from tests.tables import parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -45,12 +46,7 @@ def body(case: dict[str, Any]) -> bytes:
 
 
 def parsed(raw: bytes, adapter: MessengerAdapter | None = None) -> list[dict[str, Any]]:
-    events = []
-    for event in (adapter or make_adapter()).parse(raw):
-        dumped = event.draft.model_dump(mode="json", exclude_none=True)
-        assert dumped.pop("channel") == {"id": "fb-main", "type": "messenger"}
-        events.append({**dumped, "dedupe_key": event.dedupe_key})
-    return events
+    return parsed_events(adapter or make_adapter(), raw)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

@@ -8,7 +8,6 @@ provider answer, the id returned or the SendError raised. `{"$repeat": [text, n]
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,13 @@ from adapters.base import SendContext, SendError
 from adapters.messenger import MAX_TEXT, MessengerAdapter, MessengerConfig
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent
-from tests.send_responses import check_send_response
+from tests.tables import check_send_response, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 PAGE_TOKEN = "fb-page-token-abcdef"
 
 
-def expand(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"$repeat"}:
-            text, times = value["$repeat"]
-            return text * times
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
-
-
-TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+TABLE: dict[str, Any] = load_table(FIXTURES / "render_cases.json")
 RENDER, WINDOWS, RESPONSES = TABLE["render"], TABLE["windows"], TABLE["responses"]
 NOW: float = TABLE["now"]
 

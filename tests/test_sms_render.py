@@ -7,7 +7,6 @@ fixtures/sms/render_cases.json holds, per content, the exact forms given to Mess
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,12 @@ from adapters.base import SendContext, SendError
 from adapters.sms import MAX_BODY, SmsAdapter, SmsConfig, error_category
 from adapters.sms_segments import segments
 from gateway.schema import CONTENT_ADAPTER
-from tests.send_responses import check_send_response
+from tests.tables import check_send_response, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sms"
 
 
-def expand(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"$repeat"}:
-            text, times = value["$repeat"]
-            return text * times
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
-
-
-TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+TABLE: dict[str, Any] = load_table(FIXTURES / "render_cases.json")
 RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
 SERVICE = "MG9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"
 

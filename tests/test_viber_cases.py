@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from adapters.base import InboundRequest, PayloadError
 from adapters.viber import SIGNATURE_HEADER, ViberAdapter, ViberConfig, signature
+from tests.tables import parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "viber"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -37,12 +38,7 @@ def body(case: dict[str, Any]) -> bytes:
 
 
 def parsed(raw: bytes) -> list[dict[str, Any]]:
-    events = []
-    for event in make_adapter().parse(raw):
-        dumped = event.draft.model_dump(mode="json", exclude_none=True)
-        assert dumped.pop("channel") == {"id": "vb-main", "type": "viber"}
-        events.append({**dumped, "dedupe_key": event.dedupe_key})
-    return events
+    return parsed_events(make_adapter(), raw)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

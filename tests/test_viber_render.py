@@ -17,7 +17,7 @@ from adapters.base import ProviderRequest, SendContext, SendError
 from adapters.viber import AUTH_HEADER, MAX_CAPTION, MAX_TEXT, ViberAdapter, ViberConfig
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
-from tests.send_responses import check_send_response, raw
+from tests.tables import check_send_response, load_table, raw
 
 parse = CONTENT_ADAPTER.validate_python
 
@@ -25,18 +25,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "viber"
 TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
 
 
-def expand(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"$repeat"}:
-            text, times = value["$repeat"]
-            return text * times
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
-
-
-TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+TABLE: dict[str, Any] = load_table(FIXTURES / "render_cases.json")
 RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
 
 

@@ -16,6 +16,7 @@ import pytest
 from adapters.base import InboundRequest, PayloadError
 from adapters.meta import SIGNATURE_HEADER, hub_signature
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
+from tests.tables import parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -42,12 +43,7 @@ def body(case: dict[str, Any]) -> bytes:
 
 
 def parsed(raw: bytes) -> list[dict[str, Any]]:
-    events = []
-    for event in make_adapter().parse(raw):
-        dumped = event.draft.model_dump(mode="json", exclude_none=True)
-        assert dumped.pop("channel") == {"id": "wa-main", "type": "whatsapp"}
-        events.append({**dumped, "dedupe_key": event.dedupe_key})
-    return events
+    return parsed_events(make_adapter(), raw)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

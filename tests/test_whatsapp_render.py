@@ -7,7 +7,6 @@ In that table `{"$repeat": [text, n]}` stands for `text * n`, to keep long bodie
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,12 @@ import pytest
 from adapters.base import SendContext, SendError
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
 from gateway.schema import CONTENT_ADAPTER
-from tests.send_responses import check_send_response
+from tests.tables import check_send_response, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 
 
-def expand(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"$repeat"}:
-            text, times = value["$repeat"]
-            return text * times
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
-
-
-TABLE: dict[str, Any] = expand(json.loads((FIXTURES / "render_cases.json").read_text()))
+TABLE: dict[str, Any] = load_table(FIXTURES / "render_cases.json")
 RENDER, RESPONSES = TABLE["render"], TABLE["responses"]
 
 

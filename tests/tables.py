@@ -1,0 +1,69 @@
+"""The per-channel fixture tables: loading them, and the checks every channel shares.
+
+Each channel keeps `tests/fixtures/<type>/cases.json` (webhooks and the events they become)
+and `render_cases.json` (content, the provider requests it becomes, and the provider's
+answers to a send, each with the message id a success yields or the error a failure raises).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import Adapter, SendError
+
+
+def expand(value: Any) -> Any:
+    """A table with its `{"$repeat": [text, times]}` shorthands written out (long texts)."""
+    if isinstance(value, dict):
+        if value.keys() == {"$repeat"}:
+            text, times = value["$repeat"]
+            return text * times
+        return {k: expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    return value
+
+
+def load_table(path: Path) -> Any:
+    return expand(json.loads(path.read_text()))
+
+
+def parsed_events(adapter: Adapter, raw: bytes) -> list[dict[str, Any]]:
+    """The events `adapter` parses from `raw`, as JSON with their dedupe keys, each checked to
+    name the adapter's channel (so the tables need not repeat it)."""
+    events = []
+    for event in adapter.parse(raw):
+        dumped = event.draft.model_dump(mode="json", exclude_none=True)
+        assert dumped.pop("channel") == {"id": adapter.config.id, "type": adapter.type}
+        events.append({**dumped, "dedupe_key": event.dedupe_key})
+    return events
+
+
+def raw(body: Any) -> bytes:
+    """A case's response body as the provider's bytes: JSON, a string as it is, or nothing."""
+    if body is None:
+        return b""
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+def check_send_response(adapter: Adapter, case: dict[str, Any]) -> None:
+    """The adapter reads `case`'s answer as the case says. A case that does not mention
+    `unsubscribed` expects False: only an answer meaning "this person opted out" sets it."""
+    answer = (case["status"], raw(case["body"]), case.get("headers", {}))
+    if "id" in case:
+        assert adapter.read_send_response(*answer) == case["id"]
+        return
+    with pytest.raises(SendError) as caught:
+        adapter.read_send_response(*answer)
+    error = caught.value
+    assert {
+        "category": error.category,
+        "code": error.code,
+        "title": error.title,
+        "retry_after": error.retry_after,
+        "unsubscribed": error.unsubscribed,
+    } == {"unsubscribed": False, **case["error"]}
