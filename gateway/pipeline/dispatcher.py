@@ -28,7 +28,7 @@ from gateway.schema import (
 )
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
-from gateway.store.store import TargetsFor
+from gateway.store.records import TargetsFor
 from gateway.transport import Transport
 
 log = get_logger("gateway.dispatcher")

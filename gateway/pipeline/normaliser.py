@@ -16,7 +16,7 @@ from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
 from gateway.schema import Event
 from gateway.store import InboxRow, Store
-from gateway.store.store import PreparedEvent, TargetsFor, prepare
+from gateway.store.records import PreparedEvent, TargetsFor, prepare
 
 log = get_logger("gateway.normaliser")
 

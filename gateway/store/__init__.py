@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from gateway.store.database import Database, ThreadedDatabase
 from gateway.store.postgres import postgres_database
-from gateway.store.sqlite import sqlite_database
-from gateway.store.store import (
+from gateway.store.records import (
     ContactState,
     IdempotencyConflict,
     InboxRow,
     MessageRecord,
     NewMessage,
     OutboxItem,
-    Store,
 )
+from gateway.store.sqlite import sqlite_database
+from gateway.store.store import Store
 
 __all__ = [
     "ContactState",

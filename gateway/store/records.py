@@ -1,0 +1,95 @@
+"""What the store hands out and takes in: rows, messages, contacts and events ready to store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.ids import conversation_id
+from gateway.schema import Event
+
+# The backends an event of a channel goes to (the config's routing), asked inside a transaction.
+TargetsFor = Callable[[str], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    channel_id: str
+    body: bytes
+    received_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    target: str
+    ref: str
+    attempts: int
+    created_at: float
+    body: str | None = None  # the event JSON, for webhooks
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    channel_id: str
+    recipient_id: str
+    conversation_id: str | None
+    content: str
+    metadata: str | None
+    state: str
+    error: str | None
+    created_at: float
+    external_ids: list[str]
+    history: list[tuple[float, str, str | None]]
+    options: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """What sending to one user depends on: their window, their consent, their reply token."""
+
+    last_inbound_at: float | None = None
+    unsubscribed_at: float | None = None
+    unsubscribe_reason: str | None = None
+    reply_token: str | None = None
+    reply_token_at: float | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    channel_id: str
+    recipient_id: str
+    content: str
+    metadata: str | None
+    api_key: str
+    idempotency_key: str | None
+    request_hash: str
+    options: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event ready to store: its JSON is rendered before it reaches the writer thread."""
+
+    event: Event
+    dedupe_key: str
+    body: str | None  # None for statuses: their message is looked up inside the transaction
+
+
+def prepare(event: Event, dedupe_key: str) -> PreparedEvent:
+    if event.type == "status":
+        return PreparedEvent(event, dedupe_key, None)
+    if event.sender is not None and event.conversation_id is None:
+        event = event.model_copy(
+            update={"conversation_id": conversation_id(event.channel.id, event.sender.id)}
+        )
+    return PreparedEvent(event, dedupe_key, event.model_dump_json(exclude_none=True))
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
