@@ -4,6 +4,9 @@ Both servers get the same load (wrk, 32 connections, the same pre-signed distinc
 the same run; the figure that matters is the ratio. Rounds alternate bare, gateway, bare, ...
 and medians are reported, because a shared VM's CPU steal moves single runs by 30% or more.
 Where `taskset` exists, each server gets core 1 and wrk core 0, so they do not fight.
+On Linux the report adds each server's CPU time per request (all its threads, from /proc):
+it says where a ratio comes from (work per request, or waiting on the disk) and moves far
+less with the host than a rate does.
 
 Acknowledging is what a provider waits for; normalising runs behind it, from the inbox. So the
 gateway figure is acknowledgements per second during the burst, and the report adds how long
@@ -107,8 +110,22 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
 
 
-def run_wrk(port: int, seconds: int, connections: int, data: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU a process (all its threads) has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def run_wrk(
+    server: subprocess.Popen[bytes], port: int, seconds: int, connections: int, data: Path
+) -> dict[str, float]:
+    """wrk's rate and latency against `server`, and the server's CPU per request: a rate on a
+    shared VM moves with the host, the CPU a request costs much less."""
     env = {**os.environ, "BENCH_DATA": str(data), "BENCH_THREADS": "1"}
+    cpu_before = cpu_seconds(server.pid)
     out = subprocess.run(
         pinned(
             0,
@@ -128,6 +145,7 @@ def run_wrk(port: int, seconds: int, connections: int, data: Path) -> dict[str, 
         env=env,
         check=True,
     ).stdout
+    cpu_after = cpu_seconds(server.pid)
     if "Non-2xx" in out:
         raise SystemExit("non-2xx answers during the benchmark:\n" + out)
 
@@ -138,8 +156,12 @@ def run_wrk(port: int, seconds: int, connections: int, data: Path) -> dict[str, 
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps, out
-    return {"rps": float(rps.group(1)), "p50": latency_ms("50"), "p99": latency_ms("99")}
+    requests = re.search(r"(\d+) requests in", out)
+    assert rps and requests, out
+    result = {"rps": float(rps.group(1)), "p50": latency_ms("50"), "p99": latency_ms("99")}
+    if cpu_before is not None and cpu_after is not None:
+        result["cpu_us"] = (cpu_after - cpu_before) / int(requests.group(1)) * 1e6
+    return result
 
 
 def inbox_status(db: Path) -> dict[str, int]:
@@ -157,7 +179,7 @@ def bare_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
     port = free_port()
     process = serve([sys.executable, str(HERE / "bare_server.py"), str(port)], port)
     try:
-        return run_wrk(port, args.seconds, args.connections, data)
+        return run_wrk(process, port, args.seconds, args.connections, data)
     finally:
         process.terminate()
         process.wait()
@@ -199,7 +221,7 @@ def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str,
         port,
     )
     try:
-        result = run_wrk(port, args.seconds, args.connections, data)
+        result = run_wrk(process, port, args.seconds, args.connections, data)
         stopped = time.monotonic()
         status = inbox_status(db)
         result["acked"] = sum(status.values())
@@ -212,6 +234,12 @@ def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str,
     finally:
         process.terminate()
         process.wait()
+
+
+def cpu_per_request(bare: dict[str, float], gateway: dict[str, float]) -> str:
+    if "cpu_us" not in bare or "cpu_us" not in gateway:
+        return ""
+    return f" | CPU per request: bare {bare['cpu_us']:.0f} µs, gateway {gateway['cpu_us']:.0f} µs"
 
 
 def main() -> None:
@@ -237,7 +265,7 @@ def main() -> None:
             f"round {round_}: bare {b['rps']:.0f}/s p99 {b['p99']:.2f} ms | gateway {g['rps']:.0f}/s "
             f"p50 {g['p50']:.2f} ms p99 {g['p99']:.2f} ms | ratio {g['rps'] / b['rps']:.2f} | "
             f"{g['normalised_during']:.0f} of {g['acked']:.0f} normalised during the burst, "
-            f"rest drained in {g['drain_s']:.1f} s",
+            f"rest drained in {g['drain_s']:.1f} s{cpu_per_request(b, g)}",
             flush=True,
         )
     med = statistics.median
@@ -248,6 +276,12 @@ def main() -> None:
         f"ratio {med(ratios):.2f} (target >= 0.50, p99 < 15 ms); end to end incl. normalising "
         f"{med(g['end_to_end_rps'] for g in gateway):.0f}/s; synchronous={args.synchronous}"
     )
+    if all("cpu_us" in r for r in bare + gateway):
+        cpu_ratios = [g["cpu_us"] / b["cpu_us"] for b, g in zip(bare, gateway, strict=True)]
+        print(
+            f"CPU per request: bare {med(b['cpu_us'] for b in bare):.0f} µs, gateway "
+            f"{med(g['cpu_us'] for g in gateway):.0f} µs ({med(cpu_ratios):.2f}x bare)"
+        )
     shutil.rmtree(work)
 
 
