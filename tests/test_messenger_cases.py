@@ -17,8 +17,8 @@ import pytest
 
 from adapters.base import InboundRequest, PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
-from adapters.meta import SIGNATURE_HEADER, hub_signature
 from gateway.cli import main
+from tests.meta_cases import CHALLENGE, handshake_cases, signature_cases
 from tests.tables import parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
@@ -131,21 +131,7 @@ def request(raw: bytes, headers: dict[str, str]) -> InboundRequest:
 
 
 RAW = (FIXTURES / "text.json").read_bytes()
-SIGNATURES = {
-    "valid": ({SIGNATURE_HEADER: hub_signature(APP_SECRET, RAW)}, True),
-    "valid_uppercase_hex": ({SIGNATURE_HEADER: hub_signature(APP_SECRET, RAW).upper()}, True),
-    "forged": ({SIGNATURE_HEADER: hub_signature("not-the-app-secret", RAW)}, False),
-    "missing": ({}, False),
-    "legacy_sha1_only": ({"X-Hub-Signature": "sha1=0123456789abcdef"}, False),
-    "bare_hex_without_prefix": (
-        {SIGNATURE_HEADER: hub_signature(APP_SECRET, RAW).removeprefix("sha256=")},
-        False,
-    ),
-    "over_reserialised_json": (
-        {SIGNATURE_HEADER: hub_signature(APP_SECRET, json.dumps(json.loads(RAW)).encode())},
-        False,
-    ),
-}
+SIGNATURES = signature_cases(APP_SECRET, RAW)
 
 
 @pytest.mark.parametrize(("headers", "valid"), SIGNATURES.values(), ids=SIGNATURES.keys())
@@ -153,13 +139,7 @@ def test_verify(headers: dict[str, str], valid: bool) -> None:
     assert make_adapter().verify(request(RAW, headers)) is valid
 
 
-CHALLENGE = {"hub.mode": "subscribe", "hub.challenge": "1158201444"}
-HANDSHAKES = {
-    "right_token": (CHALLENGE | {"hub.verify_token": VERIFY_TOKEN}, 200),
-    "wrong_token": (CHALLENGE | {"hub.verify_token": "guess"}, 403),
-    "missing_token": (CHALLENGE, 403),
-    "wrong_mode": (CHALLENGE | {"hub.verify_token": VERIFY_TOKEN, "hub.mode": "unsubscribe"}, 403),
-}
+HANDSHAKES = handshake_cases(VERIFY_TOKEN)
 
 
 @pytest.mark.parametrize(("query", "status"), HANDSHAKES.values(), ids=HANDSHAKES.keys())
@@ -167,7 +147,7 @@ def test_handshake(query: dict[str, str], status: int) -> None:
     reply = make_adapter().handshake(query)
     assert reply.status == status
     if status == 200:
-        assert reply.body == "1158201444"
+        assert reply.body == CHALLENGE
 
 
 def test_cli_normalize(capsys: pytest.CaptureFixture[str]) -> None:
