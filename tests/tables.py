@@ -8,12 +8,13 @@ answers to a send, each with the message id a success yields or the error a fail
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.base import Adapter, SendError
+from adapters.base import Adapter, PayloadError, SendError
 
 
 def expand(value: Any) -> Any:
@@ -41,6 +42,18 @@ def parsed_events(adapter: Adapter, raw: bytes) -> list[dict[str, Any]]:
         assert dumped.pop("channel") == {"id": adapter.config.id, "type": adapter.type}
         events.append({**dumped, "dedupe_key": event.dedupe_key})
     return events
+
+
+def check_parse(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
+    """`raw` parses to `case`'s events, or both parsing and keying it raise its PayloadError
+    (then ingress answers 400 rather than storing a request it cannot key)."""
+    if "error" in case:
+        with pytest.raises(PayloadError, match=re.escape(case["error"])):
+            adapter.parse(raw)
+        with pytest.raises(PayloadError, match=re.escape(case["error"])):
+            adapter.dedupe_key(raw)
+        return
+    assert parsed_events(adapter, raw) == case["events"]
 
 
 def raw(body: Any) -> bytes:
