@@ -179,13 +179,14 @@ def _action(
 ) -> dict[str, Any]:
     """One button, `columns` wide and one row high. Exact type tests: the schema's classes
     are final, and a failing isinstance on a model costs five times a passing one."""
+    text = label(action.title)
     if is_choice(action):
         return {
             "Columns": columns,
             "Rows": 1,
             "ActionType": "reply",
             "ActionBody": postback_body(action.payload, mac),
-            "Text": label(action.title),
+            "Text": text,
             "Silent": True,
         }
     if type(action) is LinkAction:
@@ -194,7 +195,7 @@ def _action(
             "Rows": 1,
             "ActionType": "open-url",
             "ActionBody": action.url,
-            "Text": label(action.title),
+            "Text": text,
             "Silent": True,
         }
     if type(action) is LocationRequestAction and in_keyboard:
@@ -205,7 +206,7 @@ def _action(
             "Rows": 1,
             "ActionType": "location-picker",
             "ActionBody": "location",
-            "Text": label(action.title),
+            "Text": text,
         }
     raise UnsupportedAction(action.type)
 
@@ -298,7 +299,7 @@ def rich_media_bodies(
 def group_rows(items: list[CarouselItem], images: list[str | None]) -> int:
     """Rows per card: image (when any card has one), two for the text, then the actions."""
     image = IMAGE_ROWS if any(images) else 0
-    actions = max(map(len, [item.actions for item in items]))
+    actions = max(len(item.actions) for item in items)
     return min(MAX_GROUP_ROWS, image + 2 + actions)
 
 

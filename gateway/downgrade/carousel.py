@@ -124,7 +124,7 @@ def links_as_card_text(
                 if type(action) is LinkAction:  # final: cheaper than a failing isinstance
                     lines.append(action_line(action))
                 else:
-                    choices = choices or action.type in CHOICE_KINDS
+                    choices = choices or is_choice(action)
                     kept.append(action)
             if lines and choices:
                 moved.add("link")
