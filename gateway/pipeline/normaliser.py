@@ -14,9 +14,8 @@ from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
-from gateway.schema import Event
 from gateway.store import InboxRow, Store
-from gateway.store.records import PreparedEvent, TargetsFor, prepare
+from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
 
 log = get_logger("gateway.normaliser")
 
@@ -31,13 +30,10 @@ LEASE_SECONDS = 30.0
 
 
 def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
-    # Drafts are validated already: promote them without validating every field again.
+    received_at = datetime.fromtimestamp(row.received_at, UTC)
     return [
-        prepare(
-            Event.model_construct(id=new_id("evt"), raw_id=row.id, **dict(parsed.draft)),
-            parsed.dedupe_key,
-        )
-        for parsed in adapter.parse_received(row.body, datetime.fromtimestamp(row.received_at, UTC))
+        prepare(promote(parsed.draft, new_id("evt"), row.id), parsed.dedupe_key)
+        for parsed in adapter.parse_received(row.body, received_at)
     ]
 
 
