@@ -26,8 +26,8 @@ def test_new_ids_are_unique_and_ordered_by_time() -> None:
 
 
 def test_conversation_ids_keep_their_format() -> None:
-    # Conversation ids are derived, never stored alone: a change here would split every
-    # existing conversation in two. These are the values every earlier release produced.
+    # Stored with every contact, message and event, and derived again for each new one: a
+    # change here would split every existing conversation in two. Earlier releases' values.
     assert conversation_id("wa-main", "16505551234") == "conv_ii6s46eobv5r627mnxoede54qy"
     assert conversation_id("sms", "+14155550100") == "conv_knb2bmicfgy6j3b2awryw5w4gu"
     assert conversation_id("sms", "+14155550101") != conversation_id("sms", "+14155550100")

@@ -23,9 +23,12 @@ log = get_logger("gateway.normaliser")
 # the gaps. While webhooks pour in, the normaliser takes small batches with a pause between
 # them, which bounds how long an acknowledgement waits behind it and still guarantees progress
 # (BUSY_BATCH / BUSY_PAUSE rows per second at the least); it catches up at full speed after.
+# Small and often beats large and rare: each batch is one store step that every
+# acknowledgement committed with it waits for (bench/ingress.py, 32 connections, four paired
+# rounds: p99 17.7-20.0 ms with 16 rows every 50 ms, 15.0-18.4 ms with 4 every 12.5 ms).
 BATCH = 64
-BUSY_BATCH = 16
-BUSY_PAUSE = 0.05
+BUSY_BATCH = 4
+BUSY_PAUSE = 0.0125
 LEASE_SECONDS = 30.0
 
 
