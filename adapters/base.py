@@ -94,9 +94,12 @@ class ChannelConfig(BaseModel):
     capabilities: CapabilityOverrides | None = None
 
 
-@dataclass(frozen=True)
-class InboundRequest:
-    """A webhook request exactly as received; `public_url` is the URL the provider called."""
+class InboundRequest(NamedTuple):
+    """A webhook request exactly as received; `public_url` is the URL the provider called.
+
+    A tuple, not a frozen dataclass: every webhook builds one on the acknowledgement path, and
+    a frozen dataclass's __init__ costs several times a tuple's.
+    """
 
     method: str
     public_url: str

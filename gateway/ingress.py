@@ -85,7 +85,11 @@ class Ingress:
             return self._reject(
                 channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
             )
-        if request.content_type not in adapter.content_types:
+        # The raw header first: providers send the bare type, and aiohttp parses it anew per request.
+        if (
+            request.headers.get("Content-Type") not in adapter.content_types
+            and request.content_type not in adapter.content_types
+        ):
             return self._reject(
                 channel_id,
                 415,
