@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from adapters.base import InboundRequest, PayloadError
+from adapters.base import PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
 from gateway.cli import main
-from tests.meta_cases import CHALLENGE, handshake_cases, signature_cases
 from tests.tables import parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
@@ -124,30 +123,6 @@ def test_sibling_pages_sharing_one_app_are_routed_by_page_id() -> None:
     [event] = main_page.parse(json.dumps(payload).encode())
     assert event.draft.channel.id == "fb-other"
     assert "111" not in main_page.siblings  # a different app's page is not a sibling
-
-
-def request(raw: bytes, headers: dict[str, str]) -> InboundRequest:
-    return InboundRequest("POST", "https://gw.example/webhooks/fb-main", headers, {}, raw)
-
-
-RAW = (FIXTURES / "text.json").read_bytes()
-SIGNATURES = signature_cases(APP_SECRET, RAW)
-
-
-@pytest.mark.parametrize(("headers", "valid"), SIGNATURES.values(), ids=SIGNATURES.keys())
-def test_verify(headers: dict[str, str], valid: bool) -> None:
-    assert make_adapter().verify(request(RAW, headers)) is valid
-
-
-HANDSHAKES = handshake_cases(VERIFY_TOKEN)
-
-
-@pytest.mark.parametrize(("query", "status"), HANDSHAKES.values(), ids=HANDSHAKES.keys())
-def test_handshake(query: dict[str, str], status: int) -> None:
-    reply = make_adapter().handshake(query)
-    assert reply.status == status
-    if status == 200:
-        assert reply.body == CHALLENGE
 
 
 def test_cli_normalize(capsys: pytest.CaptureFixture[str]) -> None:

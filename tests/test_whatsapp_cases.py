@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import InboundRequest
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
-from tests.meta_cases import CHALLENGE, handshake_cases, signature_cases
 from tests.tables import check_parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
@@ -69,30 +67,6 @@ def test_a_repeated_change_at_a_later_time_is_a_new_event() -> None:
     first = make_adapter().dedupe_key(json.dumps(payload).encode())
     payload["entry"][0]["time"] += 3600  # the same template approved again an hour later
     assert make_adapter().dedupe_key(json.dumps(payload).encode()) != first
-
-
-def request(raw: bytes, headers: dict[str, str]) -> InboundRequest:
-    return InboundRequest("POST", "https://gw.example/webhooks/wa-main", headers, {}, raw)
-
-
-RAW = (FIXTURES / "text.json").read_bytes()
-SIGNATURES = signature_cases(APP_SECRET, RAW)
-
-
-@pytest.mark.parametrize(("headers", "valid"), SIGNATURES.values(), ids=SIGNATURES.keys())
-def test_verify(headers: dict[str, str], valid: bool) -> None:
-    assert make_adapter().verify(request(RAW, headers)) is valid
-
-
-HANDSHAKES = handshake_cases(VERIFY_TOKEN)
-
-
-@pytest.mark.parametrize(("query", "status"), HANDSHAKES.values(), ids=HANDSHAKES.keys())
-def test_handshake(query: dict[str, str], status: int) -> None:
-    reply = make_adapter().handshake(query)
-    assert reply.status == status
-    if status == 200:
-        assert reply.body == CHALLENGE  # the bare challenge, echoed
 
 
 def test_changes_without_a_time_take_the_arrival_time() -> None:
