@@ -31,3 +31,40 @@ async def test_writes_arriving_over_consecutive_iterations_share_one_commit(
         assert db.batches == 2
     finally:
         db.close()
+
+
+def _wal_restarts(db_path: Path) -> int:
+    """The WAL header's checkpoint sequence: SQLite adds one each time the WAL starts over
+    (https://www.sqlite.org/fileformat2.html#walformat, offset 12)."""
+    header = (db_path.parent / f"{db_path.name}-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big")
+
+
+async def test_the_wal_starts_over_while_writes_never_stop(tmp_path: Path) -> None:
+    # Without a quiet moment a PASSIVE checkpoint never copies every frame, and SQLite only
+    # restarts a fully copied WAL: under steady writes it grew without bound.
+    path = tmp_path / "gateway.db"
+    db = sqlite_database(path, checkpoint_interval=0.05)
+    db.start()
+    store = Store(db)
+    body = b"x" * 2048
+    written: list[int | None] = []
+
+    async def writer(n: int, until: float) -> None:
+        i = 0
+        while time.monotonic() < until:
+            key = f"w{n}-{i}"
+            written.append(await store.append_inbox("wa", key, "http://x", "{}", body, 0.0))
+            i += 1
+
+    try:
+        await store.append_inbox("wa", "first", "http://x", "{}", body, 0.0)
+        before = _wal_restarts(path)
+        until = time.monotonic() + 1.5
+        await asyncio.gather(*(writer(n, until) for n in range(8)))
+        assert None not in written  # every write committed, none lost behind the gate
+        assert _wal_restarts(path) - before >= 3
+        stored = await store.inbox_rows("pending", limit=len(written) + 10)
+        assert len(stored) == len(written) + 1
+    finally:
+        db.close()
