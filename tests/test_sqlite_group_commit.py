@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import cast
+
+import pytest
 
 from gateway.store import Store, sqlite_database
-from gateway.store.sqlite import FLUSH_WAITS
+from gateway.store.sqlite import FLUSH_WAITS, Checkpointer
 
 
 async def _append_after(store: Store, iterations: int, key: str) -> int | None:
@@ -68,3 +73,25 @@ async def test_the_wal_starts_over_while_writes_never_stop(tmp_path: Path) -> No
         assert len(stored) == len(written) + 1
     finally:
         db.close()
+
+
+class _FailingSecondPass:
+    """A checkpoint connection whose pass with commits held back fails (a full disk, say)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        self.calls += 1
+        if self.calls == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return sqlite3.connect(":memory:").execute("SELECT 0, 5, 5")
+
+
+def test_a_failing_checkpoint_never_leaves_commits_held_back(tmp_path: Path) -> None:
+    gate = threading.Lock()
+    released: list[bool] = []
+    checkpointer = Checkpointer(tmp_path / "x.db", gate, lambda: released.append(True))
+    with pytest.raises(sqlite3.OperationalError):
+        checkpointer.checkpoint(cast(sqlite3.Connection, _FailingSecondPass()))
+    assert not gate.locked() and released == [True]

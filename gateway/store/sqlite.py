@@ -30,8 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
 from gateway.store.schema import ADDED_COLUMNS, SQLITE_DDL, sqlite_migrations, statements
+
+log = get_logger("gateway.store")
 
 DIALECT = Dialect(
     name="sqlite",
@@ -243,16 +246,21 @@ class Checkpointer(threading.Thread):
         try:
             conn.execute("PRAGMA busy_timeout=10000")
             while not self._stopped.wait(self.interval):
-                self.checkpoint(conn)
+                try:
+                    self.checkpoint(conn)
+                except sqlite3.Error as exc:  # a full disk, say: commits still work, so go on
+                    log.warning("sqlite_checkpoint_failed", error=str(exc))
         finally:
             conn.close()
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames > 0:  # the WAL holds frames: finish with only those written since
-            with self.commit_gate:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.commits_released()
+            try:
+                with self.commit_gate:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                self.commits_released()
         self.passes += 1
 
     def stop(self) -> None:
