@@ -12,6 +12,7 @@ from typing import cast
 import pytest
 
 from gateway.store import Store, sqlite_database
+from gateway.store import sqlite as sqlite_module
 from gateway.store.sqlite import FLUSH_WAITS, Checkpointer
 
 
@@ -45,9 +46,12 @@ def _wal_restarts(db_path: Path) -> int:
     return int.from_bytes(header[12:16], "big")
 
 
-async def test_the_wal_starts_over_while_writes_never_stop(tmp_path: Path) -> None:
+async def test_the_wal_starts_over_while_writes_never_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Without a quiet moment a PASSIVE checkpoint never copies every frame, and SQLite only
     # restarts a fully copied WAL: under steady writes it grew without bound.
+    monkeypatch.setattr(sqlite_module, "WAL_RESTART_FRAMES", 64)
     path = tmp_path / "gateway.db"
     db = sqlite_database(path, checkpoint_interval=0.05)
     db.start()
@@ -85,7 +89,7 @@ class _FailingSecondPass:
         self.calls += 1
         if self.calls == 2:
             raise sqlite3.OperationalError("database or disk is full")
-        return sqlite3.connect(":memory:").execute("SELECT 0, 5, 5")
+        return sqlite3.connect(":memory:").execute("SELECT 0, 9000, 9000")
 
 
 def test_a_failing_checkpoint_never_leaves_commits_held_back(tmp_path: Path) -> None:

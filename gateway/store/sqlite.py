@@ -14,9 +14,10 @@ Checkpoints run on a thread of their own, and they must end with a moment of qui
 starts the WAL over from its beginning only when a checkpoint has copied every frame, and a
 PASSIVE pass never has while commits keep landing during it. Under steady load the WAL then
 grows without bound (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files;
-measured here: 437 MB after 30 s at 800 webhooks/s). So after each pass the checkpointer
-holds commits back briefly while it copies the few frames written during the pass; the next
-commit then restarts the WAL, which stays at a few seconds' writes (10 MB in the same run).
+measured here: 437 MB after 30 s at 800 webhooks/s). So once the WAL is past a size, the
+checkpointer holds commits back while it copies the few frames written during its last pass;
+the next commit then restarts the WAL. Holding back costs two fsyncs (WAL, then database) of
+commit latency, 5 ms or so under load, hence a size and not every pass.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ INLINE_SYNC_SECONDS = 0.001
 # After a burst (a long transaction, say), the WAL keeps its size: cut it back to this when
 # it starts over (https://www.sqlite.org/pragma.html#pragma_journal_size_limit).
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Past this many frames (4 KB pages: 32 MB), a checkpoint finishes with commits held back, so
+# the WAL starts over. About every 2 s at full load, so few acknowledgements wait for it.
+WAL_RESTART_FRAMES = 8192
 
 T = TypeVar("T")
 _Pending = tuple[Callable[[Tx], Any], asyncio.Future[Any], bool]
@@ -223,8 +227,9 @@ def _timed_fdatasync(fd: int) -> float:
 
 
 class Checkpointer(threading.Thread):
-    """Keeps the WAL short: every interval, a PASSIVE checkpoint (it never blocks writers),
-    then a second one with commits held back, so that it completes and the WAL starts over."""
+    """Keeps the WAL short: every interval, a PASSIVE checkpoint (it never blocks writers);
+    past WAL_RESTART_FRAMES, a second one with commits held back, so that it completes and
+    the WAL starts over."""
 
     def __init__(
         self,
@@ -255,7 +260,7 @@ class Checkpointer(threading.Thread):
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if frames > 0:  # the WAL holds frames: finish with only those written since
+        if frames >= WAL_RESTART_FRAMES:  # finish with only the frames written since
             try:
                 with self.commit_gate:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
