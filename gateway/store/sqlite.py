@@ -23,6 +23,7 @@ commit latency, 5 ms or so under load, hence a size and not every pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -157,8 +158,9 @@ class SQLiteDatabase:
     def _commits_released(self) -> None:
         """Called by the checkpointer thread: commits it held back may go now."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._resume)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing waits
+                loop.call_soon_threadsafe(self._resume)
 
     def _resume(self) -> None:
         if self._pending and not self._flush_scheduled and not self._syncing:
