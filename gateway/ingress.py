@@ -106,7 +106,6 @@ class Ingress:
             method=request.method,
             public_url=self.public_url + request.path_qs,
             headers=request.headers,
-            query=request.query,
             body=body,
         )
         if not request.headers.get(adapter.signature_header):

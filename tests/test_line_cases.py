@@ -102,7 +102,7 @@ def test_a_message_without_an_id_is_stored_but_fails_to_parse() -> None:
 
 
 def request(raw: bytes, headers: dict[str, str]) -> InboundRequest:
-    return InboundRequest("POST", "https://gw.example/webhooks/line-main", headers, {}, raw)
+    return InboundRequest("POST", "https://gw.example/webhooks/line-main", headers, raw)
 
 
 RAW = (FIXTURES / "text.json").read_bytes()

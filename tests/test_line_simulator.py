@@ -246,7 +246,7 @@ def adapter(secret: str = SECRET) -> LineAdapter:
 
 
 def verified(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
-    request = InboundRequest("POST", "https://gw/webhooks/line", headers, {}, body)
+    request = InboundRequest("POST", "https://gw/webhooks/line", headers, body)
     return adapter(secret).verify(request)
 
 

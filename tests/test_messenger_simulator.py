@@ -42,7 +42,7 @@ def adapter() -> MessengerAdapter:
 
 
 def verified(headers: dict[str, str], body: bytes) -> bool:
-    return adapter().verify(InboundRequest("POST", "https://gw/x", headers, {}, body))
+    return adapter().verify(InboundRequest("POST", "https://gw/x", headers, body))
 
 
 @pytest.fixture

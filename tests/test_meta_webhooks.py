@@ -47,7 +47,7 @@ HANDSHAKES = {
 def test_verify(channel: str, headers: dict[str, str], valid: bool) -> None:
     make_adapter, _secret, _token, raw = CHANNELS[channel]
     url = f"https://gw.example/webhooks/{channel}"
-    assert make_adapter().verify(InboundRequest("POST", url, headers, {}, raw)) is valid
+    assert make_adapter().verify(InboundRequest("POST", url, headers, raw)) is valid
 
 
 @pytest.mark.parametrize(("channel", "query", "status"), HANDSHAKES.values(), ids=HANDSHAKES)

@@ -171,7 +171,7 @@ PARAMS = dict(parse_qsl(RAW.decode(), keep_blank_values=True))
 
 
 def request(url: str, raw: bytes, headers: dict[str, str]) -> InboundRequest:
-    return InboundRequest("POST", url, headers, {}, raw)
+    return InboundRequest("POST", url, headers, raw)
 
 
 REPEATED = b"MessageSid=SM" + b"5" * 32 + b"&Tag=b&Tag=a&Body=hi"

@@ -103,7 +103,7 @@ def test_timestamps_are_milliseconds() -> None:
 
 
 def request(raw: bytes, headers: dict[str, str]) -> InboundRequest:
-    return InboundRequest("POST", "https://gw.example/webhooks/vb-main", headers, {}, raw)
+    return InboundRequest("POST", "https://gw.example/webhooks/vb-main", headers, raw)
 
 
 RAW = (FIXTURES / "text.json").read_bytes()
