@@ -168,8 +168,8 @@ class SQLiteDatabase:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _commit_pending(self) -> None:
-        # Never wait on the loop: while the checkpointer holds the gate (a millisecond or
-        # two), writes stay pending and `_commits_released` flushes them.
+        # Never wait on the loop: while the checkpointer holds the gate (a few milliseconds),
+        # writes stay pending and `_commits_released` flushes them.
         if not self._commit_gate.acquire(blocking=False):
             return
         try:
@@ -245,7 +245,6 @@ class Checkpointer(threading.Thread):
         self.commit_gate = commit_gate
         self.commits_released = commits_released
         self.interval = interval
-        self.passes = 0
         self._stopped = threading.Event()
 
     def run(self) -> None:
@@ -268,7 +267,6 @@ class Checkpointer(threading.Thread):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 self.commits_released()
-        self.passes += 1
 
     def stop(self) -> None:
         self._stopped.set()
