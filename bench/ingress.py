@@ -189,13 +189,14 @@ def bare_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
         process.wait()
 
 
-def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str, float]:
+def gateway_config(work: Path, synchronous: str) -> Path:
+    """A fresh store and the config of one WhatsApp channel that accepts the bench's webhooks."""
     db = work / "bench.db"
     for leftover in work.glob("bench.db*"):
         leftover.unlink()
     config = {
         "public_url": "http://127.0.0.1",
-        "storage": {"path": str(db), "synchronous": args.synchronous},
+        "storage": {"path": str(db), "synchronous": synchronous},
         "channels": [
             {
                 "id": "wa-bench",
@@ -210,20 +211,18 @@ def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str,
         "logging": {"level": "warning"},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return work / "config.yaml"
+
+
+def serve_gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
+    command = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    return serve([sys.executable, *command], port)
+
+
+def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str, float]:
+    db = work / "bench.db"
     port = free_port()
-    process = serve(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(work / "config.yaml"),
-            "--port",
-            str(port),
-        ],
-        port,
-    )
+    process = serve_gateway(gateway_config(work, args.synchronous), port)
     try:
         result = run_wrk(process, port, args.seconds, args.connections, data)
         stopped = time.monotonic()
