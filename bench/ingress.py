@@ -189,8 +189,9 @@ def bare_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
         process.wait()
 
 
-def gateway_config(work: Path, synchronous: str) -> Path:
-    """A fresh store and the config of one WhatsApp channel that accepts the bench's webhooks."""
+def gateway_config(work: Path, synchronous: str, busy_rate: float | None = None) -> Path:
+    """A fresh store and the config of one WhatsApp channel that accepts the bench's webhooks
+    (`busy_rate`: server.busy_webhooks_per_second, when not the default)."""
     db = work / "bench.db"
     for leftover in work.glob("bench.db*"):
         leftover.unlink()
@@ -210,6 +211,8 @@ def gateway_config(work: Path, synchronous: str) -> Path:
         ],
         "logging": {"level": "warning"},
     }
+    if busy_rate is not None:
+        config["server"] = {"busy_webhooks_per_second": busy_rate}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     return work / "config.yaml"
 

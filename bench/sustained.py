@@ -8,7 +8,7 @@ the SQLite write-ahead log's size every few seconds: a WAL that only grows means
 never finish (it grew to 437 MB in 30 s at 800/s before the store's checkpointer held
 commits back to let it start over).
 
-    python bench/sustained.py [--rate 800] [--seconds 30]
+    python bench/sustained.py [--rate 800] [--seconds 30] [--busy-rate 1000]
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rate", type=float, default=800)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument(
+        "--busy-rate", type=float, help="the gateway's server.busy_webhooks_per_second"
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})  # the servers get core 1 (bench/ingress.py's `serve`)
@@ -112,7 +115,7 @@ def main() -> None:
         bare_server.wait()
 
     port = free_port()
-    gateway = serve_gateway(gateway_config(work, "full"), port)
+    gateway = serve_gateway(gateway_config(work, "full", args.busy_rate), port)
     try:
         wal = work / "bench.db-wal"
         result, wal_mb = asyncio.run(post_at_rate(port, lines, args.rate, args.seconds, wal))

@@ -58,7 +58,12 @@ class Gateway:
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
         self.ingress = Ingress(
-            self.store, self.adapters, config.public_url, config.server.max_body_bytes, self._stored
+            self.store,
+            self.adapters,
+            config.public_url,
+            config.server.max_body_bytes,
+            self._stored,
+            busy_rate=config.server.busy_webhooks_per_second,
         )
         self.normaliser = Normaliser(
             self.store,

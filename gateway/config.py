@@ -45,6 +45,10 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Above this arrival rate acknowledging comes first and the normaliser is paced (README,
+    # "Under load"). A host with CPU to spare can take more: raise it when bench/sustained.py
+    # at your steady rate shows the backlog ("not yet normalised") growing.
+    busy_webhooks_per_second: float = Field(default=1000.0, gt=0)
 
 
 class StorageConfig(_Section):

@@ -20,7 +20,8 @@ from gateway.store import Store
 
 log = get_logger("gateway.ingress")
 
-# Above this arrival rate, acknowledging takes all the CPU it can get (see the normaliser).
+# Above this arrival rate, acknowledging takes all the CPU it can get (see the normaliser);
+# `server.busy_webhooks_per_second` in the config.
 BUSY_RATE_PER_SECOND = 1000.0
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
@@ -38,8 +39,10 @@ class Ingress:
         public_url: str,
         max_body_bytes: int,
         on_stored: Callable[[], None],
+        busy_rate: float = BUSY_RATE_PER_SECOND,
     ) -> None:
         self.store = store
+        self.busy_rate = busy_rate
         self.adapters = adapters
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
@@ -55,11 +58,11 @@ class Ingress:
         return counter
 
     def busy(self) -> bool:
-        """Webhooks arrived faster than BUSY_RATE_PER_SECOND since the previous question."""
+        """Webhooks arrived faster than `busy_rate` a second since the previous question."""
         count, since = self._rate_mark
         now = time.monotonic()
         self._rate_mark = (self.received, now)
-        return (self.received - count) > BUSY_RATE_PER_SECOND * max(now - since, 1e-3)
+        return (self.received - count) > self.busy_rate * max(now - since, 1e-3)
 
     async def handshake(self, request: web.Request) -> web.StreamResponse:
         adapter = self.adapters.get(request.match_info["channel_id"])

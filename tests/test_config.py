@@ -82,6 +82,10 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             "storage: dsn is required when backend is postgres",
         ),
         (
+            lambda d: d.update(server={"busy_webhooks_per_second": 0}),
+            "server.busy_webhooks_per_second: Input should be greater than 0",
+        ),
+        (
             lambda d: d["channels"][0].update(colour="blue"),
             "channels[0].colour: Extra inputs are not permitted",
         ),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+
+from gateway.app import Gateway
+from gateway.ingress import Ingress
+from gateway.store import Store
 
 from .conftest import WA, assert_no_secrets, base_config, config_from, hub_sign, webhook
 
@@ -121,3 +125,30 @@ async def test_meta_verification_handshake(
     assert response.status_code == status
     if body is not None:
         assert response.text == body
+
+
+def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above `server.busy_webhooks_per_second` the normaliser is paced; below it, not."""
+    clock = [1000.0]
+    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
+    ingress = Ingress(cast(Store, None), {}, "http://gw", 1024, lambda: None, busy_rate=50)
+    ingress.busy()  # the first question only marks the start
+    clock[0] += 1.0
+    ingress.received += 40
+    assert not ingress.busy()
+    clock[0] += 1.0
+    ingress.received += 60
+    assert ingress.busy()
+    clock[0] += 2.0
+    ingress.received += 90  # 45 a second over the two seconds since the last question
+    assert not ingress.busy()
+
+
+async def test_the_busy_rate_comes_from_the_config(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["server"] = {"busy_webhooks_per_second": 5000}
+    gateway = Gateway(config_from(data))
+    try:
+        assert gateway.ingress.busy_rate == 5000
+    finally:
+        await gateway.http.aclose()
