@@ -20,9 +20,6 @@ from gateway.store import Store
 
 log = get_logger("gateway.ingress")
 
-# Above this arrival rate, acknowledging takes all the CPU it can get (see the normaliser);
-# `server.busy_webhooks_per_second` in the config.
-BUSY_RATE_PER_SECOND = 1000.0
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
 
@@ -39,14 +36,17 @@ class Ingress:
         public_url: str,
         max_body_bytes: int,
         on_stored: Callable[[], None],
-        busy_rate: float = BUSY_RATE_PER_SECOND,
+        *,
+        busy_rate: float,
     ) -> None:
         self.store = store
-        self.busy_rate = busy_rate
         self.adapters = adapters
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
+        # Above this arrival rate acknowledging takes all the CPU it can get (see the
+        # normaliser): `server.busy_webhooks_per_second`.
+        self.busy_rate = busy_rate
         self.received = 0
         self._rate_mark = (0, time.monotonic())
         self._stored_counters: dict[str, Counter] = {}
