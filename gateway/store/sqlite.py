@@ -135,10 +135,13 @@ class SQLiteDatabase:
         loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((op, future, single_statement))
+        self._schedule_flush(loop)
+        return await future
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
 
     def _flush(self) -> None:
         if len(self._pending) > self._seen and self._waited < FLUSH_WAITS:
@@ -163,9 +166,8 @@ class SQLiteDatabase:
                 loop.call_soon_threadsafe(self._resume)
 
     def _resume(self) -> None:
-        if self._pending and not self._flush_scheduled and not self._syncing:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._pending and not self._syncing:  # a running sync commits them when it ends
+            self._schedule_flush(asyncio.get_running_loop())
 
     def _commit_pending(self) -> None:
         # Never wait on the loop: while the checkpointer holds the gate (a few milliseconds),
