@@ -8,12 +8,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import ADAPTERS, Adapter
 from gateway.api import Api
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.normaliser import Normaliser
+from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Worker
 from gateway.schema import json_schema
 from gateway.store import Store, open_store
@@ -29,6 +30,15 @@ def build_adapters(config: GatewayConfig) -> dict[str, Adapter]:
     return adapters
 
 
+def open_configured_store(storage: StorageConfig) -> Store:
+    return open_store(
+        storage.backend,
+        path=storage.path,
+        synchronous=storage.synchronous,
+        dsn=storage.dsn.get_secret_value() if storage.dsn else None,
+    )
+
+
 def secrets_of(config: GatewayConfig, adapters: dict[str, Adapter]) -> list[str]:
     return config.secrets() + [s for a in adapters.values() for s in a.secrets()]
 
@@ -39,13 +49,7 @@ class Gateway:
     ) -> None:
         self.config = config
         self.adapters = build_adapters(config)
-        storage = config.storage
-        self.store: Store = open_store(
-            storage.backend,
-            path=storage.path,
-            synchronous=storage.synchronous,
-            dsn=storage.dsn.get_secret_value() if storage.dsn else None,
-        )
+        self.store = open_configured_store(config.storage)
         self._own_client = http_client is None
         self.http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(15.0, connect=5.0),
@@ -85,7 +89,15 @@ class Gateway:
         self.normaliser.listeners.append(self.delivery)
         self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
         self.dispatcher.listeners.append(self.delivery)
-        self.workers: list[Worker] = [self.normaliser, self.dispatcher, self.delivery]
+        self.retention = Retention(
+            self.store, config.storage.retention, busy=self.ingress.busy_meter()
+        )
+        self.workers: list[Worker] = [
+            self.normaliser,
+            self.dispatcher,
+            self.delivery,
+            self.retention,
+        ]
 
     def _stored(self) -> None:
         self.normaliser.wake()

@@ -1,4 +1,5 @@
-"""`gateway` command line: serve, check-config, normalize, render, replay, channels, schema, demo."""
+"""`gateway` command line: serve, check-config, normalize, render, replay, prune, channels,
+schema, demo."""
 
 from __future__ import annotations
 
@@ -138,16 +139,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gateway.store import open_store
+    from gateway.app import open_configured_store
 
-    config = _load(args.config)
-    storage = config.storage
-    store = open_store(
-        storage.backend,
-        path=storage.path,
-        synchronous=storage.synchronous,
-        dsn=storage.dsn.get_secret_value() if storage.dsn else None,
-    )
+    store = open_configured_store(_load(args.config).storage)
 
     async def run() -> int:
         store.start()
@@ -167,6 +161,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return 0
         finally:
             store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from gateway.app import open_configured_store
+    from gateway.pipeline.retention import Retention
+
+    config = _load(args.config)
+    store = open_configured_store(config.storage)
+
+    async def run() -> int:
+        store.start()
+        try:
+            deleted = await Retention(store, config.storage.retention).prune()
+        finally:
+            store.close()
+        for table, count in deleted.items():
+            print(f"{table}\t{count}")
+        kept = [
+            name
+            for name, days in (
+                ("days", config.storage.retention.days),
+                ("message_days", config.storage.retention.message_days),
+            )
+            if days is None
+        ]
+        if kept:
+            print(f"kept for ever (storage.retention.{' and '.join(kept)}: null)")
+        return 0
 
     return asyncio.run(run())
 
@@ -285,6 +309,12 @@ def parser() -> argparse.ArgumentParser:
         "--list", action="store_true", help="list failed inbox rows and their reasons"
     )
     replay.set_defaults(func=cmd_replay)
+
+    prune = commands.add_parser(
+        "prune", help="delete what storage.retention lets go of now (the gateway also does this)"
+    )
+    prune.add_argument("--config", required=True)
+    prune.set_defaults(func=cmd_prune)
 
     channels = commands.add_parser("channels", help="manage channel instances at their provider")
     channel_commands = channels.add_subparsers(dest="channels_command", required=True)

@@ -51,12 +51,27 @@ class ServerConfig(_Section):
     busy_webhooks_per_second: float = Field(default=1000.0, gt=0)
 
 
+class RetentionConfig(_Section):
+    """How long the store keeps what traffic leaves behind (gateway/store/retention.py);
+    null keeps it for ever."""
+
+    # Normalised webhooks, their events, finished deliveries. A webhook's dedupe key goes with
+    # it: keep them longer than the longest provider redelivery window (Meta: up to 7 days).
+    days: float | None = Field(default=14.0, gt=0)
+    # Outbound messages with their history: GET /v1/messages/{id} answers 404 after this.
+    message_days: float | None = Field(default=30.0, gt=0)
+    interval_seconds: float = Field(default=300.0, gt=0)
+    # Rows deleted per transaction: small, so writes that arrive meanwhile never wait long.
+    batch_size: int = Field(default=200, ge=1, le=5000)
+
+
 class StorageConfig(_Section):
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "gateway.db"
     dsn: SecretStr | None = None
     # FULL fsyncs every group commit: an acknowledged webhook survives power loss, not only a crash.
     synchronous: Literal["full", "normal"] = "full"
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _postgres_needs_dsn(self) -> StorageConfig:

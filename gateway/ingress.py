@@ -48,7 +48,7 @@ class Ingress:
         # normaliser): `server.busy_webhooks_per_second`.
         self.busy_rate = busy_rate
         self.received = 0
-        self._rate_mark = (0, time.monotonic())
+        self.busy = self.busy_meter()  # the normaliser's
         self._stored_counters: dict[str, Counter] = {}
 
     def _stored_counter(self, channel_id: str) -> Counter:
@@ -57,12 +57,18 @@ class Ingress:
             counter = self._stored_counters[channel_id] = WEBHOOKS.labels(channel_id, "stored")
         return counter
 
-    def busy(self) -> bool:
-        """Webhooks arrived faster than `busy_rate` a second since the previous question."""
-        count, since = self._rate_mark
-        now = time.monotonic()
-        self._rate_mark = (self.received, now)
-        return (self.received - count) > self.busy_rate * max(now - since, 1e-3)
+    def busy_meter(self) -> Callable[[], bool]:
+        """A question: did webhooks arrive faster than `busy_rate` a second since the previous
+        one? Each asker gets its own meter, so one asking often never shortens another's window."""
+        mark = [self.received, time.monotonic()]
+
+        def busy() -> bool:
+            now = time.monotonic()
+            arrived, elapsed = self.received - mark[0], now - mark[1]
+            mark[:] = [self.received, now]
+            return arrived > self.busy_rate * max(elapsed, 1e-3)
+
+        return busy
 
     async def handshake(self, request: web.Request) -> web.StreamResponse:
         adapter = self.adapters.get(request.match_info["channel_id"])

@@ -18,3 +18,6 @@ BACKEND_DELIVERIES = Counter(
 PROVIDER_LATENCY = Histogram(
     "gateway_provider_request_seconds", "Provider send API latency", ["channel"]
 )
+PRUNED = Counter(
+    "gateway_retention_deleted_total", "Rows deleted by retention (storage.retention)", ["table"]
+)

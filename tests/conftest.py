@@ -8,7 +8,8 @@ import io
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from gateway.app import Gateway, secrets_of
 from gateway.config import GatewayConfig, parse_config
 from gateway.logs import configure_logging
 from gateway.simulator.backend import BackendRecorder
+from gateway.store import Store, postgres_database, sqlite_database
 from tests.webhook_receiver import WebhookReceiver
 
 API_KEY = "test-api-key-0123456789"
@@ -113,6 +115,42 @@ def require_postgres() -> None:
             "GATEWAY_REQUIRE_POSTGRES is set but PostgreSQL is not reachable on 127.0.0.1:5432"
         )
     pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+
+
+# --- stores: every test that takes `store` runs on SQLite and on PostgreSQL -------------
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    made: list[Store] = []
+    dsn = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+
+    def make() -> Store:
+        db = postgres_database(dsn) if dsn else sqlite_database(tmp_path / "store.db")
+        store = Store(db)
+        store.start()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
+    yield make_store()
 
 
 @pytest.fixture

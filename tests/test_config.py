@@ -86,6 +86,18 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             "server.busy_webhooks_per_second: Input should be greater than 0",
         ),
         (
+            lambda d: d["storage"].update(retention={"days": 0}),
+            "storage.retention.days: Input should be greater than 0",
+        ),
+        (
+            lambda d: d["storage"].update(retention={"batch_size": 0}),
+            "storage.retention.batch_size: Input should be greater than or equal to 1",
+        ),
+        (
+            lambda d: d["storage"].update(retention={"keep": "forever"}),
+            "storage.retention.keep: Extra inputs are not permitted",
+        ),
+        (
             lambda d: d["channels"][0].update(colour="blue"),
             "channels[0].colour: Extra inputs are not permitted",
         ),

@@ -144,6 +144,21 @@ def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> No
     assert not ingress.busy()
 
 
+def test_each_asker_measures_its_own_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention asks too: its questions must not shorten the normaliser's window."""
+    clock = [1000.0]
+    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
+    ingress = Ingress(cast(Store, None), {}, "http://gw", 1024, lambda: None, busy_rate=50)
+    other = ingress.busy_meter()
+    clock[0] += 1.0
+    ingress.received += 40
+    assert not other()  # 40 a second
+    clock[0] += 0.01
+    ingress.received += 2
+    assert other()  # 200 a second over its own last 10 ms
+    assert not ingress.busy()  # 42 over the normaliser's 1.01 s
+
+
 async def test_the_busy_rate_comes_from_the_config(tmp_path: Path) -> None:
     data = base_config(tmp_path)
     data["server"] = {"busy_webhooks_per_second": 5000}

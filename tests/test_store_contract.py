@@ -5,53 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.schema import ChannelRef, Event, Party, Status
-from gateway.store import IdempotencyConflict, NewMessage, Store, postgres_database, sqlite_database
-
-from .conftest import PG_DSN, require_postgres
+from gateway.store import IdempotencyConflict, NewMessage, Store, sqlite_database
 
 NOW = time.time()
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    require_postgres()
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    made: list[Store] = []
-    dsn = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
-
-    def make() -> Store:
-        db = postgres_database(dsn) if dsn else sqlite_database(tmp_path / "store.db")
-        store = Store(db)
-        store.start()
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
-@pytest.fixture
-async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
-    yield make_store()
 
 
 def targets(event_type: str) -> list[str]:

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
 -- Only statuses that arrived before their send committed are ever looked up this way.
 CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id)
     WHERE type = 'status' AND message_id IS NULL;
+-- Retention (store/retention.py) finds old events and messages through these.
+CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at);
 
 CREATE TABLE IF NOT EXISTS contacts (
     channel_id TEXT NOT NULL,
@@ -68,6 +70,7 @@ CREATE TABLE IF NOT EXISTS messages (
     updated_at {real} NOT NULL,
     UNIQUE (api_key, idempotency_key)
 );
+CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_at);
 
 CREATE TABLE IF NOT EXISTS message_parts (
     channel_id TEXT NOT NULL,
@@ -124,6 +127,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     done_at {real}
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (kind, status, next_attempt_at);
+-- The deliveries of an event or message, so retention keeps what they still need.
+CREATE INDEX IF NOT EXISTS outbox_by_ref ON outbox (ref);
 """
 
 SQLITE_DDL = _DDL.format(serial="INTEGER", real="REAL", blob="BLOB")

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.downgrade.choices import Choice
 from gateway.schema import Event
-from gateway.store import forms, steps
+from gateway.store import forms, retention, steps
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -343,6 +343,13 @@ class Store:
             )
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    # --- retention -------------------------------------------------------------------
+    async def prune(self, table: str, cutoff: float, limit: int) -> int:
+        """Delete up to `limit` of `table`'s rows that retention lets go of from before
+        `cutoff` (see store/retention.py), oldest first; how many went."""
+        prune = retention.PRUNERS[table]
+        return await self.db.run(lambda tx: prune(tx, cutoff, limit))
 
     async def record_plan(
         self,

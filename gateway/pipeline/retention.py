@@ -1,0 +1,72 @@
+"""Retention: every `interval_seconds`, a pass deletes what the store no longer needs.
+
+What goes and what stays is the store's business (gateway/store/retention.py); this worker
+only decides when: a pass walks the tables in small batches, oldest rows first, and gives way
+while webhooks arrive faster than `server.busy_webhooks_per_second`, as the normaliser does
+(acknowledging comes first). A pass that gave way picks up where it stopped at the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gateway.config import RetentionConfig
+from gateway.logs import get_logger
+from gateway.metrics import PRUNED
+from gateway.pipeline.worker import Worker
+from gateway.store import Store
+from gateway.store.retention import PRUNERS
+
+log = get_logger("gateway.retention")
+
+DAY = 86400.0
+
+
+class Retention(Worker):
+    name = "retention"
+
+    def __init__(
+        self,
+        store: Store,
+        policy: RetentionConfig,
+        *,
+        busy: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(policy.interval_seconds)
+        self.store = store
+        self.policy = policy
+        self.busy = busy
+        self.clock = clock
+
+    def cutoffs(self, now: float) -> dict[str, float]:
+        """Per table, the time before which its rows may go (tables kept for ever: absent)."""
+        days = {
+            "inbox": self.policy.days,
+            "outbox": self.policy.days,
+            "events": self.policy.days,
+            "messages": self.policy.message_days,
+        }
+        return {table: now - d * DAY for table, d in days.items() if d is not None}
+
+    async def prune(self) -> dict[str, int]:
+        """One pass; rows deleted per table. Stops early (the counts so far) when busy."""
+        deleted = dict.fromkeys(PRUNERS, 0)
+        for table, cutoff in self.cutoffs(self.clock()).items():
+            while True:
+                if self.busy():
+                    log.info("retention_paused", reason="ingress busy", deleted=deleted)
+                    return deleted
+                count = await self.store.prune(table, cutoff, self.policy.batch_size)
+                deleted[table] += count
+                PRUNED.labels(table).inc(count)
+                if count < self.policy.batch_size:
+                    break
+        return deleted
+
+    async def run_once(self) -> bool:
+        deleted = await self.prune()
+        if any(deleted.values()):
+            log.info("retention_pruned", **deleted)
+        return False  # next pass after the interval

@@ -1,0 +1,116 @@
+"""What the store forgets once it is old enough, and what it never forgets.
+
+Every table that grows with traffic is pruned here, in small batches (each one transaction, so
+the SQLite store's event loop is never held for long), oldest first, found by their age without
+scanning the table, so a pass that finds nothing to do costs a few index lookups:
+
+- inbox: rows received before the cutoff and normalised (`done`). Its dedupe key goes with it, so a
+  redelivery after that is taken as new: the cutoff must stay beyond the providers' redelivery
+  windows (Meta retries for up to 7 days, providers.md §1.2). Rows that failed to parse stay
+  until they are replayed: they are the only copy of a request we acknowledged.
+- outbox: deliveries and sends finished (`done` or `failed`) before the cutoff. Dead-lettered
+  ones stay until `gateway replay --dead-letters` (an operator's decision, not the clock's).
+- events: created before the cutoff, unless a delivery of theirs is still pending or dead
+  (the delivery reads the event's body when it goes out).
+- messages, with their parts and history: created before the message cutoff, unless their send
+  is still pending. `GET /v1/messages/{id}` then answers 404, and the idempotency key is free.
+
+Contacts (opt-outs, windows, conversation ids) are never pruned; reply choices and form
+sessions hold one row per user at most, overwritten by the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.store.database import Tx
+from gateway.store.steps import in_list
+
+# Deliveries that still need the row they point at.
+_UNFINISHED = (
+    "SELECT 1 FROM outbox WHERE outbox.ref = {table}.id AND outbox.status IN ('pending', 'dead')"
+)
+
+
+def prune_inbox(tx: Tx, cutoff: float, limit: int) -> int:
+    last = last_id_before(tx, "inbox", "received_at", cutoff)
+    if last is None:
+        return 0
+    return tx.execute(
+        "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE id <= ? AND status = 'done'"
+        " AND received_at < ? ORDER BY id LIMIT ?)",
+        (last, cutoff, limit),
+    )
+
+
+def prune_outbox(tx: Tx, cutoff: float, limit: int) -> int:
+    last = last_id_before(tx, "outbox", "created_at", cutoff)
+    if last is None:
+        return 0
+    return tx.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id <= ?"
+        " AND status IN ('done', 'failed') AND done_at < ? ORDER BY id LIMIT ?)",
+        (last, cutoff, limit),
+    )
+
+
+def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
+    """The last id of `table` whose `clock` is before `cutoff`, or None.
+
+    Inbox and outbox ids grow with time, so the rows older than the cutoff are the ids up to
+    some bound, found by bisecting the primary key (about log2(rows) lookups). That spares an
+    index on time, which the inbox would pay for on every acknowledgement and the normaliser on
+    every row it closes (measured: 10% of the drain rate). Where a clock went backwards the
+    bound is only approximate; each row's own time is checked again when it is deleted.
+    """
+    low, high = tx.one(f"SELECT MIN(id), MAX(id) FROM {table}")
+    if low is None:
+        return None
+    (first,) = tx.one(f"SELECT {clock} FROM {table} WHERE id = ?", (low,))
+    if first >= cutoff:
+        return None
+    while low < high:  # invariant: row `low` is older than the cutoff
+        middle = (low + high + 1) // 2
+        found, at = tx.one(
+            f"SELECT id, {clock} FROM {table} WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        )
+        if at < cutoff:
+            low = found
+        else:
+            high = middle - 1
+    return int(low)
+
+
+def prune_events(tx: Tx, cutoff: float, limit: int) -> int:
+    return tx.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
+        f" AND NOT EXISTS ({_UNFINISHED.format(table='events')}) ORDER BY created_at LIMIT ?)",
+        (cutoff, limit),
+    )
+
+
+def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
+    ids = [
+        row[0]
+        for row in tx.all(
+            "SELECT id FROM messages WHERE created_at < ?"
+            f" AND NOT EXISTS ({_UNFINISHED.format(table='messages')}) ORDER BY created_at LIMIT ?",
+            (cutoff, limit),
+        )
+    ]
+    if not ids:
+        return 0
+    # Parts and history with their message: nothing is left pointing nowhere.
+    chosen = in_list(ids)
+    tx.execute("DELETE FROM message_parts WHERE message_id IN " + chosen, ids)
+    tx.execute("DELETE FROM message_history WHERE message_id IN " + chosen, ids)
+    return tx.execute("DELETE FROM messages WHERE id IN " + chosen, ids)
+
+
+# In pass order: finished deliveries go first, so that they no longer hold their events.
+PRUNERS: dict[str, Callable[[Tx, float, int], int]] = {
+    "inbox": prune_inbox,
+    "outbox": prune_outbox,
+    "events": prune_events,
+    "messages": prune_messages,
+}

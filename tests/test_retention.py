@@ -1,0 +1,268 @@
+"""Retention: old, finished rows go; anything a delivery, a send or a replay still needs stays.
+
+Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.cli import main
+from gateway.config import RetentionConfig
+from gateway.pipeline.retention import DAY, Retention
+from gateway.schema import ChannelRef, Event, Party, Status
+from gateway.store import NewMessage, Store, sqlite_database
+from gateway.store.retention import PRUNERS, last_id_before
+
+from .conftest import base_config, config_from
+
+NOW = 1_790_000_000.0
+OLD = NOW - 20 * DAY  # beyond the 14-day default
+RECENT = NOW - DAY
+CUTOFF = NOW - 14 * DAY
+
+
+def targets(event_type: str) -> list[str]:
+    return ["orders"]
+
+
+def text_event(wamid: str) -> Event:
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="message",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=wamid,
+        timestamp=datetime.now(UTC),
+        sender=Party(id="16505551234"),
+        message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
+    )
+
+
+def sent_event(wamid: str) -> Event:
+    return Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type="status",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=wamid,
+        timestamp=datetime.now(UTC),
+        recipient=Party(id="16505551234"),
+        status=Status(external_id=wamid, state="sent"),
+    )
+
+
+def message(message_id: str, key: str | None = None) -> NewMessage:
+    return NewMessage(
+        message_id, "wa", "16505551234", '{"type":"text","text":"hi"}', None, "orders", key, "h"
+    )
+
+
+async def received(store: Store, key: str, at: float) -> tuple[int, str]:
+    """A webhook stored and normalised at `at`: (inbox row, event id)."""
+    row = await store.append_inbox("wa", key, "u", "{}", key.encode(), at)
+    assert row
+    [event] = await store.record_inbound(row, [(text_event(key), f"msg:{key}")], targets, at)
+    return row, event.id
+
+
+async def column(store: Store, sql: str) -> set[Any]:
+    return {r[0] for r in await store.db.run(lambda tx: tx.all(sql))}
+
+
+async def prune_all(store: Store, limit: int = 100) -> dict[str, int]:
+    cutoffs = {"inbox": CUTOFF, "outbox": CUTOFF, "events": CUTOFF, "messages": CUTOFF}
+    return {table: await store.prune(table, cutoffs[table], limit) for table in PRUNERS}
+
+
+async def test_inbox_keeps_failed_pending_and_recent_rows(store: Store) -> None:
+    old, _ = await received(store, "wamid.old", OLD)
+    recent, _ = await received(store, "wamid.recent", RECENT)
+    failed = await store.append_inbox("wa", "bad", "u", "{}", b"not json", OLD)
+    pending = await store.append_inbox("wa", "waiting", "u", "{}", b"{}", OLD)
+    assert failed and pending
+    await store.fail_inbox(failed, "malformed JSON", OLD)
+
+    assert await store.prune("inbox", CUTOFF, 100) == 1
+    assert await column(store, "SELECT id FROM inbox") == {recent, failed, pending}
+    # Its dedupe key went with it: a redelivery now, beyond every provider's window, is new.
+    assert await store.append_inbox("wa", "wamid.old", "u", "{}", b"again", NOW) is not None
+    assert await store.append_inbox("wa", "wamid.recent", "u", "{}", b"again", NOW) is None
+    assert old not in await column(store, "SELECT id FROM inbox")
+
+
+async def test_events_stay_while_a_delivery_still_needs_them(store: Store) -> None:
+    _, delivered = await received(store, "wamid.delivered", OLD)
+    _, pending = await received(store, "wamid.pending", OLD)
+    _, dead = await received(store, "wamid.dead", OLD)
+    _, recent = await received(store, "wamid.recent", RECENT)
+    items = {i.ref: i.id for i in await store.claim_outbox("webhook", 10, NOW, 30)}
+    await store.complete_outbox([items[delivered]], OLD)
+    await store.complete_outbox([items[recent]], RECENT)  # finished, but not long ago
+    await store.retry_outbox([items[dead]], NOW, "HTTP 500", True, OLD)
+
+    deleted = await prune_all(store)
+
+    assert deleted == {"inbox": 3, "outbox": 1, "events": 1, "messages": 0}
+    assert await column(store, "SELECT id FROM events") == {pending, dead, recent}
+    assert await column(store, "SELECT ref FROM outbox") == {pending, dead, recent}
+    # The dead letter can still be replayed, and its event still goes out.
+    assert await store.replay_dead(NOW) == 1
+    again = await store.claim_outbox("webhook", 10, NOW + 31, 30)  # past the first lease
+    assert {i.ref for i in again} == {pending, dead}
+    assert all(i.body and '"wamid.' in i.body for i in again)
+
+
+async def test_messages_go_with_parts_and_history_once_their_send_is_done(store: Store) -> None:
+    await store.create_message(message("msg_old", key="order-1"), OLD)
+    await store.create_message(message("msg_queued"), OLD)
+    await store.create_message(message("msg_recent"), RECENT)
+    sends = {s.ref: s.id for s in await store.claim_outbox("send", 10, OLD, 30)}
+    await store.record_sent(
+        sends["msg_old"],
+        "msg_old",
+        "wa",
+        ["wamid.out"],
+        None,
+        sent_event("wamid.out"),
+        targets,
+        OLD,
+    )
+
+    deleted = await prune_all(store)
+
+    assert deleted["messages"] == 1
+    assert await store.get_message("msg_old") is None
+    assert await column(store, "SELECT id FROM messages") == {"msg_queued", "msg_recent"}
+    assert "msg_old" not in await column(store, "SELECT message_id FROM message_parts")
+    assert "msg_old" not in await column(store, "SELECT message_id FROM message_history")
+    queued = await store.get_message("msg_queued")
+    assert queued and queued.history  # pending send: kept whole
+    # The idempotency key is free again.
+    assert await store.create_message(message("msg_new", key="order-1"), NOW) == (
+        "msg_new",
+        "queued",
+        True,
+    )
+
+
+async def test_batches_go_oldest_first(store: Store) -> None:
+    rows = [(await received(store, f"wamid.{i}", OLD + i))[0] for i in range(5)]
+    assert await store.prune("inbox", CUTOFF, 2) == 2
+    assert await column(store, "SELECT id FROM inbox") == set(rows[2:])
+    assert await store.prune("inbox", CUTOFF, 2) == 2
+    assert await store.prune("inbox", CUTOFF, 2) == 1
+    assert await store.prune("inbox", CUTOFF, 2) == 0
+
+
+@pytest.mark.parametrize(
+    ("received_at", "expected"),
+    [
+        ([], None),
+        ([RECENT, RECENT], None),
+        ([OLD, OLD, OLD], 3),
+        ([OLD, OLD + 1, RECENT, RECENT, NOW], 2),
+        ([OLD, RECENT, OLD, RECENT, RECENT, RECENT], 1),  # a clock went back: approximate
+        ([OLD] * 40 + [RECENT] * 23, 40),
+    ],
+)
+async def test_the_last_row_before_the_cutoff_is_found_by_bisection(
+    store: Store, received_at: list[float], expected: int | None
+) -> None:
+    ids = [
+        await store.append_inbox("wa", f"k{i}", "u", "{}", b"", t)
+        for i, t in enumerate(received_at)
+    ]
+    found = await store.db.run(lambda tx: last_id_before(tx, "inbox", "received_at", CUTOFF))
+    assert found == (None if expected is None else ids[expected - 1])
+
+
+async def test_a_pass_deletes_in_batches_until_caught_up(store: Store) -> None:
+    for i in range(5):
+        await received(store, f"wamid.{i}", OLD)
+    await received(store, "wamid.recent", RECENT)
+    retention = Retention(store, RetentionConfig(batch_size=2), clock=lambda: NOW)
+
+    deleted = await retention.prune()
+
+    assert deleted == {"inbox": 5, "outbox": 0, "events": 0, "messages": 0}
+    assert len(await column(store, "SELECT id FROM inbox")) == 1
+
+
+async def test_null_keeps_for_ever(store: Store) -> None:
+    await received(store, "wamid.old", OLD)
+    await store.create_message(message("msg_old"), OLD)
+    [send] = await store.claim_outbox("send", 1, OLD, 30)
+    await store.record_send_failed(
+        send.id, "msg_old", {"code": "131026", "title": "x"}, sent_event("w"), targets, OLD
+    )
+    policy = RetentionConfig(days=None, message_days=None)
+
+    deleted = await Retention(store, policy, clock=lambda: NOW).prune()
+
+    assert deleted == {"inbox": 0, "outbox": 0, "events": 0, "messages": 0}
+    assert await store.get_message("msg_old") is not None
+
+
+async def test_a_pass_gives_way_while_ingress_is_busy(store: Store) -> None:
+    await received(store, "wamid.old", OLD)
+    [delivery] = await store.claim_outbox("webhook", 1, OLD, 30)
+    await store.complete_outbox([delivery.id], OLD)
+    answers = iter([False, True])  # busy from the second question on
+    retention = Retention(store, RetentionConfig(), busy=lambda: next(answers), clock=lambda: NOW)
+
+    assert await retention.prune() == {"inbox": 1, "outbox": 0, "events": 0, "messages": 0}
+    assert await column(store, "SELECT COUNT(*) FROM outbox") == {1}  # the pass stopped there
+    assert await Retention(store, RetentionConfig(), clock=lambda: NOW).prune() == {
+        "inbox": 0,
+        "outbox": 1,
+        "events": 1,
+        "messages": 0,
+    }
+
+
+async def test_the_gateway_runs_retention_with_the_configured_policy(tmp_path: Path) -> None:
+    from gateway.app import Gateway
+
+    data = base_config(tmp_path)
+    data["storage"]["retention"] = {"days": 9, "message_days": None, "interval_seconds": 60}
+    gateway = Gateway(config_from(data))
+    try:
+        assert gateway.retention in gateway.workers
+        assert gateway.retention.poll_interval == 60
+        assert gateway.retention.cutoffs(NOW) == {
+            "inbox": NOW - 9 * DAY,
+            "outbox": NOW - 9 * DAY,
+            "events": NOW - 9 * DAY,
+        }
+    finally:
+        await gateway.http.aclose()
+
+
+async def test_prune_command_reports_what_went(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import time
+
+    data = base_config(tmp_path)
+    data["storage"]["retention"] = {"message_days": None}
+    store = Store(sqlite_database(data["storage"]["path"]))
+    store.start()
+    try:
+        now = time.time()
+        await received(store, "wamid.old", now - 20 * DAY)
+        await received(store, "wamid.new", now)
+    finally:
+        store.close()
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    assert await asyncio.to_thread(main, ["prune", "--config", str(path)]) == 0
+
+    out = capsys.readouterr().out
+    assert "inbox\t1\n" in out and "events\t0\n" in out
+    assert "kept for ever (storage.retention.message_days: null)" in out
