@@ -4,8 +4,6 @@ Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,11 @@ import yaml
 from gateway.cli import main
 from gateway.config import RetentionConfig
 from gateway.pipeline.retention import DAY, Retention
-from gateway.schema import ChannelRef, Event, Party, Status
-from gateway.store import NewMessage, Store, sqlite_database
+from gateway.store import Store, sqlite_database
 from gateway.store.retention import PRUNERS, last_id_before
 
 from .conftest import base_config, config_from
+from .store_events import inbound, new_message, status, targets
 
 NOW = 1_790_000_000.0
 OLD = NOW - 20 * DAY  # beyond the 14-day default
@@ -27,45 +25,11 @@ RECENT = NOW - DAY
 CUTOFF = NOW - 14 * DAY
 
 
-def targets(event_type: str) -> list[str]:
-    return ["orders"]
-
-
-def text_event(wamid: str) -> Event:
-    return Event(
-        id=f"evt_{uuid.uuid4().hex}",
-        type="message",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=wamid,
-        timestamp=datetime.now(UTC),
-        sender=Party(id="16505551234"),
-        message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
-    )
-
-
-def sent_event(wamid: str) -> Event:
-    return Event(
-        id=f"evt_{uuid.uuid4().hex}",
-        type="status",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=wamid,
-        timestamp=datetime.now(UTC),
-        recipient=Party(id="16505551234"),
-        status=Status(external_id=wamid, state="sent"),
-    )
-
-
-def message(message_id: str, key: str | None = None) -> NewMessage:
-    return NewMessage(
-        message_id, "wa", "16505551234", '{"type":"text","text":"hi"}', None, "orders", key, "h"
-    )
-
-
 async def received(store: Store, key: str, at: float) -> tuple[int, str]:
     """A webhook stored and normalised at `at`: (inbox row, event id)."""
     row = await store.append_inbox("wa", key, "u", "{}", key.encode(), at)
     assert row
-    [event] = await store.record_inbound(row, [(text_event(key), f"msg:{key}")], targets, at)
+    [event] = await store.record_inbound(row, [(inbound(key), f"msg:{key}")], targets, at)
     return row, event.id
 
 
@@ -117,9 +81,9 @@ async def test_events_stay_while_a_delivery_still_needs_them(store: Store) -> No
 
 
 async def test_messages_go_with_parts_and_history_once_their_send_is_done(store: Store) -> None:
-    await store.create_message(message("msg_old", key="order-1"), OLD)
-    await store.create_message(message("msg_queued"), OLD)
-    await store.create_message(message("msg_recent"), RECENT)
+    await store.create_message(new_message("msg_old", key="order-1"), OLD)
+    await store.create_message(new_message("msg_queued"), OLD)
+    await store.create_message(new_message("msg_recent"), RECENT)
     sends = {s.ref: s.id for s in await store.claim_outbox("send", 10, OLD, 30)}
     await store.record_sent(
         sends["msg_old"],
@@ -127,7 +91,7 @@ async def test_messages_go_with_parts_and_history_once_their_send_is_done(store:
         "wa",
         ["wamid.out"],
         None,
-        sent_event("wamid.out"),
+        status("wamid.out", "sent", None),
         targets,
         OLD,
     )
@@ -142,7 +106,7 @@ async def test_messages_go_with_parts_and_history_once_their_send_is_done(store:
     queued = await store.get_message("msg_queued")
     assert queued and queued.history  # pending send: kept whole
     # The idempotency key is free again.
-    assert await store.create_message(message("msg_new", key="order-1"), NOW) == (
+    assert await store.create_message(new_message("msg_new", key="order-1"), NOW) == (
         "msg_new",
         "queued",
         True,
@@ -194,10 +158,15 @@ async def test_a_pass_deletes_in_batches_until_caught_up(store: Store) -> None:
 
 async def test_null_keeps_for_ever(store: Store) -> None:
     await received(store, "wamid.old", OLD)
-    await store.create_message(message("msg_old"), OLD)
+    await store.create_message(new_message("msg_old"), OLD)
     [send] = await store.claim_outbox("send", 1, OLD, 30)
     await store.record_send_failed(
-        send.id, "msg_old", {"code": "131026", "title": "x"}, sent_event("w"), targets, OLD
+        send.id,
+        "msg_old",
+        {"code": "131026", "title": "x"},
+        status("w", "failed", None),
+        targets,
+        OLD,
     )
     policy = RetentionConfig(days=None, message_days=None)
 

@@ -14,49 +14,9 @@ import pytest
 from gateway.schema import ChannelRef, Event, Party, Status
 from gateway.store import IdempotencyConflict, NewMessage, Store, sqlite_database
 
+from .store_events import inbound, new_message, status, targets
+
 NOW = time.time()
-
-
-def targets(event_type: str) -> list[str]:
-    return ["orders"]
-
-
-def inbound(text_id: str, sender: str = "16505551234") -> Event:
-    return Event(
-        id=f"evt_{uuid.uuid4().hex}",
-        type="message",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=text_id,
-        timestamp=datetime.now(UTC),
-        sender=Party(id=sender, name="Sheena"),
-        message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
-    )
-
-
-def status(external_id: str, state: str, raw_id: int | None = 1) -> Event:
-    return Event(
-        id=f"evt_{uuid.uuid4().hex}",
-        type="status",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=external_id,
-        timestamp=datetime.now(UTC),
-        recipient=Party(id="16505551234"),
-        status=Status(external_id=external_id, state=state),
-        raw_id=raw_id,  # type: ignore[arg-type]
-    )
-
-
-def new_message(message_id: str, key: str | None = None, body_hash: str = "h1") -> NewMessage:
-    return NewMessage(
-        message_id,
-        "wa",
-        "16505551234",
-        '{"type":"text","text":"hi"}',
-        None,
-        "orders",
-        key,
-        body_hash,
-    )
 
 
 async def test_concurrent_duplicates_store_one_row(store: Store) -> None:

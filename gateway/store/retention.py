@@ -33,23 +33,23 @@ _UNFINISHED = (
 
 
 def prune_inbox(tx: Tx, cutoff: float, limit: int) -> int:
-    last = last_id_before(tx, "inbox", "received_at", cutoff)
-    if last is None:
-        return 0
-    return tx.execute(
-        "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE id <= ? AND status = 'done'"
-        " AND received_at < ? ORDER BY id LIMIT ?)",
-        (last, cutoff, limit),
-    )
+    finished = "status = 'done' AND received_at < ?"
+    return _prune_by_id(tx, "inbox", "received_at", finished, cutoff, limit)
 
 
 def prune_outbox(tx: Tx, cutoff: float, limit: int) -> int:
-    last = last_id_before(tx, "outbox", "created_at", cutoff)
+    finished = "status IN ('done', 'failed') AND done_at < ?"
+    return _prune_by_id(tx, "outbox", "created_at", finished, cutoff, limit)
+
+
+def _prune_by_id(tx: Tx, table: str, created: str, finished: str, cutoff: float, limit: int) -> int:
+    """Delete the oldest `limit` rows created before `cutoff` that are `finished` before it."""
+    last = last_id_before(tx, table, created, cutoff)
     if last is None:
         return 0
     return tx.execute(
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id <= ?"
-        " AND status IN ('done', 'failed') AND done_at < ? ORDER BY id LIMIT ?)",
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id <= ? AND {finished}"
+        " ORDER BY id LIMIT ?)",
         (last, cutoff, limit),
     )
 
