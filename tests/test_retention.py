@@ -235,3 +235,39 @@ async def test_prune_command_reports_what_went(
     out = capsys.readouterr().out
     assert "inbox\t1\n" in out and "events\t0\n" in out
     assert "kept for ever (storage.retention.message_days: null)" in out
+
+
+def test_no_pass_scans_a_whole_table(tmp_path: Path) -> None:
+    """Every statement retention runs reads through an index: a pass over a table of millions
+    of rows must cost what a pass over a few does (SQLite's plans, read with EXPLAIN)."""
+    import sqlite3
+
+    from gateway.store.database import Tx
+    from gateway.store.schema import SQLITE_DDL, statements
+    from gateway.store.sqlite import DIALECT
+
+    conn = sqlite3.connect(tmp_path / "plans.db", isolation_level=None)
+    for statement in statements(SQLITE_DDL):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO inbox (channel_id, dedupe_key, received_at, url, headers, body, status)"
+        " VALUES ('wa', 'k', ?, 'u', '{}', x'00', 'done')",
+        (OLD,),
+    )
+    conn.execute(
+        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, done_at)"
+        " VALUES ('webhook', 'orders', 'evt_1', 'done', ?, ?, ?)",
+        (OLD, OLD, OLD),
+    )
+    run: list[str] = []
+    conn.set_trace_callback(run.append)
+    tx = Tx(conn.cursor(), DIALECT)
+    for prune in PRUNERS.values():
+        prune(tx, CUTOFF, 10)
+    conn.set_trace_callback(None)
+
+    assert any(s.startswith("DELETE FROM inbox") for s in run)  # the pass did reach the deletes
+    for statement in run:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+        scans = [s for s in plan if s.startswith("SCAN") and s != "SCAN CONSTANT ROW"]
+        assert not scans, (statement, plan)
