@@ -211,6 +211,34 @@ async def test_the_gateway_runs_retention_with_the_configured_policy(tmp_path: P
         await gateway.http.aclose()
 
 
+async def test_a_running_gateway_prunes_at_start_and_logs_it(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    import asyncio
+    import time
+
+    data = base_config(tmp_path)
+    store = Store(sqlite_database(data["storage"]["path"]))
+    store.start()
+    try:
+        await received(store, "wamid.old", time.time() - 20 * DAY)
+        recent, _ = await received(store, "wamid.recent", time.time())
+    finally:
+        store.close()
+
+    gw = await start_gateway(config_from(data))
+
+    async with asyncio.timeout(10):
+        while await column(gw.store, "SELECT id FROM inbox") != {recent}:
+            await asyncio.sleep(0.02)
+    async with asyncio.timeout(10):
+        while '"retention_pruned"' not in gw.logs.getvalue():
+            await asyncio.sleep(0.02)
+    line = next(x for x in gw.logs.getvalue().splitlines() if '"retention_pruned"' in x)
+    assert '"inbox": 1' in line
+    assert '"events": 0' in line  # its delivery to "orders" is still pending
+
+
 async def test_prune_command_reports_what_went(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
