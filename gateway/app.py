@@ -11,6 +11,7 @@ from gateway.api import Api
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
+from gateway.metrics import BACKLOG, STORE_UP
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.normaliser import Normaliser
@@ -154,15 +155,27 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def _ready(self, _request: web.Request) -> web.Response:
+        # A probe every few seconds: one trivial query, nothing that grows with the tables.
         try:
-            counts = await self.store.outbox_counts()
+            await self.store.ping()
         except Exception as exc:
+            log.warning("store_unavailable", error=type(exc).__name__)
             return web.json_response(
                 {"status": "unavailable", "reason": type(exc).__name__}, status=503
             )
-        return web.json_response({"status": "ready", "outbox": counts})
+        return web.json_response({"status": "ready"})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
+        try:
+            backlog = await self.store.backlog()
+        except Exception as exc:
+            log.warning("store_unavailable", error=type(exc).__name__)
+            STORE_UP.set(0)
+        else:
+            STORE_UP.set(1)
+            for queue, counts in backlog.items():
+                for status, rows in counts.items():
+                    BACKLOG.labels(queue, status).set(rows)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _schema(self, _request: web.Request) -> web.Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "gateway_webhooks_total", "Provider webhook requests by outcome", ["channel", "outcome"]
@@ -21,3 +21,11 @@ PROVIDER_LATENCY = Histogram(
 PRUNED = Counter(
     "gateway_retention_deleted_total", "Rows deleted by retention (storage.retention)", ["table"]
 )
+# Read from the store at each scrape (Store.backlog): alert on pending growing, on any failed
+# or dead row, and on gateway_store_up == 0.
+BACKLOG = Gauge(
+    "gateway_backlog_rows",
+    "Rows waiting per queue (inbox, send, webhook) and status, counted up to 100000",
+    ["queue", "status"],
+)
+STORE_UP = Gauge("gateway_store_up", "1 when the store answered the last scrape, else 0")

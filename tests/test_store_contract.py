@@ -132,7 +132,7 @@ async def test_retry_dead_letter_and_replay(store: Store) -> None:
     [again] = await store.claim_outbox("send", 1, NOW + 61, 30)
     assert again.attempts == 1
     await store.retry_outbox([again.id], NOW + 60, "HTTP 503", True, NOW)
-    assert (await store.outbox_counts())["send:dead"] == 1
+    assert (await store.backlog())["send"] == {"pending": 0, "dead": 1}
     assert await store.replay_dead(NOW) == 1
     assert len(await store.claim_outbox("send", 1, NOW + 1, 30)) == 1
 

@@ -28,6 +28,9 @@ from gateway.store.records import (
     prepare,
 )
 
+# Backlog counts stop here (see `backlog`); alerts belong well below it.
+BACKLOG_CAP = 100_000
+
 
 class Store:
     def __init__(self, db: Database) -> None:
@@ -336,13 +339,31 @@ class Store:
             )
         )
 
-    async def outbox_counts(self) -> dict[str, int]:
-        rows = await self.db.run(
-            lambda tx: tx.all(
-                "SELECT kind || ':' || status, COUNT(*) FROM outbox GROUP BY kind, status"
-            )
-        )
-        return {r[0]: int(r[1]) for r in rows}
+    async def ping(self) -> None:
+        """Raise unless the store answers a query."""
+        await self.db.run(lambda tx: tx.one("SELECT 1"), single_statement=True)
+
+    async def backlog(self, cap: int = BACKLOG_CAP) -> dict[str, dict[str, int]]:
+        """Rows still waiting per queue (inbox, send, webhook) and status (pending; failed or
+        dead), each counted through an index and up to `cap`: a scrape during a backlog of
+        millions must not hold the store for the time it takes to count them."""
+
+        def count(tx: Tx, sql: str, params: tuple[str, ...]) -> int:
+            capped = f"SELECT COUNT(*) FROM ({sql} LIMIT ?) AS capped"
+            return int(tx.one(capped, (*params, cap))[0])
+
+        def op(tx: Tx) -> dict[str, dict[str, int]]:
+            inbox = "SELECT 1 FROM inbox WHERE status = ?"
+            outbox = "SELECT 1 FROM outbox WHERE kind = ? AND status = ?"
+            return {
+                "inbox": {s: count(tx, inbox, (s,)) for s in ("pending", "failed")},
+                **{
+                    kind: {s: count(tx, outbox, (kind, s)) for s in ("pending", "dead")}
+                    for kind in ("send", "webhook")
+                },
+            }
+
+        return await self.db.run(op)
 
     # --- retention -------------------------------------------------------------------
     async def prune(self, table: str, cutoff: float, limit: int) -> int:
