@@ -357,3 +357,16 @@ async def test_numbered_answers_become_postbacks_until_they_expire(store: Store)
     assert ("downgraded", "carousel → numbered_text: sms has no carousel") in [
         (state, detail) for _at, state, detail in record.history
     ]
+
+
+async def test_an_empty_id_list_matches_nothing(store: Store) -> None:
+    """`IN ()` is a syntax error in PostgreSQL (and a table scan in SQLite)."""
+    from gateway.store.steps import in_list
+
+    assert await store.append_inbox("wa", "k", "u", "{}", b"{}", NOW)
+    changed = await store.db.run(
+        lambda tx: tx.execute("UPDATE inbox SET status = 'done' WHERE id IN " + in_list([]), [])
+    )
+    assert changed == 0
+    assert await store.record_inbound_batch([], targets, NOW) == {}
+    assert (await store.backlog())["inbox"]["pending"] == 1

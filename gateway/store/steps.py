@@ -20,8 +20,9 @@ from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
 
 def in_list(ids: Sequence[Any]) -> str:
-    """The placeholders of an `IN (...)` over `ids`."""
-    return "(" + ",".join("?" * len(ids)) + ")"
+    """The placeholders of an `IN (...)` over `ids`. An empty list matches nothing: `IN ()` is
+    a syntax error in PostgreSQL, and SQLite scans the whole table to find no row in it."""
+    return "(" + ",".join("?" * len(ids)) + ")" if ids else "(NULL)"
 
 
 def optional_float(value: Any) -> float | None:

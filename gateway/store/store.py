@@ -138,6 +138,9 @@ class Store:
         only the failing row is marked failed and the others still commit.
         """
 
+        if not rows:  # every row of the batch failed to parse: nothing to record
+            return {}
+
         def op(tx: Tx) -> dict[int, list[Event]]:
             tx.execute("SAVEPOINT inbound_batch")
             try:
