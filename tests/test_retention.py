@@ -4,6 +4,7 @@ Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,6 @@ async def test_the_gateway_runs_retention_with_the_configured_policy(tmp_path: P
 async def test_a_running_gateway_prunes_at_start_and_logs_it(
     tmp_path: Path, start_gateway: Any
 ) -> None:
-    import asyncio
     import time
 
     data = base_config(tmp_path)
@@ -242,7 +242,6 @@ async def test_a_running_gateway_prunes_at_start_and_logs_it(
 async def test_prune_command_reports_what_went(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
     import time
 
     data = base_config(tmp_path)
@@ -299,3 +298,12 @@ def test_no_pass_scans_a_whole_table(tmp_path: Path) -> None:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
         scans = [s for s in plan if s.startswith("SCAN") and s != "SCAN CONSTANT ROW"]
         assert not scans, (statement, plan)
+
+
+async def test_two_processes_prune_side_by_side(make_store: Any) -> None:
+    one, two = make_store(), make_store()
+    for i in range(60):
+        await received(one, f"wamid.{i}", OLD)
+    counts = await asyncio.gather(*(s.prune("inbox", CUTOFF, 7) for s in [one, two] * 10))
+    assert sum(counts) == 60
+    assert await column(one, "SELECT COUNT(*) FROM inbox") == {0}

@@ -15,6 +15,9 @@ scanning the table, so a pass that finds nothing to do costs a few index lookups
 - messages, with their parts and history: created before the message cutoff, unless their send
   is still pending. `GET /v1/messages/{id}` then answers 404, and the idempotency key is free.
 
+Several gateway processes on one PostgreSQL store prune side by side: each batch skips the
+rows another one has locked (`FOR UPDATE SKIP LOCKED`), as the workers' claims do.
+
 Contacts (opt-outs, windows, conversation ids) are never pruned; reply choices and form
 sessions hold one row per user at most, overwritten by the next one.
 """
@@ -49,7 +52,7 @@ def _prune_by_id(tx: Tx, table: str, created: str, finished: str, cutoff: float,
         return 0
     return tx.execute(
         f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id <= ? AND {finished}"
-        " ORDER BY id LIMIT ?)",
+        f" ORDER BY id LIMIT ?{tx.dialect.skip_locked})",
         (last, cutoff, limit),
     )
 
@@ -86,7 +89,8 @@ def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
 def prune_events(tx: Tx, cutoff: float, limit: int) -> int:
     return tx.execute(
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
-        f" AND NOT EXISTS ({_UNFINISHED.format(table='events')}) ORDER BY created_at LIMIT ?)",
+        f" AND NOT EXISTS ({_UNFINISHED.format(table='events')}) ORDER BY created_at LIMIT ?"
+        f"{tx.dialect.skip_locked})",
         (cutoff, limit),
     )
 
@@ -96,7 +100,8 @@ def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
         row[0]
         for row in tx.all(
             "SELECT id FROM messages WHERE created_at < ?"
-            f" AND NOT EXISTS ({_UNFINISHED.format(table='messages')}) ORDER BY created_at LIMIT ?",
+            f" AND NOT EXISTS ({_UNFINISHED.format(table='messages')}) ORDER BY created_at LIMIT ?"
+            + tx.dialect.skip_locked,
             (cutoff, limit),
         )
     ]
