@@ -5,6 +5,7 @@ Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import RetentionConfig
 from gateway.pipeline.retention import DAY, Retention
+from gateway.schema import ChannelRef, Event, Party
 from gateway.store import Store, sqlite_database
 from gateway.store.retention import PRUNERS, last_id_before
 
@@ -24,6 +26,20 @@ NOW = 1_790_000_000.0
 OLD = NOW - 20 * DAY  # beyond the 14-day default
 RECENT = NOW - DAY
 CUTOFF = NOW - 14 * DAY
+
+
+def unsupported(wamid: str, raw_id: int) -> Event:
+    """What the adapters make of a payload they cannot represent (a WhatsApp poll, say)."""
+    return Event(
+        id=f"evt_{wamid}",
+        type="unsupported",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=wamid,
+        timestamp=datetime.now(UTC),
+        sender=Party(id="16505551234"),
+        unsupported={"reason": "message type 'poll' is not supported"},  # type: ignore[arg-type]
+        raw_id=raw_id,  # type: ignore[arg-type]
+    )
 
 
 async def received(store: Store, key: str, at: float) -> tuple[int, str]:
@@ -43,16 +59,21 @@ async def prune_all(store: Store, limit: int = 100) -> dict[str, int]:
     return {table: await store.prune(table, cutoffs[table], limit) for table in PRUNERS}
 
 
-async def test_inbox_keeps_failed_pending_and_recent_rows(store: Store) -> None:
+async def test_inbox_keeps_failed_pending_unsupported_and_recent_rows(store: Store) -> None:
     old, _ = await received(store, "wamid.old", OLD)
     recent, _ = await received(store, "wamid.recent", RECENT)
     failed = await store.append_inbox("wa", "bad", "u", "{}", b"not json", OLD)
     pending = await store.append_inbox("wa", "waiting", "u", "{}", b"{}", OLD)
-    assert failed and pending
+    unknown = await store.append_inbox("wa", "wamid.poll", "u", "{}", b"{}", OLD)
+    assert failed and pending and unknown
     await store.fail_inbox(failed, "malformed JSON", OLD)
+    [kept_raw] = await store.record_inbound(
+        unknown, [(unsupported("wamid.poll", unknown), "msg:wamid.poll")], lambda _t: [], OLD
+    )
 
-    assert await store.prune("inbox", CUTOFF, 100) == 1
-    assert await column(store, "SELECT id FROM inbox") == {recent, failed, pending}
+    assert await prune_all(store) == {"inbox": 1, "outbox": 0, "events": 0, "messages": 0}
+    assert await column(store, "SELECT id FROM inbox") == {recent, failed, pending, unknown}
+    assert kept_raw.id in await column(store, "SELECT id FROM events")
     # Its dedupe key went with it: a redelivery now, beyond every provider's window, is new.
     assert await store.append_inbox("wa", "wamid.old", "u", "{}", b"again", NOW) is not None
     assert await store.append_inbox("wa", "wamid.recent", "u", "{}", b"again", NOW) is None

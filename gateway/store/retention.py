@@ -4,10 +4,12 @@ Every table that grows with traffic is pruned here, in small batches (each one t
 the SQLite store's event loop is never held for long), oldest first, found by their age without
 scanning the table, so a pass that finds nothing to do costs a few index lookups:
 
-- inbox: rows received before the cutoff and normalised (`done`). Its dedupe key goes with it, so a
-  redelivery after that is taken as new: the cutoff must stay beyond the providers' redelivery
-  windows (Meta retries for up to 7 days, providers.md §1.2). Rows that failed to parse stay
-  until they are replayed: they are the only copy of a request we acknowledged.
+- inbox: rows received before the cutoff and normalised (`done`). A row's dedupe key goes
+  with it, so a redelivery after that is taken as new: the cutoff must stay beyond the
+  providers' redelivery windows (Meta retries for up to 7 days, providers.md §1.2). Rows that
+  failed to parse stay until they are replayed: they are the only copy of a request we
+  acknowledged. So do rows that held a payload the gateway could not represent (an
+  `unsupported` event), with that event.
 - outbox: deliveries and sends finished (`done` or `failed`) before the cutoff. Dead-lettered
   ones stay until `gateway replay --dead-letters` (an operator's decision, not the clock's).
 - events: created before the cutoff, unless a delivery of theirs is still pending or dead
@@ -29,6 +31,8 @@ from collections.abc import Callable
 from gateway.store.database import Tx
 from gateway.store.steps import in_list
 
+# Raw requests that held a payload the gateway could not represent: kept, like failed ones.
+_UNSUPPORTED = "SELECT 1 FROM events WHERE events.raw_id = inbox.id AND events.type = 'unsupported'"
 # Deliveries that still need the row they point at.
 _UNFINISHED = (
     "SELECT 1 FROM outbox WHERE outbox.ref = {table}.id AND outbox.status IN ('pending', 'dead')"
@@ -36,7 +40,7 @@ _UNFINISHED = (
 
 
 def prune_inbox(tx: Tx, cutoff: float, limit: int) -> int:
-    finished = "status = 'done' AND received_at < ?"
+    finished = f"status = 'done' AND received_at < ? AND NOT EXISTS ({_UNSUPPORTED})"
     return _prune_by_id(tx, "inbox", "received_at", finished, cutoff, limit)
 
 
@@ -66,22 +70,21 @@ def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
     every row it closes (measured: 10% of the drain rate). Where a clock went backwards the
     bound is only approximate; each row's own time is checked again when it is deleted.
     """
-    # Two subqueries: SQLite reads an end of the index for a lone MIN or MAX, but scans the
-    # whole table for both in one SELECT (https://www.sqlite.org/optoverview.html#minmax).
-    low, high = tx.one(f"SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})")
-    if low is None:
+    # A lone MIN or MAX reads one end of the index; both in one SELECT would scan the table
+    # (https://www.sqlite.org/optoverview.html#minmax).
+    oldest = tx.one(f"SELECT id, {clock} FROM {table} WHERE id = (SELECT MIN(id) FROM {table})")
+    if oldest is None or oldest[1] >= cutoff:
         return None
-    (first,) = tx.one(f"SELECT {clock} FROM {table} WHERE id = ?", (low,))
-    if first >= cutoff:
-        return None
+    low: int = oldest[0]
+    (high,) = tx.one(f"SELECT MAX(id) FROM {table}")
     while low < high:  # invariant: row `low` is older than the cutoff
         middle = (low + high + 1) // 2
-        found, at = tx.one(
+        row = tx.one(
             f"SELECT id, {clock} FROM {table} WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
         )
-        if at < cutoff:
-            low = found
-        else:
+        if row is not None and row[1] < cutoff:
+            low = row[0]
+        else:  # newer from `middle` on, or (another process pruning) nothing there any more
             high = middle - 1
     return int(low)
 
@@ -89,6 +92,7 @@ def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
 def prune_events(tx: Tx, cutoff: float, limit: int) -> int:
     return tx.execute(
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
+        " AND type <> 'unsupported'"
         f" AND NOT EXISTS ({_UNFINISHED.format(table='events')}) ORDER BY created_at LIMIT ?"
         f"{tx.dialect.skip_locked})",
         (cutoff, limit),

@@ -37,6 +37,8 @@ CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_
     WHERE type = 'status' AND message_id IS NULL;
 -- Retention (store/retention.py) finds old events and messages through these.
 CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at);
+-- The raw requests behind payloads the gateway could not represent, which retention keeps.
+CREATE INDEX IF NOT EXISTS events_unsupported ON events (raw_id) WHERE type = 'unsupported';
 
 CREATE TABLE IF NOT EXISTS contacts (
     channel_id TEXT NOT NULL,
