@@ -18,7 +18,7 @@ from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Worker
 from gateway.schema import json_schema
-from gateway.store import Store, open_store
+from gateway.store import Store, StoreUnavailable, open_store
 from gateway.transport import Transport
 
 log = get_logger("gateway.app")
@@ -125,7 +125,11 @@ class Gateway:
         return app
 
     async def start(self) -> None:
-        self.store.start()
+        try:
+            self.store.start()
+        except StoreUnavailable as exc:
+            log.error("store_unavailable", backend=self.config.storage.backend, error=str(exc))
+            raise
         if self.config.storage.backend == "sqlite":
             await self.store.release_claims()  # one process owns an SQLite file
         for worker in self.workers:

@@ -13,15 +13,19 @@ from typing import Any
 from adapters import ADAPTERS
 from adapters.base import PayloadError
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.logs import REDACTOR
+from gateway.store import StoreUnavailable
 
 
 def _load(path: str) -> GatewayConfig:
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+    REDACTOR.update(config.secrets())  # for what this command prints or logs
+    return config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -339,7 +343,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except StoreUnavailable as exc:  # a clear line, not a traceback; secrets redacted
+        print(f"{args.config}: storage: {REDACTOR.scrub(str(exc))}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -6,8 +6,10 @@ location (`channels[2].app_secret: environment variable WA_SECRET is not set`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -149,8 +151,20 @@ class GatewayConfig(_Section):
         values = [k.key.get_secret_value() for k in self.api_keys]
         values += [b.secret.get_secret_value() for b in self.backends]
         if self.storage.dsn is not None:
-            values.append(self.storage.dsn.get_secret_value())
+            dsn = self.storage.dsn.get_secret_value()
+            values.append(dsn)
+            values += _dsn_passwords(dsn)  # a driver's error may quote the password alone
         return values
+
+
+def _dsn_passwords(dsn: str) -> list[str]:
+    """The password in a URL (postgresql://user:pw@host/db) or key=value DSN."""
+    found = re.findall(r"(?:^|\s)password\s*=\s*'?([^'\s]+)", dsn)
+    if "://" in dsn:
+        with contextlib.suppress(ValueError):
+            password = urllib.parse.urlsplit(dsn).password
+            found += [password, urllib.parse.unquote(password)] if password else []
+    return found
 
 
 class ConfigError(Exception):

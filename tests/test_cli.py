@@ -129,3 +129,51 @@ def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
     assert "status read" in result.stdout
     assert "round trip complete" in result.stdout
     assert list(tmp_path.iterdir()) == []  # its temporary store is gone with it
+
+
+PG_UNREACHABLE = "postgresql://gw:Sup3r-Secret-pw@127.0.0.1:1/gateway"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "--port", "0"], ["replay", "--list"], ["prune"]],
+    ids=["serve", "replay", "prune"],
+)
+def test_a_store_that_cannot_be_opened_is_one_clear_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = base_config(tmp_path)
+    data["storage"] = {"backend": "postgres", "dsn": PG_UNREACHABLE}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", command[0], "--config", str(path), *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert f"{path}: storage: cannot open the store: OperationalError: connection" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Sup3r-Secret-pw" not in done.stderr + done.stdout
+
+
+def test_a_driver_quoting_the_password_is_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    def refuse(dsn: str, **_kwargs: Any) -> None:
+        raise psycopg.OperationalError('password "Sup3r-Secret-pw" was refused')
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    data = base_config(tmp_path)
+    data["storage"] = {"backend": "postgres", "dsn": PG_UNREACHABLE}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    assert main(["prune", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert 'password "[redacted]" was refused' in err and "Sup3r" not in err

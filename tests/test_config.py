@@ -213,3 +213,18 @@ def test_a_limit_the_channel_does_not_have_stays_absent() -> None:
     narrowed = profile.narrowed({"buttons": {"header_max": 5, "max_actions": 2}})
     assert narrowed.buttons is not None
     assert narrowed.buttons.header_max is None and narrowed.buttons.max_actions == 2
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://gw:Sup3r-Secret-pw@db.internal:5432/gateway",
+        "host=db.internal user=gw password=Sup3r-Secret-pw dbname=gateway",
+        "host=db.internal password='Sup3r-Secret-pw' dbname=gateway",
+    ],
+)
+def test_the_dsn_password_is_a_secret_of_its_own(tmp_path: Path, dsn: str) -> None:
+    """Drivers may quote the password without the rest of the DSN."""
+    data = base_config(tmp_path)
+    data["storage"] = {"backend": "postgres", "dsn": dsn}
+    assert "Sup3r-Secret-pw" in parse_config(data, "c.yaml", env={}).secrets()

@@ -11,6 +11,7 @@ from gateway.store.records import (
     MessageRecord,
     NewMessage,
     OutboxItem,
+    StoreUnavailable,
 )
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import Store
@@ -24,6 +25,7 @@ __all__ = [
     "NewMessage",
     "OutboxItem",
     "Store",
+    "StoreUnavailable",
     "ThreadedDatabase",
     "open_store",
     "postgres_database",

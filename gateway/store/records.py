@@ -108,5 +108,9 @@ def prepare(event: Event, dedupe_key: str) -> PreparedEvent:
     return PreparedEvent(event, dedupe_key, event.model_dump_json(exclude_none=True))
 
 
+class StoreUnavailable(Exception):
+    """The store could not be opened (a database that does not answer, a path not writable)."""
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""

@@ -24,6 +24,7 @@ from gateway.store.records import (
     NewMessage,
     OutboxItem,
     PreparedEvent,
+    StoreUnavailable,
     TargetsFor,
     prepare,
 )
@@ -37,7 +38,11 @@ class Store:
         self.db = db
 
     def start(self) -> None:
-        self.db.start()
+        try:
+            self.db.start()
+        except Exception as exc:  # what failed is the driver's business; that it did, ours
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise StoreUnavailable(f"cannot open the store: {reason}") from exc
 
     def close(self) -> None:
         self.db.close()
