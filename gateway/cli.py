@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,10 @@ from adapters.base import PayloadError
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
 from gateway.store import StoreUnavailable
+
+# Binding failures are the operator's to fix (another process on the port, a privileged port,
+# an address this host does not have): a message, not a traceback.
+_CANNOT_LISTEN = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
 
 def _load(path: str) -> GatewayConfig:
@@ -39,13 +44,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(
         config.logging.level, config.logging.format, secrets_of(config, gateway.adapters)
     )
-    web.run_app(
-        gateway.application(),
-        host=args.host or config.server.host,
-        port=args.port if args.port is not None else config.server.port,
-        print=None,
-        access_log=None,
-    )
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    try:
+        web.run_app(gateway.application(), host=host, port=port, print=None, access_log=None)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LISTEN:
+            raise
+        print(f"{args.config}: server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

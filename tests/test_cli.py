@@ -177,3 +177,23 @@ def test_a_driver_quoting_the_password_is_redacted(
     assert main(["prune", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert 'password "[redacted]" was refused' in err and "Sup3r" not in err
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path)))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"server: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "address already in use" in done.stderr and "Traceback" not in done.stderr
