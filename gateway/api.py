@@ -97,7 +97,17 @@ class Api:
             if name is None:
                 return error(401, "unauthorized", "unknown API key")
             request[API_KEY_NAME] = name
-            return await handler(request)
+            try:
+                return await handler(request)
+            except web.HTTPException:
+                raise
+            except Exception as exc:  # the store failing under us: say so, and nothing half-done
+                log.error(
+                    "api_store_failed", path=request.path, error=f"{type(exc).__name__}: {exc}"
+                )
+                return error(
+                    503, "store_unavailable", "the request was not carried out; retry later"
+                )
 
         return guarded
 

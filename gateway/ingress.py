@@ -135,9 +135,16 @@ class Ingress:
         headers = wire.dumps(  # str(k): multidict's keys are a str subclass orjson refuses
             {str(k): v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
         ).decode()
-        row_id = await self.store.append_inbox(
-            channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
-        )
+        try:
+            row_id = await self.store.append_inbox(
+                channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
+            )
+        except Exception as exc:  # not stored, so not acknowledged: the provider retries
+            WEBHOOKS.labels(channel_id, "store_failed").inc()
+            log.error(
+                "webhook_store_failed", channel=channel_id, error=f"{type(exc).__name__}: {exc}"
+            )
+            return error(503, "store_unavailable", "the webhook was not stored; retry later")
         if row_id is None:
             WEBHOOKS.labels(channel_id, "duplicate").inc()
             log.info("webhook_duplicate", channel=channel_id, dedupe_key=dedupe_key)

@@ -122,3 +122,24 @@ async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
     assert changed.status_code == 409
     count = await gw.store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM messages"))
     assert count[0] == 1
+
+
+@pytest.mark.parametrize("method", ["create_message", "get_message"])
+async def test_a_store_failure_is_503_not_a_crash(
+    gw: Any, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    async def failing(*_args: Any) -> None:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(gw.store, method, failing)
+    async with httpx.AsyncClient() as client:
+        if method == "create_message":
+            response = await client.post(f"{gw.url}/v1/messages", json=TEXT, headers=AUTH)
+        else:
+            response = await client.get(f"{gw.url}/v1/messages/msg_1", headers=AUTH)
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": "store_unavailable",
+        "message": "the request was not carried out; retry later",
+    }
+    assert '"api_store_failed"' in gw.logs.getvalue()

@@ -167,3 +167,26 @@ async def test_the_busy_rate_comes_from_the_config(tmp_path: Path) -> None:
         assert gateway.ingress.busy_rate == 5000
     finally:
         await gateway.http.aclose()
+
+
+async def test_a_store_failure_is_503_so_the_provider_retries(
+    gw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    async def full(*_args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(gw.store, "append_inbox", full)
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/webhooks/wa-main",
+            content=BODY,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)},
+        )
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    assert '"webhook_store_failed"' in gw.logs.getvalue()
+    assert "database or disk is full" in gw.logs.getvalue()
+    monkeypatch.undo()
+    assert await inbox_count(gw.gateway) == 0
