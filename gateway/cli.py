@@ -157,18 +157,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def run() -> int:
         store.start()
         try:
+            kind = "unsupported" if args.unsupported else "failed"
             if args.list:
-                rows = await store.inbox_rows("failed")
+                rows = await (
+                    store.unsupported_rows() if args.unsupported else store.inbox_rows("failed")
+                )
                 for row_id, channel_id, reason in rows:
                     print(f"{row_id}\t{channel_id}\t{reason}")
-                print(f"{len(rows)} failed inbox row(s)")
+                print(f"{len(rows)} {kind} inbox row(s)")
                 return 0
             if args.dead_letters:
                 count = await store.replay_dead(time.time())
                 print(f"{count} dead-lettered outbox item(s) queued again")
                 return 0
-            count = await store.replay_inbox(args.channel, args.id or ())
-            print(f"{count} failed inbox row(s) queued for normalising again")
+            replay = store.replay_unsupported if args.unsupported else store.replay_inbox
+            count = await replay(args.channel, args.id or ())
+            print(f"{count} {kind} inbox row(s) queued for normalising again")
             return 0
         finally:
             store.close()
@@ -317,7 +321,12 @@ def parser() -> argparse.ArgumentParser:
         "--dead-letters", action="store_true", help="re-queue dead-lettered outbox items"
     )
     replay.add_argument(
-        "--list", action="store_true", help="list failed inbox rows and their reasons"
+        "--unsupported",
+        action="store_true",
+        help="rows whose payloads became `unsupported` events (after the adapter learnt them)",
+    )
+    replay.add_argument(
+        "--list", action="store_true", help="list failed (or unsupported) rows and their reasons"
     )
     replay.set_defaults(func=cmd_replay)
 

@@ -49,3 +49,17 @@ def new_message(message_id: str, key: str | None = None, body_hash: str = "h1") 
         key,
         body_hash,
     )
+
+
+def unsupported(wamid: str, raw_id: int) -> Event:
+    """What the adapters make of a payload they cannot represent (a WhatsApp poll, say)."""
+    return Event(
+        id=f"evt_{wamid}",
+        type="unsupported",
+        channel=ChannelRef(id="wa", type="whatsapp"),
+        external_id=wamid,
+        timestamp=datetime.now(UTC),
+        sender=Party(id="16505551234"),
+        unsupported={"reason": "message type 'poll' is not supported"},  # type: ignore[arg-type]
+        raw_id=raw_id,  # type: ignore[arg-type]
+    )

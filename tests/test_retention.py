@@ -5,7 +5,6 @@ Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,16 @@ import yaml
 from gateway.cli import main
 from gateway.config import RetentionConfig
 from gateway.pipeline.retention import DAY, Retention
-from gateway.schema import ChannelRef, Event, Party
 from gateway.store import Store, sqlite_database
 from gateway.store.retention import PRUNERS, last_id_before
 
 from .conftest import base_config, config_from
-from .store_events import inbound, new_message, status, targets
+from .store_events import inbound, new_message, status, targets, unsupported
 
 NOW = 1_790_000_000.0
 OLD = NOW - 20 * DAY  # beyond the 14-day default
 RECENT = NOW - DAY
 CUTOFF = NOW - 14 * DAY
-
-
-def unsupported(wamid: str, raw_id: int) -> Event:
-    """What the adapters make of a payload they cannot represent (a WhatsApp poll, say)."""
-    return Event(
-        id=f"evt_{wamid}",
-        type="unsupported",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=wamid,
-        timestamp=datetime.now(UTC),
-        sender=Party(id="16505551234"),
-        unsupported={"reason": "message type 'poll' is not supported"},  # type: ignore[arg-type]
-        raw_id=raw_id,  # type: ignore[arg-type]
-    )
 
 
 async def received(store: Store, key: str, at: float) -> tuple[int, str]:

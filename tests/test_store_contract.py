@@ -14,7 +14,7 @@ import pytest
 from gateway.schema import ChannelRef, Event, Party, Status
 from gateway.store import IdempotencyConflict, NewMessage, Store, sqlite_database
 
-from .store_events import inbound, new_message, status, targets
+from .store_events import inbound, new_message, status, targets, unsupported
 
 NOW = time.time()
 
@@ -370,3 +370,31 @@ async def test_an_empty_id_list_matches_nothing(store: Store) -> None:
     assert changed == 0
     assert await store.record_inbound_batch([], targets, NOW) == {}
     assert (await store.backlog())["inbox"]["pending"] == 1
+
+
+async def test_a_replayed_unknown_payload_is_superseded_by_what_it_now_is(store: Store) -> None:
+    row = await store.append_inbox("wa", "r1", "u", "{}", b"{}", NOW)
+    assert row
+    poll = unsupported("wamid.9", row)
+    [kept] = await store.record_inbound(row, [(poll, "msg:wamid.9")], targets, NOW)
+    assert await store.unsupported_rows() == [(row, "wa", "message type 'poll' is not supported")]
+    assert await store.replay_unsupported("other-channel") == 0
+    assert await store.replay_unsupported("wa") == 1
+    assert [r.id for r in await store.claim_inbox(10, NOW, 30)] == [row]
+
+    # Parsed the old way again: a duplicate, nothing new.
+    assert await store.record_inbound(row, [(poll, "msg:wamid.9")], targets, NOW) == []
+    # Parsed by an adapter that learnt the type: the new event takes the key.
+    learnt = inbound("wamid.9").model_copy(update={"raw_id": row})
+    [now_known] = await store.record_inbound(row, [(learnt, "msg:wamid.9")], targets, NOW + 1)
+    assert now_known.type == "message" and now_known.id != kept.id
+    assert await store.unsupported_rows() == []
+    # ...once: a redelivery of it later is a duplicate like any other.
+    again = inbound("wamid.9").model_copy(update={"raw_id": row})
+    assert await store.record_inbound(row, [(again, "msg:wamid.9")], targets, NOW + 2) == []
+    # Both went to the backend; the old event stays for the delivery that carried it.
+    deliveries = await store.claim_outbox("webhook", 10, NOW + 60, 30)
+    assert {d.ref for d in deliveries} == {kept.id, now_known.id}
+    assert all(d.body for d in deliveries)
+    # And its raw request is no longer held back from retention.
+    assert await store.prune("inbox", NOW + 10, 10) == 1

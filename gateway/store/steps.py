@@ -91,27 +91,48 @@ def finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
     )
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id, raw_id,"
+    " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id"
+)
+
+
 def insert_event(
     tx: Tx, event: Event, dedupe_key: str, now: float, body: str | None = None
 ) -> bool:
+    """Store `event` unless its key was seen: True when stored."""
     message_id = event.status.message_id if event.status else None
-    row = tx.one(
-        "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id, raw_id,"
-        " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
-        (
-            event.id,
-            event.channel.id,
-            dedupe_key,
-            event.type,
-            event.external_id,
-            message_id,
-            event.raw_id,
-            now,
-            body or event.model_dump_json(exclude_none=True),
-        ),
+    params = (
+        event.id,
+        event.channel.id,
+        dedupe_key,
+        event.type,
+        event.external_id,
+        message_id,
+        event.raw_id,
+        now,
+        body or event.model_dump_json(exclude_none=True),
     )
-    return row is not None
+    if tx.one(_INSERT_EVENT, params) is not None:
+        return True
+    if event.type == "unsupported" or not _supersede_unsupported(tx, event, dedupe_key):
+        return False  # a redelivery
+    return tx.one(_INSERT_EVENT, params) is not None
+
+
+def _supersede_unsupported(tx: Tx, event: Event, dedupe_key: str) -> bool:
+    """A payload the gateway could not represent before, replayed now that it can: the new
+    event takes the key. The old one stays for the deliveries that carried it, keyed aside,
+    and no longer holds its raw request back from retention."""
+    return (
+        tx.execute(
+            "UPDATE events SET dedupe_key = dedupe_key || ?, raw_id = NULL"
+            " WHERE channel_id = ? AND dedupe_key = ? AND type = 'unsupported'",
+            (f" superseded by {event.id}", event.channel.id, dedupe_key),
+        )
+        > 0
+    )
 
 
 def _touch_contact(

@@ -114,6 +114,40 @@ class Store:
 
         return await self.db.run(op)
 
+    async def replay_unsupported(
+        self, channel_id: str | None = None, row_ids: Sequence[int] = ()
+    ) -> int:
+        """Queue again the raw requests that held payloads the gateway could not represent
+        (after an adapter learnt them): what is new supersedes its `unsupported` event."""
+
+        def op(tx: Tx) -> int:
+            held = "SELECT raw_id FROM events WHERE type = 'unsupported' AND raw_id IS NOT NULL"
+            params: list[Any] = []
+            if channel_id:
+                held += " AND channel_id = ?"
+                params.append(channel_id)
+            sql = (
+                "UPDATE inbox SET status = 'pending', claimed_until = NULL"
+                f" WHERE status = 'done' AND id IN ({held})"
+            )
+            if row_ids:
+                sql += " AND id IN " + steps.in_list(row_ids)
+                params += list(row_ids)
+            return tx.execute(sql, params)
+
+        return await self.db.run(op)
+
+    async def unsupported_rows(self, limit: int = 100) -> list[tuple[int, str, str | None]]:
+        """(inbox row, channel, reason) of payloads kept as `unsupported` events."""
+        rows = await self.db.run(
+            lambda tx: tx.all(
+                "SELECT raw_id, channel_id, body FROM events WHERE type = 'unsupported'"
+                " AND raw_id IS NOT NULL ORDER BY raw_id LIMIT ?",
+                (limit,),
+            )
+        )
+        return [(int(r[0]), r[1], _unsupported_reason(r[2])) for r in rows]
+
     async def inbox_rows(self, status: str, limit: int = 100) -> list[tuple[int, str, str | None]]:
         return await self.db.run(
             lambda tx: [
@@ -453,3 +487,10 @@ class Store:
     ) -> None:
         """Remember that a recipient opted out (reason) or back in (None)."""
         await self.db.run(lambda tx: steps.set_subscription(tx, channel_id, user_id, reason, now))
+
+
+def _unsupported_reason(body: str) -> str | None:
+    """'<provider type>: <reason>' of a stored `unsupported` event."""
+    found = json.loads(body).get("unsupported") or {}
+    kind, reason = found.get("provider_type"), found.get("reason")
+    return f"{kind}: {reason}" if kind else reason
