@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -71,6 +72,13 @@ def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> byt
 
 def hub_sign(body: bytes, secret: str = WA["app_secret"]) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post_whatsapp(url: str, body: bytes, channel_id: str = "wa-main") -> httpx.Response:
+    """POST `body` to a running gateway's WhatsApp webhook, signed with the test app secret."""
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)}
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"{url}/webhooks/{channel_id}", content=body, headers=headers)
 
 
 def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.schema import ChannelRef, Event, Party, Status
 from gateway.store import NewMessage
@@ -13,28 +14,37 @@ def targets(event_type: str) -> list[str]:
     return ["orders"]
 
 
-def inbound(text_id: str, sender: str = "16505551234") -> Event:
+def whatsapp_event(type_: str, external_id: str, **fields: Any) -> Event:
     return Event(
         id=f"evt_{uuid.uuid4().hex}",
-        type="message",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=text_id,
-        timestamp=datetime.now(UTC),
-        sender=Party(id=sender, name="Sheena"),
-        message={"content": {"type": "text", "text": "hi"}},  # type: ignore[arg-type]
-    )
-
-
-def status(external_id: str, state: str, raw_id: int | None = 1) -> Event:
-    return Event(
-        id=f"evt_{uuid.uuid4().hex}",
-        type="status",
+        type=type_,  # type: ignore[arg-type]
         channel=ChannelRef(id="wa", type="whatsapp"),
         external_id=external_id,
         timestamp=datetime.now(UTC),
+        **fields,
+    )
+
+
+def inbound(text_id: str, sender: str = "16505551234") -> Event:
+    text = {"content": {"type": "text", "text": "hi"}}
+    return whatsapp_event("message", text_id, sender=Party(id=sender, name="Sheena"), message=text)
+
+
+def status(external_id: str, state: str, raw_id: int | None = 1) -> Event:
+    return whatsapp_event(
+        "status",
+        external_id,
         recipient=Party(id="16505551234"),
-        status=Status(external_id=external_id, state=state),
-        raw_id=raw_id,  # type: ignore[arg-type]
+        status=Status(external_id=external_id, state=state),  # type: ignore[arg-type]
+        raw_id=raw_id,
+    )
+
+
+def unsupported(wamid: str, raw_id: int) -> Event:
+    """What the adapters make of a payload they cannot represent (a WhatsApp poll, say)."""
+    reason = {"reason": "message type 'poll' is not supported"}
+    return whatsapp_event(
+        "unsupported", wamid, sender=Party(id="16505551234"), unsupported=reason, raw_id=raw_id
     )
 
 
@@ -48,18 +58,4 @@ def new_message(message_id: str, key: str | None = None, body_hash: str = "h1") 
         "orders",
         key,
         body_hash,
-    )
-
-
-def unsupported(wamid: str, raw_id: int) -> Event:
-    """What the adapters make of a payload they cannot represent (a WhatsApp poll, say)."""
-    return Event(
-        id=f"evt_{wamid}",
-        type="unsupported",
-        channel=ChannelRef(id="wa", type="whatsapp"),
-        external_id=wamid,
-        timestamp=datetime.now(UTC),
-        sender=Party(id="16505551234"),
-        unsupported={"reason": "message type 'poll' is not supported"},  # type: ignore[arg-type]
-        raw_id=raw_id,  # type: ignore[arg-type]
     )

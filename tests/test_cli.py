@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from gateway.cli import main
 
-from .conftest import base_config, config_from, hub_sign, inbox_settled, webhook
+from .conftest import base_config, config_from, inbox_settled, post_whatsapp, webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,12 +89,7 @@ async def test_unparseable_row_is_kept_failed_and_replayable(
             ],
         }
     ).encode()
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{gw.url}/webhooks/wa-main",
-            content=body,
-            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)},
-        )
+    response = await post_whatsapp(gw.url, body)
     assert response.status_code == 200
     await inbox_settled(gw)
     rows = await gw.store.inbox_rows("failed")
@@ -205,12 +199,7 @@ async def test_unknown_payloads_are_listed_and_replayable(
     data = base_config(tmp_path)
     gw = await start_gateway(config_from(data))
     body = (Path(__file__).parent / "fixtures" / "whatsapp" / "unsupported.json").read_bytes()
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{gw.url}/webhooks/wa-main",
-            content=body,
-            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(body)},
-        )
+    response = await post_whatsapp(gw.url, body)
     assert response.status_code == 200
     await inbox_settled(gw)
     config_path = tmp_path / "config.yaml"

@@ -12,7 +12,15 @@ from gateway.app import Gateway
 from gateway.ingress import Ingress
 from gateway.store import Store
 
-from .conftest import WA, assert_no_secrets, base_config, config_from, hub_sign, webhook
+from .conftest import (
+    WA,
+    assert_no_secrets,
+    base_config,
+    config_from,
+    hub_sign,
+    post_whatsapp,
+    webhook,
+)
 
 BODY = webhook(
     "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
@@ -73,12 +81,7 @@ async def test_bad_webhooks_are_rejected_and_not_stored(
 
 
 async def test_unknown_channel_is_404(gw: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{gw.url}/webhooks/nope",
-            content=BODY,
-            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)},
-        )
+    response = await post_whatsapp(gw.url, BODY, channel_id="nope")
     assert response.status_code == 404
     assert response.json()["error"] == "unknown_channel"
 
@@ -178,12 +181,7 @@ async def test_a_store_failure_is_503_so_the_provider_retries(
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(gw.store, "append_inbox", full)
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{gw.url}/webhooks/wa-main",
-            content=BODY,
-            headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)},
-        )
+    response = await post_whatsapp(gw.url, BODY)
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
     assert '"webhook_store_failed"' in gw.logs.getvalue()
