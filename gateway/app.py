@@ -12,6 +12,7 @@ from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
 from gateway.metrics import BACKLOG, STORE_UP
+from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.normaliser import Normaliser
@@ -120,6 +121,7 @@ class Gateway:
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/schema.json", self._schema)
+        app.router.add_get("/openapi.json", self._openapi)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -181,6 +183,9 @@ class Gateway:
                 for status, rows in counts.items():
                     BACKLOG.labels(queue, status).set(rows)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _openapi(self, _request: web.Request) -> web.Response:
+        return web.json_response(openapi())
 
     async def _schema(self, _request: web.Request) -> web.Response:
         return web.json_response(json_schema())

@@ -1,5 +1,5 @@
 """`gateway` command line: serve, check-config, normalize, render, replay, prune, channels,
-schema, demo."""
+schema, openapi, demo."""
 
 from __future__ import annotations
 
@@ -270,6 +270,13 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(_args: argparse.Namespace) -> int:
+    from gateway.openapi import openapi_text
+
+    print(openapi_text())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -347,6 +354,11 @@ def parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the normalised schema as JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    openapi = commands.add_parser(
+        "openapi", help="print the HTTP API (and the backend webhook) as OpenAPI 3.1"
+    )
+    openapi.set_defaults(func=cmd_openapi)
 
     demo = commands.add_parser(
         "demo", help="gateway + WhatsApp simulator + a backend, no credentials"

@@ -1,0 +1,232 @@
+"""The HTTP contract as an OpenAPI 3.1 document, built from the same pydantic models the
+handlers validate with, so it cannot drift from them (`gateway openapi`, GET /openapi.json).
+
+It describes the backend API, the provider webhook endpoints (their bodies are the providers'
+own formats: providers.md), the operational endpoints, and, under `webhooks`, the signed
+POST the gateway makes to every backend. A test checks that its paths are the app's routes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.pipeline.delivery import DELIVERY_HEADER, SIGNATURE_HEADER
+from gateway.preview import PreviewRequest, PreviewResponse
+from gateway.schema import ErrorBody, EventBatch, MessageAccepted, MessageView, SendMessage
+
+MODELS: tuple[type[BaseModel], ...] = (
+    SendMessage,
+    MessageAccepted,
+    MessageView,
+    PreviewRequest,
+    PreviewResponse,
+    EventBatch,
+    ErrorBody,
+)
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in MODELS:
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("ErrorBody")}
+
+
+_UNAUTHORIZED = _error("no `Authorization: Bearer <api key>`, or an unknown key")
+_INVALID = _error("the body is not valid: `problems` names each bad field")
+_STORE_DOWN = _error("the store is unavailable: nothing was done, retry later")
+
+_API_PATHS: dict[str, Any] = {
+    "/v1/messages": {
+        "post": {
+            "operationId": "sendMessage",
+            "summary": "Queue one message for a recipient on a channel",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "the same key and body return the first message (1-255 chars)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                }
+            ],
+            "requestBody": {"required": True, "content": _json("SendMessage")},
+            "responses": {
+                "202": {"description": "queued", "content": _json("MessageAccepted")},
+                "200": {
+                    "description": "the message this Idempotency-Key already queued",
+                    "content": _json("MessageAccepted"),
+                },
+                "400": _error("the body is not JSON, or the Idempotency-Key is not valid"),
+                "401": _UNAUTHORIZED,
+                "409": _error("this Idempotency-Key was used with a different body"),
+                "422": _INVALID,
+                "503": _STORE_DOWN,
+            },
+        }
+    },
+    "/v1/messages/{message_id}": {
+        "get": {
+            "operationId": "getMessage",
+            "summary": "A message's state, provider ids, downgrades and history",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {"description": "the message", "content": _json("MessageView")},
+                "401": _UNAUTHORIZED,
+                "404": _error("no such message (or retention removed it)"),
+                "503": _STORE_DOWN,
+            },
+        }
+    },
+    "/v1/preview": {
+        "post": {
+            "operationId": "previewMessage",
+            "summary": "What one message becomes on each channel, without sending it",
+            "security": [{"apiKey": []}],
+            "requestBody": {"required": True, "content": _json("PreviewRequest")},
+            "responses": {
+                "200": {
+                    "description": "one preview per channel",
+                    "content": _json("PreviewResponse"),
+                },
+                "400": _error("the body is not JSON"),
+                "401": _UNAUTHORIZED,
+                "422": _INVALID,
+            },
+        }
+    },
+}
+
+_PROVIDER_BODY = {
+    "description": "the provider's own webhook format, signed as the provider signs it",
+    "required": True,
+    "content": {
+        "application/json": {"schema": {}},
+        "application/x-www-form-urlencoded": {"schema": {}},
+    },
+}
+_CHANNEL_ID = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_WEBHOOK_PATHS: dict[str, Any] = {
+    "/webhooks/{channel_id}": {
+        "parameters": [_CHANNEL_ID],
+        "post": {
+            "operationId": "receiveWebhook",
+            "summary": "A provider's webhook: verified, stored durably, then acknowledged",
+            "requestBody": _PROVIDER_BODY,
+            "responses": {
+                "200": {"description": "stored (or a redelivery of a stored one)"},
+                "400": _error("the body is not a webhook of this channel's provider"),
+                "401": _error("the provider's signature header is missing"),
+                "403": _error("the signature does not match the body"),
+                "404": _error("no channel is configured at this path"),
+                "413": _error("the body exceeds server.max_body_bytes"),
+                "415": _error("not the provider's content type"),
+                "503": _error("not stored: the provider should retry"),
+            },
+        },
+        "get": {
+            "operationId": "verifyWebhook",
+            "summary": "Meta's subscription handshake (hub.mode, hub.verify_token, hub.challenge)",
+            "responses": {
+                "200": {"description": "the challenge, echoed", "content": {"text/plain": {}}},
+                "403": {"description": "the verify token does not match"},
+                "404": _error("no channel is configured at this path"),
+                "405": _error("this channel's webhooks are POST only"),
+            },
+        },
+    }
+}
+
+_OPERATIONS: dict[str, Any] = {
+    "/healthz": {"get": {"operationId": "health", "responses": {"200": {"description": "alive"}}}},
+    "/readyz": {
+        "get": {
+            "operationId": "ready",
+            "responses": {
+                "200": {"description": "the store answers"},
+                "503": {"description": "the store does not answer"},
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "responses": {"200": {"description": "Prometheus text format"}},
+        }
+    },
+    "/schema.json": {
+        "get": {
+            "operationId": "schema",
+            "responses": {"200": {"description": "the normalised schema as JSON Schema"}},
+        }
+    },
+    "/openapi.json": {
+        "get": {"operationId": "openapi", "responses": {"200": {"description": "this document"}}}
+    },
+}
+
+_BACKEND_WEBHOOK = {
+    "post": {
+        "summary": "Normalised events, posted to each subscribed backend (at least once)",
+        "parameters": [
+            {
+                "name": SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "sha256=<hex HMAC-SHA256(backend secret, raw body)>",
+                "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+            },
+            {
+                "name": DELIVERY_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "the same id on every retry of one delivery",
+                "schema": {"type": "string"},
+            },
+        ],
+        "requestBody": {"required": True, "content": _json("EventBatch")},
+        "responses": {
+            "2XX": {"description": "received: deduplicate on each event's `id`"},
+            "default": {"description": "anything else is retried with backoff"},
+        },
+    }
+}
+
+
+def openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Omnichannel messaging gateway",
+            "version": "1",
+            "description": "Backend API, provider webhooks, and the events posted to backends.",
+        },
+        "paths": {**_API_PATHS, **_WEBHOOK_PATHS, **_OPERATIONS},
+        "webhooks": {"events": _BACKEND_WEBHOOK},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def openapi_text() -> str:
+    return json.dumps(openapi(), indent=2, sort_keys=True)
