@@ -30,7 +30,7 @@ from gateway.schema import (
     SendOptions,
 )
 from gateway.schema.errors import problems
-from gateway.store import IdempotencyConflict, NewMessage, Store
+from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 
 log = get_logger("gateway.api")
 
@@ -101,13 +101,15 @@ class Api:
                 return await handler(request)
             except web.HTTPException:
                 raise
-            except Exception as exc:  # the store failing under us: say so, and nothing half-done
-                log.error(
-                    "api_store_failed", path=request.path, error=f"{type(exc).__name__}: {exc}"
-                )
-                return error(
-                    503, "store_unavailable", "the request was not carried out; retry later"
-                )
+            except Exception as exc:
+                if is_store_error(exc):  # nothing was half-done: a transaction is all or nothing
+                    reason = f"{type(exc).__name__}: {exc}"
+                    log.error("api_store_failed", path=request.path, error=reason)
+                    return error(
+                        503, "store_unavailable", "the request was not carried out; retry later"
+                    )
+                log.exception("api_failed", path=request.path)  # a bug of ours: the traceback
+                return error(500, "internal_error", "the gateway failed on this request")
 
         return guarded
 

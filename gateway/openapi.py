@@ -15,7 +15,14 @@ from pydantic import BaseModel
 
 from gateway.pipeline.delivery import DELIVERY_HEADER, SIGNATURE_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
-from gateway.schema import ErrorBody, EventBatch, MessageAccepted, MessageView, SendMessage
+from gateway.schema import (
+    ErrorBody,
+    EventBatch,
+    MessageAccepted,
+    MessageView,
+    SendMessage,
+    require_tags,
+)
 
 MODELS: tuple[type[BaseModel], ...] = (
     SendMessage,
@@ -34,6 +41,7 @@ def _schemas() -> dict[str, Any]:
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    require_tags(schemas)
     return schemas
 
 
@@ -48,6 +56,7 @@ def _error(description: str) -> dict[str, Any]:
 _UNAUTHORIZED = _error("no `Authorization: Bearer <api key>`, or an unknown key")
 _INVALID = _error("the body is not valid: `problems` names each bad field")
 _STORE_DOWN = _error("the store is unavailable: nothing was done, retry later")
+_BUG = _error("a failure of the gateway's own, logged with its traceback")
 
 _API_PATHS: dict[str, Any] = {
     "/v1/messages": {
@@ -75,6 +84,7 @@ _API_PATHS: dict[str, Any] = {
                 "401": _UNAUTHORIZED,
                 "409": _error("this Idempotency-Key was used with a different body"),
                 "422": _INVALID,
+                "500": _BUG,
                 "503": _STORE_DOWN,
             },
         }
@@ -91,6 +101,7 @@ _API_PATHS: dict[str, Any] = {
                 "200": {"description": "the message", "content": _json("MessageView")},
                 "401": _UNAUTHORIZED,
                 "404": _error("no such message (or retention removed it)"),
+                "500": _BUG,
                 "503": _STORE_DOWN,
             },
         }
@@ -109,6 +120,7 @@ _API_PATHS: dict[str, Any] = {
                 "400": _error("the body is not JSON"),
                 "401": _UNAUTHORIZED,
                 "422": _INVALID,
+                "500": _BUG,
             },
         }
     },

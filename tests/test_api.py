@@ -143,3 +143,48 @@ async def test_a_store_failure_is_503_not_a_crash(
         "message": "the request was not carried out; retry later",
     }
     assert '"api_store_failed"' in gw.logs.getvalue()
+
+
+async def test_a_bug_is_500_with_its_traceback_logged_not_a_store_error(
+    gw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.api
+
+    def broken(*_args: Any) -> None:
+        raise ValueError("a bug in rendering")
+
+    monkeypatch.setattr(gateway.api, "preview", broken)
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/v1/preview", json={"content": TEXT["content"]}, headers=AUTH
+        )
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    logs = gw.logs.getvalue()
+    assert '"api_failed"' in logs and "a bug in rendering" in logs and "Traceback" in logs
+
+
+@pytest.mark.parametrize("action", ["location_request", "share"])
+async def test_an_empty_action_title_is_named_not_rendered(gw: Any, action: str) -> None:
+    """Found by schemathesis: an empty location-request title reached the renderer as an
+    empty message body, which the WhatsApp and LINE renderers refuse."""
+    content = {**TEXT["content"], "quick_replies": [{"type": action, "title": ""}]}
+    response = await post(gw, {**TEXT, "content": content})
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"].endswith(".title")
+
+
+def test_store_errors_are_told_from_bugs() -> None:
+    import sqlite3
+
+    import psycopg
+
+    from gateway.store import StoreUnavailable, is_store_error
+
+    assert is_store_error(sqlite3.OperationalError("database or disk is full"))
+    assert is_store_error(OSError(28, "No space left on device"))
+    assert is_store_error(psycopg.OperationalError("server closed the connection"))
+    assert is_store_error(StoreUnavailable("store is closed"))
+    assert not is_store_error(ValueError("a bug"))
+    assert not is_store_error(KeyError("a bug"))

@@ -102,3 +102,15 @@ def test_the_backend_webhook_is_an_event_batch() -> None:
     conforms(EventBatch(events=[event]).model_dump(mode="json", exclude_none=True), "EventBatch")
     hook = openapi()["webhooks"]["events"]["post"]
     assert {p["name"] for p in hook["parameters"]} == {"X-Gateway-Signature", "X-Gateway-Delivery"}
+
+
+async def test_what_the_api_refuses_the_document_refuses_too(gw: Any) -> None:
+    """Found by schemathesis: union members carry their `type` tag with a default, so the
+    generated schema left it optional, while the API needs it to pick the member."""
+    untagged = {"to": TEXT["to"], "content": {"text": "no type"}}
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        refused = await client.post("/v1/messages", json=untagged, headers=AUTH)
+    assert refused.status_code == 422
+    with pytest.raises(jsonschema.ValidationError):
+        conforms(untagged, "SendMessage")
+    conforms(TEXT, "SendMessage")  # and the tagged one passes

@@ -67,6 +67,7 @@ __all__ = [
     "System",
     "Unsupported",
     "json_schema",
+    "require_tags",
 ]
 
 
@@ -83,11 +84,23 @@ def json_schema() -> dict[str, Any]:
     for name, schema in roots.items():
         defs.update(schema.pop("$defs", {}))
         defs[name if name != "Event" else "EventBatch"] = schema
+    require_tags(defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Omnichannel gateway schema",
         "$defs": defs,
     }
+
+
+def require_tags(schemas: dict[str, Any]) -> None:
+    """Mark each union member's `type` tag required. It has a default, so pydantic leaves it
+    out of `required`; but a union needs it to pick its member, and refuses a body without it
+    (found by schemathesis: the schema allowed what the API refused)."""
+    for schema in schemas.values():
+        if "const" in schema.get("properties", {}).get("type", {}):
+            required = schema.setdefault("required", [])
+            if "type" not in required:
+                required.insert(0, "type")
 
 
 def json_schema_text() -> str:

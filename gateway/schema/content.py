@@ -64,7 +64,7 @@ class CallAction(Model):
 @final
 class LocationRequestAction(Model):
     type: Literal["location_request"] = "location_request"
-    title: str = "Send location"
+    title: NonEmpty = "Send location"
 
 
 @final
@@ -82,7 +82,7 @@ class BuyAction(Model):
 @final
 class ShareAction(Model):
     type: Literal["share"] = "share"
-    title: str = "Share"
+    title: NonEmpty = "Share"
     url: str | None = None
 
 

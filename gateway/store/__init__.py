@@ -12,6 +12,7 @@ from gateway.store.records import (
     NewMessage,
     OutboxItem,
     StoreUnavailable,
+    is_store_error,
 )
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import Store
@@ -27,6 +28,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "ThreadedDatabase",
+    "is_store_error",
     "open_store",
     "postgres_database",
     "sqlite_database",

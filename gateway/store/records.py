@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,16 @@ def prepare(event: Event, dedupe_key: str) -> PreparedEvent:
 
 
 class StoreUnavailable(Exception):
-    """The store could not be opened (a database that does not answer, a path not writable)."""
+    """The store cannot be used: it could not be opened (a database that does not answer, a
+    path not writable), or it is closed."""
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Raised by the database under the store (disk, connection, closed), not by code above
+    it: the caller may say "retry later" rather than "bug"."""
+    if isinstance(exc, StoreUnavailable | sqlite3.Error | OSError):
+        return True
+    return type(exc).__module__.partition(".")[0] == "psycopg"  # an optional dependency
 
 
 class IdempotencyConflict(Exception):

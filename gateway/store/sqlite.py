@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
+from gateway.store.records import StoreUnavailable
 from gateway.store.schema import ADDED_COLUMNS, SQLITE_DDL, sqlite_migrations, statements
 
 log = get_logger("gateway.store")
@@ -184,7 +185,7 @@ class SQLiteDatabase:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             futures = [future for _op, future, _single in batch]
             if self._conn is None:
-                settle(futures, [(None, RuntimeError("store is closed"))] * len(batch))
+                settle(futures, [(None, StoreUnavailable("store is closed"))] * len(batch))
                 continue
             results = execute_batch(
                 self._conn, self.dialect, [(op, single) for op, _f, single in batch]
