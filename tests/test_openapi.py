@@ -114,3 +114,31 @@ async def test_what_the_api_refuses_the_document_refuses_too(gw: Any) -> None:
     with pytest.raises(jsonschema.ValidationError):
         conforms(untagged, "SendMessage")
     conforms(TEXT, "SendMessage")  # and the tagged one passes
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ({"type": "audio", "media": {}}, "content.media"),
+        (
+            {
+                "type": "form",
+                "title": "Rate us",
+                "fields": [{"name": "n", "label": "Name", "type": "text", "required": 0}],
+            },
+            "content.fields[0].required",
+        ),
+    ],
+    ids=["media without a source", "a number for a boolean"],
+)
+async def test_refused_alike_by_the_api_and_the_document(
+    gw: Any, content: dict[str, Any], field: str
+) -> None:
+    """Found by schemathesis: the document allowed what the API refused, or the reverse."""
+    body = {"to": TEXT["to"], "content": content}
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        refused = await client.post("/v1/messages", json=body, headers=AUTH)
+    assert refused.status_code == 422
+    assert [p["field"] for p in refused.json()["problems"]] == [field]
+    with pytest.raises(jsonschema.ValidationError):
+        conforms(body, "SendMessage")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeGuard, final
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 
 class Model(BaseModel):
@@ -103,6 +103,16 @@ Action = Annotated[
 
 class Media(Model):
     """A media object: by public URL, by the provider's media id, or both."""
+
+    # The rule below, in the published schemas too (a client's validator then agrees with us).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [source], "properties": {source: {"type": "string", "minLength": 1}}}
+                for source in ("url", "provider_media_id")
+            ]
+        }
+    )
 
     url: str | None = None
     provider_media_id: str | None = None
@@ -198,7 +208,7 @@ class FormField(Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     label: NonEmpty
     type: Literal["text", "email", "number", "select"] = "text"
-    required: bool = True
+    required: StrictBool = True  # 0 and 1 are not answers to 'is it required?'
     options: list[FormOption] = []
 
     @model_validator(mode="after")
@@ -247,7 +257,7 @@ class VideoContent(_MediaContent):
 @final
 class AudioContent(_MediaContent):
     type: Literal["audio"] = "audio"
-    voice: bool = False
+    voice: StrictBool = False
 
 
 @final
@@ -258,7 +268,7 @@ class FileContent(_MediaContent):
 @final
 class StickerContent(_MediaContent):
     type: Literal["sticker"] = "sticker"
-    animated: bool = False
+    animated: StrictBool = False
 
 
 @final
