@@ -6,6 +6,7 @@ events happens later, from the inbox, so a parser bug costs a replay and never a
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 
@@ -132,6 +133,9 @@ class Ingress:
             dedupe_key = adapter.dedupe_key(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
+        except Exception:  # an adapter bug on a signed request: raw first, so keep it
+            log.exception("dedupe_key_failed", channel=channel_id)
+            dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
         headers = wire.dumps(  # str(k): multidict's keys are a str subclass orjson refuses
             {str(k): v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
         ).decode()

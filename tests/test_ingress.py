@@ -188,3 +188,23 @@ async def test_a_store_failure_is_503_so_the_provider_retries(
     assert "database or disk is full" in gw.logs.getvalue()
     monkeypatch.undo()
     assert await inbox_count(gw.gateway) == 0
+
+
+async def test_a_shape_the_adapter_trips_on_is_kept_raw_and_failed_with_the_reason(
+    gw: Any,
+) -> None:
+    """Raw first: an adapter bug on an odd (but signed) shape costs a replay, never the request."""
+    from .conftest import inbox_settled
+
+    odd = (
+        b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":'
+        b'"messages","value":{"metadata":"not an object","errors":[{"code":1}]}}]}]}'
+    )
+    response = await post_whatsapp(gw.url, odd)
+    assert response.status_code == 200
+    assert '"dedupe_key_failed"' in gw.logs.getvalue()
+    again = await post_whatsapp(gw.url, odd)  # a redelivery: the body's hash is its key
+    assert again.status_code == 200 and await inbox_count(gw) == 1
+    await inbox_settled(gw)
+    [(_row, channel, reason)] = await gw.store.inbox_rows("failed")
+    assert channel == "wa-main" and reason.startswith("adapter error: AttributeError")

@@ -40,6 +40,22 @@ def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
     ]
 
 
+# What an adapter raises for a payload it cannot read: the row is marked failed with the reason.
+INVALID = (PayloadError, ValidationError, KeyError, TypeError, ValueError)
+
+
+def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
+    """The row's events, or why they cannot be read (the reason its failed row keeps). Never
+    raises: a row nobody can read waits, failed and replayable, for a fixed adapter."""
+    try:
+        return to_events(adapter, row)
+    except INVALID as exc:
+        return _reason(exc)
+    except Exception as exc:  # an adapter bug on an odd shape ('int' has no attribute 'get')
+        log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
+        return f"adapter error: {type(exc).__name__}: {exc}"
+
+
 class Normaliser(Worker):
     name = "normaliser"
 
@@ -94,11 +110,11 @@ class Normaliser(Worker):
         if adapter is None:
             await self._fail(row, f"channel {row.channel_id!r} is not configured", now)
             return None
-        try:
-            return to_events(adapter, row)
-        except (PayloadError, ValidationError, KeyError, TypeError, ValueError) as exc:
-            await self._fail(row, _reason(exc), now)
+        events = read_row(adapter, row)
+        if isinstance(events, str):
+            await self._fail(row, events, now)
             return None
+        return events
 
     async def _fail(self, row: InboxRow, reason: str, now: float) -> None:
         INBOX_FAILED.labels(row.channel_id).inc()
