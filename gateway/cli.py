@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import sys
 import time
 from pathlib import Path
@@ -376,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:  # a clear line, not a traceback; secrets redacted
         print(f"{args.config}: storage: {REDACTOR.scrub(str(exc))}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `gateway schema | head`: the reader left, which is no error
+        # Python flushes stdout again at exit: point it at /dev/null so that cannot fail
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 

@@ -216,3 +216,16 @@ async def test_unknown_payloads_are_listed_and_replayable(
     # Parsed again by the same adapter: still unknown, so nothing new reaches the backend.
     rows = await gw.store.db.run(lambda tx: tx.all("SELECT type FROM events"))
     assert [r[0] for r in rows] == ["unsupported"]
+
+
+def test_a_reader_that_stops_early_is_no_error() -> None:
+    """`gateway openapi | head`: the pipe closes under the writer."""
+    done = subprocess.run(
+        f"{sys.executable} -m gateway openapi | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == '{\n  "compo'
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
