@@ -128,8 +128,9 @@ async def test_what_the_api_refuses_the_document_refuses_too(gw: Any) -> None:
             },
             "content.fields[0].required",
         ),
+        ({"type": "location", "latitude": 52.5, "longitude": False}, "content.longitude"),
     ],
-    ids=["media without a source", "a number for a boolean"],
+    ids=["media without a source", "a number for a boolean", "a boolean for a number"],
 )
 async def test_refused_alike_by_the_api_and_the_document(
     gw: Any, content: dict[str, Any], field: str

@@ -274,8 +274,8 @@ class StickerContent(_MediaContent):
 @final
 class LocationContent(_Content):
     type: Literal["location"] = "location"
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
+    latitude: float = Field(ge=-90, le=90, strict=True)  # strict: `false` is no latitude
+    longitude: float = Field(ge=-180, le=180, strict=True)
     name: str | None = None
     address: str | None = None
     url: str | None = None
