@@ -171,8 +171,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 count = await store.replay_dead(time.time())
                 print(f"{count} dead-lettered outbox item(s) queued again")
                 return 0
-            replay = store.replay_unsupported if args.unsupported else store.replay_inbox
-            count = await replay(args.channel, args.id or ())
+            count = await store.replay_inbox(
+                args.channel, args.id or (), unsupported=args.unsupported
+            )
             print(f"{count} {kind} inbox row(s) queued for normalising again")
             return 0
         finally:

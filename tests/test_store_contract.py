@@ -378,8 +378,8 @@ async def test_a_replayed_unknown_payload_is_superseded_by_what_it_now_is(store:
     poll = unsupported("wamid.9", row)
     [kept] = await store.record_inbound(row, [(poll, "msg:wamid.9")], targets, NOW)
     assert await store.unsupported_rows() == [(row, "wa", "message type 'poll' is not supported")]
-    assert await store.replay_unsupported("other-channel") == 0
-    assert await store.replay_unsupported("wa") == 1
+    assert await store.replay_inbox("other-channel", unsupported=True) == 0
+    assert await store.replay_inbox("wa", unsupported=True) == 1
     assert [r.id for r in await store.claim_inbox(10, NOW, 30)] == [row]
 
     # Parsed the old way again: a duplicate, nothing new.

@@ -89,26 +89,23 @@ def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
     return int(low)
 
 
-def prune_events(tx: Tx, cutoff: float, limit: int) -> int:
-    return tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
-        " AND type <> 'unsupported'"
-        f" AND NOT EXISTS ({_UNFINISHED.format(table='events')}) ORDER BY created_at LIMIT ?"
-        f"{tx.dialect.skip_locked})",
-        (cutoff, limit),
+def _old_and_unneeded(tx: Tx, table: str, also: str = "") -> str:
+    """The ids of `table`'s oldest rows created before the cutoff (`?`, then the limit `?`)
+    that no pending or dead delivery still needs."""
+    return (
+        f"SELECT id FROM {table} WHERE created_at < ?{also}"
+        f" AND NOT EXISTS ({_UNFINISHED.format(table=table)})"
+        f" ORDER BY created_at LIMIT ?{tx.dialect.skip_locked}"
     )
 
 
+def prune_events(tx: Tx, cutoff: float, limit: int) -> int:
+    chosen = _old_and_unneeded(tx, "events", also=" AND type <> 'unsupported'")
+    return tx.execute(f"DELETE FROM events WHERE id IN ({chosen})", (cutoff, limit))
+
+
 def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
-    ids = [
-        row[0]
-        for row in tx.all(
-            "SELECT id FROM messages WHERE created_at < ?"
-            f" AND NOT EXISTS ({_UNFINISHED.format(table='messages')}) ORDER BY created_at LIMIT ?"
-            + tx.dialect.skip_locked,
-            (cutoff, limit),
-        )
-    ]
+    ids = [row[0] for row in tx.all(_old_and_unneeded(tx, "messages"), (cutoff, limit))]
     if not ids:
         return 0
     # Parts and history with their message: nothing is left pointing nowhere.

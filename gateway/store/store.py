@@ -99,37 +99,30 @@ class Store:
             )
         )
 
-    async def replay_inbox(self, channel_id: str | None = None, row_ids: Sequence[int] = ()) -> int:
+    async def replay_inbox(
+        self,
+        channel_id: str | None = None,
+        row_ids: Sequence[int] = (),
+        *,
+        unsupported: bool = False,
+    ) -> int:
+        """Queue rows for normalising again: those that failed to parse, or (`unsupported`)
+        those whose payloads became `unsupported` events, after an adapter learnt them (what
+        is new then supersedes the `unsupported` event)."""
+
         def op(tx: Tx) -> int:
             sql = "UPDATE inbox SET status = 'pending', claimed_until = NULL, error = NULL"
-            sql += " WHERE status = 'failed'"
+            if unsupported:
+                sql += (
+                    " WHERE status = 'done' AND id IN (SELECT raw_id FROM events"
+                    " WHERE type = 'unsupported' AND raw_id IS NOT NULL)"
+                )
+            else:
+                sql += " WHERE status = 'failed'"
             params: list[Any] = []
             if channel_id:
                 sql += " AND channel_id = ?"
                 params.append(channel_id)
-            if row_ids:
-                sql += " AND id IN " + steps.in_list(row_ids)
-                params += list(row_ids)
-            return tx.execute(sql, params)
-
-        return await self.db.run(op)
-
-    async def replay_unsupported(
-        self, channel_id: str | None = None, row_ids: Sequence[int] = ()
-    ) -> int:
-        """Queue again the raw requests that held payloads the gateway could not represent
-        (after an adapter learnt them): what is new supersedes its `unsupported` event."""
-
-        def op(tx: Tx) -> int:
-            held = "SELECT raw_id FROM events WHERE type = 'unsupported' AND raw_id IS NOT NULL"
-            params: list[Any] = []
-            if channel_id:
-                held += " AND channel_id = ?"
-                params.append(channel_id)
-            sql = (
-                "UPDATE inbox SET status = 'pending', claimed_until = NULL"
-                f" WHERE status = 'done' AND id IN ({held})"
-            )
             if row_ids:
                 sql += " AND id IN " + steps.in_list(row_ids)
                 params += list(row_ids)
