@@ -12,7 +12,7 @@ import builtins
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
@@ -216,6 +216,24 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise PayloadError("webhook body is not a JSON object")
     return payload
+
+
+def epoch_seconds(value: int | float) -> datetime:
+    """A provider's Unix time in seconds; PayloadError when no date can hold it (datetime
+    raises ValueError, OverflowError or, past the C library's range, OSError)."""
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise PayloadError(f"timestamp {value!r} is out of range") from None
+
+
+def epoch_millis(value: int | float) -> datetime:
+    """A provider's Unix time in milliseconds, kept to the millisecond without float error."""
+    try:
+        seconds, millis = divmod(value, 1000)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+    except (ValueError, OverflowError, OSError):
+        raise PayloadError(f"timestamp {value!r} is out of range") from None
 
 
 def request_key(keys: list[str], body: bytes) -> str:

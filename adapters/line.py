@@ -35,7 +35,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -50,6 +50,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    epoch_millis,
     json_object,
     request_key,
     retry_after_seconds,
@@ -608,7 +609,7 @@ def _describe(message: str, details: list[str]) -> str:
 def _timestamp(value: Any) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(f"bad timestamp {value!r}")
-    return datetime.fromtimestamp(value / 1000, UTC)
+    return epoch_millis(value)
 
 
 def _event_key(event: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -24,6 +24,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    epoch_millis,
     json_object,
     request_key,
     retry_after_seconds,
@@ -164,9 +165,10 @@ def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
 
 def _millis(value: Any) -> datetime:
     try:
-        return datetime.fromtimestamp(int(value) / 1000, UTC)
+        millis = int(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"bad timestamp {value!r}") from exc
+    return epoch_millis(millis)
 
 
 def _hashed(prefix: str, item: Any) -> str:

@@ -35,7 +35,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -50,6 +50,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    epoch_millis,
     json_object,
     retry_after_seconds,
 )
@@ -591,11 +592,10 @@ def _token(value: Any) -> str | None:
 
 
 def _timestamp(value: Any) -> datetime:
-    """Viber timestamps are epoch milliseconds; kept to the millisecond, without float error."""
+    """Viber timestamps are epoch milliseconds."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise PayloadError(f"bad timestamp {value!r}")
-    seconds, millis = divmod(value, 1000)
-    return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+    return epoch_millis(value)
 
 
 def _key(payload: dict[str, Any]) -> str:

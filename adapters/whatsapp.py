@@ -22,6 +22,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    epoch_seconds,
     json_object,
     request_key,
     retry_after_seconds,
@@ -198,9 +199,10 @@ class WhatsAppConfig(GraphConfig):
 
 def _timestamp(value: Any) -> datetime:
     try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (TypeError, ValueError) as exc:
+        seconds = int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"bad timestamp {value!r}") from exc
+    return epoch_seconds(seconds)
 
 
 def error_category(code: int) -> Literal["retry", "permanent", "unreachable"]:
@@ -656,8 +658,8 @@ def _entry_time(entry: dict[str, Any], received_at: datetime | None) -> datetime
     value = entry.get("time")
     if value:
         try:
-            return datetime.fromtimestamp(int(value), UTC)
-        except (TypeError, ValueError, OverflowError):
+            return epoch_seconds(int(value))
+        except (TypeError, ValueError, OverflowError, PayloadError):
             pass
     return received_at or datetime.fromtimestamp(0, UTC)
 
