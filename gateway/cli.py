@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from adapters import ADAPTERS
-from adapters.base import PayloadError
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
 from gateway.store import StoreUnavailable
@@ -73,6 +72,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
+    from gateway.pipeline.normaliser import adapter_error, unreadable
+
     adapter_class = ADAPTERS.get(args.channel)
     if adapter_class is None:
         print(
@@ -92,8 +93,9 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     )
     try:
         events = adapter.parse(body)
-    except (PayloadError, ValueError, KeyError, TypeError) as exc:
-        print(f"{args.file}: cannot parse as {args.channel}: {exc}", file=sys.stderr)
+    except Exception as exc:  # the reason a failed inbox row would keep
+        reason = unreadable(exc, lambda: adapter.parse(body)) or adapter_error(exc)
+        print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
         return 1
     for parsed in events:
         print(parsed.draft.model_dump_json(exclude_none=True))

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.base import Adapter, PayloadError, SendError
+
+
+def replaced(value: Any, path: Sequence[Any], new: Any) -> Any:
+    """A copy of the JSON `value` with the node at `path` (keys and indexes) replaced."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: replaced(value[head], rest, new)}
+    return [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
 
 
 def expand(value: Any) -> Any:

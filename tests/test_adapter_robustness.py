@@ -1,12 +1,13 @@
 """Property: whatever a signed request holds, the gateway keeps it and either reads its
-events or says why not: ingress gets a dedupe key (the adapter's, or a hash of the body when
-the adapter fails on the shape), and `read_row` returns events or the reason the failed row
-keeps, never an exception that would leave the row to be claimed again and again.
+events or says why not, naming the field: ingress gets a dedupe key (the adapter's, or a hash
+of the body when the adapter fails on the shape), and `read_row` returns events or the reason
+the failed row keeps, never an exception that would leave the row to be claimed again and
+again, and never a bare "adapter error: AttributeError: 'int' object has no attribute 'get'"
+where the payload's shape was at fault (adapters/shape.py finds the path).
 
 Each case starts from one of the channel's documented fixtures (the files `cases.json`
 lists) and replaces one node anywhere in it with another JSON value: the shapes a provider
-change, a proxy or an attacker holding the secret could send. adapter that fails on a shape gives a poorer reason ("adapter error: AttributeError: 'int'
-object has no attribute 'get'") than one that names the field."""
+change, a proxy or an attacker holding the secret could send."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from adapters.base import PayloadError
 from gateway.pipeline.normaliser import read_row
 from gateway.preview import placeholder_config
 from gateway.store import InboxRow
+from tests.tables import replaced
 
 FIXTURES = Path(__file__).parent / "fixtures"
 JSON_VALUES = st.recursive(
@@ -60,15 +62,6 @@ def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: replaced(value[head], rest, new)}
-    return [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
-
-
 def body_of(channel: str, value: Any) -> bytes:
     if channel == "sms":
         fields = value if isinstance(value, dict) else {"Body": value}
@@ -96,5 +89,6 @@ def test_any_one_changed_node_is_read_or_refused_with_a_reason(channel: str, dat
     events = read_row(adapter, row)  # raising here would leave the row to be claimed forever
     if isinstance(events, str):
         assert events.strip(), "a failed row must say why"
+        assert not events.startswith("adapter error"), events
     else:  # read: every event is tied to its raw request and has its dedupe key
         assert all(e.event.raw_id == 1 and e.dedupe_key for e in events)

@@ -55,6 +55,22 @@ def test_normalize_unreadable_payload(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "not a WhatsApp webhook" in capsys.readouterr().err
 
 
+def test_normalize_names_the_field_of_an_odd_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator's tool says what the failed inbox row would: the field, not a traceback."""
+    raw = tmp_path / "raw.json"
+    raw.write_text(
+        '{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field":'
+        ' "messages", "value": {"metadata": "106540352242922"}}]}]}'
+    )
+    assert main(["normalize", "--channel", "whatsapp", str(raw)]) == 1
+    assert capsys.readouterr().err == (
+        f"{raw}: cannot parse as whatsapp: invalid payload: "
+        "entry[0].changes[0].value.metadata: expected an object, got a string\n"
+    )
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
@@ -98,7 +114,7 @@ async def test_unparseable_row_is_kept_failed_and_replayable(
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
     assert await _cli(["replay", "--config", str(config_path), "--list"]) == 0
-    assert "missing field 'from'" in capsys.readouterr().out
+    assert "entry[0].changes[0].value.messages[0].from: missing" in capsys.readouterr().out
     assert await _cli(["replay", "--config", str(config_path)]) == 0
     assert "1 failed inbox row(s) queued" in capsys.readouterr().out
 

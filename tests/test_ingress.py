@@ -193,7 +193,8 @@ async def test_a_store_failure_is_503_so_the_provider_retries(
 async def test_a_shape_the_adapter_trips_on_is_kept_raw_and_failed_with_the_reason(
     gw: Any,
 ) -> None:
-    """Raw first: an adapter bug on an odd (but signed) shape costs a replay, never the request."""
+    """Raw first: an odd (but signed) shape that trips the adapter costs a replay, never the
+    request, and the failed row names the field."""
     from .conftest import inbox_settled
 
     odd = (
@@ -207,4 +208,8 @@ async def test_a_shape_the_adapter_trips_on_is_kept_raw_and_failed_with_the_reas
     assert again.status_code == 200 and await inbox_count(gw) == 1
     await inbox_settled(gw)
     [(_row, channel, reason)] = await gw.store.inbox_rows("failed")
-    assert channel == "wa-main" and reason.startswith("adapter error: AttributeError")
+    assert channel == "wa-main"
+    assert (
+        reason
+        == "invalid payload: entry[0].changes[0].value.metadata: expected an object, got a string"
+    )

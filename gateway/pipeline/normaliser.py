@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from adapters import shape
 from adapters.base import Adapter, PayloadError
 from gateway.ids import new_id
 from gateway.logs import get_logger
@@ -49,11 +50,28 @@ def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
     raises: a row nobody can read waits, failed and replayable, for a fixed adapter."""
     try:
         return to_events(adapter, row)
-    except INVALID as exc:
+    except Exception as exc:
+        reason = unreadable(exc, lambda: to_events(adapter, row))
+        if reason is None:
+            log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
+            return adapter_error(exc)
+        return reason
+
+
+def unreadable(exc: Exception, read: Callable[[], object]) -> str | None:
+    """Why reading a payload raised `exc` (`read` reads it again), or None when the payload
+    is not at fault: an adapter bug."""
+    if isinstance(exc, PayloadError):  # the adapter said what is wrong
         return _reason(exc)
-    except Exception as exc:  # an adapter bug on an odd shape ('int' has no attribute 'get')
-        log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
-        return f"adapter error: {type(exc).__name__}: {exc}"
+    # An odd shape ('str' object has no attribute 'get'): which field? Read it again.
+    where = shape.explain(read)
+    if where is not None:
+        return f"invalid payload: {where}"
+    return _reason(exc) if isinstance(exc, INVALID) else None
+
+
+def adapter_error(exc: Exception) -> str:
+    return f"adapter error: {type(exc).__name__}: {exc}"
 
 
 class Normaliser(Worker):

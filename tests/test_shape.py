@@ -1,0 +1,128 @@
+"""A payload of the wrong shape fails with the JSON path of the node the adapter tripped on
+(adapters/shape.py), and reading a payload again on its traced copy changes nothing else.
+
+The cases (`tests/fixtures/<channel>/shapes.json`) each take a documented fixture, replace one
+node and give the reason the failed inbox row must keep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from adapters import ADAPTERS, Adapter
+from adapters.shape import ShapeError, explain, traced, tracing
+from gateway.pipeline.normaliser import read_row
+from gateway.preview import placeholder_config
+from gateway.store import InboxRow
+from tests.tables import replaced
+
+FIXTURES = Path(__file__).parent / "fixtures"
+JSON_CHANNELS = [c for c in sorted(ADAPTERS) if (FIXTURES / c / "shapes.json").exists()]
+
+
+def adapter_for(channel: str) -> Adapter:
+    cls = ADAPTERS[channel]
+    return cls(placeholder_config(cls.config_model, channel))
+
+
+def shape_cases() -> list[Any]:
+    return [
+        pytest.param(channel, case, id=f"{channel}-{case['name']}")
+        for channel in JSON_CHANNELS
+        for case in json.loads((FIXTURES / channel / "shapes.json").read_text())
+    ]
+
+
+@pytest.mark.parametrize(("channel", "case"), shape_cases())
+def test_a_node_of_the_wrong_kind_is_named_by_its_path(channel: str, case: dict[str, Any]) -> None:
+    original = json.loads((FIXTURES / channel / case["file"]).read_bytes())
+    body = json.dumps(replaced(original, case["path"], case["value"])).encode()
+    reason = read_row(adapter_for(channel), InboxRow(1, channel, body, 1_749_416_383.0, 1))
+    assert reason == case["reason"]
+
+
+def documented_payloads() -> list[Any]:
+    return [
+        pytest.param(channel, case["file"], id=f"{channel}-{case['file']}")
+        for channel in JSON_CHANNELS
+        for case in json.loads((FIXTURES / channel / "cases.json").read_text())
+        if "events" in case
+    ]
+
+
+@pytest.mark.parametrize(("channel", "file"), documented_payloads())
+def test_the_traced_copy_reads_as_the_payload_does(channel: str, file: str) -> None:
+    """Every documented payload gives the same events from its traced copy: the copy only
+    ever differs where a read would fail anyway."""
+    adapter, body = adapter_for(channel), (FIXTURES / channel / file).read_bytes()
+    plain = adapter.parse(body)
+    token = tracing.set(True)
+    try:
+        again = adapter.parse(body)
+    finally:
+        tracing.reset(token)
+    assert [orjson.loads(orjson.dumps(e.draft.model_dump(mode="json"))) for e in again] == [
+        e.draft.model_dump(mode="json") for e in plain
+    ]
+    assert [e.dedupe_key for e in again] == [e.dedupe_key for e in plain]
+
+
+def test_traced_nodes_fail_like_plain_values_but_say_where() -> None:
+    payload = traced({"entry": [{"id": "1", "time": 5, "value": "x", "ratio": 0.5}]})
+    entry = payload["entry"][0]
+    # The same exception types as the plain values, so an adapter takes the same path...
+    with pytest.raises(KeyError):
+        entry["changes"]
+    with pytest.raises(AttributeError):
+        entry["value"].get("body")
+    with pytest.raises(TypeError):
+        entry["time"]["at"]
+    assert not hasattr(entry["value"], "get")  # hasattr answers as for a plain string
+    # ...and each says which node it was.
+    with pytest.raises(ShapeError, match=r"^entry\[0\]\.changes: missing$"):
+        entry["changes"]
+    with pytest.raises(ShapeError, match=r"^entry\[0\]\.value: expected an object, got a string$"):
+        entry["value"].get("body")
+    with pytest.raises(ShapeError, match=r"^entry\[0\]\.ratio: expected a list, got a number$"):
+        list(entry["ratio"])
+    with pytest.raises(ShapeError, match=r"^entry: expected a single value, got a list$"):
+        {payload["entry"]: 1}
+    with pytest.raises(ShapeError, match=r"^entry\[0\]: expected a list, got an object$"):
+        [item.get("id") for item in entry]
+    # Values compare, hash and serialise as the plain ones do.
+    assert entry["id"] == "1" and hash(entry["id"]) == hash("1") and entry["time"] == 5
+    assert orjson.loads(orjson.dumps(payload, default=float)) == {
+        "entry": [{"id": "1", "time": 5, "value": "x", "ratio": 0.5}]
+    }
+
+
+def test_an_adapter_bug_that_is_no_shape_stays_an_adapter_error() -> None:
+    """Reading again explains shapes only: a bug of the adapter's own keeps its exception
+    as the reason, logged with its traceback for whoever fixes the adapter."""
+
+    class Broken(type(adapter_for("whatsapp"))):  # type: ignore[misc]
+        def parse_received(self, body: bytes, received_at: Any) -> Any:
+            super().parse_received(body, received_at)
+            return 1 / 0
+
+    adapter = Broken(adapter_for("whatsapp").config)
+    body = (FIXTURES / "whatsapp" / "text.json").read_bytes()
+    with capture_logs() as logs:
+        reason = read_row(adapter, InboxRow(1, "whatsapp", body, 0.0, 1))
+    assert reason == "adapter error: ZeroDivisionError: division by zero"
+    assert [e["event"] for e in logs] == ["adapter_failed"] and logs[0]["exc_info"]
+
+
+def test_explain_names_nothing_for_a_read_that_succeeds_or_fails_for_another_reason() -> None:
+    assert explain(lambda: None) is None
+
+    def broken() -> None:
+        raise RuntimeError("not a shape")
+
+    assert explain(broken) is None
+    assert not tracing.get()  # reset whatever happened
