@@ -17,6 +17,7 @@ from adapters.base import Adapter, InboundRequest, PayloadError
 from gateway import wire
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
+from gateway.pipeline.normaliser import unreadable
 from gateway.store import Store
 
 log = get_logger("gateway.ingress")
@@ -133,8 +134,12 @@ class Ingress:
             dedupe_key = adapter.dedupe_key(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
-        except Exception:  # an adapter bug on a signed request: raw first, so keep it
-            log.exception("dedupe_key_failed", channel=channel_id)
+        except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
+            reason = unreadable(exc, lambda: adapter.dedupe_key(body))
+            if reason is None:
+                log.exception("dedupe_key_failed", channel=channel_id)
+            else:
+                log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
             dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
         headers = wire.dumps(  # str(k): multidict's keys are a str subclass orjson refuses
             {str(k): v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}

@@ -204,6 +204,7 @@ async def test_a_shape_the_adapter_trips_on_is_kept_raw_and_failed_with_the_reas
     response = await post_whatsapp(gw.url, odd)
     assert response.status_code == 200
     assert '"dedupe_key_failed"' in gw.logs.getvalue()
+    assert "entry[0].changes[0].value.metadata: expected an object" in gw.logs.getvalue()
     again = await post_whatsapp(gw.url, odd)  # a redelivery: the body's hash is its key
     assert again.status_code == 200 and await inbox_count(gw) == 1
     await inbox_settled(gw)
