@@ -180,7 +180,9 @@ class TracedList(_TracedContainer, list[Any]):  # type: ignore[misc]  # hashing 
         if isinstance(index, str):
             _refuse(self.path, "an object", self.kind)
         item = list.__getitem__(self, index)
-        return _handed_out(f"{self.path}[{index}]", item) if isinstance(index, int) else item
+        if not isinstance(index, int):  # a slice
+            return item
+        return _handed_out(f"{self.path}[{index % len(self)}]", item)  # [-1]: its place
 
     def __iter__(self) -> Iterator[Any]:
         return (

@@ -118,6 +118,19 @@ def test_an_adapter_bug_that_is_no_shape_stays_an_adapter_error() -> None:
     assert [e["event"] for e in logs] == ["adapter_failed"] and logs[0]["exc_info"]
 
 
+def test_a_null_is_named_by_the_read_that_confirms_it() -> None:
+    """The latest nulls read are suspects; the one the failing line trips on is named, under
+    its place in the list however it was indexed."""
+    payload = traced({"a": [1, None], "b": None, "c": {"d": None}})
+
+    def read() -> None:
+        payload["c"].get("e")  # absent: a suspect that is not at fault
+        payload["b"]  # null, read and left alone: another
+        payload["a"][-1].get("x")
+
+    assert explain(read) == "a[1]: expected an object, got null"
+
+
 def test_explain_names_nothing_for_a_read_that_succeeds_or_fails_for_another_reason() -> None:
     assert explain(lambda: None) is None
 
