@@ -245,3 +245,27 @@ def test_a_reader_that_stops_early_is_no_error() -> None:
     )
     assert done.stdout == '{\n  "compo'
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_serve_keeps_startup_objects_out_of_full_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What startup built is frozen before serving, so a full collection under load walks
+    only what requests create (gateway/cli.py: a 50 ms pause otherwise, every second or two)."""
+    import gc
+
+    from aiohttp import web
+
+    seen: dict[str, int] = {}
+
+    def run_app(app: web.Application, **_kwargs: Any) -> None:
+        seen["frozen"] = gc.get_freeze_count()
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path)))
+    monkeypatch.setattr(web, "run_app", run_app)
+    try:
+        assert main(["serve", "--config", str(path), "--port", "0"]) == 0
+    finally:
+        gc.unfreeze()
+    assert seen["frozen"] > 10_000  # the modules, models and adapters startup made
