@@ -268,7 +268,7 @@ def traced(value: Any, path: str = "") -> Any:
     plain: Python cannot subclass them; the copy remembers where it handed them out)."""
     node: _Traced
     if isinstance(value, dict):
-        # Keys stay plain (orjson writes no str subclass as a key); iterating gives TracedKeys.
+        # Keys stay plain (orjson writes no str subclass as a key); iterating yields TracedKeys.
         node = TracedDict({k: traced(v, _join(path, k)) for k, v in value.items()})
     elif isinstance(value, list):
         node = TracedList(traced(v, f"{path}[{i}]") for i, v in enumerate(value))

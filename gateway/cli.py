@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import ADAPTERS
+from adapters.failures import adapter_error, unreadable
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
 from gateway.store import StoreUnavailable
@@ -85,8 +86,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
-    from gateway.pipeline.normaliser import adapter_error, unreadable
-
     adapter_class = ADAPTERS.get(args.channel)
     if adapter_class is None:
         print(

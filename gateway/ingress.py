@@ -14,10 +14,10 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from adapters.base import Adapter, InboundRequest, PayloadError
+from adapters.failures import unreadable
 from gateway import wire
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
-from gateway.pipeline.normaliser import unreadable
 from gateway.store import Store
 
 log = get_logger("gateway.ingress")

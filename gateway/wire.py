@@ -17,15 +17,7 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_plain)
-
-
-def _plain(value: Any) -> Any:
-    """What orjson cannot write itself: a float subclass (a payload node that knows its path,
-    see adapters/shape.py) is written as its float. Called only for such values."""
-    if isinstance(value, float):
-        return float(value)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+    return orjson.dumps(value)
 
 
 def loads(data: bytes | str) -> Any:

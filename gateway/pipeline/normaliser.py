@@ -7,10 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
-from adapters import shape
-from adapters.base import Adapter, PayloadError
+from adapters.base import Adapter, ParsedEvent
+from adapters.failures import adapter_error, unreadable
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
@@ -33,16 +31,15 @@ BUSY_PAUSE = 0.0125
 LEASE_SECONDS = 30.0
 
 
+def parsed(adapter: Adapter, row: InboxRow) -> list[ParsedEvent]:
+    """What the adapter reads in the row (no ids yet): all of a read that can fail on a shape."""
+    return adapter.parse_received(row.body, datetime.fromtimestamp(row.received_at, UTC))
+
+
 def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
-    received_at = datetime.fromtimestamp(row.received_at, UTC)
     return [
-        prepare(promote(parsed.draft, new_id("evt"), row.id), parsed.dedupe_key)
-        for parsed in adapter.parse_received(row.body, received_at)
+        prepare(promote(p.draft, new_id("evt"), row.id), p.dedupe_key) for p in parsed(adapter, row)
     ]
-
-
-# What an adapter raises for a payload it cannot read: the row is marked failed with the reason.
-INVALID = (PayloadError, ValidationError, KeyError, TypeError, ValueError)
 
 
 def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
@@ -51,27 +48,11 @@ def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
     try:
         return to_events(adapter, row)
     except Exception as exc:
-        reason = unreadable(exc, lambda: to_events(adapter, row))
+        reason = unreadable(exc, lambda: parsed(adapter, row))
         if reason is None:
             log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
             return adapter_error(exc)
         return reason
-
-
-def unreadable(exc: Exception, read: Callable[[], object]) -> str | None:
-    """Why reading a payload raised `exc` (`read` reads it again), or None when the payload
-    is not at fault: an adapter bug."""
-    if isinstance(exc, PayloadError):  # the adapter said what is wrong
-        return _reason(exc)
-    # An odd shape ('str' object has no attribute 'get'): which field? Read it again.
-    where = shape.explain(read)
-    if where is not None:
-        return f"invalid payload: {where}"
-    return _reason(exc) if isinstance(exc, INVALID) else None
-
-
-def adapter_error(exc: Exception) -> str:
-    return f"adapter error: {type(exc).__name__}: {exc}"
 
 
 class Normaliser(Worker):
@@ -138,13 +119,3 @@ class Normaliser(Worker):
         INBOX_FAILED.labels(row.channel_id).inc()
         log.warning("inbox_row_failed", raw_id=row.id, channel=row.channel_id, reason=reason)
         await self.store.fail_inbox(row.id, reason, now)
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"invalid payload: {where}: {first['msg']} ({exc.error_count()} error(s))"
-    if isinstance(exc, KeyError):
-        return f"invalid payload: missing field {exc.args[0]!r}"
-    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, PayloadError) else str(exc)
