@@ -34,7 +34,8 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return f"invalid payload: {where}: {first['msg']} ({exc.error_count()} error(s))"
+        field = f"{where}: " if where else ""  # a check of the whole model names no field
+        return f"invalid payload: {field}{first['msg']} ({exc.error_count()} error(s))"
     if isinstance(exc, KeyError):
         return f"invalid payload: missing field {exc.args[0]!r}"
     return f"{type(exc).__name__}: {exc}"

@@ -15,10 +15,17 @@ booleans) are the suspects, and one more read confirms each in turn: that value 
 a stand-in that refuses misuse as the other nodes do, and it is the culprit only if the same
 line of the adapter trips on it. A failure nothing confirms keeps its original reason, so a
 reason never names a field that was not at fault.
+
+Pydantic reports a null or a boolean it refused by the model's field (`name.formatted_name`),
+not by the payload's path, and it reads the dicts it validates without our `.get`. There the
+suspects are also the payload's nulls (or booleans) whose path ends as the error's location
+does, and the stand-in is placed in the copy itself, of no type a model accepts: confirmed
+when the same line's error is about the stand-in, at the same location.
 """
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -33,8 +40,12 @@ tracing: ContextVar[bool] = ContextVar("tracing", default=False)
 _last_unmarked: ContextVar[dict[str, list[str]] | None] = ContextVar("last_unmarked", default=None)
 # How many of the latest suspects a failure may cost a confirming read each.
 SUSPECTS = 4
-# On the confirming read: the path whose null or boolean is handed out as a `_Probe`.
+# On the confirming read: the path whose null or boolean is handed out as a `_Probe`, and,
+# for a model's refusal, the kind of probe placed in the copy itself ("text" or "number").
 _probed: ContextVar[str | None] = ContextVar("probed", default=None)
+_stand_in: ContextVar[str | None] = ContextVar("stand_in", default=None)
+# The traced copies made while reading again (a body, or JSON inside one of its strings).
+_roots: ContextVar[list[Any] | None] = ContextVar("roots", default=None)
 
 
 class ShapeError(Exception):
@@ -112,7 +123,9 @@ class _Probe:
         _refuse(self.path, "a number", self.got)
 
 
-class _NullProbe(_Probe, str):
+class _Null:
+    """Falsy and equal to None, as the null it stands in for."""
+
     def __bool__(self) -> bool:
         return False
 
@@ -123,12 +136,45 @@ class _NullProbe(_Probe, str):
         return hash(None)
 
 
+class _NullProbe(_Null, _Probe, str):
+    pass
+
+
 class _BoolProbe(_Probe, int):
     pass
 
 
+# For a model's refusal the probe must be refused as the value was, so its base is what the
+# field does not take (a number where a string was refused, else a string), and still what
+# `json.dumps` writes, as an adapter may on the way.
+class _NullNumberProbe(_Null, _Probe, int):
+    pass
+
+
+class _BoolTextProbe(_Probe, str):
+    value: bool
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        return other is self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
 def _probe(path: str, value: bool | None, got: str) -> _Probe:
-    probe = _NullProbe() if value is None else _BoolProbe(value)
+    probe: _Probe
+    if _stand_in.get() == "number":
+        probe = _NullNumberProbe() if value is None else _BoolProbe(value)
+    elif value is None:
+        probe = _NullProbe()
+    elif _stand_in.get() == "text":
+        probe = _BoolTextProbe()
+        probe.value = value
+    else:
+        probe = _BoolProbe(value)
     probe.path, probe.got = path, got
     return probe
 
@@ -278,9 +324,13 @@ def traced(value: Any, path: str = "") -> Any:
         node = TracedInt(value)
     elif isinstance(value, float):
         node = TracedFloat(value)
+    elif path and path == _probed.get() and _stand_in.get():  # where a model reads it too
+        return _probe(path, value, _kind_of(value))
     else:
         return value
     node.path = path
+    if not path and (roots := _roots.get()) is not None:
+        roots.append(node)
     return node
 
 
@@ -288,7 +338,8 @@ def explain(read: Callable[[], object]) -> str | None:
     """Run `read` (an adapter parsing a body that already failed) on traced payloads: the
     path and kind of the node it tripped on, or None when that cannot be told."""
     suspects: dict[str, list[str]] = {}
-    failure = _read_traced(read, suspects, probed=None)
+    roots: list[Any] = []
+    failure = _read_traced(read, suspects, probed=None, roots=roots)
     if isinstance(failure, ShapeError):
         return str(failure)
     if isinstance(failure, ValidationError):
@@ -296,7 +347,7 @@ def explain(read: Callable[[], object]) -> str | None:
             where = getattr(error.get("input"), "path", None)
             if where is not None:
                 return f"{where or 'body'}: {error['msg']}"
-        return None
+        return _confirm_refused(read, failure, suspects, roots)
     if isinstance(failure, AttributeError | TypeError):
         # A null or a boolean: confirm the suspect of its type by reading once more.
         kind = next((k for k in ("NoneType", "bool") if f"'{k}'" in str(failure)), None)
@@ -312,21 +363,94 @@ def explain(read: Callable[[], object]) -> str | None:
     return None
 
 
-def _where_raised(exc: BaseException) -> tuple[str, int | None] | None:
-    """The file and line, outside this module, where `exc` was raised."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+def _confirm_refused(
+    read: Callable[[], object],
+    failure: ValidationError,
+    suspects: dict[str, list[str]],
+    roots: list[Any],
+) -> str | None:
+    """A model refused a null or a boolean: which one of the payload's, confirmed by placing
+    a stand-in there and seeing the same line refuse it at the same location."""
+    refused = next((e for e in failure.errors() if _unmarkable(e.get("input"))), None)
+    if refused is None:
+        return None
+    kind, location = type(refused["input"]).__name__, refused["loc"]
+    stand_in = "number" if refused["type"] == "string_type" else "text"
+    ending = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)
+    read_last = list(dict.fromkeys(reversed(suspects.get(kind, []))))[:SUSPECTS]
+    same_place = [
+        path
+        for root in roots
+        for path, value in _unmarked_leaves(root)
+        if value is refused["input"] and f".{path}".endswith(ending)
+    ][:SUSPECTS]
+    for suspect in dict.fromkeys(read_last + same_place):
+        confirmed = _read_traced(read, {}, probed=suspect, stand_in=stand_in)
+        if _where_raised(confirmed) != _where_raised(failure):
+            continue
+        if isinstance(confirmed, ShapeError) and str(confirmed).startswith(f"{suspect}:"):
+            return str(confirmed)
+        if isinstance(confirmed, ValidationError) and any(
+            getattr(e.get("input"), "path", None) == suspect and e["loc"] == location
+            for e in confirmed.errors()
+        ):
+            return f"{suspect}: {refused['msg']}"
+    return None
+
+
+def _unmarkable(value: object) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _unmarked_leaves(node: Any) -> Iterator[tuple[str, bool | None]]:
+    """The nulls and booleans under a traced node, with their paths (read without marking)."""
+    if isinstance(node, TracedDict):
+        children = ((_join(node.path, k), v) for k, v in dict.items(node))
+    elif isinstance(node, TracedList):
+        children = ((f"{node.path}[{i}]", v) for i, v in enumerate(list.__iter__(node)))
+    else:
+        return
+    for path, value in children:
+        if _unmarkable(value):
+            yield path, value
+        else:
+            yield from _unmarked_leaves(value)
+
+
+def _where_raised(exc: BaseException | None) -> tuple[str, int | None] | None:
+    """The file and line, outside this module and pydantic, where `exc` was raised."""
+    if exc is None:
+        return None
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename != __file__ and f"{os.sep}pydantic{os.sep}" not in f.filename
+    ]
     return (frames[-1].filename, frames[-1].lineno) if frames else None
 
 
 def _read_traced(
-    read: Callable[[], object], suspects: dict[str, list[str]], probed: str | None
+    read: Callable[[], object],
+    suspects: dict[str, list[str]],
+    probed: str | None,
+    *,
+    stand_in: str | None = None,
+    roots: list[Any] | None = None,
 ) -> Exception | None:
-    tokens = (tracing.set(True), _last_unmarked.set(suspects), _probed.set(probed))
+    tokens = (
+        tracing.set(True),
+        _last_unmarked.set(suspects),
+        _probed.set(probed),
+        _stand_in.set(stand_in),
+        _roots.set(roots),
+    )
     try:
         read()
     except Exception as exc:
         return exc
     finally:
+        _roots.reset(tokens[4])
+        _stand_in.reset(tokens[3])
         _probed.reset(tokens[2])
         _last_unmarked.reset(tokens[1])
         tracing.reset(tokens[0])

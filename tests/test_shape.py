@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import BaseModel, Field
 from structlog.testing import capture_logs
 
 from adapters import ADAPTERS, Adapter
@@ -139,3 +140,48 @@ def test_explain_names_nothing_for_a_read_that_succeeds_or_fails_for_another_rea
 
     assert explain(broken) is None
     assert not tracing.get()  # reset whatever happened
+
+
+class _Named(BaseModel):
+    name: str
+
+
+class _Card(BaseModel):
+    owner: _Named
+    rating: float = Field(strict=True)
+
+
+def test_a_null_a_model_refuses_is_named_by_its_path_not_the_models_field() -> None:
+    """Pydantic names the model's field (`owner.name`) and reads the dict without our `.get`;
+    the payload's null whose path ends the same way, confirmed by a stand-in, is named. A
+    decoy at the same ending that the model never read is not."""
+    raw = {"decoy": {"owner": {"name": None}}, "cards": [{"owner": {"name": None}}]}
+
+    def read() -> None:
+        payload = traced(raw)  # as `json_object` does, inside the read
+        _Card.model_validate({**payload["cards"][0], "rating": 4.5})
+
+    assert explain(read) == "cards[0].owner.name: Input should be a valid string"
+
+
+def test_a_boolean_passed_on_by_the_adapter_is_named_by_the_read_that_confirms_it() -> None:
+    raw = {"meta": {"flag": True}, "stars": True}
+
+    def read() -> None:
+        payload = traced(raw)
+        payload["meta"].get("flag")  # another boolean read, not at fault
+        _Card(owner=_Named(name="x"), rating=payload.get("stars") or 0.0)
+
+    assert explain(read) == "stars: Input should be a valid number"
+
+
+def test_a_null_from_the_adapter_itself_is_not_blamed_on_the_payload() -> None:
+    """The model refuses a null that the adapter wrote, not one it read: the payload's null
+    with the same ending is no culprit, and the reason stays the model's."""
+    raw = {"owner": {"name": None}}
+
+    def read() -> None:
+        traced(raw)
+        _Named.model_validate({"name": None})
+
+    assert explain(read) is None
