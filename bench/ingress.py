@@ -81,9 +81,9 @@ def webhook(i: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def write_data(path: Path, count: int) -> None:
+def write_data(path: Path, count: int, start: int = 0) -> None:
     with path.open("wb") as out:
-        for i in range(count):
+        for i in range(start, start + count):
             body = webhook(i)
             sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
             out.write(sig.encode() + b"\t" + body + b"\n")
