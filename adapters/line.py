@@ -54,6 +54,7 @@ from adapters.base import (
     json_object,
     request_key,
     retry_after_seconds,
+    signatures_match,
 )
 from adapters.line_rich import utf16_len
 from gateway.downgrade.profile import (
@@ -226,7 +227,7 @@ class LineAdapter(Adapter):
     def verify(self, request: InboundRequest) -> bool:
         provided = _header(request.headers, SIGNATURE_HEADER) or ""
         expected = signature(self.config.channel_secret.get_secret_value(), request.body)
-        return hmac.compare_digest(provided.encode(), expected.encode())
+        return signatures_match(provided, expected)
 
     def dedupe_key(self, body: bytes) -> str:
         events = _events(json_object(body))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from adapters.base import Adapter, ChannelConfig, InboundRequest, Reply
+from adapters.base import Adapter, ChannelConfig, InboundRequest, Reply, signatures_match
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -34,7 +34,7 @@ def hub_signature(app_secret: str, body: bytes) -> str:
 def verify_hub_signature(headers: Mapping[str, str], body: bytes, app_secret: str) -> bool:
     provided = headers.get(SIGNATURE_HEADER, "")
     # Meta sends lowercase hex; compare case-insensitively but in constant time.
-    return hmac.compare_digest(provided.lower().encode(), hub_signature(app_secret, body).encode())
+    return signatures_match(provided.lower(), hub_signature(app_secret, body))
 
 
 def graph_error(payload: object) -> tuple[int, str, str]:

@@ -53,6 +53,7 @@ from adapters.base import (
     epoch_millis,
     json_object,
     retry_after_seconds,
+    signatures_match,
 )
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -252,7 +253,7 @@ class ViberAdapter(Adapter):
     def verify(self, request: InboundRequest) -> bool:
         provided = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
         expected = signature(self.config.auth_token.get_secret_value(), request.body)
-        return bool(provided) and hmac.compare_digest(provided.encode(), expected.encode())
+        return bool(provided) and signatures_match(provided, expected)
 
     def dedupe_key(self, body: bytes) -> str:
         # One event per request: the key is the event name and its message_token.

@@ -54,6 +54,16 @@ async def _body(request: web.Request, model: type[_Body], what: str) -> _Body | 
         return _invalid(what, problems(exc, data))
 
 
+def _valid_idempotency_key(key: str) -> bool:
+    if not 0 < len(key) <= 255:
+        return False
+    try:  # bytes that are not UTF-8 arrive surrogate-escaped, and no store can keep them
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _invalid(what: str, found: list[tuple[str, str]]) -> web.Response:
     return web.json_response(
         {
@@ -93,7 +103,8 @@ class Api:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token:
                 return error(401, "unauthorized", "Authorization: Bearer <api key> is required")
-            name = self._key_name(token.encode())
+            # Header bytes that are not UTF-8 arrive surrogate-escaped: compare the bytes sent.
+            name = self._key_name(token.encode("utf-8", "surrogateescape"))
             if name is None:
                 return error(401, "unauthorized", "unknown API key")
             request[API_KEY_NAME] = name
@@ -129,9 +140,11 @@ class Api:
                 "the message", [("to.channel", f"unknown channel {message.to.channel!r}")]
             )
         idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+        if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             return error(
-                400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"
+                400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 characters of UTF-8",
             )
         canonical = message.model_dump_json(exclude_none=True)
         record = NewMessage(

@@ -7,6 +7,7 @@ events happens later, from the inbox, so a parser bug costs a replay and never a
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 
@@ -24,6 +25,18 @@ log = get_logger("gateway.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
+
+
+def kept_headers(headers: Mapping[str, str]) -> str:
+    """The request's headers as JSON, minus transport ones, kept beside the raw body."""
+    # str(k): multidict's keys are a str subclass orjson refuses.
+    kept = {str(k): v for k, v in headers.items() if k.lower() not in _NOT_KEPT}
+    try:
+        return wire.dumps(kept).decode()
+    except TypeError:
+        # Header bytes that are not UTF-8 reach us as surrogate escapes, which orjson refuses;
+        # the standard library writes them as \udcXX escapes, so the bytes stay recoverable.
+        return json.dumps(kept)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -141,9 +154,7 @@ class Ingress:
             else:
                 log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
             dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
-        headers = wire.dumps(  # str(k): multidict's keys are a str subclass orjson refuses
-            {str(k): v for k, v in request.headers.items() if k.lower() not in _NOT_KEPT}
-        ).decode()
+        headers = kept_headers(request.headers)
         try:
             row_id = await self.store.append_inbox(
                 channel_id, dedupe_key, inbound.public_url, headers, body, time.time()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 
+from adapters import ADAPTERS
+from adapters.base import InboundRequest
 from gateway.app import Gateway
 from gateway.ingress import Ingress
+from gateway.preview import placeholder_config
 from gateway.store import Store
 
 from .conftest import (
+    API_KEY,
     WA,
     assert_no_secrets,
     base_config,
@@ -214,3 +219,68 @@ async def test_a_shape_the_adapter_trips_on_is_kept_raw_and_failed_with_the_reas
         reason
         == "invalid payload: entry[0].changes[0].value.metadata: expected an object, got a string"
     )
+
+
+# Header bytes that are not UTF-8 (obs-text, which HTTP allows): aiohttp hands them over as
+# surrogate escapes, which `.encode()` and orjson refuse. A proxy adding a Latin-1 header to a
+# genuine webhook, or a forger sending such a signature, once got a 500 with a traceback.
+LATIN_1 = b"caf\xe9"
+
+
+async def test_a_signed_webhook_with_a_header_that_is_not_utf8_is_stored_with_it(gw: Any) -> None:
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"X-Hub-Signature-256", hub_sign(BODY).encode()),
+        (b"X-Forwarded-Note", LATIN_1),
+    ]
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{gw.url}/webhooks/wa-main", content=BODY, headers=headers)
+    assert response.status_code == 200
+    row = await gw.store.db.run(lambda tx: tx.one("SELECT body, headers FROM inbox"))
+    assert bytes(row[0]) == BODY
+    kept = json.loads(row[1])  # the bytes stay recoverable from the stored headers
+    assert kept["X-Forwarded-Note"].encode("utf-8", "surrogateescape") == LATIN_1
+
+
+async def test_a_signature_that_is_not_utf8_is_403_not_a_crash(gw: Any) -> None:
+    headers = [(b"Content-Type", b"application/json"), (b"X-Hub-Signature-256", b"sha256=\xff\xfe")]
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{gw.url}/webhooks/wa-main", content=BODY, headers=headers)
+    assert response.status_code == 403
+    assert response.json()["error"] == "invalid_signature"
+    assert await inbox_count(gw) == 0
+
+
+@pytest.mark.parametrize("channel_type", sorted(ADAPTERS))
+def test_every_adapter_refuses_a_signature_that_is_not_utf8(channel_type: str) -> None:
+    adapter_type = ADAPTERS[channel_type]
+    adapter = adapter_type(placeholder_config(adapter_type.config_model, channel_type))
+    body = b"Body=hello&From=%2B14155550100" if channel_type == "sms" else b"{}"
+    forged = "sha256=" + LATIN_1.decode("utf-8", "surrogateescape")
+    request = InboundRequest(
+        "POST", "https://gateway.example.com/webhooks/x", {adapter.signature_header: forged}, body
+    )
+    assert adapter.verify(request) is False
+
+
+async def test_api_headers_that_are_not_utf8_get_their_documented_answers(gw: Any) -> None:
+    message = {
+        "to": {"channel": "wa-main", "id": "16505551234"},
+        "content": {"type": "text", "text": "hi"},
+    }
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        forged = await client.post(
+            "/v1/messages", json=message, headers=[(b"Authorization", b"Bearer " + LATIN_1)]
+        )
+        assert forged.status_code == 401
+        assert forged.json()["error"] == "unauthorized"
+        odd_key = await client.post(
+            "/v1/messages",
+            json=message,
+            headers=[
+                (b"Authorization", f"Bearer {API_KEY}".encode()),
+                (b"Idempotency-Key", LATIN_1),
+            ],
+        )
+        assert odd_key.status_code == 400
+        assert odd_key.json()["error"] == "invalid_idempotency_key"
