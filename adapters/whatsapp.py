@@ -684,8 +684,11 @@ def _plus(number: Any) -> str | None:
 def _list(value: Any, name: str) -> list[dict[str, Any]]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+    if not isinstance(value, list):
         raise PayloadError(f"{name} is not a list of objects")
+    for item in value:  # a loop, not all(): this runs twice per webhook on the ack path
+        if not isinstance(item, dict):
+            raise PayloadError(f"{name} is not a list of objects")
     return value
 
 

@@ -151,7 +151,9 @@ def gateway(args: argparse.Namespace, data: Data, work: Path, out_dir: Path) -> 
         )
         left = inbox_status(db).get("pending", 0)
         acked = sum(inbox_status(db).values()) - before
-        if acked != requests:  # wrk wrapped around the data: duplicates cost less
+        # More stored than wrk counted: requests in flight when it stopped. Fewer: wrk wrapped
+        # around the data, and duplicates cost less than new webhooks.
+        if acked < requests:
             raise SystemExit(f"{requests} requests but {acked} stored: more data is needed")
 
         def drain() -> None:
