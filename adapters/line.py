@@ -57,6 +57,7 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.line_rich import utf16_len
+from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -578,7 +579,7 @@ def _raise(error: SendError) -> str:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body) if body else {}
+        return wire.loads(body) if body else {}
     except ValueError:
         return {}
 

@@ -34,6 +34,7 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
+from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -471,7 +472,7 @@ class MessengerAdapter(GraphAdapter):
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         try:
-            payload = json.loads(body) if body else {}
+            payload = wire.loads(body) if body else {}
         except ValueError:
             payload = {}
         if 200 <= status < 300:

@@ -13,7 +13,6 @@ and the sorted parameters. Sends go through the official SDK (`adapters.sms_send
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from adapters.base import (
     retry_after_seconds,
 )
 from adapters.sms_segments import segments
+from gateway import wire
 from gateway.downgrade.profile import Profile
 from gateway.plaintext import action_line, numbered, to_text
 from gateway.schema import (
@@ -534,7 +534,7 @@ class SmsAdapter(Adapter):
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         try:
-            payload = json.loads(body) if body else {}
+            payload = wire.loads(body) if body else {}
         except ValueError:
             payload = {}
         if not isinstance(payload, dict):

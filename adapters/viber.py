@@ -55,6 +55,7 @@ from adapters.base import (
     retry_after_seconds,
     signatures_match,
 )
+from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -708,7 +709,7 @@ def _contact_card(contact: Contact) -> dict[str, Any] | None:
 
 def _answer(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body) if body else {}
+        payload = wire.loads(body) if body else {}
     except ValueError:
         payload = {}
     return payload if isinstance(payload, dict) else {}

@@ -32,6 +32,7 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
+from gateway import wire
 from gateway.downgrade.profile import (
     CHOICE_KINDS,
     ButtonsProfile,
@@ -462,7 +463,7 @@ class WhatsAppAdapter(GraphAdapter):
             return EventDraft(type="postback", postback=postback, **common)
         if kind == "nfm_reply":  # a WhatsApp Flow was completed
             reply = data["nfm_reply"]
-            values = json.loads(reply.get("response_json") or "{}")
+            values = wire.loads(reply.get("response_json") or "{}")
             content = FormResponseContent(
                 form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values
             )
@@ -605,7 +606,7 @@ class WhatsAppAdapter(GraphAdapter):
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         try:
-            payload = json.loads(body) if body else {}
+            payload = wire.loads(body) if body else {}
         except ValueError:
             payload = {}
         if 200 <= status < 300:

@@ -14,9 +14,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
+from gateway import wire
 from gateway.config import ApiKey
 from gateway.ids import new_id
-from gateway.ingress import error
+from gateway.ingress import UNREADABLE_BODY, error
 from gateway.logs import get_logger
 from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
@@ -45,8 +46,12 @@ _Body = TypeVar("_Body", bound=BaseModel)
 async def _body(request: web.Request, model: type[_Body], what: str) -> _Body | web.Response:
     """The request's JSON as `model`, or the 400/422 answer naming what is wrong."""
     try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        raw = await request.read()
+    except web.RequestPayloadError:
+        return error(400, "unreadable_body", UNREADABLE_BODY)
+    try:
+        data = wire.loads(raw)
+    except ValueError:  # UnicodeDecodeError and JSON nested too deeply included
         return error(400, "malformed_json", "the request body is not valid JSON")
     try:
         return model.model_validate(data)

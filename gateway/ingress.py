@@ -27,6 +27,10 @@ log = get_logger("gateway.ingress")
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
 
 
+# aiohttp decodes Content-Encoding and chunked framing before the body reaches us.
+UNREADABLE_BODY = "the body could not be read: its Content-Encoding or chunked framing is broken"
+
+
 def kept_headers(headers: Mapping[str, str]) -> str:
     """The request's headers as JSON, minus transport ones, kept beside the raw body."""
     # str(k): multidict's keys are a str subclass orjson refuses.
@@ -126,6 +130,8 @@ class Ingress:
             return self._reject(
                 channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
             )
+        except web.RequestPayloadError:
+            return self._reject(channel_id, 400, "unreadable_body", UNREADABLE_BODY)
         inbound = InboundRequest(
             method=request.method,
             public_url=self.public_url + request.path_qs,

@@ -80,7 +80,9 @@ _API_PATHS: dict[str, Any] = {
                     "description": "the message this Idempotency-Key already queued",
                     "content": _json("MessageAccepted"),
                 },
-                "400": _error("the body is not JSON, or the Idempotency-Key is not valid"),
+                "400": _error(
+                    "the body is not JSON or cannot be read, or the Idempotency-Key is not valid"
+                ),
                 "401": _UNAUTHORIZED,
                 "409": _error("this Idempotency-Key was used with a different body"),
                 "422": _INVALID,
@@ -117,7 +119,7 @@ _API_PATHS: dict[str, Any] = {
                     "description": "one preview per channel",
                     "content": _json("PreviewResponse"),
                 },
-                "400": _error("the body is not JSON"),
+                "400": _error("the body is not JSON, or cannot be read"),
                 "401": _UNAUTHORIZED,
                 "422": _INVALID,
                 "500": _BUG,
@@ -145,7 +147,9 @@ _WEBHOOK_PATHS: dict[str, Any] = {
             "requestBody": _PROVIDER_BODY,
             "responses": {
                 "200": {"description": "stored (or a redelivery of a stored one)"},
-                "400": _error("the body is not a webhook of this channel's provider"),
+                "400": _error(
+                    "the body is not a webhook of this channel's provider, or cannot be read"
+                ),
                 "401": _error("the provider's signature header is missing"),
                 "403": _error("the signature does not match the body"),
                 "404": _error("no channel is configured at this path"),

@@ -25,11 +25,15 @@ def loads(data: bytes | str) -> Any:
     a lone surrogate (an emoji cut in half by a sender) or NaN still reads, and the error of a
     body that is not JSON at all is the standard library's. orjson reads integers of up to 64
     bits exactly (Viber's message_token, the longest provider number, is one); wider ones it
-    reads as floats, which no provider sends."""
+    reads as floats, which no provider sends. JSON nested deeper than about 1,000 levels is
+    a ValueError like any other malformed JSON."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # nested deeper than either parser goes: not a payload we read
+            raise ValueError("JSON nested too deeply") from None
 
 
 def size(value: Any) -> int:

@@ -92,10 +92,22 @@ async def test_invalid_content_is_422_naming_each_field(
     assert [p["field"] for p in response.json()["problems"]] == fields
 
 
-async def test_malformed_json_is_400(gw: Any) -> None:
-    response = await post(gw, b"{not json")
+@pytest.mark.parametrize(
+    ("body", "headers", "code"),
+    [
+        (b"{not json", None, "malformed_json"),
+        (b"\xff\xfe{}", None, "malformed_json"),  # not UTF-8
+        (b"[" * 5000 + b"]" * 5000, None, "malformed_json"),  # deeper than any parser goes
+        (b"not gzip", {"Content-Encoding": "gzip"}, "unreadable_body"),
+    ],
+    ids=["not JSON", "not UTF-8", "nested too deeply", "broken Content-Encoding"],
+)
+async def test_a_body_that_cannot_be_read_as_json_is_400(
+    gw: Any, body: bytes, headers: dict[str, str] | None, code: str
+) -> None:
+    response = await post(gw, body, headers)
     assert response.status_code == 400
-    assert response.json()["error"] == "malformed_json"
+    assert response.json()["error"] == code
 
 
 async def test_accepted_message_is_queued_and_viewable(gw: Any) -> None:

@@ -60,6 +60,15 @@ CASES = [
         "invalid_signature",
     ),
     ("malformed JSON", b'{"object": "whatsapp_business_account", ', None, 400, "malformed_payload"),
+    (
+        "JSON nested too deeply",
+        b"[" * 1500 + b"]" * 1500,  # orjson and the standard library both give up
+        None,
+        400,
+        "malformed_payload",
+    ),
+    # aiohttp decodes Content-Encoding before the body reaches the handler.
+    ("broken gzip", b"not gzip", {"Content-Encoding": "gzip"}, 400, "unreadable_body"),
     ("wrong content type", BODY, {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
     ("oversized body", b"{" + b" " * 5000 + b"}", None, 413, "body_too_large"),
 ]
