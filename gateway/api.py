@@ -47,6 +47,8 @@ async def _body(request: web.Request, model: type[_Body], what: str) -> _Body | 
     """The request's JSON as `model`, or the 400/422 answer naming what is wrong."""
     try:
         raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's own answer would be plain text
+        return error(413, "body_too_large", "the body exceeds server.max_body_bytes")
     except web.RequestPayloadError:
         return error(400, "unreadable_body", UNREADABLE_BODY)
     try:

@@ -57,6 +57,7 @@ _UNAUTHORIZED = _error("no `Authorization: Bearer <api key>`, or an unknown key"
 _INVALID = _error("the body is not valid: `problems` names each bad field")
 _STORE_DOWN = _error("the store is unavailable: nothing was done, retry later")
 _BUG = _error("a failure of the gateway's own, logged with its traceback")
+_TOO_LARGE = _error("the body exceeds server.max_body_bytes")
 
 _API_PATHS: dict[str, Any] = {
     "/v1/messages": {
@@ -85,6 +86,7 @@ _API_PATHS: dict[str, Any] = {
                 ),
                 "401": _UNAUTHORIZED,
                 "409": _error("this Idempotency-Key was used with a different body"),
+                "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
                 "503": _STORE_DOWN,
@@ -121,6 +123,7 @@ _API_PATHS: dict[str, Any] = {
                 },
                 "400": _error("the body is not JSON, or cannot be read"),
                 "401": _UNAUTHORIZED,
+                "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
             },
@@ -153,7 +156,7 @@ _WEBHOOK_PATHS: dict[str, Any] = {
                 "401": _error("the provider's signature header is missing"),
                 "403": _error("the signature does not match the body"),
                 "404": _error("no channel is configured at this path"),
-                "413": _error("the body exceeds server.max_body_bytes"),
+                "413": _TOO_LARGE,
                 "415": _error("not the provider's content type"),
                 "503": _error("not stored: the provider should retry"),
             },

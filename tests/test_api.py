@@ -110,6 +110,15 @@ async def test_a_body_that_cannot_be_read_as_json_is_400(
     assert response.json()["error"] == code
 
 
+async def test_a_body_over_the_limit_is_a_json_413(gw: Any) -> None:
+    response = await post(gw, b'{"text": "' + b"x" * 2_000_000 + b'"}')
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "body_too_large",
+        "message": "the body exceeds server.max_body_bytes",
+    }
+
+
 async def test_accepted_message_is_queued_and_viewable(gw: Any) -> None:
     response = await post(gw, TEXT)
     assert response.status_code == 202
