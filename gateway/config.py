@@ -7,9 +7,11 @@ location (`channels[2].app_secret: environment variable WA_SECRET is not set`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import urllib.parse
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -184,13 +186,30 @@ def _location(path: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+# Far more values than any real config holds. YAML aliases can make a small file expand
+# exponentially ("billion laughs"): walking that would hang check-config and serve.
+MAX_CONFIG_VALUES = 100_000
+
+
+class _TooManyValues(Exception):
+    pass
+
+
 def _substitute_env(
-    node: Any, path: tuple[int | str, ...], env: dict[str, str], problems: dict[str, str]
+    node: Any,
+    path: tuple[int | str, ...],
+    env: dict[str, str],
+    problems: dict[str, str],
+    counted: Iterator[int],
 ) -> Any:
+    if next(counted) > MAX_CONFIG_VALUES:
+        raise _TooManyValues
     if isinstance(node, dict):
-        return {k: _substitute_env(v, (*path, str(k)), env, problems) for k, v in node.items()}
+        return {
+            k: _substitute_env(v, (*path, str(k)), env, problems, counted) for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [_substitute_env(v, (*path, i), env, problems) for i, v in enumerate(node)]
+        return [_substitute_env(v, (*path, i), env, problems, counted) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
         def replace(match: re.Match[str]) -> str:
@@ -210,7 +229,12 @@ def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> G
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
     env_problems: dict[str, str] = {}
-    resolved = _substitute_env(data, (), dict(os.environ if env is None else env), env_problems)
+    environment = dict(os.environ if env is None else env)
+    try:
+        resolved = _substitute_env(data, (), environment, env_problems, itertools.count())
+    except _TooManyValues:
+        problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
+        raise ConfigError(source, [problem]) from None
     try:
         config = GatewayConfig.model_validate(resolved)
     except ValidationError as exc:
@@ -223,14 +247,43 @@ def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> G
     return config
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: PyYAML
+    keeps the last silently, so a second `channels:` block would drop every channel of the
+    first without a word. Keys that `<<` merges in may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, Hashable) and key in first_seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"{key!r} is given twice in one mapping (first on line {first_seen[key]})",
+                        key_node.start_mark,
+                    )
+                if isinstance(key, Hashable):
+                    first_seen[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source, [f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"]
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

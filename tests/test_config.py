@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,46 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert "invalid YAML" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "nope.yaml")]) == 1
     assert "cannot read file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"public_url: https://a.example.com\nstorage: {}\npublic_url: https://b.example.com\n",
+            "line 3, column 1: invalid YAML ('public_url' is given twice in one mapping "
+            "(first on line 1))",
+        ),
+        (b"public_url: caf\xe9\n", "not UTF-8 text: byte 0xe9 at offset 15"),
+        (
+            # Nine aliases per level, seven levels: a few lines that expand to 43 million values.
+            b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(
+                f"{b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n".encode()
+                for a, b in zip("abcdefg", "bcdefgh", strict=True)
+            ),
+            "(top level): more than 100,000 values (aliases expanding?)",
+        ),
+    ],
+    ids=["duplicate key", "not UTF-8", "alias bomb"],
+)
+def test_a_config_file_that_cannot_be_read_safely_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expected: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    assert main(["check-config", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == f"{path}: {expected}"
+
+
+def test_merged_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    """`<<` merges are not duplicates: a key given after one overrides it, as YAML intends."""
+    data = base_config(tmp_path)
+    first = data.pop("channels")[0]
+    text = yaml.safe_dump(data) + f"channels:\n  - &wa {json.dumps(first)}\n"
+    text += "  - <<: *wa\n    id: wa-second\n    phone_number_id: '200000000000001'\n"
+    config = load_config(write(tmp_path, text))
+    assert [c.id for c in config.channels] == [first["id"], "wa-second"]
 
 
 def test_serve_refuses_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
