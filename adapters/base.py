@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import builtins
+import email.utils
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -257,15 +259,32 @@ def request_key(keys: list[str], body: bytes) -> str:
     return "sha256:" + hashlib.sha256("\n".join(sorted(keys)).encode() or body).hexdigest()
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a Retry-After header (any case); None when absent or not a number."""
+# The longest pause a Retry-After may impose on a channel (and on a message's next attempt);
+# past it, our own backoff decides. A header of "1e309" once paused a channel for ever.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (any case): delay-seconds or an HTTP-date
+    (RFC 9110 §10.2.3), clamped to 0..MAX_RETRY_AFTER_SECONDS; None when absent or unreadable."""
     value = headers.get("Retry-After")
     if value is None:
         value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    try:
-        return float(value) if value else None
-    except ValueError:
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": a date without a known zone, taken as UTC
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):  # "nan", "inf", "1e309"
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 class Adapter(abc.ABC):

@@ -596,9 +596,10 @@ def _error(body: bytes) -> tuple[str, list[str]]:
     payload = _json(body)
     if not isinstance(payload, dict):
         return "unknown error", []
+    listed = payload.get("details")
     details = [
         f"{d.get('property')}: {d.get('message')}" if d.get("property") else str(d.get("message"))
-        for d in payload.get("details") or []
+        for d in (listed if isinstance(listed, list) else [])
         if isinstance(d, dict)
     ]
     return str(payload.get("message") or "unknown error"), details
