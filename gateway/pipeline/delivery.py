@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import httpx
 
+from adapters.base import retry_after_seconds
 from gateway.config import BackendConfig, DeliveryConfig
 from gateway.ids import new_id
 from gateway.logs import get_logger
@@ -102,7 +103,7 @@ class WebhookDelivery(Worker):
                 )
                 return
             error = f"HTTP {response.status_code}"
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await self._retry(backend, items, error, retry_after)
@@ -125,10 +126,3 @@ class WebhookDelivery(Worker):
             dead_lettered=dead,
         )
         await self.store.retry_outbox([i.id for i in items], now + delay, error, dead, now)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None

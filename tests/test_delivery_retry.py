@@ -1,0 +1,63 @@
+"""Backend delivery: a backend's Retry-After is a floor on the next attempt, never a way to
+park events for ever (a backend, or a proxy in front of it, may send anything)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from adapters.base import MAX_RETRY_AFTER_SECONDS
+from gateway.config import BackendConfig, DeliveryConfig
+from gateway.pipeline.delivery import WebhookDelivery
+from gateway.store import OutboxItem
+
+BACKEND_URL = "http://backend.test/events"
+POLICY = DeliveryConfig(base_backoff_seconds=1.0, max_backoff_seconds=60.0)
+
+
+class RecordingStore:
+    """The two outbox calls a delivery makes, recorded."""
+
+    def __init__(self) -> None:
+        self.retried: list[dict[str, Any]] = []
+        self.completed: list[int] = []
+
+    async def retry_outbox(
+        self, ids: list[int], next_at: float, error: str, dead: bool, now: float
+    ) -> None:
+        self.retried.append({"ids": ids, "wait": next_at - now, "error": error, "dead": dead})
+
+    async def complete_outbox(self, ids: list[int], now: float) -> None:
+        self.completed += ids
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "least", "most"),
+    [
+        (None, 0.5, 1.0),  # first attempt: half to all of the base backoff
+        ("30", 30.0, 30.0),  # the backend's wait is a floor
+        ("-5", 0.5, 1.0),  # in the past: our own backoff
+        ("1e309", 0.5, 1.0),  # not a finite number: ignored (it once parked events for ever)
+        ("99999999", MAX_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS),  # capped at an hour
+    ],
+)
+@respx.mock
+async def test_retry_after_from_a_backend_is_a_bounded_floor(
+    retry_after: str | None, least: float, most: float
+) -> None:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    respx.post(BACKEND_URL).mock(return_value=httpx.Response(503, headers=headers))
+    store = RecordingStore()
+    backend = BackendConfig(id="orders", url=BACKEND_URL, secret="backend-secret-0123")
+    async with httpx.AsyncClient() as client:
+        delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
+        item = OutboxItem(7, "webhook", "orders", "evt_1", 0, time.time(), '{"id":"evt_1"}')
+        await delivery._deliver("orders", [item])
+    [retried] = store.retried
+    assert retried["ids"] == [7] and retried["error"] == "HTTP 503" and not retried["dead"]
+    assert least <= retried["wait"] <= most
+    assert store.completed == []
