@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
 from gateway import wire
+from gateway.bodies import SHUTTING_DOWN, BodyReader, ShuttingDown
 from gateway.config import ApiKey
 from gateway.ids import new_id
 from gateway.ingress import UNREADABLE_BODY, error
@@ -43,10 +44,14 @@ API_KEY_NAME = web.RequestKey("api_key_name", str)
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
-async def _body(request: web.Request, model: type[_Body], what: str) -> _Body | web.Response:
-    """The request's JSON as `model`, or the 400/422 answer naming what is wrong."""
+async def _body(
+    bodies: BodyReader, request: web.Request, model: type[_Body], what: str
+) -> _Body | web.Response:
+    """The request's JSON as `model`, or the 400/413/422/503 answer naming what is wrong."""
     try:
-        raw = await request.read()
+        raw = await bodies.read(request)
+    except ShuttingDown:
+        return error(503, "shutting_down", SHUTTING_DOWN)
     except web.HTTPRequestEntityTooLarge:  # aiohttp's own answer would be plain text
         return error(413, "body_too_large", "the body exceeds server.max_body_bytes")
     except web.RequestPayloadError:
@@ -93,7 +98,9 @@ class Api:
         adapters: Mapping[str, Adapter],
         api_keys: list[ApiKey],
         on_queued: Callable[[], None],
+        bodies: BodyReader,
     ) -> None:
+        self.bodies = bodies
         self.store = store
         self.adapters = adapters
         self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
@@ -139,7 +146,7 @@ class Api:
         return found
 
     async def send(self, request: web.Request) -> web.Response:
-        message = await _body(request, SendMessage, "the message")
+        message = await _body(self.bodies, request, SendMessage, "the message")
         if isinstance(message, web.Response):
             return message
         if message.to.channel not in self.adapters:
@@ -178,7 +185,7 @@ class Api:
         return web.json_response(body.model_dump(), status=202 if created else 200)
 
     async def preview(self, request: web.Request) -> web.Response:
-        wanted = await _body(request, PreviewRequest, "the preview request")
+        wanted = await _body(self.bodies, request, PreviewRequest, "the preview request")
         if isinstance(wanted, web.Response):
             return wanted
         ids = wanted.channels if wanted.channels is not None else list(self.adapters)

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import ADAPTERS, Adapter
 from gateway.api import Api
+from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
@@ -63,12 +64,14 @@ class Gateway:
         }
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
+        self.bodies = BodyReader()
         self.ingress = Ingress(
             self.store,
             self.adapters,
             config.public_url,
             config.server.max_body_bytes,
             self._stored,
+            self.bodies,
             busy_rate=config.server.busy_webhooks_per_second,
         )
         self.normaliser = Normaliser(
@@ -109,7 +112,9 @@ class Gateway:
 
     def application(self) -> web.Application:
         ingress = self.ingress
-        api = Api(self.store, self.adapters, self.config.api_keys, self.dispatcher.wake)
+        api = Api(
+            self.store, self.adapters, self.config.api_keys, self.dispatcher.wake, self.bodies
+        )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
         app.router.add_get("/webhooks/{channel_id}", ingress.handshake)
         app.router.add_post("/webhooks/{channel_id}", ingress.receive)
@@ -123,6 +128,7 @@ class Gateway:
         app.router.add_get("/schema.json", self._schema)
         app.router.add_get("/openapi.json", self._openapi)
         app.on_startup.append(self._startup)
+        app.on_shutdown.append(self._shutdown)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -153,6 +159,12 @@ class Gateway:
 
     async def _startup(self, _app: web.Application) -> None:
         await self.start()
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        # Connections stopped reading when the shutdown began: a body still arriving never will.
+        abandoned = self.bodies.abandon()
+        if abandoned:
+            log.info("shutdown_abandoned_reads", requests=abandoned)
 
     async def _cleanup(self, _app: web.Application) -> None:
         await self.stop()

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from adapters.base import Adapter, InboundRequest, PayloadError
 from adapters.failures import unreadable
 from gateway import wire
+from gateway.bodies import SHUTTING_DOWN, BodyReader, ShuttingDown
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
@@ -55,6 +56,7 @@ class Ingress:
         public_url: str,
         max_body_bytes: int,
         on_stored: Callable[[], None],
+        bodies: BodyReader,
         *,
         busy_rate: float,
     ) -> None:
@@ -67,6 +69,7 @@ class Ingress:
         # normaliser): `server.busy_webhooks_per_second`.
         self.busy_rate = busy_rate
         self.received = 0
+        self.bodies = bodies
         self.busy = self.busy_meter()  # the normaliser's
         self._stored_counters: dict[str, Counter] = {}
 
@@ -125,7 +128,9 @@ class Ingress:
                 f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
             )
         try:
-            body = await request.read()
+            body = await self.bodies.read(request)
+        except ShuttingDown:
+            return self._reject(channel_id, 503, "shutting_down", SHUTTING_DOWN)
         except web.HTTPRequestEntityTooLarge:
             return self._reject(
                 channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"

@@ -56,6 +56,9 @@ def _error(description: str) -> dict[str, Any]:
 _UNAUTHORIZED = _error("no `Authorization: Bearer <api key>`, or an unknown key")
 _INVALID = _error("the body is not valid: `problems` names each bad field")
 _STORE_DOWN = _error("the store is unavailable: nothing was done, retry later")
+_NOT_DONE = _error(
+    "the store is unavailable, or the gateway is shutting down: nothing was done, retry later"
+)
 _BUG = _error("a failure of the gateway's own, logged with its traceback")
 _TOO_LARGE = _error("the body exceeds server.max_body_bytes")
 
@@ -89,7 +92,7 @@ _API_PATHS: dict[str, Any] = {
                 "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
-                "503": _STORE_DOWN,
+                "503": _NOT_DONE,
             },
         }
     },
@@ -126,6 +129,7 @@ _API_PATHS: dict[str, Any] = {
                 "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
+                "503": _error("the gateway is shutting down: retry"),
             },
         }
     },
@@ -158,7 +162,10 @@ _WEBHOOK_PATHS: dict[str, Any] = {
                 "404": _error("no channel is configured at this path"),
                 "413": _TOO_LARGE,
                 "415": _error("not the provider's content type"),
-                "503": _error("not stored: the provider should retry"),
+                "503": _error(
+                    "not stored (the store is unavailable, or the gateway is shutting down): "
+                    "the provider should retry"
+                ),
             },
         },
         "get": {

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+from aiohttp import web
 
 from adapters import ADAPTERS
 from adapters.base import InboundRequest
 from gateway.app import Gateway
+from gateway.bodies import BodyReader
 from gateway.ingress import Ingress
 from gateway.preview import placeholder_config
 from gateway.store import Store
@@ -148,7 +153,9 @@ def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> No
     """Above `server.busy_webhooks_per_second` the normaliser is paced; below it, not."""
     clock = [1000.0]
     monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
-    ingress = Ingress(cast(Store, None), {}, "http://gw", 1024, lambda: None, busy_rate=50)
+    ingress = Ingress(
+        cast(Store, None), {}, "http://gw", 1024, lambda: None, BodyReader(), busy_rate=50
+    )
     ingress.busy()  # the first question only marks the start
     clock[0] += 1.0
     ingress.received += 40
@@ -165,7 +172,9 @@ def test_each_asker_measures_its_own_window(monkeypatch: pytest.MonkeyPatch) -> 
     """Retention asks too: its questions must not shorten the normaliser's window."""
     clock = [1000.0]
     monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
-    ingress = Ingress(cast(Store, None), {}, "http://gw", 1024, lambda: None, busy_rate=50)
+    ingress = Ingress(
+        cast(Store, None), {}, "http://gw", 1024, lambda: None, BodyReader(), busy_rate=50
+    )
     other = ingress.busy_meter()
     clock[0] += 1.0
     ingress.received += 40
@@ -293,3 +302,39 @@ async def test_api_headers_that_are_not_utf8_get_their_documented_answers(gw: An
         )
         assert odd_key.status_code == 400
         assert odd_key.json()["error"] == "invalid_idempotency_key"
+
+
+async def test_a_graceful_shutdown_answers_a_half_read_body_503_at_once(tmp_path: Path) -> None:
+    """aiohttp drops the bytes of closing connections (aio-libs/aiohttp#2298): a webhook whose
+    body was still arriving when a shutdown began waited for its client to give up, and the
+    shutdown waited for it. It is answered 503 now (the provider retries), nothing stored."""
+    gateway = Gateway(config_from(base_config(tmp_path)))
+    runner = web.AppRunner(gateway.application(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST /webhooks/wa-main HTTP/1.1\r\nHost: gateway.example.com\r\n"
+        f"Content-Type: application/json\r\nX-Hub-Signature-256: {hub_sign(BODY)}\r\n"
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    )
+    writer.write(head.encode() + BODY[:20])  # the rest of the body is still on its way
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while not gateway.bodies._waiting:
+            await asyncio.sleep(0.01)
+    started = time.monotonic()
+    shutdown = asyncio.create_task(runner.cleanup())
+    await asyncio.sleep(0.05)
+    writer.write(BODY[20:])  # too late: the connection no longer reads
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+        await shutdown
+    assert time.monotonic() - started < 2
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 503 Service Unavailable"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"] == "shutting_down"
+    writer.close()
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM inbox").fetchone() == (0,)
