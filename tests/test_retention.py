@@ -312,3 +312,20 @@ async def test_two_processes_prune_side_by_side(make_store: Any) -> None:
     counts = await asyncio.gather(*(s.prune("inbox", CUTOFF, 7) for s in [one, two] * 10))
     assert sum(counts) == 60
     assert await column(one, "SELECT COUNT(*) FROM inbox") == {0}
+
+
+class _PrunedMeanwhile:
+    """A transaction in which another process deletes every row between two statements: on
+    PostgreSQL (READ COMMITTED) each statement sees the database anew."""
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = [(1, OLD), (None,)]  # the oldest row, then MAX(id) of none
+
+    def one(self, _sql: str, _params: Any = ()) -> Any:
+        return self.answers.pop(0)
+
+
+def test_rows_pruned_by_another_process_mid_bisection_end_it() -> None:
+    """Found by test_two_processes_prune_side_by_side on PostgreSQL: MAX(id) of an emptied
+    table is NULL, which the bisection compared with an int."""
+    assert last_id_before(_PrunedMeanwhile(), "inbox", "received_at", CUTOFF) is None  # type: ignore[arg-type]

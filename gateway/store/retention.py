@@ -77,6 +77,8 @@ def last_id_before(tx: Tx, table: str, clock: str, cutoff: float) -> int | None:
         return None
     low: int = oldest[0]
     (high,) = tx.one(f"SELECT MAX(id) FROM {table}")
+    if high is None:  # another process pruned every row since (each statement sees anew)
+        return None
     while low < high:  # invariant: row `low` is older than the cutoff
         middle = (low + high + 1) // 2
         row = tx.one(
