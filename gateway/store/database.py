@@ -13,13 +13,21 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from gateway.logs import get_logger
+from gateway.store.records import StoreUnavailable
+
 T = TypeVar("T")
+log = get_logger("gateway.store")
 
 MAX_BATCH = 256
+# After a lost connection, reconnect at most this often; batches in between fail at once as
+# store errors (503 to providers and API callers, who retry).
+RECONNECT_SECONDS = 1.0
 
 
 class Cursor(Protocol):
@@ -93,7 +101,10 @@ def execute_batch(
 ) -> list[Result]:
     """Run `ops` (each with its single-statement flag) in one transaction and commit it."""
     results: list[Result] = []
-    cursor = conn.cursor()
+    try:
+        cursor = conn.cursor()
+    except Exception as exc:  # the connection is gone: nothing in the batch ran
+        return [(None, exc) for _ in ops]
     tx = Tx(cursor, dialect)
     savepoints = len(ops) > 1
     try:
@@ -162,6 +173,9 @@ class ThreadedDatabase:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._conn: Connection | None = None
+        self._reconnected_at = 0.0
+        self._lost_because = "not connected"
         self.batches = 0
         self.operations = 0
 
@@ -188,7 +202,7 @@ class ThreadedDatabase:
 
     def _writer(self) -> None:
         try:
-            conn = self._connect()
+            self._conn = self._connect()
         except BaseException as exc:  # reported to start()
             self._startup_error = exc
             self._ready.set()
@@ -210,9 +224,7 @@ class ThreadedDatabase:
                         stopping = True
                         break
                     batch.append(nxt)  # type: ignore[arg-type]
-                results = execute_batch(
-                    conn, self.dialect, [(op, single) for op, _f, _l, single in batch]
-                )
+                results = self._execute(batch)
                 self.batches += 1
                 self.operations += len(batch)
                 by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Result]]] = {}
@@ -224,4 +236,43 @@ class ThreadedDatabase:
                     if not loop.is_closed():
                         loop.call_soon_threadsafe(settle, futures, outcomes)
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
+
+    def _execute(self, batch: list[_Op]) -> list[Result]:
+        """The batch's results; after the connection was lost (a server restart or failover,
+        a proxy's idle timeout), on a new one. Without this the writer thread died with the
+        connection, and every later store call waited for ever."""
+        if self._conn is None or _lost(self._conn):
+            self._reconnect()
+        if self._conn is None:
+            error = StoreUnavailable(f"the store's connection is lost: {self._lost_because}")
+            return [(None, error) for _ in batch]
+        try:
+            return execute_batch(
+                self._conn, self.dialect, [(op, single) for op, _f, _l, single in batch]
+            )
+        except BaseException as exc:  # never let the writer die with waiters unanswered
+            return [(None, exc) for _ in batch]
+
+    def _reconnect(self) -> None:
+        now = time.monotonic()
+        if now - self._reconnected_at < RECONNECT_SECONDS:
+            return  # fail fast in between: each attempt may wait for a connect timeout
+        self._reconnected_at = now
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        try:
+            self._conn = self._connect()
+        except Exception as exc:
+            self._lost_because = f"{type(exc).__name__}: {exc}"
+            log.warning("store_reconnect_failed", error=self._lost_because)
+            return
+        log.info("store_reconnected")
+
+
+def _lost(conn: Connection) -> bool:
+    """Whether the driver knows its connection is gone (psycopg: closed or broken)."""
+    return bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))

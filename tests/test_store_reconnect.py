@@ -1,0 +1,112 @@
+"""A lost database connection costs the requests in flight (answered as store errors, 503, so
+providers and API callers retry), never the gateway: the writer reconnects. Before, the writer
+thread died with its connection and every later store call waited for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway.store import Store, StoreUnavailable, is_store_error, postgres_database
+from gateway.store.database import RECONNECT_SECONDS, ThreadedDatabase
+from gateway.store.postgres import DIALECT
+
+from .conftest import PG_DSN
+
+
+async def append(store: Store, key: str) -> int | None:
+    return await store.append_inbox("wa-main", key, "https://gw/webhooks/wa-main", "{}", b"{}", 1.0)
+
+
+async def test_postgres_connection_terminated_by_the_server_is_replaced(pg_schema: str) -> None:
+    store = Store(postgres_database(pg_schema))
+    store.start()
+    try:
+        (pid,) = await store.db.run(lambda tx: tx.one("SELECT pg_backend_pid()"))
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:  # a restart, a failover
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        outcomes: list[object] = []
+        async with asyncio.timeout(5):
+            while not outcomes or isinstance(outcomes[-1], BaseException):
+                try:
+                    outcomes.append(await append(store, f"after-{len(outcomes)}"))
+                except Exception as exc:
+                    assert is_store_error(exc), exc  # answered 503: the provider retries
+                    outcomes.append(exc)
+        assert len(outcomes) <= 2  # the batch in flight fails; the next one reconnects
+        (new_pid,) = await store.db.run(lambda tx: tx.one("SELECT pg_backend_pid()"))
+        assert new_pid != pid
+    finally:
+        store.close()
+
+
+class FakeConnection:
+    """Enough of a DB-API connection for one statement per batch; `closed` as psycopg has it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def cursor(self) -> Any:
+        if self.closed:
+            raise ConnectionError("the connection is closed")
+        return FakeCursor()
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeCursor:
+    rowcount = 1
+
+    def execute(self, _sql: str, _params: Any = ()) -> None:
+        pass
+
+    def fetchone(self) -> Any:
+        return (1,)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_while_the_server_is_down_calls_fail_fast_then_recover() -> None:
+    connections: list[FakeConnection] = []
+    server_up = True
+
+    def connect() -> FakeConnection:
+        if not server_up:
+            raise OSError("connection refused")
+        connections.append(FakeConnection())
+        return connections[-1]
+
+    db = ThreadedDatabase(connect, DIALECT)
+    db.start()
+    try:
+        assert await db.run(lambda tx: tx.one("SELECT 1")) == (1,)
+        server_up = False
+        connections[-1].close()  # the server went away
+        started = time.monotonic()
+        for _ in range(3):  # no connect attempt waits on a down server more than once a second
+            with pytest.raises(StoreUnavailable, match="connection is lost: OSError"):
+                await db.run(lambda tx: tx.one("SELECT 1"))
+        assert time.monotonic() - started < RECONNECT_SECONDS
+        server_up = True
+        async with asyncio.timeout(3 * RECONNECT_SECONDS):
+            while True:
+                try:
+                    assert await db.run(lambda tx: tx.one("SELECT 1")) == (1,)
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.05)
+        assert len(connections) == 2
+    finally:
+        db.close()
