@@ -53,6 +53,31 @@ async def test_inbound_events_are_deduped_across_requests(store: Store) -> None:
     assert await store.claim_inbox(10, NOW, 30) == []  # both rows closed
 
 
+@pytest.mark.parametrize(
+    "provider_id",
+    ["wamid.nul\x00id", "wamid.lone\ud800surrogate"],
+    ids=["NUL (PostgreSQL text refuses it)", "lone surrogate (no driver binds it)"],
+)
+async def test_provider_ids_no_text_column_takes_are_stored_and_dedupe(
+    store: Store, provider_id: str
+) -> None:
+    """A signed webhook whose id held such a character failed to store (503) on every
+    redelivery, for ever; its event, on PostgreSQL, failed the normaliser's batch. Stored,
+    such characters read back as U+FFFD where the column cannot keep them."""
+    key = f"msg:{provider_id}"
+    row = await store.append_inbox("wa", key, "u", "{}", b"raw", NOW)
+    assert row is not None
+    assert await store.append_inbox("wa", key, "u", "{}", b"raw", NOW) is None  # still dedupes
+    # Event models refuse lone surrogates (the adapter fails the row, naming the field), so
+    # only a NUL can reach an event's columns; both can reach its dedupe key.
+    event = inbound(provider_id if "\x00" in provider_id else "wamid.plain")
+    [stored] = await store.record_inbound(row, [(event, key)], targets, NOW)
+    assert await store.record_inbound(row, [(event, key)], targets, NOW) == []
+    assert stored.external_id == event.external_id  # the event sent to backends is intact
+    (kept_key,) = await store.db.run(lambda tx: tx.one("SELECT dedupe_key FROM inbox"))
+    assert kept_key in {key, key.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")}
+
+
 async def test_failed_rows_can_be_replayed(store: Store) -> None:
     row = await store.append_inbox("wa", "a", "u", "{}", b"not json", NOW)
     assert row

@@ -11,6 +11,7 @@ DIALECT = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     begin=None,
     error_aborts_transaction=True,
+    nul_in_text=False,
 )
 
 
