@@ -242,6 +242,16 @@ def epoch_millis(value: int | float) -> datetime:
         raise PayloadError(f"timestamp {value!r} is out of range") from None
 
 
+def provider_id(value: Any) -> str | None:
+    """An id a provider answered a send with, if it is one: a non-empty string or an integer.
+    Anything else (null, true, an object) is no id, and must not become "None" or "True"."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def signatures_match(provided: str, expected: str) -> bool:
     """Compare a signature header with the expected one in constant time.
 

@@ -52,6 +52,7 @@ from adapters.base import (
     SendError,
     epoch_millis,
     json_object,
+    provider_id,
     request_key,
     retry_after_seconds,
     signatures_match,
@@ -586,8 +587,8 @@ def _json(body: bytes) -> Any:
 
 def _sent_id(payload: Any) -> str | None:
     sent = payload.get("sentMessages") if isinstance(payload, dict) else None
-    if isinstance(sent, list) and sent and isinstance(sent[0], dict) and sent[0].get("id"):
-        return str(sent[0]["id"])
+    if isinstance(sent, list) and sent and isinstance(sent[0], dict):
+        return provider_id(sent[0].get("id"))
     return None
 
 

@@ -26,6 +26,7 @@ from adapters.base import (
     SendError,
     epoch_millis,
     json_object,
+    provider_id,
     request_key,
     retry_after_seconds,
 )
@@ -476,8 +477,11 @@ class MessengerAdapter(GraphAdapter):
         except ValueError:
             payload = {}
         if 200 <= status < 300:
-            if isinstance(payload, dict) and payload.get("message_id"):
-                return str(payload["message_id"])
+            message_id = (
+                provider_id(payload.get("message_id")) if isinstance(payload, dict) else None
+            )
+            if message_id:
+                return message_id
             raise SendError("retry", str(status), "accepted without a message_id")
         code, title, _details = graph_error(payload)
         error = payload.get("error") if isinstance(payload, dict) else None

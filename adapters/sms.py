@@ -33,6 +33,7 @@ from adapters.base import (
     SendContext,
     Sender,
     SendError,
+    provider_id,
     retry_after_seconds,
 )
 from adapters.sms_segments import segments
@@ -540,8 +541,9 @@ class SmsAdapter(Adapter):
         if not isinstance(payload, dict):
             payload = {}
         if 200 <= status < 300:
-            if payload.get("sid"):
-                return str(payload["sid"])
+            sid = provider_id(payload.get("sid"))
+            if sid:
+                return sid
             raise SendError("retry", str(status), "accepted without a message sid")
         code = payload.get("code")
         raise send_error(

@@ -467,13 +467,16 @@ class ViberAdapter(Adapter):
             raise SendError("permanent", str(status), f"HTTP {status} from Viber")
         payload = _answer(body)
         code = payload.get("status")
+        if not isinstance(code, int) or isinstance(code, bool):  # False == 0 in Python
+            raise SendError("retry", "unreadable", "Viber answered without a status")
         if code == 0:
-            token = _token(payload.get("message_token"))
+            try:
+                token = _token(payload.get("message_token"))
+            except PayloadError:  # not a number: no id we could match statuses with
+                token = None
             if token is None:
                 raise SendError("retry", "0", "accepted without a message_token")
             return token
-        if not isinstance(code, int) or isinstance(code, bool):
-            raise SendError("retry", "unreadable", "Viber answered without a status")
         title = str(payload.get("status_message") or STATUS_NAMES.get(code, "generalError"))
         raise SendError(
             error_category(code),

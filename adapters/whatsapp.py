@@ -24,6 +24,7 @@ from adapters.base import (
     SendError,
     epoch_seconds,
     json_object,
+    provider_id,
     request_key,
     retry_after_seconds,
 )
@@ -611,8 +612,10 @@ class WhatsAppAdapter(GraphAdapter):
             payload = {}
         if 200 <= status < 300:
             messages = payload.get("messages") if isinstance(payload, dict) else None
-            if isinstance(messages, list) and messages and isinstance(messages[0], dict):
-                return str(messages[0]["id"])
+            first = messages[0] if isinstance(messages, list) and messages else None
+            message_id = provider_id(first.get("id")) if isinstance(first, dict) else None
+            if message_id:
+                return message_id
             raise SendError("retry", str(status), "accepted without a message id")
         code, title, details = graph_error(payload)
         retry_after = retry_after_seconds(headers)

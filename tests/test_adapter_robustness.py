@@ -124,6 +124,9 @@ RETRY_AFTER = st.sampled_from(["", "3", "1.5", "-5", "nan", "inf", "1e309", "soo
 # Found by longer runs of this test: LINE iterated an error's `details` whatever it was.
 @example(status=404, answer={"details": 5}, retry_after="")
 @example(status=429, answer={"error": {"code": 4}}, retry_after="1e309")
+@example(status=200, answer={"messages": [{}]}, retry_after="")  # WhatsApp: KeyError 'id'
+@example(status=200, answer={"status": False, "message_token": False}, retry_after="")  # Viber
+@example(status=200, answer={"message_id": True, "sid": {"a": 1}}, retry_after="")
 def test_any_answer_to_a_send_is_an_id_or_a_send_error(
     channel: str, status: int, answer: Any, retry_after: str
 ) -> None:
@@ -137,8 +140,10 @@ def test_any_answer_to_a_send_is_an_id_or_a_send_error(
         external_id = adapter.read_send_response(status, body, headers)
     except SendError as error:
         assert error.retry_after is None or 0 <= error.retry_after <= MAX_RETRY_AFTER_SECONDS
-    else:
+    else:  # an id statuses can be matched with, not the text of whatever was there
         assert isinstance(external_id, str) and external_id
+        assert external_id not in {"None", "True", "False"}, external_id
+        assert not external_id.startswith(("{", "[")), external_id
 
 
 @pytest.mark.parametrize(
