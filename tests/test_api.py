@@ -82,6 +82,20 @@ async def test_missing_or_wrong_key_is_401(gw: Any, headers: dict[str, str], mes
             {"to": {"channel": "sms-x", "id": "1"}, "content": {"type": "text", "text": "x"}},
             ["to.channel"],
         ),
+        (  # no provider id holds a control character; PostgreSQL cannot even store NUL
+            {
+                "to": {"channel": "wa-main", "id": "1650\x00555"},
+                "content": {"type": "text", "text": "x"},
+            },
+            ["to.id"],
+        ),
+        (
+            {
+                "to": {"channel": "wa-main", "id": "1" * 257},
+                "content": {"type": "text", "text": "x"},
+            },
+            ["to.id"],
+        ),
     ],
 )
 async def test_invalid_content_is_422_naming_each_field(

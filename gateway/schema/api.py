@@ -13,7 +13,14 @@ from gateway.schema.events import DeliveryState, EventError
 
 class Recipient(Model):
     channel: str = Field(min_length=1, description="Channel instance id from the config.")
-    id: str = Field(min_length=1, description="The user's id on that channel.")
+    # No provider id holds a control character, and PostgreSQL cannot store NUL: refused here
+    # (422) rather than stored altered and sent to nobody.
+    id: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The user's id on that channel (no control characters, at most 256).",
+    )
 
 
 class SendOptions(Model):
