@@ -189,7 +189,9 @@ def bare_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
         process.wait()
 
 
-def gateway_config(work: Path, synchronous: str, busy_rate: float | None = None) -> Path:
+def gateway_config(
+    work: Path, synchronous: str, busy_rate: float | None = None, pause_normalising: bool = False
+) -> Path:
     """A fresh store and the config of one WhatsApp channel that accepts the bench's webhooks
     (`busy_rate`: server.busy_webhooks_per_second, when not the default)."""
     db = work / "bench.db"
@@ -211,8 +213,13 @@ def gateway_config(work: Path, synchronous: str, busy_rate: float | None = None)
         ],
         "logging": {"level": "warning"},
     }
+    server: dict[str, object] = {}
     if busy_rate is not None:
-        config["server"] = {"busy_webhooks_per_second": busy_rate}
+        server["busy_webhooks_per_second"] = busy_rate
+    if pause_normalising:
+        server["normalise_during_bursts"] = False
+    if server:
+        config["server"] = server
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     return work / "config.yaml"
 
@@ -225,7 +232,8 @@ def serve_gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
 def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str, float]:
     db = work / "bench.db"
     port = free_port()
-    process = serve_gateway(gateway_config(work, args.synchronous), port)
+    config = gateway_config(work, args.synchronous, pause_normalising=args.pause_normalising)
+    process = serve_gateway(config, port)
     try:
         result = run_wrk(process, port, args.seconds, args.connections, data)
         stopped = time.monotonic()
@@ -254,6 +262,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
+    parser.add_argument(
+        "--pause-normalising",
+        action="store_true",
+        help="server.normalise_during_bursts: false (normalise only after the burst)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -281,6 +294,7 @@ def main() -> None:
         f"(p50 {med(g['p50'] for g in gateway):.2f} ms, p99 {med(g['p99'] for g in gateway):.2f} ms), "
         f"ratio {med(ratios):.2f} (target >= 0.50, p99 < 15 ms); end to end incl. normalising "
         f"{med(g['end_to_end_rps'] for g in gateway):.0f}/s; synchronous={args.synchronous}"
+        + ("; normalising paused during bursts" if args.pause_normalising else "")
     )
     if all("cpu_us" in r for r in bare + gateway):
         cpu_ratios = [g["cpu_us"] / b["cpu_us"] for b, g in zip(bare, gateway, strict=True)]

@@ -80,6 +80,7 @@ class Gateway:
             self.targets_for,
             policy.poll_interval_seconds,
             ingress_busy=self.ingress.busy,
+            during_bursts=config.server.normalise_during_bursts,
         )
         self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(

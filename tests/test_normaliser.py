@@ -43,6 +43,43 @@ async def test_normaliser_drains_the_inbox(tmp_path: Path, busy: bool) -> None:
         store.close()
 
 
+async def test_paused_during_bursts_it_claims_nothing_until_ingress_calms(tmp_path: Path) -> None:
+    """server.normalise_during_bursts: false gives a saturating burst the whole core."""
+    store = Store(sqlite_database(tmp_path / "n.db"))
+    store.start()
+    config = WhatsAppConfig(
+        id="wa-main",
+        type="whatsapp",
+        **{k: v for k, v in WA.items() if k != "display_phone_number"},
+    )
+    busy = True
+    worker = Normaliser(
+        store,
+        {"wa-main": WhatsAppAdapter(config)},
+        lambda _t: [],
+        0.1,
+        ingress_busy=lambda: busy,
+        during_bursts=False,
+    )
+    try:
+        for i in range(10):
+            await store.append_inbox(
+                "wa-main", f"k{i}", "u", "{}", webhook(f"wamid.p{i}"), time.time()
+            )
+        for _ in range(3):
+            assert await worker.run_once() is False
+        pending = await store.db.run(
+            lambda tx: tx.one("SELECT COUNT(*) FROM inbox WHERE status = 'pending'")
+        )
+        assert pending == (10,)  # not one row claimed while busy
+        busy = False
+        await worker.run_once()
+        stored = await store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM events"))
+        assert stored == (10,)  # the burst over, it catches up at full speed
+    finally:
+        store.close()
+
+
 def test_events_without_a_provider_time_keep_when_their_request_arrived() -> None:
     """Twilio sends no timestamp: a replay days later still says when the SMS came in."""
     from datetime import UTC, datetime

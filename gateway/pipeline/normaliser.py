@@ -65,9 +65,12 @@ class Normaliser(Worker):
         targets_for: TargetsFor,
         poll_interval: float,
         ingress_busy: Callable[[], bool] = lambda: False,
+        *,
+        during_bursts: bool = True,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
+        self.during_bursts = during_bursts  # server.normalise_during_bursts
         self.store = store
         self.adapters = adapters
         self.targets_for = targets_for
@@ -75,6 +78,9 @@ class Normaliser(Worker):
     async def run_once(self) -> bool:
         now = time.time()
         busy = self.ingress_busy()
+        if busy and not self.during_bursts:
+            await asyncio.sleep(BUSY_PAUSE)  # the burst's acknowledgements get the whole core
+            return False
         limit = BUSY_BATCH if busy else BATCH
         rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
         if not rows:

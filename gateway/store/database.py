@@ -93,9 +93,7 @@ class Tx:
             if type(value) is str and (
                 not value.isascii() or (not nul_in_text and "\x00" in value)
             ):
-                return [
-                    storable_text(v, nul_in_text) if type(v) is str else v for v in params
-                ]
+                return [storable_text(v, nul_in_text) if type(v) is str else v for v in params]
         return params
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
