@@ -230,9 +230,12 @@ def _event_error(errors: Any) -> EventError | None:
 
 
 def _media(kind: str, item: dict[str, Any]) -> AnyContent:
+    url = item.get("url") or item.get("link")
     media = Media(
-        provider_media_id=item.get("id"),
-        url=item.get("url") or item.get("link"),
+        # Without a link the media is known by its id alone: read as item["id"], a missing one
+        # is reported by its path (entry[0]...image.id: missing), not as a model's complaint.
+        provider_media_id=item.get("id") if url else item["id"],
+        url=url,
         mime_type=item.get("mime_type"),
         sha256=item.get("sha256"),
         filename=item.get("filename"),
