@@ -20,7 +20,7 @@ def unreadable(exc: Exception, read: Callable[[], object]) -> str | None:
     if isinstance(exc, PayloadError):  # the adapter said what is wrong
         return str(exc)
     # An odd shape ('str' object has no attribute 'get'): which field? Read it again.
-    where = shape.explain(read)
+    where = shape.explain(read, exc)
     if where is not None:
         return f"invalid payload: {where}"
     return _reason(exc) if isinstance(exc, INVALID) else None

@@ -334,12 +334,16 @@ def traced(value: Any, path: str = "") -> Any:
     return node
 
 
-def explain(read: Callable[[], object]) -> str | None:
-    """Run `read` (an adapter parsing a body that already failed) on traced payloads: the
-    path and kind of the node it tripped on, or None when that cannot be told."""
+def explain(read: Callable[[], object], original: BaseException | None = None) -> str | None:
+    """Run `read` (an adapter parsing a body that already failed, with `original`) on traced
+    payloads: the path and kind of the node it tripped on, or None when that cannot be told."""
     suspects: dict[str, list[str]] = {}
     roots: list[Any] = []
     failure = _read_traced(read, suspects, probed=None, roots=roots)
+    if failure is None and isinstance(original, ValidationError):
+        # The traced copy passed where the payload failed: a strict model takes a traced
+        # string for a number (its __float__ is there for the adapter's own float()).
+        return _same_value_leaf(original, roots)
     if isinstance(failure, ShapeError):
         return str(failure)
     if isinstance(failure, ValidationError):
@@ -396,6 +400,44 @@ def _confirm_refused(
         ):
             return f"{suspect}: {refused['msg']}"
     return None
+
+
+def _same_value_leaf(failure: ValidationError, roots: list[Any]) -> str | None:
+    """The one payload leaf holding the refused value at a path ending like the error's."""
+    error = failure.errors()[0]
+    refused, location = error.get("input"), error["loc"]
+    if not isinstance(refused, str | int | float) or not location:
+        return None
+    ending = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)
+    found = [
+        path
+        for root in roots
+        for path, value in _leaves(root)
+        if _plain_type(value) is _plain_type(refused)
+        and value == refused
+        and f".{path}".endswith(ending)
+    ]
+    return f"{found[0]}: {error['msg']}" if len(set(found)) == 1 else None
+
+
+def _plain_type(value: object) -> type | None:
+    """str for a str or a traced one, and so on: "1" and 1 are not the same leaf."""
+    return next((t for t in (bool, str, int, float) if isinstance(value, t)), None)
+
+
+def _leaves(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every leaf under a traced node, with its path (read without marking)."""
+    if isinstance(node, TracedDict):
+        children = ((_join(node.path, k), v) for k, v in dict.items(node))
+    elif isinstance(node, TracedList):
+        children = ((f"{node.path}[{i}]", v) for i, v in enumerate(list.__iter__(node)))
+    else:
+        return
+    for path, value in children:
+        if isinstance(value, TracedDict | TracedList):
+            yield from _leaves(value)
+        else:
+            yield path, value
 
 
 def _unmarkable(value: object) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from structlog.testing import capture_logs
 
 from adapters import ADAPTERS, Adapter
@@ -185,3 +185,31 @@ def test_a_null_from_the_adapter_itself_is_not_blamed_on_the_payload() -> None:
         _Named.model_validate({"name": None})
 
     assert explain(read) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"cards": [{"rating": "4.5"}]}, "cards[0].rating: Input should be a valid number"),
+        # Two leaves could be the one: naming either might name the wrong one.
+        ({"cards": [{"rating": "4.5"}], "decoy": {"rating": "4.5"}}, None),
+        (
+            {"cards": [{"rating": "4.5"}], "other": {"rating": 4.5}},
+            "cards[0].rating: Input should be a valid number",
+        ),
+    ],
+    ids=["unique", "ambiguous", "a number is not the string"],
+)
+def test_a_numeric_string_a_strict_model_refuses_is_named_by_its_path(
+    raw: dict[str, Any], reason: str | None
+) -> None:
+    """The traced copy cannot fail there (a traced string has __float__, for the adapter's
+    own float(), and a strict model takes it): the payload's leaf holding the refused value,
+    at a path ending like the error's, is named when it is the only one."""
+
+    def read(payload: Any) -> None:
+        _Card(owner=_Named(name="x"), rating=payload["cards"][0]["rating"])
+
+    with pytest.raises(ValidationError) as untraced:
+        read(raw)
+    assert explain(lambda: read(traced(raw)), untraced.value) == reason
