@@ -242,6 +242,15 @@ def epoch_millis(value: int | float) -> datetime:
         raise PayloadError(f"timestamp {value!r} is out of range") from None
 
 
+def answer_json(body: bytes) -> Any:
+    """A provider's answer to a call as JSON: {} when it is empty or not JSON (a proxy's HTML
+    error page, say)."""
+    try:
+        return wire.loads(body) if body else {}
+    except ValueError:
+        return {}
+
+
 def provider_id(value: Any) -> str | None:
     """An id a provider answered a send with, if it is one: a non-empty string or an integer.
     Anything else (null, true, an object) is no id, and must not become "None" or "True"."""

@@ -50,6 +50,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    answer_json,
     epoch_millis,
     json_object,
     provider_id,
@@ -58,7 +59,6 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.line_rich import utf16_len
-from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -520,7 +520,7 @@ class LineAdapter(Adapter):
         raise SendError("permanent", str(status), _describe(message, details))
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
-        payload = _json(body)
+        payload = answer_json(body)
         request_id = _header(headers, "x-line-request-id")
         if 200 <= status < 300:
             return (
@@ -578,13 +578,6 @@ def _raise(error: SendError) -> str:
     raise error
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return wire.loads(body) if body else {}
-    except ValueError:
-        return {}
-
-
 def _sent_id(payload: Any) -> str | None:
     sent = payload.get("sentMessages") if isinstance(payload, dict) else None
     if isinstance(sent, list) and sent and isinstance(sent[0], dict):
@@ -594,7 +587,7 @@ def _sent_id(payload: Any) -> str | None:
 
 def _error(body: bytes) -> tuple[str, list[str]]:
     """(message, ["property: message", ...]) from a LINE error body."""
-    payload = _json(body)
+    payload = answer_json(body)
     if not isinstance(payload, dict):
         return "unknown error", []
     listed = payload.get("details")

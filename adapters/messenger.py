@@ -24,6 +24,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    answer_json,
     epoch_millis,
     json_object,
     provider_id,
@@ -35,7 +36,6 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
-from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -472,10 +472,7 @@ class MessengerAdapter(GraphAdapter):
         ]
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
-        try:
-            payload = wire.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = answer_json(body)
         if 200 <= status < 300:
             message_id = (
                 provider_id(payload.get("message_id")) if isinstance(payload, dict) else None

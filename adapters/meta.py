@@ -29,10 +29,9 @@ def hub_handshake(query: Mapping[str, str], verify_token: str) -> Reply:
     return Reply(403, "verify token mismatch")
 
 
-def hub_signature(app_secret: str | HubSigner, body: bytes) -> str:
+def hub_signature(app_secret: str, body: bytes) -> str:
     """`X-Hub-Signature-256` of `body`: HMAC-SHA256 with the app secret, as `sha256=<hex>`."""
-    signer = app_secret if isinstance(app_secret, HubSigner) else HubSigner(app_secret)
-    return "sha256=" + signer.hexdigest(body)
+    return HubSigner(app_secret).signature(body)
 
 
 class HubSigner:
@@ -42,16 +41,16 @@ class HubSigner:
     def __init__(self, app_secret: str) -> None:
         self._keyed = hmac.new(app_secret.encode(), digestmod=hashlib.sha256)
 
-    def hexdigest(self, body: bytes) -> str:
+    def signature(self, body: bytes) -> str:
         mac = self._keyed.copy()
         mac.update(body)
-        return mac.hexdigest()
+        return "sha256=" + mac.hexdigest()
 
 
 def verify_hub_signature(headers: Mapping[str, str], body: bytes, signer: HubSigner) -> bool:
     provided = headers.get(SIGNATURE_HEADER, "")
     # Meta sends lowercase hex; compare case-insensitively but in constant time.
-    return signatures_match(provided.lower(), hub_signature(signer, body))
+    return signatures_match(provided.lower(), signer.signature(body))
 
 
 def graph_error(payload: object) -> tuple[int, str, str]:

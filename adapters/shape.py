@@ -446,17 +446,7 @@ def _unmarkable(value: object) -> bool:
 
 def _unmarked_leaves(node: Any) -> Iterator[tuple[str, bool | None]]:
     """The nulls and booleans under a traced node, with their paths (read without marking)."""
-    if isinstance(node, TracedDict):
-        children = ((_join(node.path, k), v) for k, v in dict.items(node))
-    elif isinstance(node, TracedList):
-        children = ((f"{node.path}[{i}]", v) for i, v in enumerate(list.__iter__(node)))
-    else:
-        return
-    for path, value in children:
-        if _unmarkable(value):
-            yield path, value
-        else:
-            yield from _unmarked_leaves(value)
+    return ((path, value) for path, value in _leaves(node) if _unmarkable(value))
 
 
 def _where_raised(exc: BaseException | None) -> tuple[str, int | None] | None:

@@ -33,11 +33,11 @@ from adapters.base import (
     SendContext,
     Sender,
     SendError,
+    answer_json,
     provider_id,
     retry_after_seconds,
 )
 from adapters.sms_segments import segments
-from gateway import wire
 from gateway.downgrade.profile import Profile
 from gateway.plaintext import action_line, numbered, to_text
 from gateway.schema import (
@@ -534,10 +534,7 @@ class SmsAdapter(Adapter):
         return [mms, *(self._texts(path, base, caption) if caption else [])]
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
-        try:
-            payload = wire.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = answer_json(body)
         if not isinstance(payload, dict):
             payload = {}
         if 200 <= status < 300:

@@ -50,12 +50,12 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    answer_json,
     epoch_millis,
     json_object,
     retry_after_seconds,
     signatures_match,
 )
-from gateway import wire
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -711,10 +711,7 @@ def _contact_card(contact: Contact) -> dict[str, Any] | None:
 
 
 def _answer(body: bytes) -> dict[str, Any]:
-    try:
-        payload = wire.loads(body) if body else {}
-    except ValueError:
-        payload = {}
+    payload = answer_json(body)
     return payload if isinstance(payload, dict) else {}
 
 

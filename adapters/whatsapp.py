@@ -22,6 +22,7 @@ from adapters.base import (
     ProviderRequest,
     SendContext,
     SendError,
+    answer_json,
     epoch_seconds,
     json_object,
     provider_id,
@@ -609,10 +610,7 @@ class WhatsAppAdapter(GraphAdapter):
         return {**base, **rich.text_message(body)}
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
-        try:
-            payload = wire.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = answer_json(body)
         if 200 <= status < 300:
             messages = payload.get("messages") if isinstance(payload, dict) else None
             first = messages[0] if isinstance(messages, list) and messages else None

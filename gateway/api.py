@@ -15,10 +15,10 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
 from gateway import wire
-from gateway.bodies import SHUTTING_DOWN, BodyReader, ShuttingDown
+from gateway.bodies import BodyReader, UnreadableBody
 from gateway.config import ApiKey
 from gateway.ids import new_id
-from gateway.ingress import UNREADABLE_BODY, error
+from gateway.ingress import error
 from gateway.logs import get_logger
 from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
@@ -50,12 +50,8 @@ async def _body(
     """The request's JSON as `model`, or the 400/413/422/503 answer naming what is wrong."""
     try:
         raw = await bodies.read(request)
-    except ShuttingDown:
-        return error(503, "shutting_down", SHUTTING_DOWN)
-    except web.HTTPRequestEntityTooLarge:  # aiohttp's own answer would be plain text
-        return error(413, "body_too_large", "the body exceeds server.max_body_bytes")
-    except web.RequestPayloadError:
-        return error(400, "unreadable_body", UNREADABLE_BODY)
+    except UnreadableBody as refused:
+        return error(refused.status, refused.code, refused.message)
     try:
         data = wire.loads(raw)
     except ValueError:  # UnicodeDecodeError and JSON nested too deeply included

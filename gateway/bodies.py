@@ -4,8 +4,9 @@ When aiohttp begins a graceful shutdown it marks every connection as closing, an
 on drops the bytes those connections receive (`RequestHandler.data_received` returns early;
 aio-libs/aiohttp#2298). A handler still waiting for the rest of a body then waits until the
 client gives up (a provider's webhook timeout), and the shutdown waits for that handler.
-Reads that go through a `BodyReader` fail at once instead, with `ShuttingDown`, which the
-handlers answer 503: providers and backends retry, and the restart takes milliseconds.
+Reads that go through a `BodyReader` fail at once instead, answered 503: providers and
+backends retry, and the restart takes milliseconds. The reader also turns aiohttp's other
+reasons a body cannot be read into one `UnreadableBody`, so ingress and the API answer alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ class ShuttingDown(ConnectionError):
     """The rest of this request's body will never be read: the server is shutting down."""
 
 
-SHUTTING_DOWN = "the gateway is shutting down; retry"
+class UnreadableBody(Exception):
+    """Why a body could not be read, as the answer to give: status, error code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+TOO_LARGE = "the body exceeds server.max_body_bytes"
 
 
 class BodyReader:
@@ -29,6 +38,18 @@ class BodyReader:
         self._waiting[key] = request
         try:
             return await request.read()
+        except ShuttingDown:
+            raise UnreadableBody(
+                503, "shutting_down", "the gateway is shutting down; retry"
+            ) from None
+        except web.HTTPRequestEntityTooLarge:  # aiohttp's own answer would be plain text
+            raise UnreadableBody(413, "body_too_large", TOO_LARGE) from None
+        except web.RequestPayloadError:  # aiohttp decodes Content-Encoding and chunked framing
+            raise UnreadableBody(
+                400,
+                "unreadable_body",
+                "the body could not be read: its Content-Encoding or chunked framing is broken",
+            ) from None
         finally:
             del self._waiting[key]
 
@@ -37,6 +58,6 @@ class BodyReader:
         abandoned = 0
         for request in list(self._waiting.values()):
             if not request.content.is_eof():  # a complete body still reads normally
-                request.content.set_exception(ShuttingDown(SHUTTING_DOWN))
+                request.content.set_exception(ShuttingDown())
                 abandoned += 1
         return abandoned

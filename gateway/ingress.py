@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from adapters.base import Adapter, InboundRequest, PayloadError
 from adapters.failures import unreadable
 from gateway import wire
-from gateway.bodies import SHUTTING_DOWN, BodyReader, ShuttingDown
+from gateway.bodies import TOO_LARGE, BodyReader, UnreadableBody
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
@@ -26,10 +26,6 @@ log = get_logger("gateway.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
-
-
-# aiohttp decodes Content-Encoding and chunked framing before the body reaches us.
-UNREADABLE_BODY = "the body could not be read: its Content-Encoding or chunked framing is broken"
 
 
 def kept_headers(headers: Mapping[str, str]) -> str:
@@ -113,9 +109,7 @@ class Ingress:
             return error(404, "unknown_channel", "no channel is configured at this path")
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
-            return self._reject(
-                channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
-            )
+            return self._reject(channel_id, 413, "body_too_large", TOO_LARGE)
         # The raw header first: providers send the bare type, and aiohttp parses it anew per request.
         if (
             request.headers.get("Content-Type") not in adapter.content_types
@@ -129,14 +123,8 @@ class Ingress:
             )
         try:
             body = await self.bodies.read(request)
-        except ShuttingDown:
-            return self._reject(channel_id, 503, "shutting_down", SHUTTING_DOWN)
-        except web.HTTPRequestEntityTooLarge:
-            return self._reject(
-                channel_id, 413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
-            )
-        except web.RequestPayloadError:
-            return self._reject(channel_id, 400, "unreadable_body", UNREADABLE_BODY)
+        except UnreadableBody as refused:
+            return self._reject(channel_id, refused.status, refused.code, refused.message)
         inbound = InboundRequest(
             method=request.method,
             public_url=self.public_url + request.path_qs,
