@@ -403,21 +403,22 @@ def _confirm_refused(
 
 
 def _same_value_leaf(failure: ValidationError, roots: list[Any]) -> str | None:
-    """The one payload leaf holding the refused value at a path ending like the error's."""
+    """The one payload leaf holding the refused value: at a path ending like the error's, or
+    else the only one holding it at all (an adapter may rename a field: Messenger's `lat` is
+    the schema's `latitude`)."""
     error = failure.errors()[0]
     refused, location = error.get("input"), error["loc"]
     if not isinstance(refused, str | int | float) or not location:
         return None
     ending = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)
-    found = [
+    holding = [
         path
         for root in roots
         for path, value in _leaves(root)
-        if _plain_type(value) is _plain_type(refused)
-        and value == refused
-        and f".{path}".endswith(ending)
+        if _plain_type(value) is _plain_type(refused) and value == refused
     ]
-    return f"{found[0]}: {error['msg']}" if len(set(found)) == 1 else None
+    found = set(path for path in holding if f".{path}".endswith(ending)) or set(holding)
+    return f"{found.pop()}: {error['msg']}" if len(found) == 1 else None
 
 
 def _plain_type(value: object) -> type | None:

@@ -60,7 +60,6 @@ from gateway.schema.content import (
     AudioContent,
     ButtonsContent,
     CarouselContent,
-    Contact,
     ContactsContent,
     FileContent,
     FormResponseContent,
@@ -254,7 +253,8 @@ def _media(kind: str, item: dict[str, Any]) -> AnyContent:
 
 
 def _contacts(items: list[dict[str, Any]]) -> ContactsContent:
-    return ContactsContent(contacts=[Contact.model_validate(c) for c in items])
+    # The payload's own list goes to the model, so a refusal (an empty one) names its path.
+    return ContactsContent.model_validate({"contacts": items})
 
 
 def _referral(data: dict[str, Any]) -> Referral:

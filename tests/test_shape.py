@@ -213,3 +213,24 @@ def test_a_numeric_string_a_strict_model_refuses_is_named_by_its_path(
     with pytest.raises(ValidationError) as untraced:
         read(raw)
     assert explain(lambda: read(traced(raw)), untraced.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"cards": [{"score": "4.5"}]}, "cards[0].score: Input should be a valid number"),
+        ({"cards": [{"score": "4.5"}], "title": "4.5"}, None),
+    ],
+    ids=["the only leaf holding it", "two leaves hold it"],
+)
+def test_a_numeric_string_under_a_field_the_adapter_renames_is_named_when_only_one_holds_it(
+    raw: dict[str, Any], reason: str | None
+) -> None:
+    """Messenger's `coordinates.lat` is the schema's `latitude`: no path ends like the error."""
+
+    def read(payload: Any) -> None:
+        _Card(owner=_Named(name="x"), rating=payload["cards"][0]["score"])
+
+    with pytest.raises(ValidationError) as untraced:
+        read(raw)
+    assert explain(lambda: read(traced(raw)), untraced.value) == reason
