@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,8 +50,14 @@ def secrets_of(config: GatewayConfig, adapters: dict[str, Adapter]) -> list[str]
 
 class Gateway:
     def __init__(
-        self, config: GatewayConfig, *, http_client: httpx.AsyncClient | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        idle_seconds: Callable[[], float] | None = None,
     ) -> None:
+        """`idle_seconds`: the serving loop's idle time so far (gateway/idle.py), by which the
+        normaliser paces itself while webhooks pour in."""
         self.config = config
         self.adapters = build_adapters(config)
         self.store = open_configured_store(config.storage)
@@ -81,6 +89,7 @@ class Gateway:
             policy.poll_interval_seconds,
             ingress_busy=self.ingress.busy,
             during_bursts=config.server.normalise_during_bursts,
+            idle_seconds=idle_seconds,
         )
         self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(

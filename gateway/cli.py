@@ -39,10 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import Gateway, secrets_of
+    from gateway.idle import new_event_loop
     from gateway.logs import configure_logging
 
     config = _load(args.config)
-    gateway = Gateway(config)
+    loop, idle_seconds = new_event_loop()
+    gateway = Gateway(config, idle_seconds=idle_seconds)
     configure_logging(
         config.logging.level, config.logging.format, secrets_of(config, gateway.adapters)
     )
@@ -50,7 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     _freeze_startup_objects()
     try:
-        web.run_app(gateway.application(), host=host, port=port, print=None, access_log=None)
+        web.run_app(
+            gateway.application(), host=host, port=port, print=None, access_log=None, loop=loop
+        )
     except OSError as exc:
         if exc.errno not in _CANNOT_LISTEN:
             raise

@@ -61,8 +61,8 @@ class Ingress:
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
-        # Above this arrival rate acknowledging takes all the CPU it can get (see the
-        # normaliser): `server.busy_webhooks_per_second`.
+        # Above this arrival rate acknowledging comes first (the normaliser paces itself,
+        # retention gives way): `server.busy_webhooks_per_second`.
         self.busy_rate = busy_rate
         self.received = 0
         self.bodies = bodies

@@ -269,3 +269,30 @@ def test_serve_keeps_startup_objects_out_of_full_collections(
     finally:
         gc.unfreeze()
     assert seen["frozen"] > 10_000  # the modules, models and adapters startup made
+
+
+def test_serve_runs_on_a_loop_that_measures_its_idle_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The normaliser paces itself by the serving loop's idle time (gateway/idle.py)."""
+    import gc
+
+    from aiohttp import web
+
+    from gateway.idle import IdleSelector
+
+    seen: dict[str, Any] = {}
+
+    def run_app(app: web.Application, **kwargs: Any) -> None:
+        loop = kwargs["loop"]
+        seen["selector"] = loop._selector  # the loop's own, as asyncio keeps it
+        loop.close()
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path)))
+    monkeypatch.setattr(web, "run_app", run_app)
+    try:
+        assert main(["serve", "--config", str(path), "--port", "0"]) == 0
+    finally:
+        gc.unfreeze()
+    assert isinstance(seen["selector"], IdleSelector)

@@ -35,7 +35,7 @@ async def test_normaliser_drains_the_inbox(tmp_path: Path, busy: bool) -> None:
         rounds = 0
         while await worker.run_once():
             rounds += 1
-        assert rounds == (40 // module.BUSY_BATCH if busy else 0)
+        assert rounds == (40 // module.PACES[module.FIRST_PACE][0] if busy else 0)
         assert await store.claim_inbox(100, time.time() + 60, 30) == []  # nothing left pending
         stored = await store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM events"))
         assert stored[0] == 40

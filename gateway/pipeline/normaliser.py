@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
+from gateway.idle import SpareMeter
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
@@ -19,15 +20,24 @@ from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
 log = get_logger("gateway.normaliser")
 
 # Acknowledging webhooks comes first (providers time out and redeliver); normalising runs in
-# the gaps. While webhooks pour in, the normaliser takes small batches with a pause between
-# them, which bounds how long an acknowledgement waits behind it and still guarantees progress
-# (BUSY_BATCH / BUSY_PAUSE rows per second at the least); it catches up at full speed after.
-# Small and often beats large and rare: each batch is one store step that every
-# acknowledgement committed with it waits for (bench/ingress.py, 32 connections, four paired
-# rounds: p99 17.7-20.0 ms with 16 rows every 50 ms, 15.0-18.4 ms with 4 every 12.5 ms).
+# the gaps. While webhooks pour in, the normaliser works in slices with a pause after each,
+# which bounds how long an acknowledgement waits behind it and still guarantees progress.
+# How much it takes follows the CPU the acknowledgements leave: the share of each pause the
+# event loop sat idle (gateway/idle.py). A saturated core steps it down to 4 rows every 50 ms;
+# spare CPU steps it up to 16 rows every 3 ms (~2,500 rows a second), so a steady rate the
+# core can serve whole is normalised as it arrives (a rate threshold alone starved it at a
+# steady 2,000 a second: the backlog grew by 1,700 a second). Slices stay small because each
+# is one store step that every acknowledgement committed with it waits for: topping out at
+# 64 rows every 12.5 ms instead doubled the acknowledgements' p99 at 2,000 and 3,000 a second
+# (bench/sustained.py, alternating runs: 9.4-11.6 against 4.6-7.8 ms; 86-129 against 22-47 ms).
 BATCH = 64
-BUSY_BATCH = 4
-BUSY_PAUSE = 0.0125
+PACES = ((4, 0.05), (4, 0.025), (4, 0.0125), (8, 0.0125), (16, 0.0125), (16, 0.006), (16, 0.003))
+FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when the loop's idle time is not known
+# The idle share of a pause from which the next slice may be larger, and below which it is
+# smaller. Measured here: 0.02-0.04 while bench/ingress.py saturates the core; 0.35-0.50 at a
+# steady 2,000 webhooks a second (bench/sustained.py), where inline fsyncs are busy time too.
+SPARE_MORE = 0.3
+SPARE_LESS = 0.1
 LEASE_SECONDS = 30.0
 
 
@@ -67,9 +77,13 @@ class Normaliser(Worker):
         ingress_busy: Callable[[], bool] = lambda: False,
         *,
         during_bursts: bool = True,
+        idle_seconds: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
+        # The event loop's idle seconds so far (gateway/idle.py); None keeps the first pace.
+        self.spare = SpareMeter(idle_seconds) if idle_seconds is not None else None
+        self.pace = FIRST_PACE
         self.during_bursts = during_bursts  # server.normalise_during_bursts
         self.store = store
         self.adapters = adapters
@@ -79,9 +93,9 @@ class Normaliser(Worker):
         now = time.time()
         busy = self.ingress_busy()
         if busy and not self.during_bursts:
-            await asyncio.sleep(BUSY_PAUSE)  # the burst's acknowledgements get the whole core
+            await asyncio.sleep(PACES[FIRST_PACE][1])  # the burst's acknowledgements get the core
             return False
-        limit = BUSY_BATCH if busy else BATCH
+        limit, pause = PACES[self.pace] if busy else (BATCH, 0.0)
         rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
         if not rows:
             return False
@@ -107,8 +121,22 @@ class Normaliser(Worker):
         if any(stored.values()):
             self.wake_listeners()
         if busy:
-            await asyncio.sleep(BUSY_PAUSE)
+            await self._pause(pause)
         return len(rows) == limit
+
+    async def _pause(self, seconds: float) -> None:
+        """Let acknowledgements have the loop, and set the next slice's pace by how much of
+        the pause they left idle."""
+        if self.spare is None:
+            await asyncio.sleep(seconds)
+            return
+        self.spare.start()
+        await asyncio.sleep(seconds)
+        spare = self.spare.read()
+        if spare >= SPARE_MORE:
+            self.pace = min(self.pace + 1, len(PACES) - 1)
+        elif spare < SPARE_LESS:
+            self.pace = max(self.pace - 1, 0)
 
     async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:
         adapter = self.adapters.get(row.channel_id)

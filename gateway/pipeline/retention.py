@@ -2,8 +2,9 @@
 
 What goes and what stays is the store's business (gateway/store/retention.py); this worker
 only decides when: a pass walks the tables in small batches, oldest rows first, and gives way
-while webhooks arrive faster than `server.busy_webhooks_per_second`, as the normaliser does
-(acknowledging comes first). A pass that gave way picks up where it stopped at the next one.
+while webhooks arrive faster than `server.busy_webhooks_per_second` (acknowledging comes
+first; the normaliser paces itself instead). A pass that gave way picks up where it stopped at
+the next one.
 """
 
 from __future__ import annotations
