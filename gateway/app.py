@@ -105,7 +105,10 @@ class Gateway:
         self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
         self.dispatcher.listeners.append(self.delivery)
         self.retention = Retention(
-            self.store, config.storage.retention, busy=self.ingress.busy_meter()
+            self.store,
+            config.storage.retention,
+            busy=self.ingress.busy_meter(),
+            idle_seconds=idle_seconds,
         )
         self.workers: list[Worker] = [
             self.normaliser,

@@ -5,6 +5,8 @@ Store tests run on SQLite and on PostgreSQL (the `store` fixture)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,34 @@ async def test_a_pass_gives_way_while_ingress_is_busy(store: Store) -> None:
         "events": 1,
         "messages": 0,
     }
+
+
+@pytest.mark.parametrize(
+    ("idle_seconds", "deleted"),
+    [
+        # The loop idle through the pause: acknowledgements leave the CPU, the pass goes on.
+        (time.perf_counter, {"inbox": 1, "outbox": 1, "events": 1, "messages": 0}),
+        # Never idle: a saturated core, the pass gives way before its first batch.
+        (lambda: 0.0, {"inbox": 0, "outbox": 0, "events": 0, "messages": 0}),
+    ],
+    ids=["spare CPU", "saturated core"],
+)
+async def test_while_ingress_is_busy_a_pass_goes_on_only_with_cpu_to_spare(
+    store: Store, idle_seconds: Callable[[], float], deleted: dict[str, int]
+) -> None:
+    """A steady load above server.busy_webhooks_per_second must not stop retention for good:
+    the store would grow until the disk filled."""
+    await received(store, "wamid.old", OLD)
+    [delivery] = await store.claim_outbox("webhook", 1, OLD, 30)
+    await store.complete_outbox([delivery.id], OLD)
+    retention = Retention(
+        store,
+        RetentionConfig(),
+        busy=lambda: True,
+        clock=lambda: NOW,
+        idle_seconds=idle_seconds,
+    )
+    assert await retention.prune() == deleted
 
 
 async def test_the_gateway_runs_retention_with_the_configured_policy(tmp_path: Path) -> None:

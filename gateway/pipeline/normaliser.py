@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
-from gateway.idle import SpareMeter
+from gateway.idle import SATURATED, SPARE, SpareMeter
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
@@ -33,11 +33,6 @@ log = get_logger("gateway.normaliser")
 BATCH = 64
 PACES = ((4, 0.05), (4, 0.025), (4, 0.0125), (8, 0.0125), (16, 0.0125), (16, 0.006), (16, 0.003))
 FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when the loop's idle time is not known
-# The idle share of a pause from which the next slice may be larger, and below which it is
-# smaller. Measured here: 0.02-0.04 while bench/ingress.py saturates the core; 0.35-0.50 at a
-# steady 2,000 webhooks a second (bench/sustained.py), where inline fsyncs are busy time too.
-SPARE_MORE = 0.3
-SPARE_LESS = 0.1
 LEASE_SECONDS = 30.0
 
 
@@ -133,9 +128,9 @@ class Normaliser(Worker):
         self.spare.start()
         await asyncio.sleep(seconds)
         spare = self.spare.read()
-        if spare >= SPARE_MORE:
+        if spare >= SPARE:
             self.pace = min(self.pace + 1, len(PACES) - 1)
-        elif spare < SPARE_LESS:
+        elif spare < SATURATED:
             self.pace = max(self.pace - 1, 0)
 
     async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:

@@ -1,18 +1,22 @@
 """Retention: every `interval_seconds`, a pass deletes what the store no longer needs.
 
 What goes and what stays is the store's business (gateway/store/retention.py); this worker
-only decides when: a pass walks the tables in small batches, oldest rows first, and gives way
-while webhooks arrive faster than `server.busy_webhooks_per_second` (acknowledging comes
-first; the normaliser paces itself instead). A pass that gave way picks up where it stopped at
-the next one.
+only decides when: a pass walks the tables in small batches, oldest rows first. While webhooks
+arrive faster than `server.busy_webhooks_per_second`, acknowledging comes first: before each
+batch the pass pauses and goes on only if the event loop sat idle for a good share of the
+pause (gateway/idle.py), else it gives way. Giving way whenever the rate was high kept a
+steady load above it from ever pruning, and the store grew until the disk filled. A pass that
+gave way picks up where it stopped at the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 from gateway.config import RetentionConfig
+from gateway.idle import SPARE, SpareMeter
 from gateway.logs import get_logger
 from gateway.metrics import PRUNED
 from gateway.pipeline.worker import Worker
@@ -22,6 +26,8 @@ from gateway.store.retention import PRUNERS
 log = get_logger("gateway.retention")
 
 DAY = 86400.0
+# While ingress is busy: the pause before each batch, over which the loop's idle share is read.
+BUSY_PAUSE = 0.0125
 
 
 class Retention(Worker):
@@ -34,12 +40,15 @@ class Retention(Worker):
         *,
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
+        idle_seconds: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(policy.interval_seconds)
         self.store = store
         self.policy = policy
         self.busy = busy
         self.clock = clock
+        # The event loop's idle seconds so far; None gives way whenever ingress is busy.
+        self.spare = SpareMeter(idle_seconds) if idle_seconds is not None else None
 
     def cutoffs(self, now: float) -> dict[str, float]:
         """Per table, the time before which its rows may go (tables kept for ever: absent)."""
@@ -52,11 +61,11 @@ class Retention(Worker):
         return {table: now - d * DAY for table, d in days.items() if d is not None}
 
     async def prune(self) -> dict[str, int]:
-        """One pass; rows deleted per table. Stops early (the counts so far) when busy."""
+        """One pass; rows deleted per table. Stops early (the counts so far) when it gives way."""
         deleted = dict.fromkeys(PRUNERS, 0)
         for table, cutoff in self.cutoffs(self.clock()).items():
             while True:
-                if self.busy():
+                if await self._gives_way():
                     log.info("retention_paused", reason="ingress busy", deleted=deleted)
                     return deleted
                 count = await self.store.prune(table, cutoff, self.policy.batch_size)
@@ -65,6 +74,16 @@ class Retention(Worker):
                 if count < self.policy.batch_size:
                     break
         return deleted
+
+    async def _gives_way(self) -> bool:
+        """True while ingress is busy, unless a pause shows the CPU to spare for a batch."""
+        if not self.busy():
+            return False
+        if self.spare is None:
+            return True
+        self.spare.start()
+        await asyncio.sleep(BUSY_PAUSE)
+        return self.spare.read() < SPARE
 
     async def run_once(self) -> bool:
         deleted = await self.prune()
