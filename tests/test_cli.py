@@ -247,34 +247,12 @@ def test_a_reader_that_stops_early_is_no_error() -> None:
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
 
-def test_serve_keeps_startup_objects_out_of_full_collections(
+def test_serve_freezes_startup_objects_and_runs_on_a_loop_that_measures_its_idle_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What startup built is frozen before serving, so a full collection under load walks
-    only what requests create (gateway/cli.py: a 50 ms pause otherwise, every second or two)."""
-    import gc
-
-    from aiohttp import web
-
-    seen: dict[str, int] = {}
-
-    def run_app(app: web.Application, **_kwargs: Any) -> None:
-        seen["frozen"] = gc.get_freeze_count()
-
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(base_config(tmp_path)))
-    monkeypatch.setattr(web, "run_app", run_app)
-    try:
-        assert main(["serve", "--config", str(path), "--port", "0"]) == 0
-    finally:
-        gc.unfreeze()
-    assert seen["frozen"] > 10_000  # the modules, models and adapters startup made
-
-
-def test_serve_runs_on_a_loop_that_measures_its_idle_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The normaliser paces itself by the serving loop's idle time (gateway/idle.py)."""
+    only what requests create (gateway/cli.py: a 50 ms pause otherwise, every second or two).
+    The loop counts its idle time, by which the normaliser paces itself (gateway/idle.py)."""
     import gc
 
     from aiohttp import web
@@ -284,9 +262,9 @@ def test_serve_runs_on_a_loop_that_measures_its_idle_time(
     seen: dict[str, Any] = {}
 
     def run_app(app: web.Application, **kwargs: Any) -> None:
-        loop = kwargs["loop"]
-        seen["selector"] = loop._selector  # the loop's own, as asyncio keeps it
-        loop.close()
+        seen["frozen"] = gc.get_freeze_count()
+        seen["selector"] = kwargs["loop"]._selector  # the loop's own, as asyncio keeps it
+        kwargs["loop"].close()
 
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(base_config(tmp_path)))
@@ -295,4 +273,5 @@ def test_serve_runs_on_a_loop_that_measures_its_idle_time(
         assert main(["serve", "--config", str(path), "--port", "0"]) == 0
     finally:
         gc.unfreeze()
+    assert seen["frozen"] > 10_000  # the modules, models and adapters startup made
     assert isinstance(seen["selector"], IdleSelector)
