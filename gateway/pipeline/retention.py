@@ -4,8 +4,8 @@ What goes and what stays is the store's business (gateway/store/retention.py); t
 only decides when: a pass walks the tables in small batches, oldest rows first. While webhooks
 arrive faster than `server.busy_webhooks_per_second`, acknowledging comes first: before each
 batch the pass pauses and goes on only if the event loop sat idle for a good share of the
-pause (gateway/idle.py), else it gives way. Giving way whenever the rate was high kept a
-steady load above it from ever pruning, and the store grew until the disk filled. A pass that
+pause (gateway/idle.py), else it gives way. Giving way whenever the rate was high meant a
+steady load above it was never pruned: the store would grow until the disk filled. A pass that
 gave way picks up where it stopped at the next one.
 """
 
