@@ -57,7 +57,7 @@ class Gateway:
         idle_seconds: Callable[[], float] | None = None,
     ) -> None:
         """`idle_seconds`: the serving loop's idle time so far (gateway/idle.py), by which the
-        normaliser paces itself while webhooks pour in."""
+        normaliser and retention pace themselves while webhooks pour in."""
         self.config = config
         self.adapters = build_adapters(config)
         self.store = open_configured_store(config.storage)
@@ -73,6 +73,8 @@ class Gateway:
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
         self.bodies = BodyReader()
+        # Spare capacity needs the loop and, where it writes on a thread of its own, the store.
+        idle_clocks = [idle_seconds, *self.store.db.idle_clocks()] if idle_seconds else []
         self.ingress = Ingress(
             self.store,
             self.adapters,
@@ -89,7 +91,7 @@ class Gateway:
             policy.poll_interval_seconds,
             ingress_busy=self.ingress.busy,
             during_bursts=config.server.normalise_during_bursts,
-            idle_seconds=idle_seconds,
+            idle_clocks=idle_clocks,
         )
         self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(
@@ -108,7 +110,7 @@ class Gateway:
             self.store,
             config.storage.retention,
             busy=self.ingress.busy_meter(),
-            idle_seconds=idle_seconds,
+            idle_clocks=idle_clocks,
         )
         self.workers: list[Worker] = [
             self.normaliser,

@@ -4,7 +4,7 @@ busy, by the CPU the acknowledgements leave when the loop's idle time is known."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def normaliser(
     busy: Callable[[], bool],
     *,
     during_bursts: bool = True,
-    idle_seconds: Callable[[], float] | None = None,
+    idle_clocks: Sequence[Callable[[], float]] = (),
 ) -> Normaliser:
     config = WhatsAppConfig(
         id="wa-main",
@@ -46,7 +46,7 @@ def normaliser(
         0.1,
         ingress_busy=busy,
         during_bursts=during_bursts,
-        idle_seconds=idle_seconds,
+        idle_clocks=idle_clocks,
     )
 
 
@@ -97,7 +97,7 @@ async def test_paused_during_bursts_it_claims_nothing_until_ingress_calms(store:
 async def test_a_busy_ingress_paces_the_normaliser_by_the_cpu_it_leaves(
     store: Store, idle_seconds: Callable[[], float], pace: int
 ) -> None:
-    worker = normaliser(store, lambda: True, idle_seconds=idle_seconds)
+    worker = normaliser(store, lambda: True, idle_clocks=[idle_seconds])
     await received(store, 300)
     slices = []
     for _ in range(len(module.PACES)):

@@ -224,7 +224,7 @@ async def test_while_ingress_is_busy_a_pass_goes_on_only_with_cpu_to_spare(
         RetentionConfig(),
         busy=lambda: True,
         clock=lambda: NOW,
-        idle_seconds=idle_seconds,
+        idle_clocks=[idle_seconds],
     )
     assert await retention.prune() == deleted
 

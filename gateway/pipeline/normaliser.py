@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
-from gateway.idle import SATURATED, SPARE, SpareMeter
+from gateway.idle import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
@@ -24,15 +24,24 @@ log = get_logger("gateway.normaliser")
 # which bounds how long an acknowledgement waits behind it and still guarantees progress.
 # How much it takes follows the CPU the acknowledgements leave: the share of each pause the
 # event loop sat idle (gateway/idle.py). A saturated core steps it down to 4 rows every 50 ms;
-# spare CPU steps it up to 16 rows every 3 ms (~2,500 rows a second), so a steady rate the
-# core can serve whole is normalised as it arrives (a rate threshold alone starved it at a
-# steady 2,000 a second: the backlog grew by 1,700 a second). Slices stay small because each
-# is one store step that every acknowledgement committed with it waits for: topping out at
-# 64 rows every 12.5 ms instead doubled the acknowledgements' p99 at 2,000 and 3,000 a second
+# spare CPU steps it up to 32 rows every 3 ms, so a steady rate the core can serve whole is
+# normalised as it arrives (a rate threshold alone starved it at a steady 2,000 a second: the
+# backlog grew by 1,700 a second). Slices stay small and pauses short because each slice is
+# one store step that every acknowledgement committed with it waits for: topping out at 64
+# rows every 12.5 ms instead doubled the acknowledgements' p99 at 2,000 and 3,000 a second
 # (bench/sustained.py, alternating runs: 9.4-11.6 against 4.6-7.8 ms; 86-129 against 22-47 ms).
 BATCH = 64
-PACES = ((4, 0.05), (4, 0.025), (4, 0.0125), (8, 0.0125), (16, 0.0125), (16, 0.006), (16, 0.003))
-FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when the loop's idle time is not known
+PACES = (
+    (4, 0.05),
+    (4, 0.025),
+    (4, 0.0125),
+    (8, 0.0125),
+    (16, 0.0125),
+    (16, 0.006),
+    (16, 0.003),
+    (32, 0.003),
+)
+FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when idle time is not measured
 LEASE_SECONDS = 30.0
 
 
@@ -72,12 +81,12 @@ class Normaliser(Worker):
         ingress_busy: Callable[[], bool] = lambda: False,
         *,
         during_bursts: bool = True,
-        idle_seconds: Callable[[], float] | None = None,
+        idle_clocks: Sequence[IdleClock] = (),
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
-        # The event loop's idle seconds so far (gateway/idle.py); None keeps the first pace.
-        self.spare = SpareMeter(idle_seconds) if idle_seconds is not None else None
+        # The loop's and the store writer's idle time (gateway/idle.py); none keeps the first pace.
+        self.spare = SpareMeter(idle_clocks) if idle_clocks else None
         self.pace = FIRST_PACE
         self.during_bursts = during_bursts  # server.normalise_during_bursts
         self.store = store

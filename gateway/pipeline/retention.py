@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.config import RetentionConfig
-from gateway.idle import SPARE, SpareMeter
+from gateway.idle import SPARE, IdleClock, SpareMeter
 from gateway.logs import get_logger
 from gateway.metrics import PRUNED
 from gateway.pipeline.worker import Worker
@@ -26,7 +26,7 @@ from gateway.store.retention import PRUNERS
 log = get_logger("gateway.retention")
 
 DAY = 86400.0
-# While ingress is busy: the pause before each batch, over which the loop's idle share is read.
+# While ingress is busy: the pause before each batch, over which the idle share is read.
 BUSY_PAUSE = 0.0125
 
 
@@ -40,15 +40,16 @@ class Retention(Worker):
         *,
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
-        idle_seconds: Callable[[], float] | None = None,
+        idle_clocks: Sequence[IdleClock] = (),
     ) -> None:
         super().__init__(policy.interval_seconds)
         self.store = store
         self.policy = policy
         self.busy = busy
         self.clock = clock
-        # The event loop's idle seconds so far; None gives way whenever ingress is busy.
-        self.spare = SpareMeter(idle_seconds) if idle_seconds is not None else None
+        # The loop's and the store writer's idle time (gateway/idle.py); with none, a pass
+        # gives way whenever ingress is busy.
+        self.spare = SpareMeter(idle_clocks) if idle_clocks else None
 
     def cutoffs(self, now: float) -> dict[str, float]:
         """Per table, the time before which its rows may go (tables kept for ever: absent)."""

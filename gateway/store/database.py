@@ -180,6 +180,10 @@ class Database(Protocol):
 
     def start(self) -> None: ...
     def close(self) -> None: ...
+    def idle_clocks(self) -> list[Callable[[], float]]:
+        """Idle seconds so far of each thread that writes apart from the event loop."""
+        ...
+
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
 
 
@@ -202,6 +206,16 @@ class ThreadedDatabase:
         self._lost_because = "not connected"
         self.batches = 0
         self.operations = 0
+        # The writer's idle seconds before its current wait, and when that wait began (None
+        # while it works): one tuple, so the loop never reads one half of an update.
+        self._idle: tuple[float, float | None] = (0.0, None)
+
+    def idle_clocks(self) -> list[Callable[[], float]]:
+        return [self._writer_idle_seconds]
+
+    def _writer_idle_seconds(self) -> float:
+        total, waiting_since = self._idle
+        return total + (time.perf_counter() - waiting_since if waiting_since is not None else 0.0)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
@@ -235,7 +249,9 @@ class ThreadedDatabase:
         try:
             stopping = False
             while not stopping:
+                self._idle = (self._idle[0], time.perf_counter())
                 first = self._queue.get()
+                self._idle = (self._writer_idle_seconds(), None)
                 if first is _STOP:
                     break
                 batch: list[_Op] = [first]  # type: ignore[list-item]
