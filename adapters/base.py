@@ -242,13 +242,14 @@ def epoch_millis(value: int | float) -> datetime:
         raise PayloadError(f"timestamp {value!r} is out of range") from None
 
 
-def answer_json(body: bytes) -> Any:
-    """A provider's answer to a call as JSON: {} when it is empty or not JSON (a proxy's HTML
-    error page, say)."""
+def answer_json(body: bytes) -> dict[str, Any]:
+    """A provider's answer to a call as a JSON object: {} when it is empty, not JSON (a proxy's
+    HTML error page, say) or not an object, so callers read fields without checking again."""
     try:
-        return wire.loads(body) if body else {}
+        payload = wire.loads(body) if body else {}
     except ValueError:
         return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def provider_id(value: Any) -> str | None:

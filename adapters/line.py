@@ -516,7 +516,7 @@ class LineAdapter(Adapter):
     def read_registration_response(self, status: int, body: bytes) -> str:
         if 200 <= status < 300:
             return f"HTTP {status}"
-        message, details = _error(body)
+        message, details = _error(answer_json(body))
         raise SendError("permanent", str(status), _describe(message, details))
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
@@ -528,7 +528,7 @@ class LineAdapter(Adapter):
                 or request_id
                 or _raise(SendError("retry", str(status), "accepted without a message id"))
             )
-        message, details = _error(body)
+        message, details = _error(payload)
         text = _describe(message, details)
         accepted = _header(headers, "x-line-accepted-request-id")
         if status == 409 and accepted:
@@ -578,18 +578,15 @@ def _raise(error: SendError) -> str:
     raise error
 
 
-def _sent_id(payload: Any) -> str | None:
-    sent = payload.get("sentMessages") if isinstance(payload, dict) else None
+def _sent_id(payload: dict[str, Any]) -> str | None:
+    sent = payload.get("sentMessages")
     if isinstance(sent, list) and sent and isinstance(sent[0], dict):
         return provider_id(sent[0].get("id"))
     return None
 
 
-def _error(body: bytes) -> tuple[str, list[str]]:
+def _error(payload: dict[str, Any]) -> tuple[str, list[str]]:
     """(message, ["property: message", ...]) from a LINE error body."""
-    payload = answer_json(body)
-    if not isinstance(payload, dict):
-        return "unknown error", []
     listed = payload.get("details")
     details = [
         f"{d.get('property')}: {d.get('message')}" if d.get("property") else str(d.get("message"))

@@ -474,14 +474,12 @@ class MessengerAdapter(GraphAdapter):
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         payload = answer_json(body)
         if 200 <= status < 300:
-            message_id = (
-                provider_id(payload.get("message_id")) if isinstance(payload, dict) else None
-            )
+            message_id = provider_id(payload.get("message_id"))
             if message_id:
                 return message_id
             raise SendError("retry", str(status), "accepted without a message_id")
         code, title, _details = graph_error(payload)
-        error = payload.get("error") if isinstance(payload, dict) else None
+        error = payload.get("error")
         subcode = error.get("error_subcode") if isinstance(error, dict) else None
         subcode = subcode if isinstance(subcode, int) else None
         label = f"{code}/{subcode}" if code and subcode else str(code or status)

@@ -535,8 +535,6 @@ class SmsAdapter(Adapter):
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         payload = answer_json(body)
-        if not isinstance(payload, dict):
-            payload = {}
         if 200 <= status < 300:
             sid = provider_id(payload.get("sid"))
             if sid:

@@ -465,7 +465,7 @@ class ViberAdapter(Adapter):
             )
         if not 200 <= status < 300:
             raise SendError("permanent", str(status), f"HTTP {status} from Viber")
-        payload = _answer(body)
+        payload = answer_json(body)
         code = payload.get("status")
         if not isinstance(code, int) or isinstance(code, bool):  # False == 0 in Python
             raise SendError("retry", "unreadable", "Viber answered without a status")
@@ -493,7 +493,7 @@ class ViberAdapter(Adapter):
     def read_registration_response(self, status: int, body: bytes) -> str:
         if not 200 <= status < 300:
             raise SendError("permanent", str(status), f"HTTP {status} from Viber")
-        payload = _answer(body)
+        payload = answer_json(body)
         code = payload.get("status")
         if code == 0:
             types = payload.get("event_types") or []
@@ -708,11 +708,6 @@ def _contact_card(contact: Contact) -> dict[str, Any] | None:
     if len(phone) > MAX_CONTACT_PHONE:
         return None
     return {"type": "contact", "contact": {"name": name, "phone_number": phone}}
-
-
-def _answer(body: bytes) -> dict[str, Any]:
-    payload = answer_json(body)
-    return payload if isinstance(payload, dict) else {}
 
 
 ADAPTER = ViberAdapter

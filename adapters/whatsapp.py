@@ -612,7 +612,7 @@ class WhatsAppAdapter(GraphAdapter):
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         payload = answer_json(body)
         if 200 <= status < 300:
-            messages = payload.get("messages") if isinstance(payload, dict) else None
+            messages = payload.get("messages")
             first = messages[0] if isinstance(messages, list) and messages else None
             message_id = provider_id(first.get("id")) if isinstance(first, dict) else None
             if message_id:

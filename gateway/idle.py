@@ -71,3 +71,9 @@ class SpareMeter:
             clock() - at for clock, at in zip(self._clocks, self._idle_at_start, strict=True)
         )
         return min(1.0, idle / elapsed)
+
+    async def pause(self, seconds: float) -> float:
+        """Sleep `seconds`, leaving the loop to others: the share of it that was idle."""
+        self.start()
+        await asyncio.sleep(seconds)
+        return self.read()

@@ -134,9 +134,7 @@ class Normaliser(Worker):
         if self.spare is None:
             await asyncio.sleep(seconds)
             return
-        self.spare.start()
-        await asyncio.sleep(seconds)
-        spare = self.spare.read()
+        spare = await self.spare.pause(seconds)
         if spare >= SPARE:
             self.pace = min(self.pace + 1, len(PACES) - 1)
         elif spare < SATURATED:

@@ -11,7 +11,6 @@ gave way picks up where it stopped at the next one.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 
@@ -80,11 +79,7 @@ class Retention(Worker):
         """True while ingress is busy, unless a pause shows the CPU to spare for a batch."""
         if not self.busy():
             return False
-        if self.spare is None:
-            return True
-        self.spare.start()
-        await asyncio.sleep(BUSY_PAUSE)
-        return self.spare.read() < SPARE
+        return self.spare is None or await self.spare.pause(BUSY_PAUSE) < SPARE
 
     async def run_once(self) -> bool:
         deleted = await self.prune()
