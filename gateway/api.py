@@ -51,7 +51,7 @@ async def _body(
     try:
         raw = await bodies.read(request)
     except UnreadableBody as refused:
-        return error(refused.status, refused.code, refused.message)
+        return refused.finish(error(refused.status, refused.code, refused.message))
     try:
         data = wire.loads(raw)
     except ValueError:  # UnicodeDecodeError and JSON nested too deeply included

@@ -72,7 +72,7 @@ class Gateway:
         }
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
-        self.bodies = BodyReader()
+        self.bodies = BodyReader(config.server.body_timeout_seconds)
         # Spare capacity needs the loop and, where it writes on a thread of its own, the store.
         idle_clocks = [idle_seconds, *self.store.db.idle_clocks()] if idle_seconds else []
         self.ingress = Ingress(

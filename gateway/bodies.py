@@ -7,9 +7,18 @@ client gives up (a provider's webhook timeout), and the shutdown waits for that 
 Reads that go through a `BodyReader` fail at once instead, answered 503: providers and
 backends retry, and the restart takes milliseconds. The reader also turns aiohttp's other
 reasons a body cannot be read into one `UnreadableBody`, so ingress and the API answer alike.
+
+It also bounds how long a body may take to arrive. aiohttp closes a connection whose headers
+never finish (at `keepalive_timeout` after it opened), but nothing ends a handler waiting for a
+body that stalls: each such request held a connection and a handler for ever (a flaky proxy's,
+or a slow-drip client's, by the thousand). Past `server.body_timeout_seconds` it is answered 408
+and the connection closed. A deadline for the whole body, not between reads, so dripping a
+byte at a time cannot stretch it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -21,23 +30,41 @@ class ShuttingDown(ConnectionError):
 class UnreadableBody(Exception):
     """Why a body could not be read, as the answer to give: status, error code, message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, closes: bool = False) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.closes = closes  # the rest of the body may still come: the connection cannot go on
+
+    def finish(self, answer: web.Response) -> web.Response:
+        """`answer`, marked to close the connection when the request's bytes are not all read."""
+        if self.closes:
+            answer.force_close()
+        return answer
 
 
 TOO_LARGE = "the body exceeds server.max_body_bytes"
 
 
 class BodyReader:
-    def __init__(self) -> None:
+    def __init__(self, timeout_seconds: float = 30.0) -> None:
+        self.timeout_seconds = timeout_seconds
         self._waiting: dict[int, web.BaseRequest] = {}  # by id(): requests are unhashable
 
     async def read(self, request: web.BaseRequest) -> bytes:
         key = id(request)
         self._waiting[key] = request
         try:
-            return await request.read()
+            if request.content.is_eof():  # all of it is here, the usual case: no timer to arm
+                return await request.read()
+            async with asyncio.timeout(self.timeout_seconds):
+                return await request.read()
+        except TimeoutError:
+            raise UnreadableBody(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {self.timeout_seconds:g} s",
+                closes=True,
+            ) from None
         except ShuttingDown:
             raise UnreadableBody(
                 503, "shutting_down", "the gateway is shutting down; retry"

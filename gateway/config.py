@@ -49,6 +49,10 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A body still arriving after this is answered 408 and its connection closed (bodies.py):
+    # providers send theirs in milliseconds, and give up on us sooner anyway (Twilio's total
+    # time is 15 s: ../shared/reference/providers.md §3.2).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Above this arrival rate acknowledging comes first and the normaliser is paced by the CPU
     # the acknowledgements leave (README, "Under load"); below it, it runs at full speed.
     busy_webhooks_per_second: float = Field(default=1000.0, gt=0)

@@ -124,7 +124,9 @@ class Ingress:
         try:
             body = await self.bodies.read(request)
         except UnreadableBody as refused:
-            return self._reject(channel_id, refused.status, refused.code, refused.message)
+            return refused.finish(
+                self._reject(channel_id, refused.status, refused.code, refused.message)
+            )
         inbound = InboundRequest(
             method=request.method,
             public_url=self.public_url + request.path_qs,

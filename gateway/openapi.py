@@ -61,6 +61,9 @@ _NOT_DONE = _error(
 )
 _BUG = _error("a failure of the gateway's own, logged with its traceback")
 _TOO_LARGE = _error("the body exceeds server.max_body_bytes")
+_SLOW_BODY = _error(
+    "the body did not arrive within server.body_timeout_seconds; the connection is closed"
+)
 
 _API_PATHS: dict[str, Any] = {
     "/v1/messages": {
@@ -89,6 +92,7 @@ _API_PATHS: dict[str, Any] = {
                 ),
                 "401": _UNAUTHORIZED,
                 "409": _error("this Idempotency-Key was used with a different body"),
+                "408": _SLOW_BODY,
                 "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
@@ -126,6 +130,7 @@ _API_PATHS: dict[str, Any] = {
                 },
                 "400": _error("the body is not JSON, or cannot be read"),
                 "401": _UNAUTHORIZED,
+                "408": _SLOW_BODY,
                 "413": _TOO_LARGE,
                 "422": _INVALID,
                 "500": _BUG,
@@ -160,6 +165,7 @@ _WEBHOOK_PATHS: dict[str, Any] = {
                 "401": _error("the provider's signature header is missing"),
                 "403": _error("the signature does not match the body"),
                 "404": _error("no channel is configured at this path"),
+                "408": _SLOW_BODY,
                 "413": _TOO_LARGE,
                 "415": _error("not the provider's content type"),
                 "503": _error(

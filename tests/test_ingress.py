@@ -338,3 +338,87 @@ async def test_a_graceful_shutdown_answers_a_half_read_body_503_at_once(tmp_path
     writer.close()
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         assert db.execute("SELECT COUNT(*) FROM inbox").fetchone() == (0,)
+
+
+async def _send_in_parts(
+    url: str, path: str, headers: dict[str, str], body: bytes, cut: int
+) -> Any:
+    """A raw connection that sends the head and `body[:cut]`, for bodies that stall mid-way."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:cut]
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    status_line, *lines = head.strip().split("\r\n")
+    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines)}
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_a_body_that_stalls_is_answered_408_and_its_connection_closed(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """Nothing else ends a handler waiting for the rest of a body: each stalled request held a
+    connection and a handler for ever. Past server.body_timeout_seconds it gets 408, nothing is
+    stored, and the connection is closed (its remaining bytes could not be told from a request)."""
+    gw = await start_gateway(
+        config_from(base_config(tmp_path, server={"body_timeout_seconds": 0.3}))
+    )
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)}
+    reader, writer = await _send_in_parts(gw.url, "/webhooks/wa-main", headers, BODY, 20)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        status, answer_headers, answer = await _read_answer(reader)
+    assert 0.3 <= time.monotonic() - started < 3
+    assert status == 408
+    assert json.loads(answer) == {
+        "error": "body_timeout",
+        "message": "the body did not arrive within 0.3 s",
+    }
+    assert answer_headers["connection"] == "close"
+    assert not gw.gateway.bodies._waiting
+    assert await inbox_count(gw.gateway) == 0
+    assert '"reason": "body_timeout"' in gw.logs.getvalue()
+    writer.close()
+
+
+async def test_an_api_body_that_stalls_is_answered_408(tmp_path: Path, start_gateway: Any) -> None:
+    gw = await start_gateway(
+        config_from(base_config(tmp_path, server={"body_timeout_seconds": 0.3}))
+    )
+    body = json.dumps({"to": {"channel": "wa-main", "id": "16505551234"}, "content": {}}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    reader, writer = await _send_in_parts(gw.url, "/v1/messages", headers, body, 10)
+    async with asyncio.timeout(5):
+        status, answer_headers, answer = await _read_answer(reader)
+    assert status == 408
+    assert json.loads(answer)["error"] == "body_timeout"
+    assert answer_headers["connection"] == "close"
+    rows = await gw.gateway.store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM outbox"))
+    assert rows == (0,)
+    writer.close()
+
+
+async def test_a_body_that_arrives_in_parts_within_the_timeout_is_stored(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    gw = await start_gateway(config_from(base_config(tmp_path, server={"body_timeout_seconds": 5})))
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": hub_sign(BODY)}
+    reader, writer = await _send_in_parts(gw.url, "/webhooks/wa-main", headers, BODY, 20)
+    await asyncio.sleep(0.2)  # the handler is waiting for the rest, with its timer armed
+    assert gw.gateway.bodies._waiting
+    writer.write(BODY[20:])
+    async with asyncio.timeout(5):
+        status, answer_headers, _ = await _read_answer(reader)
+    assert status == 200
+    assert answer_headers.get("connection") != "close"
+    assert await inbox_count(gw.gateway) == 1
+    writer.close()
