@@ -93,7 +93,7 @@ class Api:
         store: Store,
         adapters: Mapping[str, Adapter],
         api_keys: list[ApiKey],
-        on_queued: Callable[[], None],
+        on_queued: Callable[[str], None],  # a message waits on this channel
         bodies: BodyReader,
     ) -> None:
         self.bodies = bodies
@@ -175,7 +175,7 @@ class Api:
                 409, "idempotency_conflict", "this Idempotency-Key was used with a different body"
             )
         if created:
-            self.on_queued()
+            self.on_queued(message.to.channel)
             log.info("message_queued", message_id=message_id, channel=message.to.channel)
         body = MessageAccepted(id=message_id, status=state)
         return web.json_response(body.model_dump(), status=202 if created else 200)

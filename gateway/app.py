@@ -20,7 +20,7 @@ from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
-from gateway.pipeline.worker import Worker
+from gateway.pipeline.worker import Background
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.transport import Transport
@@ -112,7 +112,7 @@ class Gateway:
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
-        self.workers: list[Worker] = [
+        self.workers: list[Background] = [
             self.normaliser,
             self.dispatcher,
             self.delivery,

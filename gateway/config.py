@@ -107,6 +107,7 @@ class BackendConfig(_Section):
     secret: SecretStr
     events: list[Literal[EVENT_TYPES]] = list(EVENT_TYPES)  # type: ignore[valid-type]
     batch_size: int = Field(default=50, ge=1, le=1000)
+    # For the whole answer, not each read: one trickling in must not hold the lane for ever.
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
@@ -116,6 +117,7 @@ class DeliveryConfig(_Section):
     base_backoff_seconds: float = Field(default=1.0, gt=0)
     max_backoff_seconds: float = Field(default=300.0, gt=0)
     dead_letter_after_seconds: float = Field(default=3 * 86400, gt=0)
+    # Sends in flight per channel: each channel (and each backend) works in a lane of its own.
     send_concurrency: int = Field(default=16, ge=1)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
 

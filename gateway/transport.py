@@ -59,9 +59,13 @@ class Transport:
                 await sender.aclose()
         self._senders.clear()
 
+    def paused_for(self, channel: str) -> float:
+        """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""
+        return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
+
     async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
         channel = adapter.config.id
-        pause = self._paused_until.get(channel, 0.0) - time.monotonic()
+        pause = self.paused_for(channel)
         if pause > 0:
             raise SendError(
                 "retry", "paused", "channel paused by provider rate limit", retry_after=pause

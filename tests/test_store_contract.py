@@ -423,3 +423,18 @@ async def test_a_replayed_unknown_payload_is_superseded_by_what_it_now_is(store:
     assert all(d.body for d in deliveries)
     # And its raw request is no longer held back from retention.
     assert await store.prune("inbox", NOW + 10, 10) == 1
+
+
+async def test_claims_by_target_and_besides_the_configured_ones(store: Store) -> None:
+    """Each lane claims its own target's rows; rows of targets no lane serves, apart."""
+    three = lambda _event_type: ["orders", "audit", "retired"]  # noqa: E731
+    for n in range(2):
+        row = await store.append_inbox("wa", f"k{n}", "u", "{}", b"{}", NOW)
+        assert row
+        await store.record_inbound(row, [(inbound(f"wamid.{n}"), f"msg:wamid.{n}")], three, NOW)
+    orders = await store.claim_outbox("webhook", 10, NOW, 30, target="orders")
+    assert [i.target for i in orders] == ["orders", "orders"]
+    assert [i.id for i in orders] == sorted(i.id for i in orders)
+    [retired, _] = await store.claim_outbox("webhook", 10, NOW, 30, besides=["orders", "audit"])
+    assert retired.target == "retired"
+    assert [i.target for i in await store.claim_outbox("webhook", 10, NOW, 30)] == ["audit"] * 2

@@ -1,11 +1,15 @@
-"""Outbox → backends: batched, signed webhooks, at least once, backing off while a backend is down."""
+"""Outbox → backends: batched, signed webhooks, at least once, backing off while a backend is down.
+
+Each backend has a lane of its own (gateway/pipeline/lanes.py): one that is down, or slow to
+answer, delays only its own events. While it fails, its lane pauses as a whole, so new events
+do not each knock on a door that is known to be shut.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import time
-from collections import defaultdict
 
 import httpx
 
@@ -14,7 +18,7 @@ from gateway.config import BackendConfig, DeliveryConfig
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
-from gateway.pipeline.worker import Worker
+from gateway.pipeline.lanes import LaneWorker
 from gateway.retry import backoff_seconds
 from gateway.store import OutboxItem, Store
 
@@ -35,8 +39,11 @@ def batch_body(items: list[OutboxItem]) -> bytes:
     return b'{"events":[' + b",".join((i.body or "{}").encode() for i in items) + b"]}"
 
 
-class WebhookDelivery(Worker):
+class WebhookDelivery(LaneWorker):
     name = "webhook-delivery"
+    kind = "webhook"
+    claim_limit = CLAIM
+    lease_seconds = LEASE_SECONDS
 
     def __init__(
         self,
@@ -45,26 +52,17 @@ class WebhookDelivery(Worker):
         client: httpx.AsyncClient,
         policy: DeliveryConfig,
     ) -> None:
-        super().__init__(policy.poll_interval_seconds)
-        self.store = store
+        super().__init__(store, [b.id for b in backends], policy.poll_interval_seconds)
         self.backends = {b.id: b for b in backends}
         self.client = client
         self.policy = policy
+        self._failures: dict[str, int] = {}  # failed posts in a row, per backend
 
-    async def run_once(self) -> bool:
-        now = time.time()
-        items = await self.store.claim_outbox("webhook", CLAIM, now, LEASE_SECONDS)
-        if not items:
-            return False
-        by_backend: dict[str, list[OutboxItem]] = defaultdict(list)
-        for item in items:
-            by_backend[item.target].append(item)
-        await asyncio.gather(
-            *(self._deliver(target, batch) for target, batch in by_backend.items())
-        )
-        return len(items) == CLAIM
+    async def work(self, target: str, items: list[OutboxItem]) -> float:
+        return await self._deliver(target, items)
 
-    async def _deliver(self, target: str, items: list[OutboxItem]) -> None:
+    async def _deliver(self, target: str, items: list[OutboxItem]) -> float:
+        """Post `items` in batches; how long the backend's lane pauses (0 when all went)."""
         backend = self.backends.get(target)
         if backend is None:
             await self.store.retry_outbox(
@@ -74,11 +72,18 @@ class WebhookDelivery(Worker):
                 True,
                 time.time(),
             )
-            return
+            return 0.0
         for start in range(0, len(items), backend.batch_size):
-            await self._post(backend, items[start : start + backend.batch_size])
+            failure = await self._post(backend, items[start : start + backend.batch_size])
+            if failure is not None:  # the rest of the claim waits with the batch that failed
+                return await self._retry(backend, items[start:], *failure)
+        self._failures.pop(backend.id, None)
+        return 0.0
 
-    async def _post(self, backend: BackendConfig, items: list[OutboxItem]) -> None:
+    async def _post(
+        self, backend: BackendConfig, items: list[OutboxItem]
+    ) -> tuple[str, float | None] | None:
+        """POST one batch: None once the backend took it, else the error and its Retry-After."""
         body = batch_body(items)
         delivery_id = new_id("dlv")
         headers = {
@@ -86,35 +91,37 @@ class WebhookDelivery(Worker):
             SIGNATURE_HEADER: sign(backend.secret.get_secret_value(), body),
             DELIVERY_HEADER: delivery_id,
         }
-        error: str | None = None
-        retry_after: float | None = None
         try:
-            response = await self.client.post(
-                backend.url, content=body, headers=headers, timeout=backend.timeout_seconds
-            )
-            if 200 <= response.status_code < 300:
-                await self.store.complete_outbox([i.id for i in items], time.time())
-                BACKEND_DELIVERIES.labels(backend.id, "ok").inc()
-                log.info(
-                    "backend_delivered",
-                    backend=backend.id,
-                    delivery_id=delivery_id,
-                    events=[i.ref for i in items],
-                )
-                return
-            error = f"HTTP {response.status_code}"
-            retry_after = retry_after_seconds(response.headers)
+            # httpx's timeout bounds each read, so an answer trickling in would never end it.
+            async with asyncio.timeout(backend.timeout_seconds):
+                response = await self.client.post(backend.url, content=body, headers=headers)
+        except TimeoutError:
+            return f"no answer within {backend.timeout_seconds:g} s", None
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await self._retry(backend, items, error, retry_after)
+            return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), None
+        if not 200 <= response.status_code < 300:
+            return f"HTTP {response.status_code}", retry_after_seconds(response.headers)
+        await self.store.complete_outbox([i.id for i in items], time.time())
+        BACKEND_DELIVERIES.labels(backend.id, "ok").inc()
+        log.info(
+            "backend_delivered",
+            backend=backend.id,
+            delivery_id=delivery_id,
+            events=[i.ref for i in items],
+        )
+        return None
 
     async def _retry(
         self, backend: BackendConfig, items: list[OutboxItem], error: str, retry_after: float | None
-    ) -> None:
+    ) -> float:
         now = time.time()
-        attempts = max(i.attempts for i in items)
-        dead = now - min(i.created_at for i in items) > self.policy.dead_letter_after_seconds
+        failures = self._failures[backend.id] = self._failures.get(backend.id, 0) + 1
+        # Events queued while the backend was down have no attempts of their own yet.
+        attempts = max(max(i.attempts for i in items), failures - 1)
         delay = backoff_seconds(attempts, self.policy, retry_after)
+        expired = now - self.policy.dead_letter_after_seconds
+        dead = [i.id for i in items if i.created_at < expired]
+        waiting = [i.id for i in items if i.created_at >= expired]
         BACKEND_DELIVERIES.labels(backend.id, "dead" if dead else "retry").inc()
         log.warning(
             "backend_delivery_failed",
@@ -122,7 +129,11 @@ class WebhookDelivery(Worker):
             error=error,
             events=len(items),
             attempt=attempts + 1,
-            retry_in=None if dead else round(delay, 2),
-            dead_lettered=dead,
+            retry_in=round(delay, 2),
+            dead_lettered=len(dead),
         )
-        await self.store.retry_outbox([i.id for i in items], now + delay, error, dead, now)
+        if waiting:
+            await self.store.retry_outbox(waiting, now + delay, error, False, now)
+        if dead:
+            await self.store.retry_outbox(dead, now + delay, error, True, now)
+        return delay

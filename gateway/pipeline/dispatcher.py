@@ -14,7 +14,7 @@ from gateway.forms import intro, question
 from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import SENDS
-from gateway.pipeline.worker import Worker
+from gateway.pipeline.lanes import LaneWorker
 from gateway.retry import backoff_seconds
 from gateway.schema import (
     CONTENT_ADAPTER,
@@ -55,8 +55,12 @@ def status_event(
     )
 
 
-class Dispatcher(Worker):
+class Dispatcher(LaneWorker):
+    """Sends queued messages, in a lane per channel (a rate-limited one delays only itself)."""
+
     name = "dispatcher"
+    kind = "send"
+    lease_seconds = LEASE_SECONDS
 
     def __init__(
         self,
@@ -69,7 +73,8 @@ class Dispatcher(Worker):
         public_url: str = "",
         conversations: ConversationsConfig | None = None,
     ) -> None:
-        super().__init__(policy.poll_interval_seconds)
+        super().__init__(store, list(adapters), policy.poll_interval_seconds)
+        self.claim_limit = policy.send_concurrency
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -78,14 +83,10 @@ class Dispatcher(Worker):
         self.targets_for = targets_for
         self.policy = policy
 
-    async def run_once(self) -> bool:
-        limit = self.policy.send_concurrency
-        items = await self.store.claim_outbox("send", limit, time.time(), LEASE_SECONDS)
-        if not items:
-            return False
+    async def work(self, target: str, items: list[OutboxItem]) -> float:
         await asyncio.gather(*(self._send(item) for item in items))
         self.wake_listeners()
-        return len(items) == limit
+        return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
     async def _send(self, item: OutboxItem) -> None:
         record = await self.store.get_message(item.ref)

@@ -5,10 +5,22 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+from typing import Protocol
 
 from gateway.logs import get_logger
 
 log = get_logger("gateway.worker")
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class Background(Wakeable, Protocol):
+    """What the gateway starts at start-up and stops at shutdown."""
+
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class Worker(abc.ABC):
@@ -18,7 +30,7 @@ class Worker(abc.ABC):
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.listeners: list[Worker] = []  # woken when this worker produced work for them
+        self.listeners: list[Wakeable] = []  # woken when this worker produced work for them
 
     def wake(self) -> None:
         self._wake.set()

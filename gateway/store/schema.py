@@ -128,7 +128,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at {real} NOT NULL,
     done_at {real}
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (kind, status, next_attempt_at);
+-- The due rows of each target, oldest first (gateway/pipeline/lanes.py), and by its prefix
+-- the backlog counts.
+DROP INDEX IF EXISTS outbox_due;
+CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, status, target, next_attempt_at);
 -- The deliveries of an event or message, so retention keeps what they still need.
 CREATE INDEX IF NOT EXISTS outbox_by_ref ON outbox (ref);
 """

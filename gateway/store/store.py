@@ -315,18 +315,34 @@ class Store:
 
     # --- outbox ----------------------------------------------------------------------
     async def claim_outbox(
-        self, kind: str, limit: int, now: float, lease: float
+        self,
+        kind: str,
+        limit: int,
+        now: float,
+        lease: float,
+        *,
+        target: str | None = None,
+        besides: Sequence[str] | None = None,
     ) -> list[OutboxItem]:
+        """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
+        given, only those of none of `besides` when given (targets no lane serves)."""
         skip = self.db.dialect.skip_locked
+        where, params = "", [now + lease, kind]
+        if target is not None:
+            where, params = " AND target = ?", [*params, target]
+        if besides:
+            where += " AND target NOT IN " + steps.in_list(besides)
+            params += besides
 
         def op(tx: Tx) -> list[OutboxItem]:
             rows = tx.all(
                 "UPDATE outbox SET claimed_until = ? WHERE id IN ("
                 " SELECT id FROM outbox WHERE kind = ? AND status = 'pending'"
-                " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
+                + where
+                + " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
                 " ORDER BY next_attempt_at, id LIMIT ?" + skip + ")"
                 " RETURNING id, kind, target, ref, attempts, created_at",
-                (now + lease, kind, now, now, limit),
+                (*params, now, now, limit),
             )
             items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
             if kind == "webhook" and items:

@@ -1,0 +1,112 @@
+"""Outbox work in one lane per target: each backend and each channel waits only for itself.
+
+One loop used to claim the due rows of every target and wait for the whole batch before the
+next claim, so the slowest target set everyone's pace. A backend that did not answer held every
+other backend's events for its timeout, again and again as new events came. A broadcast on a
+one-message-a-second SMS number held the WhatsApp replies queued behind it for as many seconds
+as it had messages. Now each target claims and works its own rows, oldest first, and pauses
+alone when it fails or its provider asks it to wait.
+
+Rows whose target is no longer configured (a backend or channel removed since they were queued)
+have no lane: they are claimed once at start, so the owner can fail them with the reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+
+from gateway.logs import get_logger
+from gateway.pipeline.worker import Wakeable, Worker
+from gateway.store import OutboxItem, Store
+
+log = get_logger("gateway.lanes")
+
+
+class Lane(Worker):
+    """Claims and works one target's rows; woken by new work, polling as a safety net."""
+
+    def __init__(self, owner: LaneWorker, target: str) -> None:
+        super().__init__(owner.poll_interval)
+        self.owner = owner
+        self.target = target
+        self.name = f"{owner.name}:{target}"
+
+    async def run_once(self) -> bool:
+        limit = self.owner.claim_limit
+        items = await self.owner.claim(limit, target=self.target)
+        if not items:
+            return False
+        pause = await self.owner.work(self.target, items)
+        if pause > 0:  # new work must not cut it short: that is what the pause is for
+            await asyncio.sleep(pause)
+            return True
+        return len(items) == limit
+
+
+class LaneWorker(abc.ABC):
+    """One kind of outbox row, worked in a lane per configured target."""
+
+    name = "outbox"
+    kind = ""  # the outbox kind this worker owns
+    claim_limit = 100
+    lease_seconds = 60.0
+
+    def __init__(self, store: Store, targets: list[str], poll_interval: float) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self.lanes = {target: Lane(self, target) for target in targets}
+        self.listeners: list[Wakeable] = []  # woken when this produced work for them
+        self._unconfigured: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def work(self, target: str, items: list[OutboxItem]) -> float:
+        """Work `items` of `target` (claimed, oldest first); how long its lane should pause."""
+
+    async def claim(
+        self, limit: int, *, target: str | None = None, besides: list[str] | None = None
+    ) -> list[OutboxItem]:
+        return await self.store.claim_outbox(
+            self.kind, limit, time.time(), self.lease_seconds, target=target, besides=besides
+        )
+
+    def start(self) -> None:
+        for lane in self.lanes.values():
+            lane.start()
+        self._unconfigured = asyncio.create_task(self._claim_unconfigured())
+
+    async def stop(self) -> None:
+        if self._unconfigured is not None:
+            self._unconfigured.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._unconfigured
+        for lane in self.lanes.values():
+            await lane.stop()
+
+    def wake(self, target: str | None = None) -> None:
+        """Wake `target`'s lane, or every lane when the target is not known."""
+        lanes = self.lanes.values() if target is None else [self.lanes.get(target)]
+        for lane in lanes:
+            if lane is not None:
+                lane.wake()
+
+    def wake_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.wake()
+
+    async def _claim_unconfigured(self) -> None:
+        configured = list(self.lanes)
+        try:
+            while items := await self.claim(self.claim_limit, besides=configured):
+                by_target: dict[str, list[OutboxItem]] = defaultdict(list)
+                for item in items:
+                    by_target[item.target].append(item)
+                for target, batch in by_target.items():
+                    await self.work(target, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the lanes go on; the rows stay claimable for the next start
+            log.exception("unconfigured_targets_failed", worker=self.name)

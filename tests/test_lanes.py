@@ -1,0 +1,222 @@
+"""Each backend and each channel waits only for itself (gateway/pipeline/lanes.py).
+
+One loop used to claim every target's due rows and wait for the whole batch: a backend that
+did not answer held the other backends' events, and a slow SMS broadcast held WhatsApp sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.simulator.backend import BackendRecorder
+from gateway.simulator.sms import TwilioSimulator
+from gateway.simulator.whatsapp import WhatsAppSimulator
+
+from .conftest import API_KEY, BACKEND_SECRET, WA, base_config, config_from, post_whatsapp, webhook
+from .test_e2e_whatsapp import ORDER_TEMPLATE
+from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, sms_channel
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class StuckBackend:
+    """A backend that takes each request and then never answers, or answers a byte at a time."""
+
+    def __init__(self, drip: bool = False, status: int | None = None) -> None:
+        self.drip = drip
+        self.status = status  # answer at once with this status instead
+        self.posts = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        self.posts += 1
+        await request.read()
+        if self.status is not None:
+            return web.Response(status=self.status)
+        if not self.drip:
+            await asyncio.Event().wait()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        while True:
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/events", self._receive)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/events"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def stuck() -> AsyncIterator[StuckBackend]:
+    backend = StuckBackend()
+    await backend.start()
+    yield backend
+    await backend.stop()
+
+
+def backends(*entries: tuple[str, str, float]) -> list[dict[str, Any]]:
+    return [
+        {"id": name, "url": url, "secret": BACKEND_SECRET, "timeout_seconds": timeout}
+        for name, url, timeout in entries
+    ]
+
+
+async def test_a_backend_that_does_not_answer_holds_up_only_its_own_events(
+    tmp_path: Path, start_gateway: Any, backend: BackendRecorder, stuck: StuckBackend
+) -> None:
+    data = base_config(tmp_path)
+    data["backends"] = backends(("stuck", stuck.url, 30), ("orders", backend.url, 30))
+    gw = await start_gateway(config_from(data))
+    await post_whatsapp(gw.url, webhook("wamid.LANES1", "first"))
+    await backend.wait_for(lambda events: len(events) == 1)
+    await post_whatsapp(gw.url, webhook("wamid.LANES2", "second"))
+    started = time.monotonic()
+    # The stuck backend still holds the first event's post: the second must not wait for it.
+    await backend.wait_for(lambda events: len(events) == 2, timeout=5)
+    assert time.monotonic() - started < 2
+    assert stuck.posts == 1  # its lane is still waiting on its first post
+
+
+async def test_an_answer_that_trickles_in_is_cut_at_the_backends_timeout(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """httpx's timeout bounds each read: a byte every 100 ms would have held the post for ever."""
+    dripping = StuckBackend(drip=True)
+    await dripping.start()
+    try:
+        data = base_config(tmp_path)
+        data["backends"] = backends(("slow", dripping.url, 0.5))
+        gw = await start_gateway(config_from(data))
+        await post_whatsapp(gw.url, webhook("wamid.LANES3", "hello"))
+        async with asyncio.timeout(5):
+            while '"event": "backend_delivery_failed"' not in gw.logs.getvalue():
+                await asyncio.sleep(0.05)
+        failed = [
+            json.loads(line)
+            for line in gw.logs.getvalue().splitlines()
+            if '"backend_delivery_failed"' in line
+        ]
+        assert failed[0]["error"] == "no answer within 0.5 s"
+        assert failed[0]["backend"] == "slow"
+    finally:
+        await dripping.stop()
+
+
+async def test_a_failing_backend_pauses_as_a_whole(tmp_path: Path, start_gateway: Any) -> None:
+    """New events for a backend that is down wait out its backoff with the ones that failed,
+    instead of each knocking at once."""
+    down = StuckBackend(status=503)
+    await down.start()
+    try:
+        data = base_config(tmp_path, delivery={"base_backoff_seconds": 1.0})
+        data["backends"] = backends(("down", down.url, 5))
+        gw = await start_gateway(config_from(data))
+        for n in range(10):
+            await post_whatsapp(gw.url, webhook(f"wamid.LANES-DOWN-{n}", "hello"))
+            await asyncio.sleep(0.1)
+        # One post at the first event; the next after a 0.5-1 s pause. Each event knocked before.
+        assert 1 <= down.posts <= 2
+        queued = await gw.gateway.store.db.run(
+            lambda tx: tx.one("SELECT COUNT(*) FROM outbox WHERE kind = 'webhook'")
+        )
+        assert queued == (10,)
+    finally:
+        await down.stop()
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[WhatsAppSimulator, TwilioSimulator]]:
+    whatsapp = WhatsAppSimulator(
+        phone_number_id=WA["phone_number_id"],
+        display_phone_number=WA["display_phone_number"],
+        access_token=WA["access_token"],
+        app_secret=WA["app_secret"],
+    )
+    sms = TwilioSimulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, phone_number=NUMBER)
+    await whatsapp.start()
+    await sms.start()
+    yield whatsapp, sms
+    await whatsapp.stop()
+    await sms.stop()
+
+
+async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
+    tmp_path: Path, start_gateway: Any, sims: tuple[WhatsAppSimulator, TwilioSimulator]
+) -> None:
+    whatsapp, sms = sims
+    data = base_config(tmp_path, public_url="https://sms.example.com")
+    data["delivery"]["send_concurrency"] = 4  # the broadcast fills three claims of its own
+    data["channels"][0]["api_base_url"] = whatsapp.base_url
+    data["channels"].append({**sms_channel("sms-us", sms.base_url), "rate_limit_per_second": 2})
+    gw = await start_gateway(config_from(data))
+    async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+        for n in range(12):  # six seconds of sending at two a second
+            text = {"type": "text", "text": f"Your order is {n} minutes away"}
+            sent = await client.post(
+                "/v1/messages",
+                json={"to": {"channel": "sms-us", "id": "+14155550100"}, "content": text},
+            )
+            assert sent.status_code == 202
+        template = {"type": "template", "template": ORDER_TEMPLATE}
+        sent = await client.post(
+            "/v1/messages",
+            json={"to": {"channel": "wa-main", "id": "16505551234"}, "content": template},
+        )
+        assert sent.status_code == 202
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        while not whatsapp.sent:
+            await asyncio.sleep(0.02)
+    assert time.monotonic() - started < 1.5
+    assert len(sms.sent) < 12  # the broadcast is still going, at its own pace
+
+
+async def test_rows_for_a_target_no_longer_configured_are_failed_at_start(tmp_path: Path) -> None:
+    """A backend or channel removed from the config has no lane: what was still queued for it
+    is failed with the reason when the gateway starts, not left pending for ever."""
+    gateway = Gateway(config_from(base_config(tmp_path)))
+    await gateway.start()
+    now = time.time()
+    await gateway.store.db.run(
+        lambda tx: tx.execute(
+            "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
+            " VALUES ('webhook', 'retired', 'evt_gone', 'pending', ?, ?)",
+            (now, now),
+        )
+    )
+    await gateway.stop()
+    gateway = Gateway(config_from(base_config(tmp_path)))
+    await gateway.start()
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                row = await gateway.store.db.run(
+                    lambda tx: tx.one(
+                        "SELECT status, last_error FROM outbox WHERE ref = 'evt_gone'"
+                    )
+                )
+                if row[0] != "pending":
+                    break
+                await asyncio.sleep(0.02)
+        assert tuple(row) == ("dead", "backend 'retired' is not configured")
+    finally:
+        await gateway.stop()
