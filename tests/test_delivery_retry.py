@@ -61,3 +61,29 @@ async def test_retry_after_from_a_backend_is_a_bounded_floor(
     assert retried["ids"] == [7] and retried["error"] == "HTTP 503" and not retried["dead"]
     assert least <= retried["wait"] <= most
     assert store.completed == []
+
+
+@pytest.mark.parametrize(
+    ("status", "posts"),
+    [
+        (413, 7),  # refused as a request: 4 → 2 + 2 → 1 + 1 + 1 + 1
+        (422, 7),
+        (401, 1),  # our signature or the backend's rules: every half would be refused alike
+        (503, 1),  # down: halves would only knock on the same shut door
+    ],
+)
+@respx.mock
+async def test_only_a_batch_refused_as_a_request_is_split(status: int, posts: int) -> None:
+    route = respx.post(BACKEND_URL).mock(return_value=httpx.Response(status))
+    store = RecordingStore()
+    backend = BackendConfig(id="orders", url=BACKEND_URL, secret="backend-secret-0123")
+    items = [
+        OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
+        for n in range(4)
+    ]
+    async with httpx.AsyncClient() as client:
+        delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
+        await delivery._deliver("orders", items)
+    assert route.call_count == posts
+    assert [r["ids"] for r in store.retried] == [[0, 1, 2, 3]]
+    assert store.retried[0]["error"] == f"HTTP {status}"

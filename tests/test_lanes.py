@@ -220,3 +220,62 @@ async def test_rows_for_a_target_no_longer_configured_are_failed_at_start(tmp_pa
         assert tuple(row) == ("dead", "backend 'retired' is not configured")
     finally:
         await gateway.stop()
+
+
+class StrictBackend(BackendRecorder):
+    """A backend whose parser refuses a whole batch (422) for one event it cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__(BACKEND_SECRET)
+        self.posts: list[int] = []  # events per post, accepted or not
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.posts.append(len(json.loads(body)["events"]))
+        if self.available and b"poison" in body:
+            return web.Response(status=422, text="cannot parse one of the events")
+        return await super()._receive(request)
+
+
+async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    strict = StrictBackend()
+    await strict.start()
+    try:
+        strict.available = False  # down while the batch gathers, so it goes as one
+        data = base_config(tmp_path)
+        data["backends"] = backends(("strict", strict.url, 5))
+        gw = await start_gateway(config_from(data))
+        texts = ["one", "two", "poison", "four", "five", "six"]
+        for n, text in enumerate(texts):
+            await post_whatsapp(gw.url, webhook(f"wamid.SPLIT{n}", text))
+        async with asyncio.timeout(5):
+            while True:
+                queued = await gw.gateway.store.db.run(
+                    lambda tx: tx.one("SELECT COUNT(*) FROM outbox WHERE kind = 'webhook'")
+                )
+                if queued == (6,):
+                    break
+                await asyncio.sleep(0.02)
+        strict.available = True
+        await strict.wait_for(lambda events: len(events) == 5, timeout=5)
+        delivered = [e["message"]["content"]["text"] for e in strict.events]
+        assert sorted(delivered) == sorted(t for t in texts if t != "poison")
+        assert 6 in strict.posts  # the whole batch went first, then its halves
+
+        async def poison() -> tuple[str, str]:
+            row = await gw.gateway.store.db.run(
+                lambda tx: tx.one(
+                    "SELECT outbox.status, outbox.last_error FROM outbox JOIN events"
+                    " ON events.id = outbox.ref WHERE events.body LIKE '%poison%'"
+                )
+            )
+            return tuple(row)  # type: ignore[return-value]
+
+        async with asyncio.timeout(5):
+            while (await poison())[1] != "HTTP 422":
+                await asyncio.sleep(0.02)
+        assert (await poison())[0] == "pending"  # retried alone, dead-lettered in time
+    finally:
+        await strict.stop()

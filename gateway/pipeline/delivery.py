@@ -3,6 +3,11 @@
 Each backend has a lane of its own (gateway/pipeline/lanes.py): one that is down, or slow to
 answer, delays only its own events. While it fails, its lane pauses as a whole, so new events
 do not each knock on a door that is known to be shut.
+
+A batch the backend refuses as a request (400, 413, 422) may be refused for one event in it:
+one its parser trips on, or the sheer size. Such a batch is split in halves, each posted on
+its own, so the others get through and only what is refused waits (and in time is
+dead-lettered) rather than dragging its batch-mates along at every retry.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from typing import NamedTuple
 
 import httpx
 
@@ -28,6 +34,15 @@ SIGNATURE_HEADER = "X-Gateway-Signature"
 DELIVERY_HEADER = "X-Gateway-Delivery"
 CLAIM = 1000
 LEASE_SECONDS = 60.0
+# Refusals of the request itself, which may come from one event in the batch: split on them.
+# Not 401/403 (our signature or the backend's access rules refuse every batch alike).
+SPLIT_ON = frozenset({400, 413, 422})
+
+
+class Failure(NamedTuple):
+    error: str
+    retry_after: float | None = None
+    status: int | None = None  # the backend's HTTP status, when it answered
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -74,16 +89,35 @@ class WebhookDelivery(LaneWorker):
             )
             return 0.0
         for start in range(0, len(items), backend.batch_size):
-            failure = await self._post(backend, items[start : start + backend.batch_size])
-            if failure is not None:  # the rest of the claim waits with the batch that failed
-                return await self._retry(backend, items[start:], *failure)
+            batch = items[start : start + backend.batch_size]
+            refused, failure = await self._post_splitting(backend, batch)
+            if failure is None:
+                continue
+            if len(refused) < len(batch):  # the backend took the rest: it is up, go on
+                await self._retry(backend, refused, failure, lane_failed=False)
+                continue
+            # The backend is down or refuses everything: the rest of the claim waits too.
+            return await self._retry(backend, items[start:], failure)
         self._failures.pop(backend.id, None)
         return 0.0
 
-    async def _post(
+    async def _post_splitting(
         self, backend: BackendConfig, items: list[OutboxItem]
-    ) -> tuple[str, float | None] | None:
-        """POST one batch: None once the backend took it, else the error and its Retry-After."""
+    ) -> tuple[list[OutboxItem], Failure | None]:
+        """POST `items`, in halves when refused as a request: what is still refused, and why."""
+        failure = await self._post(backend, items)
+        if failure is None:
+            return [], None
+        if failure.status not in SPLIT_ON or len(items) == 1:
+            return items, failure
+        log.info("backend_batch_split", backend=backend.id, error=failure.error, events=len(items))
+        half = len(items) // 2
+        first, first_failure = await self._post_splitting(backend, items[:half])
+        second, second_failure = await self._post_splitting(backend, items[half:])
+        return first + second, first_failure or second_failure
+
+    async def _post(self, backend: BackendConfig, items: list[OutboxItem]) -> Failure | None:
+        """POST one batch: None once the backend took it, else why not."""
         body = batch_body(items)
         delivery_id = new_id("dlv")
         headers = {
@@ -96,11 +130,12 @@ class WebhookDelivery(LaneWorker):
             async with asyncio.timeout(backend.timeout_seconds):
                 response = await self.client.post(backend.url, content=body, headers=headers)
         except TimeoutError:
-            return f"no answer within {backend.timeout_seconds:g} s", None
+            return Failure(f"no answer within {backend.timeout_seconds:g} s")
         except httpx.HTTPError as exc:
-            return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), None
-        if not 200 <= response.status_code < 300:
-            return f"HTTP {response.status_code}", retry_after_seconds(response.headers)
+            return Failure(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        status = response.status_code
+        if not 200 <= status < 300:
+            return Failure(f"HTTP {status}", retry_after_seconds(response.headers), status)
         await self.store.complete_outbox([i.id for i in items], time.time())
         BACKEND_DELIVERIES.labels(backend.id, "ok").inc()
         log.info(
@@ -112,13 +147,21 @@ class WebhookDelivery(LaneWorker):
         return None
 
     async def _retry(
-        self, backend: BackendConfig, items: list[OutboxItem], error: str, retry_after: float | None
+        self,
+        backend: BackendConfig,
+        items: list[OutboxItem],
+        failure: Failure,
+        *,
+        lane_failed: bool = True,
     ) -> float:
+        """Retry `items` later (dead-letter those past their time); the delay."""
         now = time.time()
-        failures = self._failures[backend.id] = self._failures.get(backend.id, 0) + 1
-        # Events queued while the backend was down have no attempts of their own yet.
-        attempts = max(max(i.attempts for i in items), failures - 1)
-        delay = backoff_seconds(attempts, self.policy, retry_after)
+        attempts = max(i.attempts for i in items)
+        if lane_failed:
+            failures = self._failures[backend.id] = self._failures.get(backend.id, 0) + 1
+            # Events queued while the backend was down have no attempts of their own yet.
+            attempts = max(attempts, failures - 1)
+        delay = backoff_seconds(attempts, self.policy, failure.retry_after)
         expired = now - self.policy.dead_letter_after_seconds
         dead = [i.id for i in items if i.created_at < expired]
         waiting = [i.id for i in items if i.created_at >= expired]
@@ -126,14 +169,14 @@ class WebhookDelivery(LaneWorker):
         log.warning(
             "backend_delivery_failed",
             backend=backend.id,
-            error=error,
+            error=failure.error,
             events=len(items),
             attempt=attempts + 1,
             retry_in=round(delay, 2),
             dead_lettered=len(dead),
         )
         if waiting:
-            await self.store.retry_outbox(waiting, now + delay, error, False, now)
+            await self.store.retry_outbox(waiting, now + delay, failure.error, False, now)
         if dead:
-            await self.store.retry_outbox(dead, now + delay, error, True, now)
+            await self.store.retry_outbox(dead, now + delay, failure.error, True, now)
         return delay
