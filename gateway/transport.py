@@ -18,6 +18,10 @@ from gateway.metrics import PROVIDER_LATENCY
 
 log = get_logger("gateway.transport")
 
+# The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
+# apply within it.
+SEND_DEADLINE_SECONDS = 30.0
+
 
 class RateLimiter:
     """A token bucket per channel: `rate` sends per second, bursts up to one second's worth."""
@@ -76,9 +80,16 @@ class Transport:
         await limiter.acquire()
         try:
             sender = self._sender(adapter)
-            if sender is not None:
-                return await self._timed(channel, sender.send(request))
-            return await self._http(adapter, request)
+            # httpx's timeouts bound each read: an answer trickling in would never end them.
+            async with asyncio.timeout(SEND_DEADLINE_SECONDS):
+                if sender is not None:
+                    return await self._timed(channel, sender.send(request))
+                return await self._http(adapter, request)
+        except TimeoutError:
+            # The provider may have accepted it: at-least-once means we may send twice.
+            raise SendError(
+                "retry", "timeout", f"provider did not answer within {SEND_DEADLINE_SECONDS:g} s"
+            ) from None
         except SendError as error:
             if error.retry_after:
                 # Retry-After applies to the whole channel, not just this message.

@@ -7,6 +7,7 @@ did not answer held the other backends' events, and a slow SMS broadcast held Wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -48,9 +49,11 @@ class StuckBackend:
             await asyncio.Event().wait()
         response = web.StreamResponse(status=200)
         await response.prepare(request)
-        while True:
-            await response.write(b" ")
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(ConnectionResetError):  # until the client gives up
+            while True:
+                await response.write(b" ")
+                await asyncio.sleep(0.1)
+        return response
 
     async def start(self) -> None:
         app = web.Application()
