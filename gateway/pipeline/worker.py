@@ -51,6 +51,9 @@ class Worker(abc.ABC):
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the work, not after: a wake that comes while it runs (new work
+            # its claim just missed) must not wait for the next poll.
+            self._wake.clear()
             try:
                 busy = await self.run_once()
             except asyncio.CancelledError:
@@ -61,7 +64,6 @@ class Worker(abc.ABC):
                 busy = False
             if busy:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
