@@ -282,3 +282,52 @@ async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
         assert (await poison())[0] == "pending"  # retried alone, dead-lettered in time
     finally:
         await strict.stop()
+
+
+async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """Sent side by side, a quick "confirmed" then "on its way" could arrive swapped."""
+    arrivals: list[tuple[float, str, str]] = []
+
+    async def graph(request: web.Request) -> web.Response:
+        payload = await request.json()
+        text = payload["template"]["components"][0]["parameters"][0]["text"]
+        arrivals.append((time.monotonic(), payload["to"], text))
+        if text == "confirmed":
+            await asyncio.sleep(0.3)  # a slow answer for the first message
+        return web.json_response({"messages": [{"id": f"wamid.{text}"}]})
+
+    app = web.Application()
+    app.router.add_post("/{number}/messages", graph)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        gw = await start_gateway(config_from(data))
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+            queued = [
+                ("16505551234", "confirmed"),
+                ("16505551234", "on its way"),
+                ("16505559999", "other"),
+            ]
+            for to, text in queued:
+                template = {
+                    **ORDER_TEMPLATE,
+                    "components": [
+                        {"type": "body", "parameters": [{"type": "text", "text": text}]}
+                    ],
+                }
+                content = {"type": "template", "template": template}
+                message = {"to": {"channel": "wa-main", "id": to}, "content": content}
+                assert (await client.post("/v1/messages", json=message)).status_code == 202
+        async with asyncio.timeout(5):
+            while len(arrivals) < 3:
+                await asyncio.sleep(0.02)
+        at = {text: when for when, _to, text in arrivals}
+        assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
+        assert at["other"] - at["confirmed"] < 0.25  # another recipient does not wait
+    finally:
+        await runner.cleanup()

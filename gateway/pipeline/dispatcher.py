@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -75,6 +76,11 @@ class Dispatcher(LaneWorker):
     ) -> None:
         super().__init__(store, list(adapters), policy.poll_interval_seconds)
         self.claim_limit = policy.send_concurrency
+        # Per channel and recipient, the claimed sends in turn (the first is under way), and
+        # per channel how many are claimed and not done: at most `send_concurrency`.
+        self._turns: dict[tuple[str, str], deque[tuple[OutboxItem, MessageRecord | None]]] = {}
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._sending: set[asyncio.Task[None]] = set()
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -83,13 +89,52 @@ class Dispatcher(LaneWorker):
         self.targets_for = targets_for
         self.policy = policy
 
+    def capacity(self, target: str) -> int:
+        return self.claim_limit - self._in_flight[target]
+
     async def work(self, target: str, items: list[OutboxItem]) -> float:
-        await asyncio.gather(*(self._send(item) for item in items))
-        self.wake_listeners()
+        """Start sending `items` and return: the lane claims more as each send ends, so a slow
+        answer holds up only its own recipient's next messages."""
+        records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+        for item, record in zip(items, records, strict=True):
+            self._in_flight[target] += 1
+            # One recipient's messages go one after another, as queued (claims come in id
+            # order): side by side, "Order confirmed" and "On its way" could arrive swapped.
+            key = (target, record.recipient_id if record else f"#{item.id}")
+            turns = self._turns.get(key)
+            if turns is not None:
+                turns.append((item, record))  # after the send in progress, in the same task
+                continue
+            self._turns[key] = deque([(item, record)])
+            task = asyncio.create_task(self._take_turns(target, key))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
-    async def _send(self, item: OutboxItem) -> None:
-        record = await self.store.get_message(item.ref)
+    async def _take_turns(self, target: str, key: tuple[str, str]) -> None:
+        turns = self._turns[key]
+        try:
+            while turns:
+                item, record = turns[0]
+                try:
+                    await self._send(item, record)
+                except Exception:  # a store hiccup, say: the row stays leased, then is retried
+                    log.exception("send_crashed", outbox_id=item.id, channel=target)
+                finally:
+                    turns.popleft()
+                    self._in_flight[target] -= 1
+                self.wake_listeners()  # its status event waits for the backends
+                self.wake(target)  # a slot is free
+        finally:
+            del self._turns[key]
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send(self, item: OutboxItem, record: MessageRecord | None) -> None:
         if record is None or record.state != "queued":
             await self.store.complete_outbox([item.id], time.time())
             return

@@ -36,7 +36,9 @@ class Lane(Worker):
         self.name = f"{owner.name}:{target}"
 
     async def run_once(self) -> bool:
-        limit = self.owner.claim_limit
+        limit = self.owner.capacity(self.target)
+        if limit <= 0:
+            return False  # its owner wakes it when there is room again
         items = await self.owner.claim(limit, target=self.target)
         if not items:
             return False
@@ -61,6 +63,10 @@ class LaneWorker(abc.ABC):
         self.lanes = {target: Lane(self, target) for target in targets}
         self.listeners: list[Wakeable] = []  # woken when this produced work for them
         self._unconfigured: asyncio.Task[None] | None = None
+
+    def capacity(self, target: str) -> int:
+        """How many rows `target`'s lane may claim now."""
+        return self.claim_limit
 
     @abc.abstractmethod
     async def work(self, target: str, items: list[OutboxItem]) -> float:
