@@ -14,7 +14,7 @@ from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
-from gateway.metrics import BACKLOG, STORE_UP
+from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
@@ -112,6 +112,7 @@ class Gateway:
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
+        self._lane_workers = {w.kind: w for w in (self.dispatcher, self.delivery)}
         self.workers: list[Background] = [
             self.normaliser,
             self.dispatcher,
@@ -201,6 +202,9 @@ class Gateway:
     async def _metrics(self, _request: web.Request) -> web.Response:
         try:
             backlog = await self.store.backlog()
+            by_target = await self.store.pending_by_target(
+                {kind: list(worker.lanes) for kind, worker in self._lane_workers.items()}
+            )
         except Exception as exc:
             log.warning("store_unavailable", error=type(exc).__name__)
             STORE_UP.set(0)
@@ -209,6 +213,8 @@ class Gateway:
             for queue, counts in backlog.items():
                 for status, rows in counts.items():
                     BACKLOG.labels(queue, status).set(rows)
+            for (queue, target), rows in by_target.items():
+                LANE_PENDING.labels(queue, target).set(rows)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _openapi(self, _request: web.Request) -> web.Response:

@@ -28,4 +28,15 @@ BACKLOG = Gauge(
     "Rows waiting per queue (inbox, send, webhook) and status, counted up to 100000",
     ["queue", "status"],
 )
+# Per lane (gateway/pipeline/lanes.py): which backend or channel is behind, and which waits.
+LANE_PENDING = Gauge(
+    "gateway_lane_pending_rows",
+    "Rows waiting per queue (send, webhook) and target (channel, backend), counted up to 100000",
+    ["queue", "target"],
+)
+LANE_PAUSED = Gauge(
+    "gateway_lane_paused",
+    "1 while a target's lane waits out a failure or its provider's Retry-After, else 0",
+    ["queue", "target"],
+)
 STORE_UP = Gauge("gateway_store_up", "1 when the store answered the last scrape, else 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.simulator.backend import BackendRecorder
 from gateway.store import NewMessage, Store, sqlite_database
 
-from .conftest import base_config, config_from
+from .conftest import base_config, config_from, post_whatsapp, webhook, with_backend
 
 NOW = time.time()
 
@@ -74,11 +76,29 @@ async def test_backlog_counts_read_indexes_only(tmp_path: Path) -> None:
         run: list[str] = []
         conn.set_trace_callback(run.append)
         await store.backlog()
+        await store.pending_by_target({"send": ["wa-main"], "webhook": ["orders", "audit"]})
         conn.set_trace_callback(None)
         counts = [s for s in run if s.startswith("SELECT COUNT")]
-        assert len(counts) == 6
+        assert len(counts) == 9
         for statement in counts:
             plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
             assert not [s for s in plan if s.startswith("SCAN") and "capped" not in s], plan
     finally:
         store.close()
+
+
+async def test_metrics_show_which_lane_is_behind_and_which_waits(
+    tmp_path: Path, start_gateway: Any, backend: BackendRecorder
+) -> None:
+    backend.available = False
+    data = with_backend(base_config(tmp_path), backend)
+    data["delivery"] = {"base_backoff_seconds": 10.0}  # the first pause: 5 to 10 s
+    gw = await start_gateway(config_from(data))
+    await post_whatsapp(gw.url, webhook("wamid.METRICS1", "hello"))
+    paused = 'gateway_lane_paused{queue="webhook",target="orders"} 1.0'
+    async with httpx.AsyncClient() as client, asyncio.timeout(5):
+        while paused not in (metrics := (await client.get(f"{gw.url}/metrics")).text):
+            await asyncio.sleep(0.05)
+    assert 'gateway_lane_pending_rows{queue="webhook",target="orders"} 1.0' in metrics
+    assert 'gateway_lane_pending_rows{queue="send",target="wa-main"} 0.0' in metrics
+    assert 'gateway_lane_paused{queue="send",target="wa-main"} 0.0' in metrics

@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 
 from gateway.logs import get_logger
+from gateway.metrics import LANE_PAUSED
 from gateway.pipeline.worker import Wakeable, Worker
 from gateway.store import OutboxItem, Store
 
@@ -34,6 +35,8 @@ class Lane(Worker):
         self.owner = owner
         self.target = target
         self.name = f"{owner.name}:{target}"
+        self._paused = LANE_PAUSED.labels(owner.kind, target)
+        self._paused.set(0)
 
     async def run_once(self) -> bool:
         limit = self.owner.capacity(self.target)
@@ -44,7 +47,11 @@ class Lane(Worker):
             return False
         pause = await self.owner.work(self.target, items)
         if pause > 0:  # new work must not cut it short: that is what the pause is for
-            await asyncio.sleep(pause)
+            self._paused.set(1)
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                self._paused.set(0)
             return True
         return len(items) == limit
 

@@ -9,7 +9,7 @@ several operations share are in `steps.py`; what goes in and comes out, in `reco
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
@@ -399,19 +399,31 @@ class Store:
         dead), each counted through an index and up to `cap`: a scrape during a backlog of
         millions must not hold the store for the time it takes to count them."""
 
-        def count(tx: Tx, sql: str, params: tuple[str, ...]) -> int:
-            capped = f"SELECT COUNT(*) FROM ({sql} LIMIT ?) AS capped"
-            return int(tx.one(capped, (*params, cap))[0])
-
         def op(tx: Tx) -> dict[str, dict[str, int]]:
             inbox = "SELECT 1 FROM inbox WHERE status = ?"
             outbox = "SELECT 1 FROM outbox WHERE kind = ? AND status = ?"
             return {
-                "inbox": {s: count(tx, inbox, (s,)) for s in ("pending", "failed")},
+                "inbox": {s: _count(tx, inbox, (s,), cap) for s in ("pending", "failed")},
                 **{
-                    kind: {s: count(tx, outbox, (kind, s)) for s in ("pending", "dead")}
+                    kind: {s: _count(tx, outbox, (kind, s), cap) for s in ("pending", "dead")}
                     for kind in ("send", "webhook")
                 },
+            }
+
+        return await self.db.run(op)
+
+    async def pending_by_target(
+        self, targets: Mapping[str, Sequence[str]], cap: int = BACKLOG_CAP
+    ) -> dict[tuple[str, str], int]:
+        """Pending outbox rows per (kind, target) of `targets` (kind → targets), each counted
+        through an index and up to `cap`, like `backlog`: which lane is falling behind."""
+        outbox = "SELECT 1 FROM outbox WHERE kind = ? AND status = 'pending' AND target = ?"
+
+        def op(tx: Tx) -> dict[tuple[str, str], int]:
+            return {
+                (kind, target): _count(tx, outbox, (kind, target), cap)
+                for kind, names in targets.items()
+                for target in names
             }
 
         return await self.db.run(op)
@@ -503,3 +515,9 @@ def _unsupported_reason(body: str) -> str | None:
     found = json.loads(body).get("unsupported") or {}
     kind, reason = found.get("provider_type"), found.get("reason")
     return f"{kind}: {reason}" if kind else reason
+
+
+def _count(tx: Tx, sql: str, params: tuple[str, ...], cap: int) -> int:
+    """How many rows `sql` selects, up to `cap`."""
+    capped = f"SELECT COUNT(*) FROM ({sql} LIMIT ?) AS capped"
+    return int(tx.one(capped, (*params, cap))[0])
