@@ -83,6 +83,7 @@ class Gateway:
             self._stored,
             self.bodies,
             busy_rate=config.server.busy_webhooks_per_second,
+            max_bytes_awaiting_store=config.server.max_bytes_awaiting_store,
         )
         self.normaliser = Normaliser(
             self.store,

@@ -53,6 +53,9 @@ class ServerConfig(_Section):
     # providers send theirs in milliseconds, and give up on us sooner anyway (Twilio's total
     # time is 15 s: ../shared/reference/providers.md §3.2).
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Bodies read and waiting for the store to write them, at most: past it, webhooks get 503
+    # (the provider retries) rather than piling up in memory while the store is slow or stuck.
+    max_bytes_awaiting_store: int = Field(default=256 * 1024 * 1024, gt=0)
     # Above this arrival rate acknowledging comes first and the normaliser is paced by the CPU
     # the acknowledgements leave (README, "Under load"); below it, it runs at full speed.
     busy_webhooks_per_second: float = Field(default=1000.0, gt=0)

@@ -55,6 +55,7 @@ class Ingress:
         bodies: BodyReader,
         *,
         busy_rate: float,
+        max_bytes_awaiting_store: int,
     ) -> None:
         self.store = store
         self.adapters = adapters
@@ -65,6 +66,8 @@ class Ingress:
         # retention gives way): `server.busy_webhooks_per_second`.
         self.busy_rate = busy_rate
         self.received = 0
+        self.max_bytes_awaiting_store = max_bytes_awaiting_store
+        self.bytes_awaiting_store = 0
         self.bodies = bodies
         self.busy = self.busy_meter()  # the normaliser's
         self._stored_counters: dict[str, Counter] = {}
@@ -155,7 +158,12 @@ class Ingress:
             else:
                 log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
             dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
+        if self.bytes_awaiting_store + len(body) > self.max_bytes_awaiting_store:
+            return self._reject(
+                channel_id, 503, "store_busy", "the store is behind; retry later (not stored)"
+            )
         headers = kept_headers(request.headers)
+        self.bytes_awaiting_store += len(body)
         try:
             row_id = await self.store.append_inbox(
                 channel_id, dedupe_key, inbound.public_url, headers, body, time.time()
@@ -166,6 +174,8 @@ class Ingress:
                 "webhook_store_failed", channel=channel_id, error=f"{type(exc).__name__}: {exc}"
             )
             return error(503, "store_unavailable", "the webhook was not stored; retry later")
+        finally:
+            self.bytes_awaiting_store -= len(body)
         if row_id is None:
             WEBHOOKS.labels(channel_id, "duplicate").inc()
             log.info("webhook_duplicate", channel=channel_id, dedupe_key=dedupe_key)

@@ -169,8 +169,8 @@ _WEBHOOK_PATHS: dict[str, Any] = {
                 "413": _TOO_LARGE,
                 "415": _error("not the provider's content type"),
                 "503": _error(
-                    "not stored (the store is unavailable, or the gateway is shutting down): "
-                    "the provider should retry"
+                    "not stored (the store is unavailable or behind, or the gateway is shutting"
+                    " down): the provider should retry"
                 ),
             },
         },

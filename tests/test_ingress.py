@@ -154,7 +154,14 @@ def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> No
     clock = [1000.0]
     monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
     ingress = Ingress(
-        cast(Store, None), {}, "http://gw", 1024, lambda: None, BodyReader(), busy_rate=50
+        cast(Store, None),
+        {},
+        "http://gw",
+        1024,
+        lambda: None,
+        BodyReader(),
+        busy_rate=50,
+        max_bytes_awaiting_store=1 << 20,
     )
     ingress.busy()  # the first question only marks the start
     clock[0] += 1.0
@@ -173,7 +180,14 @@ def test_each_asker_measures_its_own_window(monkeypatch: pytest.MonkeyPatch) -> 
     clock = [1000.0]
     monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
     ingress = Ingress(
-        cast(Store, None), {}, "http://gw", 1024, lambda: None, BodyReader(), busy_rate=50
+        cast(Store, None),
+        {},
+        "http://gw",
+        1024,
+        lambda: None,
+        BodyReader(),
+        busy_rate=50,
+        max_bytes_awaiting_store=1 << 20,
     )
     other = ingress.busy_meter()
     clock[0] += 1.0
@@ -422,3 +436,37 @@ async def test_a_body_that_arrives_in_parts_within_the_timeout_is_stored(
     assert answer_headers.get("connection") != "close"
     assert await inbox_count(gw.gateway) == 1
     writer.close()
+
+
+async def test_bodies_past_the_store_budget_get_503_until_the_store_catches_up(
+    tmp_path: Path, start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that is slow or stuck must not make bodies pile up in memory until the process
+    dies: past server.max_bytes_awaiting_store they are refused (the provider retries)."""
+    bodies = [webhook(f"wamid.BUDGET{n}", "hello") for n in range(3)]
+    size = len(bodies[0])
+    assert {len(b) for b in bodies} == {size}
+    budget = 2 * size + 10  # two webhooks may wait, not three
+    gw = await start_gateway(
+        config_from(base_config(tmp_path, server={"max_bytes_awaiting_store": budget}))
+    )
+    stuck = asyncio.Event()
+    append = gw.gateway.store.append_inbox
+
+    async def slow_append(*args: Any) -> int | None:
+        await stuck.wait()
+        return await append(*args)
+
+    monkeypatch.setattr(gw.gateway.store, "append_inbox", slow_append)
+    waiting = [asyncio.create_task(post_whatsapp(gw.url, body)) for body in bodies[:2]]
+    async with asyncio.timeout(5):
+        while gw.gateway.ingress.bytes_awaiting_store < 2 * size:
+            await asyncio.sleep(0.01)
+    refused = await post_whatsapp(gw.url, bodies[2])
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "store_busy"
+    stuck.set()
+    assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
+    assert gw.gateway.ingress.bytes_awaiting_store == 0
+    assert await inbox_count(gw.gateway) == 2
+    assert (await post_whatsapp(gw.url, bodies[2])).status_code == 200  # room again
