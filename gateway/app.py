@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -167,8 +168,8 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        for worker in self.workers:
-            await worker.stop()
+        grace = self.config.server.shutdown_grace_seconds
+        await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
         await self.transport.aclose()
         if self._own_client:
             await self.http.aclose()

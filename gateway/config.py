@@ -56,6 +56,9 @@ class ServerConfig(_Section):
     # Bodies read and waiting for the store to write them, at most: past it, webhooks get 503
     # (the provider retries) rather than piling up in memory while the store is slow or stuck.
     max_bytes_awaiting_store: int = Field(default=256 * 1024 * 1024, gt=0)
+    # On SIGTERM, how long sends and deliveries under way may take to end. Cut short, one the
+    # provider or backend had accepted goes again after the restart (a duplicate message).
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     # Above this arrival rate acknowledging comes first and the normaliser is paced by the CPU
     # the acknowledgements leave (README, "Under load"); below it, it runs at full speed.
     busy_webhooks_per_second: float = Field(default=1000.0, gt=0)

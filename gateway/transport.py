@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -32,16 +32,18 @@ class RateLimiter:
         self.updated = time.monotonic()
         self.lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self, closing: Callable[[], bool]) -> bool:
+        """Wait for a token; False, without one, once `closing()` says the gateway stops."""
         async with self.lock:
-            while True:
+            while not closing():
                 now = time.monotonic()
                 self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
-                    return
+                    return True
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+            return False
 
 
 class Transport:
@@ -50,6 +52,8 @@ class Transport:
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
         self._senders: dict[str, Sender | None] = {}
+        # Set at shutdown: sends under way end, none starts (gateway/pipeline/dispatcher.py).
+        self.closing = False
 
     def _sender(self, adapter: Adapter) -> Sender | None:
         channel = adapter.config.id
@@ -77,7 +81,8 @@ class Transport:
         limiter = self._limiters.get(channel)
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
-        await limiter.acquire()
+        if not await limiter.acquire(lambda: self.closing):
+            raise SendError("retry", "shutting_down", "the gateway stopped before sending it")
         try:
             sender = self._sender(adapter)
             # httpx's timeouts bound each read: an answer trickling in would never end them.

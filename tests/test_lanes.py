@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,6 +192,13 @@ async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
             await asyncio.sleep(0.02)
     assert time.monotonic() - started < 1.5
     assert len(sms.sent) < 12  # the broadcast is still going, at its own pace
+    # At shutdown, the sends still waiting for a token are not waited for, nor started.
+    started = time.monotonic()
+    await gw.gateway.dispatcher.stop(grace=5)
+    assert time.monotonic() - started < 1.5
+    sent = len(sms.sent)
+    await asyncio.sleep(0.6)
+    assert len(sms.sent) == sent < 12
 
 
 async def test_rows_for_a_target_no_longer_configured_are_failed_at_start(tmp_path: Path) -> None:
@@ -284,50 +292,99 @@ async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
         await strict.stop()
 
 
+class SlowGraph:
+    """The Cloud API's send endpoint, answering template sends whose text is in `slow` late."""
+
+    def __init__(self, slow: dict[str, float]) -> None:
+        self.slow = slow
+        self.arrivals: list[tuple[float, str, str]] = []  # (when, to, the template's text)
+        self.answered: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _send(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        text = payload["template"]["components"][0]["parameters"][0]["text"]
+        self.arrivals.append((time.monotonic(), payload["to"], text))
+        await asyncio.sleep(self.slow.get(text, 0))
+        self.answered.append(text)
+        return web.json_response({"messages": [{"id": f"wamid.{text.replace(' ', '_')}"}]})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{number}/messages", self._send)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def wait_for_arrivals(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.arrivals) < count:
+                await asyncio.sleep(0.01)
+
+
+async def send_template(client: httpx.AsyncClient, to: str, text: str) -> str:
+    template = {
+        **ORDER_TEMPLATE,
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": text}]}],
+    }
+    message = {
+        "to": {"channel": "wa-main", "id": to},
+        "content": {"type": "template", "template": template},
+    }
+    accepted = await client.post("/v1/messages", json=message)
+    assert accepted.status_code == 202
+    return str(accepted.json()["id"])
+
+
 async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
     tmp_path: Path, start_gateway: Any
 ) -> None:
     """Sent side by side, a quick "confirmed" then "on its way" could arrive swapped."""
-    arrivals: list[tuple[float, str, str]] = []
-
-    async def graph(request: web.Request) -> web.Response:
-        payload = await request.json()
-        text = payload["template"]["components"][0]["parameters"][0]["text"]
-        arrivals.append((time.monotonic(), payload["to"], text))
-        if text == "confirmed":
-            await asyncio.sleep(0.3)  # a slow answer for the first message
-        return web.json_response({"messages": [{"id": f"wamid.{text}"}]})
-
-    app = web.Application()
-    app.router.add_post("/{number}/messages", graph)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    graph = SlowGraph({"confirmed": 0.3})  # a slow answer for the first message
+    await graph.start()
     try:
         data = base_config(tmp_path)
-        data["channels"][0]["api_base_url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        data["channels"][0]["api_base_url"] = graph.url
         gw = await start_gateway(config_from(data))
         async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
-            queued = [
-                ("16505551234", "confirmed"),
-                ("16505551234", "on its way"),
-                ("16505559999", "other"),
-            ]
-            for to, text in queued:
-                template = {
-                    **ORDER_TEMPLATE,
-                    "components": [
-                        {"type": "body", "parameters": [{"type": "text", "text": text}]}
-                    ],
-                }
-                content = {"type": "template", "template": template}
-                message = {"to": {"channel": "wa-main", "id": to}, "content": content}
-                assert (await client.post("/v1/messages", json=message)).status_code == 202
-        async with asyncio.timeout(5):
-            while len(arrivals) < 3:
-                await asyncio.sleep(0.02)
-        at = {text: when for when, _to, text in arrivals}
+            await send_template(client, "16505551234", "confirmed")
+            await send_template(client, "16505551234", "on its way")
+            await send_template(client, "16505559999", "other")
+        await graph.wait_for_arrivals(3)
+        at = {text: when for when, _to, text in graph.arrivals}
         assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
         assert at["other"] - at["confirmed"] < 0.25  # another recipient does not wait
     finally:
-        await runner.cleanup()
+        await graph.stop()
+
+
+async def test_a_send_under_way_at_shutdown_ends_rather_than_going_twice(tmp_path: Path) -> None:
+    """Cancelled at SIGTERM, a send the provider had accepted was sent again after the
+    restart: a duplicate message on every deploy. It gets server.shutdown_grace_seconds."""
+    graph = SlowGraph({"slow": 0.5})
+    await graph.start()
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = graph.url
+        gateway = Gateway(config_from(data))
+        runner = web.AppRunner(gateway.application(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with httpx.AsyncClient(base_url=url, headers=AUTH) as client:
+            message_id = await send_template(client, "16505551234", "slow")
+        await graph.wait_for_arrivals(1)
+        await runner.cleanup()  # while the provider is still answering
+        assert graph.answered == ["slow"]
+        with sqlite3.connect(tmp_path / "gateway.db") as db:
+            state = db.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+            outbox = db.execute("SELECT status FROM outbox WHERE ref = ?", (message_id,)).fetchone()
+        assert (state, outbox) == (("sent",), ("done",))
+    finally:
+        await graph.stop()

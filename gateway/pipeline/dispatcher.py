@@ -114,7 +114,7 @@ class Dispatcher(LaneWorker):
     async def _take_turns(self, target: str, key: tuple[str, str]) -> None:
         turns = self._turns[key]
         try:
-            while turns:
+            while turns and not self.transport.closing:  # the rest waits for the restart
                 item, record = turns[0]
                 try:
                     await self._send(item, record)
@@ -128,8 +128,14 @@ class Dispatcher(LaneWorker):
         finally:
             del self._turns[key]
 
-    async def stop(self) -> None:
-        await super().stop()
+    async def stop(self, grace: float = 0.0) -> None:
+        """Claim no more; let the sends under way end, for at most `grace` seconds (cut
+        short, one the provider accepted goes twice), and start none: those waiting for a
+        rate-limit token or their turn are retried after the restart."""
+        await super().stop(grace)
+        self.transport.closing = True
+        if self._sending and grace > 0:
+            await asyncio.wait(self._sending, timeout=grace)
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)

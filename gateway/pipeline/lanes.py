@@ -49,7 +49,7 @@ class Lane(Worker):
         if pause > 0:  # new work must not cut it short: that is what the pause is for
             self._paused.set(1)
             try:
-                await asyncio.sleep(pause)
+                await self.nap(pause)
             finally:
                 self._paused.set(0)
             return True
@@ -91,13 +91,12 @@ class LaneWorker(abc.ABC):
             lane.start()
         self._unconfigured = asyncio.create_task(self._claim_unconfigured())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
         if self._unconfigured is not None:
             self._unconfigured.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._unconfigured
-        for lane in self.lanes.values():
-            await lane.stop()
+        await asyncio.gather(*(lane.stop(grace) for lane in self.lanes.values()))
 
     def wake(self, target: str | None = None) -> None:
         """Wake `target`'s lane, or every lane when the target is not known."""

@@ -20,7 +20,7 @@ class Background(Wakeable, Protocol):
     """What the gateway starts at start-up and stops at shutdown."""
 
     def start(self) -> None: ...
-    async def stop(self) -> None: ...
+    async def stop(self, grace: float = 0.0) -> None: ...
 
 
 class Worker(abc.ABC):
@@ -30,6 +30,7 @@ class Worker(abc.ABC):
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.listeners: list[Wakeable] = []  # woken when this worker produced work for them
 
     def wake(self) -> None:
@@ -42,15 +43,28 @@ class Worker(abc.ABC):
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace: float = 0.0) -> None:
+        """Take no new work; let the work in hand end, for at most `grace` seconds, then cancel
+        it. Cut short, a send the provider accepted is sent again after the restart."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        self._wake.set()  # out of its wait for work, to see it is stopping
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the worker is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             # Cleared before the work, not after: a wake that comes while it runs (new work
             # its claim just missed) must not wait for the next poll.
             self._wake.clear()
