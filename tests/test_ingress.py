@@ -149,11 +149,9 @@ async def test_meta_verification_handshake(
         assert response.text == body
 
 
-def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above `server.busy_webhooks_per_second` the normaliser is paced; below it, not."""
-    clock = [1000.0]
-    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
-    ingress = Ingress(
+def _bare_ingress() -> Ingress:
+    """An ingress with no store and no channel, for what it measures of arrivals."""
+    return Ingress(
         cast(Store, None),
         {},
         "http://gw",
@@ -163,6 +161,13 @@ def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> No
         busy_rate=50,
         max_bytes_awaiting_store=1 << 20,
     )
+
+
+def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above `server.busy_webhooks_per_second` the normaliser is paced; below it, not."""
+    clock = [1000.0]
+    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
+    ingress = _bare_ingress()
     ingress.busy()  # the first question only marks the start
     clock[0] += 1.0
     ingress.received += 40
@@ -179,16 +184,7 @@ def test_each_asker_measures_its_own_window(monkeypatch: pytest.MonkeyPatch) -> 
     """Retention asks too: its questions must not shorten the normaliser's window."""
     clock = [1000.0]
     monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
-    ingress = Ingress(
-        cast(Store, None),
-        {},
-        "http://gw",
-        1024,
-        lambda: None,
-        BodyReader(),
-        busy_rate=50,
-        max_bytes_awaiting_store=1 << 20,
-    )
+    ingress = _bare_ingress()
     other = ingress.busy_meter()
     clock[0] += 1.0
     ingress.received += 40

@@ -31,6 +31,17 @@ from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, sms_channel
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
+async def trickle(request: web.Request) -> web.StreamResponse:
+    """An answer that comes a byte every 100 ms, until the client gives up."""
+    response = web.StreamResponse(status=200)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        while True:
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+    return response
+
+
 class StuckBackend:
     """A backend that takes each request and then never answers, or answers a byte at a time."""
 
@@ -48,13 +59,7 @@ class StuckBackend:
             return web.Response(status=self.status)
         if not self.drip:
             await asyncio.Event().wait()
-        response = web.StreamResponse(status=200)
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):  # until the client gives up
-            while True:
-                await response.write(b" ")
-                await asyncio.sleep(0.1)
-        return response
+        return await trickle(request)
 
     async def start(self) -> None:
         app = web.Application()

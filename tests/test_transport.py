@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from gateway import transport
 from gateway.app import build_adapters
 
 from .conftest import base_config, config_from
+from .test_lanes import trickle
 
 
 async def test_an_answer_that_trickles_in_is_cut_at_the_send_deadline(
@@ -23,15 +22,6 @@ async def test_an_answer_that_trickles_in_is_cut_at_the_send_deadline(
 ) -> None:
     """httpx's timeouts bound each read: a byte every 100 ms would have held the send, and its
     channel's lane, for ever."""
-
-    async def trickle(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(status=200)
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):  # until the client gives up
-            while True:
-                await response.write(b" ")
-                await asyncio.sleep(0.1)
-        return response
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", trickle)
