@@ -13,4 +13,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
 ENTRYPOINT ["gateway"]
-CMD ["serve", "--config", "/etc/gateway/config.yaml"]
+# The container listens on 0.0.0.0:8080 whatever server.host and server.port say: the config's
+# default host, 127.0.0.1, would answer the healthcheck inside yet refuse `docker run -p`.
+CMD ["serve", "--config", "/etc/gateway/config.yaml", "--host", "0.0.0.0", "--port", "8080"]
