@@ -164,6 +164,22 @@ async def test_a_pass_deletes_in_batches_until_caught_up(store: Store) -> None:
     assert len(await column(store, "SELECT id FROM inbox")) == 1
 
 
+async def test_a_pass_ends_after_its_batch_when_the_gateway_stops(store: Store) -> None:
+    """A pass over weeks of rows must not hold a shutdown for its grace period."""
+    for i in range(5):
+        await received(store, f"wamid.{i}", OLD)
+    retention = Retention(store, RetentionConfig(batch_size=2), clock=lambda: NOW)
+    prune = store.prune
+
+    async def prune_then_stop(table: str, cutoff: float, limit: int) -> int:
+        count = await prune(table, cutoff, limit)
+        retention._stopping.set()  # what stop() does, here after the first batch
+        return count
+
+    store.prune = prune_then_stop  # type: ignore[method-assign]
+    assert await retention.prune() == {"inbox": 2, "outbox": 0, "events": 0, "messages": 0}
+
+
 async def test_null_keeps_for_ever(store: Store) -> None:
     await received(store, "wamid.old", OLD)
     await store.create_message(new_message("msg_old"), OLD)

@@ -65,6 +65,8 @@ class Retention(Worker):
         deleted = dict.fromkeys(PRUNERS, 0)
         for table, cutoff in self.cutoffs(self.clock()).items():
             while True:
+                if self.stopping:  # a batch is short; the pass is not
+                    return deleted
                 if await self._gives_way():
                     log.info("retention_paused", reason="ingress busy", deleted=deleted)
                     return deleted

@@ -58,6 +58,10 @@ class Worker(abc.ABC):
             await self._task
         self._task = None
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def nap(self, seconds: float) -> None:
         """Sleep `seconds`, or less when the worker is stopping."""
         with contextlib.suppress(TimeoutError):
