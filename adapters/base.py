@@ -91,6 +91,10 @@ class ChannelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # The field a provider's shared webhooks name this instance by, when one app's callback
+    # serves several (Graph: the phone number id, the Page id): two instances may not share it.
+    routed_by: ClassVar[str | None] = None
+
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     type: str
     api_base_url: str

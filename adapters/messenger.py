@@ -143,6 +143,8 @@ _ENVELOPE = frozenset({"sender", "recipient", "timestamp"})
 
 
 class MessengerConfig(GraphConfig):
+    routed_by = "page_id"
+
     type: Literal["messenger"]
     api_base_url: str = "https://graph.facebook.com/v21.0"
     # 300 calls/s per Page for text but 10/s for audio and video, and more than 40 msg/s

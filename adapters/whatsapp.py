@@ -192,6 +192,8 @@ _MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
 
 
 class WhatsAppConfig(GraphConfig):
+    routed_by = "phone_number_id"
+
     type: Literal["whatsapp"]
     api_base_url: str = "https://graph.facebook.com/v21.0"
     rate_limit_per_second: float = 80.0  # default Cloud API throughput per number

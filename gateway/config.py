@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from adapters import CHANNEL_CONFIGS
+from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.schema.errors import problems as field_problems
 
@@ -151,18 +151,6 @@ class GatewayConfig(_Section):
     conversations: ConversationsConfig = ConversationsConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> GatewayConfig:
-        for name, ids in (
-            ("channels", [c.id for c in self.channels]),
-            ("backends", [b.id for b in self.backends]),
-            ("api_keys", [k.name for k in self.api_keys]),
-        ):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            if dupes:
-                raise ValueError(f"{name}: duplicate id {', '.join(dupes)}")
-        return self
-
     def secrets(self) -> list[str]:
         values = [k.key.get_secret_value() for k in self.api_keys]
         values += [b.secret.get_secret_value() for b in self.backends]
@@ -239,6 +227,50 @@ def _substitute_env(
     return node
 
 
+_ROUTED_BY = {name: adapter.config_model.routed_by for name, adapter in ADAPTERS.items()}
+
+
+def _repeated(data: dict[str, Any]) -> dict[str, str]:
+    """What two entries of a list may not share, each named by where it is given again:
+    ids and names (webhook paths, delivery targets, log names), API keys (a request would be
+    put down to the wrong client), and the id a shared Graph callback routes by (one number's
+    events would all go to one of the two)."""
+    problems: dict[str, str] = {}
+
+    def check(section: str, field: str, value: Any, index: int, seen: dict[Any, int]) -> None:
+        if not isinstance(value, str) or not value:
+            return
+        if value not in seen:
+            seen[value] = index
+            return
+        first = f"{section}[{seen[value]}]"
+        problems[f"{section}[{index}].{field}"] = (
+            f"the same key as {first}'s: give each client its own"
+            if field == "key"
+            else f"{value!r} is also {first}'s {field}"
+        )
+
+    for section, fields in (
+        ("channels", ["id"]),
+        ("backends", ["id"]),
+        ("api_keys", ["name", "key"]),
+    ):
+        entries = data.get(section)
+        if not isinstance(entries, list):
+            continue
+        for field in fields:
+            seen: dict[Any, int] = {}
+            for index, entry in enumerate(entries):
+                if isinstance(entry, dict):
+                    check(section, field, entry.get(field), index, seen)
+    routed: dict[Any, int] = {}
+    for index, entry in enumerate(data.get("channels") or []):
+        routed_by = _ROUTED_BY.get(str(entry.get("type"))) if isinstance(entry, dict) else None
+        if routed_by:
+            check("channels", routed_by, entry.get(routed_by), index, routed)
+    return problems
+
+
 def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> GatewayConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
@@ -249,15 +281,15 @@ def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> G
     except _TooManyValues:
         problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
         raise ConfigError(source, [problem]) from None
+    problems = {**env_problems, **_repeated(resolved)}
     try:
         config = GatewayConfig.model_validate(resolved)
     except ValidationError as exc:
-        problems = dict(env_problems)
         for where, message in field_problems(exc, resolved):
             problems.setdefault(where, message)
         raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()]) from None
-    if env_problems:
-        raise ConfigError(source, [f"{k}: {v}" for k, v in env_problems.items()])
+    if problems:
+        raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()])
     return config
 
 

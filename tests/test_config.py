@@ -11,7 +11,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import ConfigError, load_config, parse_config
 
-from .conftest import WA, base_config
+from .conftest import API_KEY, WA, base_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,24 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             "channels[0].access_token: Field required",
         ),
         (lambda d: d["channels"][0].update(type="telegram"), "channels[0]: Input tag 'telegram'"),
-        (lambda d: d["channels"].append(dict(d["channels"][0])), "duplicate id wa-main"),
+        (
+            lambda d: d["channels"].append({**d["channels"][0], "phone_number_id": "2"}),
+            "channels[1].id: 'wa-main' is also channels[0]'s id",
+        ),
+        (
+            lambda d: d["channels"].append({**d["channels"][0], "id": "wa-copy"}),
+            "channels[1].phone_number_id: '106540352242922' is also channels[0]'s phone_number_id",
+        ),
+        (
+            lambda d: d["backends"].extend(
+                [{"id": "b", "url": "http://a", "secret": "s" * 16}] * 2
+            ),
+            "backends[1].id: 'b' is also backends[0]'s id",
+        ),
+        (
+            lambda d: d["api_keys"].append({**d["api_keys"][0], "name": "billing"}),
+            "api_keys[1].key: the same key as api_keys[0]'s: give each client its own",
+        ),
         (
             lambda d: d.update(public_url="gateway.example.com"),
             "public_url: String should match pattern",
@@ -120,6 +137,23 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, "c.yaml", env={})
     assert len(caught.value.problems) == 3
+
+
+def test_repeated_ids_are_listed_with_the_other_problems(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["channels"].append({**data["channels"][0], "phone_number_id": "2"})
+    data["backends"] = [{"id": "b", "url": "http://a", "secret": "s" * 16}] * 2
+    data["api_keys"].append({**data["api_keys"][0], "name": "billing"})
+    data["server"] = {"port": 70000}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "c.yaml", env={})
+    assert [p.split(":")[0] for p in caught.value.problems] == [
+        "channels[1].id",
+        "backends[1].id",
+        "api_keys[1].key",
+        "server.port",
+    ]
+    assert API_KEY not in str(caught.value)  # a repeated key is named by where, never shown
 
 
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
