@@ -17,7 +17,7 @@ from adapters import ADAPTERS
 from adapters.failures import adapter_error, unreadable
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
-from gateway.store import StoreUnavailable
+from gateway.store import Store, StoreUnavailable
 
 # Binding failures are the operator's to fix (another process on the port, a privileged port,
 # an address this host does not have): a message, not a traceback.
@@ -171,12 +171,20 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from gateway.app import open_configured_store
 
+    if args.dead_letters and (args.channel or args.id or args.unsupported):
+        print("replay: --dead-letters takes --backend and --list only", file=sys.stderr)
+        return 2
+    if args.backend and not args.dead_letters:
+        print("replay: --backend goes with --dead-letters", file=sys.stderr)
+        return 2
     store = open_configured_store(_load(args.config).storage)
 
     async def run() -> int:
         store.start()
         try:
             kind = "unsupported" if args.unsupported else "failed"
+            if args.dead_letters:
+                return await dead_letters(store, args.backend, listing=args.list)
             if args.list:
                 rows = await (
                     store.unsupported_rows() if args.unsupported else store.inbox_rows("failed")
@@ -184,10 +192,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 for row_id, channel_id, reason in rows:
                     print(f"{row_id}\t{channel_id}\t{reason}")
                 print(f"{len(rows)} {kind} inbox row(s)")
-                return 0
-            if args.dead_letters:
-                count = await store.replay_dead(time.time())
-                print(f"{count} dead-lettered outbox item(s) queued again")
                 return 0
             count = await store.replay_inbox(
                 args.channel, args.id or (), unsupported=args.unsupported
@@ -198,6 +202,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             store.close()
 
     return asyncio.run(run())
+
+
+async def dead_letters(store: Store, backend: str | None, *, listing: bool) -> int:
+    """List, or queue again, the deliveries a backend never took (of one backend, if given)."""
+    if listing:
+        rows = await store.dead_letters(backend)
+        for outbox_id, target, event_id, error in rows:
+            print(f"{outbox_id}\t{target}\t{event_id}\t{error}")
+        print(f"{len(rows)} dead-lettered deliver{'y' if len(rows) == 1 else 'ies'}")
+        return 0
+    count = await store.replay_dead(time.time(), backend)
+    print(f"{count} dead-lettered deliver{'y' if count == 1 else 'ies'} queued again")
+    return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -344,8 +361,11 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True)
     replay.add_argument("--channel", help="only rows of this channel instance")
     replay.add_argument("--id", type=int, action="append", help="only this inbox row (repeatable)")
+    replay.add_argument("--backend", help="with --dead-letters: only this backend's deliveries")
     replay.add_argument(
-        "--dead-letters", action="store_true", help="re-queue dead-lettered outbox items"
+        "--dead-letters",
+        action="store_true",
+        help="re-queue deliveries dead-lettered by their backend (--list: list them)",
     )
     replay.add_argument(
         "--unsupported",
@@ -353,7 +373,9 @@ def parser() -> argparse.ArgumentParser:
         help="rows whose payloads became `unsupported` events (after the adapter learnt them)",
     )
     replay.add_argument(
-        "--list", action="store_true", help="list failed (or unsupported) rows and their reasons"
+        "--list",
+        action="store_true",
+        help="list failed (or unsupported, or dead-lettered) rows and their reasons",
     )
     replay.set_defaults(func=cmd_replay)
 

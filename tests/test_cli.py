@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,8 +14,16 @@ import pytest
 import yaml
 
 from gateway.cli import main
+from gateway.simulator.backend import BackendRecorder
 
-from .conftest import base_config, config_from, inbox_settled, post_whatsapp, webhook
+from .conftest import (
+    base_config,
+    config_from,
+    inbox_settled,
+    post_whatsapp,
+    webhook,
+    with_backend,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,8 +129,6 @@ async def test_unparseable_row_is_kept_failed_and_replayable(
 
 
 async def _cli(argv: list[str]) -> int:
-    import asyncio
-
     return await asyncio.to_thread(main, argv)
 
 
@@ -275,3 +282,37 @@ def test_serve_freezes_startup_objects_and_runs_on_a_loop_that_measures_its_idle
         gc.unfreeze()
     assert seen["frozen"] > 10_000  # the modules, models and adapters startup made
     assert isinstance(seen["selector"], IdleSelector)
+
+
+async def test_dead_letters_are_listed_and_queued_again_per_backend(
+    tmp_path: Path,
+    start_gateway: Any,
+    backend: BackendRecorder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    backend.available = False
+    data = with_backend(base_config(tmp_path), backend)
+    data["delivery"]["dead_letter_after_seconds"] = 0.001  # the first failure is the last
+    gw = await start_gateway(config_from(data))
+    assert (await post_whatsapp(gw.url, webhook("wamid.DEAD1", "hello"))).status_code == 200
+    async with asyncio.timeout(5):
+        while not await gw.store.dead_letters():
+            await asyncio.sleep(0.02)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    replay = ["replay", "--config", str(config_path), "--dead-letters"]
+
+    assert await _cli([*replay, "--list"]) == 0
+    [row, total] = capsys.readouterr().out.splitlines()
+    assert row.split("\t")[1:2] + row.split("\t")[3:] == ["orders", "HTTP 503"]
+    assert total == "1 dead-lettered delivery"
+    assert await _cli([*replay, "--backend", "billing"]) == 0
+    assert capsys.readouterr().out == "0 dead-lettered deliveries queued again\n"
+    assert await _cli([*replay, "--channel", "wa-main"]) == 2
+    assert "--dead-letters takes --backend and --list only" in capsys.readouterr().err
+
+    backend.available = True
+    assert await _cli([*replay, "--backend", "orders"]) == 0
+    assert capsys.readouterr().out == "1 dead-lettered delivery queued again\n"
+    gw.gateway.delivery.wake()
+    await backend.wait_for(lambda events: len(events) == 1)

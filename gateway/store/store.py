@@ -381,12 +381,31 @@ class Store:
 
         await self.db.run(op)
 
-    async def replay_dead(self, now: float) -> int:
+    async def dead_letters(
+        self, target: str | None = None, limit: int = 100
+    ) -> list[tuple[int, str, str, str | None]]:
+        """Dead-lettered deliveries, oldest first: (outbox id, backend, event id, last error)."""
+        where, params = ("", ()) if target is None else (" AND target = ?", (target,))
+        return await self.db.run(
+            lambda tx: [
+                (int(r[0]), r[1], r[2], r[3])
+                for r in tx.all(
+                    "SELECT id, target, ref, last_error FROM outbox WHERE status = 'dead'"
+                    + where
+                    + " ORDER BY id LIMIT ?",
+                    (*params, limit),
+                )
+            ]
+        )
+
+    async def replay_dead(self, now: float, target: str | None = None) -> int:
+        """Queue dead-lettered deliveries again (only `target`'s when given); how many."""
+        where, params = ("", ()) if target is None else (" AND target = ?", (target,))
         return await self.db.run(
             lambda tx: tx.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?,"
-                " claimed_until = NULL, done_at = NULL WHERE status = 'dead'",
-                (now, now),
+                " claimed_until = NULL, done_at = NULL WHERE status = 'dead'" + where,
+                (now, now, *params),
             )
         )
 
