@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +26,16 @@ from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.sms import TwilioSimulator
 from gateway.simulator.whatsapp import WhatsAppSimulator
 
-from .conftest import API_KEY, BACKEND_SECRET, WA, base_config, config_from, post_whatsapp, webhook
+from .conftest import (
+    API_KEY,
+    BACKEND_SECRET,
+    WA,
+    base_config,
+    config_from,
+    post_whatsapp,
+    webhook,
+    with_backend,
+)
 from .test_e2e_whatsapp import ORDER_TEMPLATE
 from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, sms_channel
 
@@ -393,3 +404,63 @@ async def test_a_send_under_way_at_shutdown_ends_rather_than_going_twice(tmp_pat
         assert (state, outbox) == (("sent",), ("done",))
     finally:
         await graph.stop()
+
+
+async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles(
+    tmp_path: Path,
+    start_gateway: Any,
+    backend: BackendRecorder,
+    sims: tuple[WhatsAppSimulator, TwilioSimulator],
+) -> None:
+    """Lanes, turns and pauses under churn: every message is sent once its errors pass, every
+    inbound event reaches the backend, and nothing stays counted in flight. SOAK_SEED=N
+    replays another churn."""
+    whatsapp, _sms = sims
+    data = with_backend(base_config(tmp_path), backend)
+    data["channels"][0]["api_base_url"] = whatsapp.base_url
+    data["delivery"]["send_concurrency"] = 4
+    gw = await start_gateway(config_from(data))
+    whatsapp.webhook_url = f"{gw.url}/webhooks/wa-main"  # delivered and read come back
+    rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
+
+    async def churn() -> None:  # for a while: then every message must get through
+        for _ in range(40):
+            backend.available = rng.random() > 0.3
+            roll = rng.random()
+            if whatsapp._failures:  # one error at a time, so that they end with the churn
+                pass
+            elif roll < 0.3:
+                whatsapp.fail_next(131000, http_status=500)  # "Something went wrong": retry
+            elif roll < 0.5:
+                whatsapp.fail_next(130429, http_status=429, retry_after=0.1)
+            await asyncio.sleep(0.05)
+        backend.available = True
+
+    churning = asyncio.create_task(churn())
+    try:
+        sent: list[str] = []
+        inbound = {f"wamid.SOAK{n}" for n in range(0, 60, 3)}
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+            for n in range(60):
+                sent.append(await send_template(client, f"1650555{n % 6:04d}", f"m{n}"))
+                if f"wamid.SOAK{n}" in inbound:
+                    await post_whatsapp(gw.url, webhook(f"wamid.SOAK{n}", f"in {n}"))
+
+        def arrived(events: list[dict[str, Any]]) -> bool:
+            return inbound <= {e["external_id"] for e in events if e["type"] == "message"}
+
+        async with asyncio.timeout(20):
+            while True:
+                states = [(await gw.store.get_message(i)).state for i in sent]  # type: ignore[union-attr]
+                if all(s in {"sent", "delivered", "read"} for s in states) and arrived(
+                    backend.events
+                ):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        churning.cancel()
+        backend.available = True
+    dispatcher = gw.gateway.dispatcher
+    assert not dispatcher._turns and not any(dispatcher._in_flight.values())
+    assert len(whatsapp.sent) == 60  # each accepted once: an error is never a send
+    assert len(whatsapp.requests) > 60  # and errors there were, retried
