@@ -311,8 +311,9 @@ async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
 class SlowGraph:
     """The Cloud API's send endpoint, answering template sends whose text is in `slow` late."""
 
-    def __init__(self, slow: dict[str, float]) -> None:
+    def __init__(self, slow: dict[str, float], fail_first: frozenset[str] = frozenset()) -> None:
         self.slow = slow
+        self.fail_first = set(fail_first)  # texts whose first send gets a 500 (131000: retry)
         self.arrivals: list[tuple[float, str, str]] = []  # (when, to, the template's text)
         self.answered: list[str] = []
         self._runner: web.AppRunner | None = None
@@ -323,6 +324,10 @@ class SlowGraph:
         text = payload["template"]["components"][0]["parameters"][0]["text"]
         self.arrivals.append((time.monotonic(), payload["to"], text))
         await asyncio.sleep(self.slow.get(text, 0))
+        if text in self.fail_first:
+            self.fail_first.discard(text)
+            error = {"message": "(#131000) Something went wrong", "type": "OAuthException"}
+            return web.json_response({"error": {**error, "code": 131000}}, status=500)
         self.answered.append(text)
         return web.json_response({"messages": [{"id": f"wamid.{text.replace(' ', '_')}"}]})
 
@@ -412,9 +417,9 @@ async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles
     backend: BackendRecorder,
     sims: tuple[WhatsAppSimulator, TwilioSimulator],
 ) -> None:
-    """Lanes, turns and pauses under churn: every message is sent once its errors pass, every
-    inbound event reaches the backend, and nothing stays counted in flight. SOAK_SEED=N
-    replays another churn."""
+    """Lanes, turns and pauses under churn: every message is sent once its errors pass, each
+    recipient's in the order queued, every inbound event reaches the backend, and nothing
+    stays counted in flight. SOAK_SEED=N replays another churn."""
     whatsapp, _sms = sims
     data = with_backend(base_config(tmp_path), backend)
     data["channels"][0]["api_base_url"] = whatsapp.base_url
@@ -461,6 +466,35 @@ async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles
         churning.cancel()
         backend.available = True
     dispatcher = gw.gateway.dispatcher
-    assert not dispatcher._turns and not any(dispatcher._in_flight.values())
+    assert dispatcher.turns.idle()
     assert len(whatsapp.sent) == 60  # each accepted once: an error is never a send
     assert len(whatsapp.requests) > 60  # and errors there were, retried
+    accepted: dict[str, list[int]] = {}
+    for send in whatsapp.sent:
+        text = send["body"]["template"]["components"][0]["parameters"][0]["text"]
+        accepted.setdefault(send["body"]["to"], []).append(int(text.removeprefix("m")))
+    # Each recipient's in turn, errors, throttles and retries notwithstanding.
+    assert all(order == sorted(order) for order in accepted.values()), accepted
+
+
+async def test_a_message_waiting_for_a_retry_is_not_overtaken_by_the_next(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    graph = SlowGraph({}, fail_first=frozenset({"confirmed"}))
+    await graph.start()
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = graph.url
+        gw = await start_gateway(config_from(data))
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+            await send_template(client, "16505551234", "confirmed")
+            await send_template(client, "16505551234", "on its way")
+            await send_template(client, "16505559999", "other")
+        async with asyncio.timeout(5):
+            while len(graph.answered) < 3:
+                await asyncio.sleep(0.01)
+        assert graph.answered.index("confirmed") < graph.answered.index("on its way")
+        assert [text for _at, _to, text in graph.arrivals].count("on its way") == 1
+        assert graph.answered.index("other") < graph.answered.index("on its way")  # not held
+    finally:
+        await graph.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -438,3 +439,56 @@ async def test_claims_by_target_and_besides_the_configured_ones(store: Store) ->
     [retired, _] = await store.claim_outbox("webhook", 10, NOW, 30, besides=["orders", "audit"])
     assert retired.target == "retired"
     assert [i.target for i in await store.claim_outbox("webhook", 10, NOW, 30)] == ["audit"] * 2
+
+
+async def test_a_deferred_row_waits_without_an_attempt(store: Store) -> None:
+    await store.create_message(new_message("msg_defer"), NOW)
+    [send] = await store.claim_outbox("send", 1, NOW, 30)
+    await store.defer_outbox([send.id], NOW + 10)
+    assert await store.claim_outbox("send", 1, NOW + 5, 30) == []
+    [again] = await store.claim_outbox("send", 1, NOW + 10, 30)
+    assert (again.id, again.attempts) == (send.id, 0)
+
+
+async def test_a_recipients_later_messages_wait_behind_one_retried(store: Store) -> None:
+    """Claims come in (due, id) order: no message of a recipient may come due before an
+    earlier one of theirs that waits for a retry (gateway/pipeline/turns.py)."""
+    first, later = new_message("msg_first"), new_message("msg_later")
+    other = dataclasses.replace(new_message("msg_other"), recipient_id="16505559999")
+    for message in (first, later, other):
+        await store.create_message(message, NOW)
+    [send, *_] = await store.claim_outbox("send", 1, NOW, 30)
+    assert send.ref == "msg_first"
+    await store.record_send_retry(send.id, "msg_first", "wa", [], NOW + 10, "131000: x", NOW)
+    await store.create_message(new_message("msg_newest"), NOW + 1)  # queued during the wait
+    due_now = await store.claim_outbox("send", 10, NOW + 5, 30)
+    assert [i.ref for i in due_now] == ["msg_other"]
+    due_later = await store.claim_outbox("send", 10, NOW + 10, 30)
+    assert [i.ref for i in due_later] == ["msg_first", "msg_later", "msg_newest"]
+    assert [i.attempts for i in due_later] == [1, 0, 0]  # waiting is not an attempt
+
+
+def test_the_turn_queries_read_indexes_only(tmp_path: Path) -> None:
+    """A new message and a retry look up the recipient's queued messages: with a broadcast of
+    thousands pending, neither may walk the outbox."""
+    store = Store(sqlite_database(tmp_path / "turns.db"))
+    store.start()
+    try:
+        conn = store.db._conn  # type: ignore[attr-defined]
+        run: list[str] = []
+
+        async def exercise() -> None:
+            await store.create_message(new_message("msg_a"), NOW)
+            [send] = await store.claim_outbox("send", 1, NOW, 30)
+            await store.record_send_retry(send.id, "msg_a", "wa", [], NOW + 10, "x", NOW)
+
+        conn.set_trace_callback(run.append)
+        asyncio.run(exercise())
+        conn.set_trace_callback(None)
+        turns = [s for s in run if "recipient_id" in s and "outbox" in s]
+        assert len(turns) == 2
+        for statement in turns:
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+            assert not [p for p in plan if p.startswith("SCAN") or "outbox_lane" in p], plan
+    finally:
+        store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -16,6 +15,7 @@ from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
+from gateway.pipeline.turns import Turns
 from gateway.retry import backoff_seconds
 from gateway.schema import (
     CONTENT_ADAPTER,
@@ -76,11 +76,10 @@ class Dispatcher(LaneWorker):
     ) -> None:
         super().__init__(store, list(adapters), policy.poll_interval_seconds)
         self.claim_limit = policy.send_concurrency
-        # Per channel and recipient, the claimed sends in turn (the first is under way), and
-        # per channel how many are claimed and not done: at most `send_concurrency`.
-        self._turns: dict[tuple[str, str], deque[tuple[OutboxItem, MessageRecord | None]]] = {}
-        self._in_flight: defaultdict[str, int] = defaultdict(int)
-        self._sending: set[asyncio.Task[None]] = set()
+        # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
+        self.turns = Turns(
+            self._send, self.store.defer_outbox, self._ended, lambda: self.transport.closing
+        )
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -90,43 +89,18 @@ class Dispatcher(LaneWorker):
         self.policy = policy
 
     def capacity(self, target: str) -> int:
-        return self.claim_limit - self._in_flight[target]
+        return self.claim_limit - self.turns.in_flight(target)
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
         records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
-        for item, record in zip(items, records, strict=True):
-            self._in_flight[target] += 1
-            # One recipient's messages go one after another, as queued (claims come in id
-            # order): side by side, "Order confirmed" and "On its way" could arrive swapped.
-            key = (target, record.recipient_id if record else f"#{item.id}")
-            turns = self._turns.get(key)
-            if turns is not None:
-                turns.append((item, record))  # after the send in progress, in the same task
-                continue
-            self._turns[key] = deque([(item, record)])
-            task = asyncio.create_task(self._take_turns(target, key))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        await self.turns.add(target, list(zip(items, records, strict=True)))
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
-    async def _take_turns(self, target: str, key: tuple[str, str]) -> None:
-        turns = self._turns[key]
-        try:
-            while turns and not self.transport.closing:  # the rest waits for the restart
-                item, record = turns[0]
-                try:
-                    await self._send(item, record)
-                except Exception:  # a store hiccup, say: the row stays leased, then is retried
-                    log.exception("send_crashed", outbox_id=item.id, channel=target)
-                finally:
-                    turns.popleft()
-                    self._in_flight[target] -= 1
-                self.wake_listeners()  # its status event waits for the backends
-                self.wake(target)  # a slot is free
-        finally:
-            del self._turns[key]
+    def _ended(self, channel: str) -> None:
+        self.wake_listeners()  # its status event waits for the backends
+        self.wake(channel)  # there is room for another send
 
     async def stop(self, grace: float = 0.0) -> None:
         """Claim no more; let the sends under way end, for at most `grace` seconds (cut
@@ -134,23 +108,25 @@ class Dispatcher(LaneWorker):
         rate-limit token or their turn are retried after the restart."""
         await super().stop(grace)
         self.transport.closing = True
-        if self._sending and grace > 0:
-            await asyncio.wait(self._sending, timeout=grace)
-        for task in list(self._sending):
+        sending = self.turns.tasks
+        if sending and grace > 0:
+            await asyncio.wait(sending, timeout=grace)
+        for task in list(sending):
             task.cancel()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        await asyncio.gather(*sending, return_exceptions=True)
 
-    async def _send(self, item: OutboxItem, record: MessageRecord | None) -> None:
+    async def _send(self, item: OutboxItem, record: MessageRecord | None) -> float | None:
+        """Send one message; when it must wait for a retry, the time the retry is due."""
         if record is None or record.state != "queued":
             await self.store.complete_outbox([item.id], time.time())
-            return
+            return None
         adapter = self.adapters.get(record.channel_id)
         if adapter is None:
             error = SendError(
                 "permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured"
             )
             await self._failed(item, record, "unknown", error)
-            return
+            return None
         content = CONTENT_ADAPTER.validate_json(record.content)
         contact = await self.store.get_contact(record.channel_id, record.recipient_id)
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
@@ -186,10 +162,9 @@ class Dispatcher(LaneWorker):
                     time.time(),
                 )
             if error.retryable:
-                await self._retry(item, record, done, error)
-            else:
-                await self._failed(item, record, adapter.type, error)
-            return
+                return await self._retry(item, record, done, error)
+            await self._failed(item, record, adapter.type, error)
+            return None
         SENDS.labels(record.channel_id, "sent").inc()
         notes = [r.note for r in pending if r.note]
         if len(done) > 1:
@@ -207,6 +182,7 @@ class Dispatcher(LaneWorker):
             time.time(),
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
+        return None
 
     async def _plan(
         self, item: OutboxItem, record: MessageRecord, adapter: Adapter, content: Content
@@ -289,7 +265,8 @@ class Dispatcher(LaneWorker):
 
     async def _retry(
         self, item: OutboxItem, record: MessageRecord, done: list[str], error: SendError
-    ) -> None:
+    ) -> float | None:
+        """Record the attempt and when the next is due (None: it gave up, the message failed)."""
         now = time.time()
         if now - item.created_at > self.policy.dead_letter_after_seconds:
             expired = SendError(
@@ -298,7 +275,7 @@ class Dispatcher(LaneWorker):
                 f"gave up after {item.attempts + 1} attempts: {error.title}",
             )
             await self._failed(item, record, self.adapters[record.channel_id].type, expired)
-            return
+            return None
         delay = backoff_seconds(item.attempts, self.policy, error.retry_after)
         log.warning(
             "send_retry",
@@ -318,6 +295,7 @@ class Dispatcher(LaneWorker):
             f"{error.code}: {error.title}",
             now,
         )
+        return now + delay
 
     async def _failed(
         self, item: OutboxItem, record: MessageRecord, channel_type: str, error: SendError

@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS messages (
     UNIQUE (api_key, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_at);
+-- A recipient's messages still to send, which wait behind one of theirs that is retried.
+CREATE INDEX IF NOT EXISTS messages_queued_by_recipient ON messages (channel_id, recipient_id)
+    WHERE state = 'queued';
 
 CREATE TABLE IF NOT EXISTS message_parts (
     channel_id TEXT NOT NULL,

@@ -70,11 +70,13 @@ def record_parts(tx: Tx, channel_id: str, message_id: str, external_ids: Sequenc
         )
 
 
-def _enqueue(tx: Tx, kind: str, target: str, ref: str, now: float) -> None:
+def _enqueue(
+    tx: Tx, kind: str, target: str, ref: str, now: float, due: float | None = None
+) -> None:
     tx.execute(
         "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
         " VALUES (?, ?, ?, 'pending', ?, ?)",
-        (kind, target, ref, now, now),
+        (kind, target, ref, now if due is None else due, now),
     )
 
 
@@ -219,7 +221,22 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
         ),
     )
     history(tx, message.id, now, "queued", None)
-    _enqueue(tx, "send", message.channel_id, message.id, now)
+    _enqueue(tx, "send", message.channel_id, message.id, now, _turn(tx, message, now))
+
+
+def _turn(tx: Tx, message: NewMessage, now: float) -> float:
+    """When a new message to a recipient may go: not before one of theirs waiting for a retry.
+    Claims come in (due time, id) order, so a recipient's messages then come in turn
+    (gateway/pipeline/turns.py)."""
+    # CROSS JOIN: SQLite keeps the recipient's few queued messages as the outer loop (else it
+    # may walk every pending row of the outbox); a message id is the ref of its send alone.
+    row = tx.one(
+        "SELECT MAX(outbox.next_attempt_at) FROM messages CROSS JOIN outbox"
+        " WHERE messages.channel_id = ? AND messages.recipient_id = ? AND messages.state = 'queued'"
+        " AND messages.id != ? AND outbox.ref = messages.id AND outbox.status = 'pending'",
+        (message.channel_id, message.recipient_id, message.id),
+    )
+    return max(now, row[0] or now)
 
 
 def _answer_form(

@@ -300,7 +300,9 @@ class Store:
         error: str,
         now: float,
     ) -> None:
-        """Keep the parts the provider already accepted, and try the rest later."""
+        """Keep the parts the provider already accepted, and try the rest later. The
+        recipient's later messages wait with it, so that none overtakes it
+        (gateway/pipeline/turns.py): in the same transaction, so no process sends one between."""
 
         def op(tx: Tx) -> None:
             steps.record_parts(tx, channel_id, message_id, accepted)
@@ -308,6 +310,14 @@ class Store:
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
                 " claimed_until = NULL WHERE id = ?",
                 (next_attempt_at, error, outbox_id),
+            )
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL"
+                " WHERE status = 'pending' AND id > ? AND next_attempt_at < ? AND ref IN ("
+                " SELECT later.id FROM messages AS later JOIN messages AS this"
+                " ON later.channel_id = this.channel_id AND later.recipient_id = this.recipient_id"
+                " WHERE this.id = ? AND later.state = 'queued')",
+                (next_attempt_at, outbox_id, next_attempt_at, message_id),
             )
             steps.history(tx, message_id, now, "retrying", error)
 
@@ -359,6 +369,16 @@ class Store:
             return sorted(items, key=lambda i: i.id)
 
         return await self.db.run(op)
+
+    async def defer_outbox(self, ids: Sequence[int], next_attempt_at: float) -> None:
+        """Put claimed rows back until `next_attempt_at`, without counting an attempt."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL"
+                " WHERE status = 'pending' AND id IN " + steps.in_list(ids),
+                (next_attempt_at, *ids),
+            )
+        )
 
     async def complete_outbox(self, ids: Sequence[int], now: float) -> None:
         await self.db.run(lambda tx: steps.finish_outbox(tx, ids, "done", now))

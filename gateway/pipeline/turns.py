@@ -1,0 +1,114 @@
+"""One recipient's messages go out in turn: one at a time, in the order they were queued, and
+none past one that waits for a retry.
+
+Sent side by side, "Order confirmed" and "On its way" could arrive swapped; sent past a message
+that failed for now (a 500, a throttle), the later one would arrive first. So each recipient's
+claimed sends form a queue that one task works, and a retry holds the recipient: its later
+messages are put back until the retry is due, without counting an attempt. They come due with
+it, and claims come in id order, so the retry goes first.
+
+The hold lives in this process: after a restart, and between processes sharing PostgreSQL,
+the order is kept as far as each process sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+
+from gateway.logs import get_logger
+from gateway.store import MessageRecord, OutboxItem
+
+log = get_logger("gateway.turns")
+
+Entry = tuple[OutboxItem, MessageRecord | None]
+Key = tuple[str, str]  # (channel, recipient)
+# Sends one; returns when its retry is due if it must wait for one, else None.
+Send = Callable[[OutboxItem, MessageRecord | None], Awaitable[float | None]]
+# Puts rows back in the outbox until a time, without counting an attempt.
+Defer = Callable[[list[int], float], Awaitable[None]]
+
+# Holds of recipients never messaged again are dropped once there are this many.
+HOLDS_KEPT = 10_000
+
+
+class Turns:
+    def __init__(
+        self, send: Send, defer: Defer, ended: Callable[[str], None], closing: Callable[[], bool]
+    ) -> None:
+        self._send = send
+        self._defer = defer
+        self._ended = ended  # a send on this channel ended: there is room for another
+        self._closing = closing
+        self._queues: dict[Key, deque[Entry]] = {}
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._held: dict[Key, float] = {}  # until when, by recipient
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def in_flight(self, channel: str) -> int:
+        """Claimed sends of `channel` that have not ended: under way or waiting their turn."""
+        return self._in_flight[channel]
+
+    def idle(self) -> bool:
+        return not self._queues and not any(self._in_flight.values())
+
+    async def add(self, channel: str, entries: list[Entry]) -> None:
+        """Queue claimed sends (oldest first) behind their recipients' sends under way."""
+        now = time.time()
+        held: defaultdict[float, list[int]] = defaultdict(list)
+        for item, record in entries:
+            key = (channel, record.recipient_id if record else f"#{item.id}")
+            until = self._held.get(key, 0.0)
+            if until > now:
+                held[until].append(item.id)
+                continue
+            self._held.pop(key, None)
+            self._in_flight[channel] += 1
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append((item, record))
+                continue
+            self._queues[key] = deque([(item, record)])
+            task = asyncio.create_task(self._take(channel, key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        for until, ids in held.items():
+            await self._put_back(ids, until)
+
+    async def _take(self, channel: str, key: Key) -> None:
+        queue = self._queues[key]
+        try:
+            while queue and not self._closing():  # at shutdown the rest waits for the restart
+                item, record = queue[0]
+                retry_at: float | None = None
+                try:
+                    retry_at = await self._send(item, record)
+                except Exception:  # a store hiccup, say: the row stays leased, then is retried
+                    log.exception("send_crashed", outbox_id=item.id, channel=channel)
+                finally:
+                    queue.popleft()
+                    self._in_flight[channel] -= 1
+                if retry_at is not None:
+                    self._hold(key, retry_at)
+                    if queue:
+                        later = [i.id for i, _record in queue]
+                        self._in_flight[channel] -= len(queue)
+                        queue.clear()
+                        await self._put_back(later, retry_at)
+                self._ended(channel)
+        finally:
+            del self._queues[key]
+
+    def _hold(self, key: Key, until: float) -> None:
+        if len(self._held) >= HOLDS_KEPT:
+            now = time.time()
+            self._held = {k: t for k, t in self._held.items() if t > now}
+        self._held[key] = until
+
+    async def _put_back(self, ids: list[int], until: float) -> None:
+        try:
+            await self._defer(ids, until)
+        except Exception:  # they stay leased, then are claimed again: late, not lost
+            log.exception("send_hold_failed", outbox_ids=ids)
