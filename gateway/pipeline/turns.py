@@ -3,12 +3,17 @@ none past one that waits for a retry.
 
 Sent side by side, "Order confirmed" and "On its way" could arrive swapped; sent past a message
 that failed for now (a 500, a throttle), the later one would arrive first. So each recipient's
-claimed sends form a queue that one task works, and a retry holds the recipient: its later
-messages are put back until the retry is due, without counting an attempt. They come due with
-it, and claims come in id order, so the retry goes first.
+claimed sends form a queue that one task works, in claim order (due time, then id).
 
-The hold lives in this process: after a restart, and between processes sharing PostgreSQL,
-the order is kept as far as each process sees it.
+The store keeps most of the rule: recording a retry puts the recipient's later messages back
+until it is due, and a message queued meanwhile is due no earlier (`Store.record_send_retry`,
+`steps.insert_message`). What it cannot see is a claim already made: rows claimed before the
+retry was recorded but handed to a queue after it. So a retry also holds the recipient here,
+and what such a claim brings for it, or what its queue still holds, is put back until the
+retry is due, without counting an attempt.
+
+On PostgreSQL with several processes, two of a recipient's messages due at once may still be
+claimed by two processes and go side by side.
 """
 
 from __future__ import annotations
