@@ -363,6 +363,14 @@ async def send_template(client: httpx.AsyncClient, to: str, text: str) -> str:
     return str(accepted.json()["id"])
 
 
+async def queue_two_then_another(url: str) -> None:
+    """ "confirmed" and "on its way" to one recipient, then "other" to another."""
+    async with httpx.AsyncClient(base_url=url, headers=AUTH) as client:
+        await send_template(client, "16505551234", "confirmed")
+        await send_template(client, "16505551234", "on its way")
+        await send_template(client, "16505559999", "other")
+
+
 async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
     tmp_path: Path, start_gateway: Any
 ) -> None:
@@ -373,10 +381,7 @@ async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
         data = base_config(tmp_path)
         data["channels"][0]["api_base_url"] = graph.url
         gw = await start_gateway(config_from(data))
-        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
-            await send_template(client, "16505551234", "confirmed")
-            await send_template(client, "16505551234", "on its way")
-            await send_template(client, "16505559999", "other")
+        await queue_two_then_another(gw.url)
         await graph.wait_for_arrivals(3)
         at = {text: when for when, _to, text in graph.arrivals}
         assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
@@ -486,10 +491,7 @@ async def test_a_message_waiting_for_a_retry_is_not_overtaken_by_the_next(
         data = base_config(tmp_path)
         data["channels"][0]["api_base_url"] = graph.url
         gw = await start_gateway(config_from(data))
-        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
-            await send_template(client, "16505551234", "confirmed")
-            await send_template(client, "16505551234", "on its way")
-            await send_template(client, "16505559999", "other")
+        await queue_two_then_another(gw.url)
         async with asyncio.timeout(5):
             while len(graph.answered) < 3:
                 await asyncio.sleep(0.01)
