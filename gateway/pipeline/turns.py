@@ -8,9 +8,10 @@ claimed sends form a queue that one task works, in claim order (due time, then i
 The store keeps most of the rule: recording a retry puts the recipient's later messages back
 until it is due, and a message queued meanwhile is due no earlier (`Store.record_send_retry`,
 `steps.insert_message`). What it cannot see is a claim already made: rows claimed before the
-retry was recorded but handed to a queue after it. So a retry also holds the recipient here,
-and what such a claim brings for it, or what its queue still holds, is put back until the
-retry is due, without counting an attempt.
+retry was recorded, but handed over after it. So a retry also holds the recipient here until
+the retried message is claimed again: what comes for the recipient meanwhile is put back
+behind it, without counting an attempt. A hold ends by itself after `HOLD_SECONDS` past the
+retry's time, in case another process took the message.
 
 On PostgreSQL with several processes, two of a recipient's messages due at once may still be
 claimed by two processes and go side by side.
@@ -22,6 +23,7 @@ import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from gateway.logs import get_logger
 from gateway.store import MessageRecord, OutboxItem
@@ -37,6 +39,16 @@ Defer = Callable[[list[int], float], Awaitable[None]]
 
 # Holds of recipients never messaged again are dropped once there are this many.
 HOLDS_KEPT = 10_000
+# How long past its retry's time a hold waits for the retried message to be claimed here.
+# Short: what it put back is due at the same time as the retried message, after it in claim
+# order (same time, higher id), so the store keeps the order once the hold has ended. It only
+# bounds how long a claim of those rows alone (another process took the retried one) recurs.
+HOLD_SECONDS = 1.0
+
+
+class Hold(NamedTuple):
+    until: float  # when the retried message is due
+    outbox_id: int  # the retried message's row
 
 
 class Turns:
@@ -49,7 +61,7 @@ class Turns:
         self._closing = closing
         self._queues: dict[Key, deque[Entry]] = {}
         self._in_flight: defaultdict[str, int] = defaultdict(int)
-        self._held: dict[Key, float] = {}  # until when, by recipient
+        self._held: dict[Key, Hold] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     def in_flight(self, channel: str) -> int:
@@ -65,11 +77,12 @@ class Turns:
         held: defaultdict[float, list[int]] = defaultdict(list)
         for item, record in entries:
             key = (channel, record.recipient_id if record else f"#{item.id}")
-            until = self._held.get(key, 0.0)
-            if until > now:
-                held[until].append(item.id)
-                continue
-            self._held.pop(key, None)
+            hold = self._held.get(key)
+            if hold is not None:
+                if item.id != hold.outbox_id and now < hold.until + HOLD_SECONDS:
+                    held[hold.until].append(item.id)  # due with it, so claimed after it
+                    continue
+                del self._held[key]  # the retried message is back (first: claims are in order)
             self._in_flight[channel] += 1
             queue = self._queues.get(key)
             if queue is not None:
@@ -96,7 +109,7 @@ class Turns:
                     queue.popleft()
                     self._in_flight[channel] -= 1
                 if retry_at is not None:
-                    self._hold(key, retry_at)
+                    self._hold(key, Hold(retry_at, item.id))
                     if queue:
                         later = [i.id for i, _record in queue]
                         self._in_flight[channel] -= len(queue)
@@ -106,11 +119,11 @@ class Turns:
         finally:
             del self._queues[key]
 
-    def _hold(self, key: Key, until: float) -> None:
+    def _hold(self, key: Key, hold: Hold) -> None:
         if len(self._held) >= HOLDS_KEPT:
             now = time.time()
-            self._held = {k: t for k, t in self._held.items() if t > now}
-        self._held[key] = until
+            self._held = {k: h for k, h in self._held.items() if now < h.until + HOLD_SECONDS}
+        self._held[key] = hold
 
     async def _put_back(self, ids: list[int], until: float) -> None:
         try:

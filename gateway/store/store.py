@@ -311,13 +311,16 @@ class Store:
                 " claimed_until = NULL WHERE id = ?",
                 (next_attempt_at, error, outbox_id),
             )
+            # Not rows claimed right now: their lease stands (else a second claim could send one
+            # twice); the claimer's own hold puts them back (gateway/pipeline/turns.py).
             tx.execute(
-                "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL"
-                " WHERE status = 'pending' AND id > ? AND next_attempt_at < ? AND ref IN ("
+                "UPDATE outbox SET next_attempt_at = ?"
+                " WHERE status = 'pending' AND id > ? AND next_attempt_at < ?"
+                " AND (claimed_until IS NULL OR claimed_until < ?) AND ref IN ("
                 " SELECT later.id FROM messages AS later JOIN messages AS this"
                 " ON later.channel_id = this.channel_id AND later.recipient_id = this.recipient_id"
                 " WHERE this.id = ? AND later.state = 'queued')",
-                (next_attempt_at, outbox_id, next_attempt_at, message_id),
+                (next_attempt_at, outbox_id, next_attempt_at, now, message_id),
             )
             steps.history(tx, message_id, now, "retrying", error)
 
