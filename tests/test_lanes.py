@@ -22,9 +22,11 @@ import pytest
 from aiohttp import web
 
 from gateway.app import Gateway
+from gateway.pipeline import turns
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.sms import TwilioSimulator
 from gateway.simulator.whatsapp import WhatsAppSimulator
+from gateway.store import steps
 
 from .conftest import (
     API_KEY,
@@ -503,5 +505,28 @@ async def test_a_message_waiting_for_a_retry_is_not_overtaken_by_the_next(
         assert graph.answered.index("confirmed") < graph.answered.index("on its way")
         assert [text for _at, _to, text in graph.arrivals].count("on its way") == 1
         assert graph.answered.index("other") < graph.answered.index("on its way")  # not held
+    finally:
+        await graph.stop()
+
+
+async def test_a_retry_far_off_lets_the_next_messages_go(
+    tmp_path: Path, start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message its provider keeps failing must not leave the customer without news: past
+    KEEP_ORDER_SECONDS of retry, the recipient's next messages go."""
+    monkeypatch.setattr(turns, "KEEP_ORDER_SECONDS", 0.0)
+    monkeypatch.setattr(steps, "KEEP_ORDER_SECONDS", 0.0)
+    graph = SlowGraph({}, fail_first=frozenset({"confirmed"}))
+    await graph.start()
+    try:
+        data = base_config(tmp_path)
+        data["delivery"]["base_backoff_seconds"] = 2.0  # "confirmed" waits 1-2 s
+        data["channels"][0]["api_base_url"] = graph.url
+        gw = await start_gateway(config_from(data))
+        await queue_two_then_another(gw.url)
+        async with asyncio.timeout(5):
+            while "on its way" not in graph.answered:
+                await asyncio.sleep(0.01)
+        assert "confirmed" not in graph.answered  # still waiting for its retry
     finally:
         await graph.stop()

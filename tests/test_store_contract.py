@@ -492,3 +492,17 @@ def test_the_turn_queries_read_indexes_only(tmp_path: Path) -> None:
             assert not [p for p in plan if p.startswith("SCAN") or "outbox_lane" in p], plan
     finally:
         store.close()
+
+
+async def test_a_retry_far_off_holds_no_later_message(store: Store) -> None:
+    """In order is worth a minute, not a customer left without news for days."""
+    from gateway.store.steps import KEEP_ORDER_SECONDS
+
+    far = NOW + KEEP_ORDER_SECONDS + 60
+    await store.create_message(new_message("msg_stuck"), NOW)
+    await store.create_message(new_message("msg_next"), NOW)
+    [send] = await store.claim_outbox("send", 1, NOW, 30)
+    await store.record_send_retry(send.id, "msg_stuck", "wa", [], far, "131000: x", NOW)
+    await store.create_message(new_message("msg_newest"), NOW + 1)
+    due = await store.claim_outbox("send", 10, NOW + 2, 30)
+    assert [i.ref for i in due] == ["msg_next", "msg_newest"]

@@ -13,6 +13,8 @@ the retried message is claimed again: what comes for the recipient meanwhile is 
 behind it, without counting an attempt. A hold ends by itself after `HOLD_SECONDS` past the
 retry's time, in case another process took the message.
 
+A retry due more than `KEEP_ORDER_SECONDS` away holds nothing: the later messages go.
+
 On PostgreSQL with several processes, two of a recipient's messages due at once may still be
 claimed by two processes and go side by side.
 """
@@ -27,6 +29,7 @@ from typing import NamedTuple
 
 from gateway.logs import get_logger
 from gateway.store import MessageRecord, OutboxItem
+from gateway.store.steps import KEEP_ORDER_SECONDS
 
 log = get_logger("gateway.turns")
 
@@ -108,7 +111,7 @@ class Turns:
                 finally:
                     queue.popleft()
                     self._in_flight[channel] -= 1
-                if retry_at is not None:
+                if retry_at is not None and retry_at <= time.time() + KEEP_ORDER_SECONDS:
                     self._hold(key, Hold(retry_at, item.id))
                     if queue:
                         later = [i.id for i, _record in queue]

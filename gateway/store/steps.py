@@ -70,6 +70,12 @@ def record_parts(tx: Tx, channel_id: str, message_id: str, external_ids: Sequenc
         )
 
 
+# A recipient's later messages wait behind one of theirs that is retried only while its retry
+# is at most this far off. Past it (a backoff grown long, a provider failing for hours), they
+# go: in order is worth a minute, not a customer left without news for days.
+KEEP_ORDER_SECONDS = 60.0
+
+
 def _enqueue(
     tx: Tx, kind: str, target: str, ref: str, now: float, due: float | None = None
 ) -> None:
@@ -225,9 +231,9 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
 
 
 def _turn(tx: Tx, message: NewMessage, now: float) -> float:
-    """When a new message to a recipient may go: not before one of theirs waiting for a retry.
-    Claims come in (due time, id) order, so a recipient's messages then come in turn
-    (gateway/pipeline/turns.py)."""
+    """When a new message to a recipient may go: not before one of theirs waiting for a retry
+    due within KEEP_ORDER_SECONDS. Claims come in (due time, id) order, so a recipient's
+    messages then come in turn (gateway/pipeline/turns.py)."""
     # CROSS JOIN: SQLite keeps the recipient's few queued messages as the outer loop (else it
     # may walk every pending row of the outbox); a message id is the ref of its send alone.
     row = tx.one(
@@ -236,7 +242,8 @@ def _turn(tx: Tx, message: NewMessage, now: float) -> float:
         " AND messages.id != ? AND outbox.ref = messages.id AND outbox.status = 'pending'",
         (message.channel_id, message.recipient_id, message.id),
     )
-    return max(now, row[0] or now)
+    due = row[0]
+    return due if due is not None and now < due <= now + KEEP_ORDER_SECONDS else now
 
 
 def _answer_form(

@@ -301,8 +301,9 @@ class Store:
         now: float,
     ) -> None:
         """Keep the parts the provider already accepted, and try the rest later. The
-        recipient's later messages wait with it, so that none overtakes it
-        (gateway/pipeline/turns.py): in the same transaction, so no process sends one between."""
+        recipient's later messages wait with it, so that none overtakes it, unless it is due
+        more than KEEP_ORDER_SECONDS away (gateway/pipeline/turns.py): in the same
+        transaction, so no process sends one between."""
 
         def op(tx: Tx) -> None:
             steps.record_parts(tx, channel_id, message_id, accepted)
@@ -311,17 +312,18 @@ class Store:
                 " claimed_until = NULL WHERE id = ?",
                 (next_attempt_at, error, outbox_id),
             )
-            # Not rows claimed right now: their lease stands (else a second claim could send one
-            # twice); the claimer's own hold puts them back (gateway/pipeline/turns.py).
-            tx.execute(
-                "UPDATE outbox SET next_attempt_at = ?"
-                " WHERE status = 'pending' AND id > ? AND next_attempt_at < ?"
-                " AND (claimed_until IS NULL OR claimed_until < ?) AND ref IN ("
-                " SELECT later.id FROM messages AS later JOIN messages AS this"
-                " ON later.channel_id = this.channel_id AND later.recipient_id = this.recipient_id"
-                " WHERE this.id = ? AND later.state = 'queued')",
-                (next_attempt_at, outbox_id, next_attempt_at, now, message_id),
-            )
+            if next_attempt_at <= now + steps.KEEP_ORDER_SECONDS:
+                # Not rows claimed right now: their lease stands (else a second claim could
+                # send one twice); the claimer's own hold puts them back (pipeline/turns.py).
+                tx.execute(
+                    "UPDATE outbox SET next_attempt_at = ?"
+                    " WHERE status = 'pending' AND id > ? AND next_attempt_at < ?"
+                    " AND (claimed_until IS NULL OR claimed_until < ?) AND ref IN ("
+                    " SELECT later.id FROM messages AS later JOIN messages AS this ON"
+                    " later.channel_id = this.channel_id AND later.recipient_id = this.recipient_id"
+                    " WHERE this.id = ? AND later.state = 'queued')",
+                    (next_attempt_at, outbox_id, next_attempt_at, now, message_id),
+                )
             steps.history(tx, message_id, now, "retrying", error)
 
         await self.db.run(op)
