@@ -1,5 +1,6 @@
 """Backend delivery: a backend's Retry-After is a floor on the next attempt, never a way to
-park events for ever (a backend, or a proxy in front of it, may send anything)."""
+park events for ever (a backend, or a proxy in front of it, may send anything); events keep
+their place in line while their backend's lane waits."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ class RecordingStore:
         self.completed: list[int] = []
 
     async def retry_outbox(
-        self, ids: list[int], next_at: float, error: str, dead: bool, now: float
+        self, ids: list[int], next_at: float | None, error: str, dead: bool, now: float
     ) -> None:
-        self.retried.append({"ids": ids, "wait": next_at - now, "error": error, "dead": dead})
+        wait = None if next_at is None else next_at - now  # None: the rows keep their place
+        self.retried.append({"ids": ids, "wait": wait, "error": error, "dead": dead})
 
     async def complete_outbox(self, ids: list[int], now: float) -> None:
         self.completed += ids
@@ -56,11 +58,35 @@ async def test_retry_after_from_a_backend_is_a_bounded_floor(
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         item = OutboxItem(7, "webhook", "orders", "evt_1", 0, time.time(), '{"id":"evt_1"}')
-        await delivery._deliver("orders", [item])
+        pause = await delivery._deliver("orders", [item])
     [retried] = store.retried
     assert retried["ids"] == [7] and retried["error"] == "HTTP 503" and not retried["dead"]
-    assert least <= retried["wait"] <= most
+    # The backend is down: its lane waits, and the event keeps its place in line.
+    assert least <= pause <= most
+    assert retried["wait"] is None
     assert store.completed == []
+
+
+@respx.mock
+async def test_an_event_refused_alone_goes_to_the_back_and_its_lane_goes_on() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422 if b"evt_2" in request.content else 200)
+
+    respx.post(BACKEND_URL).mock(side_effect=answer)
+    store = RecordingStore()
+    backend = BackendConfig(id="orders", url=BACKEND_URL, secret="backend-secret-0123")
+    items = [
+        OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
+        for n in range(4)
+    ]
+    async with httpx.AsyncClient() as client:
+        delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
+        pause = await delivery._deliver("orders", items)
+    assert pause == 0.0
+    assert sorted(store.completed) == [0, 1, 3]
+    [retried] = store.retried
+    assert retried["ids"] == [2] and retried["error"] == "HTTP 422"
+    assert 0.5 <= retried["wait"] <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
+from gateway.pipeline.delivery import WebhookDelivery
 from gateway.simulator.backend import BackendRecorder
 
 from .conftest import base_config, config_from, hub_sign, webhook, with_backend
@@ -67,6 +68,36 @@ async def test_backend_that_was_down_receives_everything(
     backend.available = True
     await backend.wait_for(lambda ev: len(message_ids(ev)) >= 5)
     assert sorted(message_ids(backend.events)) == [f"wamid.down{i}" for i in range(5)]
+
+
+async def test_a_backlog_after_an_outage_reaches_the_backend_in_order(
+    tmp_path: Path, start_gateway: Any, backend: BackendRecorder, monkeypatch: Any
+) -> None:
+    """However many claims a backlog takes, it arrives in the order its events were made: the
+    events that failed keep their place in line, ahead of those queued while the backend was
+    down."""
+    monkeypatch.setattr(WebhookDelivery, "claim_limit", 3)
+    backend.available = False
+    gw = await start_gateway(config_from(with_backend(base_config(tmp_path), backend)))
+    expected = [f"wamid.order{i:02d}" for i in range(10)]
+    async with httpx.AsyncClient() as client:
+        for n, external_id in enumerate(expected):  # one by one: the inbox keeps their order
+            assert await post_all(
+                client, f"{gw.url}/webhooks/wa-main", [webhook(external_id, f"step {n}")]
+            ) == [200]
+
+    async def failed_twice_with_all_queued() -> bool:
+        row = await gw.store.db.run(
+            lambda tx: tx.one("SELECT MAX(attempts), COUNT(*) FROM outbox WHERE kind = 'webhook'")
+        )
+        return bool(row[0] and row[0] >= 2 and row[1] == len(expected))
+
+    async with asyncio.timeout(10):
+        while not await failed_twice_with_all_queued():
+            await asyncio.sleep(0.02)
+    backend.available = True
+    await backend.wait_for(lambda ev: len(message_ids(ev)) >= len(expected))
+    assert message_ids(backend.events) == expected
 
 
 def free_port() -> int:

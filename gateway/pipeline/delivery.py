@@ -2,7 +2,8 @@
 
 Each backend has a lane of its own (gateway/pipeline/lanes.py): one that is down, or slow to
 answer, delays only its own events. While it fails, its lane pauses as a whole, so new events
-do not each knock on a door that is known to be shut.
+do not each knock on a door that is known to be shut; the events that failed keep their place
+in line, so a backlog reaches the backend in the order it was made.
 
 A batch the backend refuses as a request (400, 413, 422) may be refused for one event in it:
 one its parser trips on, or the sheer size. Such a batch is split in halves, each posted on
@@ -176,7 +177,12 @@ class WebhookDelivery(LaneWorker):
             dead_lettered=len(dead),
         )
         if waiting:
-            await self.store.retry_outbox(waiting, now + delay, failure.error, False, now)
+            # A failure of the whole lane keeps the rows' place: the lane pauses, and the events
+            # queued meanwhile stay behind them. Given a later time, these would come after
+            # those, and a backend would get a backlog out of order. One refused event goes to
+            # the back alone, as its lane goes on.
+            retry_at = None if lane_failed else now + delay
+            await self.store.retry_outbox(waiting, retry_at, failure.error, False, now)
         if dead:
             await self.store.retry_outbox(dead, now + delay, failure.error, True, now)
         return delay

@@ -389,11 +389,15 @@ class Store:
         await self.db.run(lambda tx: steps.finish_outbox(tx, ids, "done", now))
 
     async def retry_outbox(
-        self, ids: Sequence[int], next_attempt_at: float, error: str, dead: bool, now: float
+        self, ids: Sequence[int], next_attempt_at: float | None, error: str, dead: bool, now: float
     ) -> None:
+        """Count a failed attempt: retry at `next_attempt_at`, or with None keep each row's place
+        in line (its lane waits as a whole, so the rows queued behind them stay behind them)."""
+
         def op(tx: Tx) -> None:
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                "UPDATE outbox SET attempts = attempts + 1,"
+                " next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,"
                 " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + steps.in_list(ids),
                 (
                     next_attempt_at,
