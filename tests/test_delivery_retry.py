@@ -58,7 +58,7 @@ async def test_retry_after_from_a_backend_is_a_bounded_floor(
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         item = OutboxItem(7, "webhook", "orders", "evt_1", 0, time.time(), '{"id":"evt_1"}')
-        pause = await delivery._deliver("orders", [item])
+        pause = await delivery.work("orders", [item])
     [retried] = store.retried
     assert retried["ids"] == [7] and retried["error"] == "HTTP 503" and not retried["dead"]
     # The backend is down: its lane waits, and the event keeps its place in line.
@@ -81,7 +81,7 @@ async def test_an_event_refused_alone_goes_to_the_back_and_its_lane_goes_on() ->
     ]
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
-        pause = await delivery._deliver("orders", items)
+        pause = await delivery.work("orders", items)
     assert pause == 0.0
     assert sorted(store.completed) == [0, 1, 3]
     [retried] = store.retried
@@ -109,7 +109,7 @@ async def test_only_a_batch_refused_as_a_request_is_split(status: int, posts: in
     ]
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
-        await delivery._deliver("orders", items)
+        await delivery.work("orders", items)
     assert route.call_count == posts
     assert [r["ids"] for r in store.retried] == [[0, 1, 2, 3]]
     assert store.retried[0]["error"] == f"HTTP {status}"

@@ -14,6 +14,7 @@ dead-lettered) rather than dragging its batch-mates along at every retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
 from typing import NamedTuple
@@ -55,11 +56,34 @@ def batch_body(items: list[OutboxItem]) -> bytes:
     return b'{"events":[' + b",".join((i.body or "{}").encode() for i in items) + b"]}"
 
 
+class Claim:
+    """The rows a lane claimed, while it works them: their lease kept alive, so that no other
+    process takes them (and so no other claim of the backend's starts) while they are posted;
+    put back in line when the work is cut short, rather than held till the lease runs out."""
+
+    def __init__(self, store: Store, items: list[OutboxItem], lease_seconds: float) -> None:
+        self.store = store
+        self.ids = [i.id for i in items]
+        self.lease_seconds = lease_seconds
+        self.renew_at = time.monotonic() + lease_seconds / 2
+
+    async def keep(self) -> None:
+        """Before each post: renew the lease once half of it is spent (a post takes at most
+        half a lease, so it never lapses). Rows already done or put back are left alone."""
+        if time.monotonic() >= self.renew_at:
+            await self.store.extend_outbox_lease(self.ids, time.time() + self.lease_seconds)
+            self.renew_at = time.monotonic() + self.lease_seconds / 2
+
+    async def release(self) -> None:
+        await self.store.release_outbox(self.ids)
+
+
 class WebhookDelivery(LaneWorker):
     name = "webhook-delivery"
     kind = "webhook"
     claim_limit = CLAIM
     lease_seconds = LEASE_SECONDS
+    one_claim_at_a_time = True  # a backend gets its events in order from any number of gateways
 
     def __init__(
         self,
@@ -69,15 +93,23 @@ class WebhookDelivery(LaneWorker):
         policy: DeliveryConfig,
     ) -> None:
         super().__init__(store, [b.id for b in backends], policy.poll_interval_seconds)
+        # Long enough for two posts at the slowest backend's timeout (see Claim.keep).
+        self.lease_seconds = max([LEASE_SECONDS] + [2 * b.timeout_seconds for b in backends])
         self.backends = {b.id: b for b in backends}
         self.client = client
         self.policy = policy
         self._failures: dict[str, int] = {}  # failed posts in a row, per backend
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
-        return await self._deliver(target, items)
+        claim = Claim(self.store, items, self.lease_seconds)
+        try:
+            return await self._deliver(target, items, claim)
+        except BaseException:  # shutdown's cancel, a store error: the rest goes back in line
+            with contextlib.suppress(Exception):
+                await asyncio.shield(claim.release())
+            raise
 
-    async def _deliver(self, target: str, items: list[OutboxItem]) -> float:
+    async def _deliver(self, target: str, items: list[OutboxItem], claim: Claim) -> float:
         """Post `items` in batches; how long the backend's lane pauses (0 when all went)."""
         backend = self.backends.get(target)
         if backend is None:
@@ -91,7 +123,7 @@ class WebhookDelivery(LaneWorker):
             return 0.0
         for start in range(0, len(items), backend.batch_size):
             batch = items[start : start + backend.batch_size]
-            refused, failure = await self._post_splitting(backend, batch)
+            refused, failure = await self._post_splitting(backend, batch, claim)
             if failure is None:
                 continue
             if len(refused) < len(batch):  # the backend took the rest: it is up, go on
@@ -103,9 +135,10 @@ class WebhookDelivery(LaneWorker):
         return 0.0
 
     async def _post_splitting(
-        self, backend: BackendConfig, items: list[OutboxItem]
+        self, backend: BackendConfig, items: list[OutboxItem], claim: Claim
     ) -> tuple[list[OutboxItem], Failure | None]:
         """POST `items`, in halves when refused as a request: what is still refused, and why."""
+        await claim.keep()
         failure = await self._post(backend, items)
         if failure is None:
             return [], None
@@ -113,8 +146,8 @@ class WebhookDelivery(LaneWorker):
             return items, failure
         log.info("backend_batch_split", backend=backend.id, error=failure.error, events=len(items))
         half = len(items) // 2
-        first, first_failure = await self._post_splitting(backend, items[:half])
-        second, second_failure = await self._post_splitting(backend, items[half:])
+        first, first_failure = await self._post_splitting(backend, items[:half], claim)
+        second, second_failure = await self._post_splitting(backend, items[half:], claim)
         return first + second, first_failure or second_failure
 
     async def _post(self, backend: BackendConfig, items: list[OutboxItem]) -> Failure | None:

@@ -63,6 +63,9 @@ class LaneWorker(abc.ABC):
     kind = ""  # the outbox kind this worker owns
     claim_limit = 100
     lease_seconds = 60.0
+    # Whether a target's rows are claimed one claim at a time across processes, so that they
+    # are worked in order even when several gateways share one PostgreSQL.
+    one_claim_at_a_time = False
 
     def __init__(self, store: Store, targets: list[str], poll_interval: float) -> None:
         self.store = store
@@ -83,7 +86,13 @@ class LaneWorker(abc.ABC):
         self, limit: int, *, target: str | None = None, besides: list[str] | None = None
     ) -> list[OutboxItem]:
         return await self.store.claim_outbox(
-            self.kind, limit, time.time(), self.lease_seconds, target=target, besides=besides
+            self.kind,
+            limit,
+            time.time(),
+            self.lease_seconds,
+            target=target,
+            besides=besides,
+            one_at_a_time=self.one_claim_at_a_time,
         )
 
     def start(self) -> None:

@@ -56,6 +56,9 @@ class Dialect:
     error_aborts_transaction: bool
     # PostgreSQL's text refuses NUL (0x00); SQLite keeps it.
     nul_in_text: bool = True
+    # Takes a lock named by its text parameter till the transaction ends, answering whether it
+    # got it; None where transactions run one at a time anyway (SQLite's BEGIN IMMEDIATE).
+    try_lock: str | None = None
 
 
 def storable_text(value: str, nul_in_text: bool = True) -> str:

@@ -12,6 +12,8 @@ DIALECT = Dialect(
     begin=None,
     error_aborts_transaction=True,
     nul_in_text=False,
+    # The first key keeps our locks apart from any other application's on the same database.
+    try_lock="SELECT pg_try_advisory_xact_lock(1735357044, hashtext(?))",
 )
 
 

@@ -137,6 +137,9 @@ DROP INDEX IF EXISTS outbox_due;
 CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, status, target, next_attempt_at);
 -- The deliveries of an event or message, so retention keeps what they still need.
 CREATE INDEX IF NOT EXISTS outbox_by_ref ON outbox (ref);
+-- Rows under way (claimed, not yet done or put back): whether a target's claim is in flight.
+CREATE INDEX IF NOT EXISTS outbox_in_flight ON outbox (kind, target, claimed_until)
+    WHERE status = 'pending' AND claimed_until IS NOT NULL;
 """
 
 SQLITE_DDL = _DDL.format(serial="INTEGER", real="REAL", blob="BLOB")

@@ -91,6 +91,34 @@ def enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) 
         _enqueue(tx, "webhook", backend_id, event.id, now)
 
 
+def target_is_free(tx: Tx, kind: str, target: str, now: float) -> bool:
+    """No claim of `target`'s rows is under way, here or in another process, and none can start
+    before this transaction ends: one claim at a time keeps a target's rows in order."""
+    if tx.dialect.try_lock is not None:
+        # Two processes checking at once would both find the target free.
+        locked = tx.one(tx.dialect.try_lock, (f"outbox:{kind}:{target}",))
+        if not (locked and locked[0]):
+            return False  # another process is claiming it now: come back later
+    # The literal terms let the query use the small index of rows under way (outbox_in_flight).
+    return (
+        tx.one(
+            "SELECT 1 FROM outbox WHERE status = 'pending' AND claimed_until IS NOT NULL"
+            " AND kind = ? AND target = ? AND claimed_until >= ? LIMIT 1",
+            (kind, target, now),
+        )
+        is None
+    )
+
+
+def set_lease(tx: Tx, ids: Sequence[int], until: float | None) -> None:
+    """Lease claimed rows until `until`, or with None release them (done ones stay done)."""
+    tx.execute(
+        "UPDATE outbox SET claimed_until = ?"
+        " WHERE status = 'pending' AND claimed_until IS NOT NULL AND id IN " + in_list(ids),
+        (until, *ids),
+    )
+
+
 def finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
     tx.execute(
         "UPDATE outbox SET status = ?, done_at = ?, claimed_until = NULL WHERE id IN "

@@ -338,9 +338,11 @@ class Store:
         *,
         target: str | None = None,
         besides: Sequence[str] | None = None,
+        one_at_a_time: bool = False,
     ) -> list[OutboxItem]:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
-        given, only those of none of `besides` when given (targets no lane serves)."""
+        given, only those of none of `besides` when given (targets no lane serves). With
+        `one_at_a_time`, none while a claim of `target`'s is under way, in any process."""
         skip = self.db.dialect.skip_locked
         where, params = "", [now + lease, kind]
         if target is not None:
@@ -350,6 +352,12 @@ class Store:
             params += besides
 
         def op(tx: Tx) -> list[OutboxItem]:
+            if (
+                one_at_a_time
+                and target is not None
+                and not steps.target_is_free(tx, kind, target, now)
+            ):
+                return []
             rows = tx.all(
                 "UPDATE outbox SET claimed_until = ? WHERE id IN ("
                 " SELECT id FROM outbox WHERE kind = ? AND status = 'pending'"
@@ -384,6 +392,14 @@ class Store:
                 (next_attempt_at, *ids),
             )
         )
+
+    async def extend_outbox_lease(self, ids: Sequence[int], until: float) -> None:
+        """Keep claimed rows, still being worked, claimed until `until`."""
+        await self.db.run(lambda tx: steps.set_lease(tx, ids, until))
+
+    async def release_outbox(self, ids: Sequence[int]) -> None:
+        """Put claimed rows not yet done back in line, where they were, for the next claim."""
+        await self.db.run(lambda tx: steps.set_lease(tx, ids, None))
 
     async def complete_outbox(self, ids: Sequence[int], now: float) -> None:
         await self.db.run(lambda tx: steps.finish_outbox(tx, ids, "done", now))
