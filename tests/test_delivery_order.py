@@ -39,7 +39,7 @@ def queue_events(store: Store, count: int, target: str = "orders") -> Any:
             tx.execute(
                 "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
                 " VALUES ('webhook', ?, ?, 'pending', ?, ?)",
-                (target, event_id, NOW + n * 1e-3, NOW + n * 1e-3),
+                (target, event_id, NOW + n * 1e-3, time.time()),  # made now: not dead-lettered
             )
 
     return store.db.run(op)
@@ -111,9 +111,14 @@ class OrderedBackend:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.url = ""
+        self.down = False  # answer 503 with Retry-After: 1
+        self.posts = 0
         self._runner: web.AppRunner | None = None
 
     async def receive(self, request: web.Request) -> web.Response:
+        self.posts += 1
+        if self.down:
+            return web.Response(status=503, headers={"Retry-After": "1"})
         events = (await request.json())["events"]
         await asyncio.sleep(0.01)
         self.ids += [e["id"] for e in events]
@@ -163,6 +168,32 @@ async def test_two_gateways_on_one_store_deliver_a_backends_events_in_order(
             for delivery in deliveries:
                 await delivery.stop()
     assert ordered_backend.ids == [f"evt_{n:03d}" for n in range(40)]
+
+
+async def test_a_backend_that_is_down_is_waited_for_by_every_gateway_on_the_store(
+    make_store: Callable[[], Store], ordered_backend: OrderedBackend
+) -> None:
+    """The events that failed stay claimed for the wait: a second gateway does not knock on
+    the door the first found shut, and the Retry-After holds for both."""
+    ordered_backend.down = True
+    stores = [make_store(), make_store()]
+    await queue_events(stores[0], 5)
+    backend = BackendConfig(id="orders", url=ordered_backend.url, secret="backend-secret-0123")
+    async with httpx.AsyncClient() as client:
+        deliveries = [WebhookDelivery(s, [backend], client, POLICY) for s in stores]
+        for delivery in deliveries:
+            delivery.start()
+        try:
+            await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 1 s
+            assert ordered_backend.posts == 1
+            ordered_backend.down = False
+            async with asyncio.timeout(5):
+                while len(ordered_backend.ids) < 5:
+                    await asyncio.sleep(0.02)
+        finally:
+            for delivery in deliveries:
+                await delivery.stop()
+    assert ordered_backend.ids == [f"evt_{n:03d}" for n in range(5)]
 
 
 class LeaseRecordingStore:

@@ -25,13 +25,16 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self.retried: list[dict[str, Any]] = []
+        self.held: list[dict[str, Any]] = []
         self.completed: list[int] = []
 
     async def retry_outbox(
-        self, ids: list[int], next_at: float | None, error: str, dead: bool, now: float
+        self, ids: list[int], next_at: float, error: str, dead: bool, now: float
     ) -> None:
-        wait = None if next_at is None else next_at - now  # None: the rows keep their place
-        self.retried.append({"ids": ids, "wait": wait, "error": error, "dead": dead})
+        self.retried.append({"ids": ids, "wait": next_at - now, "error": error, "dead": dead})
+
+    async def hold_outbox(self, ids: list[int], until: float, error: str) -> None:
+        self.held.append({"ids": ids, "wait": until - time.time(), "error": error})
 
     async def complete_outbox(self, ids: list[int], now: float) -> None:
         self.completed += ids
@@ -59,12 +62,13 @@ async def test_retry_after_from_a_backend_is_a_bounded_floor(
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         item = OutboxItem(7, "webhook", "orders", "evt_1", 0, time.time(), '{"id":"evt_1"}')
         pause = await delivery.work("orders", [item])
-    [retried] = store.retried
-    assert retried["ids"] == [7] and retried["error"] == "HTTP 503" and not retried["dead"]
-    # The backend is down: its lane waits, and the event keeps its place in line.
+    # The backend is down: its lane waits, and the event keeps its place in line, held for
+    # the wait (so no other gateway on the store knocks meanwhile).
     assert least <= pause <= most
-    assert retried["wait"] is None
-    assert store.completed == []
+    [held] = store.held
+    assert held["ids"] == [7] and held["error"] == "HTTP 503"
+    assert pause - 0.1 <= held["wait"] <= pause
+    assert store.retried == store.completed == []
 
 
 @respx.mock
@@ -111,5 +115,7 @@ async def test_only_a_batch_refused_as_a_request_is_split(status: int, posts: in
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         await delivery.work("orders", items)
     assert route.call_count == posts
-    assert [r["ids"] for r in store.retried] == [[0, 1, 2, 3]]
-    assert store.retried[0]["error"] == f"HTTP {status}"
+    # Every event refused: the lane waits as a whole, the events in their place.
+    assert [r["ids"] for r in store.held] == [[0, 1, 2, 3]]
+    assert store.held[0]["error"] == f"HTTP {status}"
+    assert store.retried == []

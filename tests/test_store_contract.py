@@ -163,13 +163,18 @@ async def test_retry_dead_letter_and_replay(store: Store) -> None:
     assert len(await store.claim_outbox("send", 1, NOW + 1, 30)) == 1
 
 
-async def test_a_retry_without_a_time_keeps_each_rows_place_in_line(store: Store) -> None:
+async def test_rows_held_after_a_failure_keep_their_place_in_line(store: Store) -> None:
     for n in range(3):
         await store.create_message(new_message(f"msg_{n}"), NOW + n)
     [first] = await store.claim_outbox("send", 1, NOW + 5, 30)
-    await store.retry_outbox([first.id], None, "HTTP 503", False, NOW + 5)
-    again = await store.claim_outbox("send", 3, NOW + 5, 30)
-    assert [(i.ref, i.attempts) for i in again] == [(first.ref, 1), ("msg_1", 0), ("msg_2", 0)]
+    await store.hold_outbox([first.id], NOW + 10, "HTTP 503")
+    assert [i.ref for i in await store.claim_outbox("send", 3, NOW + 9, 1)] == ["msg_1", "msg_2"]
+    again = await store.claim_outbox("send", 3, NOW + 11, 30)
+    assert [(i.ref, i.attempts) for i in again] == [
+        (first.ref, 1),
+        ("msg_1", 0),
+        ("msg_2", 0),
+    ]
 
 
 async def test_two_processes_never_claim_the_same_row(make_store: Callable[[], Store]) -> None:

@@ -3,7 +3,9 @@
 Each backend has a lane of its own (gateway/pipeline/lanes.py): one that is down, or slow to
 answer, delays only its own events. While it fails, its lane pauses as a whole, so new events
 do not each knock on a door that is known to be shut; the events that failed keep their place
-in line, so a backlog reaches the backend in the order it was made.
+in line, so a backlog reaches the backend in the order it was made. One claim of a backend's
+events is under way at a time, across every gateway process on the store, and the events of a
+failed claim stay claimed for the wait: the order and the wait hold for all of them.
 
 A batch the backend refuses as a request (400, 413, 422) may be refused for one event in it:
 one its parser trips on, or the sheer size. Such a batch is split in halves, each posted on
@@ -209,13 +211,13 @@ class WebhookDelivery(LaneWorker):
             retry_in=round(delay, 2),
             dead_lettered=len(dead),
         )
-        if waiting:
-            # A failure of the whole lane keeps the rows' place: the lane pauses, and the events
-            # queued meanwhile stay behind them. Given a later time, these would come after
-            # those, and a backend would get a backlog out of order. One refused event goes to
-            # the back alone, as its lane goes on.
-            retry_at = None if lane_failed else now + delay
-            await self.store.retry_outbox(waiting, retry_at, failure.error, False, now)
+        if waiting and lane_failed:
+            # The rows keep their place, ahead of the events queued while the lane waits (given
+            # a later time, they would come after those: a backlog out of order), and stay
+            # claimed for the wait, so no gateway sharing the store knocks meanwhile either.
+            await self.store.hold_outbox(waiting, now + delay, failure.error)
+        elif waiting:  # one refused event goes to the back alone, as its lane goes on
+            await self.store.retry_outbox(waiting, now + delay, failure.error, False, now)
         if dead:
             await self.store.retry_outbox(dead, now + delay, failure.error, True, now)
         return delay

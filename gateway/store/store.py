@@ -404,16 +404,24 @@ class Store:
     async def complete_outbox(self, ids: Sequence[int], now: float) -> None:
         await self.db.run(lambda tx: steps.finish_outbox(tx, ids, "done", now))
 
-    async def retry_outbox(
-        self, ids: Sequence[int], next_attempt_at: float | None, error: str, dead: bool, now: float
-    ) -> None:
-        """Count a failed attempt: retry at `next_attempt_at`, or with None keep each row's place
-        in line (its lane waits as a whole, so the rows queued behind them stay behind them)."""
+    async def hold_outbox(self, ids: Sequence[int], until: float, error: str) -> None:
+        """Count a failed attempt of claimed rows whose target waits as a whole: they keep their
+        place in line (ahead of the rows queued meanwhile) and stay claimed until `until`, so
+        that no claim of their target starts before then, in this process or another."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = ?"
+                " WHERE status = 'pending' AND id IN " + steps.in_list(ids),
+                (error, until, *ids),
+            )
+        )
 
+    async def retry_outbox(
+        self, ids: Sequence[int], next_attempt_at: float, error: str, dead: bool, now: float
+    ) -> None:
         def op(tx: Tx) -> None:
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1,"
-                " next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,"
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
                 " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + steps.in_list(ids),
                 (
                     next_attempt_at,
