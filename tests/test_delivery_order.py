@@ -5,6 +5,7 @@ kept alive while it is posted, and what a cut-short claim held goes back in line
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -138,6 +139,25 @@ class OrderedBackend:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    async def received(self, count: int) -> None:
+        async with asyncio.timeout(15):
+            while len(self.ids) < count:
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def delivering(stores: list[Store], backend: BackendConfig) -> AsyncIterator[None]:
+    """One gateway's backend delivery per store, all running: gateways sharing a database."""
+    async with httpx.AsyncClient() as client:
+        deliveries = [WebhookDelivery(s, [backend], client, POLICY) for s in stores]
+        for delivery in deliveries:
+            delivery.start()
+        try:
+            yield
+        finally:
+            for delivery in deliveries:
+                await delivery.stop()
+
 
 @pytest.fixture
 async def ordered_backend() -> AsyncIterator[OrderedBackend]:
@@ -156,17 +176,8 @@ async def test_two_gateways_on_one_store_deliver_a_backends_events_in_order(
     backend = BackendConfig(
         id="orders", url=ordered_backend.url, secret="backend-secret-0123", batch_size=2
     )
-    async with httpx.AsyncClient() as client:
-        deliveries = [WebhookDelivery(s, [backend], client, POLICY) for s in stores]
-        for delivery in deliveries:
-            delivery.start()
-        try:
-            async with asyncio.timeout(15):
-                while len(ordered_backend.ids) < 40:
-                    await asyncio.sleep(0.02)
-        finally:
-            for delivery in deliveries:
-                await delivery.stop()
+    async with delivering(stores, backend):
+        await ordered_backend.received(40)
     assert ordered_backend.ids == [f"evt_{n:03d}" for n in range(40)]
 
 
@@ -179,20 +190,11 @@ async def test_a_backend_that_is_down_is_waited_for_by_every_gateway_on_the_stor
     stores = [make_store(), make_store()]
     await queue_events(stores[0], 5)
     backend = BackendConfig(id="orders", url=ordered_backend.url, secret="backend-secret-0123")
-    async with httpx.AsyncClient() as client:
-        deliveries = [WebhookDelivery(s, [backend], client, POLICY) for s in stores]
-        for delivery in deliveries:
-            delivery.start()
-        try:
-            await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 1 s
-            assert ordered_backend.posts == 1
-            ordered_backend.down = False
-            async with asyncio.timeout(5):
-                while len(ordered_backend.ids) < 5:
-                    await asyncio.sleep(0.02)
-        finally:
-            for delivery in deliveries:
-                await delivery.stop()
+    async with delivering(stores, backend):
+        await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 1 s
+        assert ordered_backend.posts == 1
+        ordered_backend.down = False
+        await ordered_backend.received(5)
     assert ordered_backend.ids == [f"evt_{n:03d}" for n in range(5)]
 
 

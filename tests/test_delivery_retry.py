@@ -40,6 +40,13 @@ class RecordingStore:
         self.completed += ids
 
 
+def queued(count: int) -> list[OutboxItem]:
+    return [
+        OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
+        for n in range(count)
+    ]
+
+
 @pytest.mark.parametrize(
     ("retry_after", "least", "most"),
     [
@@ -79,10 +86,7 @@ async def test_an_event_refused_alone_goes_to_the_back_and_its_lane_goes_on() ->
     respx.post(BACKEND_URL).mock(side_effect=answer)
     store = RecordingStore()
     backend = BackendConfig(id="orders", url=BACKEND_URL, secret="backend-secret-0123")
-    items = [
-        OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
-        for n in range(4)
-    ]
+    items = queued(4)
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         pause = await delivery.work("orders", items)
@@ -107,10 +111,7 @@ async def test_only_a_batch_refused_as_a_request_is_split(status: int, posts: in
     route = respx.post(BACKEND_URL).mock(return_value=httpx.Response(status))
     store = RecordingStore()
     backend = BackendConfig(id="orders", url=BACKEND_URL, secret="backend-secret-0123")
-    items = [
-        OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
-        for n in range(4)
-    ]
+    items = queued(4)
     async with httpx.AsyncClient() as client:
         delivery = WebhookDelivery(store, [backend], client, POLICY)  # type: ignore[arg-type]
         await delivery.work("orders", items)
