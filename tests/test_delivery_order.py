@@ -112,14 +112,14 @@ class OrderedBackend:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.url = ""
-        self.down = False  # answer 503 with Retry-After: 1
+        self.down = False  # answer 503 with Retry-After: 2
         self.posts = 0
         self._runner: web.AppRunner | None = None
 
     async def receive(self, request: web.Request) -> web.Response:
         self.posts += 1
         if self.down:
-            return web.Response(status=503, headers={"Retry-After": "1"})
+            return web.Response(status=503, headers={"Retry-After": "2"})
         events = (await request.json())["events"]
         await asyncio.sleep(0.01)
         self.ids += [e["id"] for e in events]
@@ -191,7 +191,7 @@ async def test_a_backend_that_is_down_is_waited_for_by_every_gateway_on_the_stor
     await queue_events(stores[0], 5)
     backend = BackendConfig(id="orders", url=ordered_backend.url, secret="backend-secret-0123")
     async with delivering(stores, backend):
-        await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 1 s
+        await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 2 s
         assert ordered_backend.posts == 1
         ordered_backend.down = False
         await ordered_backend.received(5)
