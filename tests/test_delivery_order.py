@@ -273,4 +273,6 @@ def test_the_lease_outlasts_two_posts_at_the_slowest_backends_timeout() -> None:
         ),
     ]
     delivery = WebhookDelivery(None, backends, None, POLICY)  # type: ignore[arg-type]
-    assert delivery.lease_seconds == 90
+    assert delivery.lease_seconds == 2 * (45 + 5)  # two posts, with the store's writes
+    quick = WebhookDelivery(None, backends[:1], None, POLICY)  # type: ignore[arg-type]
+    assert quick.lease_seconds == 30  # the floor: 2 * (10 + 5)

@@ -37,7 +37,11 @@ log = get_logger("gateway.delivery")
 SIGNATURE_HEADER = "X-Gateway-Signature"
 DELIVERY_HEADER = "X-Gateway-Delivery"
 CLAIM = 1000
-LEASE_SECONDS = 60.0
+# A claim's lease. It is renewed while the claim is posted (Claim.keep), so it need only outlast
+# two posts at a backend's timeout plus the store's writes around them; short, because a
+# process that dies mid-claim holds its backend's deliveries, from every process, until then.
+LEASE_SECONDS = 30.0
+STORE_MARGIN_SECONDS = 5.0
 # Refusals of the request itself, which may come from one event in the batch: split on them.
 # Not 401/403 (our signature or the backend's access rules refuse every batch alike).
 SPLIT_ON = frozenset({400, 413, 422})
@@ -70,8 +74,9 @@ class Claim:
         self.renew_at = time.monotonic() + lease_seconds / 2
 
     async def keep(self) -> None:
-        """Before each post: renew the lease once half of it is spent (a post takes at most
-        half a lease, so it never lapses). Rows already done or put back are left alone."""
+        """Before each post: renew the lease once half of it is spent (a post and the store's
+        writes after it take at most half a lease, so it never lapses). Rows already done or
+        put back are left alone."""
         if time.monotonic() >= self.renew_at:
             await self.store.extend_outbox_lease(self.ids, time.time() + self.lease_seconds)
             self.renew_at = time.monotonic() + self.lease_seconds / 2
@@ -95,8 +100,9 @@ class WebhookDelivery(LaneWorker):
         policy: DeliveryConfig,
     ) -> None:
         super().__init__(store, [b.id for b in backends], policy.poll_interval_seconds)
-        # Long enough for two posts at the slowest backend's timeout (see Claim.keep).
-        self.lease_seconds = max([LEASE_SECONDS] + [2 * b.timeout_seconds for b in backends])
+        self.lease_seconds = max(
+            [LEASE_SECONDS] + [2 * (b.timeout_seconds + STORE_MARGIN_SECONDS) for b in backends]
+        )
         self.backends = {b.id: b for b in backends}
         self.client = client
         self.policy = policy
