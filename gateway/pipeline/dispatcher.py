@@ -62,6 +62,7 @@ class Dispatcher(LaneWorker):
     name = "dispatcher"
     kind = "send"
     lease_seconds = LEASE_SECONDS
+    first_in_line = True  # a recipient's messages in order, from any number of gateways
 
     def __init__(
         self,

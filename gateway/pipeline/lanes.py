@@ -66,6 +66,9 @@ class LaneWorker(abc.ABC):
     # Whether a target's rows are claimed one claim at a time across processes, so that they
     # are worked in order even when several gateways share one PostgreSQL.
     one_claim_at_a_time = False
+    # Whether only the first row of each recipient's line is claimed, so that one recipient's
+    # rows go one at a time, in order, even when several gateways share one PostgreSQL.
+    first_in_line = False
 
     def __init__(self, store: Store, targets: list[str], poll_interval: float) -> None:
         self.store = store
@@ -93,6 +96,7 @@ class LaneWorker(abc.ABC):
             target=target,
             besides=besides,
             one_at_a_time=self.one_claim_at_a_time,
+            first_in_line=self.first_in_line,
         )
 
     def start(self) -> None:

@@ -15,8 +15,9 @@ retry's time, in case another process took the message.
 
 A retry due more than `KEEP_ORDER_SECONDS` away holds nothing: the later messages go.
 
-On PostgreSQL with several processes, two of a recipient's messages due at once may still be
-claimed by two processes and go side by side.
+Across processes (several gateways on one PostgreSQL), the claim keeps the order: only the
+first row of a recipient's line is claimed (`steps.FIRST_IN_LINE`), so no process takes the
+next one while another sends the first.
 """
 
 from __future__ import annotations

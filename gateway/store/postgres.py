@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.store.database import Connection, Dialect, ThreadedDatabase
-from gateway.store.schema import POSTGRES_DDL, POSTGRES_MIGRATIONS, statements
+from gateway.store.schema import LATE_DDL, POSTGRES_DDL, POSTGRES_MIGRATIONS, statements
 
 DIALECT = Dialect(
     name="postgres",
@@ -25,7 +25,11 @@ def postgres_database(dsn: str) -> ThreadedDatabase:
         with conn.cursor() as cur:
             # Several processes may start at once; serialise the DDL.
             cur.execute("SELECT pg_advisory_xact_lock(727274)")
-            for statement in [*statements(POSTGRES_DDL), *POSTGRES_MIGRATIONS]:
+            for statement in [
+                *statements(POSTGRES_DDL),
+                *POSTGRES_MIGRATIONS,
+                *statements(LATE_DDL),
+            ]:
                 cur.execute(statement)
         conn.commit()
         return conn

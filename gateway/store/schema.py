@@ -129,7 +129,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     claimed_until {real},
     last_error TEXT,
     created_at {real} NOT NULL,
-    done_at {real}
+    done_at {real},
+    recipient TEXT
 );
 -- The due rows of each target, oldest first (gateway/pipeline/lanes.py), and by its prefix
 -- the backlog counts.
@@ -152,7 +153,16 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("contacts", "reply_token", "TEXT"),
     ("contacts", "reply_token_at", "{real}"),
     ("messages", "options", "TEXT"),
+    ("outbox", "recipient", "TEXT"),  # a send's recipient: whose line it stands in
 )
+
+# Indexes on added columns: created once the migrations have added them.
+LATE_DDL = """
+-- Each recipient's line of sends, first in line first: only its first row is claimed, so
+-- their messages go one at a time, in order, whichever process claims (pipeline/turns.py).
+CREATE INDEX IF NOT EXISTS outbox_recipient_line ON outbox (target, recipient, next_attempt_at, id)
+    WHERE kind = 'send' AND status = 'pending';
+"""
 
 
 def sqlite_migrations(existing: dict[str, set[str]]) -> list[str]:

@@ -35,7 +35,13 @@ from typing import Any, Literal, TypeVar
 from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
 from gateway.store.records import StoreUnavailable
-from gateway.store.schema import ADDED_COLUMNS, SQLITE_DDL, sqlite_migrations, statements
+from gateway.store.schema import (
+    ADDED_COLUMNS,
+    LATE_DDL,
+    SQLITE_DDL,
+    sqlite_migrations,
+    statements,
+)
 
 log = get_logger("gateway.store")
 
@@ -110,7 +116,7 @@ class SQLiteDatabase:
             table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             for table in {t for t, _c, _k in ADDED_COLUMNS}
         }
-        for statement in sqlite_migrations(columns):
+        for statement in [*sqlite_migrations(columns), *statements(LATE_DDL)]:
             conn.execute(statement)
         self._conn = conn
         self._checkpointer = Checkpointer(

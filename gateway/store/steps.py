@@ -77,18 +77,34 @@ KEEP_ORDER_SECONDS = 60.0
 
 
 def _enqueue(
-    tx: Tx, kind: str, target: str, ref: str, now: float, due: float | None = None
+    tx: Tx,
+    kind: str,
+    target: str,
+    ref: str,
+    now: float,
+    due: float | None = None,
+    recipient: str | None = None,
 ) -> None:
     tx.execute(
-        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
-        " VALUES (?, ?, ?, 'pending', ?, ?)",
-        (kind, target, ref, now if due is None else due, now),
+        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, recipient)"
+        " VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        (kind, target, ref, now if due is None else due, now, recipient),
     )
 
 
 def enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
+
+
+# A claim's condition (its rows are `o`): the row is the first of its recipient's line of sends.
+# Rows queued before recipients were kept (NULL) stand in no line.
+FIRST_IN_LINE = (
+    " AND (o.recipient IS NULL OR o.id = ("
+    "SELECT b.id FROM outbox AS b WHERE b.kind = 'send' AND b.status = 'pending'"
+    " AND b.target = o.target AND b.recipient = o.recipient"
+    " ORDER BY b.next_attempt_at, b.id LIMIT 1))"
+)
 
 
 def target_is_free(tx: Tx, kind: str, target: str, now: float) -> bool:
@@ -255,7 +271,8 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
         ),
     )
     history(tx, message.id, now, "queued", None)
-    _enqueue(tx, "send", message.channel_id, message.id, now, _turn(tx, message, now))
+    due = _turn(tx, message, now)
+    _enqueue(tx, "send", message.channel_id, message.id, now, due, message.recipient_id)
 
 
 def _turn(tx: Tx, message: NewMessage, now: float) -> float:

@@ -339,10 +339,13 @@ class Store:
         target: str | None = None,
         besides: Sequence[str] | None = None,
         one_at_a_time: bool = False,
+        first_in_line: bool = False,
     ) -> list[OutboxItem]:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
         given, only those of none of `besides` when given (targets no lane serves). With
-        `one_at_a_time`, none while a claim of `target`'s is under way, in any process."""
+        `one_at_a_time`, none while a claim of `target`'s is under way, in any process. With
+        `first_in_line`, only the first row of each recipient's line (due time, then id): the
+        rest wait until it is done, whichever process claimed it."""
         skip = self.db.dialect.skip_locked
         where, params = "", [now + lease, kind]
         if target is not None:
@@ -350,6 +353,8 @@ class Store:
         if besides:
             where += " AND target NOT IN " + steps.in_list(besides)
             params += besides
+        if first_in_line:
+            where += steps.FIRST_IN_LINE
 
         def op(tx: Tx) -> list[OutboxItem]:
             if (
@@ -360,7 +365,7 @@ class Store:
                 return []
             rows = tx.all(
                 "UPDATE outbox SET claimed_until = ? WHERE id IN ("
-                " SELECT id FROM outbox WHERE kind = ? AND status = 'pending'"
+                " SELECT id FROM outbox AS o WHERE kind = ? AND status = 'pending'"
                 + where
                 + " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
                 " ORDER BY next_attempt_at, id LIMIT ?" + skip + ")"

@@ -1,0 +1,121 @@
+"""Each recipient's sends stand in a line, and only its first row is claimed: one recipient's
+messages go one at a time, in order, even when several gateways claim from one PostgreSQL
+(on SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.store import NewMessage, OutboxItem, Store, sqlite_database
+
+from .conftest import base_config, config_from
+from .test_lanes import AUTH, SlowGraph, send_template
+
+NOW = 1_760_000_000.0
+
+
+def message(message_id: str, recipient: str) -> NewMessage:
+    return NewMessage(
+        message_id, "wa", recipient, '{"type":"text","text":"hi"}', None, "orders", None, "h"
+    )
+
+
+async def claim(store: Store, at: float, limit: int = 10) -> list[OutboxItem]:
+    return await store.claim_outbox("send", limit, at, 30, target="wa", first_in_line=True)
+
+
+async def test_only_the_first_of_each_recipients_line_is_claimed(store: Store) -> None:
+    for n, recipient in enumerate(["ann", "ann", "bob", "ann", "bob"]):
+        await store.create_message(message(f"msg_{n}", recipient), NOW + n)
+    first = await claim(store, NOW + 10)
+    assert [i.ref for i in first] == ["msg_0", "msg_2"]  # ann's first, bob's first
+    # Under way, they still head their lines: nothing more of ann's or bob's goes meanwhile.
+    assert await claim(store, NOW + 11) == []
+    await store.complete_outbox([first[0].id], NOW + 12)
+    assert [i.ref for i in await claim(store, NOW + 13)] == ["msg_1"]
+
+
+async def test_a_retry_far_off_steps_out_of_line(store: Store) -> None:
+    for n in range(2):
+        await store.create_message(message(f"msg_{n}", "ann"), NOW + n)
+    [first] = await claim(store, NOW + 5)
+    # Due within a minute, the retry keeps the head of the line: the next one waits behind it.
+    await store.record_send_retry(first.id, "msg_0", "wa", [], NOW + 30, "HTTP 500", NOW + 5)
+    assert await claim(store, NOW + 6) == []
+    assert [i.ref for i in await claim(store, NOW + 31)] == ["msg_0"]
+    # Due in an hour, it stands behind the next one, which goes.
+    await store.record_send_retry(first.id, "msg_0", "wa", [], NOW + 3600, "HTTP 500", NOW + 31)
+    assert [i.ref for i in await claim(store, NOW + 32)] == ["msg_1"]
+
+
+async def test_two_processes_never_claim_two_of_one_recipients_messages(
+    make_store: Callable[[], Store],
+) -> None:
+    one, two = make_store(), make_store()
+    for n in range(60):
+        await one.create_message(message(f"msg_{n:02d}", f"user{n % 6}"), NOW + n)
+    claims = await asyncio.gather(*(claim(s, NOW + 100, 3) for s in [one, two] * 10))
+    refs = [i.ref for c in claims for i in c]
+    # One row per recipient, and each the first of its line: msg_00 ... msg_05.
+    assert sorted(refs) == [f"msg_{n:02d}" for n in range(6)]
+    assert Counter(int(ref[4:]) % 6 for ref in refs) == Counter(range(6))
+
+
+def test_sends_queued_by_an_older_release_stand_in_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,"
+        " ref TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_at REAL NOT NULL, claimed_until REAL, last_error TEXT,"
+        " created_at REAL NOT NULL, done_at REAL)"
+    )
+    for ref in ["msg_old1", "msg_old2"]:
+        conn.execute(
+            "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at)"
+            " VALUES ('send', 'wa', ?, 'pending', 1.0, 1.0)",
+            (ref,),
+        )
+    conn.commit()
+    conn.close()
+    store = Store(sqlite_database(path))
+    store.start()
+    try:
+        assert [i.ref for i in asyncio.run(claim(store, NOW))] == ["msg_old1", "msg_old2"]
+        indexes = sqlite3.connect(path).execute("PRAGMA index_list(outbox)").fetchall()
+        assert "outbox_recipient_line" in {row[1] for row in indexes}
+    finally:
+        store.close()
+
+
+async def test_two_gateways_on_one_postgresql_send_a_recipients_messages_in_turn(
+    tmp_path: Path, start_gateway: Any, request: pytest.FixtureRequest
+) -> None:
+    """ "confirmed" goes out from one gateway, slowly; "on its way", queued at the other
+    meanwhile, must not overtake it from there."""
+    graph = SlowGraph({"confirmed": 0.3})
+    await graph.start()
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = graph.url
+        data["storage"] = {"backend": "postgres", "dsn": request.getfixturevalue("pg_schema")}
+        first, second = [await start_gateway(config_from(data)) for _ in range(2)]
+        async with httpx.AsyncClient(headers=AUTH) as client:
+            client.base_url = httpx.URL(first.url)
+            await send_template(client, "16505551234", "confirmed")
+            await graph.wait_for_arrivals(1)  # under way, from the first gateway
+            client.base_url = httpx.URL(second.url)
+            await send_template(client, "16505551234", "on its way")
+        await graph.wait_for_arrivals(2)
+        at = {text: when for when, _to, text in graph.arrivals}
+        assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
+    finally:
+        await graph.stop()
