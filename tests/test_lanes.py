@@ -181,6 +181,31 @@ async def sims() -> AsyncIterator[tuple[WhatsAppSimulator, TwilioSimulator]]:
     await sms.stop()
 
 
+async def test_a_send_cut_short_at_shutdown_goes_back_in_line_at_once(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """Past the grace period a send is cancelled; its row goes back in line rather than stay
+    leased for minutes, holding the recipient's next messages from every gateway."""
+    graph = SlowGraph({"stuck": 2})
+    await graph.start()
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = graph.url
+        gw = await start_gateway(config_from(data))
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+            message_id = await send_template(client, "16505551234", "stuck")
+        await graph.wait_for_arrivals(1)
+        await gw.gateway.dispatcher.stop(grace=0.1)
+        row = await gw.gateway.store.db.run(
+            lambda tx: tx.one(
+                "SELECT status, claimed_until FROM outbox WHERE ref = ?", (message_id,)
+            )
+        )
+        assert tuple(row) == ("pending", None)
+    finally:
+        await graph.stop()
+
+
 async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
     tmp_path: Path, start_gateway: Any, sims: tuple[WhatsAppSimulator, TwilioSimulator]
 ) -> None:
@@ -195,7 +220,7 @@ async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
             text = {"type": "text", "text": f"Your order is {n} minutes away"}
             sent = await client.post(
                 "/v1/messages",
-                json={"to": {"channel": "sms-us", "id": "+14155550100"}, "content": text},
+                json={"to": {"channel": "sms-us", "id": f"+141555501{n:02d}"}, "content": text},
             )
             assert sent.status_code == 202
         template = {"type": "template", "template": ORDER_TEMPLATE}
@@ -217,6 +242,14 @@ async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
     sent = len(sms.sent)
     await asyncio.sleep(0.6)
     assert len(sms.sent) == sent < 12
+    # ... and they are back in line at once, not held by this gateway till their leases end.
+    held = await gw.gateway.store.db.run(
+        lambda tx: tx.one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'send' AND status = 'pending'"
+            " AND claimed_until IS NOT NULL"
+        )
+    )
+    assert held == (0,)
 
 
 async def test_rows_for_a_target_no_longer_configured_are_failed_at_start(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -112,9 +113,15 @@ class Dispatcher(LaneWorker):
         sending = self.turns.tasks
         if sending and grace > 0:
             await asyncio.wait(sending, timeout=grace)
+        unsent = self.turns.unsent()
         for task in list(sending):
             task.cancel()
         await asyncio.gather(*sending, return_exceptions=True)
+        if unsent:
+            # Back in line now, for another gateway on the store or this one's restart: held
+            # till their leases end, they would hold their recipients' next messages too.
+            with contextlib.suppress(Exception):
+                await self.store.release_outbox(unsent)
 
     async def _send(self, item: OutboxItem, record: MessageRecord | None) -> float | None:
         """Send one message; when it must wait for a retry, the time the retry is due."""

@@ -75,6 +75,10 @@ class Turns:
     def idle(self) -> bool:
         return not self._queues and not any(self._in_flight.values())
 
+    def unsent(self) -> list[int]:
+        """The outbox rows claimed and not yet sent: under way, or waiting their turn."""
+        return [item.id for queue in self._queues.values() for item, _record in queue]
+
     async def add(self, channel: str, entries: list[Entry]) -> None:
         """Queue claimed sends (oldest first) behind their recipients' sends under way."""
         now = time.time()
