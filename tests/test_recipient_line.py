@@ -5,6 +5,8 @@ messages go one at a time, in order, even when several gateways claim from one P
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
@@ -14,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.simulator.whatsapp import WhatsAppSimulator
 from gateway.store import NewMessage, OutboxItem, Store, sqlite_database
 
-from .conftest import base_config, config_from
+from .conftest import WA, base_config, config_from
 from .test_lanes import AUTH, SlowGraph, send_template
 
 NOW = 1_760_000_000.0
@@ -54,6 +57,22 @@ async def test_a_retry_far_off_steps_out_of_line(store: Store) -> None:
     # Due in an hour, it stands behind the next one, which goes.
     await store.record_send_retry(first.id, "msg_0", "wa", [], NOW + 3600, "HTTP 500", NOW + 31)
     assert [i.ref for i in await claim(store, NOW + 32)] == ["msg_1"]
+
+
+async def test_the_line_is_the_order_queued_whatever_the_due_times_say(store: Store) -> None:
+    """A message queued at one gateway while another records a retry of an earlier one does
+    not see the retry's new time: due before it, it must still wait behind it."""
+    for n in range(2):
+        await store.create_message(message(f"msg_{n}", "ann"), NOW + n)
+    [first] = await claim(store, NOW + 2)
+    await store.db.run(  # the retry, recorded as if msg_1 had been queued meanwhile elsewhere
+        lambda tx: tx.execute(
+            "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ?",
+            (NOW + 30, first.id),
+        )
+    )
+    assert await claim(store, NOW + 3) == []
+    assert [i.ref for i in await claim(store, NOW + 30)] == ["msg_0"]
 
 
 async def test_two_processes_never_claim_two_of_one_recipients_messages(
@@ -119,3 +138,59 @@ async def test_two_gateways_on_one_postgresql_send_a_recipients_messages_in_turn
         assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
     finally:
         await graph.stop()
+
+
+async def test_two_gateways_under_churn_send_each_recipients_messages_once_and_in_turn(
+    tmp_path: Path, start_gateway: Any, request: pytest.FixtureRequest
+) -> None:
+    """Messages queued at two gateways on one PostgreSQL, alternately, through provider errors
+    and throttles: each is sent once, and each recipient's in the order queued. SOAK_SEED=N
+    replays another churn."""
+    whatsapp = WhatsAppSimulator(
+        phone_number_id=WA["phone_number_id"],
+        display_phone_number=WA["display_phone_number"],
+        access_token=WA["access_token"],
+        app_secret=WA["app_secret"],
+    )
+    await whatsapp.start()
+    rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
+    try:
+        data = base_config(tmp_path)
+        data["channels"][0]["api_base_url"] = whatsapp.base_url
+        data["delivery"]["send_concurrency"] = 4
+        data["storage"] = {"backend": "postgres", "dsn": request.getfixturevalue("pg_schema")}
+        gateways = [await start_gateway(config_from(data)) for _ in range(2)]
+
+        async def churn() -> None:
+            for _ in range(30):
+                roll = rng.random()
+                if not whatsapp._failures and roll < 0.3:
+                    whatsapp.fail_next(131000, http_status=500)  # "Something went wrong": retry
+                elif not whatsapp._failures and roll < 0.5:
+                    whatsapp.fail_next(130429, http_status=429, retry_after=0.1)
+                await asyncio.sleep(0.05)
+
+        churning = asyncio.create_task(churn())
+        sent: list[tuple[Any, str]] = []
+        try:
+            for n in range(48):
+                gw = gateways[n % 2]
+                async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+                    sent.append((gw, await send_template(client, f"1650555{n % 6:04d}", f"m{n}")))
+            async with asyncio.timeout(20):
+                while True:
+                    records = [await gw.store.get_message(i) for gw, i in sent]
+                    if all(r is not None and r.state == "sent" for r in records):
+                        break
+                    await asyncio.sleep(0.1)
+        finally:
+            churning.cancel()
+        assert all(gw.gateway.dispatcher.turns.idle() for gw in gateways)
+        accepted: dict[str, list[int]] = {}
+        for send in whatsapp.sent:
+            text = send["body"]["template"]["components"][0]["parameters"][0]["text"]
+            accepted.setdefault(send["body"]["to"], []).append(int(text.removeprefix("m")))
+        assert sum(len(o) for o in accepted.values()) == 48  # each accepted once
+        assert not [o for o in accepted.values() if o != sorted(o)], accepted
+    finally:
+        await whatsapp.stop()

@@ -158,9 +158,9 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 # Indexes on added columns: created once the migrations have added them.
 LATE_DDL = """
--- Each recipient's line of sends, first in line first: only its first row is claimed, so
--- their messages go one at a time, in order, whichever process claims (pipeline/turns.py).
-CREATE INDEX IF NOT EXISTS outbox_recipient_line ON outbox (target, recipient, next_attempt_at, id)
+-- Each recipient's line of sends, in the order queued: only its first row is claimed, so
+-- their messages go one at a time, in order, whichever process claims (steps.FIRST_IN_LINE).
+CREATE INDEX IF NOT EXISTS outbox_recipient_line ON outbox (target, recipient, id, next_attempt_at)
     WHERE kind = 'send' AND status = 'pending';
 """
 

@@ -97,13 +97,16 @@ def enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) 
         _enqueue(tx, "webhook", backend_id, event.id, now)
 
 
-# A claim's condition (its rows are `o`): the row is the first of its recipient's line of sends.
-# Rows queued before recipients were kept (NULL) stand in no line.
+# A claim's condition (its rows are `o`): the row is the first, by id, of its recipient's line
+# of sends. A send whose retry is due more than KEEP_ORDER_SECONDS away steps out of the line
+# until then (the bound is this condition's parameter). By id, not due time: a message queued
+# at one gateway while another records a retry of an earlier one cannot see that retry's new
+# time, and must still not go first. Rows queued before recipients were kept stand in no line.
 FIRST_IN_LINE = (
     " AND (o.recipient IS NULL OR o.id = ("
     "SELECT b.id FROM outbox AS b WHERE b.kind = 'send' AND b.status = 'pending'"
-    " AND b.target = o.target AND b.recipient = o.recipient"
-    " ORDER BY b.next_attempt_at, b.id LIMIT 1))"
+    " AND b.target = o.target AND b.recipient = o.recipient AND b.next_attempt_at <= ?"
+    " ORDER BY b.id LIMIT 1))"
 )
 
 

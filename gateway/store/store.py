@@ -344,7 +344,7 @@ class Store:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
         given, only those of none of `besides` when given (targets no lane serves). With
         `one_at_a_time`, none while a claim of `target`'s is under way, in any process. With
-        `first_in_line`, only the first row of each recipient's line (due time, then id): the
+        `first_in_line`, only the first row of each recipient's line (steps.FIRST_IN_LINE): the
         rest wait until it is done, whichever process claimed it."""
         skip = self.db.dialect.skip_locked
         where, params = "", [now + lease, kind]
@@ -354,7 +354,7 @@ class Store:
             where += " AND target NOT IN " + steps.in_list(besides)
             params += besides
         if first_in_line:
-            where += steps.FIRST_IN_LINE
+            where, params = where + steps.FIRST_IN_LINE, [*params, now + steps.KEEP_ORDER_SECONDS]
 
         def op(tx: Tx) -> list[OutboxItem]:
             if (
