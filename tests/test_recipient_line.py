@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.simulator.whatsapp import WhatsAppSimulator
-from gateway.store import NewMessage, OutboxItem, Store, sqlite_database
+from gateway.store import NewMessage, OutboxItem, Store, sqlite_database, steps
 
 from .conftest import WA, base_config, config_from
 from .test_lanes import AUTH, SlowGraph, send_template
@@ -86,6 +86,30 @@ async def test_two_processes_never_claim_two_of_one_recipients_messages(
     # One row per recipient, and each the first of its line: msg_00 ... msg_05.
     assert sorted(refs) == [f"msg_{n:02d}" for n in range(6)]
     assert Counter(int(ref[4:]) % 6 for ref in refs) == Counter(range(6))
+
+
+async def test_a_claim_reads_each_line_through_its_index_without_sorting_the_backlog(
+    store: Store,
+) -> None:
+    """Each planner, without statistics (a new database), once chose a plan that sorted every
+    due row of the channel and ran the first-in-line test on each: seconds a claim."""
+    for n in range(300):
+        await store.create_message(message(f"msg_{n}", f"user{n % 30}"), NOW)
+    dialect = store.db.dialect
+    sql = steps.claim_outbox_sql(" AND target = ?" + steps.FIRST_IN_LINE, dialect.skip_locked)
+    params = (NOW + 30, "send", "wa", NOW + 60, NOW, NOW, 10)
+    if dialect.name == "sqlite":
+        plan = "\n".join(
+            row[3]
+            for row in await store.db.run(lambda tx: tx.all("EXPLAIN QUERY PLAN " + sql, params))
+        )
+        assert "USING COVERING INDEX outbox_recipient_line" in plan and "TEMP B-TREE" not in plan
+    else:
+        plan = "\n".join(
+            row[0] for row in await store.db.run(lambda tx: tx.all("EXPLAIN " + sql, params))
+        )
+        assert "Sort" not in plan, plan
+        assert "outbox_recipient_line" in plan and "(recipient = o.recipient)" in plan, plan
 
 
 def test_sends_queued_by_an_older_release_stand_in_no_line(tmp_path: Path) -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from gateway.store.database import Connection, Dialect, ThreadedDatabase
-from gateway.store.schema import LATE_DDL, POSTGRES_DDL, POSTGRES_MIGRATIONS, statements
+from gateway.store.schema import (
+    POSTGRES_DDL,
+    POSTGRES_LATE_DDL,
+    POSTGRES_MIGRATIONS,
+    statements,
+)
 
 DIALECT = Dialect(
     name="postgres",
@@ -28,7 +33,7 @@ def postgres_database(dsn: str) -> ThreadedDatabase:
             for statement in [
                 *statements(POSTGRES_DDL),
                 *POSTGRES_MIGRATIONS,
-                *statements(LATE_DDL),
+                *statements(POSTGRES_LATE_DDL),
             ]:
                 cur.execute(statement)
         conn.commit()

@@ -37,8 +37,8 @@ from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
 from gateway.store.records import StoreUnavailable
 from gateway.store.schema import (
     ADDED_COLUMNS,
-    LATE_DDL,
     SQLITE_DDL,
+    SQLITE_LATE_DDL,
     sqlite_migrations,
     statements,
 )
@@ -116,7 +116,7 @@ class SQLiteDatabase:
             table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             for table in {t for t, _c, _k in ADDED_COLUMNS}
         }
-        for statement in [*sqlite_migrations(columns), *statements(LATE_DDL)]:
+        for statement in [*sqlite_migrations(columns), *statements(SQLITE_LATE_DDL)]:
             conn.execute(statement)
         self._conn = conn
         self._checkpointer = Checkpointer(

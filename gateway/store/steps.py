@@ -103,11 +103,24 @@ def enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) 
 # at one gateway while another records a retry of an earlier one cannot see that retry's new
 # time, and must still not go first. Rows queued before recipients were kept stand in no line.
 FIRST_IN_LINE = (
-    " AND (o.recipient IS NULL OR o.id = ("
-    "SELECT b.id FROM outbox AS b WHERE b.kind = 'send' AND b.status = 'pending'"
-    " AND b.target = o.target AND b.recipient = o.recipient AND b.next_attempt_at <= ?"
-    " ORDER BY b.id LIMIT 1))"
+    " AND (o.recipient IS NULL OR NOT EXISTS ("
+    "SELECT 1 FROM outbox AS b WHERE b.kind = 'send' AND b.status = 'pending'"
+    " AND b.target = o.target AND b.recipient = o.recipient AND b.id < o.id"
+    " AND b.next_attempt_at <= ?))"
 )
+
+
+def claim_outbox_sql(where: str, skip_locked: str) -> str:
+    """The claim of `Store.claim_outbox`: lease, due first, the rows `where` admits (its rows are
+    `o`). Parameters: lease end, kind, those of `where`, now, now, limit."""
+    return (
+        "UPDATE outbox SET claimed_until = ? WHERE id IN ("
+        " SELECT id FROM outbox AS o WHERE kind = ? AND status = 'pending'"
+        + where
+        + " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
+        " ORDER BY next_attempt_at, id LIMIT ?" + skip_locked + ")"
+        " RETURNING id, kind, target, ref, attempts, created_at"
+    )
 
 
 def target_is_free(tx: Tx, kind: str, target: str, now: float) -> bool:

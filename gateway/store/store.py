@@ -363,15 +363,7 @@ class Store:
                 and not steps.target_is_free(tx, kind, target, now)
             ):
                 return []
-            rows = tx.all(
-                "UPDATE outbox SET claimed_until = ? WHERE id IN ("
-                " SELECT id FROM outbox AS o WHERE kind = ? AND status = 'pending'"
-                + where
-                + " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
-                " ORDER BY next_attempt_at, id LIMIT ?" + skip + ")"
-                " RETURNING id, kind, target, ref, attempts, created_at",
-                (*params, now, now, limit),
-            )
+            rows = tx.all(steps.claim_outbox_sql(where, skip), (*params, now, now, limit))
             items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
             if kind == "webhook" and items:
                 refs = [i.ref for i in items]
