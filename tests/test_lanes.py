@@ -451,6 +451,39 @@ async def test_a_send_under_way_at_shutdown_ends_rather_than_going_twice(tmp_pat
         await graph.stop()
 
 
+async def churn(
+    whatsapp: WhatsAppSimulator,
+    rng: random.Random,
+    rounds: int,
+    backend: BackendRecorder | None = None,
+) -> None:
+    """For a while, provider errors (a 500, a throttle) and, given a backend, its outages: then
+    every message must get through."""
+    for _ in range(rounds):
+        if backend is not None:
+            backend.available = rng.random() > 0.3
+        roll = rng.random()
+        if whatsapp._failures:  # one error at a time, so that they end with the churn
+            pass
+        elif roll < 0.3:
+            whatsapp.fail_next(131000, http_status=500)  # "Something went wrong": retry
+        elif roll < 0.5:
+            whatsapp.fail_next(130429, http_status=429, retry_after=0.1)
+        await asyncio.sleep(0.05)
+    if backend is not None:
+        backend.available = True
+
+
+def accepted_by_recipient(whatsapp: WhatsAppSimulator) -> dict[str, list[int]]:
+    """The numbers of the template sends ("m<n>") the provider accepted, per recipient, in the
+    order it accepted them."""
+    accepted: dict[str, list[int]] = {}
+    for send in whatsapp.sent:
+        text = send["body"]["template"]["components"][0]["parameters"][0]["text"]
+        accepted.setdefault(send["body"]["to"], []).append(int(text.removeprefix("m")))
+    return accepted
+
+
 @pytest.mark.parametrize("store_backend", ["sqlite", "postgres"])
 async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles(
     tmp_path: Path,
@@ -473,20 +506,7 @@ async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles
     whatsapp.webhook_url = f"{gw.url}/webhooks/wa-main"  # delivered and read come back
     rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
 
-    async def churn() -> None:  # for a while: then every message must get through
-        for _ in range(40):
-            backend.available = rng.random() > 0.3
-            roll = rng.random()
-            if whatsapp._failures:  # one error at a time, so that they end with the churn
-                pass
-            elif roll < 0.3:
-                whatsapp.fail_next(131000, http_status=500)  # "Something went wrong": retry
-            elif roll < 0.5:
-                whatsapp.fail_next(130429, http_status=429, retry_after=0.1)
-            await asyncio.sleep(0.05)
-        backend.available = True
-
-    churning = asyncio.create_task(churn())
+    churning = asyncio.create_task(churn(whatsapp, rng, 40, backend))
     try:
         sent: list[str] = []
         inbound = {f"wamid.SOAK{n}" for n in range(0, 60, 3)}
@@ -514,10 +534,7 @@ async def test_with_a_flaky_provider_and_backend_every_message_and_event_settles
     assert dispatcher.turns.idle()
     assert len(whatsapp.sent) == 60  # each accepted once: an error is never a send
     assert len(whatsapp.requests) > 60  # and errors there were, retried
-    accepted: dict[str, list[int]] = {}
-    for send in whatsapp.sent:
-        text = send["body"]["template"]["components"][0]["parameters"][0]["text"]
-        accepted.setdefault(send["body"]["to"], []).append(int(text.removeprefix("m")))
+    accepted = accepted_by_recipient(whatsapp)
     # Each recipient's in turn, errors, throttles and retries notwithstanding.
     assert not [o for o in accepted.values() if o != sorted(o)], accepted
 

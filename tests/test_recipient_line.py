@@ -19,8 +19,15 @@ import pytest
 from gateway.simulator.whatsapp import WhatsAppSimulator
 from gateway.store import NewMessage, OutboxItem, Store, sqlite_database, steps
 
-from .conftest import WA, base_config, config_from
-from .test_lanes import AUTH, SlowGraph, send_template
+from .conftest import base_config, config_from
+from .test_lanes import (  # noqa: F401 (sims: a fixture)
+    AUTH,
+    SlowGraph,
+    accepted_by_recipient,
+    churn,
+    send_template,
+    sims,
+)
 
 NOW = 1_760_000_000.0
 
@@ -165,56 +172,37 @@ async def test_two_gateways_on_one_postgresql_send_a_recipients_messages_in_turn
 
 
 async def test_two_gateways_under_churn_send_each_recipients_messages_once_and_in_turn(
-    tmp_path: Path, start_gateway: Any, request: pytest.FixtureRequest
+    tmp_path: Path,
+    start_gateway: Any,
+    request: pytest.FixtureRequest,
+    sims: tuple[WhatsAppSimulator, Any],
 ) -> None:
     """Messages queued at two gateways on one PostgreSQL, alternately, through provider errors
     and throttles: each is sent once, and each recipient's in the order queued. SOAK_SEED=N
     replays another churn."""
-    whatsapp = WhatsAppSimulator(
-        phone_number_id=WA["phone_number_id"],
-        display_phone_number=WA["display_phone_number"],
-        access_token=WA["access_token"],
-        app_secret=WA["app_secret"],
-    )
-    await whatsapp.start()
+    whatsapp, _sms = sims
     rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
+    data = base_config(tmp_path)
+    data["channels"][0]["api_base_url"] = whatsapp.base_url
+    data["delivery"]["send_concurrency"] = 4
+    data["storage"] = {"backend": "postgres", "dsn": request.getfixturevalue("pg_schema")}
+    gateways = [await start_gateway(config_from(data)) for _ in range(2)]
+    churning = asyncio.create_task(churn(whatsapp, rng, 30))
+    sent: list[tuple[Any, str]] = []
     try:
-        data = base_config(tmp_path)
-        data["channels"][0]["api_base_url"] = whatsapp.base_url
-        data["delivery"]["send_concurrency"] = 4
-        data["storage"] = {"backend": "postgres", "dsn": request.getfixturevalue("pg_schema")}
-        gateways = [await start_gateway(config_from(data)) for _ in range(2)]
-
-        async def churn() -> None:
-            for _ in range(30):
-                roll = rng.random()
-                if not whatsapp._failures and roll < 0.3:
-                    whatsapp.fail_next(131000, http_status=500)  # "Something went wrong": retry
-                elif not whatsapp._failures and roll < 0.5:
-                    whatsapp.fail_next(130429, http_status=429, retry_after=0.1)
-                await asyncio.sleep(0.05)
-
-        churning = asyncio.create_task(churn())
-        sent: list[tuple[Any, str]] = []
-        try:
-            for n in range(48):
-                gw = gateways[n % 2]
-                async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
-                    sent.append((gw, await send_template(client, f"1650555{n % 6:04d}", f"m{n}")))
-            async with asyncio.timeout(20):
-                while True:
-                    records = [await gw.store.get_message(i) for gw, i in sent]
-                    if all(r is not None and r.state == "sent" for r in records):
-                        break
-                    await asyncio.sleep(0.1)
-        finally:
-            churning.cancel()
-        assert all(gw.gateway.dispatcher.turns.idle() for gw in gateways)
-        accepted: dict[str, list[int]] = {}
-        for send in whatsapp.sent:
-            text = send["body"]["template"]["components"][0]["parameters"][0]["text"]
-            accepted.setdefault(send["body"]["to"], []).append(int(text.removeprefix("m")))
-        assert sum(len(o) for o in accepted.values()) == 48  # each accepted once
-        assert not [o for o in accepted.values() if o != sorted(o)], accepted
+        for n in range(48):
+            gw = gateways[n % 2]
+            async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
+                sent.append((gw, await send_template(client, f"1650555{n % 6:04d}", f"m{n}")))
+        async with asyncio.timeout(20):
+            while True:
+                records = [await gw.store.get_message(i) for gw, i in sent]
+                if all(r is not None and r.state == "sent" for r in records):
+                    break
+                await asyncio.sleep(0.1)
     finally:
-        await whatsapp.stop()
+        churning.cancel()
+    assert all(gw.gateway.dispatcher.turns.idle() for gw in gateways)
+    accepted = accepted_by_recipient(whatsapp)
+    assert sum(len(o) for o in accepted.values()) == 48  # each accepted once
+    assert not [o for o in accepted.values() if o != sorted(o)], accepted

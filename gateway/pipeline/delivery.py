@@ -89,7 +89,6 @@ class WebhookDelivery(LaneWorker):
     name = "webhook-delivery"
     kind = "webhook"
     claim_limit = CLAIM
-    lease_seconds = LEASE_SECONDS
     one_claim_at_a_time = True  # a backend gets its events in order from any number of gateways
 
     def __init__(
