@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -180,6 +181,14 @@ CAPABILITIES = Profile(
     },
 )
 
+# A business-scoped user id (BSUID), how Meta names a user who may hide their phone number behind
+# a username: "a two-letter ISO country code, a period, and up to 128 alphanumeric characters"
+# (BR.1502576394655843); a parent BSUID, shared by a managed business's portfolios, adds "ENT."
+# (US.ENT.11815799212886844830). Webhooks carry it as messages[].from_user_id, contacts[].user_id
+# and statuses[].recipient_user_id; a send takes it as `recipient` instead of `to`.
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
+BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[0-9A-Za-z]{1,128}")
+
 # Error codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 RETRY_CODES = frozenset(
     {1, 2, 4, 613, 80007, 130429, 131000, 131016, 131049, 131056, 131057, 133016}
@@ -317,13 +326,18 @@ class WhatsAppAdapter(GraphAdapter):
         if payload.get("object") != "whatsapp_business_account":
             raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
         events: list[ParsedEvent] = []
-        for entry in _list(payload.get("entry"), "entry"):
-            for change in _list(entry.get("changes"), "entry[].changes"):
-                events += self._change(entry, change, received_at)
+        for i, entry in enumerate(_list(payload.get("entry"), "entry")):
+            for j, change in enumerate(_list(entry.get("changes"), "entry[].changes")):
+                where = f"entry[{i}].changes[{j}].value"
+                events += self._change(entry, change, received_at, where)
         return events
 
     def _change(
-        self, entry: dict[str, Any], change: dict[str, Any], received_at: datetime | None
+        self,
+        entry: dict[str, Any],
+        change: dict[str, Any],
+        received_at: datetime | None,
+        where: str,
     ) -> list[ParsedEvent]:
         when = _entry_time(entry, received_at)
         value = change.get("value") or {}
@@ -344,12 +358,14 @@ class WhatsAppAdapter(GraphAdapter):
             id=str(metadata.get("phone_number_id", "")),
             phone=_plus(metadata.get("display_phone_number")),
         )
-        names = {
-            c.get("wa_id"): (c.get("profile") or {}).get("name")
-            for c in value.get("contacts") or []
-        }
-        events = [self._message(m, channel, business, names) for m in value.get("messages") or []]
-        events += [self._status(s, channel, business) for s in value.get("statuses") or []]
+        contacts = _contacts_by_id(value.get("contacts") or [])
+        events = [
+            self._message(m, channel, business, contacts, f"{where}.messages[{k}]")
+            for k, m in enumerate(value.get("messages") or [])
+        ]
+        events += [
+            self._status(s, channel, business, contacts) for s in value.get("statuses") or []
+        ]
         for error in value.get("errors") or []:
             key = _change_key("error", entry, [metadata.get("phone_number_id"), error])
             draft = EventDraft(
@@ -372,15 +388,18 @@ class WhatsAppAdapter(GraphAdapter):
         item: dict[str, Any],
         channel: ChannelRef,
         business: Party,
-        names: dict[str, str | None],
+        contacts: dict[str, dict[str, Any]],
+        where: str,
     ) -> ParsedEvent:
-        sender_id = str(item["from"])
+        sender = _user(item.get("from"), item.get("from_user_id"), contacts)
+        if sender is None:
+            raise PayloadError(f"{where}.from: missing (and no from_user_id)")
         kind = item.get("type")
         common: dict[str, Any] = {
             "channel": channel,
             "external_id": item["id"],
             "timestamp": _timestamp(item.get("timestamp")),
-            "sender": Party(id=sender_id, name=names.get(sender_id), phone=_plus(sender_id)),
+            "sender": sender,
             "recipient": business,
         }
         context = item.get("context") or {}
@@ -422,7 +441,7 @@ class WhatsAppAdapter(GraphAdapter):
                 type="message", message=MessageBody(content=content, reply_to=reply_to), **common
             )
         elif kind == "interactive":
-            draft = self._interactive(item["interactive"], reply_to, common)
+            draft = self._interactive(item["interactive"], reply_to, common, where)
         elif kind == "button":
             button = item["button"]
             postback = Postback(
@@ -447,7 +466,9 @@ class WhatsAppAdapter(GraphAdapter):
                 system=System(
                     kind=system.get("type", "system"),
                     text=system.get("body"),
-                    new_id=system.get("wa_id") or system.get("new_wa_id"),
+                    # user_changed_user_id names the new BSUID in `user_id` and no phone number.
+                    # https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/system/
+                    new_id=system.get("wa_id") or system.get("new_wa_id") or system.get("user_id"),
                 ),
                 **common,
             )
@@ -458,7 +479,7 @@ class WhatsAppAdapter(GraphAdapter):
         return ParsedEvent(draft, _message_key(item))
 
     def _interactive(
-        self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any]
+        self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any], where: str
     ) -> EventDraft:
         kind = data.get("type")
         if kind in ("button_reply", "list_reply"):
@@ -470,7 +491,10 @@ class WhatsAppAdapter(GraphAdapter):
             return EventDraft(type="postback", postback=postback, **common)
         if kind == "nfm_reply":  # a WhatsApp Flow was completed
             reply = data["nfm_reply"]
-            values = wire.loads(reply.get("response_json") or "{}")
+            values = _flow_answers(reply, f"{where}.interactive.nfm_reply.response_json")
+            if isinstance(values, str):  # this message alone cannot be read: say why, keep it
+                item = {"interactive": data}
+                return self._unsupported(item, "interactive:nfm_reply", common, reason=values)
             content = FormResponseContent(
                 form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values
             )
@@ -479,12 +503,22 @@ class WhatsAppAdapter(GraphAdapter):
             )
         return self._unsupported({"interactive": data}, f"interactive:{kind}", common)
 
-    def _unsupported(self, item: dict[str, Any], kind: str, common: dict[str, Any]) -> EventDraft:
+    def _unsupported(
+        self,
+        item: dict[str, Any],
+        kind: str,
+        common: dict[str, Any],
+        *,
+        reason: str | None = None,
+    ) -> EventDraft:
         error = _event_error(item.get("errors"))
         unsupported_type = (item.get("unsupported") or {}).get("type")
-        reason = error.title if error and error.title else f"message type {kind!r} is not supported"
-        if error and error.detail:
-            reason = f"{reason}: {error.detail}"
+        if reason is None:
+            reason = (
+                error.title if error and error.title else f"message type {kind!r} is not supported"
+            )
+            if error and error.detail:
+                reason = f"{reason}: {error.detail}"
         data = {**(common.get("channel_data") or {}), "message": item}
         common = {**common, "channel_data": data}
         return EventDraft(
@@ -493,16 +527,23 @@ class WhatsAppAdapter(GraphAdapter):
             **common,
         )
 
-    def _status(self, item: dict[str, Any], channel: ChannelRef, business: Party) -> ParsedEvent:
+    def _status(
+        self,
+        item: dict[str, Any],
+        channel: ChannelRef,
+        business: Party,
+        contacts: dict[str, dict[str, Any]],
+    ) -> ParsedEvent:
         state = item.get("status")
+        # A send to a BSUID is reported with `recipient_user_id` (and `recipient_id` only when
+        # Meta may share the phone number): BSUID docs, "Status messages webhooks".
+        recipient = _user(item.get("recipient_id"), item.get("recipient_user_id"), contacts)
         common: dict[str, Any] = {
             "channel": channel,
             "external_id": item["id"],
             "timestamp": _timestamp(item.get("timestamp")),
             "sender": business,
-            "recipient": Party(
-                id=str(item.get("recipient_id", "")), phone=_plus(item.get("recipient_id"))
-            ),
+            "recipient": recipient or Party(id=""),
         }
         extras = {
             k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item
@@ -549,7 +590,7 @@ class WhatsAppAdapter(GraphAdapter):
         base: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            **_addressed(to),
         }
         if is_media(content):
             kind = "document" if content.type == "file" else content.type
@@ -686,6 +727,90 @@ def _plus(number: Any) -> str | None:
         return None
     text = str(number)
     return text if text.startswith("+") else "+" + text
+
+
+def _addressed(to: str) -> dict[str, str]:
+    """The send body's address: a BSUID goes in `recipient`, a phone number or group in `to`.
+
+    "Use `recipient` to send to a BSUID or parent BSUID"; given both, Meta follows `to`.
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
+    """
+    return {"recipient": to} if BSUID.fullmatch(to) else {"to": to}
+
+
+def _is_phone(value: str) -> bool:
+    """A wa_id that is a phone number: digits only (a BSUID has a period and letters)."""
+    return value.isascii() and value.isdigit()
+
+
+def _contacts_by_id(contacts: list[Any]) -> dict[str, dict[str, Any]]:
+    """`contacts[]` of a change by each id it carries: `wa_id` (when Meta shares the phone
+    number) and `user_id` (the BSUID)."""
+    found: dict[str, dict[str, Any]] = {}
+    for contact in contacts:
+        for key in ("wa_id", "user_id"):
+            if contact.get(key):
+                found[str(contact[key])] = contact
+    return found
+
+
+def _user(address: Any, user_id: Any, contacts: dict[str, dict[str, Any]]) -> Party | None:
+    """A WhatsApp user from a message's `from` / `from_user_id` (a status's `recipient_id` /
+    `recipient_user_id`) and their `contacts[]` entry; None when neither id is there.
+
+    `id` stays the phone number (wa_id) whenever Meta sends one, so people the gateway already
+    knows keep their id; a user known only by a BSUID (a username hiding the number) gets the
+    BSUID. The BSUID rides along as `user_id` in both cases, and `phone` is set only from a
+    phone number, never from an id that is not one. A non-numeric `from` is a BSUID.
+    """
+    address = str(address) if address else None
+    user_id = str(user_id) if user_id else None
+    contact = contacts.get(address or "") or contacts.get(user_id or "") or {}
+    if address and not _is_phone(address):
+        address, user_id = None, user_id or address
+    user_id = user_id or (str(contact["user_id"]) if contact.get("user_id") else None)
+    wa_id = str(contact.get("wa_id") or "")
+    phone = address or (wa_id if _is_phone(wa_id) else None)
+    party_id = phone or user_id
+    if party_id is None:
+        return None
+    profile = contact.get("profile") or {}
+    return Party(
+        id=party_id,
+        name=profile.get("name"),
+        phone=_plus(phone),
+        user_id=user_id,
+        username=profile.get("username"),
+    )
+
+
+def _flow_answers(reply: dict[str, Any], where: str) -> dict[str, Any] | str:
+    """A completed Flow's answers, or why they cannot be read. Meta sends them as a string of
+    JSON holding one object (flow_token and the Flow's fields).
+    https://developers.facebook.com/docs/whatsapp/flows/reference/responsemsgwebhook
+    """
+    text = reply.get("response_json") or "{}"
+    if not isinstance(text, str):
+        return f"{where}: expected a string of JSON, got {_json_kind(text)}"
+    try:
+        values = wire.loads(text)
+    except ValueError:
+        return f"{where}: expected a JSON object, got text that is not JSON"
+    if not isinstance(values, dict):
+        return f"{where}: expected a JSON object, got {_json_kind(values)}"
+    return values
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "null" if value is None else "a number"
 
 
 def _list(value: Any, name: str) -> list[dict[str, Any]]:

@@ -86,15 +86,7 @@ async def test_outbound_message_and_its_statuses(
             await client.post(f"{stack.url}/v1/messages", json=message, headers=AUTH)
         ).json()
         message_id = accepted["id"]
-
-        def states(events: list[dict[str, Any]]) -> list[str]:
-            return [
-                e["status"]["state"]
-                for e in events
-                if e["type"] == "status" and e["status"].get("message_id") == message_id
-            ]
-
-        await backend.wait_for(lambda ev: "read" in states(ev))
+        await backend.wait_for(lambda ev: "read" in states(ev, message_id))
         view = (await client.get(f"{stack.url}/v1/messages/{message_id}", headers=AUTH)).json()
 
     sent_body = _last_send(simulator)
@@ -105,10 +97,37 @@ async def test_outbound_message_and_its_statuses(
         "type": "image",
         "image": {"link": "https://cdn.example.com/menu.jpg", "caption": "Today's menu"},
     }
-    assert states(backend.events) == ["sent", "delivered", "read"]
+    assert states(backend.events, message_id) == ["sent", "delivered", "read"]
     assert view["state"] == "read"
     assert [h["state"] for h in view["history"]] == ["queued", "sent", "delivered", "read"]
     assert len(view["external_ids"]) == 1
+    assert_no_secrets(stack.logs.getvalue(), stack.secrets())
+
+
+async def test_a_username_user_known_only_by_their_business_scoped_id_is_reached(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    """Meta withholds the number of a user with a username: the BSUID is the only address."""
+    bsuid = "US.13491208655302741918"
+    wamid = await simulator.send_inbound_text(bsuid, "Is my order ready?", name="Maria")
+    [event] = await backend.wait_for(lambda ev: [e for e in ev if e["external_id"] == wamid])
+    assert event["sender"] == {"id": bsuid, "name": "Maria", "user_id": bsuid}
+    message = {
+        "to": {"channel": "wa-main", "id": bsuid},
+        "content": {"type": "text", "text": "Yes!"},
+    }
+    message_id = await send(stack, message)
+    await backend.wait_for(lambda ev: "read" in states(ev, message_id))
+    assert _last_send(simulator) == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "recipient": bsuid,
+        "type": "text",
+        "text": {"preview_url": False, "body": "Yes!"},
+    }
+    assert states(backend.events, message_id) == ["sent", "delivered", "read"]
+    [read] = [e for e in backend.events if e["type"] == "status" and e["status"]["state"] == "read"]
+    assert read["recipient"] == {"id": bsuid, "user_id": bsuid}
     assert_no_secrets(stack.logs.getvalue(), stack.secrets())
 
 
@@ -159,6 +178,15 @@ async def test_rate_limited_send_is_retried_after_retry_after(
     assert states[:3] == ["queued", "retrying", "sent"]
     retried_at, sent_at = (h["at"] for h in view["history"][1:3])
     assert retried_at < sent_at
+
+
+def states(events: list[dict[str, Any]], message_id: str) -> list[str]:
+    """The states the backend was told of for one gateway message, in order."""
+    return [
+        e["status"]["state"]
+        for e in events
+        if e["type"] == "status" and e["status"].get("message_id") == message_id
+    ]
 
 
 async def open_window(simulator: WhatsAppSimulator, backend: BackendRecorder, user: str) -> None:

@@ -109,6 +109,63 @@ async def test_text_send_gets_a_wamid_then_signed_statuses_in_order(
     }
 
 
+BSUID = "US.13491208655302741918"
+
+
+async def test_a_send_to_a_business_scoped_user_id_goes_by_recipient(
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
+) -> None:
+    body = {k: v for k, v in text().items() if k != "to"} | {"recipient": BSUID}
+    status, _, answer = await send(sim, body)
+    assert status == 200, answer
+    wamid = answer["messages"][0]["id"]
+    # The answer names the user by user_id, with no wa_id: no phone number is shared.
+    assert answer["contacts"] == [{"input": BSUID, "user_id": BSUID}]
+    await sim.drain()
+    statuses = [p["entry"][0]["changes"][0]["value"]["statuses"][0] for p in receiver.payloads()]
+    assert [(s["id"], s["status"]) for s in statuses] == [
+        (wamid, "sent"),
+        (wamid, "delivered"),
+        (wamid, "read"),
+    ]
+    assert all(s["recipient_user_id"] == BSUID and "recipient_id" not in s for s in statuses)
+
+
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ({}, "Param to is required"),
+        ({"recipient": "16505551234"}, "Param recipient must be a business-scoped user id"),
+        ({"recipient": "US.1349-1208"}, "Param recipient must be a business-scoped user id"),
+        ({"recipient": ""}, "Param to is required"),
+    ],
+    ids=["none", "phone as recipient", "not alphanumeric", "empty"],
+)
+async def test_a_send_without_a_valid_addressee_is_refused(
+    sim: WhatsAppSimulator, address: dict[str, str], refusal: str
+) -> None:
+    body = {k: v for k, v in text().items() if k != "to"} | address
+    status, _, answer = await send(sim, body)
+    assert status == 400 and answer["error"]["code"] == 100
+    assert refusal in answer["error"]["error_data"]["details"]
+
+
+async def test_given_to_and_recipient_meta_follows_to(sim: WhatsAppSimulator) -> None:
+    status, _, answer = await send(sim, text() | {"recipient": BSUID})
+    assert status == 200 and answer["contacts"] == [{"input": TO, "wa_id": TO}]
+
+
+async def test_a_username_user_writes_with_from_user_id_and_no_phone(
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
+) -> None:
+    wamid = await sim.send_inbound_text(BSUID, "hi", name="Maria")
+    [payload] = receiver.payloads()
+    value = payload["entry"][0]["changes"][0]["value"]
+    assert value["contacts"] == [{"profile": {"name": "Maria"}, "user_id": BSUID}]
+    [message] = value["messages"]
+    assert message["from_user_id"] == BSUID and message["id"] == wamid and "from" not in message
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}], ids=["none", "wrong"])
 async def test_bad_token_is_401_with_code_190(
     sim: WhatsAppSimulator, headers: dict[str, str]

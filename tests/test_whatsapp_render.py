@@ -62,6 +62,36 @@ def test_read_send_response(case: dict[str, Any]) -> None:
     check_send_response(make_adapter(), case)
 
 
+@pytest.mark.parametrize(
+    ("recipient_id", "address"),
+    [
+        ("16505551234", {"to": "16505551234"}),
+        # Business-scoped user ids go in `recipient`: BSUID docs, "Messages API".
+        ("US.13491208655302741918", {"recipient": "US.13491208655302741918"}),
+        ("US.ENT.11815799212886844830", {"recipient": "US.ENT.11815799212886844830"}),
+        ("BR.1502576394655843", {"recipient": "BR.1502576394655843"}),
+        # Not a BSUID (lower-case country, a hyphen): left in `to` for Meta to judge.
+        ("us.13491208655302741918", {"to": "us.13491208655302741918"}),
+        ("US.1349-1208", {"to": "US.1349-1208"}),
+    ],
+)
+def test_a_business_scoped_user_id_is_addressed_as_recipient(
+    recipient_id: str, address: dict[str, str]
+) -> None:
+    context = SendContext(
+        "msg_1", recipient_id, now=1_700_000_060.0, last_inbound_at=1_700_000_000.0
+    )
+    text = CONTENT_ADAPTER.validate_python({"type": "text", "text": "hi"})
+    [request] = make_adapter().render(text, context)
+    assert request.json == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        **address,
+        "type": "text",
+        "text": {"preview_url": False, "body": "hi"},
+    }
+
+
 def test_free_form_outside_the_window_is_refused_but_a_template_goes() -> None:
     closed = SendContext("msg_1", TABLE["to"], now=1_700_100_000.0, last_inbound_at=1_700_000_000.0)
     text = CONTENT_ADAPTER.validate_python({"type": "text", "text": "hi"})

@@ -37,9 +37,30 @@ class ChannelRef(Model):
 
 
 class Party(Model):
+    """A person or business on a channel, as the provider identified them.
+
+    `id` is the address the gateway keys the person on and a backend sends to. A channel that
+    knows a person by several ids keeps the long-standing one as `id` so that it stays stable
+    (WhatsApp: the phone number / wa_id when Meta sends one, else the business-scoped user id)
+    and carries the others beside it. `phone` is set only when the provider gave a phone number.
+    """
+
     id: str
     name: str | None = None
-    phone: str | None = None
+    phone: str | None = Field(
+        default=None, description="E.164, only when the provider gave a phone number."
+    )
+    user_id: str | None = Field(
+        default=None,
+        description=(
+            "A provider's user id that is not a phone number (WhatsApp's business-scoped user id,"
+            " `US.13491208655302741918`); a backend can send to it as `to.id`."
+        ),
+    )
+    username: str | None = Field(
+        default=None,
+        description="The user's chosen handle (WhatsApp usernames); for display, it may change.",
+    )
 
 
 class EventError(Model):

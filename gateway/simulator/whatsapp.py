@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from adapters.whatsapp import BSUID
 from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)
@@ -208,11 +209,27 @@ def _lookup(obj: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
+def addressee(body: dict[str, Any]) -> Any:
+    """Whom a send body addresses: `to` (a phone number), else `recipient` (a BSUID or parent
+    BSUID); given both, Meta follows `to`. BSUID docs, "Messages API":
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
+    """
+    return body.get("to") if "to" in body else body.get("recipient")
+
+
 def validate(body: Any) -> None:
     """Raise Invalid wherever Meta would refuse this send body."""
     _require(isinstance(body, dict), "The request body must be a JSON object")
     _require(body.get("messaging_product") == "whatsapp", "messaging_product must be whatsapp")
-    _require(isinstance(body.get("to"), str) and body["to"], "Param to is required")
+    _require(
+        isinstance(addressee(body), str) and addressee(body),
+        "Param to is required (or recipient, a business-scoped user id)",
+    )
+    if "to" not in body:
+        _require(
+            BSUID.fullmatch(body["recipient"]),
+            "Param recipient must be a business-scoped user id (e.g. US.13491208655302741918)",
+        )
     kind = body.get("type", "text")  # Meta treats an absent type as text
     _require(
         isinstance(kind, str) and (kind in RULES or kind == "interactive"),
@@ -447,7 +464,7 @@ class WhatsAppSimulator(SimulatorServer):
             return web.json_response(graph_error(100, details=str(exc)), status=400)
         if self._failures:
             return self._fail()
-        to = payload["to"]
+        to = addressee(payload)
         wamid = new_wamid(to)
         self.sent.append({"wamid": wamid, "body": payload})
         if self.webhook_url and self.auto_statuses:
@@ -455,7 +472,12 @@ class WhatsAppSimulator(SimulatorServer):
         message: dict[str, str] = {"id": wamid}
         if payload.get("type") == "template":  # only template sends carry message_status
             message["message_status"] = "accepted"
-        contact = {"input": to, "wa_id": "".join(c for c in to if c.isdigit())}
+        # A send to a BSUID answers with the user's user_id and no wa_id (BSUID docs).
+        contact = (
+            {"input": to, "wa_id": "".join(c for c in to if c.isdigit())}
+            if "to" in payload
+            else {"input": to, "user_id": to}
+        )
         return web.json_response(
             {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
         )
@@ -560,7 +582,7 @@ class WhatsAppSimulator(SimulatorServer):
             sent_kind = interactive.get("type")
             # A carousel card's quick-reply tap comes back as a button reply, like a button's.
             offered_as = {kind, "carousel"} if kind == "button" else {kind}
-            if body.get("to") != to or sent_kind not in offered_as:
+            if addressee(body) != to or sent_kind not in offered_as:
                 continue
             action = interactive.get("action") or {}
             if sent_kind == "carousel":
@@ -581,14 +603,23 @@ class WhatsAppSimulator(SimulatorServer):
     async def send_inbound(
         self, message: dict[str, Any], *, from_wa_id: str, name: str = "Test User"
     ) -> str:
-        """Deliver a user's `messages[]` item (with retries); returns its wamid."""
+        """Deliver a user's `messages[]` item (with retries); returns its wamid.
+
+        A `from_wa_id` that is a BSUID stands for a user who hides their number behind a
+        username: Meta then sends `from_user_id` and `contacts[].user_id` with no `from` and
+        no `wa_id` (BSUID docs, "Incoming messages webhooks")."""
+        if BSUID.fullmatch(from_wa_id):
+            sender = {"from_user_id": from_wa_id}
+            contact: dict[str, Any] = {"profile": {"name": name}, "user_id": from_wa_id}
+        else:
+            sender = {"from": from_wa_id}
+            contact = {"profile": {"name": name}, "wa_id": from_wa_id}
         item = {
-            "from": from_wa_id,
+            **sender,
             "id": new_wamid(from_wa_id, inbound=True),
             "timestamp": str(int(time.time())),
         } | message
-        contacts = [{"profile": {"name": name}, "wa_id": from_wa_id}]
-        await self._deliver(self.webhook_payload(messages=[item], contacts=contacts))
+        await self._deliver(self.webhook_payload(messages=[item], contacts=[contact]))
         return str(item["id"])
 
     async def _deliver(self, payload: dict[str, Any]) -> None:
@@ -605,12 +636,11 @@ class WhatsAppSimulator(SimulatorServer):
         for state in self.auto_statuses:
             await asyncio.sleep(self.status_delay)
             now = int(time.time())
-            status: dict[str, Any] = {
-                "id": wamid,
-                "status": state,
-                "timestamp": str(now),
-                "recipient_id": body["to"].lstrip("+"),
-            }
+            status: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(now)}
+            if "to" in body:
+                status["recipient_id"] = body["to"].lstrip("+")
+            else:  # sent to a BSUID: Meta names the user by recipient_user_id (BSUID docs)
+                status["recipient_user_id"] = body["recipient"]
             if "biz_opaque_callback_data" in body:
                 status["biz_opaque_callback_data"] = body["biz_opaque_callback_data"]
             if state in billed:
