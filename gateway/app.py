@@ -25,6 +25,7 @@ from gateway.pipeline.worker import Background
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.transport import Transport
+from gateway.users_api import UsersApi
 
 log = get_logger("gateway.app")
 
@@ -94,6 +95,7 @@ class Gateway:
             ingress_busy=self.ingress.busy,
             during_bursts=config.server.normalise_during_bursts,
             idle_clocks=idle_clocks,
+            link_by_phone=config.identities.link_by_phone,
         )
         self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(
@@ -140,6 +142,16 @@ class Gateway:
         app.router.add_post("/v1/messages", api.authenticated(api.send))
         app.router.add_get("/v1/messages/{message_id}", api.authenticated(api.get))
         app.router.add_post("/v1/preview", api.authenticated(api.preview))
+        users = UsersApi(
+            self.store, self.adapters, self.bodies, self.targets_for, self.delivery.wake
+        )
+        app.router.add_post("/v1/users", api.authenticated(users.create))
+        app.router.add_get("/v1/users/{user_id}", api.authenticated(users.get))
+        app.router.add_patch("/v1/users/{user_id}", api.authenticated(users.update))
+        app.router.add_post("/v1/users/{user_id}/identities", api.authenticated(users.link))
+        app.router.add_delete("/v1/users/{user_id}/identities", api.authenticated(users.unlink))
+        app.router.add_post("/v1/users/{user_id}/merge", api.authenticated(users.merge))
+        app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.schema.errors import problems as field_problems
+from gateway.schema.users import USER_EVENT_TYPES
 
 EVENT_TYPES = (
     "message",
@@ -111,7 +112,9 @@ class BackendConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr
-    events: list[Literal[EVENT_TYPES]] = list(EVENT_TYPES)  # type: ignore[valid-type]
+    # Events about users (USER_EVENT_TYPES) are not in the default: a backend that names no
+    # `events` keeps receiving what it did before users existed, and asks for them by name.
+    events: list[Literal[EVENT_TYPES + USER_EVENT_TYPES]] = list(EVENT_TYPES)  # type: ignore[valid-type]
     batch_size: int = Field(default=50, ge=1, le=1000)
     # For the whole answer, not each read: one trickling in must not hold the lane for ever.
     timeout_seconds: float = Field(default=10.0, gt=0)
@@ -135,6 +138,13 @@ class ConversationsConfig(_Section):
     form_ttl_seconds: float = Field(default=3600.0, gt=0)
 
 
+class IdentitiesConfig(_Section):
+    # Link an unlinked WhatsApp or SMS sender to the user whose WhatsApp or SMS identity has
+    # the same phone number, as the provider sent it (docs/users.md). Off: one number may be
+    # shared (a family phone, a shop's line), and linking merges what backends see.
+    link_by_phone: bool = False
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -149,6 +159,7 @@ class GatewayConfig(_Section):
     channels: list[AnyChannelConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
     conversations: ConversationsConfig = ConversationsConfig()
+    identities: IdentitiesConfig = IdentitiesConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def secrets(self) -> list[str]:

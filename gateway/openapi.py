@@ -16,11 +16,17 @@ from pydantic import BaseModel
 from gateway.pipeline.delivery import DELIVERY_HEADER, SIGNATURE_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
+    CreateUser,
     ErrorBody,
     EventBatch,
+    IdentityRef,
+    MergeUsers,
     MessageAccepted,
     MessageView,
     SendMessage,
+    UpdateUser,
+    UserMessages,
+    UserView,
     require_tags,
 )
 
@@ -32,6 +38,12 @@ MODELS: tuple[type[BaseModel], ...] = (
     PreviewResponse,
     EventBatch,
     ErrorBody,
+    CreateUser,
+    UpdateUser,
+    IdentityRef,
+    MergeUsers,
+    UserView,
+    UserMessages,
 )
 
 
@@ -137,6 +149,129 @@ _API_PATHS: dict[str, Any] = {
                 "503": _error("the gateway is shutting down: retry"),
             },
         }
+    },
+}
+
+_USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NO_USER = _error(
+    "no user with this id that this API key created (a merged-away id answers as its survivor)"
+)
+_USER = {"description": "the user", "content": _json("UserView")}
+_BAD_JSON = _error("the body is not JSON, or cannot be read")
+
+
+def _user_operation(
+    operation_id: str, summary: str, body: str | None, responses: dict[str, Any]
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{"apiKey": []}],
+        "responses": {"401": _UNAUTHORIZED, "500": _BUG, "503": _STORE_DOWN, **responses},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+        operation["responses"] |= {"400": _BAD_JSON, "408": _SLOW_BODY, "413": _TOO_LARGE}
+    return operation
+
+
+_USER_PATHS: dict[str, Any] = {
+    "/v1/users": {
+        "post": _user_operation(
+            "createUser",
+            "Create a user (docs/users.md)",
+            "CreateUser",
+            {
+                "201": {"description": "created", "content": _json("UserView")},
+                "409": _error("another user of this API key has this external_id"),
+                "422": _INVALID,
+            },
+        )
+    },
+    "/v1/users/{user_id}": {
+        "parameters": [_USER_ID],
+        "get": _user_operation(
+            "getUser", "A user with its identities", None, {"200": _USER, "404": _NO_USER}
+        ),
+        "patch": _user_operation(
+            "updateUser",
+            "Change a user: each field given replaces the old value, null clears it",
+            "UpdateUser",
+            {
+                "200": _USER,
+                "404": _NO_USER,
+                "409": _error("another user of this API key has this external_id"),
+                "422": _INVALID,
+            },
+        ),
+    },
+    "/v1/users/{user_id}/identities": {
+        "parameters": [_USER_ID],
+        "post": _user_operation(
+            "linkIdentity",
+            "Link a channel identity to the user (emits identity.linked)",
+            "IdentityRef",
+            {
+                "201": {"description": "linked", "content": _json("UserView")},
+                "200": {"description": "the user had it already", "content": _json("UserView")},
+                "404": _NO_USER,
+                "409": _error("the identity is linked to another user"),
+                "422": _error("the body is not valid, or names an unknown channel"),
+            },
+        ),
+        "delete": _user_operation(
+            "unlinkIdentity",
+            "Unlink a channel identity from the user (emits identity.unlinked)",
+            None,
+            {
+                "200": _USER,
+                "404": _error("no such user, or the identity is not linked to it"),
+                "422": _INVALID,
+            },
+        )
+        | {
+            "parameters": [
+                {"name": "channel", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "id", "in": "query", "required": True, "schema": {"type": "string"}},
+            ]
+        },
+    },
+    "/v1/users/{user_id}/merge": {
+        "parameters": [_USER_ID],
+        "post": _user_operation(
+            "mergeUsers",
+            "Merge the user given in the body into this one, which survives (emits user.merged)",
+            "MergeUsers",
+            {
+                "200": {"description": "the surviving user", "content": _json("UserView")},
+                "404": _error("no such user (either one)"),
+                "409": _error("both ids name the same user"),
+                "422": _INVALID,
+            },
+        ),
+    },
+    "/v1/users/{user_id}/messages": {
+        "parameters": [_USER_ID],
+        "get": _user_operation(
+            "listUserMessages",
+            "Messages this API key sent to any of the user's identities, newest first",
+            None,
+            {
+                "200": {"description": "the messages", "content": _json("UserMessages")},
+                "404": _NO_USER,
+                "422": _error("limit is not a whole number from 1 to 500"),
+            },
+        )
+        | {
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                }
+            ]
+        },
     },
 }
 
@@ -251,7 +386,7 @@ def openapi() -> dict[str, Any]:
             "version": "1",
             "description": "Backend API, provider webhooks, and the events posted to backends.",
         },
-        "paths": {**_API_PATHS, **_WEBHOOK_PATHS, **_OPERATIONS},
+        "paths": {**_API_PATHS, **_USER_PATHS, **_WEBHOOK_PATHS, **_OPERATIONS},
         "webhooks": {"events": _BACKEND_WEBHOOK},
         "components": {
             "schemas": _schemas(),

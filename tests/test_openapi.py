@@ -23,6 +23,9 @@ TEXT = {
 }
 
 
+_METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
 def test_the_document_is_valid_openapi_3_1() -> None:
     validate(openapi())  # raises, naming the first problem
 
@@ -33,7 +36,7 @@ async def test_its_paths_are_the_apps_routes(tmp_path: Path) -> None:
         routes = {
             (route.method.lower(), route.resource.canonical)
             for route in gateway.application().router.routes()
-            if route.method in ("GET", "POST") and route.resource is not None
+            if route.method in _METHODS and route.resource is not None
         }
     finally:
         await gateway.http.aclose()
@@ -41,7 +44,7 @@ async def test_its_paths_are_the_apps_routes(tmp_path: Path) -> None:
         (method, path)
         for path, item in openapi()["paths"].items()
         for method in item
-        if method in ("get", "post")
+        if method.upper() in _METHODS
     }
     assert documented == routes
 

@@ -82,6 +82,7 @@ class Normaliser(Worker):
         *,
         during_bursts: bool = True,
         idle_clocks: Sequence[IdleClock] = (),
+        link_by_phone: bool = False,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
@@ -92,6 +93,7 @@ class Normaliser(Worker):
         self.store = store
         self.adapters = adapters
         self.targets_for = targets_for
+        self.link_by_phone = link_by_phone  # identities.link_by_phone
 
     async def run_once(self) -> bool:
         now = time.time()
@@ -109,7 +111,9 @@ class Normaliser(Worker):
             if events is not None:
                 parsed.append((row.id, events))
             await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
-        stored = await self.store.record_inbound_batch(parsed, self.targets_for, now)
+        stored = await self.store.record_inbound_batch(
+            parsed, self.targets_for, now, link_by_phone=self.link_by_phone
+        )
         for raw_id, kept in stored.items():
             for event in kept:
                 EVENTS.labels(event.channel.id, event.type).inc()

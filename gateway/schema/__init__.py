@@ -35,15 +35,32 @@ from gateway.schema.events import (
     System,
     Unsupported,
 )
+from gateway.schema.users import (
+    USER_EVENT_TYPES,
+    CreateUser,
+    IdentityChange,
+    IdentityRef,
+    IdentityView,
+    MergeUsers,
+    UpdateUser,
+    UserEvent,
+    UserEventType,
+    UserMerge,
+    UserMessage,
+    UserMessages,
+    UserView,
+)
 
 CONTENT_ADAPTER: TypeAdapter[Content] = TypeAdapter(Content)
 
 __all__ = [
     "CONTENT_ADAPTER",
     "STATE_RANK",
+    "USER_EVENT_TYPES",
     "Action",
     "ChannelRef",
     "Content",
+    "CreateUser",
     "ErrorBody",
     "Event",
     "EventBatch",
@@ -51,7 +68,11 @@ __all__ = [
     "EventError",
     "FieldProblem",
     "HistoryEntry",
+    "IdentityChange",
+    "IdentityRef",
+    "IdentityView",
     "Media",
+    "MergeUsers",
     "MessageAccepted",
     "MessageBody",
     "MessageView",
@@ -66,6 +87,13 @@ __all__ = [
     "Subscription",
     "System",
     "Unsupported",
+    "UpdateUser",
+    "UserEvent",
+    "UserEventType",
+    "UserMerge",
+    "UserMessage",
+    "UserMessages",
+    "UserView",
     "json_schema",
     "require_tags",
 ]
@@ -80,6 +108,7 @@ def json_schema() -> dict[str, Any]:
         "MessageView": MessageView.model_json_schema(ref_template="#/$defs/{model}"),
         "MessageAccepted": MessageAccepted.model_json_schema(ref_template="#/$defs/{model}"),
         "ErrorBody": ErrorBody.model_json_schema(ref_template="#/$defs/{model}"),
+        "UserView": UserView.model_json_schema(ref_template="#/$defs/{model}"),
     }
     for name, schema in roots.items():
         defs.update(schema.pop("$defs", {}))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gateway.schema.content import Content, Model
+from gateway.schema.users import UserEvent
 
 EventType = Literal[
     "message",
@@ -168,6 +169,7 @@ class Event(EventDraft):
 
 
 class EventBatch(Model):
-    """The body of every webhook the gateway posts to a backend."""
+    """The body of every webhook the gateway posts to a backend: events of channels, and
+    events about users (`user.merged`, `identity.linked`, `identity.unlinked`)."""
 
-    events: list[Event]
+    events: list[Event | UserEvent]

@@ -16,18 +16,30 @@ from gateway.store.records import (
 )
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import Store
+from gateway.store.users import (
+    IdentityRecord,
+    NewUser,
+    UserConflict,
+    UserMessageRecord,
+    UserRecord,
+)
 
 __all__ = [
     "ContactState",
     "Database",
     "IdempotencyConflict",
+    "IdentityRecord",
     "InboxRow",
     "MessageRecord",
     "NewMessage",
+    "NewUser",
     "OutboxItem",
     "Store",
     "StoreUnavailable",
     "ThreadedDatabase",
+    "UserConflict",
+    "UserMessageRecord",
+    "UserRecord",
     "is_store_error",
     "open_store",
     "postgres_database",

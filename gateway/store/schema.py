@@ -118,6 +118,41 @@ CREATE TABLE IF NOT EXISTS form_sessions (
     PRIMARY KEY (channel_id, user_id)
 );
 
+-- People the platform knows (docs/users.md), each created by one API key (`owner`), which
+-- alone sees it. A user merged into another keeps its row, pointing at the survivor.
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    external_id TEXT,
+    name TEXT,
+    locale TEXT,
+    metadata TEXT,
+    merged_into TEXT,
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL
+);
+-- A backend's own id names one live user of its key (409 otherwise): inserts rely on it.
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_external_id ON users (owner, external_id)
+    WHERE external_id IS NOT NULL AND merged_into IS NULL;
+CREATE INDEX IF NOT EXISTS users_merged ON users (merged_into) WHERE merged_into IS NOT NULL;
+
+-- How a provider names a user on one channel instance: what it gave, never a phone derived
+-- from it. An identity belongs to one user at most. `phone` only as the provider sent it.
+CREATE TABLE IF NOT EXISTS identities (
+    channel_id TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    channel_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    phone TEXT,
+    linked_by TEXT NOT NULL,
+    linked_at {real} NOT NULL,
+    PRIMARY KEY (channel_id, provider_id)
+);
+CREATE INDEX IF NOT EXISTS identities_by_user ON identities (user_id);
+CREATE INDEX IF NOT EXISTS identities_by_phone ON identities (phone) WHERE phone IS NOT NULL;
+-- A user's messages, through their identities (GET /v1/users/<id>/messages).
+CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (channel_id, recipient_id, created_at);
+
 CREATE TABLE IF NOT EXISTS outbox (
     id {serial} PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -8,12 +8,12 @@ transaction, so a step never commits on its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, Event, Postback
+from gateway.schema import STATE_RANK, Event, Postback, UserEvent
 from gateway.store import forms
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
@@ -92,7 +92,7 @@ def _enqueue(
     )
 
 
-def enqueue_webhooks(tx: Tx, event: Event, targets_for: TargetsFor, now: float) -> None:
+def enqueue_webhooks(tx: Tx, event: Event | UserEvent, targets_for: TargetsFor, now: float) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
 
@@ -228,8 +228,13 @@ def _touch_contact(
 
 
 def store_rows(
-    tx: Tx, rows: Sequence[tuple[int, Sequence[PreparedEvent]]], targets_for: TargetsFor, now: float
+    tx: Tx,
+    rows: Sequence[tuple[int, Sequence[PreparedEvent]]],
+    targets_for: TargetsFor,
+    now: float,
+    on_new_inbound: Callable[[Tx, Event], None] | None = None,
 ) -> dict[int, list[Event]]:
+    """`on_new_inbound` sees each new event a person sent (not a status), after it is queued."""
     # One contact write per user per batch, however many of their messages it holds.
     contacts: dict[tuple[str, str], tuple[str | None, str | None, float | None]] = {}
     stored: dict[int, list[Event]] = {}
@@ -254,6 +259,8 @@ def store_rows(
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
                 _note_contact_facts(tx, kept[0], now)
+                if on_new_inbound is not None:
+                    on_new_inbound(tx, kept[0])
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
         _touch_contact(tx, channel_id, user_id, now, name, phone, inbound)
     ids = [raw_id for raw_id, _events in rows]

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.downgrade.choices import Choice
 from gateway.schema import Event
-from gateway.store import forms, retention, steps
+from gateway.store import forms, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -163,8 +163,12 @@ class Store:
         rows: Sequence[tuple[int, Sequence[PreparedEvent]]],
         targets_for: TargetsFor,
         now: float,
+        *,
+        link_by_phone: bool = False,
     ) -> dict[int, list[Event]]:
         """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
+        With `link_by_phone` (config identities.link_by_phone), a new sender joins the user whose
+        WhatsApp or SMS identity has its phone, in the same transaction (store/users.py).
 
         The batch is one savepoint; if anything in it fails, it is redone row by row so that
         only the failing row is marked failed and the others still commit.
@@ -173,17 +177,22 @@ class Store:
         if not rows:  # every row of the batch failed to parse: nothing to record
             return {}
 
+        def linked(tx: Tx, event: Event) -> None:
+            users.link_by_phone(tx, event, targets_for, now)
+
+        on_new_inbound = linked if link_by_phone else None
+
         def op(tx: Tx) -> dict[int, list[Event]]:
             tx.execute("SAVEPOINT inbound_batch")
             try:
-                stored = steps.store_rows(tx, rows, targets_for, now)
+                stored = steps.store_rows(tx, rows, targets_for, now, on_new_inbound)
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
                 stored = {}
                 for row in rows:
                     tx.execute("SAVEPOINT inbox_row")
                     try:
-                        stored |= steps.store_rows(tx, [row], targets_for, now)
+                        stored |= steps.store_rows(tx, [row], targets_for, now, on_new_inbound)
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
                         tx.execute(
@@ -197,6 +206,87 @@ class Store:
             return stored
 
         return await self.db.run(op)
+
+    # --- users and identities (docs/users.md) ----------------------------------------
+    async def create_user(self, user: users.NewUser, now: float) -> users.UserRecord:
+        """Raises UserConflict when the owner has a user with this external_id."""
+        return await self.db.run(lambda tx: users.create(tx, user, now))
+
+    async def get_user(self, user_id: str) -> users.UserRecord | None:
+        """The user, or the user it was merged into."""
+        return await self.db.run(lambda tx: users.load(tx, user_id))
+
+    async def update_user(
+        self, user_id: str, changes: dict[str, Any], now: float
+    ) -> users.UserRecord | None:
+        """Set the fields in `changes` (None clears one); None when there is no such user."""
+
+        def op(tx: Tx) -> users.UserRecord | None:
+            user = users.load(tx, user_id)
+            return users.update(tx, user, changes, now) if user is not None else None
+
+        return await self.db.run(op)
+
+    async def link_identity(
+        self,
+        user_id: str,
+        channel_id: str,
+        channel_type: str,
+        provider_id: str,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> tuple[users.UserRecord, bool] | None:
+        """(the user, whether the link is new); None when there is no such user. Raises
+        UserConflict when another user holds the identity. Emits `identity.linked`."""
+
+        def op(tx: Tx) -> tuple[users.UserRecord, bool] | None:
+            user = users.load(tx, user_id)
+            if user is None:
+                return None
+            new = users.link(
+                tx, user, channel_id, channel_type, provider_id, "api", targets_for, now
+            )
+            if new:
+                tx.execute("UPDATE users SET updated_at = ? WHERE id = ?", (now, user.id))
+            linked = users.load(tx, user.id)
+            assert linked is not None
+            return linked, new
+
+        return await self.db.run(op)
+
+    async def unlink_identity(
+        self, user_id: str, channel_id: str, provider_id: str, targets_for: TargetsFor, now: float
+    ) -> users.UserRecord | None:
+        """None when there is no such user; raises UserConflict when the identity is not
+        theirs. Emits `identity.unlinked`."""
+
+        def op(tx: Tx) -> users.UserRecord | None:
+            user = users.load(tx, user_id)
+            if user is None:
+                return None
+            users.unlink(tx, user, channel_id, provider_id, targets_for, now)
+            return users.load(tx, user.id)
+
+        return await self.db.run(op)
+
+    async def merge_users(
+        self, survivor_id: str, merged_id: str, targets_for: TargetsFor, now: float
+    ) -> users.UserRecord | None:
+        """Merge `merged_id` into `survivor_id` (see store/users.merge); None when either is
+        unknown. Emits `user.merged`."""
+
+        def op(tx: Tx) -> users.UserRecord | None:
+            survivor, merged = users.load(tx, survivor_id), users.load(tx, merged_id)
+            if survivor is None or merged is None:
+                return None
+            return users.merge(tx, survivor, merged, targets_for, now)
+
+        return await self.db.run(op)
+
+    async def user_messages(
+        self, user_id: str, api_key: str | None, limit: int
+    ) -> list[users.UserMessageRecord]:
+        return await self.db.run(lambda tx: users.messages(tx, user_id, api_key, limit))
 
     # --- outbound messages -----------------------------------------------------------
     async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
