@@ -41,6 +41,13 @@ def intro(form: FormContent) -> str:
     return "\n".join(p for p in (form.title, form.text) if p)
 
 
+def steps(form: FormContent) -> list[tuple[FormField | None, AnyContent]]:
+    """What the user is sent, in turn: the introduction (no field), then each question."""
+    return [(None, TextContent(text=intro(form)))] + [
+        (field, question(form, index)) for index, field in enumerate(form.fields)
+    ]
+
+
 def question(form: FormContent, index: int, problem: str | None = None) -> AnyContent:
     field = form.fields[index]
     lines = [problem] if problem else []
@@ -66,6 +73,19 @@ def takes(form: FormContent, position: int, event: Event) -> bool:
         return True
     field = form.fields[position]
     return field.type == "select" and event.postback.payload in {o.value for o in field.options}
+
+
+def accepts(field: FormField) -> str:
+    """In words, the answers `check` takes for `field` (for previews)."""
+    what = {
+        "text": "any text",
+        "email": "an email address",
+        "number": "a number (a decimal comma is fine)",
+        "select": "one of "
+        + ", ".join(f"{i}. {o.title} ({o.value})" for i, o in enumerate(field.options, 1))
+        + ": tapped, or its number or title typed",
+    }[field.type]
+    return what if field.required else f"{what}, or 'skip'"
 
 
 def check(field: FormField, text: str | None, payload: str | None = None) -> Answer:
