@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice, normalise
+from gateway.schema import Event
 from gateway.schema.content import (
     ButtonsContent,
     FormContent,
@@ -40,6 +41,13 @@ def intro(form: FormContent) -> str:
     return "\n".join(p for p in (form.title, form.text) if p)
 
 
+def steps(form: FormContent) -> list[tuple[FormField | None, AnyContent]]:
+    """What the user is sent, in turn: the introduction (no field), then each question."""
+    return [(None, TextContent(text=intro(form)))] + [
+        (field, question(form, index)) for index, field in enumerate(form.fields)
+    ]
+
+
 def question(form: FormContent, index: int, problem: str | None = None) -> AnyContent:
     field = form.fields[index]
     lines = [problem] if problem else []
@@ -50,6 +58,34 @@ def question(form: FormContent, index: int, problem: str | None = None) -> AnyCo
         actions = [ReplyAction(title=o.title, payload=o.value) for o in field.options]
         return ButtonsContent(text=text, actions=list(actions))
     return TextContent(text=text)
+
+
+def takes(form: FormContent, position: int, event: Event) -> bool:
+    """Whether an inbound event is the user's answer to the form's current question.
+
+    What the user sends (text, or media the form then asks again in text) answers it; a tap
+    answers it only when its payload is one of this question's own choices. A tap on another
+    message's button, list row or card (sent before the form, or by the backend meanwhile)
+    is no answer: it goes to the backend as the postback it is, and the form waits at the
+    same question. (A numbered reply is text here: the latest question is what it answers.)
+    """
+    if event.postback is None:
+        return True
+    field = form.fields[position]
+    return field.type == "select" and event.postback.payload in {o.value for o in field.options}
+
+
+def accepts(field: FormField) -> str:
+    """In words, the answers `check` takes for `field` (for previews)."""
+    what = {
+        "text": "any text",
+        "email": "an email address",
+        "number": "a number (a decimal comma is fine)",
+        "select": "one of "
+        + ", ".join(f"{i}. {o.title} ({o.value})" for i, o in enumerate(field.options, 1))
+        + ": tapped, or its number or title typed",
+    }[field.type]
+    return what if field.required else f"{what}, or 'skip'"
 
 
 def check(field: FormField, text: str | None, payload: str | None = None) -> Answer:

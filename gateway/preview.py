@@ -7,14 +7,15 @@ rendering as a real send, so a preview is exactly what the provider would receiv
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
 from adapters.base import Adapter, ChannelConfig, SendContext, SendError
 from gateway.downgrade import PlanError, plan
+from gateway.forms import CANCEL_WORDS, SKIP_WORDS, accepts, steps
 from gateway.plaintext import to_text
-from gateway.schema.content import Content, Model
+from gateway.schema.content import Content, FormContent, FormField, FormOption, Model
 from gateway.schema.events import ChannelRef
 
 PREVIEW_RECIPIENT = "preview-recipient"
@@ -42,12 +43,41 @@ class NumberedChoice(Model):
     payload: str
 
 
-class ChannelPreview(Model):
-    channel: ChannelRef
+class Rendered(Model):
     requests: list[ProviderCall] = []
     text: str = Field(default="", description="Plain text of what the recipient will see.")
     downgrades: list[str] = []
     choices: list[NumberedChoice] = []
+
+
+class FieldChecks(Model):
+    """How an answer to a form's question is checked (gateway/forms.py `check`)."""
+
+    name: str = Field(description="The answer's key in the form_response values.")
+    type: Literal["text", "email", "number", "select"]
+    required: bool = Field(description=f"When false, the user may reply {sorted(SKIP_WORDS)}.")
+    options: list[FormOption] = Field(
+        default=[], description="A select's choices: tapped, typed by title, or by number."
+    )
+    accepts: str = Field(description="In words, the answers taken; any other is asked again.")
+
+
+class FormStep(Rendered):
+    field: FieldChecks | None = Field(
+        default=None, description="The question's field and checks; absent for the introduction."
+    )
+
+
+class ChannelPreview(Rendered):
+    """What goes at once (for a form: its introduction and first question), and for a form
+    every step in turn (`form`)."""
+
+    channel: ChannelRef
+    form: list[FormStep] | None = Field(
+        default=None,
+        description="A form: the introduction, then each question as the user will see it,"
+        f" one after each answer; {sorted(CANCEL_WORDS)} cancels.",
+    )
     error: str | None = None
 
 
@@ -66,24 +96,62 @@ def preview(adapter: Adapter, content: Content, recipient: str | None = None) ->
         status_callback_url=None,
     )
     try:
-        planned = plan(content, adapter.profile)
-        requests = adapter.render_parts(planned.parts, context)
+        if isinstance(content, FormContent):
+            return _form(channel, adapter, content, context)
+        return ChannelPreview(channel=channel, **_rendered(adapter, content, context))
     except (PlanError, SendError) as exc:
         return ChannelPreview(channel=channel, error=str(exc))
-    return ChannelPreview(
-        channel=channel,
-        requests=[
+
+
+def _rendered(adapter: Adapter, content: Content, context: SendContext) -> dict[str, Any]:
+    """The fields of a `Rendered`: what one content becomes on the adapter's channel."""
+    planned = plan(content, adapter.profile)
+    requests = adapter.render_parts(planned.parts, context)
+    return {
+        "requests": [
             ProviderCall(
                 method=r.method, path=r.path, json_body=r.json, form=r.form, headers=r.headers
             )
             for r in requests
         ],
-        text="\n\n".join(to_text(part) for part in planned.parts),
-        downgrades=[str(d) for d in planned.downgrades],
-        choices=[
+        "text": "\n\n".join(to_text(part) for part in planned.parts),
+        "downgrades": [str(d) for d in planned.downgrades],
+        "choices": [
             NumberedChoice(number=c.number, title=c.title, payload=c.payload)
             for c in planned.choices
         ],
+    }
+
+
+def _form(
+    channel: ChannelRef, adapter: Adapter, form: FormContent, context: SendContext
+) -> ChannelPreview:
+    """A form is a conversation: at once its introduction and first question (as the dispatcher
+    sends them), then each later question after the user's answer."""
+    shown = [
+        FormStep(field=_checks(field), **_rendered(adapter, content, context))
+        for field, content in steps(form)
+    ]
+    intro, first = shown[0], shown[1]
+    return ChannelPreview(
+        channel=channel,
+        requests=intro.requests + first.requests,
+        text=f"{intro.text}\n\n{first.text}",
+        downgrades=intro.downgrades + first.downgrades,
+        choices=first.choices,
+        form=shown,
+    )
+
+
+def _checks(field: FormField | None) -> FieldChecks | None:
+    if field is None:
+        return None
+    return FieldChecks(
+        name=field.name,
+        type=field.type,
+        required=field.required,
+        options=field.options,
+        accepts=accepts(field),
     )
 
 

@@ -208,6 +208,28 @@ def test_list_with_descriptions_stays_numbered_where_there_is_no_list() -> None:
     assert native.parts[0].type == "list"
     numbered = plan(content(data), RICH)
     assert numbered.parts[0].type == "text" and "1. 18:00 - fast" in numbered.parts[0].text
+    # The reason names the descriptions: without them, the row would have been a button.
+    assert [str(d) for d in numbered.downgrades] == [
+        "list → numbered_text: rich has no list;"
+        " rich buttons and quick replies cannot show the row descriptions"
+    ]
+    # Where nothing else could carry the rows, the descriptions are not why.
+    assert [str(d) for d in plan(content(data), TEXT_ONLY).downgrades] == [
+        "list → numbered_text: sms has no list"
+    ]
+
+
+def test_a_list_too_long_for_buttons_is_numbered_for_its_length_not_its_descriptions() -> None:
+    rows = [{"title": f"{h}:00", "payload": f"S{h}", "description": "slot"} for h in range(10, 16)]
+    data = {"type": "list", "text": "Choose a slot", "sections": [{"items": rows}]}
+    no_quick_replies = RICH.narrowed({"quick_replies": False})
+    assert [str(d) for d in plan(content(data), no_quick_replies).downgrades] == [
+        "list → numbered_text: rich has no list"
+    ]
+    only_quick_replies = RICH.narrowed({"buttons": False})
+    assert [str(d) for d in plan(content(data), only_quick_replies).downgrades] == [
+        "list → numbered_text: rich has no list; rich quick replies cannot show the row descriptions"
+    ]
 
 
 def test_quick_replies_on_text_become_buttons_or_numbered_text() -> None:

@@ -260,6 +260,14 @@ async def test_outside_the_window_the_template_fallback_goes_instead(
         "language": {"code": "en_US"},
         "components": ORDER_TEMPLATE["components"],
     }
+    # The history says what went instead of the text, and why.
+    assert [(h["state"], h["detail"]) for h in view["history"] if h["state"] == "downgraded"] == [
+        (
+            "downgraded",
+            "text → template order_update: the recipient has not written yet; whatsapp takes"
+            " free-form messages only 24 hours after the user's last",
+        )
+    ]
 
 
 async def test_a_template_message_needs_no_window(

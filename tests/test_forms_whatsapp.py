@@ -154,3 +154,62 @@ async def test_cancel_ends_the_form(
     # After the form, text is an ordinary message again.
     wamid = await simulator.send_inbound_text(USER, "thanks")
     await backend.wait_for(lambda ev: any(e.get("external_id") == wamid for e in ev))
+
+
+TRACK = {
+    "type": "buttons",
+    "text": "Order A-1042 is being prepared.",
+    "actions": [{"type": "reply", "title": "Track it", "payload": "TRACK_A1042"}],
+}
+
+
+async def postback_reaches_the_backend(backend: BackendRecorder, wamid: str) -> dict[str, Any]:
+    events = await backend.wait_for(lambda ev: any(e.get("external_id") == wamid for e in ev))
+    [tap] = [e for e in events if e.get("external_id") == wamid]
+    return tap
+
+
+async def test_a_tap_on_an_earlier_message_goes_to_the_backend_and_the_form_waits(
+    stack: Any, simulator: WhatsAppSimulator, backend: BackendRecorder
+) -> None:
+    await open_window(simulator, backend, USER)
+    seen = len(simulator.sent)
+    await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": TRACK})
+    offer, seen = await next_send(simulator, seen)
+    assert offer["interactive"]["action"]["buttons"][0]["reply"]["id"] == "TRACK_A1042"
+    form_id = await send(stack, {"to": {"channel": "wa-main", "id": USER}, "content": FORM})
+    _intro, seen = await next_text(simulator, seen)
+    first, seen = await next_text(simulator, seen)
+    assert first == "(1/3) Your name?"
+
+    # While the form asks for a name, the user taps the earlier message's button.
+    wamid = await simulator.send_inbound_button_reply(USER, "TRACK_A1042")
+    tap = await postback_reaches_the_backend(backend, wamid)
+    assert tap["type"] == "postback"
+    assert tap["postback"]["payload"] == "TRACK_A1042" and tap["postback"]["title"] == "Track it"
+    assert tap["sender"]["id"] == USER
+
+    # The form is still at its first question: the next text answers it, nobody was told off.
+    await simulator.send_inbound_text(USER, "Sheena Nelson")
+    second, seen = await next_text(simulator, seen)
+    assert second == "(2/3) Your email?"
+    await simulator.send_inbound_text(USER, "sheena@example.com")
+    third, seen = await next_send(simulator, seen)
+    assert third["interactive"]["body"]["text"] == "(3/3) Which size?"
+
+    # At the select too, a tap on the other message is not an answer; one on "Large" is.
+    again = await simulator.send_inbound_button_reply(USER, "TRACK_A1042")
+    assert (await postback_reaches_the_backend(backend, again))["type"] == "postback"
+    await simulator.send_inbound_button_reply(USER, "L")
+    response, events = await form_response(backend)
+    assert response["message"]["content"]["form_id"] == form_id
+    assert response["message"]["content"]["values"] == {
+        "name": "Sheena Nelson",
+        "email": "sheena@example.com",
+        "size": "L",
+    }
+    taps = [e["postback"]["payload"] for e in events if e["type"] == "postback"]
+    assert taps == ["TRACK_A1042", "TRACK_A1042"]  # the form's own "Large" was its answer
+    # Nothing but the questions went to the user: no "'Track it' is not ..." re-ask.
+    later = [s["body"] for s in simulator.sent[seen:] if s["body"].get("to") == USER]
+    assert later == []

@@ -12,6 +12,7 @@ import pytest
 from gateway.cli import main
 
 from .conftest import API_KEY, base_config, config_from
+from .test_openapi import conforms
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CAROUSEL = json.loads(
@@ -110,3 +111,62 @@ def test_render_cli_unknown_channel(tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_text(json.dumps(CAROUSEL))
     assert main(["render", "--channel", "telegraph", str(path)]) == 2
     assert "unknown channel 'telegraph'" in capsys.readouterr().err
+
+
+FORM = json.loads((Path(__file__).parent / "fixtures" / "messages" / "form.json").read_text())
+
+
+async def test_a_form_preview_shows_each_question_with_its_checks(gw: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/v1/preview", json={"content": FORM, "to": "16505551234"}, headers=AUTH
+        )
+    assert response.status_code == 200, response.text
+    conforms(response.json(), "PreviewResponse")
+    [whatsapp] = response.json()["previews"]
+    assert whatsapp.get("error") is None
+    intro, size, email, note = whatsapp["form"]
+    assert "field" not in intro and intro["text"] == "Delivery details\nThree quick questions."
+    assert intro["requests"][0]["json"]["text"]["body"] == intro["text"]
+    # The select goes as reply buttons, one per option, answered by a tap, a number or a title.
+    assert size["field"] == {
+        "name": "size",
+        "type": "select",
+        "required": True,
+        "options": FORM["fields"][0]["options"],
+        "accepts": "one of 1. Small (S), 2. Medium (M), 3. Large (L):"
+        " tapped, or its number or title typed",
+    }
+    [buttons] = [r["json"]["interactive"] for r in size["requests"]]
+    assert buttons["body"]["text"] == "(1/3) Which size?"
+    assert [b["reply"]["id"] for b in buttons["action"]["buttons"]] == ["S", "M", "L"]
+    assert (email["field"]["type"], email["field"]["accepts"]) == ("email", "an email address")
+    assert email["text"] == "(2/3) Your email?"
+    assert note["field"]["required"] is False
+    assert note["text"] == "(3/3) Anything else? (optional: reply skip)"
+    assert note["field"]["accepts"] == "any text, or 'skip'"
+    # At once, the user gets the introduction and the first question, as a send does.
+    assert whatsapp["requests"] == intro["requests"] + size["requests"]
+
+
+def test_render_cli_shows_a_forms_questions_as_numbered_text_on_sms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "form.json"
+    path.write_text(json.dumps(FORM))
+    assert main(["render", "--channel", "sms", "--to", "+14155550100", str(path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    intro, size, email, _note = result["form"]
+    assert [r["form"]["Body"] for r in intro["requests"]] == [
+        "Delivery details\nThree quick questions."
+    ]
+    [question] = [r["form"]["Body"] for r in size["requests"]]
+    assert question.startswith("(1/3) Which size?\n1. Small\n2. Medium\n3. Large")
+    assert size["downgrades"] == ["buttons → numbered_text: sms has no buttons"]
+    assert size["choices"] == [
+        {"number": 1, "title": "Small", "payload": "S"},
+        {"number": 2, "title": "Medium", "payload": "M"},
+        {"number": 3, "title": "Large", "payload": "L"},
+    ]
+    assert email["field"]["name"] == "email" and email["choices"] == []
+    assert result["downgrades"] == size["downgrades"] and result["choices"] == size["choices"]

@@ -361,6 +361,23 @@ def text_from(user: str, text: str) -> Event:
     )
 
 
+async def test_a_downgrade_recorded_once_is_not_recorded_again(store: Store) -> None:
+    """A template that replaced a message on a retry (the window closed meanwhile) is noted in
+    its history once, however many tries it takes."""
+    await store.create_message(new_message("msg_once"), NOW)
+    shortened = "button label → shortened: 'Deliver tomorrow' is longer than 10 characters"
+    await store.record_plan("msg_once", "sms", "+14155550100", [shortened] * 2, [], NOW, NOW)
+    replaced = "text → template order_update: the recipient last wrote 25.0 hours ago"
+    for attempt in range(3):
+        await store.record_plan(
+            "msg_once", "sms", "+14155550100", [replaced], [], NOW, NOW + attempt, once=True
+        )
+    record = await store.get_message("msg_once")
+    assert record is not None
+    recorded = [detail for _at, state, detail in record.history if state == "downgraded"]
+    assert recorded == [shortened, shortened, replaced]
+
+
 async def test_numbered_answers_become_postbacks_until_they_expire(store: Store) -> None:
     from gateway.downgrade import Choice
 

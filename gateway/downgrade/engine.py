@@ -413,6 +413,9 @@ class Builder:
                     self.action_text(action)
                 return
         why = reason or self.why_not_buttons(options, kinds, media)
+        if described:
+            hidden = self.hidden_by_descriptions(options, kinds, media)
+            why = f"{why}; {hidden}" if hidden else why
         if media is not None:
             self.media(image_part(media))
         lines: list[str] = []
@@ -476,6 +479,26 @@ class Builder:
             return f"{self.channel} buttons cannot carry media"
         unsupported = ", ".join(sorted(kinds - buttons.kinds))
         return f"{self.channel} buttons cannot be {unsupported} actions"
+
+    def hidden_by_descriptions(
+        self, options: list[_Option], kinds: set[str], media: Media | None
+    ) -> str | None:
+        """Which native choices would have carried these rows but for their descriptions (None
+        when none would: the descriptions are then not why they stay numbered text)."""
+        buttons, quick = self.profile.buttons, self.profile.quick_replies
+        would_fit = []
+        if (
+            buttons
+            and len(options) <= buttons.max_actions
+            and kinds <= buttons.kinds
+            and (media is None or buttons.media)
+        ):
+            would_fit.append("buttons")
+        if quick and media is None and len(options) <= quick.max_items:
+            would_fit.append("quick replies")
+        if not would_fit:
+            return None
+        return f"{self.channel} {' and '.join(would_fit)} cannot show the row descriptions"
 
     def numbered(self, body: str, options: list[_Option]) -> None:
         lines = [body] if body else []

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from adapters.base import Adapter, SendContext, SendError
 from gateway.config import ConversationsConfig, DeliveryConfig
-from gateway.downgrade import PlanError, plan
+from gateway.downgrade import Downgrade, PlanError, plan
 from gateway.forms import intro, question
 from gateway.ids import new_id
 from gateway.logs import get_logger
@@ -149,8 +149,8 @@ class Dispatcher(LaneWorker):
                 )
             options = SendOptions.model_validate_json(record.options) if record.options else None
             context = self._context(record, contact, options)
-            content = self._outside_window(adapter, content, context, options)
-            parts = await self._plan(item, record, adapter, content)
+            content, replaced = self._outside_window(adapter, content, context, options)
+            parts = await self._plan(item, record, adapter, content, replaced)
             requests = adapter.render_parts(parts, context)
             pending = requests[len(done) :]
             for request in pending:
@@ -193,9 +193,15 @@ class Dispatcher(LaneWorker):
         return None
 
     async def _plan(
-        self, item: OutboxItem, record: MessageRecord, adapter: Adapter, content: Content
+        self,
+        item: OutboxItem,
+        record: MessageRecord,
+        adapter: Adapter,
+        content: Content,
+        replaced: Downgrade | None = None,
     ) -> list[Content]:
-        """The engine's parts for this channel; its downgrades are recorded on the first try.
+        """The engine's parts for this channel; its downgrades are recorded on the first try,
+        after `replaced` (the template that went instead of the content) if there is one.
 
         A form starts a conversation: its title, then its first field; the answers are taken
         from the user's next messages (see gateway/store/forms.py).
@@ -218,8 +224,15 @@ class Dispatcher(LaneWorker):
             planned = plan(content, adapter.profile)
         except PlanError as exc:
             raise SendError("permanent", "cannot_render", str(exc)) from None
-        if first_try and (planned.downgrades or planned.choices):  # else nothing to record
-            for downgrade in planned.downgrades:
+        downgrades = [replaced, *planned.downgrades] if replaced else planned.downgrades
+        if not first_try and replaced is not None:
+            # The window closed between two tries: the replacement is news, recorded once.
+            await self.store.record_plan(
+                record.id, record.channel_id, record.recipient_id, [str(replaced)], [], 0.0,
+                time.time(), once=True,
+            )  # fmt: skip
+        if first_try and (downgrades or planned.choices):  # else nothing to record
+            for downgrade in downgrades:
                 log.info(
                     "downgraded",
                     message_id=record.id,
@@ -233,7 +246,7 @@ class Dispatcher(LaneWorker):
                 record.id,
                 record.channel_id,
                 record.recipient_id,
-                [str(d) for d in planned.downgrades],
+                [str(d) for d in downgrades],
                 planned.choices,
                 now + self.conversations.choice_ttl_seconds,
                 now,
@@ -243,17 +256,27 @@ class Dispatcher(LaneWorker):
     @staticmethod
     def _outside_window(
         adapter: Adapter, content: Content, context: SendContext, options: SendOptions | None
-    ) -> Content:
-        """Outside a channel's free-form window, the message's template fallback goes instead."""
+    ) -> tuple[Content, Downgrade | None]:
+        """Outside a channel's free-form window, the message's template fallback goes instead;
+        with it, the downgrade that says so and why (for the message's history)."""
         hours = adapter.profile.window_hours
         if not (hours and adapter.profile.templates) or content.type == "template":
-            return content
+            return content, None
         last = context.last_inbound_at
         if last is not None and context.now - last < hours * 3600:
-            return content
+            return content, None
         if options is None or options.template is None:
-            return content  # the adapter refuses it with the window rule
-        return TemplateContent(template=options.template)
+            return content, None  # the adapter refuses it with the window rule
+        window = (
+            f"{adapter.type} takes free-form messages only {hours:g} hours after the user's last"
+        )
+        why = (
+            f"the recipient has not written yet; {window}"
+            if last is None
+            else f"the recipient last wrote {(context.now - last) / 3600:.1f} hours ago; {window}"
+        )
+        result = f"template {options.template.name}"
+        return TemplateContent(template=options.template), Downgrade(content.type, result, why)
 
     def _context(
         self, record: MessageRecord, contact: ContactState, options: SendOptions | None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice
+from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
 from gateway.schema import STATE_RANK, Event, Postback, UserEvent
 from gateway.store import forms
@@ -241,11 +242,13 @@ def store_rows(
     for raw_id, events in rows:
         stored[raw_id] = []
         for prepared in events:
-            prepared = _answer_choice(tx, prepared, now)
             session = forms.active_session(tx, prepared.event, now)
-            if session is not None:
+            if session is not None and takes(session.form, session.position, prepared.event):
+                # Before the numbered-reply mapping: an open form's question is the latest
+                # one the user was asked, so a typed "2" answers it, not older choices.
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
+            prepared = _answer_choice(tx, prepared, now)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 key = (event.channel.id, event.sender.id)

@@ -603,12 +603,24 @@ class Store:
         choices: Sequence[Choice],
         expires_at: float,
         now: float,
+        *,
+        once: bool = False,
     ) -> None:
-        """Write what the engine changed into the history; remember numbered choices."""
+        """Write what the engine changed into the history; remember numbered choices. With
+        `once`, a downgrade the history holds already is not written again."""
 
         def op(tx: Tx) -> None:
+            known: set[str] = set()
+            if once:
+                rows = tx.all(
+                    "SELECT detail FROM message_history WHERE message_id = ?"
+                    " AND state = 'downgraded'",
+                    (message_id,),
+                )
+                known = {row[0] for row in rows}
             for downgrade in downgrades:
-                steps.history(tx, message_id, now, "downgraded", downgrade)
+                if downgrade not in known:
+                    steps.history(tx, message_id, now, "downgraded", downgrade)
             if choices:
                 data = json.dumps([c._asdict() for c in choices])
                 tx.execute(
