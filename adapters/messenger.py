@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -25,7 +24,6 @@ from adapters.base import (
     SendContext,
     SendError,
     answer_json,
-    epoch_millis,
     json_object,
     provider_id,
     request_key,
@@ -35,6 +33,7 @@ from adapters.meta import (
     GraphAdapter,
     GraphConfig,
     graph_error,
+    meta_time,
 )
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -167,14 +166,6 @@ def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
     return "permanent"
 
 
-def _millis(value: Any) -> datetime:
-    try:
-        millis = int(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise PayloadError(f"bad timestamp {value!r}") from exc
-    return epoch_millis(millis)
-
-
 def _hashed(prefix: str, item: Any) -> str:
     data = json.dumps(item, sort_keys=True, separators=(",", ":"))
     return f"{prefix}:" + hashlib.sha256(data.encode()).hexdigest()
@@ -280,7 +271,7 @@ class MessengerAdapter(GraphAdapter):
         kind = _kind(item)
         sender = _party(item.get("sender"))
         recipient = _party(item.get("recipient"))
-        timestamp = _millis(item.get("timestamp", entry.get("time")))
+        timestamp = meta_time(item.get("timestamp", entry.get("time")))
         if kind in ("delivery", "read"):  # from the user about the page's messages
             page, user = recipient, sender
         elif kind == "echo":  # from the page itself
@@ -441,7 +432,7 @@ class MessengerAdapter(GraphAdapter):
         self, kind: str, receipt: dict[str, Any], common: dict[str, Any]
     ) -> list[EventDraft]:
         state: Literal["delivered", "read"] = "delivered" if kind == "delivery" else "read"
-        watermark = _millis(receipt.get("watermark"))
+        watermark = meta_time(receipt.get("watermark"))
         mids = (receipt.get("mids") or []) if kind == "delivery" else []
         drafts = [
             EventDraft(
