@@ -134,6 +134,10 @@ RETRY_CODES = frozenset({1200, 2, 4, 613})
 # (code, subcode) pairs that override the code alone.
 RETRY_PAIRS = frozenset({(4, 2018354), (9, 2018352), (2, 2018344)})
 PERMANENT_PAIRS = frozenset({(1, 1357046)})
+# 551 "This person isn't available right now": that send fails, and no more. Messenger has
+# no unsubscribe webhook; STOP NOTIFICATIONS (messaging_optins) stops marketing messages only,
+# so nothing sets a lasting opt-out here (gateway/consent.py).
+# https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_optins
 UNREACHABLE_CODES = frozenset({551})
 UNREACHABLE_PAIRS = frozenset({(100, 2018001)})  # no matching user found
 RETRY_GENERIC = frozenset({1})  # "API Unknown": possibly temporary downtime
