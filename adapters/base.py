@@ -183,6 +183,24 @@ class Reply:
 _OK = Reply(200, "OK")  # frozen: one answer shared by every acknowledged webhook
 
 
+@dataclass(frozen=True)
+class OptIn:
+    """An inbound event that shows a user can be messaged again: it clears their opt-out.
+
+    Every channel's `subscription` events count as well (gateway/consent.py): `unsubscribed`
+    is the lasting opt-out, `subscribed` its end. A send error sets one only when the adapter
+    marks it `unsubscribed` (the provider says the user opted out, e.g. Twilio 21610).
+    """
+
+    event: str  # an event type, or the kind of a `system` event
+    when: tuple[str, Any] | None = None  # a channel_data field and the value it must have
+
+
+# The user wrote to the business: on most channels nothing else shows so plainly that they
+# want its messages (a channel that differs declares its own, with the provider's doc).
+USER_ACTIVITY = (OptIn("message"), OptIn("postback"), OptIn("reaction"))
+
+
 class SendError(Exception):
     """A provider refused a send; `category` decides whether the outbox tries again."""
 
@@ -200,7 +218,9 @@ class SendError(Exception):
         self.code = code
         self.title = title
         self.retry_after = retry_after
-        # The recipient opted out (Twilio 21610, Viber 6): remembered, later sends fail fast.
+        # The provider says the recipient opted out (Twilio 21610: they sent STOP). Remembered
+        # until they opt in again, and later sends fail fast. Not for "cannot be reached now"
+        # (Viber 5/6 for a user who has not subscribed yet): that fails one send, no more.
         self.unsubscribed = unsubscribed
 
     @property
@@ -319,6 +339,8 @@ class Adapter(abc.ABC):
     # What the channel shows natively; the downgrade engine hands `render` nothing else.
     # An adapter that declares nothing is sent plain text only.
     capabilities: ClassVar[Profile | None] = None
+    # What clears a user's opt-out besides a `subscription` event (see OptIn).
+    opt_ins: ClassVar[tuple[OptIn, ...]] = USER_ACTIVITY
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

@@ -45,6 +45,7 @@ from adapters.base import (
     Adapter,
     ChannelConfig,
     InboundRequest,
+    OptIn,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
@@ -212,11 +213,24 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
+# `unfollow` ("blocked") is the opt-out and `follow` (added or unblocked) its end; so is the
+# user writing to the account in their own chat with it. Not in a group: a user who blocked
+# the account may still talk in a group it is in.
+# https://developers.line.biz/en/reference/messaging-api/#unfollow-event
+# https://developers.line.biz/en/reference/messaging-api/#follow-event
+# https://developers.line.biz/en/reference/messaging-api/#source-user
+OPT_INS = (
+    OptIn("message", ("source_type", "user")),
+    OptIn("postback", ("source_type", "user")),
+)
+
+
 class LineAdapter(Adapter):
     type = "line"
     config_model = LineConfig
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
+    opt_ins = OPT_INS
     config: LineConfig
 
     def __init__(self, config: ChannelConfig) -> None:

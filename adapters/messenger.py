@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -25,7 +24,6 @@ from adapters.base import (
     SendContext,
     SendError,
     answer_json,
-    epoch_millis,
     json_object,
     provider_id,
     request_key,
@@ -35,6 +33,7 @@ from adapters.meta import (
     GraphAdapter,
     GraphConfig,
     graph_error,
+    meta_time,
 )
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -135,6 +134,10 @@ RETRY_CODES = frozenset({1200, 2, 4, 613})
 # (code, subcode) pairs that override the code alone.
 RETRY_PAIRS = frozenset({(4, 2018354), (9, 2018352), (2, 2018344)})
 PERMANENT_PAIRS = frozenset({(1, 1357046)})
+# 551 "This person isn't available right now": that send fails, and no more. Messenger has
+# no unsubscribe webhook; STOP NOTIFICATIONS (messaging_optins) stops marketing messages only,
+# so nothing sets a lasting opt-out here (gateway/consent.py).
+# https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_optins
 UNREACHABLE_CODES = frozenset({551})
 UNREACHABLE_PAIRS = frozenset({(100, 2018001)})  # no matching user found
 RETRY_GENERIC = frozenset({1})  # "API Unknown": possibly temporary downtime
@@ -165,14 +168,6 @@ def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
     if code in RETRY_CODES or code in RETRY_GENERIC:
         return "retry"
     return "permanent"
-
-
-def _millis(value: Any) -> datetime:
-    try:
-        millis = int(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise PayloadError(f"bad timestamp {value!r}") from exc
-    return epoch_millis(millis)
 
 
 def _hashed(prefix: str, item: Any) -> str:
@@ -280,7 +275,7 @@ class MessengerAdapter(GraphAdapter):
         kind = _kind(item)
         sender = _party(item.get("sender"))
         recipient = _party(item.get("recipient"))
-        timestamp = _millis(item.get("timestamp", entry.get("time")))
+        timestamp = meta_time(item.get("timestamp", entry.get("time")))
         if kind in ("delivery", "read"):  # from the user about the page's messages
             page, user = recipient, sender
         elif kind == "echo":  # from the page itself
@@ -441,7 +436,7 @@ class MessengerAdapter(GraphAdapter):
         self, kind: str, receipt: dict[str, Any], common: dict[str, Any]
     ) -> list[EventDraft]:
         state: Literal["delivered", "read"] = "delivered" if kind == "delivery" else "read"
-        watermark = _millis(receipt.get("watermark"))
+        watermark = meta_time(receipt.get("watermark"))
         mids = (receipt.get("mids") or []) if kind == "delivery" else []
         drafts = [
             EventDraft(

@@ -11,12 +11,40 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
-from adapters.base import Adapter, ChannelConfig, InboundRequest, Reply, signatures_match
+from adapters.base import (
+    Adapter,
+    ChannelConfig,
+    InboundRequest,
+    PayloadError,
+    Reply,
+    epoch_millis,
+    epoch_seconds,
+    signatures_match,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+# Meta's webhooks give Unix times in milliseconds (messaging_referrals, message_reads'
+# `watermark`: https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_referrals)
+# but also in seconds, often as a string (messaging_postbacks' example "1527459824":
+# .../webhook-events/messaging_postbacks; referrals in seconds were seen in production).
+# 10**11 tells them apart: in seconds it is the year 5138, in milliseconds March 1973, long
+# before Meta sent any webhook, so no real time reads as both.
+MILLIS_FROM = 10**11
+
+
+def meta_time(value: Any) -> datetime:
+    """A Meta webhook time given in seconds or milliseconds, as a number or a string of one."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(f"bad timestamp {value!r}") from exc
+    return epoch_millis(number) if abs(number) >= MILLIS_FROM else epoch_seconds(number)
 
 
 def hub_handshake(query: Mapping[str, str], verify_token: str) -> Reply:

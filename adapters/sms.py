@@ -26,6 +26,7 @@ from adapters.base import (
     ChannelConfig,
     ErrorCategory,
     InboundRequest,
+    OptIn,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
@@ -104,6 +105,11 @@ _OPT_OUT_TYPES: dict[str, Literal["subscribed", "unsubscribed", "help"]] = {
     "START": "subscribed",
     "HELP": "help",
 }
+# Only an opt-in keyword (START…) ends a STOP: Twilio "will no longer send messages ... until
+# the sender opts back in by sending an opt-in keyword", whatever else they write (21610).
+# https://www.twilio.com/docs/proxy/opt-out-keywords
+# https://help.twilio.com/articles/223134027-Twilio-support-for-opt-out-keywords-SMS-STOP-filtering-
+OPT_INS: tuple[OptIn, ...] = ()
 
 # MessageStatus → our delivery state. `sending` is still inside Twilio; `undelivered` and
 # `canceled` never reach the handset. https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
@@ -266,6 +272,7 @@ class SmsAdapter(Adapter):
     content_types = (FORM,)
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
+    opt_ins = OPT_INS
     config: SmsConfig
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -17,6 +17,10 @@ Choices worth knowing:
   subscription: the user opened the chat but may not be subscribed ("subscribed": false),
   and then only a welcome message may reach them. `subscribed`/`unsubscribed` are
   `subscription` events; the store remembers the opt-out so later sends fail fast.
+* Opt-outs (gateway/consent.py): only `unsubscribed` sets a lasting one. A send refused with
+  5 or 6 fails, and that is all: the user may simply not have subscribed yet. A message from
+  the user (which subscribes them), `subscribed`, or `conversation_started` with
+  "subscribed": true clears it.
 * Outbound, a video without `Media.size`, or a file without size or filename, goes as text
   with its link (Viber requires them and the adapter does no I/O to find them out). Audio
   goes as a file (Viber has no audio type).
@@ -45,6 +49,7 @@ from adapters.base import (
     Adapter,
     ChannelConfig,
     InboundRequest,
+    OptIn,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
@@ -192,8 +197,23 @@ STATUS_NAMES: dict[int, str] = {
     23: "noBalance",
 }
 RETRY_STATUSES = frozenset({12})
-# The user is gone (not on Viber, or unsubscribed from the bot): remembered as an opt-out.
-UNSUBSCRIBED_STATUSES = frozenset({5, 6})
+# The user cannot be messaged now: not on Viber, or not subscribed to the bot (never yet, or
+# no longer). Not an opt-out: writing to the bot subscribes them ("a user's first message
+# makes them subscribed"), and only an `unsubscribed` callback says they left for good.
+NOT_SUBSCRIBED_STATUSES = frozenset({5, 6})
+NOT_SUBSCRIBED_HINT = (
+    "not on Viber or not subscribed to the bot; they can be messaged once they write to it"
+)
+
+# What clears an opt-out besides `subscribed`: the user's message or tapped button (a user's
+# first message subscribes them, with no `subscribed` callback), or opening the chat while
+# subscribed (`conversation_started` carries "subscribed"): the "Callbacks" section of
+# https://developers.viber.com/docs/api/rest-bot-api/#callbacks
+OPT_INS = (
+    OptIn("message"),
+    OptIn("postback"),
+    OptIn("conversation_started", ("subscribed", True)),
+)
 
 _RECEIPTS = {"delivered": "delivered", "seen": "read", "failed": "failed"}
 _PROFILE = ("avatar", "country", "language", "api_version")
@@ -218,7 +238,7 @@ def signature(auth_token: str, body: bytes) -> str:
 def error_category(status: int) -> Literal["retry", "permanent", "unreachable"]:
     if status in RETRY_STATUSES:
         return "retry"
-    if status in UNSUBSCRIBED_STATUSES:
+    if status in NOT_SUBSCRIBED_STATUSES:
         return "unreachable"
     return "permanent"
 
@@ -228,6 +248,7 @@ class ViberAdapter(Adapter):
     config_model = ViberConfig
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
+    opt_ins = OPT_INS
     config: ViberConfig
 
     @functools.cached_property
@@ -386,7 +407,7 @@ class ViberAdapter(Adapter):
     def _conversation_started(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
         # The user opened the chat (button or deep link). This is NOT a subscription: a user
         # with "subscribed": false may only get the one welcome message, so it is a `system`
-        # event and the subscription state is left alone.
+        # event. "subscribed": true clears an opt-out (OPT_INS); false leaves it alone.
         user = _object(payload.get("user"), "user")
         data = {k: payload.get(k) for k in ("context", "subscribed", "type")} | _profile(user)
         return EventDraft(
@@ -478,12 +499,10 @@ class ViberAdapter(Adapter):
                 raise SendError("retry", "0", "accepted without a message_token")
             return token
         title = str(payload.get("status_message") or STATUS_NAMES.get(code, "generalError"))
+        if code in NOT_SUBSCRIBED_STATUSES:
+            title = f"{title}: {NOT_SUBSCRIBED_HINT}"
         raise SendError(
-            error_category(code),
-            str(code),
-            title,
-            retry_after=retry_after_seconds(headers),
-            unsubscribed=code in UNSUBSCRIBED_STATUSES,
+            error_category(code), str(code), title, retry_after=retry_after_seconds(headers)
         )
 
     def webhook_registration(self, url: str) -> ProviderRequest:

@@ -193,7 +193,9 @@ BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[0-9A-Za-z]{1,128}")
 RETRY_CODES = frozenset(
     {1, 2, 4, 613, 80007, 130429, 131000, 131016, 131049, 131056, 131057, 133016}
 )
-# The user cannot be reached (not on WhatsApp, blocked, opted out of marketing).
+# The user cannot be reached (not on WhatsApp, blocked, opted out of marketing). That send
+# fails; none is a lasting opt-out: WhatsApp has no opt-out webhook, and 131050 stops
+# marketing templates only, never replies to the user (gateway/consent.py).
 UNREACHABLE_CODES = frozenset({131026, 131050})
 
 _STATES = {"sent", "delivered", "read", "failed"}

@@ -272,6 +272,34 @@ def test_media_the_channel_cannot_send_becomes_a_link() -> None:
     assert str(result.downgrades[0]) == "video → text_link: sms cannot send video"
 
 
+NO_CAPTIONS = Profile(
+    channel="messenger", text_max=2000, media=frozenset({"image", "audio"}), caption_max=0
+)
+SHORT_CAPTIONS = Profile(channel="viber", text_max=7000, media=frozenset({"image"}), caption_max=5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "profile", "reason"),
+    [
+        ("image", NO_CAPTIONS, "messenger images have no caption"),
+        ("audio", NO_CAPTIONS, "messenger audio messages have no caption"),
+        ("image", SHORT_CAPTIONS, "longer than 5 characters"),
+    ],
+)
+def test_a_caption_the_media_cannot_carry_follows_as_text_and_says_why(
+    kind: str, profile: Profile, reason: str
+) -> None:
+    data = {
+        "type": kind,
+        "media": {"url": "https://cdn.example.com/m"},
+        "caption": "Ferns in stock",
+    }
+    result = plan(content(data), profile)
+    assert [p.type for p in result.parts] == [kind, "text"]
+    assert result.parts[1].text == "Ferns in stock"
+    assert [str(d) for d in result.downgrades] == [f"caption → text: {reason}"]
+
+
 def test_long_text_is_split_within_the_limit() -> None:
     result = plan(content({"type": "text", "text": "word " * 400}), TEXT_ONLY)
     assert len(result.parts) == 2 and all(len(p.text) <= 1600 for p in result.parts)

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from adapters.base import PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
+from adapters.meta import MILLIS_FROM, meta_time
 from gateway.cli import main
 from tests.tables import check_parse, parsed_events
 
@@ -84,6 +86,26 @@ def test_a_read_receipt_with_a_later_watermark_is_a_new_event() -> None:
     first = make_adapter().dedupe_key(json.dumps(payload).encode())
     payload["entry"][0]["messaging"][0]["read"]["watermark"] += 1
     assert make_adapter().dedupe_key(json.dumps(payload).encode()) != first
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (MILLIS_FROM - 1, "5138-11-16T09:46:39+00:00"),  # the largest value read as seconds
+        (MILLIS_FROM, "1973-03-03T09:46:40+00:00"),  # the smallest read as milliseconds
+        (1458692752478, "2016-03-23T00:25:52.478000+00:00"),  # messaging_referrals' example
+        ("1527459824", "2018-05-27T22:23:44+00:00"),  # messaging_postbacks': seconds, a string
+        ("1527459824123", "2018-05-27T22:23:44.123000+00:00"),
+    ],
+)
+def test_meta_times_in_seconds_or_milliseconds(value: int | str, expected: str) -> None:
+    assert meta_time(value).isoformat() == expected
+
+
+@pytest.mark.parametrize("value", [None, "soon", 1.5e300])
+def test_unreadable_meta_time_is_a_payload_error(value: object) -> None:
+    with pytest.raises(PayloadError, match="timestamp"):
+        meta_time(value)
 
 
 def test_echo_is_never_a_user_message() -> None:

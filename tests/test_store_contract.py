@@ -201,14 +201,19 @@ async def test_opt_out_and_opt_in_are_remembered(store: Store) -> None:
     assert (await store.get_contact("sms", "+14155550100")).unsubscribed_at is None
     row = await store.append_inbox("sms", "stop", "u", "{}", b"STOP", NOW)
     assert row
-    await store.record_inbound(row, [(subscription("unsubscribed", "STOP"), "SM1")], targets, NOW)
+    stop = subscription("unsubscribed", "STOP")
+    await store.record_inbound(row, [(stop, "SM1")], targets, NOW)
     contact = await store.get_contact("sms", "+14155550100")
-    assert contact.unsubscribed_at == NOW and contact.unsubscribe_reason == "STOP"
+    # Opted out when they sent STOP, not when the gateway read it.
+    assert contact.unsubscribed_at == stop.timestamp.timestamp()
+    assert contact.unsubscribe_reason == "STOP"
     # HELP changes nothing; a redelivered STOP is deduped and changes nothing either.
     row = await store.append_inbox("sms", "help", "u", "{}", b"HELP", NOW + 1)
     assert row
     await store.record_inbound(row, [(subscription("help", "HELP"), "SM2")], targets, NOW + 1)
-    assert (await store.get_contact("sms", "+14155550100")).unsubscribed_at == NOW
+    assert (
+        await store.get_contact("sms", "+14155550100")
+    ).unsubscribed_at == contact.unsubscribed_at
     row = await store.append_inbox("sms", "start", "u", "{}", b"START", NOW + 2)
     assert row
     await store.record_inbound(

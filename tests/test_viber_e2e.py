@@ -120,7 +120,7 @@ async def test_outbound_message_then_delivered_and_seen_for_the_right_message(
     assert_no_secrets(stack.logs.getvalue(), stack.secrets())
 
 
-async def test_after_unsubscribed_a_send_fails_fast_without_reaching_viber(
+async def test_after_unsubscribed_sends_fail_fast_until_the_user_writes_again(
     stack: Any, simulator: ViberSimulator, backend: BackendRecorder
 ) -> None:
     await simulator.send_inbound_text(USER, "hi")
@@ -137,25 +137,43 @@ async def test_after_unsubscribed_a_send_fails_fast_without_reaching_viber(
     assert "unsubscribed" in result["error"]["title"]
     assert simulator.requests == []  # nothing reached Viber
 
+    await simulator.send_inbound_text(USER, "I'm back")  # writing subscribes them again
+    await backend.wait_for(lambda ev: len(backend.of_type("message")) == 2)
+    reply = await submit(stack, {"type": "text", "text": "Welcome back!"})
+    await backend.wait_for(lambda ev: "sent" in states(ev, reply))
+    assert [s["body"]["text"] for s in simulator.sent] == ["Welcome back!"]
+    assert (await stack.store.get_contact("vb-main", USER)).unsubscribed_at is None
 
-async def test_status_6_remembers_the_recipient_as_unsubscribed(
+
+async def test_status_6_fails_that_send_only(
     stack: Any, simulator: ViberSimulator, backend: BackendRecorder
 ) -> None:
+    # Not subscribed yet is not an opt-out: each send is tried, and says why it failed.
     simulator.add_user("gone==", subscribed=False)
-    first = await submit(stack, {"type": "text", "text": "hello"}, to="gone==")
-    await backend.wait_for(lambda ev: "failed" in states(ev, first))
-    result = await view(stack, first)
-    assert result["state"] == "failed"
-    assert (result["error"]["code"], result["error"]["title"]) == ("6", "receiverNotSubscribed")
+    for attempt, text in enumerate(["hello", "hello again"], start=1):
+        message_id = await submit(stack, {"type": "text", "text": text}, to="gone==")
+        await backend.wait_for(lambda ev, m=message_id: "failed" in states(ev, m))
+        error = (await view(stack, message_id))["error"]
+        assert error["code"] == "6"
+        assert error["title"].startswith("receiverNotSubscribed: not on Viber or not subscribed")
+        assert len(simulator.requests) == attempt  # both reached Viber
     contact = await stack.store.get_contact("vb-main", "gone==")
-    assert contact.unsubscribed_at is not None
-    assert contact.unsubscribe_reason == "6: receiverNotSubscribed"
-    assert len(simulator.requests) == 1
+    assert contact.unsubscribed_at is None and contact.unsubscribe_reason is None
 
-    second = await submit(stack, {"type": "text", "text": "hello again"}, to="gone==")
-    await backend.wait_for(lambda ev: "failed" in states(ev, second))
-    assert (await view(stack, second))["error"]["code"] == "unsubscribed"
-    assert len(simulator.requests) == 1  # the second send never left the gateway
+
+async def test_refused_with_5_then_the_user_writes_and_the_reply_is_sent(
+    stack: Any, simulator: ViberSimulator, backend: BackendRecorder
+) -> None:
+    first = await submit(stack, {"type": "text", "text": "Your order shipped"}, to="new==")
+    await backend.wait_for(lambda ev: "failed" in states(ev, first))
+    assert (await view(stack, first))["error"]["code"] == "5"  # Viber does not know them yet
+
+    await simulator.send_inbound_text("new==", "hi, any news on my order?")  # subscribes them
+    await backend.wait_for(lambda ev: any(e["type"] == "message" for e in ev))
+    reply = await submit(stack, {"type": "text", "text": "Yes: it shipped today"}, to="new==")
+    await backend.wait_for(lambda ev: "sent" in states(ev, reply))
+    assert simulator.sent[-1]["body"]["receiver"] == "new=="
+    assert simulator.sent[-1]["body"]["text"] == "Yes: it shipped today"
 
 
 async def test_rate_limited_send_is_retried(

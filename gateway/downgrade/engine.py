@@ -57,6 +57,8 @@ from gateway.schema.content import Content as AnyContent
 from gateway.text import split_text
 
 ELLIPSIS = "…"
+# Media kinds as a reason names them ("messenger images have no caption").
+_PLURALS = {"audio": "audio messages"}
 
 
 class Downgrade(NamedTuple):  # a tuple: recorded for every card of a carousel downgraded
@@ -183,7 +185,7 @@ class Builder:
         media, caption = content.media, content.caption
         if content.type in self.profile.media:
             if caption and len(caption) > self.profile.caption_max:
-                self.note("caption", "text", f"longer than {self.profile.caption_max} characters")
+                self.note("caption", "text", self.caption_reason(content.type))
                 self.result.parts.append(
                     content.model_copy(update={"caption": None, "quick_replies": []})
                 )
@@ -197,6 +199,12 @@ class Builder:
             )
         self.note(content.type, "text_link", f"{self.channel} cannot send {content.type}")
         self.text("\n".join(p for p in (caption, media.url) if p))
+
+    def caption_reason(self, kind: str) -> str:
+        limit = self.profile.caption_max
+        if limit == 0:  # the channel's media carry no caption at all (Messenger)
+            return f"{self.channel} {_PLURALS.get(kind, kind + 's')} have no caption"
+        return f"longer than {limit} characters"
 
     def location(self, content: LocationContent) -> None:
         if self.profile.location:

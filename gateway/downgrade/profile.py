@@ -86,7 +86,7 @@ class Profile:
     list: ListProfile | None = None
     carousel: CarouselProfile | None = None
     location_request: bool = False  # a native "send your location" prompt
-    caption_max: int = 1024
+    caption_max: int = 1024  # 0: media carry no caption; it goes as a text of its own
     templates: bool = False
     window_hours: float | None = None  # free-form messages only this long after the user's last
     messages_per_request: int = 1

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
@@ -30,12 +31,15 @@ def optional_float(value: Any) -> float | None:
     return float(value) if value is not None else None
 
 
-def set_subscription(tx: Tx, channel_id: str, user_id: str, reason: str | None, now: float) -> None:
+def set_subscription(
+    tx: Tx, channel_id: str, user_id: str, reason: str | None, now: float, at: float | None = None
+) -> None:
+    """Opt the user out (`reason`) or back in (None); `at`: when they did (default `now`)."""
     _touch_contact(tx, channel_id, user_id, now)
     tx.execute(
         "UPDATE contacts SET unsubscribed_at = ?, unsubscribe_reason = ?"
         " WHERE channel_id = ? AND user_id = ?",
-        (now if reason is not None else None, reason, channel_id, user_id),
+        ((now if at is None else at) if reason is not None else None, reason, channel_id, user_id),
     )
 
 
@@ -388,14 +392,25 @@ def _answer_choice(tx: Tx, prepared: PreparedEvent, now: float) -> PreparedEvent
 
 def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:
     """What a new inbound event says about its sender: consent and a reply token."""
-    if event.type == "subscription" and event.subscription and event.sender:
-        state = event.subscription.state
-        if state != "help":
-            reason = (
-                (event.subscription.keyword or "unsubscribed") if state == "unsubscribed" else None
-            )
-            set_subscription(tx, event.channel.id, event.sender.id, reason, now)
+    change = consent_change(event)
+    if change is not None and event.sender is not None:
+        at = event.timestamp.timestamp()
+        if change.opted_out:
+            set_subscription(tx, event.channel.id, event.sender.id, change.reason, now, at)
+        else:
+            _clear_opt_out(tx, event.channel.id, event.sender.id, at)
     _keep_reply_token(tx, event, now)
+
+
+def _clear_opt_out(tx: Tx, channel_id: str, user_id: str, at: float) -> None:
+    """End an opt-out made before `at`: a message that reaches us late (a provider's retry)
+    but was written before the user opted out does not undo it. One keyed UPDATE, run for
+    most user messages: no contact row means no opt-out to end."""
+    tx.execute(
+        "UPDATE contacts SET unsubscribed_at = NULL, unsubscribe_reason = NULL"
+        " WHERE channel_id = ? AND user_id = ? AND unsubscribed_at <= ?",
+        (channel_id, user_id, at),
+    )
 
 
 def _store_inbound(
