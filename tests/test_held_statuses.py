@@ -142,6 +142,19 @@ async def test_a_part_reported_while_the_rest_waits_for_a_retry_stays_held(store
     assert states(emitted) == [("sent", "msg_1"), ("delivered", "msg_1")]
 
 
+async def test_a_part_reported_after_its_retry_was_recorded_is_held_too(store: Store) -> None:
+    """The parts accepted before a retry are recorded with it; a report on one of them must
+    not move the message on while the rest wait to be sent."""
+    await store.create_message(new_message("msg_1"), NOW)
+    [send] = await store.claim_outbox("send", 1, NOW, 30)
+    await store.record_send_retry(send.id, "msg_1", "wa", ["SM1"], NOW + 1, "20429: x", NOW)
+    assert await status_arrives(store, "SM1", "delivered") == []
+    record = await store.get_message("msg_1")
+    assert record and record.state == "queued"
+    emitted = await send_recorded(store, "msg_1", ["SM1", "SM2"], at=NOW + 2)
+    assert states(emitted) == [("sent", "msg_1"), ("delivered", "msg_1")]
+
+
 async def test_a_status_without_a_provider_id_is_not_held(store: Store) -> None:
     """Nothing could ever match it: it goes at once, as before."""
     row = await store.append_inbox("wa", "s", "u", "{}", b"s", NOW)

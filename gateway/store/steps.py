@@ -405,10 +405,12 @@ def _store_inbound(
         if event.status.watermark is not None and event.status.external_id is None:
             return _apply_watermark(tx, prepared, targets_for, now)
         sent = sent_message(tx, event)
-        if sent is None and event.status.external_id is not None:
+        if event.status.external_id is not None and (sent is None or sent.state == "queued"):
             # Not (yet) ours: our send may still be waiting for the provider's answer (a long
-            # SMS goes as several messages, each reported on before the last is accepted).
-            # Held, it reaches the backends once the send is recorded (gateway/store/held.py).
+            # SMS goes as several messages, each reported on before the last is accepted). Or
+            # a part of ours whose message waits for a retry of the rest: applied, it would
+            # move the message on from `queued`, and the retry would send nothing. Held, it
+            # reaches the backends once the send is recorded (gateway/store/held.py).
             insert_event(tx, event, prepared.dedupe_key, now, held=True)
             return []
         if sent is not None:
