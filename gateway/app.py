@@ -19,6 +19,7 @@ from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
+from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Background
@@ -110,6 +111,8 @@ class Gateway:
         self.normaliser.listeners.append(self.delivery)
         self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
         self.dispatcher.listeners.append(self.delivery)
+        self.held_statuses = HeldStatuses(self.store, self.targets_for, policy.status_hold_seconds)
+        self.held_statuses.listeners.append(self.delivery)
         self.retention = Retention(
             self.store,
             config.storage.retention,
@@ -121,6 +124,7 @@ class Gateway:
             self.normaliser,
             self.dispatcher,
             self.delivery,
+            self.held_statuses,
             self.retention,
         ]
 

@@ -129,6 +129,11 @@ class DeliveryConfig(_Section):
     # Sends in flight per channel: each channel (and each backend) works in a lane of its own.
     send_concurrency: int = Field(default=16, ge=1)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # A provider status matching no send of ours waits this long for the send to be recorded
+    # (gateway/store/held.py), then goes to the backends without a message id. Longer than a
+    # send's lease (pipeline/dispatcher.py, 120 s): a send taking longer is taken for lost and
+    # sent again under new provider ids, so its first ids are never recorded.
+    status_hold_seconds: float = Field(default=300.0, gt=0)
 
 
 class ConversationsConfig(_Section):

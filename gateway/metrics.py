@@ -15,6 +15,11 @@ SENDS = Counter("gateway_sends_total", "Provider send attempts by outcome", ["ch
 BACKEND_DELIVERIES = Counter(
     "gateway_backend_deliveries_total", "Backend webhook posts by outcome", ["backend", "outcome"]
 )
+UNMATCHED_STATUSES = Counter(
+    "gateway_unmatched_statuses_total",
+    "Provider statuses that matched no message of this gateway after delivery.status_hold_seconds",
+    ["channel"],
+)
 PROVIDER_LATENCY = Histogram(
     "gateway_provider_request_seconds", "Provider send API latency", ["channel"]
 )

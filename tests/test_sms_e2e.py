@@ -14,7 +14,14 @@ import pytest
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.sms import TwilioSimulator, sign
 
-from .conftest import API_KEY, assert_no_secrets, base_config, config_from, with_backend
+from .conftest import (
+    API_KEY,
+    assert_no_secrets,
+    base_config,
+    config_from,
+    inbox_settled,
+    with_backend,
+)
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PUBLIC = "https://sms.example.com"
@@ -51,7 +58,18 @@ async def simulator() -> AsyncIterator[TwilioSimulator]:
 async def stack(
     tmp_path: Path, start_gateway: Any, simulator: TwilioSimulator, backend: BackendRecorder
 ) -> Any:
+    return await start_stack(tmp_path, start_gateway, simulator, backend)
+
+
+async def start_stack(
+    tmp_path: Path,
+    start_gateway: Any,
+    simulator: TwilioSimulator,
+    backend: BackendRecorder,
+    **delivery: float,
+) -> Any:
     data = with_backend(base_config(tmp_path, public_url=PUBLIC), backend)
+    data["delivery"] |= delivery
     data["channels"] = [
         sms_channel("sms-main", simulator.base_url),
         sms_channel("sms-other", simulator.base_url, OTHER_TOKEN),
@@ -262,3 +280,50 @@ async def test_21610_from_twilio_marks_the_recipient_unsubscribed(
     assert result["error"]["code"] == "unsubscribed"
     assert "21610" in result["error"]["title"]
     assert len(simulator.requests) == 1  # no second provider call
+
+
+async def test_callbacks_before_the_answer_reach_the_backend_naming_the_message(
+    stack: Any, simulator: TwilioSimulator, backend: BackendRecorder
+) -> None:
+    """A text over 1,600 characters goes as several messages; Twilio reports each one, here
+    before answering its send, while the gateway records the send once all are accepted."""
+    simulator.statuses_before_answer = True
+    text = "Your order has shipped and will arrive tomorrow between 9 and 12. " * 40
+    message_id = await post_message(stack, USER, {"type": "text", "text": text})
+    await backend.wait_for(lambda ev: "delivered" in states_of(message_id, ev))
+    parts = [s["sid"] for s in simulator.sent]
+    assert len(parts) >= 2
+    assert {c["params"]["MessageSid"] for c in simulator.callbacks} == set(parts)
+    await inbox_settled(stack)
+    statuses = [e["status"] for e in backend.events if e["type"] == "status"]
+    assert [(s["state"], s.get("message_id")) for s in statuses] == [
+        ("sent", message_id),
+        ("delivered", message_id),
+    ]
+    # The callbacks kept (those that moved the message on, or were held) all name it.
+    reported = await stack.store.db.run(
+        lambda tx: tx.all(
+            "SELECT external_id, message_id, held_since FROM events"
+            " WHERE type = 'status' AND raw_id IS NOT NULL"
+        )
+    )
+    assert (parts[0], message_id, None) in reported
+    assert {(m, held) for _sid, m, held in reported} == {(message_id, None)}
+    result = await view(stack, message_id)
+    assert result["state"] == "delivered" and result["external_ids"] == parts
+
+
+async def test_statuses_of_a_message_sent_elsewhere_go_without_a_message_id_after_the_hold(
+    tmp_path: Path, start_gateway: Any, simulator: TwilioSimulator, backend: BackendRecorder
+) -> None:
+    gw = await start_stack(tmp_path, start_gateway, simulator, backend, status_hold_seconds=0.4)
+    sid = await simulator.report_foreign_send(USER)
+    await inbox_settled(gw)
+    assert backend.events == []  # held: it might yet be ours
+    events = await backend.wait_for(lambda ev: len(ev) >= 2)
+    assert [(e["status"]["state"], e["external_id"]) for e in events] == [
+        ("sent", sid),
+        ("delivered", sid),
+    ]
+    assert all("message_id" not in e["status"] for e in events)
+    assert '"status_unmatched"' in gw.logs.getvalue()

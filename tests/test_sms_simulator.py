@@ -139,6 +139,32 @@ async def test_send_answers_a_message_resource_then_signed_callbacks(
     assert [c["status"] for c in sim.callbacks] == [200, 200]
 
 
+async def test_callbacks_can_arrive_before_the_answer(
+    sim: TwilioSimulator, receiver: Receiver
+) -> None:
+    sim.statuses_before_answer = True
+    callback = f"{PUBLIC}/webhooks/sms-main"
+    _, _, answer = await send(sim, text(StatusCallback=callback))
+    # No drain: both were acknowledged before the send was answered.
+    assert [form["MessageSid"][0] for _, _, form in receiver.received] == [answer["sid"]] * 2
+    assert [form["MessageStatus"][0] for _, _, form in receiver.received] == ["sent", "delivered"]
+
+
+async def test_a_message_sent_elsewhere_reports_to_the_webhook(
+    sim: TwilioSimulator, receiver: Receiver
+) -> None:
+    sid = await sim.report_foreign_send(USER)
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sid) and sid not in {s["sid"] for s in sim.sent}
+    assert [path for path, _, _ in receiver.received] == ["/webhooks/sms-main"] * 2
+    assert all(receiver.signed_for(f"{PUBLIC}/webhooks/sms-main", i) for i in range(2))
+    forms = [form for _, _, form in receiver.received]
+    assert [(f["MessageSid"][0], f["MessageStatus"][0]) for f in forms] == [
+        (sid, "sent"),
+        (sid, "delivered"),
+    ]
+    assert {f["MessagingServiceSid"][0] for f in forms} == {sim.messaging_service_sid}
+
+
 async def test_messaging_service_send_is_accepted_and_mms_counts_media(
     sim: TwilioSimulator,
 ) -> None:

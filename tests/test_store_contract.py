@@ -123,33 +123,6 @@ async def test_status_never_moves_backwards(store: Store) -> None:
     assert [h[1] for h in record.history] == ["queued", "sent", "read", "ignored:delivered"]
 
 
-async def test_status_arriving_before_send_commit_is_adopted(store: Store) -> None:
-    await store.create_message(new_message("msg_1"), NOW)
-    row = await store.append_inbox("wa", "s", "u", "{}", b"s", NOW)
-    assert row
-    [orphan] = await store.record_inbound(
-        row, [(status("wamid.fast", "delivered"), "status:d")], targets, NOW
-    )
-    assert orphan.status and orphan.status.message_id is None
-    [send] = await store.claim_outbox("send", 1, NOW, 30)
-    emitted = await store.record_sent(
-        send.id,
-        "msg_1",
-        "wa",
-        ["wamid.fast"],
-        None,
-        status("wamid.fast", "sent", None),
-        targets,
-        NOW,
-    )
-    assert [(e.status.state, e.status.message_id) for e in emitted if e.status] == [
-        ("sent", None),
-        ("delivered", "msg_1"),
-    ]
-    record = await store.get_message("msg_1")
-    assert record and record.state == "delivered"
-
-
 async def test_retry_dead_letter_and_replay(store: Store) -> None:
     await store.create_message(new_message("msg_1"), NOW)
     [send] = await store.claim_outbox("send", 1, NOW, 30)

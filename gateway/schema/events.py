@@ -86,7 +86,12 @@ class Postback(Model):
 
 class Status(Model):
     message_id: str | None = Field(
-        default=None, description="Gateway message id, when the status is for a message we sent."
+        default=None,
+        description=(
+            "Gateway message id. Absent only on a status for a message the gateway did not send"
+            " (sent from another tool on the same number), which is held back"
+            " `delivery.status_hold_seconds` first in case its send is still being recorded."
+        ),
     )
     external_id: str | None = Field(
         default=None, description="The provider's message id (absent if the send never reached it)."

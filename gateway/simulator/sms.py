@@ -123,6 +123,7 @@ class TwilioSimulator(SimulatorServer):
         auto_statuses: tuple[str, ...] = ("sent", "delivered"),
         status_delay: float = 0.05,
         advanced_opt_out: bool = False,
+        statuses_before_answer: bool = False,
     ) -> None:
         super().__init__()
         self.account_sid, self.auth_token = account_sid, auth_token
@@ -131,6 +132,9 @@ class TwilioSimulator(SimulatorServer):
         # No callback is sent for the initial status (queued/accepted): Twilio's guide above.
         self.auto_statuses, self.status_delay = auto_statuses, status_delay
         self.advanced_opt_out = advanced_opt_out  # adds OptOutType to keyword messages
+        # Callbacks are asynchronous to the API's answer, which a slow network can hold up
+        # past them: when set, each send's callbacks are delivered (and acknowledged) first.
+        self.statuses_before_answer = statuses_before_answer
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"sid", "params", "response"}
         self.requests: list[RecordedRequest] = []  # every send request, accepted or not
         self.callbacks: list[dict[str, Any]] = []  # status callbacks: {"url", "params", "status"}
@@ -226,7 +230,11 @@ class TwilioSimulator(SimulatorServer):
         self.sent.append({"sid": sid, "params": params, "response": resource})
         callback = params.get("StatusCallback", [None])[0]
         if callback:
-            self._spawn(self._post_statuses(callback, sid, to, sender, service))
+            posting = self._post_statuses(callback, sid, to, sender, service)
+            if self.statuses_before_answer:
+                await posting
+            else:
+                self._spawn(posting)
         return web.json_response(resource, status=201)
 
     def _authorised(self, request: web.Request) -> bool:
@@ -367,6 +375,16 @@ class TwilioSimulator(SimulatorServer):
         self.webhooks.append(
             {"params": params, "status": status, "content_type": content_type, "body": text}
         )
+        return sid
+
+    async def report_foreign_send(self, to: str) -> str:
+        """A message sent on this number from elsewhere (the console, another tool) whose
+        statuses reach the webhook URL, as a Messaging Service's status callback does; its sid."""
+        if not self.webhook_url:
+            raise RuntimeError("report_foreign_send needs a webhook_url")
+        sid = new_sid("SM")
+        signed = self.public_url or self.webhook_url
+        await self._post_statuses(signed, sid, to, self.phone_number, self.messaging_service_sid)
         return sid
 
     async def _post_statuses(

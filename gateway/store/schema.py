@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     UNIQUE (channel_id, dedupe_key)
 );
--- Only statuses that arrived before their send committed are ever looked up this way.
+-- Only statuses that arrived before their send was recorded are ever looked up this way.
 CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id)
     WHERE type = 'status' AND message_id IS NULL;
 -- Retention (store/retention.py) finds old events and messages through these.
@@ -192,6 +192,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("contacts", "reply_token_at", "{real}"),
     ("messages", "options", "TEXT"),
     ("outbox", "recipient", "TEXT"),  # a send's recipient: whose line it stands in
+    # When a status matching none of our sends was held back from the backends (steps.hold).
+    ("events", "held_since", "{real}"),
 )
 
 # Indexes on added columns: created once the migrations have added them.
@@ -201,6 +203,8 @@ _LATE_DDL = """
 CREATE INDEX IF NOT EXISTS outbox_recipient_line
     ON outbox ({line_columns}target, recipient, id, next_attempt_at)
     WHERE kind = 'send' AND status = 'pending';
+-- Statuses held until their send is recorded (a handful, for seconds): the sweep's way in.
+CREATE INDEX IF NOT EXISTS events_held ON events (held_since) WHERE held_since IS NOT NULL;
 """
 # The WHERE fixes kind and status; each planner wants them told differently. SQLite, which has
 # no statistics here (no ANALYZE), counts equal columns, and without these two preferred

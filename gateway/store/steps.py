@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
@@ -166,15 +166,22 @@ def finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
 
 _INSERT_EVENT = (
     "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id, raw_id,"
-    " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, body, held_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id"
 )
 
 
 def insert_event(
-    tx: Tx, event: Event, dedupe_key: str, now: float, body: str | None = None
+    tx: Tx,
+    event: Event,
+    dedupe_key: str,
+    now: float,
+    body: str | None = None,
+    *,
+    held: bool = False,
 ) -> bool:
-    """Store `event` unless its key was seen: True when stored."""
+    """Store `event` unless its key was seen: True when stored. A `held` one is kept back from
+    the backends until its send is recorded (gateway/store/held.py)."""
     message_id = event.status.message_id if event.status else None
     params = (
         event.id,
@@ -186,6 +193,7 @@ def insert_event(
         event.raw_id,
         now,
         body or event.model_dump_json(exclude_none=True),
+        now if held else None,
     )
     if tx.one(_INSERT_EVENT, params) is not None:
         return True
@@ -421,10 +429,21 @@ def _store_inbound(
         assert event.status is not None
         if event.status.watermark is not None and event.status.external_id is None:
             return _apply_watermark(tx, prepared, targets_for, now)
-        routed = _route_status(tx, event, now)
-        if routed is None:
+        sent = sent_message(tx, event)
+        if event.status.external_id is not None and (sent is None or sent.state == "queued"):
+            # Not (yet) ours: our send may still be waiting for the provider's answer (a long
+            # SMS goes as several messages, each reported on before the last is accepted). Or
+            # a part of ours whose message waits for a retry of the rest: applied, it would
+            # move the message on from `queued`, and the retry would send nothing. Held, it
+            # reaches the backends once the send is recorded (gateway/store/held.py).
+            insert_event(tx, event, prepared.dedupe_key, now, held=True)
             return []
-        event, body = routed, routed.model_dump_json(exclude_none=True)
+        if sent is not None:
+            routed = route_status(tx, event, sent, now)
+            if routed is None:
+                return []
+            event = routed
+        body = event.model_dump_json(exclude_none=True)
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []
     enqueue_webhooks(tx, event, targets_for, now)
@@ -476,24 +495,37 @@ def _apply_watermark(
     return emitted
 
 
-def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
+class SentMessage(NamedTuple):
+    """Our message a provider id belongs to."""
+
+    id: str
+    conversation_id: str | None
+    state: str
+
+
+def sent_message(tx: Tx, event: Event) -> SentMessage | None:
+    """The message of ours whose send the provider gave the status's external id, if recorded."""
     assert event.status is not None
     row = tx.one(
-        "SELECT p.message_id, m.conversation_id FROM message_parts p"
+        "SELECT p.message_id, m.conversation_id, m.state FROM message_parts p"
         " JOIN messages m ON m.id = p.message_id WHERE p.channel_id = ? AND p.external_id = ?",
         (event.channel.id, event.status.external_id),
     )
-    if row is None:
-        return event  # not (yet) ours: kept with no message id, adopted if our send commits later
-    message_id, conversation_id = row
+    return SentMessage(*row) if row is not None else None
+
+
+def route_status(tx: Tx, event: Event, sent: SentMessage, now: float) -> Event | None:
+    """Apply a status to our message `sent`: the event naming it, or None when it changes
+    nothing (stale, or the state already recorded)."""
+    assert event.status is not None
     error = event.status.error.model_dump() if event.status.error else None
     detail = (
         f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
     )
-    if not advance(tx, message_id, event.status.state, error, detail, now):
+    if not advance(tx, sent.id, event.status.state, error, detail, now):
         return None
-    status = event.status.model_copy(update={"message_id": message_id})
-    return event.model_copy(update={"status": status, "conversation_id": conversation_id})
+    status = event.status.model_copy(update={"message_id": sent.id})
+    return event.model_copy(update={"status": status, "conversation_id": sent.conversation_id})
 
 
 def advance(
@@ -519,28 +551,3 @@ def advance(
     )
     history(tx, message_id, now, state, detail)
     return True
-
-
-def adopt_orphan_statuses(
-    tx: Tx, channel_id: str, external_ids: Sequence[str], targets_for: TargetsFor, now: float
-) -> list[Event]:
-    """Provider statuses that arrived before our send committed: apply and re-emit them."""
-    if not external_ids:
-        return []
-    rows = tx.all(
-        "SELECT body FROM events WHERE type = 'status' AND message_id IS NULL AND raw_id IS NOT NULL"
-        " AND channel_id = ?"
-        " AND external_id IN " + in_list(external_ids) + " ORDER BY created_at",
-        (channel_id, *external_ids),
-    )
-    emitted = []
-    for (body,) in rows:
-        orphan = Event.model_validate_json(body)
-        adopted = _route_status(tx, orphan, now)
-        if adopted is None:
-            continue
-        adopted = adopted.model_copy(update={"id": new_id("evt")})
-        if insert_event(tx, adopted, f"adopted:{orphan.id}", now):
-            enqueue_webhooks(tx, adopted, targets_for, now)
-            emitted.append(adopted)
-    return emitted

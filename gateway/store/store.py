@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.downgrade.choices import Choice
 from gateway.schema import Event
-from gateway.store import forms, retention, steps, users
+from gateway.store import forms, held, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -346,7 +346,8 @@ class Store:
         targets_for: TargetsFor,
         now: float,
     ) -> list[Event]:
-        """Mark a message sent; apply statuses that raced ahead of this commit. Returns events."""
+        """Mark a message sent; deliver the statuses held for it (store/held.py), which raced
+        ahead of this commit. Returns the events queued for the backends."""
 
         def op(tx: Tx) -> list[Event]:
             steps.record_parts(tx, channel_id, message_id, external_ids)
@@ -356,10 +357,17 @@ class Store:
                 steps.insert_event(tx, status_event, f"gw:{message_id}:sent", now)
                 steps.enqueue_webhooks(tx, status_event, targets_for, now)
                 emitted.append(status_event)
-            emitted += steps.adopt_orphan_statuses(tx, channel_id, external_ids, targets_for, now)
+            emitted += held.resolve(tx, channel_id, external_ids, targets_for, now)
             return emitted
 
         return await self.db.run(op)
+
+    async def settle_held_statuses(
+        self, cutoff: float, limit: int, targets_for: TargetsFor, now: float
+    ) -> held.Settled:
+        """Deliver held statuses whose message is recorded now, and those held since before
+        `cutoff` that match no message of ours (without a message id). See store/held.py."""
+        return await self.db.run(lambda tx: held.sweep(tx, cutoff, limit, targets_for, now))
 
     async def record_send_failed(
         self,
