@@ -39,6 +39,7 @@ log = get_logger("gateway.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY_NAME = web.RequestKey("api_key_name", str)
+READS_ALL = web.RequestKey("reads_all", bool)  # the key may read other keys' messages
 
 
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -100,6 +101,7 @@ class Api:
         self.store = store
         self.adapters = adapters
         self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
+        self._reads_all = {k.name for k in api_keys if "read_all" in k.scopes}
         self.on_queued = on_queued
 
     def authenticated(self, handler: Handler) -> Handler:
@@ -118,6 +120,7 @@ class Api:
             if name is None:
                 return error(401, "unauthorized", "unknown API key")
             request[API_KEY_NAME] = name
+            request[READS_ALL] = name in self._reads_all
             try:
                 return await handler(request)
             except web.HTTPException:
@@ -199,7 +202,9 @@ class Api:
         )
 
     async def get(self, request: web.Request) -> web.Response:
-        record = await self.store.get_message(request.match_info["message_id"])
+        # Another client's message is answered like a missing one: its existence is not told.
+        owner = None if request[READS_ALL] else request[API_KEY_NAME]
+        record = await self.store.get_message(request.match_info["message_id"], created_by=owner)
         if record is None:
             return error(404, "not_found", "no message with this id")
         view = MessageView(

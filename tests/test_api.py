@@ -147,6 +147,46 @@ async def test_accepted_message_is_queued_and_viewable(gw: Any) -> None:
     assert missing.status_code == 404
 
 
+OTHER_KEY = "billing-api-key-abcdefgh"
+ADMIN_KEY = "console-api-key-ijklmnop"
+
+
+async def test_a_key_reads_only_its_own_messages_unless_it_reads_all(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    keys = [
+        {"name": "orders", "key": API_KEY},
+        {"name": "billing", "key": OTHER_KEY},
+        {"name": "console", "key": ADMIN_KEY, "scopes": ["read_all"]},
+    ]
+    gw = await start_gateway(config_from(base_config(tmp_path, api_keys=keys)))
+    ids = [
+        (await post(gw, TEXT, {"Authorization": f"Bearer {k}"})).json()["id"]
+        for k in (API_KEY, OTHER_KEY)
+    ]
+
+    async def status(key: str, message_id: str) -> int:
+        async with httpx.AsyncClient() as client:
+            url = f"{gw.url}/v1/messages/{message_id}"
+            return (await client.get(url, headers={"Authorization": f"Bearer {key}"})).status_code
+
+    assert [await status(API_KEY, i) for i in ids] == [200, 404]
+    assert [await status(OTHER_KEY, i) for i in ids] == [404, 200]
+    assert [await status(ADMIN_KEY, i) for i in ids] == [200, 200]
+    other = (await status(API_KEY, ids[1]), await status(API_KEY, "msg_never_was"))
+    assert other == (404, 404)  # another client's message looks like none at all
+
+
+async def test_idempotency_keys_stay_per_api_key(tmp_path: Path, start_gateway: Any) -> None:
+    keys = [{"name": "orders", "key": API_KEY}, {"name": "billing", "key": OTHER_KEY}]
+    gw = await start_gateway(config_from(base_config(tmp_path, api_keys=keys)))
+    same = {"Idempotency-Key": "order-1234-ready"}
+    first = await post(gw, TEXT, {**AUTH, **same})
+    second = await post(gw, TEXT, {"Authorization": f"Bearer {OTHER_KEY}", **same})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] != second.json()["id"]
+
+
 async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
     headers = {**AUTH, "Idempotency-Key": "order-1234-ready"}
     first = await post(gw, TEXT, headers)
@@ -163,7 +203,7 @@ async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
 async def test_a_store_failure_is_503_not_a_crash(
     gw: Any, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    async def failing(*_args: Any) -> None:
+    async def failing(*_args: Any, **_kwargs: Any) -> None:
         raise OSError("disk I/O error")
 
     monkeypatch.setattr(gw.store, method, failing)
