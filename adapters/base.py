@@ -13,7 +13,7 @@ import email.utils
 import hashlib
 import hmac
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -206,6 +206,17 @@ class SendError(Exception):
     @property
     def retryable(self) -> bool:
         return self.category == "retry"
+
+    def redacted(self, redact: Callable[[str], str]) -> SendError:
+        """The same error with `redact` applied to its texts: a provider's may quote the
+        request it refused, an access token included."""
+        return SendError(
+            self.category,
+            redact(self.code),
+            redact(self.title),
+            retry_after=self.retry_after,
+            unsubscribed=self.unsubscribed,
+        )
 
 
 class PayloadError(ValueError):

@@ -19,7 +19,7 @@ from gateway.bodies import BodyReader, UnreadableBody
 from gateway.config import ApiKey
 from gateway.ids import new_id
 from gateway.ingress import error
-from gateway.logs import get_logger
+from gateway.logs import SecretRedactor, get_logger
 from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
     CONTENT_ADAPTER,
@@ -96,8 +96,11 @@ class Api:
         api_keys: list[ApiKey],
         on_queued: Callable[[str], None],  # a message waits on this channel
         bodies: BodyReader,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self.bodies = bodies
+        # Rows stored by releases that kept provider error text as it came, secrets and all.
+        self.redactor = redactor or SecretRedactor(())
         self.store = store
         self.adapters = adapters
         self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
@@ -213,13 +216,25 @@ class Api:
             content=CONTENT_ADAPTER.validate_json(record.content),
             state=record.state,
             external_ids=record.external_ids,
-            error=EventError.model_validate_json(record.error) if record.error else None,
+            error=self._error(record.error),
             conversation_id=record.conversation_id,
             options=SendOptions.model_validate_json(record.options) if record.options else None,
             metadata=json.loads(record.metadata) if record.metadata else None,
             created_at=_when(record.created_at),
-            history=[HistoryEntry(at=_when(at), state=s, detail=d) for at, s, d in record.history],
+            history=[
+                HistoryEntry(at=_when(at), state=s, detail=self.redactor.text(d) if d else d)
+                for at, s, d in record.history
+            ],
         )
         return web.Response(
             text=view.model_dump_json(exclude_none=True), content_type="application/json"
+        )
+
+    def _error(self, stored: str | None) -> EventError | None:
+        if not stored:
+            return None
+        error = EventError.model_validate_json(stored)
+        texts = {"code": error.code, "title": error.title, "detail": error.detail}
+        return error.model_copy(
+            update={k: self.redactor.text(v) for k, v in texts.items() if v is not None}
         )
