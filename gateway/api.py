@@ -32,6 +32,7 @@ from gateway.schema import (
     SendOptions,
 )
 from gateway.schema.errors import problems
+from gateway.schema.limits import API_INPUT
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 
 log = get_logger("gateway.api")
@@ -58,7 +59,7 @@ async def _body(
     except ValueError:  # UnicodeDecodeError and JSON nested too deeply included
         return error(400, "malformed_json", "the request body is not valid JSON")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=API_INPUT)  # with the bounds on API input
     except ValidationError as exc:
         return _invalid(what, problems(exc, data))
 

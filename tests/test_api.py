@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,137 @@ def test_store_errors_are_told_from_bugs() -> None:
     assert is_store_error(StoreUnavailable("store is closed"))
     assert not is_store_error(ValueError("a bug"))
     assert not is_store_error(KeyError("a bug"))
+
+
+def nested(depth: int) -> str:
+    """A JSON object `depth` levels deep, as text (json.dumps recurses: it cannot write one)."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def raw_message(content: str, metadata: str = "null") -> bytes:
+    to = '{"channel": "wa-main", "id": "16505551234"}'
+    return f'{{"to": {to}, "content": {content}, "metadata": {metadata}}}'.encode()
+
+
+TEXT_JSON = '{"type": "text", "text": "x"}'
+REPLY = {"type": "reply", "title": "A", "payload": "a"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "limit"),
+    [
+        (raw_message(TEXT_JSON, nested(17)), "metadata", "deeper than 16 levels"),
+        (raw_message(TEXT_JSON, nested(256)), "metadata", "deeper than 16 levels"),  # was a 500
+        (raw_message(TEXT_JSON, nested(1000)), "metadata", "deeper than 16 levels"),
+        (
+            raw_message(TEXT_JSON, json.dumps({"notes": "x" * 17_000})),
+            "metadata",
+            "at most 16,384 bytes",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x" * 14_001})),
+            "content.text",
+            "at most 14,000 characters",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x" * 1_000_000})),
+            "content.text",
+            "at most 14,000 characters",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x", "quick_replies": [REPLY] * 51})),
+            "content.quick_replies",
+            "at most 50 items",
+        ),
+        (
+            raw_message(
+                json.dumps({"type": "carousel", "items": [{"title": "t", "actions": [REPLY]}] * 31})
+            ),
+            "content.items",
+            "at most 30 items",
+        ),
+        (
+            raw_message(
+                json.dumps(
+                    {"type": "buttons", "text": "x", "actions": [{**REPLY, "payload": "p" * 1001}]}
+                )
+            ),
+            "content.actions[0].payload",
+            "at most 1,000 characters",
+        ),
+        (
+            raw_message(
+                '{"type": "template", "template": {"name": "n", "language": "en",'
+                f' "components": [{nested(900)}]}}}}'
+            ),
+            "content.template.components[0]",
+            "deeper than 16 levels",
+        ),
+        (
+            raw_message(f'{{"type": "form_response", "form_id": "f", "values": {nested(600)}}}'),
+            "content.values",
+            "deeper than 16 levels",
+        ),
+        (  # each field within its bound, too much in all: it planned for a second per channel
+            raw_message(
+                json.dumps(
+                    {
+                        "type": "buttons",
+                        "text": "x",
+                        "actions": [{**REPLY, "title": "t" * 600, "payload": "p" * 600}] * 50,
+                    }
+                )
+            ),
+            "content",
+            "at most 56,000 characters of JSON in all",
+        ),
+    ],
+    ids=[
+        "metadata 17 deep",
+        "metadata 256 deep",
+        "metadata 1000 deep",
+        "metadata 17 KB",
+        "text 14,001",
+        "text a million",
+        "51 quick replies",
+        "31 cards",
+        "payload 1,001",
+        "template component 900 deep",
+        "form answers 600 deep",
+        "content 60 KB",
+    ],
+)
+async def test_input_past_a_bound_is_422_naming_the_field_and_the_limit(
+    gw: Any, body: bytes, field: str, limit: str
+) -> None:
+    response = await post(gw, body)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["field"] == field and limit in problem["message"]
+
+
+async def test_input_at_the_bounds_is_accepted(gw: Any) -> None:
+    content = {"type": "text", "text": "x" * 14_000, "quick_replies": [REPLY] * 50}
+    metadata = json.loads(nested(16))
+    response = await post(gw, {**TEXT, "content": content, "metadata": metadata})
+    assert response.status_code == 202, response.text
+
+
+async def test_a_preview_past_a_bound_is_422_not_a_blocked_loop(gw: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/v1/preview",
+            json={"content": {"type": "text", "text": "x" * 1_000_000}},
+            headers=AUTH,
+        )
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "content.text"
+
+
+async def test_json_nested_past_any_parser_is_400_wherever_it_is(gw: Any) -> None:
+    for body in (
+        raw_message(TEXT_JSON, nested(5000)),
+        raw_message(f'{{"type": "form_response", "form_id": "f", "values": {nested(5000)}}}'),
+    ):
+        response = await post(gw, body)
+        assert response.status_code == 400 and response.json()["error"] == "malformed_json"
