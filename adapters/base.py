@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import hmac
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -322,6 +323,19 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+@dataclass(frozen=True)
+class AddressForm:
+    """What a recipient id on a channel looks like, which the API checks before it queues a
+    message: one the provider would refuse fails at once (422), not at the provider later."""
+
+    pattern: str  # a regular expression the whole id must match
+    expected: str  # the form in words, for the error: "an E.164 number such as +14155550100"
+    doc: str  # the provider's page that defines it
+
+    def accepts(self, address: str) -> bool:
+        return re.fullmatch(self.pattern, address) is not None  # compiled once, by re's cache
+
+
 class Adapter(abc.ABC):
     type: ClassVar[str]
     config_model: ClassVar[builtins.type[ChannelConfig]]
@@ -330,6 +344,8 @@ class Adapter(abc.ABC):
     # What the channel shows natively; the downgrade engine hands `render` nothing else.
     # An adapter that declares nothing is sent plain text only.
     capabilities: ClassVar[Profile | None] = None
+    # The recipient ids the provider sends to; None accepts any id.
+    address: ClassVar[AddressForm | None] = None
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

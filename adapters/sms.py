@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from adapters.base import (
     Adapter,
+    AddressForm,
     ChannelConfig,
     ErrorCategory,
     InboundRequest,
@@ -266,6 +267,11 @@ class SmsAdapter(Adapter):
     content_types = (FORM,)
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
+    address = AddressForm(
+        E164,
+        "an E.164 phone number: + and up to 15 digits, such as +14155550100",
+        "https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource",
+    )
     config: SmsConfig
 
     def __init__(self, config: ChannelConfig) -> None:

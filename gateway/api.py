@@ -156,6 +156,9 @@ class Api:
             return _invalid(
                 "the message", [("to.channel", f"unknown channel {message.to.channel!r}")]
             )
+        form = self.adapters[message.to.channel].address
+        if form is not None and not form.accepts(message.to.id):
+            return _invalid("the message", [("to.id", f"expected {form.expected}")])
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             return error(
