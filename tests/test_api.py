@@ -292,14 +292,14 @@ REPLY = {"type": "reply", "title": "A", "payload": "a"}
             "at most 16,384 bytes",
         ),
         (
-            raw_message(json.dumps({"type": "text", "text": "x" * 14_001})),
+            raw_message(json.dumps({"type": "text", "text": "x" * 50_001})),
             "content.text",
-            "at most 14,000 characters",
+            "at most 50,000 characters",
         ),
         (
             raw_message(json.dumps({"type": "text", "text": "x" * 1_000_000})),
             "content.text",
-            "at most 14,000 characters",
+            "at most 50,000 characters",
         ),
         (
             raw_message(json.dumps({"type": "text", "text": "x", "quick_replies": [REPLY] * 51})),
@@ -341,12 +341,12 @@ REPLY = {"type": "reply", "title": "A", "payload": "a"}
                     {
                         "type": "buttons",
                         "text": "x",
-                        "actions": [{**REPLY, "title": "t" * 600, "payload": "p" * 600}] * 50,
+                        "actions": [{**REPLY, "title": "t" * 1000, "payload": "p" * 1000}] * 50,
                     }
                 )
             ),
             "content",
-            "at most 56,000 characters of JSON in all",
+            "at most 65,536 characters of JSON in all",
         ),
     ],
     ids=[
@@ -354,14 +354,14 @@ REPLY = {"type": "reply", "title": "A", "payload": "a"}
         "metadata 256 deep",
         "metadata 1000 deep",
         "metadata 17 KB",
-        "text 14,001",
+        "text 50,001",
         "text a million",
         "51 quick replies",
         "31 cards",
         "payload 1,001",
         "template component 900 deep",
         "form answers 600 deep",
-        "content 60 KB",
+        "content 100 KB",
     ],
 )
 async def test_input_past_a_bound_is_422_naming_the_field_and_the_limit(
@@ -374,7 +374,7 @@ async def test_input_past_a_bound_is_422_naming_the_field_and_the_limit(
 
 
 async def test_input_at_the_bounds_is_accepted(gw: Any) -> None:
-    content = {"type": "text", "text": "x" * 14_000, "quick_replies": [REPLY] * 50}
+    content = {"type": "text", "text": "x" * 50_000, "quick_replies": [REPLY] * 50}
     metadata = json.loads(nested(16))
     response = await post(gw, {**TEXT, "content": content, "metadata": metadata})
     assert response.status_code == 202, response.text

@@ -26,12 +26,12 @@ from pydantic_core import core_schema
 API_INPUT: dict[str, Any] = {"api_input": True}
 
 # --- text --------------------------------------------------------------------------------
-# The longest text one message carries on any channel: Viber's ~7,000 characters (§5.3;
-# LINE 5,000 §4.3, WhatsApp 4,096 §1.3, Messenger 2,000 §2.3, Twilio 1,600 per request §3.3).
-LONGEST_CHANNEL_TEXT = 7_000
-# A message's text (text, buttons, list, carousel and form bodies, captions): twice that, so a
-# channel with a shorter limit gets it in a few parts (SMS: 9 requests), never hundreds.
-MAX_TEXT = 2 * LONGEST_CHANNEL_TEXT
+# The longest text one provider request carries: LINE's five text messages of 5,000 characters
+# (§4.3; Viber ~7,000 §5.3, WhatsApp 4,096 §1.3, Messenger 2,000 §2.3, Twilio 1,600 §3.3).
+LONGEST_REQUEST_TEXT = 5 * 5_000
+# A message's text (text, buttons, list, carousel and form bodies, captions): twice that, so
+# channels with shorter limits get it in parts (SMS: 32 requests), never in hundreds.
+MAX_TEXT = 2 * LONGEST_REQUEST_TEXT
 # Titles, labels, headers, footers, descriptions, names: the longest any channel shows is 80
 # (Messenger card title and subtitle, §2.3); the engine shortens longer ones and keeps them
 # whole in numbered text, where a few lines still read.
@@ -76,8 +76,8 @@ MAX_PREVIEW_CHANNELS = 100
 # --- a whole message ---------------------------------------------------------------------
 # The content as JSON, every field together: a text at its longest with room for its choices,
 # or a carousel's cards. Planning and rendering cost grows with it: at this size a preview for
-# each of the five channels takes milliseconds, where 30 cards of 50 choices took a second.
-MAX_CONTENT_CHARACTERS = 4 * MAX_TEXT
+# all five channels takes tens of milliseconds, where 30 cards of 50 choices took seconds.
+MAX_CONTENT_CHARACTERS = 64 * 1024
 
 # --- free-form JSON (metadata, form answers, template components) -------------------------
 # Deep enough for any structured tag a backend keeps; JSON deeper than this is an attack or a
