@@ -13,7 +13,8 @@ import email.utils
 import hashlib
 import hmac
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -227,6 +228,17 @@ class SendError(Exception):
     def retryable(self) -> bool:
         return self.category == "retry"
 
+    def redacted(self, redact: Callable[[str], str]) -> SendError:
+        """The same error with `redact` applied to its texts: a provider's may quote the
+        request it refused, an access token included."""
+        return SendError(
+            self.category,
+            redact(self.code),
+            redact(self.title),
+            retry_after=self.retry_after,
+            unsubscribed=self.unsubscribed,
+        )
+
 
 class PayloadError(ValueError):
     """A webhook body the adapter cannot read (it stays in the inbox, marked failed)."""
@@ -331,6 +343,19 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+@dataclass(frozen=True)
+class AddressForm:
+    """What a recipient id on a channel looks like, which the API checks before it queues a
+    message: one the provider would refuse fails at once (422), not at the provider later."""
+
+    pattern: str  # a regular expression the whole id must match
+    expected: str  # the form in words, for the error: "an E.164 number such as +14155550100"
+    doc: str  # the provider's page that defines it
+
+    def accepts(self, address: str) -> bool:
+        return re.fullmatch(self.pattern, address) is not None  # compiled once, by re's cache
+
+
 class Adapter(abc.ABC):
     type: ClassVar[str]
     config_model: ClassVar[builtins.type[ChannelConfig]]
@@ -341,6 +366,8 @@ class Adapter(abc.ABC):
     capabilities: ClassVar[Profile | None] = None
     # What clears a user's opt-out besides a `subscription` event (see OptIn).
     opt_ins: ClassVar[tuple[OptIn, ...]] = USER_ACTIVITY
+    # The recipient ids the provider sends to; None accepts any id.
+    address: ClassVar[AddressForm | None] = None
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

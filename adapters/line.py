@@ -43,6 +43,7 @@ from pydantic import Field, SecretStr
 from adapters import line_rich as rich
 from adapters.base import (
     Adapter,
+    AddressForm,
     ChannelConfig,
     InboundRequest,
     OptIn,
@@ -231,6 +232,13 @@ class LineAdapter(Adapter):
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
+    # A push goes to a userId, groupId or roomId: U, C or R and 32 hex digits.
+    address = AddressForm(
+        r"[UCR][0-9a-f]{32}",
+        "a userId, groupId or roomId: U, C or R and 32 hex digits, such as"
+        " U8189cf6745fc0d808977bdb0b9f22995",
+        "https://developers.line.biz/en/docs/messaging-api/getting-user-ids/",
+    )
     config: LineConfig
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from adapters import messenger_rich as rich
 from adapters.base import (
+    AddressForm,
     ErrorCategory,
     ParsedEvent,
     PayloadError,
@@ -240,6 +241,12 @@ class MessengerAdapter(GraphAdapter):
     type = "messenger"
     config_model = MessengerConfig
     capabilities = CAPABILITIES
+    # The page-scoped id (PSID) webhooks name the user by: digits.
+    address = AddressForm(
+        r"[0-9]{1,64}",
+        "a page-scoped user id (PSID): digits, such as 6291474124214458",
+        "https://developers.facebook.com/docs/messenger-platform/reference/send-api/",
+    )
     config: MessengerConfig
 
     def routing_id(self) -> str:

@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from adapters.base import (
     Adapter,
+    AddressForm,
     ChannelConfig,
     ErrorCategory,
     InboundRequest,
@@ -273,6 +274,11 @@ class SmsAdapter(Adapter):
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
+    address = AddressForm(
+        E164,
+        "an E.164 phone number: + and up to 15 digits, such as +14155550100",
+        "https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource",
+    )
     config: SmsConfig
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -47,6 +47,7 @@ from pydantic import Field, SecretStr
 from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
+    AddressForm,
     ChannelConfig,
     InboundRequest,
     OptIn,
@@ -249,6 +250,13 @@ class ViberAdapter(Adapter):
     signature_header = SIGNATURE_HEADER
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
+    # Viber user ids are base64 (a 16-byte id: 24 characters ending in ==; the docs' sample
+    # 01234567890A=), and Viber never says more of their form: any base64 is accepted.
+    address = AddressForm(
+        r"[A-Za-z0-9+/]+={0,2}",
+        "a Viber user id: base64, such as 01234567890A= or d3jxe61Z4W73nmNkjYGgZg==",
+        "https://developers.viber.com/docs/api/rest-bot-api/#send-message",
+    )
     config: ViberConfig
 
     @functools.cached_property

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from adapters import whatsapp_rich as rich
 from adapters.base import (
+    AddressForm,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
@@ -287,6 +288,15 @@ class WhatsAppAdapter(GraphAdapter):
     type = "whatsapp"
     config_model = WhatsAppConfig
     capabilities = CAPABILITIES
+    # A phone number, with or without its +, or a business-scoped user id: a country code, a
+    # period, an optional ENT. for a portfolio's parent id, up to 128 alphanumerics (providers.md
+    # §1.5: US.ENT.11815799212886844830).
+    address = AddressForm(
+        r"\+?[1-9][0-9]{6,14}|[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}",
+        "a phone number in international form (digits, + optional, such as 16505551234) or a"
+        " business-scoped user id (such as US.ENT.11815799212886844830)",
+        "https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages",
+    )
     config: WhatsAppConfig
 
     def routing_id(self) -> str:

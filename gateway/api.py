@@ -19,7 +19,7 @@ from gateway.bodies import BodyReader, UnreadableBody
 from gateway.config import ApiKey
 from gateway.ids import new_id
 from gateway.ingress import error
-from gateway.logs import get_logger
+from gateway.logs import SecretRedactor, get_logger
 from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
     CONTENT_ADAPTER,
@@ -32,6 +32,7 @@ from gateway.schema import (
     SendOptions,
 )
 from gateway.schema.errors import problems
+from gateway.schema.limits import API_INPUT
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 
 log = get_logger("gateway.api")
@@ -39,6 +40,7 @@ log = get_logger("gateway.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY_NAME = web.RequestKey("api_key_name", str)
+READS_ALL = web.RequestKey("reads_all", bool)  # the key may read other keys' messages
 
 
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -57,7 +59,7 @@ async def _body(
     except ValueError:  # UnicodeDecodeError and JSON nested too deeply included
         return error(400, "malformed_json", "the request body is not valid JSON")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=API_INPUT)  # with the bounds on API input
     except ValidationError as exc:
         return _invalid(what, problems(exc, data))
 
@@ -95,11 +97,15 @@ class Api:
         api_keys: list[ApiKey],
         on_queued: Callable[[str], None],  # a message waits on this channel
         bodies: BodyReader,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self.bodies = bodies
+        # Rows stored by releases that kept provider error text as it came, secrets and all.
+        self.redactor = redactor or SecretRedactor(())
         self.store = store
         self.adapters = adapters
         self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
+        self._reads_all = {k.name for k in api_keys if "read_all" in k.scopes}
         self.on_queued = on_queued
 
     def authenticated(self, handler: Handler) -> Handler:
@@ -118,6 +124,7 @@ class Api:
             if name is None:
                 return error(401, "unauthorized", "unknown API key")
             request[API_KEY_NAME] = name
+            request[READS_ALL] = name in self._reads_all
             try:
                 return await handler(request)
             except web.HTTPException:
@@ -149,6 +156,9 @@ class Api:
             return _invalid(
                 "the message", [("to.channel", f"unknown channel {message.to.channel!r}")]
             )
+        form = self.adapters[message.to.channel].address
+        if form is not None and not form.accepts(message.to.id):
+            return _invalid("the message", [("to.id", f"expected {form.expected}")])
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             return error(
@@ -199,7 +209,9 @@ class Api:
         )
 
     async def get(self, request: web.Request) -> web.Response:
-        record = await self.store.get_message(request.match_info["message_id"])
+        # Another client's message is answered like a missing one: its existence is not told.
+        owner = None if request[READS_ALL] else request[API_KEY_NAME]
+        record = await self.store.get_message(request.match_info["message_id"], created_by=owner)
         if record is None:
             return error(404, "not_found", "no message with this id")
         view = MessageView(
@@ -208,13 +220,25 @@ class Api:
             content=CONTENT_ADAPTER.validate_json(record.content),
             state=record.state,
             external_ids=record.external_ids,
-            error=EventError.model_validate_json(record.error) if record.error else None,
+            error=self._error(record.error),
             conversation_id=record.conversation_id,
             options=SendOptions.model_validate_json(record.options) if record.options else None,
             metadata=json.loads(record.metadata) if record.metadata else None,
             created_at=_when(record.created_at),
-            history=[HistoryEntry(at=_when(at), state=s, detail=d) for at, s, d in record.history],
+            history=[
+                HistoryEntry(at=_when(at), state=s, detail=self.redactor.text(d) if d else d)
+                for at, s, d in record.history
+            ],
         )
         return web.Response(
             text=view.model_dump_json(exclude_none=True), content_type="application/json"
+        )
+
+    def _error(self, stored: str | None) -> EventError | None:
+        if not stored:
+            return None
+        error = EventError.model_validate_json(stored)
+        texts = {"code": error.code, "title": error.title, "detail": error.detail}
+        return error.model_copy(
+            update={k: self.redactor.text(v) for k, v in texts.items() if v is not None}
         )

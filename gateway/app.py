@@ -14,7 +14,7 @@ from gateway.api import Api
 from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.ingress import Ingress
-from gateway.logs import get_logger
+from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
@@ -63,6 +63,8 @@ class Gateway:
         normaliser and retention pace themselves while webhooks pour in."""
         self.config = config
         self.adapters = build_adapters(config)
+        # The log redaction rules, for provider error text the gateway stores and serves too.
+        self.redactor = SecretRedactor(secrets_of(config, self.adapters))
         self.store = open_configured_store(config.storage)
         self._own_client = http_client is None
         self.http = http_client or httpx.AsyncClient(
@@ -107,6 +109,7 @@ class Gateway:
             policy,
             public_url=config.public_url,
             conversations=config.conversations,
+            redactor=self.redactor,
         )
         self.normaliser.listeners.append(self.delivery)
         self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
@@ -137,7 +140,12 @@ class Gateway:
     def application(self) -> web.Application:
         ingress = self.ingress
         api = Api(
-            self.store, self.adapters, self.config.api_keys, self.dispatcher.wake, self.bodies
+            self.store,
+            self.adapters,
+            self.config.api_keys,
+            self.dispatcher.wake,
+            self.bodies,
+            self.redactor,
         )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
         app.router.add_get("/webhooks/{channel_id}", ingress.handshake)

@@ -97,9 +97,19 @@ class StorageConfig(_Section):
         return self
 
 
+# What an API key may do besides sending and reading its own messages. `read_all`: read every
+# client's messages (an operator's console, support tooling); without it a key sees only the
+# messages it created, and any other message id is answered 404 as if it did not exist.
+ApiScope = Literal["read_all"]
+
+
 class ApiKey(_Section):
+    """One client of the API. Its `name` owns the messages it creates: renaming a key hands
+    them to nobody (only a `read_all` key still sees them)."""
+
     name: str = Field(min_length=1)
     key: SecretStr
+    scopes: list[ApiScope] = []
 
     @model_validator(mode="after")
     def _long_enough(self) -> ApiKey:

@@ -14,7 +14,12 @@ REDACTED = "[redacted]"
 
 
 class SecretRedactor:
-    """A structlog processor replacing any known secret value, wherever it appears in a line."""
+    """A structlog processor replacing any known secret value, wherever it appears in a line.
+
+    The same rules keep secrets out of what the gateway stores and serves: a provider's error
+    text may echo the request it refused, credentials included (gateway/pipeline/dispatcher.py
+    redacts it before storing it, the API again when serving rows older releases stored).
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.update(secrets)
@@ -23,6 +28,10 @@ class SecretRedactor:
         # Very short values would redact ordinary words; config validation keeps secrets long.
         values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def text(self, value: str) -> str:
+        """`value` with every known secret replaced."""
+        return self._pattern.sub(REDACTED, value) if self._pattern is not None else value
 
     def scrub(self, value: Any) -> Any:
         if self._pattern is None:

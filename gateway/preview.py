@@ -7,7 +7,7 @@ rendering as a real send, so a preview is exactly what the provider would receiv
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -17,16 +17,21 @@ from gateway.forms import CANCEL_WORDS, SKIP_WORDS, accepts, steps
 from gateway.plaintext import to_text
 from gateway.schema.content import Content, FormContent, FormField, FormOption, Model
 from gateway.schema.events import ChannelRef
+from gateway.schema.limits import MAX_PREVIEW_CHANNELS, Bound, ContentBound
 
 PREVIEW_RECIPIENT = "preview-recipient"
 
 
 class PreviewRequest(Model):
-    content: Content
-    channels: list[str] | None = Field(
-        default=None, description="Channel instance ids; all configured channels when absent."
+    content: Annotated[Content, ContentBound()]
+    channels: Annotated[list[Annotated[str, Bound(64)]], Bound(MAX_PREVIEW_CHANNELS)] | None = (
+        Field(
+            default=None, description="Channel instance ids; all configured channels when absent."
+        )
     )
-    to: str | None = Field(default=None, description="Recipient id to render for.")
+    to: Annotated[str, Bound(256)] | None = Field(
+        default=None, description="Recipient id to render for."
+    )
 
 
 class ProviderCall(Model):

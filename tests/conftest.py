@@ -184,8 +184,8 @@ class RunningGateway:
 async def start_gateway(log_stream: io.StringIO) -> AsyncIterator[Callable[[GatewayConfig], Any]]:
     runners: list[web.AppRunner] = []
 
-    async def start(config: GatewayConfig) -> RunningGateway:
-        gateway = Gateway(config)
+    async def start(config: GatewayConfig, **options: Any) -> RunningGateway:
+        gateway = Gateway(config, **options)
         configure_logging("debug", "json", secrets_of(config, gateway.adapters), stream=log_stream)
         runner = web.AppRunner(gateway.application(), access_log=None)
         await runner.setup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,46 @@ async def test_accepted_message_is_queued_and_viewable(gw: Any) -> None:
     assert missing.status_code == 404
 
 
+OTHER_KEY = "billing-api-key-abcdefgh"
+ADMIN_KEY = "console-api-key-ijklmnop"
+
+
+async def test_a_key_reads_only_its_own_messages_unless_it_reads_all(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    keys = [
+        {"name": "orders", "key": API_KEY},
+        {"name": "billing", "key": OTHER_KEY},
+        {"name": "console", "key": ADMIN_KEY, "scopes": ["read_all"]},
+    ]
+    gw = await start_gateway(config_from(base_config(tmp_path, api_keys=keys)))
+    ids = [
+        (await post(gw, TEXT, {"Authorization": f"Bearer {k}"})).json()["id"]
+        for k in (API_KEY, OTHER_KEY)
+    ]
+
+    async def status(key: str, message_id: str) -> int:
+        async with httpx.AsyncClient() as client:
+            url = f"{gw.url}/v1/messages/{message_id}"
+            return (await client.get(url, headers={"Authorization": f"Bearer {key}"})).status_code
+
+    assert [await status(API_KEY, i) for i in ids] == [200, 404]
+    assert [await status(OTHER_KEY, i) for i in ids] == [404, 200]
+    assert [await status(ADMIN_KEY, i) for i in ids] == [200, 200]
+    other = (await status(API_KEY, ids[1]), await status(API_KEY, "msg_never_was"))
+    assert other == (404, 404)  # another client's message looks like none at all
+
+
+async def test_idempotency_keys_stay_per_api_key(tmp_path: Path, start_gateway: Any) -> None:
+    keys = [{"name": "orders", "key": API_KEY}, {"name": "billing", "key": OTHER_KEY}]
+    gw = await start_gateway(config_from(base_config(tmp_path, api_keys=keys)))
+    same = {"Idempotency-Key": "order-1234-ready"}
+    first = await post(gw, TEXT, {**AUTH, **same})
+    second = await post(gw, TEXT, {"Authorization": f"Bearer {OTHER_KEY}", **same})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] != second.json()["id"]
+
+
 async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
     headers = {**AUTH, "Idempotency-Key": "order-1234-ready"}
     first = await post(gw, TEXT, headers)
@@ -163,7 +204,7 @@ async def test_idempotency_key_returns_the_same_message(gw: Any) -> None:
 async def test_a_store_failure_is_503_not_a_crash(
     gw: Any, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    async def failing(*_args: Any) -> None:
+    async def failing(*_args: Any, **_kwargs: Any) -> None:
         raise OSError("disk I/O error")
 
     monkeypatch.setattr(gw.store, method, failing)
@@ -223,3 +264,137 @@ def test_store_errors_are_told_from_bugs() -> None:
     assert is_store_error(StoreUnavailable("store is closed"))
     assert not is_store_error(ValueError("a bug"))
     assert not is_store_error(KeyError("a bug"))
+
+
+def nested(depth: int) -> str:
+    """A JSON object `depth` levels deep, as text (json.dumps recurses: it cannot write one)."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def raw_message(content: str, metadata: str = "null") -> bytes:
+    to = '{"channel": "wa-main", "id": "16505551234"}'
+    return f'{{"to": {to}, "content": {content}, "metadata": {metadata}}}'.encode()
+
+
+TEXT_JSON = '{"type": "text", "text": "x"}'
+REPLY = {"type": "reply", "title": "A", "payload": "a"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "limit"),
+    [
+        (raw_message(TEXT_JSON, nested(17)), "metadata", "deeper than 16 levels"),
+        (raw_message(TEXT_JSON, nested(256)), "metadata", "deeper than 16 levels"),  # was a 500
+        (raw_message(TEXT_JSON, nested(1000)), "metadata", "deeper than 16 levels"),
+        (
+            raw_message(TEXT_JSON, json.dumps({"notes": "x" * 17_000})),
+            "metadata",
+            "at most 16,384 bytes",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x" * 50_001})),
+            "content.text",
+            "at most 50,000 characters",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x" * 1_000_000})),
+            "content.text",
+            "at most 50,000 characters",
+        ),
+        (
+            raw_message(json.dumps({"type": "text", "text": "x", "quick_replies": [REPLY] * 51})),
+            "content.quick_replies",
+            "at most 50 items",
+        ),
+        (
+            raw_message(
+                json.dumps({"type": "carousel", "items": [{"title": "t", "actions": [REPLY]}] * 31})
+            ),
+            "content.items",
+            "at most 30 items",
+        ),
+        (
+            raw_message(
+                json.dumps(
+                    {"type": "buttons", "text": "x", "actions": [{**REPLY, "payload": "p" * 1001}]}
+                )
+            ),
+            "content.actions[0].payload",
+            "at most 1,000 characters",
+        ),
+        (
+            raw_message(
+                '{"type": "template", "template": {"name": "n", "language": "en",'
+                f' "components": [{nested(900)}]}}}}'
+            ),
+            "content.template.components[0]",
+            "deeper than 16 levels",
+        ),
+        (
+            raw_message(f'{{"type": "form_response", "form_id": "f", "values": {nested(600)}}}'),
+            "content.values",
+            "deeper than 16 levels",
+        ),
+        (  # each field within its bound, too much in all: it planned for a second per channel
+            raw_message(
+                json.dumps(
+                    {
+                        "type": "buttons",
+                        "text": "x",
+                        "actions": [{**REPLY, "title": "t" * 1000, "payload": "p" * 1000}] * 50,
+                    }
+                )
+            ),
+            "content",
+            "at most 65,536 characters of JSON in all",
+        ),
+    ],
+    ids=[
+        "metadata 17 deep",
+        "metadata 256 deep",
+        "metadata 1000 deep",
+        "metadata 17 KB",
+        "text 50,001",
+        "text a million",
+        "51 quick replies",
+        "31 cards",
+        "payload 1,001",
+        "template component 900 deep",
+        "form answers 600 deep",
+        "content 100 KB",
+    ],
+)
+async def test_input_past_a_bound_is_422_naming_the_field_and_the_limit(
+    gw: Any, body: bytes, field: str, limit: str
+) -> None:
+    response = await post(gw, body)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["field"] == field and limit in problem["message"]
+
+
+async def test_input_at_the_bounds_is_accepted(gw: Any) -> None:
+    content = {"type": "text", "text": "x" * 50_000, "quick_replies": [REPLY] * 50}
+    metadata = json.loads(nested(16))
+    response = await post(gw, {**TEXT, "content": content, "metadata": metadata})
+    assert response.status_code == 202, response.text
+
+
+async def test_a_preview_past_a_bound_is_422_not_a_blocked_loop(gw: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{gw.url}/v1/preview",
+            json={"content": {"type": "text", "text": "x" * 1_000_000}},
+            headers=AUTH,
+        )
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "content.text"
+
+
+async def test_json_nested_past_any_parser_is_400_wherever_it_is(gw: Any) -> None:
+    for body in (
+        raw_message(TEXT_JSON, nested(5000)),
+        raw_message(f'{{"type": "form_response", "form_id": "f", "values": {nested(5000)}}}'),
+    ):
+        response = await post(gw, body)
+        assert response.status_code == 400 and response.json()["error"] == "malformed_json"

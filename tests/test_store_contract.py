@@ -515,3 +515,12 @@ async def test_a_retry_far_off_holds_no_later_message(store: Store) -> None:
     await store.create_message(new_message("msg_newest"), NOW + 1)
     due = await store.claim_outbox("send", 10, NOW + 2, 30)
     assert [i.ref for i in due] == ["msg_next", "msg_newest"]
+
+
+async def test_a_message_is_read_only_by_the_key_that_created_it(store: Store) -> None:
+    await store.create_message(new_message("msg_1"), NOW)  # created by "orders"
+    mine = await store.get_message("msg_1", created_by="orders")
+    assert mine is not None and mine.api_key == "orders"
+    assert await store.get_message("msg_1", created_by="billing") is None
+    unfiltered = await store.get_message("msg_1")  # the gateway's own reads, and read_all keys
+    assert unfiltered is not None and unfiltered.api_key == "orders"

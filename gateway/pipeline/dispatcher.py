@@ -13,7 +13,7 @@ from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
 from gateway.forms import intro, question
 from gateway.ids import new_id
-from gateway.logs import get_logger
+from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.turns import Turns
@@ -75,8 +75,11 @@ class Dispatcher(LaneWorker):
         *,
         public_url: str = "",
         conversations: ConversationsConfig | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         super().__init__(store, list(adapters), policy.poll_interval_seconds)
+        # Applied to provider error text before it is logged, stored or sent to backends.
+        self.redactor = redactor or SecretRedactor(())
         self.claim_limit = policy.send_concurrency
         # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
         self.turns = Turns(
@@ -160,7 +163,8 @@ class Dispatcher(LaneWorker):
                         record.channel_id, record.recipient_id, contact.reply_token
                     )
                 done.append(await self.transport.send(adapter, request))
-        except SendError as error:
+        except SendError as refused:
+            error = refused.redacted(self.redactor.text)
             SENDS.labels(record.channel_id, error.category).inc()
             if error.unsubscribed:
                 await self.store.set_unsubscribed(

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from gateway.schema.content import Content, Model, TemplateRef
+from gateway.schema.content import Content, JsonObject, Model, TemplateRef
 from gateway.schema.events import DeliveryState, EventError
+from gateway.schema.limits import Bound, ContentBound
 
 
 class Recipient(Model):
-    channel: str = Field(min_length=1, description="Channel instance id from the config.")
+    # A channel id is at most 63 characters (ChannelConfig.id).
+    channel: Annotated[str, Bound(64)] = Field(
+        min_length=1, description="Channel instance id from the config."
+    )
     # No provider id holds a control character, and PostgreSQL cannot store NUL: refused here
     # (422) rather than stored altered and sent to nobody.
     id: str = Field(
@@ -44,9 +48,11 @@ class SendOptions(Model):
 
 class SendMessage(Model):
     to: Recipient
-    content: Content
+    content: Annotated[Content, ContentBound()]
     options: SendOptions | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = Field(
+        default=None, description="Kept with the message and shown with it; never sent."
+    )
 
 
 class MessageAccepted(Model):

@@ -12,6 +12,29 @@ from typing import Annotated, Any, Literal, TypeGuard, final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from gateway.schema.limits import (
+    MAX_CARD_ACTIONS,
+    MAX_CARDS,
+    MAX_CHOICES,
+    MAX_CODE,
+    MAX_CONTACT_ENTRIES,
+    MAX_CONTACTS,
+    MAX_EMAIL,
+    MAX_FILENAME,
+    MAX_FORM_FIELDS,
+    MAX_LABEL,
+    MAX_NAME,
+    MAX_PAYLOAD,
+    MAX_PHONE,
+    MAX_ROWS,
+    MAX_SECTIONS,
+    MAX_TEMPLATE_COMPONENTS,
+    MAX_TEXT,
+    MAX_URL,
+    Bound,
+    JsonBound,
+)
+
 
 class Model(BaseModel):
     """Base for every schema model: unknown fields are errors, not silently dropped.
@@ -24,6 +47,21 @@ class Model(BaseModel):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+# Strings by what they hold, each with its bound on API input (gateway/schema/limits.py).
+Text = Annotated[str, Field(min_length=1), Bound(MAX_TEXT)]
+OptionalText = Annotated[str, Bound(MAX_TEXT)] | None
+Label = Annotated[str, Field(min_length=1), Bound(MAX_LABEL)]
+OptionalLabel = Annotated[str, Bound(MAX_LABEL)] | None
+Payload = Annotated[str, Field(min_length=1), Bound(MAX_PAYLOAD)]
+Url = Annotated[str, Field(min_length=1), Bound(MAX_URL)]
+OptionalUrl = Annotated[str, Bound(MAX_URL)] | None
+Phone = Annotated[str, Field(min_length=1), Bound(MAX_PHONE)]
+Name = Annotated[str, Field(min_length=1), Bound(MAX_NAME)]
+OptionalName = Annotated[str, Bound(MAX_NAME)] | None
+OptionalCode = Annotated[str, Bound(MAX_CODE)] | None
+OptionalFilename = Annotated[str, Bound(MAX_FILENAME)] | None
+# Free-form JSON a client passes through (form answers, template components, metadata).
+JsonObject = Annotated[dict[str, Any], JsonBound()]
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -34,8 +72,8 @@ class ReplyAction(Model):
     """A choice whose tap comes back as a `postback` event carrying `payload`."""
 
     type: Literal["reply"] = "reply"
-    title: NonEmpty
-    payload: NonEmpty
+    title: Label
+    payload: Payload
 
 
 @final
@@ -43,28 +81,28 @@ class PostbackAction(Model):
     """Like `reply`, but the tap is not echoed as user text where the channel can avoid it."""
 
     type: Literal["postback"] = "postback"
-    title: NonEmpty
-    payload: NonEmpty
+    title: Label
+    payload: Payload
 
 
 @final
 class LinkAction(Model):
     type: Literal["link"] = "link"
-    title: NonEmpty
-    url: NonEmpty
+    title: Label
+    url: Url
 
 
 @final
 class CallAction(Model):
     type: Literal["call"] = "call"
-    title: NonEmpty
-    phone: NonEmpty
+    title: Label
+    phone: Phone
 
 
 @final
 class LocationRequestAction(Model):
     type: Literal["location_request"] = "location_request"
-    title: NonEmpty = "Send location"
+    title: Label = "Send location"
 
 
 @final
@@ -72,18 +110,18 @@ class BuyAction(Model):
     """A payment link: rendered as a URL button where possible, else the link in text."""
 
     type: Literal["buy"] = "buy"
-    title: NonEmpty
+    title: Label
     amount: Decimal = Field(gt=0)
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    url: NonEmpty
-    payload: str | None = None
+    url: Url
+    payload: Annotated[str, Bound(MAX_PAYLOAD)] | None = None
 
 
 @final
 class ShareAction(Model):
     type: Literal["share"] = "share"
-    title: NonEmpty = "Share"
-    url: str | None = None
+    title: Label = "Share"
+    url: OptionalUrl = None
 
 
 Action = Annotated[
@@ -114,12 +152,12 @@ class Media(Model):
         }
     )
 
-    url: str | None = None
-    provider_media_id: str | None = None
-    mime_type: str | None = None
-    filename: str | None = None
+    url: OptionalUrl = None
+    provider_media_id: OptionalName = None
+    mime_type: OptionalFilename = None
+    filename: OptionalFilename = None
     size: int | None = Field(default=None, ge=0)
-    sha256: str | None = None
+    sha256: OptionalCode = None
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> Media:
@@ -129,87 +167,87 @@ class Media(Model):
 
 
 class ContactName(Model):
-    formatted_name: NonEmpty
-    first_name: str | None = None
-    last_name: str | None = None
-    middle_name: str | None = None
-    prefix: str | None = None
-    suffix: str | None = None
+    formatted_name: Label
+    first_name: OptionalLabel = None
+    last_name: OptionalLabel = None
+    middle_name: OptionalLabel = None
+    prefix: OptionalLabel = None
+    suffix: OptionalLabel = None
 
 
 class ContactPhone(Model):
-    phone: NonEmpty
-    type: str | None = None
-    wa_id: str | None = None
+    phone: Phone
+    type: OptionalLabel = None
+    wa_id: OptionalCode = None
 
 
 class ContactEmail(Model):
-    email: NonEmpty
-    type: str | None = None
+    email: Annotated[str, Field(min_length=1), Bound(MAX_EMAIL)]
+    type: OptionalLabel = None
 
 
 class ContactAddress(Model):
-    street: str | None = None
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
-    country_code: str | None = None
-    type: str | None = None
+    street: OptionalLabel = None
+    city: OptionalLabel = None
+    state: OptionalLabel = None
+    zip: OptionalCode = None
+    country: OptionalLabel = None
+    country_code: OptionalCode = None
+    type: OptionalLabel = None
 
 
 class ContactOrg(Model):
-    company: str | None = None
-    department: str | None = None
-    title: str | None = None
+    company: OptionalLabel = None
+    department: OptionalLabel = None
+    title: OptionalLabel = None
 
 
 class ContactUrl(Model):
-    url: NonEmpty
-    type: str | None = None
+    url: Url
+    type: OptionalLabel = None
 
 
 class Contact(Model):
     name: ContactName
-    phones: list[ContactPhone] = []
-    emails: list[ContactEmail] = []
-    addresses: list[ContactAddress] = []
-    urls: list[ContactUrl] = []
+    phones: Annotated[list[ContactPhone], Bound(MAX_CONTACT_ENTRIES)] = []
+    emails: Annotated[list[ContactEmail], Bound(MAX_CONTACT_ENTRIES)] = []
+    addresses: Annotated[list[ContactAddress], Bound(MAX_CONTACT_ENTRIES)] = []
+    urls: Annotated[list[ContactUrl], Bound(MAX_CONTACT_ENTRIES)] = []
     org: ContactOrg | None = None
-    birthday: str | None = None
+    birthday: OptionalCode = None
 
 
 class ListItem(Model):
-    title: NonEmpty
-    payload: NonEmpty
-    description: str | None = None
+    title: Label
+    payload: Payload
+    description: OptionalLabel = None
 
 
 class ListSection(Model):
-    title: str | None = None
-    items: list[ListItem] = Field(min_length=1)
+    title: OptionalLabel = None
+    items: Annotated[list[ListItem], Bound(MAX_ROWS)] = Field(min_length=1)
 
 
 @final
 class CarouselItem(Model):
-    title: NonEmpty
-    description: str | None = None
+    title: Label
+    description: OptionalLabel = None
     media: Media | None = None
-    actions: list[Action] = []
-    default_url: str | None = None
+    actions: Annotated[list[Action], Bound(MAX_CARD_ACTIONS)] = []
+    default_url: OptionalUrl = None
 
 
 class FormOption(Model):
-    value: NonEmpty
-    title: NonEmpty
+    value: Payload
+    title: Label
 
 
 class FormField(Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    label: NonEmpty
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), Bound(MAX_CODE)]
+    label: Label
     type: Literal["text", "email", "number", "select"] = "text"
     required: StrictBool = True  # 0 and 1 are not answers to 'is it required?'
-    options: list[FormOption] = []
+    options: Annotated[list[FormOption], Bound(MAX_CHOICES)] = []
 
     @model_validator(mode="after")
     def _select_has_options(self) -> FormField:
@@ -221,27 +259,27 @@ class FormField(Model):
 class TemplateRef(Model):
     """A provider-approved template (WhatsApp): name, language and components as Meta defines them."""
 
-    name: NonEmpty
-    language: NonEmpty
-    components: list[dict[str, Any]] = []
+    name: Name
+    language: Annotated[str, Field(min_length=1), Bound(MAX_CODE)]
+    components: Annotated[list[JsonObject], Bound(MAX_TEMPLATE_COMPONENTS)] = []
 
 
 # --- content types ---------------------------------------------------------------------
 
 
 class _Content(Model):
-    quick_replies: list[Action] = []
+    quick_replies: Annotated[list[Action], Bound(MAX_CHOICES)] = []
 
 
 @final
 class TextContent(_Content):
     type: Literal["text"] = "text"
-    text: NonEmpty
+    text: Text
 
 
 class _MediaContent(_Content):
     media: Media
-    caption: str | None = None
+    caption: OptionalText = None
 
 
 @final
@@ -276,57 +314,57 @@ class LocationContent(_Content):
     type: Literal["location"] = "location"
     latitude: float = Field(ge=-90, le=90, strict=True)  # strict: `false` is no latitude
     longitude: float = Field(ge=-180, le=180, strict=True)
-    name: str | None = None
-    address: str | None = None
-    url: str | None = None
+    name: OptionalLabel = None
+    address: OptionalLabel = None
+    url: OptionalUrl = None
 
 
 @final
 class ContactsContent(_Content):
     type: Literal["contacts"] = "contacts"
-    contacts: list[Contact] = Field(min_length=1)
+    contacts: Annotated[list[Contact], Bound(MAX_CONTACTS)] = Field(min_length=1)
 
 
 @final
 class ButtonsContent(_Content):
     type: Literal["buttons"] = "buttons"
-    text: NonEmpty
-    actions: list[Action] = Field(min_length=1)
-    header: str | None = None
-    footer: str | None = None
+    text: Text
+    actions: Annotated[list[Action], Bound(MAX_CHOICES)] = Field(min_length=1)
+    header: OptionalLabel = None
+    footer: OptionalLabel = None
     media: Media | None = None
 
 
 @final
 class ListContent(_Content):
     type: Literal["list"] = "list"
-    text: NonEmpty
-    button: str = "Options"
-    sections: list[ListSection] = Field(min_length=1)
-    header: str | None = None
-    footer: str | None = None
+    text: Text
+    button: Annotated[str, Bound(MAX_LABEL)] = "Options"
+    sections: Annotated[list[ListSection], Bound(MAX_SECTIONS)] = Field(min_length=1)
+    header: OptionalLabel = None
+    footer: OptionalLabel = None
 
 
 @final
 class CarouselContent(_Content):
     type: Literal["carousel"] = "carousel"
-    text: str | None = None
-    items: list[CarouselItem] = Field(min_length=1)
+    text: OptionalText = None
+    items: Annotated[list[CarouselItem], Bound(MAX_CARDS)] = Field(min_length=1)
 
 
 @final
 class FormContent(_Content):
     type: Literal["form"] = "form"
-    title: NonEmpty
-    text: str | None = None
-    fields: list[FormField] = Field(min_length=1)
+    title: Label
+    text: OptionalText = None
+    fields: Annotated[list[FormField], Bound(MAX_FORM_FIELDS)] = Field(min_length=1)
 
 
 @final
 class FormResponseContent(_Content):
     type: Literal["form_response"] = "form_response"
-    form_id: NonEmpty
-    values: dict[str, Any]
+    form_id: Name
+    values: JsonObject
 
 
 @final

@@ -12,8 +12,14 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
     text = ""
     node = data
     tag_skipped = False
-    for part in loc:
-        is_tag = isinstance(node, dict) and isinstance(part, str) and part not in node
+    for index, part in enumerate(loc):
+        # A tag may also be a field's name (`{"type": "text", "text": ...}`): then it is the
+        # tag when more of the path follows it, as the field's own error would end there.
+        is_tag = (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and (part not in node or index < len(loc) - 1)
+        )
         if is_tag and not tag_skipped and node.get("type") == part:
             tag_skipped = True  # a union tag, not a field (at most one per level)
             continue

@@ -48,6 +48,7 @@ class MessageRecord:
     external_ids: list[str]
     history: list[tuple[float, str, str | None]]
     options: str | None = None
+    api_key: str = ""  # the name of the API key that created it: its owner
 
 
 @dataclass(frozen=True)

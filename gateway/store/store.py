@@ -308,13 +308,21 @@ class Store:
 
         return await self.db.run(op)
 
-    async def get_message(self, message_id: str) -> MessageRecord | None:
+    async def get_message(
+        self, message_id: str, *, created_by: str | None = None
+    ) -> MessageRecord | None:
+        """The message with this id; with `created_by`, only if that API key created it (a
+        message of another client's is then as absent as one that never was)."""
+
         def op(tx: Tx) -> MessageRecord | None:
-            row = tx.one(
+            sql = (
                 "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
-                " error, created_at, options FROM messages WHERE id = ?",
-                (message_id,),
+                " error, created_at, options, api_key FROM messages WHERE id = ?"
             )
+            params: tuple[str, ...] = (message_id,)
+            if created_by is not None:
+                sql, params = sql + " AND api_key = ?", (message_id, created_by)
+            row = tx.one(sql, params)
             if row is None:
                 return None
             parts = tx.all(
@@ -331,6 +339,7 @@ class Store:
                 [p[0] for p in parts],
                 [(float(h[0]), h[1], h[2]) for h in history],
                 row[9],
+                row[10],
             )
 
         return await self.db.run(op)
