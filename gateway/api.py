@@ -43,6 +43,17 @@ API_KEY_NAME = web.RequestKey("api_key_name", str)
 READS_ALL = web.RequestKey("reads_all", bool)  # the key may read other keys' messages
 
 
+def readable_owner(request: web.Request) -> str | None:
+    """Whose records this request may read: its key's own, or every key's (None) for a key
+    with the `read_all` scope. Every read in the API goes through this one rule."""
+    return None if request[READS_ALL] else request[API_KEY_NAME]
+
+
+def may_change(request: web.Request, owner: str) -> bool:
+    """Changes stay with the key that created a record; `read_all` only reads."""
+    return request[API_KEY_NAME] == owner
+
+
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -210,7 +221,7 @@ class Api:
 
     async def get(self, request: web.Request) -> web.Response:
         # Another client's message is answered like a missing one: its existence is not told.
-        owner = None if request[READS_ALL] else request[API_KEY_NAME]
+        owner = readable_owner(request)
         record = await self.store.get_message(request.match_info["message_id"], created_by=owner)
         if record is None:
             return error(404, "not_found", "no message with this id")

@@ -2,7 +2,8 @@
 merge two users, list a user's messages (docs/users.md).
 
 Each API key sees only the users it created (404 for any other: whether an id exists is not
-told to a key that may not see it); `visible_owner` is the one place that rule lives.
+told to a key that may not see it); a key with the `read_all` scope reads every key's users but
+changes only its own. The rule lives in `gateway.api` (`readable_owner`, `may_change`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.base import Adapter
-from gateway.api import API_KEY_NAME, _body, _invalid, _when
+from gateway.api import API_KEY_NAME, _body, _invalid, _when, may_change, readable_owner
 from gateway.bodies import BodyReader
 from gateway.ids import new_id
 from gateway.ingress import error
@@ -37,17 +38,6 @@ from gateway.store.records import TargetsFor
 log = get_logger("gateway.users")
 
 MAX_MESSAGES = 500
-
-
-def visible_owner(key_name: str) -> str | None:
-    """Whose users an API key sees: its own (the owner is the key that created them). None
-    would mean every key's: the admin scope plugs in here."""
-    return key_name
-
-
-def may_access(key_name: str, owner: str) -> bool:
-    wanted = visible_owner(key_name)
-    return wanted is None or wanted == owner
 
 
 def user_view(user: UserRecord) -> UserView:
@@ -115,9 +105,12 @@ class UsersApi:
     async def _visible(self, request: web.Request, user_id: str) -> UserRecord | None:
         """The user (or the one it was merged into), if this request's key may see it."""
         user = await self.store.get_user(user_id)
-        if user is None or not may_access(request[API_KEY_NAME], user.owner):
+        if user is None:
             return None
-        return user
+        if request.method in ("GET", "HEAD"):
+            wanted = readable_owner(request)
+            return user if wanted is None or wanted == user.owner else None
+        return user if may_change(request, user.owner) else None
 
     async def create(self, request: web.Request) -> web.Response:
         fields = await _body(self.bodies, request, CreateUser, "the user")
@@ -233,7 +226,7 @@ class UsersApi:
         if user is None:
             return _no_user()
         found = await self.store.user_messages(
-            user.id, visible_owner(request[API_KEY_NAME]), int(limit_text)
+            user.id, readable_owner(request), int(limit_text)
         )
         body = UserMessages(
             messages=[
