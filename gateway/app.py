@@ -13,6 +13,7 @@ from adapters import ADAPTERS, Adapter
 from gateway.api import Api
 from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
+from gateway.headers import bound_header_time
 from gateway.ingress import Ingress
 from gateway.logs import get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
@@ -134,6 +135,7 @@ class Gateway:
             self.store, self.adapters, self.config.api_keys, self.dispatcher.wake, self.bodies
         )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
+        bound_header_time(app, self.config.server.header_timeout_seconds)
         app.router.add_get("/webhooks/{channel_id}", ingress.handshake)
         app.router.add_post("/webhooks/{channel_id}", ingress.receive)
         # The API's authentication wraps only the API: webhooks carry provider signatures instead.

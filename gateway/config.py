@@ -53,6 +53,10 @@ class ServerConfig(_Section):
     # providers send theirs in milliseconds, and give up on us sooner anyway (Twilio's total
     # time is 15 s: ../shared/reference/providers.md §3.2).
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # From a request's first byte to the end of its headers, at most; past it the connection
+    # is closed (gateway/headers.py). Providers send theirs in one packet; a slow-drip client
+    # otherwise held a connection until the keep-alive timer (75 s and more).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     # Bodies read and waiting for the store to write them, at most: past it, webhooks get 503
     # (the provider retries) rather than piling up in memory while the store is slow or stuck.
     max_bytes_awaiting_store: int = Field(default=256 * 1024 * 1024, gt=0)
