@@ -316,6 +316,13 @@ class Adapter(abc.ABC):
     config_model: ClassVar[builtins.type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     signature_header: ClassVar[str]
+    # The largest webhook body the provider sends, with margin: anything larger is refused 413
+    # before it is read whole, parsed or signed (server.max_body_bytes still caps it). Each
+    # adapter sets its own beside the provider doc that sizes it.
+    max_body_bytes: ClassVar[int] = 1024 * 1024
+    # Form-encoded webhooks only: the most parameters one carries. Refused 413 past it, before
+    # the signature check, which reads and sorts every parameter.
+    max_form_fields: ClassVar[int | None] = None
     # What the channel shows natively; the downgrade engine hands `render` nothing else.
     # An adapter that declares nothing is sent plain text only.
     capabilities: ClassVar[Profile | None] = None

@@ -216,6 +216,10 @@ class LineAdapter(Adapter):
     type = "line"
     config_model = LineConfig
     signature_header = SIGNATURE_HEADER
+    # LINE batches events (`events[]`) and publishes no size or count limit for a webhook:
+    # https://developers.line.biz/en/reference/messaging-api/#request-body
+    # A text event is under 35 kB even at 5,000 characters of escaped JSON; 1 MB holds dozens.
+    max_body_bytes = 1024 * 1024
     capabilities = CAPABILITIES
     config: LineConfig
 

@@ -81,6 +81,10 @@ class GraphAdapter(Adapter):
     """
 
     signature_header = SIGNATURE_HEADER
+    # Graph batches several entries and changes into one request; payloads "up to ~3 MB"
+    # (providers.md §1.1, from hookdeck.com: Meta publishes no figure). server.max_body_bytes
+    # (1 MB by default) caps it further: raise it if Meta's batches get 413.
+    max_body_bytes = 3 * 1024 * 1024
     config: GraphConfig
 
     def __init__(self, config: ChannelConfig) -> None:

@@ -227,6 +227,9 @@ class ViberAdapter(Adapter):
     type = "viber"
     config_model = ViberConfig
     signature_header = SIGNATURE_HEADER
+    # One event per request (providers.md §5.1), a text at most 7,000 characters (escaped
+    # JSON: 12 bytes each at worst, 84 kB): https://developers.viber.com/docs/api/rest-bot-api/#callbacks
+    max_body_bytes = 256 * 1024
     capabilities = CAPABILITIES
     config: ViberConfig
 
