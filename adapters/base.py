@@ -13,7 +13,7 @@ import email.utils
 import hashlib
 import hmac
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -115,6 +115,14 @@ class InboundRequest(NamedTuple):
     public_url: str
     headers: Mapping[str, str]
     body: bytes
+
+
+class Admission(NamedTuple):
+    """What ingress reads of a request before storing it: its dedupe key, and when the provider
+    dated it (epoch seconds of its newest event; None where the provider dates nothing)."""
+
+    key: str
+    dated: float | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,13 @@ def signatures_match(provided: str, expected: str) -> bool:
     return hmac.compare_digest(provided.encode("utf-8", "surrogateescape"), expected.encode())
 
 
+def newest_millis(values: Iterable[Any]) -> float | None:
+    """The newest of a request's event times given in epoch milliseconds, in seconds; None
+    when it has none (values that are not numbers are the parser's business, not ours)."""
+    millis = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return max(millis) / 1000 if millis else None
+
+
 def request_key(keys: list[str], body: bytes) -> str:
     """One request's dedupe key from its events' keys: the key itself when there is one event,
     else a hash of them all (order-free, so a re-serialised redelivery keeps it)."""
@@ -348,6 +363,12 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def dedupe_key(self, body: bytes) -> str:
         """A key that is equal for redeliveries of the same request; PayloadError if unreadable."""
+
+    def admission(self, body: bytes) -> Admission:
+        """The dedupe key and the provider's date of one request, from one read of it (the
+        acknowledgement path); PayloadError if unreadable. Providers that date their events
+        override it, so ingress can refuse a replay older than its acceptance window."""
+        return Admission(self.dedupe_key(body))
 
     @abc.abstractmethod
     def parse(self, body: bytes) -> list[ParsedEvent]:

@@ -43,6 +43,7 @@ from pydantic import Field, SecretStr
 from adapters import line_rich as rich
 from adapters.base import (
     Adapter,
+    Admission,
     ChannelConfig,
     InboundRequest,
     ParsedEvent,
@@ -53,6 +54,7 @@ from adapters.base import (
     answer_json,
     epoch_millis,
     json_object,
+    newest_millis,
     provider_id,
     request_key,
     retry_after_seconds,
@@ -236,12 +238,17 @@ class LineAdapter(Adapter):
         return signatures_match(provided, expected)
 
     def dedupe_key(self, body: bytes) -> str:
+        return self.admission(body).key
+
+    def admission(self, body: bytes) -> Admission:
         events = _events(json_object(body))
         if not events:
             # The console's "Verify" button and LINE's connectivity checks: `events: []`.
-            return "verify:" + hashlib.sha256(body).hexdigest()
+            return Admission("verify:" + hashlib.sha256(body).hexdigest())
         keys = [_event_key(e) for e in events]
-        return request_key(keys, body)
+        # `events[].timestamp`: epoch ms; a redelivery keeps the event's own, so an old one
+        # is a replay (deliveryContext.isRedelivery says only that LINE tried before).
+        return Admission(request_key(keys, body), newest_millis(e.get("timestamp") for e in events))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = json_object(body)

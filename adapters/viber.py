@@ -43,6 +43,7 @@ from pydantic import Field, SecretStr
 from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
+    Admission,
     ChannelConfig,
     InboundRequest,
     ParsedEvent,
@@ -53,6 +54,7 @@ from adapters.base import (
     answer_json,
     epoch_millis,
     json_object,
+    newest_millis,
     retry_after_seconds,
     signatures_match,
 )
@@ -260,8 +262,13 @@ class ViberAdapter(Adapter):
         return bool(provided) and signatures_match(provided, expected)
 
     def dedupe_key(self, body: bytes) -> str:
-        # One event per request: the key is the event name and its message_token.
-        return _key(_load(body))
+        return self.admission(body).key
+
+    def admission(self, body: bytes) -> Admission:
+        # One event per request: the key is the event name and its message_token; `timestamp`
+        # is epoch ms (providers.md §5.1).
+        payload = _load(body)
+        return Admission(_key(payload), newest_millis([payload.get("timestamp")]))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = _load(body)

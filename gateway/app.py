@@ -86,6 +86,7 @@ class Gateway:
             self.bodies,
             busy_rate=config.server.busy_webhooks_per_second,
             max_bytes_awaiting_store=config.server.max_bytes_awaiting_store,
+            acceptance_window=config.ingress.acceptance_window_seconds,
         )
         self.normaliser = Normaliser(
             self.store,
@@ -112,6 +113,7 @@ class Gateway:
         self.retention = Retention(
             self.store,
             config.storage.retention,
+            keep_keys_seconds=config.ingress.acceptance_window_seconds,
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )

@@ -71,6 +71,15 @@ class ServerConfig(_Section):
     normalise_during_bursts: bool = True
 
 
+class IngressConfig(_Section):
+    # A webhook the provider dated (LINE, Viber, Meta) longer ago than this is refused as a
+    # replay, and no dedupe key is pruned younger than this, whatever storage.retention says
+    # (Twilio dates nothing: its MessageSid kept this long is the only protection). It must
+    # outlast every provider's redeliveries: Meta retries for up to 7 days (providers.md
+    # §1.2), so 8 days leaves a day for clock skew and a first attempt late. null: no limit.
+    acceptance_window_seconds: float | None = Field(default=8 * 86400.0, gt=0)
+
+
 class RetentionConfig(_Section):
     """How long the store keeps what traffic leaves behind (gateway/store/retention.py);
     null keeps it for ever."""
@@ -147,6 +156,7 @@ class LoggingConfig(_Section):
 class GatewayConfig(_Section):
     public_url: str = Field(pattern=r"^https?://")
     server: ServerConfig = ServerConfig()
+    ingress: IngressConfig = IngressConfig()
     storage: StorageConfig = StorageConfig()
     api_keys: list[ApiKey] = []
     backends: list[BackendConfig] = []

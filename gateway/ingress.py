@@ -63,6 +63,7 @@ class Ingress:
         *,
         busy_rate: float,
         max_bytes_awaiting_store: int,
+        acceptance_window: float | None = None,
     ) -> None:
         self.store = store
         self.adapters = adapters
@@ -81,6 +82,7 @@ class Ingress:
         self.max_bytes_awaiting_store = max_bytes_awaiting_store
         self.bytes_awaiting_store = 0
         self.bodies = bodies
+        self.acceptance_window = acceptance_window  # `ingress.acceptance_window_seconds`
         self.busy = self.busy_meter()  # the normaliser's
         self._stored_counters: dict[str, Counter] = {}
 
@@ -175,8 +177,9 @@ class Ingress:
             return self._reject(
                 channel_id, 403, "invalid_signature", "signature does not match the body"
             )
+        dated = None
         try:
-            dedupe_key = adapter.dedupe_key(body)
+            dedupe_key, dated = adapter.admission(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
         except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
@@ -186,6 +189,10 @@ class Ingress:
             else:
                 log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
             dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
+        if dated is not None and self.acceptance_window is not None:
+            age = time.time() - dated
+            if age > self.acceptance_window:
+                return self._stale(adapter, body, dedupe_key, age)
         if self.bytes_awaiting_store + len(body) > self.max_bytes_awaiting_store:
             return self._reject(
                 channel_id, 503, "store_busy", "the store is behind; retry later (not stored)"
@@ -210,6 +217,23 @@ class Ingress:
         else:
             self._stored_counter(channel_id).inc()
             self.on_stored()
+        reply = adapter.acknowledge(body)
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+
+    def _stale(self, adapter: Adapter, body: bytes, dedupe_key: str, age: float) -> web.Response:
+        """A signed request the provider dated before the acceptance window: a replay (the
+        window outlasts every provider's redeliveries), logged and not stored. Answered with
+        the usual acknowledgement, 2xx: an error would make Meta retry it for days and LINE
+        count failures against the webhook, and would tell a replayer nothing it can use."""
+        channel_id = adapter.config.id
+        WEBHOOKS.labels(channel_id, "stale").inc()
+        log.warning(
+            "webhook_stale",
+            channel=channel_id,
+            reason="older than ingress.acceptance_window_seconds",
+            age_seconds=round(age),
+            dedupe_key=dedupe_key,
+        )
         reply = adapter.acknowledge(body)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 
