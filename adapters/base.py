@@ -283,11 +283,17 @@ def signatures_match(provided: str, expected: str) -> bool:
     return hmac.compare_digest(provided.encode("utf-8", "surrogateescape"), expected.encode())
 
 
-def newest_millis(values: Iterable[Any]) -> float | None:
-    """The newest of a request's event times given in epoch milliseconds, in seconds; None
-    when it has none (values that are not numbers are the parser's business, not ours)."""
-    millis = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    return max(millis) / 1000 if millis else None
+def newest_time(values: Iterable[Any], per_second: int = 1) -> float | None:
+    """The newest of a request's event times in epoch seconds, from values in `1/per_second`
+    units (numbers, or digit strings as Graph sends them); None when it has none. Values that
+    are neither are the parser's business, not ingress's."""
+    times = []
+    for value in values:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            times.append(value)
+    return max(times) / per_second if times else None
 
 
 def request_key(keys: list[str], body: bytes) -> str:

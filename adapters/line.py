@@ -54,7 +54,7 @@ from adapters.base import (
     answer_json,
     epoch_millis,
     json_object,
-    newest_millis,
+    newest_time,
     provider_id,
     request_key,
     retry_after_seconds,
@@ -248,7 +248,8 @@ class LineAdapter(Adapter):
         keys = [_event_key(e) for e in events]
         # `events[].timestamp`: epoch ms; a redelivery keeps the event's own, so an old one
         # is a replay (deliveryContext.isRedelivery says only that LINE tried before).
-        return Admission(request_key(keys, body), newest_millis(e.get("timestamp") for e in events))
+        dated = newest_time((e.get("timestamp") for e in events), 1000)
+        return Admission(request_key(keys, body), dated)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = json_object(body)

@@ -54,7 +54,7 @@ from adapters.base import (
     answer_json,
     epoch_millis,
     json_object,
-    newest_millis,
+    newest_time,
     retry_after_seconds,
     signatures_match,
 )
@@ -268,7 +268,7 @@ class ViberAdapter(Adapter):
         # One event per request: the key is the event name and its message_token; `timestamp`
         # is epoch ms (providers.md §5.1).
         payload = _load(body)
-        return Admission(_key(payload), newest_millis([payload.get("timestamp")]))
+        return Admission(_key(payload), newest_time([payload.get("timestamp")], 1000))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = _load(body)
