@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -116,6 +116,14 @@ class InboundRequest(NamedTuple):
     public_url: str
     headers: Mapping[str, str]
     body: bytes
+
+
+class Admission(NamedTuple):
+    """What ingress reads of a request before storing it: its dedupe key, and when the provider
+    dated it (epoch seconds of its newest event; None where the provider dates nothing)."""
+
+    key: str
+    dated: float | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +315,22 @@ def signatures_match(provided: str, expected: str) -> bool:
     return hmac.compare_digest(provided.encode("utf-8", "surrogateescape"), expected.encode())
 
 
+def newest_time(
+    values: Iterable[Any], per_second: int = 1, seconds: Callable[[float], float] | None = None
+) -> float | None:
+    """The newest of a request's event times in epoch seconds, from values in `1/per_second`
+    units (numbers, or digit strings as Graph sends them), or read by `seconds` where a provider
+    mixes units; None when it has none. Values that are neither are the parser's business, not
+    ingress's."""
+    times = []
+    for value in values:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            times.append(seconds(value) if seconds is not None else value / per_second)
+    return max(times) if times else None
+
+
 def request_key(keys: list[str], body: bytes) -> str:
     """One request's dedupe key from its events' keys: the key itself when there is one event,
     else a hash of them all (order-free, so a re-serialised redelivery keeps it)."""
@@ -361,6 +385,13 @@ class Adapter(abc.ABC):
     config_model: ClassVar[builtins.type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     signature_header: ClassVar[str]
+    # The largest webhook body the provider sends, with margin: anything larger is refused 413
+    # before it is read whole, parsed or signed (server.max_body_bytes still caps it). Each
+    # adapter sets its own beside the provider doc that sizes it.
+    max_body_bytes: ClassVar[int] = 1024 * 1024
+    # Form-encoded webhooks only: the most parameters one carries. Refused 413 past it, before
+    # the signature check, which reads and sorts every parameter.
+    max_form_fields: ClassVar[int | None] = None
     # What the channel shows natively; the downgrade engine hands `render` nothing else.
     # An adapter that declares nothing is sent plain text only.
     capabilities: ClassVar[Profile | None] = None
@@ -390,6 +421,12 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def dedupe_key(self, body: bytes) -> str:
         """A key that is equal for redeliveries of the same request; PayloadError if unreadable."""
+
+    def admission(self, body: bytes) -> Admission:
+        """The dedupe key and the provider's date of one request, from one read of it (the
+        acknowledgement path); PayloadError if unreadable. Providers that date their events
+        override it, so ingress can refuse a replay older than its acceptance window."""
+        return Admission(self.dedupe_key(body))
 
     @abc.abstractmethod
     def parse(self, body: bytes) -> list[ParsedEvent]:

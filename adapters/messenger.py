@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from adapters import messenger_rich as rich
 from adapters.base import (
     AddressForm,
+    Admission,
     ErrorCategory,
     ParsedEvent,
     PayloadError,
@@ -26,6 +27,7 @@ from adapters.base import (
     SendError,
     answer_json,
     json_object,
+    newest_time,
     provider_id,
     request_key,
     retry_after_seconds,
@@ -34,6 +36,7 @@ from adapters.meta import (
     GraphAdapter,
     GraphConfig,
     graph_error,
+    meta_seconds,
     meta_time,
 )
 from gateway.downgrade.profile import (
@@ -254,8 +257,15 @@ class MessengerAdapter(GraphAdapter):
 
     # --- inbound -------------------------------------------------------------------
     def dedupe_key(self, body: bytes) -> str:
-        keys = [key for _entry, item, _standby in _items(_load(body)) for key in item_keys(item)]
-        return request_key(keys, body)
+        return self.admission(body).key
+
+    def admission(self, body: bytes) -> Admission:
+        items = _items(_load(body))
+        keys = [key for _entry, item, _standby in items for key in item_keys(item)]
+        # Each item's `timestamp`, in ms or seconds (meta_time): the events' own times. The
+        # entry's `time` is when Meta sent the batch, which says nothing about a replay's age.
+        dated = newest_time((item.get("timestamp") for _, item, _ in items), seconds=meta_seconds)
+        return Admission(request_key(keys, body), dated)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         events: list[ParsedEvent] = []

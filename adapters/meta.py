@@ -47,6 +47,11 @@ def meta_time(value: Any) -> datetime:
     return epoch_millis(number) if abs(number) >= MILLIS_FROM else epoch_seconds(number)
 
 
+def meta_seconds(number: float) -> float:
+    """A Meta time in seconds or milliseconds (told apart as `meta_time` does), in seconds."""
+    return number / 1000 if abs(number) >= MILLIS_FROM else number
+
+
 def hub_handshake(query: Mapping[str, str], verify_token: str) -> Reply:
     """Echo `hub.challenge` when Meta subscribes with our verify token; 403 otherwise."""
     token = query.get("hub.verify_token", "")
@@ -109,6 +114,10 @@ class GraphAdapter(Adapter):
     """
 
     signature_header = SIGNATURE_HEADER
+    # Graph batches several entries and changes into one request; payloads "up to ~3 MB"
+    # (providers.md §1.1, from hookdeck.com: Meta publishes no figure). server.max_body_bytes
+    # (1 MB by default) caps it further: raise it if Meta's batches get 413.
+    max_body_bytes = 3 * 1024 * 1024
     config: GraphConfig
 
     def __init__(self, config: ChannelConfig) -> None:

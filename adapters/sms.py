@@ -154,6 +154,15 @@ ERROR_TITLES = {
 _KEPT = ("FromCity", "FromState", "FromZip", "FromCountry", "MessagingServiceSid", "NumSegments")
 E164 = r"^\+[1-9][0-9]{1,14}$"
 
+# An inbound SMS/MMS or status callback: about 20-40 parameters (providers.md §3.1), `Body` at
+# most 1,600 characters (percent-encoded UTF-8: 9 bytes a character at worst, 14.4 kB) and up
+# to 10 MediaUrl/MediaContentType pairs (MMS), WhatsApp-through-Twilio extras besides:
+# https://www.twilio.com/docs/messaging/guides/webhook-request
+# Well under 20 kB and 70 parameters; the caps leave three times that. A forged 1 MB form
+# used to cost half a second of the event loop before its signature failed.
+MAX_WEBHOOK_BYTES = 64 * 1024
+MAX_WEBHOOK_FIELDS = 200
+
 
 class SmsConfig(ChannelConfig):
     type: Literal["sms"]
@@ -272,6 +281,8 @@ class SmsAdapter(Adapter):
     config_model = SmsConfig
     content_types = (FORM,)
     signature_header = SIGNATURE_HEADER
+    max_body_bytes = MAX_WEBHOOK_BYTES
+    max_form_fields = MAX_WEBHOOK_FIELDS
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
     address = AddressForm(

@@ -48,6 +48,7 @@ from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
     AddressForm,
+    Admission,
     ChannelConfig,
     InboundRequest,
     OptIn,
@@ -59,6 +60,7 @@ from adapters.base import (
     answer_json,
     epoch_millis,
     json_object,
+    newest_time,
     retry_after_seconds,
     signatures_match,
 )
@@ -248,6 +250,9 @@ class ViberAdapter(Adapter):
     type = "viber"
     config_model = ViberConfig
     signature_header = SIGNATURE_HEADER
+    # One event per request (providers.md §5.1), a text at most 7,000 characters (escaped
+    # JSON: 12 bytes each at worst, 84 kB): https://developers.viber.com/docs/api/rest-bot-api/#callbacks
+    max_body_bytes = 256 * 1024
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
     # Viber user ids are base64 (a 16-byte id: 24 characters ending in ==; the docs' sample
@@ -286,8 +291,13 @@ class ViberAdapter(Adapter):
         return bool(provided) and signatures_match(provided, expected)
 
     def dedupe_key(self, body: bytes) -> str:
-        # One event per request: the key is the event name and its message_token.
-        return _key(_load(body))
+        return self.admission(body).key
+
+    def admission(self, body: bytes) -> Admission:
+        # One event per request: the key is the event name and its message_token; `timestamp`
+        # is epoch ms (providers.md §5.1).
+        payload = _load(body)
+        return Admission(_key(payload), newest_time([payload.get("timestamp")], 1000))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = _load(body)

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from adapters import whatsapp_rich as rich
 from adapters.base import (
     AddressForm,
+    Admission,
     ParsedEvent,
     PayloadError,
     ProviderRequest,
@@ -27,6 +28,7 @@ from adapters.base import (
     answer_json,
     epoch_seconds,
     json_object,
+    newest_time,
     provider_id,
     request_key,
     retry_after_seconds,
@@ -304,11 +306,15 @@ class WhatsAppAdapter(GraphAdapter):
 
     # --- inbound -------------------------------------------------------------------
     def dedupe_key(self, body: bytes) -> str:
-        # On the hot path: read only the ids, with the same key rules as `parse`.
+        return self.admission(body).key
+
+    def admission(self, body: bytes) -> Admission:
+        # On the hot path: read only the ids and times, with the same key rules as `parse`.
         payload = json_object(body)
         if payload.get("object") != "whatsapp_business_account":
             raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
         keys = []
+        times: list[Any] = []  # messages' and statuses' `timestamp`: Unix seconds, as strings
         for entry in _list(payload.get("entry"), "entry"):
             for change in _list(entry.get("changes"), "entry[].changes"):
                 value = change.get("value")
@@ -319,12 +325,18 @@ class WhatsAppAdapter(GraphAdapter):
                     _message_key(m) for m in value.get("messages") or [] if isinstance(m, dict)
                 ]
                 keys += [_status_key(s) for s in value.get("statuses") or [] if isinstance(s, dict)]
+                times += [
+                    item.get("timestamp")
+                    for field in ("messages", "statuses")
+                    for item in value.get(field) or []
+                    if isinstance(item, dict)
+                ]
                 phone_number_id = (value.get("metadata") or {}).get("phone_number_id")
                 keys += [
                     _change_key("error", entry, [phone_number_id, e])
                     for e in value.get("errors") or []
                 ]
-        return request_key(keys, body)
+        return Admission(request_key(keys, body), newest_time(times))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         return self._events(json_object(body), None)

@@ -13,6 +13,7 @@ from adapters import ADAPTERS, Adapter
 from gateway.api import Api
 from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
+from gateway.headers import bound_header_time
 from gateway.ingress import Ingress
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
@@ -89,6 +90,7 @@ class Gateway:
             self.bodies,
             busy_rate=config.server.busy_webhooks_per_second,
             max_bytes_awaiting_store=config.server.max_bytes_awaiting_store,
+            acceptance_window=config.ingress.acceptance_window_seconds,
         )
         self.normaliser = Normaliser(
             self.store,
@@ -119,6 +121,7 @@ class Gateway:
         self.retention = Retention(
             self.store,
             config.storage.retention,
+            keep_keys_seconds=config.ingress.acceptance_window_seconds,
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
@@ -148,6 +151,7 @@ class Gateway:
             self.redactor,
         )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
+        bound_header_time(app, self.config.server.header_timeout_seconds)
         app.router.add_get("/webhooks/{channel_id}", ingress.handshake)
         app.router.add_post("/webhooks/{channel_id}", ingress.receive)
         # The API's authentication wraps only the API: webhooks carry provider signatures instead.

@@ -45,15 +45,36 @@ class UnreadableBody(Exception):
 TOO_LARGE = "the body exceeds server.max_body_bytes"
 
 
+def too_large(limit: int) -> str:
+    return f"the body exceeds {limit} bytes"
+
+
+async def _read_at_most(request: web.BaseRequest, limit: int) -> bytes:
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise UnreadableBody(413, "body_too_large", too_large(limit), closes=True)
+    return bytes(body)
+
+
 class BodyReader:
     def __init__(self, timeout_seconds: float = 30.0) -> None:
         self.timeout_seconds = timeout_seconds
         self._waiting: dict[int, web.BaseRequest] = {}  # by id(): requests are unhashable
 
-    async def read(self, request: web.BaseRequest) -> bytes:
+    async def read(self, request: web.BaseRequest, limit: int | None = None) -> bytes:
+        """The whole body; past `limit` bytes (decoded), UnreadableBody 413 as soon as they
+        arrive. The caller has refused a larger Content-Length already: only a chunked or
+        compressed body can still grow past it."""
         key = id(request)
         self._waiting[key] = request
         try:
+            if limit is not None and (
+                request.content_length is None or "Content-Encoding" in request.headers
+            ):
+                async with asyncio.timeout(self.timeout_seconds):
+                    return await _read_at_most(request, limit)
             if request.content.is_eof():  # all of it is here, the usual case: no timer to arm
                 return await request.read()
             async with asyncio.timeout(self.timeout_seconds):

@@ -54,6 +54,10 @@ class ServerConfig(_Section):
     # providers send theirs in milliseconds, and give up on us sooner anyway (Twilio's total
     # time is 15 s: ../shared/reference/providers.md §3.2).
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # From a request's first byte to the end of its headers, at most; past it the connection
+    # is closed (gateway/headers.py). Providers send theirs in one packet; a slow-drip client
+    # otherwise held a connection until the keep-alive timer (75 s and more).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     # Bodies read and waiting for the store to write them, at most: past it, webhooks get 503
     # (the provider retries) rather than piling up in memory while the store is slow or stuck.
     max_bytes_awaiting_store: int = Field(default=256 * 1024 * 1024, gt=0)
@@ -66,6 +70,15 @@ class ServerConfig(_Section):
     # While busy, the normaliser works in paced slices (4 rows every 50 ms on a saturated core,
     # so events keep reaching backends); false pauses it until the burst ends.
     normalise_during_bursts: bool = True
+
+
+class IngressConfig(_Section):
+    # A webhook the provider dated (LINE, Viber, Meta) longer ago than this is refused as a
+    # replay, and no dedupe key is pruned younger than this, whatever storage.retention says
+    # (Twilio dates nothing: its MessageSid kept this long is the only protection). It must
+    # outlast every provider's redeliveries: Meta retries for up to 7 days (providers.md
+    # §1.2), so 8 days leaves a day for clock skew and a first attempt late. null: no limit.
+    acceptance_window_seconds: float | None = Field(default=8 * 86400.0, gt=0)
 
 
 class RetentionConfig(_Section):
@@ -168,6 +181,7 @@ class LoggingConfig(_Section):
 class GatewayConfig(_Section):
     public_url: str = Field(pattern=r"^https?://")
     server: ServerConfig = ServerConfig()
+    ingress: IngressConfig = IngressConfig()
     storage: StorageConfig = StorageConfig()
     api_keys: list[ApiKey] = []
     backends: list[BackendConfig] = []

@@ -6,6 +6,7 @@ events happens later, from the inbox, so a parser bug costs a replay and never a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -17,7 +18,7 @@ from prometheus_client import Counter
 from adapters.base import Adapter, InboundRequest, PayloadError
 from adapters.failures import unreadable
 from gateway import wire
-from gateway.bodies import TOO_LARGE, BodyReader, UnreadableBody
+from gateway.bodies import BodyReader, UnreadableBody, too_large
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
@@ -26,6 +27,12 @@ log = get_logger("gateway.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
+
+
+# Larger bodies are verified on a worker thread: hashing them (HMAC releases the GIL) or
+# parsing a form must not hold the acknowledgements of every other channel. Smaller ones,
+# nearly all of them, cost microseconds, less than the hand-over to a thread.
+VERIFY_INLINE_BYTES = 32 * 1024
 
 
 def kept_headers(headers: Mapping[str, str]) -> str:
@@ -56,11 +63,17 @@ class Ingress:
         *,
         busy_rate: float,
         max_bytes_awaiting_store: int,
+        acceptance_window: float | None = None,
     ) -> None:
         self.store = store
         self.adapters = adapters
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
+        # Per channel: what its provider sends, within what the server takes at all.
+        self.body_limits = {
+            channel_id: min(adapter.max_body_bytes, max_body_bytes)
+            for channel_id, adapter in adapters.items()
+        }
         self.on_stored = on_stored
         # Above this arrival rate acknowledging comes first (the normaliser paces itself,
         # retention gives way): `server.busy_webhooks_per_second`.
@@ -69,6 +82,7 @@ class Ingress:
         self.max_bytes_awaiting_store = max_bytes_awaiting_store
         self.bytes_awaiting_store = 0
         self.bodies = bodies
+        self.acceptance_window = acceptance_window  # `ingress.acceptance_window_seconds`
         self.busy = self.busy_meter()  # the normaliser's
         self._stored_counters: dict[str, Counter] = {}
 
@@ -110,9 +124,13 @@ class Ingress:
         if adapter is None:
             WEBHOOKS.labels("unknown", "unknown_channel").inc()
             return error(404, "unknown_channel", "no channel is configured at this path")
+        limit = self.body_limits[channel_id]
         length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            return self._reject(channel_id, 413, "body_too_large", TOO_LARGE)
+        if length is not None and length > limit:
+            # Unread: the rest of the body is still coming, so the connection cannot go on.
+            answer = self._reject(channel_id, 413, "body_too_large", too_large(limit))
+            answer.force_close()
+            return answer
         # The raw header first: providers send the bare type, and aiohttp parses it anew per request.
         if (
             request.headers.get("Content-Type") not in adapter.content_types
@@ -125,10 +143,18 @@ class Ingress:
                 f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
             )
         try:
-            body = await self.bodies.read(request)
+            body = await self.bodies.read(request, limit)
         except UnreadableBody as refused:
             return refused.finish(
                 self._reject(channel_id, refused.status, refused.code, refused.message)
+            )
+        fields = adapter.max_form_fields
+        if fields is not None and body.count(b"&") >= fields:  # before the form is parsed
+            return self._reject(
+                channel_id,
+                413,
+                "too_many_fields",
+                f"a {adapter.type} webhook has at most {fields} form fields",
             )
         inbound = InboundRequest(
             method=request.method,
@@ -143,12 +169,17 @@ class Ingress:
                 "missing_signature",
                 f"{adapter.signature_header} header is required",
             )
-        if not adapter.verify(inbound):
+        if len(body) > VERIFY_INLINE_BYTES:
+            verified = await asyncio.to_thread(adapter.verify, inbound)
+        else:
+            verified = adapter.verify(inbound)
+        if not verified:
             return self._reject(
                 channel_id, 403, "invalid_signature", "signature does not match the body"
             )
+        dated = None
         try:
-            dedupe_key = adapter.dedupe_key(body)
+            dedupe_key, dated = adapter.admission(body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
         except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
@@ -158,6 +189,10 @@ class Ingress:
             else:
                 log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
             dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
+        if dated is not None and self.acceptance_window is not None:
+            age = time.time() - dated
+            if age > self.acceptance_window:
+                return self._stale(adapter, body, dedupe_key, age)
         if self.bytes_awaiting_store + len(body) > self.max_bytes_awaiting_store:
             return self._reject(
                 channel_id, 503, "store_busy", "the store is behind; retry later (not stored)"
@@ -182,6 +217,23 @@ class Ingress:
         else:
             self._stored_counter(channel_id).inc()
             self.on_stored()
+        reply = adapter.acknowledge(body)
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+
+    def _stale(self, adapter: Adapter, body: bytes, dedupe_key: str, age: float) -> web.Response:
+        """A signed request the provider dated before the acceptance window: a replay (the
+        window outlasts every provider's redeliveries), logged and not stored. Answered with
+        the usual acknowledgement, 2xx: an error would make Meta retry it for days and LINE
+        count failures against the webhook, and would tell a replayer nothing it can use."""
+        channel_id = adapter.config.id
+        WEBHOOKS.labels(channel_id, "stale").inc()
+        log.warning(
+            "webhook_stale",
+            channel=channel_id,
+            reason="older than ingress.acceptance_window_seconds",
+            age_seconds=round(age),
+            dedupe_key=dedupe_key,
+        )
         reply = adapter.acknowledge(body)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 

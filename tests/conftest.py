@@ -101,6 +101,9 @@ def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
             "poll_interval_seconds": 0.1,
         },
         "logging": {"level": "debug"},
+        # Fixtures carry the providers' documented sample dates (2016): the acceptance window
+        # would refuse them all as replays. tests/test_replays.py sets it.
+        "ingress": {"acceptance_window_seconds": None},
     }
     data.update(overrides)
     return data

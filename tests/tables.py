@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,19 @@ def check_parse(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
                 adapter.dedupe_key(raw)
         return
     assert parsed_events(adapter, raw) == case["events"]
+
+
+def check_admission(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
+    """What ingress reads of `raw` agrees with its parse: the request's dedupe key, and its
+    date, the newest of its events' (what the acceptance window is measured against)."""
+    key, dated = adapter.admission(raw)
+    assert key == adapter.dedupe_key(raw)
+    if case.get("undated"):  # no time ingress reads: such a request is never refused as old
+        assert dated is None
+        return
+    times = [datetime.fromisoformat(e["timestamp"]).timestamp() for e in case["events"]]
+    if times:  # a verification request yields no event to compare with
+        assert dated == pytest.approx(max(times), abs=1e-3)
 
 
 def raw(body: Any) -> bytes:

@@ -18,7 +18,7 @@ import pytest
 
 from adapters.base import InboundRequest, PayloadError
 from adapters.line import SIGNATURE_HEADER, LineAdapter, LineConfig, signature
-from tests.tables import check_parse
+from tests.tables import check_admission, check_parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "line"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -161,3 +161,8 @@ def test_no_handshake_and_a_plain_ok() -> None:
 
 def test_secrets_are_listed_for_redaction() -> None:
     assert set(make_adapter().secrets()) == {CHANNEL_SECRET, "line-access-token-abcdef"}
+
+
+@pytest.mark.parametrize("case", PARSED, ids=[c["name"] for c in PARSED])
+def test_admission_reads_the_key_and_the_newest_event_time(case: dict[str, Any]) -> None:
+    check_admission(make_adapter(), body(case), case)

@@ -17,7 +17,7 @@ from adapters.base import PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
 from adapters.meta import MILLIS_FROM, meta_time
 from gateway.cli import main
-from tests.tables import check_parse, parsed_events
+from tests.tables import check_admission, check_parse, parsed_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -147,3 +147,8 @@ def test_cli_normalize(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_normalize_refuses_other_providers(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["normalize", "--channel", "messenger", str(FIXTURES / "wrong_object.json")]) == 1
     assert "not a Messenger webhook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", PARSED, ids=[c["name"] for c in PARSED])
+def test_admission_reads_the_key_and_the_newest_event_time(case: dict[str, Any]) -> None:
+    check_admission(make_adapter(), body(case), case)

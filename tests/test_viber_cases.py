@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from adapters.base import InboundRequest
 from adapters.viber import SIGNATURE_HEADER, ViberAdapter, ViberConfig, signature
-from tests.tables import check_parse
+from tests.tables import check_admission, check_parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "viber"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -166,3 +166,8 @@ def test_config_defaults() -> None:
                 "sender_avatar": "x",
             }
         )
+
+
+@pytest.mark.parametrize("case", PARSED, ids=[c["name"] for c in PARSED])
+def test_admission_reads_the_key_and_the_newest_event_time(case: dict[str, Any]) -> None:
+    check_admission(make_adapter(), body(case), case)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.whatsapp import WhatsAppAdapter, WhatsAppConfig
-from tests.tables import check_parse
+from tests.tables import check_admission, check_parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
@@ -76,3 +76,8 @@ def test_changes_without_a_time_take_the_arrival_time() -> None:
     raw = (FIXTURES / "value_errors.json").read_bytes()
     [event] = make_adapter().parse_received(raw, arrived)
     assert event.draft.type == "system" and event.draft.timestamp == arrived
+
+
+@pytest.mark.parametrize("case", PARSED, ids=[c["name"] for c in PARSED])
+def test_admission_reads_the_key_and_the_newest_event_time(case: dict[str, Any]) -> None:
+    check_admission(make_adapter(), body(case), case)

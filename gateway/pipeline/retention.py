@@ -37,6 +37,7 @@ class Retention(Worker):
         store: Store,
         policy: RetentionConfig,
         *,
+        keep_keys_seconds: float | None = None,
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         idle_clocks: Sequence[IdleClock] = (),
@@ -44,6 +45,9 @@ class Retention(Worker):
         super().__init__(policy.interval_seconds)
         self.store = store
         self.policy = policy
+        # `ingress.acceptance_window_seconds`: an inbox row holds its request's dedupe key, and
+        # a replay younger than the window is refused only while the key is there.
+        self.keep_keys_seconds = keep_keys_seconds
         self.busy = busy
         self.clock = clock
         # The loop's and the store writer's idle time (gateway/idle.py); with none, a pass
@@ -58,7 +62,10 @@ class Retention(Worker):
             "events": self.policy.days,
             "messages": self.policy.message_days,
         }
-        return {table: now - d * DAY for table, d in days.items() if d is not None}
+        cutoffs = {table: now - d * DAY for table, d in days.items() if d is not None}
+        if "inbox" in cutoffs and self.keep_keys_seconds is not None:
+            cutoffs["inbox"] = min(cutoffs["inbox"], now - self.keep_keys_seconds)
+        return cutoffs
 
     async def prune(self) -> dict[str, int]:
         """One pass; rows deleted per table. Stops early (the counts so far) when it gives way."""
