@@ -524,3 +524,19 @@ async def test_a_message_is_read_only_by_the_key_that_created_it(store: Store) -
     assert await store.get_message("msg_1", created_by="billing") is None
     unfiltered = await store.get_message("msg_1")  # the gateway's own reads, and read_all keys
     assert unfiltered is not None and unfiltered.api_key == "orders"
+
+
+async def test_a_whatsapp_window_opens_under_the_phone_and_the_business_scoped_id(
+    store: Store,
+) -> None:
+    """A user Meta names by phone and BSUID may be answered under either: the window is open
+    for both, so a reply to the BSUID is not refused as outside it."""
+    bsuid = "US.13491208655302741918"
+    event = inbound("wamid.both")
+    event.sender = Party(id="16505551234", phone="+16505551234", user_id=bsuid)
+    row = await store.append_inbox("wa", "both", "u", "{}", b"{}", NOW)
+    assert row
+    await store.record_inbound(row, [(event, "msg:wamid.both")], targets, NOW)
+    by_phone = await store.get_contact("wa", "16505551234")
+    by_bsuid = await store.get_contact("wa", bsuid)
+    assert by_phone.last_inbound_at == by_bsuid.last_inbound_at == event.timestamp.timestamp()

@@ -15,7 +15,7 @@ from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, Event, Postback, UserEvent
+from gateway.schema import STATE_RANK, Event, Party, Postback, UserEvent
 from gateway.store import forms
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
@@ -240,6 +240,24 @@ def _touch_contact(
     return conversation
 
 
+ContactFacts = dict[tuple[str, str], tuple[str | None, str | None, float | None]]
+
+
+def _note_sender(
+    contacts: ContactFacts, channel_id: str, sender: Party, inbound: float | None
+) -> None:
+    """What a batch learnt of a sender, under each address a backend may reply to: the id,
+    and a WhatsApp business-scoped user id beside a phone number (`Party.user_id`), so the
+    24-hour window is open whichever of the two the reply names."""
+    addresses = {sender.id, sender.user_id} - {None, ""}
+    for address in addresses:
+        key = (channel_id, str(address))
+        _name, _phone, seen = contacts.get(key, (None, None, None))
+        latest = max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+        phone = sender.phone if address == sender.id else None
+        contacts[key] = (sender.name, phone, latest)
+
+
 def store_rows(
     tx: Tx,
     rows: Sequence[tuple[int, Sequence[PreparedEvent]]],
@@ -249,7 +267,7 @@ def store_rows(
 ) -> dict[int, list[Event]]:
     """`on_new_inbound` sees each new event a person sent (not a status), after it is queued."""
     # One contact write per user per batch, however many of their messages it holds.
-    contacts: dict[tuple[str, str], tuple[str | None, str | None, float | None]] = {}
+    contacts: ContactFacts = {}
     stored: dict[int, list[Event]] = {}
     for raw_id, events in rows:
         stored[raw_id] = []
@@ -263,13 +281,8 @@ def store_rows(
             prepared = _answer_choice(tx, prepared, now)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
-                key = (event.channel.id, event.sender.id)
-                _name, _phone, seen = contacts.get(key, (None, None, None))
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
-                latest = (
-                    max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
-                )
-                contacts[key] = (event.sender.name, event.sender.phone, latest)
+                _note_sender(contacts, event.channel.id, event.sender, inbound)
             kept = _store_inbound(tx, prepared, targets_for, now)
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
