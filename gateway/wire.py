@@ -9,11 +9,14 @@ orjson writes compact UTF-8 JSON with non-ASCII characters kept, the same bytes 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, TypeVar
 
 import orjson
 
 JSON_CONTENT_TYPE = "application/json"
+
+T = TypeVar("T")
 
 
 def dumps(value: Any) -> bytes:
@@ -34,6 +37,53 @@ def loads(data: bytes | str) -> Any:
             return json.loads(data)
         except RecursionError:  # nested deeper than either parser goes: not a payload we read
             raise ValueError("JSON nested too deeply") from None
+
+
+def nested_deeper_than(body: bytes, value: Any, limit: int) -> bool:
+    """Whether the JSON `value` (read from `body`) nests containers more than `limit` deep.
+
+    A body with no more brackets than `limit` cannot, which answers for nearly every webhook
+    with two byte counts; otherwise the value is walked, without recursion (a deep value would
+    exhaust the stack), and the walk stops at the first node past the limit."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+# A surrogate code point written as a JSON escape (\ud83d) or as raw bytes (ED A0 80): how
+# a lone surrogate gets into a body. orjson refuses both, so only bodies the lenient reader
+# read can hold one, and only when their bytes match this.
+_SURROGATE_IN_BODY = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def may_hold_surrogates(body: bytes) -> bool:
+    return _SURROGATE_IN_BODY.search(body) is not None
+
+
+def without_lone_surrogates(value: T) -> T:
+    """`value` with every lone surrogate in its strings (and keys) replaced by U+FFFD, as a
+    UTF-8 decoder does with bytes it cannot read: the text around it stays whole, and every
+    string can be encoded again. A valid pair was joined by the reader already, so whatever
+    surrogate is left is alone. Recursive: bound the value's depth first."""
+    repaired: Any = value
+    if isinstance(value, str):
+        repaired = _SURROGATE.sub("\ufffd", value)
+    elif isinstance(value, dict):
+        repaired = {
+            without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()
+        }
+    elif isinstance(value, list):
+        repaired = [without_lone_surrogates(item) for item in value]
+    return repaired  # type: ignore[no-any-return]  # of the same JSON type as `value`
 
 
 def size(value: Any) -> int:

@@ -47,3 +47,32 @@ def test_64_bit_integers_read_exactly() -> None:
 def test_not_json_raises_the_standard_error() -> None:
     with pytest.raises(ValueError, match="Expecting"):
         wire.loads(b'{"object": ')
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "deeper"),
+    [
+        (b'{"a": [1, {"b": 2}]}', 3, False),  # three levels: the object, the list, the object
+        (b'{"a": [1, {"b": 2}]}', 2, True),
+        (b'{"a": "[[[[[[[[["}', 2, False),  # brackets in a string are no nesting
+        (b"[" * 100_000 + b"]" * 100_000, 64, True),  # counted without recursing
+    ],
+)
+def test_nesting_is_measured_without_recursion(body: bytes, limit: int, deeper: bool) -> None:
+    value = json.loads(body) if len(body) < 1000 else _nested_lists(100_000)
+    assert wire.nested_deeper_than(body, value, limit) is deeper
+
+
+def _nested_lists(depth: int) -> Any:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_lone_surrogates_become_replacement_characters_and_pairs_stay() -> None:
+    body = b'{"k\\udc00": ["cut \\ud83d", "whole \\ud83d\\ude00", "\\udfff\\ud800", 1]}'
+    assert wire.may_hold_surrogates(body)
+    value = wire.without_lone_surrogates(wire.loads(body))
+    assert value == {"k\ufffd": ["cut \ufffd", "whole 😀", "\ufffd\ufffd", 1]}
+    assert not wire.may_hold_surrogates(b'{"text": "caf\xc3\xa9 \xf0\x9f\x98\x80"}')
