@@ -15,7 +15,7 @@ from tests.fuzzing import CHANNELS, adapter_for, check_body, mutated_bodies
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(data=st.data())
 def test_a_mutated_payload_is_read_or_refused_plainly(
     channel: str, data: Any, tmp_path: Path
