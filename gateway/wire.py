@@ -33,10 +33,40 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        try:
-            return json.loads(data)
-        except RecursionError:  # nested deeper than either parser goes: not a payload we read
-            raise ValueError("JSON nested too deeply") from None
+        return _lenient_loads(data)
+
+
+def _lenient_loads(data: bytes | str) -> Any:
+    try:
+        return json.loads(data, parse_int=_integer)
+    except RecursionError:  # nested deeper than either parser goes: not a payload we read
+        raise ValueError("nested too deeply") from None
+
+
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads it: exact up to 64 bits, wider as a float (a huge one as
+    inf), so that reading one from a body orjson refused for another reason (a NaN, a lone
+    surrogate) gives the same value, and `float()` of it cannot overflow."""
+    if len(text) <= 20:  # "-9223372036854775808", "18446744073709551615"
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return float(text)
+
+
+def loads_bounded(data: bytes, max_depth: int) -> Any:
+    """`loads` for what a sender wrote (a webhook body): containers nested more than
+    `max_depth` deep are a ValueError, and every lone surrogate becomes U+FFFD, so whatever is
+    read from it can be encoded as UTF-8 again. orjson refuses lone surrogates, so only what
+    the lenient reader read is looked through: nearly every body costs two byte counts more."""
+    try:
+        value = orjson.loads(data)
+        lenient = False
+    except orjson.JSONDecodeError:
+        value, lenient = _lenient_loads(data), True
+    if nested_deeper_than(data, value, max_depth):
+        raise ValueError(f"nested too deeply (over {max_depth} levels)")
+    return without_lone_surrogates(value) if lenient else value
 
 
 def nested_deeper_than(body: bytes, value: Any, limit: int) -> bool:
@@ -58,15 +88,7 @@ def nested_deeper_than(body: bytes, value: Any, limit: int) -> bool:
     return False
 
 
-# A surrogate code point written as a JSON escape (\ud83d) or as raw bytes (ED A0 80): how
-# a lone surrogate gets into a body. orjson refuses both, so only bodies the lenient reader
-# read can hold one, and only when their bytes match this.
-_SURROGATE_IN_BODY = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def may_hold_surrogates(body: bytes) -> bool:
-    return _SURROGATE_IN_BODY.search(body) is not None
 
 
 def without_lone_surrogates(value: T) -> T:

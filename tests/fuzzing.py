@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from adapters import ADAPTERS
 from adapters.base import Adapter, PayloadError
-from adapters.failures import unreadable
+from adapters.failures import ADAPTER_FAILED, unreadable
 from gateway import cli
 from gateway.pipeline.normaliser import read_row
 from gateway.preview import placeholder_config
@@ -42,6 +42,7 @@ RECEIVED_AT = 1_749_416_383.0
 # What a reason must never show: the name of the Python error behind it (the payload's fault
 # is then unexplained, or an adapter bug is blamed on the payload), or a traceback.
 NOT_PLAIN = (
+    ADAPTER_FAILED,  # an adapter's bug, found
     "adapter error",
     "Traceback",
     "Error:",  # "RecursionError: ...", "UnicodeEncodeError: ...", "KeyError: ..."

@@ -69,7 +69,7 @@ ODD_BODIES = {  # of the kinds tests/test_payload_fuzz.py generates
     "nested 2,000 levels": (
         b'{"object": "whatsapp_business_account", "entry": ' + b"[" * 2000 + b"]" * 2000 + b"}",
         1,
-        "malformed JSON: JSON nested too deeply",
+        "malformed JSON: nested too deeply",
     ),
     "nested 100 levels": (
         b'{"object": "whatsapp_business_account", "entry": [' + b"[" * 99 + b"]" * 99 + b"]}",

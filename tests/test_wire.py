@@ -42,6 +42,17 @@ def test_64_bit_integers_read_exactly() -> None:
     # Viber's message_token is a 64-bit integer; every digit must survive.
     for number in (2**53 + 1, 2**63 - 1, 2**64 - 1):
         assert wire.loads(f'{{"message_token": {number}}}'.encode()) == {"message_token": number}
+        # also beside what only the lenient reader reads (orjson refuses NaN)
+        assert wire.loads(f"[NaN, {number}]".encode())[1] == number
+
+
+def test_wider_integers_read_as_floats_whichever_reader_reads_them() -> None:
+    """A 400-digit integer became a Python int where orjson gave up: float() of it raised
+    OverflowError deep in an adapter (Viber's location)."""
+    for body in (b"[18446744073709551616]", b"[18446744073709551616, NaN]"):
+        assert wire.loads(body)[0] == float(2**64)
+    assert wire.loads(b"[1" + b"0" * 400 + b", NaN]")[0] == float("inf")
+    assert wire.loads(b"[-1" + b"0" * 5000 + b", NaN]")[0] == float("-inf")  # no digit limit
 
 
 def test_not_json_raises_the_standard_error() -> None:
@@ -72,7 +83,14 @@ def _nested_lists(depth: int) -> Any:
 
 def test_lone_surrogates_become_replacement_characters_and_pairs_stay() -> None:
     body = b'{"k\\udc00": ["cut \\ud83d", "whole \\ud83d\\ude00", "\\udfff\\ud800", 1]}'
-    assert wire.may_hold_surrogates(body)
-    value = wire.without_lone_surrogates(wire.loads(body))
+    value = wire.loads_bounded(body, 64)
     assert value == {"k\ufffd": ["cut \ufffd", "whole 😀", "\ufffd\ufffd", 1]}
-    assert not wire.may_hold_surrogates(b'{"text": "caf\xc3\xa9 \xf0\x9f\x98\x80"}')
+    assert wire.loads_bounded(b'["\xed\xa0\x80"]', 64) == ["\ufffd"]  # as raw bytes too
+    assert wire.loads(body)["k\udc00"][0] == "cut \ud83d"  # plain `loads` keeps them
+
+
+def test_bounded_reading_refuses_what_nests_past_its_limit() -> None:
+    assert wire.loads_bounded(b"[" * 64 + b"]" * 64, 64) == _nested_lists(64)
+    for body in (b"[" * 65 + b"]" * 65, b"[" * 2000 + b"]" * 2000):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            wire.loads_bounded(body, 64)
