@@ -255,10 +255,26 @@ class PayloadError(ValueError):
 # --- helpers several adapters share -----------------------------------------------------
 
 
+# How deep a webhook body's JSON may nest. The deepest documented payloads nest about ten
+# levels (a Messenger echo of a generic template: entry[].messaging[].message.attachments[]
+# .payload.elements[].buttons[]); none of the providers states a limit. Far deeper bodies only
+# come from a fuzzer or an attacker, and would exhaust the stack of whatever reads them
+# recursively (a RecursionError) or pydantic's serialiser (about 250 levels) in an event.
+MAX_JSON_DEPTH = 64
+
+
 def json_object(body: bytes) -> dict[str, Any]:
-    """A webhook body that must be a JSON object; PayloadError otherwise."""
+    """A webhook body that must be a JSON object; PayloadError otherwise.
+
+    Every JSON channel reads its body here, so what no channel can read is refused (or
+    repaired) once: text that is not UTF-8 and nesting past MAX_JSON_DEPTH are refused; a
+    lone surrogate (`"\\ud83d"`: an emoji cut in half) becomes U+FFFD, as a UTF-8 decoder
+    treats bytes it cannot read, so the message is delivered and every event can be
+    encoded for a backend."""
     try:
-        payload = wire.loads(body)
+        payload = wire.loads_bounded(body, MAX_JSON_DEPTH)
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"malformed JSON: {not_utf8(exc)}") from None
     except ValueError as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -266,6 +282,11 @@ def json_object(body: bytes) -> dict[str, Any]:
     if shape.tracing.get():  # `shape.explain` is reading a failed body again
         return shape.traced(payload)  # type: ignore[no-any-return]
     return payload
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What is wrong with a body that is not UTF-8, said plainly: the first byte at fault."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
 
 
 def epoch_seconds(value: int | float) -> datetime:

@@ -1,41 +1,53 @@
 """Why a payload cannot be read: the one reason the failed inbox row keeps, ingress logs and
-`gateway normalize` prints."""
+`gateway normalize` prints.
+
+A reason says what is wrong with the payload, by its field where it can (adapters/shape.py),
+and never shows the Python error behind it ("TypeError: unhashable type: 'dict'" tells an
+operator nothing). A failure nothing ties to the payload is the adapter's own: its reason
+says so, rather than blaming a payload that may be valid."""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from adapters import shape
 from adapters.base import PayloadError
 
-# What an adapter raises for a payload it cannot read (anything else is a bug of its own).
-INVALID = (PayloadError, ValidationError, KeyError, TypeError, ValueError)
+# How the reason of an adapter's own failure begins.
+ADAPTER_FAILED = "the adapter failed on this payload without finding fault with it"
 
 
 def unreadable(exc: Exception, read: Callable[[], object]) -> str | None:
     """Why reading a payload raised `exc` (`read` reads it again, adapter code only), or None
-    when the payload is not at fault: an adapter bug."""
+    when the payload was not shown to be at fault: an adapter bug."""
     if isinstance(exc, PayloadError):  # the adapter said what is wrong
         return str(exc)
     # An odd shape ('str' object has no attribute 'get'): which field? Read it again.
-    where = shape.explain(read, exc)
+    try:
+        where = shape.explain(read, exc)
+    except Exception:  # explaining must not turn a failed row into one claimed for ever
+        where = None
     if where is not None:
         return f"invalid payload: {where}"
-    return _reason(exc) if isinstance(exc, INVALID) else None
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        place = ".".join(str(p) for p in first["loc"])
+        field = f"{place}: " if place else ""  # a check of the whole model names no field
+        return f"invalid payload: {field}{first['msg']} ({exc.error_count()} error(s))"
+    if isinstance(exc, KeyError) and isinstance(exc.args[0], str):
+        return f"invalid payload: missing field {exc.args[0]!r}"
+    # A TypeError or ValueError no field explains (UnicodeEncodeError and pydantic's
+    # serialisation errors are ValueErrors too) may be the adapter's as well as the payload's.
+    return None
 
 
 def adapter_error(exc: Exception) -> str:
-    return f"adapter error: {type(exc).__name__}: {exc}"
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        field = f"{where}: " if where else ""  # a check of the whole model names no field
-        return f"invalid payload: {field}{first['msg']} ({exc.error_count()} error(s))"
-    if isinstance(exc, KeyError):
-        return f"invalid payload: missing field {exc.args[0]!r}"
-    return f"{type(exc).__name__}: {exc}"
+    """The reason for a failure `unreadable` could not tie to the payload: the adapter's bug,
+    where it was raised (the log keeps the traceback), and what to do about it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{ADAPTER_FAILED} (a bug: {type(exc).__name__}{where}); replay it after a fix"

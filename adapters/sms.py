@@ -36,6 +36,7 @@ from adapters.base import (
     Sender,
     SendError,
     answer_json,
+    not_utf8,
     provider_id,
     retry_after_seconds,
 )
@@ -197,7 +198,7 @@ def read_form(body: bytes) -> FormParams:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadError(f"form body is not UTF-8: {exc}") from None
+        raise PayloadError(f"malformed form body: {not_utf8(exc)}") from None
     try:
         return FormParams(parse_qs(text, keep_blank_values=True, strict_parsing=bool(text)))
     except ValueError as exc:

@@ -107,14 +107,14 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     adapter = adapter_class(
         config_model.model_construct(id=args.channel_id or args.channel, type=args.channel)
     )
-    try:
-        events = adapter.parse(body)
+    try:  # every event written before any is printed: a failure prints one line, no events
+        lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in adapter.parse(body)]
     except Exception as exc:  # the reason a failed inbox row would keep
         reason = unreadable(exc, lambda: adapter.parse(body)) or adapter_error(exc)
         print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
         return 1
-    for parsed in events:
-        print(parsed.draft.model_dump_json(exclude_none=True))
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -31,6 +31,7 @@ from adapters.base import (
 from gateway.pipeline.normaliser import read_row
 from gateway.preview import placeholder_config
 from gateway.store import InboxRow
+from tests.fuzzing import paths
 from tests.tables import replaced
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,17 +55,6 @@ def payloads(channel: str) -> list[Any]:
             )
         except (ValueError, UnicodeDecodeError):
             continue  # the fixtures of unreadable bodies: already cases of their own
-    return found
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += paths(item, (*prefix, index))
     return found
 
 

@@ -26,6 +26,7 @@ from .conftest import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def test_normalize_prints_one_event_per_line(
@@ -62,6 +63,42 @@ def test_normalize_unreadable_payload(tmp_path: Path, capsys: pytest.CaptureFixt
     raw.write_text('{"object": "page", "entry": []}')
     assert main(["normalize", "--channel", "whatsapp", str(raw)]) == 1
     assert "not a WhatsApp webhook" in capsys.readouterr().err
+
+
+ODD_BODIES = {  # of the kinds tests/test_payload_fuzz.py generates
+    "nested 2,000 levels": (
+        b'{"object": "whatsapp_business_account", "entry": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+        1,
+        "malformed JSON: nested too deeply",
+    ),
+    "nested 100 levels": (
+        b'{"object": "whatsapp_business_account", "entry": [' + b"[" * 99 + b"]" * 99 + b"]}",
+        1,
+        "malformed JSON: nested too deeply (over 64 levels)",
+    ),
+    "half an emoji in a text": ((FIXTURES / "whatsapp" / "cut_emoji.json").read_bytes(), 0, ""),
+}
+
+
+@pytest.mark.parametrize(("body", "code", "reason"), ODD_BODIES.values(), ids=ODD_BODIES.keys())
+def test_normalize_prints_events_or_one_line_never_a_traceback(
+    tmp_path: Path, body: bytes, code: int, reason: str
+) -> None:
+    """Run as an operator runs it, printing to a real pipe: an event that cannot be encoded
+    as UTF-8 once failed only when printed."""
+    raw = tmp_path / "raw.json"
+    raw.write_bytes(body)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "normalize", "--channel", "whatsapp", str(raw)],
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == code, done.stderr
+    if code:
+        assert done.stderr.decode() == f"{raw}: cannot parse as whatsapp: {reason}\n"
+    else:
+        assert done.stderr == b"" and "Thanks! \ufffd" in done.stdout.decode()
 
 
 def test_normalize_names_the_field_of_an_odd_shape(

@@ -7,6 +7,7 @@ node and give the reason the failed inbox row must keep."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from structlog.testing import capture_logs
 
 from adapters import ADAPTERS, Adapter
+from adapters.failures import ADAPTER_FAILED
 from adapters.shape import ShapeError, explain, traced, tracing
 from gateway.pipeline.normaliser import read_row
 from gateway.preview import placeholder_config
@@ -102,9 +104,9 @@ def test_traced_nodes_fail_like_plain_values_but_say_where() -> None:
     }
 
 
-def test_an_adapter_bug_that_is_no_shape_stays_an_adapter_error() -> None:
-    """Reading again explains shapes only: a bug of the adapter's own keeps its exception
-    as the reason, logged with its traceback for whoever fixes the adapter."""
+def test_an_adapter_bug_that_is_no_shape_is_the_adapters_failure() -> None:
+    """Reading again explains shapes only: a bug of the adapter's own is reported as one,
+    with where it was raised, and logged with its traceback for whoever fixes the adapter."""
 
     class Broken(type(adapter_for("whatsapp"))):  # type: ignore[misc]
         def parse_received(self, body: bytes, received_at: Any) -> Any:
@@ -115,7 +117,11 @@ def test_an_adapter_bug_that_is_no_shape_stays_an_adapter_error() -> None:
     body = (FIXTURES / "whatsapp" / "text.json").read_bytes()
     with capture_logs() as logs:
         reason = read_row(adapter, InboxRow(1, "whatsapp", body, 0.0, 1))
-    assert reason == "adapter error: ZeroDivisionError: division by zero"
+    # The payload is not blamed; the reason says where the bug is, not Python's message.
+    assert re.fullmatch(
+        rf"{ADAPTER_FAILED} \(a bug: ZeroDivisionError at test_shape\.py:\d+\); replay it after a fix",
+        reason,
+    ), reason
     assert [e["event"] for e in logs] == ["adapter_failed"] and logs[0]["exc_info"]
 
 

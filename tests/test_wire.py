@@ -42,8 +42,55 @@ def test_64_bit_integers_read_exactly() -> None:
     # Viber's message_token is a 64-bit integer; every digit must survive.
     for number in (2**53 + 1, 2**63 - 1, 2**64 - 1):
         assert wire.loads(f'{{"message_token": {number}}}'.encode()) == {"message_token": number}
+        # also beside what only the lenient reader reads (orjson refuses NaN)
+        assert wire.loads(f"[NaN, {number}]".encode())[1] == number
+
+
+def test_wider_integers_read_as_floats_whichever_reader_reads_them() -> None:
+    """A 400-digit integer became a Python int where orjson gave up: float() of it raised
+    OverflowError deep in an adapter (Viber's location)."""
+    for body in (b"[18446744073709551616]", b"[18446744073709551616, NaN]"):
+        assert wire.loads(body)[0] == float(2**64)
+    assert wire.loads(b"[1" + b"0" * 400 + b", NaN]")[0] == float("inf")
+    assert wire.loads(b"[-1" + b"0" * 5000 + b", NaN]")[0] == float("-inf")  # no digit limit
 
 
 def test_not_json_raises_the_standard_error() -> None:
     with pytest.raises(ValueError, match="Expecting"):
         wire.loads(b'{"object": ')
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "deeper"),
+    [
+        (b'{"a": [1, {"b": 2}]}', 3, False),  # three levels: the object, the list, the object
+        (b'{"a": [1, {"b": 2}]}', 2, True),
+        (b'{"a": "[[[[[[[[["}', 2, False),  # brackets in a string are no nesting
+        (b"[" * 100_000 + b"]" * 100_000, 64, True),  # counted without recursing
+    ],
+)
+def test_nesting_is_measured_without_recursion(body: bytes, limit: int, deeper: bool) -> None:
+    value = json.loads(body) if len(body) < 1000 else _nested_lists(100_000)
+    assert wire.nested_deeper_than(body, value, limit) is deeper
+
+
+def _nested_lists(depth: int) -> Any:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_lone_surrogates_become_replacement_characters_and_pairs_stay() -> None:
+    body = b'{"k\\udc00": ["cut \\ud83d", "whole \\ud83d\\ude00", "\\udfff\\ud800", 1]}'
+    value = wire.loads_bounded(body, 64)
+    assert value == {"k\ufffd": ["cut \ufffd", "whole 😀", "\ufffd\ufffd", 1]}
+    assert wire.loads_bounded(b'["\xed\xa0\x80"]', 64) == ["\ufffd"]  # as raw bytes too
+    assert wire.loads(body)["k\udc00"][0] == "cut \ud83d"  # plain `loads` keeps them
+
+
+def test_bounded_reading_refuses_what_nests_past_its_limit() -> None:
+    assert wire.loads_bounded(b"[" * 64 + b"]" * 64, 64) == _nested_lists(64)
+    for body in (b"[" * 65 + b"]" * 65, b"[" * 2000 + b"]" * 2000):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            wire.loads_bounded(body, 64)
