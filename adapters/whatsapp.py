@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from adapters import whatsapp_rich as rich
 from adapters.base import (
+    MAX_JSON_DEPTH,
     AddressForm,
     Admission,
     ParsedEvent,
@@ -816,9 +817,11 @@ def _flow_answers(reply: dict[str, Any], where: str) -> dict[str, Any] | str:
     text = reply.get("response_json") or "{}"
     if not isinstance(text, str):
         return f"{where}: expected a string of JSON, got {_json_kind(text)}"
-    try:
-        values = wire.loads(text)
-    except ValueError:
+    try:  # read as the webhook itself is: bounded nesting, no lone surrogates left
+        values = wire.loads_bounded(text.encode(), MAX_JSON_DEPTH)
+    except ValueError as exc:
+        if "nested too deeply" in str(exc):
+            return f"{where}: {exc}"
         return f"{where}: expected a JSON object, got text that is not JSON"
     if not isinstance(values, dict):
         return f"{where}: expected a JSON object, got {_json_kind(values)}"
