@@ -22,6 +22,7 @@ from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.schema.errors import problems as field_problems
 from gateway.schema.users import USER_EVENT_TYPES
+from gateway.signing import standard_key
 
 EVENT_TYPES = (
     "message",
@@ -141,6 +142,11 @@ class BackendConfig(_Section):
     batch_size: int = Field(default=50, ge=1, le=1000)
     # For the whole answer, not each read: one trickling in must not hold the lane for ever.
     timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _standard_webhooks_key(self) -> BackendConfig:
+        standard_key(self.secret.get_secret_value())  # a whsec_ secret must hold base64
+        return self
 
 
 class DeliveryConfig(_Section):
