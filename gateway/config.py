@@ -228,6 +228,11 @@ class ConfigError(Exception):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def env_variables_of(text: str) -> list[str]:
+    """The environment variables a config value reads (`${NAME}`, `${NAME:-default}`)."""
+    return [match.group(1) for match in _ENV_REF.finditer(text)]
+
+
 def _location(path: tuple[int | str, ...]) -> str:
     text = ""
     for part in path:
