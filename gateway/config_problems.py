@@ -75,16 +75,17 @@ def plain(error: ErrorDetails, parent: Any) -> str:
     kind, ctx, loc = error["type"], error.get("ctx") or {}, error["loc"]
     last = str(loc[-1]) if loc else ""
     if kind == "extra_forbidden":
-        known = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        known = (
+            list(parent.model_fields)
+            if isinstance(parent, type) and issubclass(parent, BaseModel)
+            else []
+        )
         return f"unknown setting {last!r}{did_you_mean(last, known)}"
     if kind == "missing":
         return f"{last!r} is required but not given"
     if kind == "union_tag_invalid":
         tag, known = str(ctx.get("tag")), _quoted(str(ctx.get("expected_tags", "")))
-        return (
-            f"unknown channel type {tag!r}{did_you_mean(tag, known)}"
-            f" (known: {', '.join(known)})"
-        )
+        return f"unknown channel type {tag!r}{did_you_mean(tag, known)} (known: {', '.join(known)})"
     if kind == "union_tag_not_found":
         return f"needs a 'type' ({_quoted(str(ctx.get('discriminator', '')))[0]})"
     if kind == "literal_error":
@@ -152,7 +153,9 @@ def mark_of(root: yaml.Node | None, path: Path, *, at_key: bool = False) -> yaml
         if isinstance(node, yaml.MappingNode) and (found := _entry(node, str(part))):
             key_node, node = found
             mark = key_node.start_mark if at_key and index == len(path) - 1 else node.start_mark
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             mark = node.start_mark
         else:
