@@ -377,7 +377,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except OSError as exc:
         if exc.errno not in _CANNOT_LISTEN:
             raise
-        print(f"simulate: cannot listen on {args.host}: {exc.strerror}; try --port 0", file=sys.stderr)
+        print(
+            f"simulate: cannot listen on {args.host}: {exc.strerror}; try --port 0",
+            file=sys.stderr,
+        )
         return 1
 
 

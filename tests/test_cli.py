@@ -155,7 +155,9 @@ def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
         "status read",
         "round trip complete",
     ]
-    said = [next(i for i, line in enumerate(result.stdout.splitlines()) if s in line) for s in steps]
+    said = [
+        next(i for i, line in enumerate(result.stdout.splitlines()) if s in line) for s in steps
+    ]
     assert said == sorted(said), result.stdout  # printed in the order they happened
     assert list(tmp_path.iterdir()) == []  # its temporary store is gone with it
 

@@ -230,7 +230,9 @@ def test_serve_refuses_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as caught:
         main(["serve", "--config", str(write(tmp_path, data))])
     assert caught.value.code == 2
-    assert "channels[0].app_secret: 'app_secret' is required but not given" in capsys.readouterr().err
+    assert (
+        "channels[0].app_secret: 'app_secret' is required but not given" in capsys.readouterr().err
+    )
 
 
 def test_capabilities_narrow_a_channel_instance(tmp_path: Path) -> None:

@@ -226,6 +226,11 @@ async def run_simulators(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        if sample:
+            print(
+                f"Sample channels; in the gateway's config set public_url: {gateway_url}"
+                " (Twilio's webhooks are signed for the URL under it)"
+            )
         for started in running:
             print("\n".join(started.describe(sample=sample)), flush=True)
         exports = [s for s in running if s.env_name]
