@@ -1,5 +1,5 @@
 """`gateway` command line: serve, check-config, normalize, render, replay, prune, channels,
-schema, openapi, demo."""
+schema, openapi, simulate, demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import errno
 import gc
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _freeze_startup_objects()
     try:
         web.run_app(
-            gateway.application(), host=host, port=port, print=None, access_log=None, loop=loop
+            gateway.application(),
+            host=host,
+            port=port,
+            print=_log_listening,
+            access_log=None,
+            loop=loop,
         )
     except OSError as exc:
         if exc.errno not in _CANNOT_LISTEN:
@@ -61,6 +67,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{args.config}: server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_listening(banner: str) -> None:
+    """aiohttp's "Running on http://HOST:PORT" banner, once listening, as a log line: the
+    address actually bound (also when --port 0 picked one)."""
+    from gateway.logs import get_logger
+
+    for url in re.findall(r"https?://[^\s,]+", banner):
+        get_logger("gateway.serve").info("listening", url=url)
 
 
 def _freeze_startup_objects() -> None:
@@ -314,6 +329,61 @@ def cmd_openapi(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.config_problems import did_you_mean
+    from gateway.logs import configure_logging
+    from gateway.simulator.launch import api_base_url_variables, run_simulators, sample_channels
+
+    if args.config:
+        config = _load(args.config)
+        channels, env_names = list(config.channels), api_base_url_variables(args.config)
+        server_host, server_port = config.server.host, config.server.port
+        public_url: str | None = config.public_url.rstrip("/")
+    else:
+        channels, env_names = sample_channels(), {}
+        server_host, server_port, public_url = "127.0.0.1", 8080, None
+    if args.channels:
+        wanted = [name.strip() for name in args.channels.split(",") if name.strip()]
+        names = [c.id for c in channels] + sorted({c.type for c in channels})
+        unknown = [name for name in wanted if name not in names]
+        if unknown:
+            for name in unknown:
+                print(
+                    f"simulate: no channel {name!r}{did_you_mean(name, names)}"
+                    f" (ids and types: {', '.join(names)})",
+                    file=sys.stderr,
+                )
+            return 2
+        channels = [c for c in channels if c.id in wanted or c.type in wanted]
+    if not channels:
+        print(f"simulate: {args.config} configures no channels", file=sys.stderr)
+        return 2
+    # Where the gateway listens, seen from this host: 0.0.0.0 and :: are every interface.
+    host = "127.0.0.1" if server_host in ("0.0.0.0", "::", "") else server_host
+    gateway_url = (args.gateway or f"http://{host}:{server_port}").rstrip("/")
+    configure_logging("warning", "console")
+    try:
+        return asyncio.run(
+            run_simulators(
+                channels,
+                gateway_url=gateway_url,
+                public_url=public_url or gateway_url,
+                env_names=env_names,
+                host=args.host,
+                port=args.port,
+                sample=not args.config,
+            )
+        )
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LISTEN:
+            raise
+        print(
+            f"simulate: cannot listen on {args.host}: {exc.strerror}; try --port 0",
+            file=sys.stderr,
+        )
+        return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -401,6 +471,29 @@ def parser() -> argparse.ArgumentParser:
         "openapi", help="print the HTTP API (and the backend webhook) as OpenAPI 3.1"
     )
     openapi.set_defaults(func=cmd_openapi)
+
+    simulate = commands.add_parser(
+        "simulate", help="run the provider simulators of a config's channels on loopback"
+    )
+    simulate.add_argument(
+        "--config",
+        help="take the channels and their credentials from this config (and the environment"
+        " it names); without it, one channel of each type with sample credentials",
+    )
+    simulate.add_argument("--channels", help="only these channel ids or types (comma-separated)")
+    simulate.add_argument(
+        "--gateway",
+        help="the gateway's URL to post webhooks to (default: from the config's server section,"
+        " else http://127.0.0.1:8080)",
+    )
+    simulate.add_argument("--host", default="127.0.0.1", help="address the simulators listen on")
+    simulate.add_argument(
+        "--port",
+        type=int,
+        default=9101,
+        help="the first simulator's port; the next ones count up from it (0: free ports)",
+    )
+    simulate.set_defaults(func=cmd_simulate)
 
     demo = commands.add_parser(
         "demo", help="gateway + WhatsApp simulator + a backend, no credentials"

@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
-from gateway.schema.errors import problems as field_problems
+from gateway.config_problems import did_you_mean, located, model_at, plain
+from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
+from gateway.signing import standard_key
 
 EVENT_TYPES = (
     "message",
@@ -142,6 +144,11 @@ class BackendConfig(_Section):
     # For the whole answer, not each read: one trickling in must not hold the lane for ever.
     timeout_seconds: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _standard_webhooks_key(self) -> BackendConfig:
+        standard_key(self.secret.get_secret_value())  # a whsec_ secret must hold base64
+        return self
+
 
 class DeliveryConfig(_Section):
     """Retry policy shared by provider sends and backend webhooks (one outbox)."""
@@ -221,6 +228,11 @@ class ConfigError(Exception):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def env_variables_of(text: str) -> list[str]:
+    """The environment variables a config value reads (`${NAME}`, `${NAME:-default}`)."""
+    return [match.group(1) for match in _ENV_REF.finditer(text)]
+
+
 def _location(path: tuple[int | str, ...]) -> str:
     text = ""
     for part in path:
@@ -260,7 +272,8 @@ def _substitute_env(
                 return env[name]
             if default is not None:
                 return default
-            problems[_location(path)] = f"environment variable {name} is not set"
+            hint = did_you_mean(name, list(env)) or f"; set it, or give a default: ${{{name}:-...}}"
+            problems[_location(path)] = f"environment variable {name} is not set{hint}"
             return ""
 
         return _ENV_REF.sub(replace, node)
@@ -311,7 +324,18 @@ def _repeated(data: dict[str, Any]) -> dict[str, str]:
     return problems
 
 
-def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> GatewayConfig:
+_TAGGED = {name: adapter.config_model for name, adapter in ADAPTERS.items()}
+
+
+def parse_config(
+    data: Any,
+    source: str,
+    env: dict[str, str] | None = None,
+    *,
+    tree: yaml.Node | None = None,
+) -> GatewayConfig:
+    """Validate `data`; with `tree` (the file's `yaml.compose` nodes) each problem also gets
+    the line and column it is at."""
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
     env_problems: dict[str, str] = {}
@@ -322,14 +346,26 @@ def parse_config(data: Any, source: str, env: dict[str, str] | None = None) -> G
         problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
         raise ConfigError(source, [problem]) from None
     problems = {**env_problems, **_repeated(resolved)}
+    # Where to point in the file, when not at the value itself: an unknown key's key, a bad
+    # channel type's `type`.
+    marks: dict[str, tuple[str, bool]] = {}
+    config: GatewayConfig | None = None
     try:
         config = GatewayConfig.model_validate(resolved)
     except ValidationError as exc:
-        for where, message in field_problems(exc, resolved):
-            problems.setdefault(where, message)
-        raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()]) from None
-    if problems:
-        raise ConfigError(source, [f"{k}: {v}" for k, v in problems.items()])
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            where = field_path(loc, resolved)
+            parent = model_at(GatewayConfig, loc[:-1], _TAGGED)
+            problems.setdefault(where, plain(error, parent))
+            if error["type"] == "extra_forbidden":
+                marks[where] = (where, True)
+            elif error["type"] == "union_tag_invalid":
+                marks[where] = (f"{where}.type", False)
+    if problems or config is None:
+        found = [located(tree, k, v, *marks.get(k, (k, False))) for k, v in problems.items()]
+        # In the file's order (sorted is stable: without a file, in the order found).
+        raise ConfigError(source, [text for _, text in sorted(found, key=lambda f: f[0])])
     return config
 
 
@@ -376,4 +412,5 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
         raise ConfigError(
             source, [f"{where}invalid YAML ({getattr(exc, 'problem', exc)})"]
         ) from None
-    return parse_config(data, source, env)
+    # The same text as nodes, whose marks say where each problem is (aliases are not expanded).
+    return parse_config(data, source, env, tree=yaml.compose(text, Loader=yaml.SafeLoader))

@@ -2,7 +2,8 @@
 
 A simulated customer writes on WhatsApp; the gateway stores and normalises the webhook and
 forwards it to a small backend, which answers through the API; the simulator receives the
-Cloud API send and reports delivered and read, which reach the backend again.
+Cloud API send and reports delivered and read, which reach the backend again. Each line is
+printed as its step happens. SIGINT or SIGTERM stops it, its temporary store removed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +52,13 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
         app_secret=wa["app_secret"],
     )
     await simulator.start()
-    done = asyncio.Event()
+    simulator.on_send = lambda sent: say(
+        "WhatsApp <- gateway", "Cloud API send: " + json.dumps(sent["body"])
+    )
+    done, stop = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # either way, the finally below cleans up
+        loop.add_signal_handler(signum, stop.set)
     client = httpx.AsyncClient()
     gateway_url = ""
 
@@ -62,12 +71,15 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
                 "to": {"channel": event["channel"]["id"], "id": event["sender"]["id"]},
                 "content": {"type": "text", "text": f"Hi {name}! Your order #1234 is on its way."},
             }
+            # Said before it is posted: the send and its statuses may come before the answer.
+            say("backend -> gateway", f"POST /v1/messages: {reply['content']['text']!r}")
             response = await client.post(
                 f"{gateway_url}/v1/messages",
                 json=reply,
                 headers={"Authorization": f"Bearer {api_key}"},
             )
-            say("backend -> gateway", f"reply queued: {response.json()}")
+            if response.status_code != 202:
+                say("backend <- gateway", f"refused: HTTP {response.status_code} {response.text}")
         elif event["type"] == "status":
             status = event["status"]
             say("backend <- gateway", f"status {status['state']} for {status.get('message_id')}")
@@ -111,30 +123,57 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
     simulator.webhook_url = f"{gateway_url}/webhooks/wa-demo"
     say("demo", f"gateway on {gateway_url} (SQLite at {workdir / 'gateway.db'})")
     say("demo", f"WhatsApp simulator on {simulator.base_url}, backend on {backend.url}")
+    say("demo", f"API key: {api_key}")
 
     text = "Hi! Where is my order #1234?"
-    say("customer -> WhatsApp", text)
-    await simulator.send_inbound_text(CUSTOMER, text, name="Alex")
     try:
+        say("customer -> WhatsApp", text)
+        await simulator.send_inbound_text(CUSTOMER, text, name="Alex")
         if once:
-            await asyncio.wait_for(done.wait(), 20)
-            for request in simulator.sent:
-                say("WhatsApp <- gateway", "Cloud API send: " + json.dumps(request["body"]))
+            async with asyncio.timeout(20):
+                await _first(done, stop)
+            if stop.is_set():
+                return 1
             say("demo", "round trip complete")
             return 0
-        say(
-            "demo",
-            "running; try: curl -X POST "
-            f'{simulator.base_url.rsplit("/", 1)[0]}/_sim/inbound -d \'{{"from": "{CUSTOMER}", "text": "hello"}}\''
-            " (Ctrl-C to stop)",
-        )
-        await asyncio.Event().wait()
+        await _first(done, stop)
+        for line in _try_lines(gateway_url, api_key, simulator.origin):
+            say("demo", line)
+        await stop.wait()
         return 0
     except TimeoutError:
         print("demo: no read receipt within 20 s", file=sys.stderr)
         return 1
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await _shutdown(runner, simulator, backend, client, workdir)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _try_lines(gateway_url: str, api_key: str, simulator_origin: str) -> list[str]:
+    """Ready commands: the backend sends a message, the customer writes again."""
+    message = {
+        "to": {"channel": "wa-demo", "id": CUSTOMER},
+        "content": {"type": "text", "text": "Your courier is two minutes away."},
+    }
+    inbound = {"from": CUSTOMER, "text": "hello", "name": "Alex"}
+    return [
+        "running; Ctrl-C stops it. Send a message as a backend would:",
+        f"  curl -X POST {gateway_url}/v1/messages -H {shlex.quote('Authorization: Bearer ' + api_key)}"
+        f" -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(message))}",
+        "Write as the customer:",
+        f"  curl -X POST {simulator_origin}/_sim/inbound -d {shlex.quote(json.dumps(inbound))}",
+    ]
 
 
 async def _shutdown(

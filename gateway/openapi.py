@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.pipeline.delivery import DELIVERY_HEADER, SIGNATURE_HEADER
+from gateway.pipeline.delivery import DELIVERY_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
     CreateUser,
@@ -28,6 +28,12 @@ from gateway.schema import (
     UserMessages,
     UserView,
     require_tags,
+)
+from gateway.signing import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    STANDARD_SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 )
 
 MODELS: tuple[type[BaseModel], ...] = (
@@ -360,6 +366,30 @@ _BACKEND_WEBHOOK = {
                 "required": True,
                 "description": "sha256=<hex HMAC-SHA256(backend secret, raw body)>",
                 "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+            },
+            {
+                "name": ID_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "Standard Webhooks message id: the same when the same batch is "
+                "posted again (docs/webhooks.md)",
+                "schema": {"type": "string", "pattern": "^msg_[0-9a-f]{32}$"},
+            },
+            {
+                "name": TIMESTAMP_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "when this post was signed, in Unix seconds (signed: refuse "
+                "one outside your tolerance as a replay)",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
+            {
+                "name": STANDARD_SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "v1,<base64 HMAC-SHA256(key, webhook-id.webhook-timestamp.body)>;"
+                " verify with a Standard Webhooks library (docs/webhooks.md)",
+                "schema": {"type": "string", "pattern": "^v1,[A-Za-z0-9+/]{43}=$"},
             },
             {
                 "name": DELIVERY_HEADER,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -179,10 +182,56 @@ def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
-    assert "message from Alex" in result.stdout
-    assert "status read" in result.stdout
-    assert "round trip complete" in result.stdout
+    steps = [
+        "customer -> WhatsApp",
+        "message from Alex",
+        "POST /v1/messages",
+        "Cloud API send",
+        "status sent",
+        "status delivered",
+        "status read",
+        "round trip complete",
+    ]
+    said = [
+        next(i for i, line in enumerate(result.stdout.splitlines()) if s in line) for s in steps
+    ]
+    assert said == sorted(said), result.stdout  # printed in the order they happened
     assert list(tmp_path.iterdir()) == []  # its temporary store is gone with it
+
+
+async def test_demo_prints_a_ready_curl_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gateway", "demo", "--port", "0"),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert demo.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not lines or "Write as the customer" not in lines[-1]:
+                lines.append((await demo.stdout.readline()).decode())
+                assert lines[-1], "".join(lines)
+        [curl] = [line.split("] ", 1)[1] for line in lines if "/v1/messages -H" in line]
+        words = shlex.split(curl)
+        assert words[:3] == ["curl", "-X", "POST"]
+        headers = dict(words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H")
+        body = words[words.index("-d") + 1]
+        async with httpx.AsyncClient() as client:  # the printed command, as curl would send it
+            answer = await client.post(words[3], content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        async with asyncio.timeout(20):
+            while "courier is two minutes away" not in lines[-1]:
+                lines.append((await demo.stdout.readline()).decode())
+        assert "WhatsApp <- gateway" in lines[-1]
+        assert list(tmp_path.iterdir())  # its store, while it runs
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await demo.wait() == 0
+    assert list(tmp_path.iterdir()) == []  # gone on SIGTERM too
 
 
 PG_UNREACHABLE = "postgresql://gw:Sup3r-Secret-pw@127.0.0.1:1/gateway"

@@ -66,9 +66,12 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["channels"][0].pop("access_token"),
-            "channels[0].access_token: Field required",
+            "channels[0].access_token: 'access_token' is required but not given",
         ),
-        (lambda d: d["channels"][0].update(type="telegram"), "channels[0]: Input tag 'telegram'"),
+        (
+            lambda d: d["channels"][0].update(type="telegram"),
+            "channels[0]: unknown channel type 'telegram' (known: line, messenger, sms, viber,",
+        ),
         (
             lambda d: d["channels"].append({**d["channels"][0], "phone_number_id": "2"}),
             "channels[1].id: 'wa-main' is also channels[0]'s id",
@@ -89,7 +92,7 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
         ),
         (
             lambda d: d.update(public_url="gateway.example.com"),
-            "public_url: String should match pattern",
+            "public_url: must be a URL starting with http:// or https://",
         ),
         (
             lambda d: d["api_keys"][0].update(key="short"),
@@ -101,23 +104,23 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
         ),
         (
             lambda d: d.update(server={"busy_webhooks_per_second": 0}),
-            "server.busy_webhooks_per_second: Input should be greater than 0",
+            "server.busy_webhooks_per_second: must be greater than 0",
         ),
         (
             lambda d: d["storage"].update(retention={"days": 0}),
-            "storage.retention.days: Input should be greater than 0",
+            "storage.retention.days: must be greater than 0",
         ),
         (
             lambda d: d["storage"].update(retention={"batch_size": 0}),
-            "storage.retention.batch_size: Input should be greater than or equal to 1",
+            "storage.retention.batch_size: must be at least 1",
         ),
         (
             lambda d: d["storage"].update(retention={"keep": "forever"}),
-            "storage.retention.keep: Extra inputs are not permitted",
+            "storage.retention.keep: unknown setting 'keep'",
         ),
         (
             lambda d: d["channels"][0].update(colour="blue"),
-            "channels[0].colour: Extra inputs are not permitted",
+            "channels[0].colour: unknown setting 'colour'",
         ),
     ],
 )
@@ -167,9 +170,10 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["check-config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert (
-        f"{bad}: channels[0].app_secret: environment variable SURELY_NOT_SET_WA_SECRET is not set"
-        in err
-    )
+        f"{bad}: line 8, column 15: channels[0].app_secret: "
+        "environment variable SURELY_NOT_SET_WA_SECRET is not set; set it, or give a default: "
+        "${SURELY_NOT_SET_WA_SECRET:-...}"
+    ) in err
     assert WA["access_token"] not in err
 
 
@@ -226,7 +230,9 @@ def test_serve_refuses_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as caught:
         main(["serve", "--config", str(write(tmp_path, data))])
     assert caught.value.code == 2
-    assert "channels[0].app_secret: Field required" in capsys.readouterr().err
+    assert (
+        "channels[0].app_secret: 'app_secret' is required but not given" in capsys.readouterr().err
+    )
 
 
 def test_capabilities_narrow_a_channel_instance(tmp_path: Path) -> None:
@@ -245,7 +251,7 @@ def test_unknown_capability_is_named(tmp_path: Path) -> None:
     data["channels"][0]["capabilities"] = {"holograms": True}
     with pytest.raises(ConfigError) as error:
         parse_config(data, "c.yaml")
-    assert "channels[0].capabilities.holograms: Extra inputs are not permitted" in str(error.value)
+    assert "channels[0].capabilities.holograms: unknown setting 'holograms'" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -303,3 +309,63 @@ def test_the_dsn_password_is_a_secret_of_its_own(tmp_path: Path, dsn: str) -> No
     data = base_config(tmp_path)
     data["storage"] = {"backend": "postgres", "dsn": dsn}
     assert "Sup3r-Secret-pw" in parse_config(data, "c.yaml", env={}).secrets()
+
+
+MISTAKES = """\
+public_url: https://gateway.example.com
+servr:
+  port: 8080
+api_keys:
+  - name: orders
+    key: ${ORDERS_API_KEYS}
+channels:
+  - id: wa-main
+    type: whatsap
+  - id: line-jp
+    type: line
+    chanel_secret: abc
+    channel_access_token: ${LINE_TOKEN:-a-default}
+storage:
+  backend: postgress
+  dsn: postgresql://gateway@db/gateway
+"""
+
+
+def test_check_config_points_at_each_mistake_and_suggests_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERS_API_KEY", "k" * 20)  # the name the file misspelt
+    path = write(tmp_path, MISTAKES)
+    assert main(["check-config", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: {problem}"
+        for problem in [
+            "line 2, column 1: servr: unknown setting 'servr'; did you mean 'server'?",
+            "line 5, column 5: api_keys[0]: key must be at least 16 characters",
+            "line 6, column 10: api_keys[0].key: environment variable ORDERS_API_KEYS is not "
+            "set; did you mean 'ORDERS_API_KEY'?",
+            "line 9, column 11: channels[0]: unknown channel type 'whatsap'; did you mean "
+            "'whatsapp'? (known: line, messenger, sms, viber, whatsapp)",
+            "line 10, column 5: channels[1].channel_secret: 'channel_secret' is required but "
+            "not given",
+            "line 12, column 5: channels[1].chanel_secret: unknown setting 'chanel_secret'; "
+            "did you mean 'channel_secret'?",
+            "line 15, column 12: storage.backend: 'postgress' is not one of sqlite, postgres; "
+            "did you mean 'postgres'?",
+            "7 problem(s)",
+        ]
+    ]
+
+
+def test_a_mistake_inside_a_merged_mapping_points_into_the_file(tmp_path: Path) -> None:
+    """An entry built with `<<` from an anchor: its inherited keys are found where written."""
+    data = base_config(tmp_path)
+    first = data.pop("channels")[0]
+    text = yaml.safe_dump(data) + f"channels:\n  - &wa {json.dumps({**first, 'colr': 1})}\n"
+    text += "  - <<: *wa\n    id: wa-second\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    first_line = len(yaml.safe_dump(data).splitlines()) + 2
+    written, inherited = (p.split(": ")[0] for p in caught.value.problems if "colr" in p)
+    assert written == inherited  # both at the anchor's `colr`, where it is written
+    assert written.startswith(f"line {first_line}, column ")

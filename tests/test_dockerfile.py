@@ -31,3 +31,11 @@ def test_the_image_copies_what_the_package_needs() -> None:
     assert {"pyproject.toml", "gateway", "adapters"} <= copied
     for path in copied:
         assert (Path(__file__).parent.parent / path).exists(), path
+
+
+def test_the_image_installs_the_locked_versions_on_a_pinned_base() -> None:
+    base = instruction("FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    runs = re.findall(r"^RUN (.+)$", DOCKERFILE, re.M)
+    assert runs[0] == "pip install --require-hashes -r requirements-runtime.lock"
+    assert runs[1].startswith("pip install --no-deps . ")  # nothing unlocked comes in with it

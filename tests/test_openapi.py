@@ -104,7 +104,13 @@ def test_the_backend_webhook_is_an_event_batch() -> None:
     )
     conforms(EventBatch(events=[event]).model_dump(mode="json", exclude_none=True), "EventBatch")
     hook = openapi()["webhooks"]["events"]["post"]
-    assert {p["name"] for p in hook["parameters"]} == {"X-Gateway-Signature", "X-Gateway-Delivery"}
+    assert {p["name"] for p in hook["parameters"]} == {
+        "X-Gateway-Signature",
+        "X-Gateway-Delivery",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
 
 
 async def test_what_the_api_refuses_the_document_refuses_too(gw: Any) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import time
 from typing import NamedTuple
 
@@ -30,11 +29,11 @@ from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
 from gateway.pipeline.lanes import LaneWorker
 from gateway.retry import backoff_seconds
+from gateway.signing import delivery_headers
 from gateway.store import OutboxItem, Store
 
 log = get_logger("gateway.delivery")
 
-SIGNATURE_HEADER = "X-Gateway-Signature"
 DELIVERY_HEADER = "X-Gateway-Delivery"
 CLAIM = 1000
 # A claim's lease. It is renewed while the claim is posted (Claim.keep), so it need only outlast
@@ -51,10 +50,6 @@ class Failure(NamedTuple):
     error: str
     retry_after: float | None = None
     status: int | None = None  # the backend's HTTP status, when it answered
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.digest(secret.encode(), body, "sha256").hex()
 
 
 def batch_body(items: list[OutboxItem]) -> bytes:
@@ -163,7 +158,8 @@ class WebhookDelivery(LaneWorker):
         delivery_id = new_id("dlv")
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(backend.secret.get_secret_value(), body),
+            # Signed as it leaves, not when queued: the timestamp is when this post was made.
+            **delivery_headers(backend.secret.get_secret_value(), body, int(time.time())),
             DELIVERY_HEADER: delivery_id,
         }
         try:

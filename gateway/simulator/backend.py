@@ -1,19 +1,31 @@
 """A stand-in for a platform backend: receives the gateway's signed webhooks and records them.
 
 Used by the end-to-end tests and by `gateway demo`. `available = False` makes it answer 503,
-as a backend that is down would.
+as a backend that is down would. Both signatures are checked (gateway/signing.py): the
+Standard Webhooks one with the spec libraries' 5-minute tolerance.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from gateway.signing import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    STANDARD_SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    standard_headers,
+)
+
+TOLERANCE_SECONDS = 300  # the Standard Webhooks libraries' default
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -48,8 +60,7 @@ class BackendRecorder:
         if not self.available:
             return web.Response(status=503, text="backend down")
         body = await request.read()
-        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(request.headers.get("X-Gateway-Signature", ""), expected):
+        if not self.signed(request.headers, body):
             self.rejected += 1
             return web.Response(status=401, text="bad signature")
         events = json.loads(body)["events"]
@@ -61,6 +72,19 @@ class BackendRecorder:
             for event in events:
                 await self.on_event(event)
         return web.Response(status=200)
+
+    def signed(self, headers: Any, body: bytes) -> bool:
+        """Both signatures match, and the signed timestamp is within the tolerance."""
+        stamp = headers.get(TIMESTAMP_HEADER, "")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
+            return False
+        expected = standard_headers(self.secret, body, int(stamp))
+        return hmac.compare_digest(
+            headers.get(SIGNATURE_HEADER, ""), sign(self.secret, body)
+        ) and all(
+            hmac.compare_digest(headers.get(name, ""), expected[name])
+            for name in (ID_HEADER, STANDARD_SIGNATURE_HEADER)
+        )
 
     async def wait_for(
         self,

@@ -46,6 +46,16 @@ class SimulatorServer(abc.ABC):
         self._runner: web.AppRunner | None = None
         self._url = ""
 
+    @property
+    def origin(self) -> str:
+        """Where it listens (http://127.0.0.1:PORT): its `/_sim/...` control endpoints are here."""
+        return self._url
+
+    @property
+    def base_url(self) -> str:
+        """What a channel's `api_base_url` should be (the origin, unless the API has a prefix)."""
+        return self._url
+
     @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
         """Add the provider API's routes (and the simulator's control endpoints) to `app`."""
