@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from gateway.store.conversations import (
+    ConversationConflict,
+    ConversationMessageRecord,
+    ConversationRecord,
+    ParticipantRecord,
+    SeatRequest,
+)
 from gateway.store.database import Database, ThreadedDatabase
 from gateway.store.postgres import postgres_database
 from gateway.store.records import (
@@ -26,6 +33,9 @@ from gateway.store.users import (
 
 __all__ = [
     "ContactState",
+    "ConversationConflict",
+    "ConversationMessageRecord",
+    "ConversationRecord",
     "Database",
     "IdempotencyConflict",
     "IdentityRecord",
@@ -34,6 +44,8 @@ __all__ = [
     "NewMessage",
     "NewUser",
     "OutboxItem",
+    "ParticipantRecord",
+    "SeatRequest",
     "Store",
     "StoreUnavailable",
     "ThreadedDatabase",

@@ -13,8 +13,8 @@ from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, Event, Postback, UserEvent
-from gateway.store import forms
+from gateway.schema import STATE_RANK, ConversationEvent, Event, Postback, UserEvent
+from gateway.store import conversations, forms
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -92,9 +92,37 @@ def _enqueue(
     )
 
 
-def enqueue_webhooks(tx: Tx, event: Event | UserEvent, targets_for: TargetsFor, now: float) -> None:
+def enqueue_webhooks(
+    tx: Tx, event: Event | UserEvent | ConversationEvent, targets_for: TargetsFor, now: float
+) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
+
+
+def emit_channelless(
+    tx: Tx,
+    event: UserEvent | ConversationEvent,
+    channel_id: str,
+    kind: str,
+    targets_for: TargetsFor,
+    now: float,
+) -> None:
+    """Store an event about a user or a conversation and queue it for the backends that asked
+    for its type (`kind`: `user` or `conversation`, its dedupe key's prefix). One of no
+    channel is kept under the empty channel id, which no channel has."""
+    tx.execute(
+        "INSERT INTO events (id, channel_id, dedupe_key, type, created_at, body)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            event.id,
+            channel_id,
+            f"{kind}:{event.id}",
+            event.type,
+            now,
+            event.model_dump_json(exclude_none=True),
+        ),
+    )
+    enqueue_webhooks(tx, event, targets_for, now)
 
 
 # A claim's condition (its rows are `o`): the row is the first, by id, of its recipient's line
@@ -246,6 +274,7 @@ def store_rows(
             if session is not None:
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
+            prepared, membership = conversations.route(tx, prepared)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 key = (event.channel.id, event.sender.id)
@@ -259,6 +288,8 @@ def store_rows(
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
                 _note_contact_facts(tx, kept[0], now)
+                if membership is not None:
+                    conversations.relay_inbound(tx, kept[0], membership, now)
                 if on_new_inbound is not None:
                     on_new_inbound(tx, kept[0])
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
@@ -277,12 +308,13 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
     tx.execute(
         "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
         " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        " updated_at, relay_of, participant_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         (
             message.id,
             message.channel_id,
             message.recipient_id,
-            conversation,
+            message.conversation_id or conversation,
             message.content,
             message.metadata,
             message.options,
@@ -291,6 +323,8 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
             message.request_hash,
             now,
             now,
+            message.relay_of,
+            message.participant_id,
         ),
     )
     history(tx, message.id, now, "queued", None)
@@ -431,18 +465,22 @@ def _apply_watermark(
     if not states or event.recipient is None:
         return []
     rows = tx.all(
-        "SELECT m.id, m.conversation_id, (SELECT p.external_id FROM message_parts p"
+        "SELECT m.id, m.conversation_id, m.participant_id, (SELECT p.external_id FROM message_parts p"
         " WHERE p.message_id = m.id ORDER BY p.position LIMIT 1)"
         " FROM messages m WHERE m.channel_id = ? AND m.recipient_id = ? AND m.created_at <= ?"
         " AND m.state IN " + in_list(states) + " ORDER BY m.created_at",
         (event.channel.id, event.recipient.id, event.status.watermark.timestamp(), *states),
     )
     emitted = []
-    for message_id, conversation, external_id in rows:
+    for message_id, conversation, participant_id, external_id in rows:
         if not advance(tx, message_id, event.status.state, None, "watermark", now):
             continue
         status = event.status.model_copy(
-            update={"message_id": message_id, "external_id": external_id}
+            update={
+                "message_id": message_id,
+                "external_id": external_id,
+                "participant": conversations.copy_participant(tx, participant_id),
+            }
         )
         covered = event.model_copy(
             update={
@@ -461,20 +499,21 @@ def _apply_watermark(
 def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
     assert event.status is not None
     row = tx.one(
-        "SELECT p.message_id, m.conversation_id FROM message_parts p"
+        "SELECT p.message_id, m.conversation_id, m.participant_id FROM message_parts p"
         " JOIN messages m ON m.id = p.message_id WHERE p.channel_id = ? AND p.external_id = ?",
         (event.channel.id, event.status.external_id),
     )
     if row is None:
         return event  # not (yet) ours: kept with no message id, adopted if our send commits later
-    message_id, conversation_id = row
+    message_id, conversation_id, participant_id = row
     error = event.status.error.model_dump() if event.status.error else None
     detail = (
         f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
     )
     if not advance(tx, message_id, event.status.state, error, detail, now):
         return None
-    status = event.status.model_copy(update={"message_id": message_id})
+    participant = conversations.copy_participant(tx, participant_id)
+    status = event.status.model_copy(update={"message_id": message_id, "participant": participant})
     return event.model_copy(update={"status": status, "conversation_id": conversation_id})
 
 

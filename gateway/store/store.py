@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
-from gateway.schema import Event
-from gateway.store import forms, retention, steps, users
+from gateway.schema import Content, Event
+from gateway.store import conversations, forms, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -288,6 +288,106 @@ class Store:
     ) -> list[users.UserMessageRecord]:
         return await self.db.run(lambda tx: users.messages(tx, user_id, api_key, limit))
 
+    # --- group conversations (docs/conversations.md) ----------------------------------
+    async def create_conversation(
+        self,
+        conversation_id: str,
+        owner: str,
+        mode: str,
+        metadata: str | None,
+        participants: Sequence[conversations.SeatRequest],
+        targets_for: TargetsFor,
+        now: float,
+    ) -> conversations.ConversationRecord:
+        """Raises ConversationConflict for a participant that cannot join (nothing is kept).
+        Emits `conversation.created`."""
+        return await self.db.run(
+            lambda tx: conversations.create(
+                tx, conversation_id, owner, mode, metadata, participants, targets_for, now
+            )
+        )
+
+    async def get_conversation(
+        self, conversation_id: str
+    ) -> conversations.ConversationRecord | None:
+        return await self.db.run(lambda tx: conversations.load(tx, conversation_id))
+
+    async def add_participant(
+        self,
+        conversation_id: str,
+        participant: conversations.SeatRequest,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> conversations.ConversationRecord | None:
+        """The conversation with them; None when there is no such conversation. Raises
+        ConversationConflict (closed, identity present already, unknown user). Emits
+        `participant.joined`."""
+
+        def op(tx: Tx) -> conversations.ConversationRecord | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            conversations.add(tx, found, participant, targets_for, now)
+            return conversations.load(tx, conversation_id)
+
+        return await self.db.run(op)
+
+    async def remove_participant(
+        self, conversation_id: str, participant_id: str, targets_for: TargetsFor, now: float
+    ) -> conversations.ConversationRecord | None:
+        """They receive nothing more from it. Emits `participant.left`."""
+
+        def op(tx: Tx) -> conversations.ConversationRecord | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            conversations.remove(tx, found, participant_id, targets_for, now)
+            return conversations.load(tx, conversation_id)
+
+        return await self.db.run(op)
+
+    async def close_conversation(
+        self, conversation_id: str, targets_for: TargetsFor, now: float
+    ) -> conversations.ConversationRecord | None:
+        """Emits `conversation.closed` (once: closing it again changes nothing)."""
+
+        def op(tx: Tx) -> conversations.ConversationRecord | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            conversations.close(tx, found, targets_for, now)
+            return conversations.load(tx, conversation_id)
+
+        return await self.db.run(op)
+
+    async def post_to_conversation(
+        self,
+        conversation_id: str,
+        content: Content,
+        author_id: str | None,
+        only: Sequence[str] | None,
+        now: float,
+    ) -> tuple[conversations.ConversationMessageRecord, list[str]] | None:
+        """(the conversation message with its copies, the channels they wait on); None when
+        there is no such conversation. Raises ConversationConflict (closed, unknown
+        participant, author or recipient not present)."""
+
+        def op(tx: Tx) -> tuple[conversations.ConversationMessageRecord, list[str]] | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            return conversations.post(tx, found, content, author_id, only, now)
+
+        return await self.db.run(op)
+
+    async def conversation_messages(
+        self, conversation_id: str, before: int | None, limit: int
+    ) -> list[conversations.ConversationMessageRecord]:
+        """Newest first, from before the message whose `seq` is `before` when given."""
+        return await self.db.run(
+            lambda tx: conversations.history(tx, conversation_id, before, limit)
+        )
+
     # --- outbound messages -----------------------------------------------------------
     async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
         """(id, state, created); an earlier message when the idempotency key was seen."""
@@ -312,7 +412,7 @@ class Store:
         def op(tx: Tx) -> MessageRecord | None:
             row = tx.one(
                 "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
-                " error, created_at, options FROM messages WHERE id = ?",
+                " error, created_at, options, participant_id FROM messages WHERE id = ?",
                 (message_id,),
             )
             if row is None:
@@ -331,6 +431,7 @@ class Store:
                 [p[0] for p in parts],
                 [(float(h[0]), h[1], h[2]) for h in history],
                 row[9],
+                conversations.copy_participant(tx, row[10]),
             )
 
         return await self.db.run(op)
