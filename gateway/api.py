@@ -83,6 +83,21 @@ def _invalid(what: str, found: list[tuple[str, str]]) -> web.Response:
     )
 
 
+def refusal(status: int, code: str, field: str, message: str) -> web.Response:
+    """A refusal in the API's error shape, naming the one field it concerns."""
+    return web.json_response(
+        {"error": code, "message": message, "problems": [{"field": field, "message": message}]},
+        status=status,
+    )
+
+
+def model_answer(body: BaseModel, status: int = 200) -> web.Response:
+    """`body` as the answer's JSON, without the fields that are not set."""
+    return web.Response(
+        text=body.model_dump_json(exclude_none=True), status=status, content_type="application/json"
+    )
+
+
 def _when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from adapters.base import Adapter
-from gateway.api import API_KEY_NAME, _body, _invalid, _when
+from gateway.api import API_KEY_NAME, _body, _invalid, _when, model_answer, refusal
 from gateway.bodies import BodyReader
 from gateway.ids import new_id
 from gateway.ingress import error
@@ -87,11 +87,7 @@ def message_view(record: ConversationMessageRecord) -> ConversationMessage:
 
 
 def _answer(conversation: ConversationRecord, status: int = 200) -> web.Response:
-    return web.Response(
-        text=conversation_view(conversation).model_dump_json(exclude_none=True),
-        status=status,
-        content_type="application/json",
-    )
+    return model_answer(conversation_view(conversation), status)
 
 
 def _no_conversation() -> web.Response:
@@ -99,14 +95,7 @@ def _no_conversation() -> web.Response:
 
 
 def _conflict(conflict: ConversationConflict) -> web.Response:
-    return web.json_response(
-        {
-            "error": conflict.code,
-            "message": conflict.message,
-            "problems": [{"field": conflict.field, "message": conflict.message}],
-        },
-        status=conflict.status,
-    )
+    return refusal(conflict.status, conflict.code, conflict.field, conflict.message)
 
 
 class ConversationsApi:
@@ -248,11 +237,7 @@ class ConversationsApi:
             self.on_queued(channel)
         log.info("conversation_posted", conversation_id=found.id, copies=len(channels))
         body = PostedToConversation(id=record.id, copies=message_view(record).copies)
-        return web.Response(
-            text=body.model_dump_json(exclude_none=True),
-            status=202,
-            content_type="application/json",
-        )
+        return model_answer(body, 202)
 
     async def messages(self, request: web.Request) -> web.Response:
         limit_text = request.query.get("limit", "50")
@@ -277,6 +262,4 @@ class ConversationsApi:
             messages=[message_view(r) for r in page],
             next_cursor=str(page[-1].seq) if more else None,
         )
-        return web.Response(
-            text=body.model_dump_json(exclude_none=True), content_type="application/json"
-        )
+        return model_answer(body)

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.base import Adapter
-from gateway.api import API_KEY_NAME, _body, _invalid, _when
+from gateway.api import API_KEY_NAME, _body, _invalid, _when, model_answer, refusal
 from gateway.bodies import BodyReader
 from gateway.ids import new_id
 from gateway.ingress import error
@@ -74,11 +74,7 @@ def user_view(user: UserRecord) -> UserView:
 
 
 def _answer(user: UserRecord, status: int = 200) -> web.Response:
-    return web.Response(
-        text=user_view(user).model_dump_json(exclude_none=True),
-        status=status,
-        content_type="application/json",
-    )
+    return model_answer(user_view(user), status)
 
 
 def _no_user() -> web.Response:
@@ -87,14 +83,7 @@ def _no_user() -> web.Response:
 
 def _conflict(conflict: UserConflict) -> web.Response:
     status = 404 if conflict.code == "not_linked" else 409
-    return web.json_response(
-        {
-            "error": conflict.code,
-            "message": conflict.message,
-            "problems": [{"field": conflict.field, "message": conflict.message}],
-        },
-        status=status,
-    )
+    return refusal(status, conflict.code, conflict.field, conflict.message)
 
 
 class UsersApi:
@@ -247,6 +236,4 @@ class UsersApi:
                 for m in found
             ]
         )
-        return web.Response(
-            text=body.model_dump_json(exclude_none=True), content_type="application/json"
-        )
+        return model_answer(body)

@@ -22,15 +22,17 @@ from gateway.schema import CONVERSATION_EVENT_TYPES
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.viber import rich_media_cards
 
-from .conftest import API_KEY, base_config, config_from, with_backend
-from .test_everywhere import CAROUSEL, WA_USER, sims  # noqa: F401  (the simulators fixture)
-from .test_line_e2e import LINE_A
+from .conftest import API_KEY
+from .test_everywhere import (  # noqa: F401  (sims: the simulators fixture)
+    CAROUSEL,
+    WA_USER,
+    five_channel_gateway,
+    sims,
+)
 from .test_line_e2e import USER as LINE_USER
-from .test_messenger_e2e import FB, PSID
+from .test_messenger_e2e import PSID
 from .test_sms_e2e import USER as SMS_USER
-from .test_sms_e2e import sms_channel
 from .viber_support import USER as VIBER_USER
-from .viber_support import viber_channel
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LATE = "stuck in traffic, 10 min late"
@@ -93,22 +95,8 @@ async def test_the_marketplace_scene(
     sims: dict[str, Any],
     backend: BackendRecorder,
 ) -> None:
-    data = with_backend(base_config(tmp_path, public_url="https://sms.example.com"), backend)
-    data["backends"][0]["events"] = [*EVENT_TYPES, *CONVERSATION_EVENT_TYPES]
-    data["channels"][0]["api_base_url"] = sims["whatsapp"].base_url
-    data["channels"] += [
-        {"id": "fb-main", "type": "messenger", "api_base_url": sims["messenger"].base_url, **FB},
-        sms_channel("sms-main", sims["sms"].base_url),
-        {"id": "line-main", "type": "line", "api_base_url": sims["line"].base_url, **LINE_A},
-        viber_channel(base_url=sims["viber"].base_url),
-    ]
-    gw = await start_gateway(config_from(data))
-    sims["whatsapp"].webhook_url = f"{gw.url}/webhooks/wa-main"
-    sims["messenger"].webhook_url = f"{gw.url}/webhooks/fb-main"
-    sims["sms"].webhook_url = f"{gw.url}/webhooks/sms-main"
-    sims["sms"].public_url = "https://sms.example.com/webhooks/sms-main"
-    sims["line"].webhook_url = f"{gw.url}/webhooks/line-main"
-    sims["viber"].webhook_url = f"{gw.url}/webhooks/vb-main"
+    events = [*EVENT_TYPES, *CONVERSATION_EVENT_TYPES]
+    gw = await five_channel_gateway(tmp_path, start_gateway, sims, backend, events)
 
     # Everyone wrote to the business first: windows are open, the Viber user subscribed.
     await sims["whatsapp"].send_inbound_text(WA_USER, "Where is my order?")

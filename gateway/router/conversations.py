@@ -62,7 +62,16 @@ def recipients(
     ]
 
 
-def relay_targets(mode: str, seats: Sequence[Seat], author_id: str) -> list[Seat]:
+# A participant's inbound content of these types is kept for the backend, not relayed: an
+# answer to a form, a template (only a business sends one).
+NOT_RELAYED = frozenset({"form_response", "template"})
+
+
+def relay_targets(
+    mode: str, seats: Sequence[Seat], author_id: str, content_type: str = "text"
+) -> list[Seat]:
     """Who a participant's own message is relayed to: in `relay` mode every other participant
     present; in `hub` mode nobody (the backend answers whom it wants)."""
-    return recipients(seats, author_id) if mode == "relay" else []
+    if mode != "relay" or content_type in NOT_RELAYED:
+        return []
+    return recipients(seats, author_id)

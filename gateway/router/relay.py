@@ -18,10 +18,6 @@ from gateway.schema.content import (
     is_media,
 )
 
-# A participant's inbound content of these types is kept for the backend, not relayed: an
-# answer to a form, a template (only a business sends one).
-NOT_RELAYED = frozenset({"form_response", "template"})
-
 
 def label(author: ParticipantRef) -> str:
     """`Jasper (courier)`: who speaks, and in which role."""

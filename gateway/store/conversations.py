@@ -14,8 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.ids import new_id
-from gateway.router.conversations import Membership, Seat, conversation_for, recipients
-from gateway.router.relay import NOT_RELAYED, relayed
+from gateway.router.conversations import (
+    Membership,
+    Seat,
+    conversation_for,
+    recipients,
+    relay_targets,
+)
+from gateway.router.relay import relayed
 from gateway.schema import Content, ConversationEvent, Event, ParticipantRef
 from gateway.store import steps
 from gateway.store.database import Tx
@@ -106,7 +112,7 @@ def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
     if row is None:
         return None
     people = tx.all(
-        _PARTICIPANT + " WHERE conversation_id = ? ORDER BY joined_at, id", (conversation_id,)
+        _PARTICIPANT + " WHERE conversation_id = ? ORDER BY position", (conversation_id,)
     )
     return ConversationRecord(
         row[0],
@@ -182,7 +188,7 @@ def _join(
     )
     tx.execute(
         "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
-        " display_name, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seat.id,
             seat.conversation_id,
@@ -191,6 +197,7 @@ def _join(
             seat.user_id,
             seat.role,
             seat.display_name,
+            len(conversation.participants),
             now,
         ),
     )
@@ -401,11 +408,7 @@ def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> l
     conversation = load(tx, membership.seat.conversation_id)
     assert conversation is not None
     content = event.message.content
-    to = (
-        recipients(conversation.seats(), membership.seat.id)
-        if membership.mode == "relay" and content.type not in NOT_RELAYED
-        else []
-    )
+    to = relay_targets(membership.mode, conversation.seats(), membership.seat.id, content.type)
     _id, channels = _relay(
         tx, conversation, membership.seat, to, content, event.id, event.channel.id, now
     )
@@ -431,7 +434,7 @@ def history(
     for relay_of, message_id, channel_id, state, *person in tx.all(
         "SELECT m.relay_of, m.id, m.channel_id, m.state, p.id, p.role, p.display_name, p.user_id"
         " FROM messages m JOIN participants p ON p.id = m.participant_id"
-        " WHERE m.relay_of IN " + steps.in_list(ids) + " ORDER BY m.created_at, m.id",
+        " WHERE m.relay_of IN " + steps.in_list(ids) + " ORDER BY p.position, m.created_at, m.id",
         ids,
     ):
         copies[relay_of].append(CopyRecord(message_id, channel_id, _ref(person), state))

@@ -168,8 +168,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     last_active_at {real} NOT NULL
 );
 
--- Who is in a conversation, and the identity each is reached on. A participant who left keeps
--- the row (history names them), with `left_at`.
+-- Who is in a conversation (`position`: in the order they joined), and the identity each is
+-- reached on. A participant who left keeps the row (history names them), with `left_at`.
 CREATE TABLE IF NOT EXISTS participants (
     id TEXT PRIMARY KEY,
     conversation_id TEXT NOT NULL,
@@ -178,6 +178,7 @@ CREATE TABLE IF NOT EXISTS participants (
     user_id TEXT,
     role TEXT NOT NULL,
     display_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
     joined_at {real} NOT NULL,
     left_at {real}
 );

@@ -9,7 +9,7 @@ several operations share are in `steps.py`; what goes in and comes out, in `reco
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
@@ -312,6 +312,23 @@ class Store:
     ) -> conversations.ConversationRecord | None:
         return await self.db.run(lambda tx: conversations.load(tx, conversation_id))
 
+    async def _change_conversation(
+        self,
+        conversation_id: str,
+        change: Callable[[Tx, conversations.ConversationRecord], object],
+    ) -> conversations.ConversationRecord | None:
+        """Apply `change` to the conversation and answer it as it is then; None when there is
+        no such conversation."""
+
+        def op(tx: Tx) -> conversations.ConversationRecord | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            change(tx, found)
+            return conversations.load(tx, conversation_id)
+
+        return await self.db.run(op)
+
     async def add_participant(
         self,
         conversation_id: str,
@@ -322,43 +339,26 @@ class Store:
         """The conversation with them; None when there is no such conversation. Raises
         ConversationConflict (closed, identity present already, unknown user). Emits
         `participant.joined`."""
-
-        def op(tx: Tx) -> conversations.ConversationRecord | None:
-            found = conversations.load(tx, conversation_id)
-            if found is None:
-                return None
-            conversations.add(tx, found, participant, targets_for, now)
-            return conversations.load(tx, conversation_id)
-
-        return await self.db.run(op)
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.add(tx, c, participant, targets_for, now)
+        )
 
     async def remove_participant(
         self, conversation_id: str, participant_id: str, targets_for: TargetsFor, now: float
     ) -> conversations.ConversationRecord | None:
         """They receive nothing more from it. Emits `participant.left`."""
-
-        def op(tx: Tx) -> conversations.ConversationRecord | None:
-            found = conversations.load(tx, conversation_id)
-            if found is None:
-                return None
-            conversations.remove(tx, found, participant_id, targets_for, now)
-            return conversations.load(tx, conversation_id)
-
-        return await self.db.run(op)
+        return await self._change_conversation(
+            conversation_id,
+            lambda tx, c: conversations.remove(tx, c, participant_id, targets_for, now),
+        )
 
     async def close_conversation(
         self, conversation_id: str, targets_for: TargetsFor, now: float
     ) -> conversations.ConversationRecord | None:
         """Emits `conversation.closed` (once: closing it again changes nothing)."""
-
-        def op(tx: Tx) -> conversations.ConversationRecord | None:
-            found = conversations.load(tx, conversation_id)
-            if found is None:
-                return None
-            conversations.close(tx, found, targets_for, now)
-            return conversations.load(tx, conversation_id)
-
-        return await self.db.run(op)
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.close(tx, c, targets_for, now)
+        )
 
     async def post_to_conversation(
         self,
