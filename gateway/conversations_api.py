@@ -124,12 +124,15 @@ class ConversationsApi:
     def _seat(self, participant: NewParticipant, field: str) -> SeatRequest | web.Response:
         """What the store needs to seat them, or the 422 naming what is wrong."""
         identity = participant.identity
+        at = f"{field}." if field else ""
         if identity is None and participant.user_id is None:
-            return _invalid("the participant", [(field, "give a user_id, an identity, or both")])
+            return _invalid(
+                "the participant", [(f"{at}identity", "give a user_id, an identity, or both")]
+            )
         if identity is not None and identity.channel not in self.adapters:
             return _invalid(
                 "the participant",
-                [(f"{field}.identity.channel", f"unknown channel {identity.channel!r}")],
+                [(f"{at}identity.channel", f"unknown channel {identity.channel!r}")],
             )
         return SeatRequest(
             field=field,
@@ -174,7 +177,7 @@ class ConversationsApi:
         participant = await _body(self.bodies, request, NewParticipant, "the participant")
         if isinstance(participant, web.Response):
             return participant
-        seat = self._seat(participant, "(body)")
+        seat = self._seat(participant, "")
         if isinstance(seat, web.Response):
             return seat
         found = await self._visible(request)

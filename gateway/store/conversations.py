@@ -41,7 +41,8 @@ class ConversationConflict(Exception):
 
 @dataclass(frozen=True)
 class SeatRequest:
-    """A participant to add, as the API took it; `field` names it in errors."""
+    """A participant to add, as the API took it; `field` names it in errors (`participants[1]`,
+    or empty for a body that is the participant)."""
 
     field: str
     role: str
@@ -126,6 +127,11 @@ def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
     )
 
 
+def _at(prefix: str, name: str) -> str:
+    """A field's path in the request: `participants[1].user_id`, or `user_id` at the top."""
+    return f"{prefix}.{name}" if prefix else name
+
+
 def _resolve(tx: Tx, owner: str, request: SeatRequest) -> SeatRequest:
     """The identity a participant is reached on: the one given, or their user's first. A
     user must be the key's own (docs/users.md), and the identity given must be theirs."""
@@ -136,7 +142,7 @@ def _resolve(tx: Tx, owner: str, request: SeatRequest) -> SeatRequest:
         row = tx.one("SELECT id, owner, merged_into FROM users WHERE id = ?", (row[2],))
     if row is None or row[1] != owner:
         raise ConversationConflict(
-            422, "user_not_found", f"{request.field}.user_id", "no user with this id"
+            422, "user_not_found", _at(request.field, "user_id"), "no user with this id"
         )
     user_id = row[0]
     identities = tx.all(
@@ -149,14 +155,14 @@ def _resolve(tx: Tx, owner: str, request: SeatRequest) -> SeatRequest:
             raise ConversationConflict(
                 422,
                 "no_identity",
-                f"{request.field}.identity",
+                _at(request.field, "identity"),
                 "the user has no linked identity: give one to deliver on",
             )
         channel_id, provider_id = identities[0]
         return replace(request, user_id=user_id, channel_id=channel_id, provider_id=provider_id)
     if (request.channel_id, request.provider_id) not in {(c, p) for c, p in identities}:
         raise ConversationConflict(
-            422, "not_linked", f"{request.field}.identity", "this identity is not the user's"
+            422, "not_linked", _at(request.field, "identity"), "this identity is not the user's"
         )
     return replace(request, user_id=user_id)
 
@@ -174,7 +180,7 @@ def _join(
             raise ConversationConflict(
                 409,
                 "already_participant",
-                f"{request.field}.identity",
+                _at(request.field, "identity"),
                 f"this identity is participant {present.seat.id} already",
             )
     seat = Seat(
