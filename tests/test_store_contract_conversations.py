@@ -239,6 +239,18 @@ async def test_one_who_left_gets_no_copy_and_is_no_longer_routed(store: Store) -
     ]
 
 
+async def test_one_who_left_may_join_again(store: Store) -> None:
+    conversation = await start(store)
+    await store.remove_participant(conversation.id, ids(conversation)["courier"], targets, NOW)
+    back = await store.add_participant(conversation.id, SEATS[1], targets, NOW + 1)
+    assert back is not None
+    assert [(p.seat.role, p.seat.present) for p in back.participants[1:]] == [
+        ("courier", False),
+        ("restaurant", True),
+        ("courier", True),
+    ]
+
+
 async def test_in_several_the_most_recently_active_conversation_wins(store: Store) -> None:
     first = await start(store)
     second = await start(store)

@@ -113,7 +113,8 @@ def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
     if row is None:
         return None
     people = tx.all(
-        _PARTICIPANT + " WHERE conversation_id = ? ORDER BY position", (conversation_id,)
+        _PARTICIPANT + " WHERE conversation_id = ? ORDER BY position, joined_at, id",
+        (conversation_id,),
     )
     return ConversationRecord(
         row[0],
@@ -172,17 +173,6 @@ def _join(
 ) -> ParticipantRecord:
     request = _resolve(tx, conversation.owner, request)
     assert request.channel_id is not None and request.provider_id is not None
-    for present in conversation.participants:
-        if present.seat.present and (present.seat.channel_id, present.seat.provider_id) == (
-            request.channel_id,
-            request.provider_id,
-        ):
-            raise ConversationConflict(
-                409,
-                "already_participant",
-                _at(request.field, "identity"),
-                f"this identity is participant {present.seat.id} already",
-            )
     seat = Seat(
         new_id("par"),
         conversation.id,
@@ -192,9 +182,10 @@ def _join(
         request.display_name,
         request.user_id,
     )
-    tx.execute(
+    inserted = tx.execute(
         "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
-        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (
             seat.id,
             seat.conversation_id,
@@ -207,6 +198,13 @@ def _join(
             now,
         ),
     )
+    if inserted == 0:  # the unique index decides, atomically: no check-then-insert race
+        raise ConversationConflict(
+            409,
+            "already_participant",
+            _at(request.field, "identity"),
+            "this identity is present in the conversation already",
+        )
     return ParticipantRecord(seat, now, None)
 
 

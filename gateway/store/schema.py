@@ -183,6 +183,9 @@ CREATE TABLE IF NOT EXISTS participants (
     left_at {real}
 );
 CREATE INDEX IF NOT EXISTS participants_by_conversation ON participants (conversation_id);
+-- An identity is present in a conversation once: inserts rely on it (409 otherwise).
+CREATE UNIQUE INDEX IF NOT EXISTS participants_once
+    ON participants (conversation_id, channel_id, provider_id) WHERE left_at IS NULL;
 -- The conversations an inbound sender is present in: by their identity, or their user's.
 CREATE INDEX IF NOT EXISTS participants_present ON participants (channel_id, provider_id)
     WHERE left_at IS NULL;
