@@ -11,11 +11,9 @@ import pytest
 
 from gateway.simulator.backend import BackendRecorder
 
-from .conftest import API_KEY, BACKEND_SECRET, base_config, config_from, post_whatsapp, webhook
+from .conftest import BACKEND_SECRET, base_config, config_from, post_whatsapp, webhook
+from .test_users_api import AUTH, OTHER, OTHER_KEY, call
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-OTHER_KEY = "couriers-key-0123456789"
-OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
 CUSTOMER = {"channel": "wa-main", "id": "16505551234"}
 COURIER = {"channel": "wa-main", "id": "16505550000"}
 TEXT = {"type": "text", "text": "on my way"}
@@ -41,13 +39,6 @@ def config(tmp_path: Path, backend: BackendRecorder) -> Any:
 @pytest.fixture
 async def gw(tmp_path: Path, start_gateway: Any, backend: BackendRecorder) -> Any:
     return await start_gateway(config(tmp_path, backend))
-
-
-async def call(
-    gw: Any, method: str, path: str, body: Any = None, headers: dict[str, str] = AUTH, **kw: Any
-) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=gw.url) as client:
-        return await client.request(method, path, json=body, headers=headers, **kw)
 
 
 def participant(identity: dict[str, str], role: str = "customer", name: str = "Sheena") -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gateway.store.conversations import (
     ConversationConflict,
-    ConversationMessageRecord,
     ConversationRecord,
     ParticipantRecord,
     SeatRequest,
@@ -21,6 +20,7 @@ from gateway.store.records import (
     StoreUnavailable,
     is_store_error,
 )
+from gateway.store.relay import ConversationMessageRecord
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import Store
 from gateway.store.users import (

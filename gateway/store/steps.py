@@ -14,7 +14,7 @@ from typing import Any
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.ids import conversation_id, new_id
 from gateway.schema import STATE_RANK, ConversationEvent, Event, Postback, UserEvent
-from gateway.store import conversations, forms
+from gateway.store import forms, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -274,7 +274,7 @@ def store_rows(
             if session is not None:
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
-            prepared, membership = conversations.route(tx, prepared)
+            prepared, membership = relay.route(tx, prepared)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 key = (event.channel.id, event.sender.id)
@@ -289,7 +289,7 @@ def store_rows(
             if kept and kept[0].type != "status":
                 _note_contact_facts(tx, kept[0], now)
                 if membership is not None:
-                    conversations.relay_inbound(tx, kept[0], membership, now)
+                    relay.relay_inbound(tx, kept[0], membership, now)
                 if on_new_inbound is not None:
                     on_new_inbound(tx, kept[0])
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
@@ -479,7 +479,7 @@ def _apply_watermark(
             update={
                 "message_id": message_id,
                 "external_id": external_id,
-                "participant": conversations.copy_participant(tx, participant_id),
+                "participant": relay.copy_participant(tx, participant_id),
             }
         )
         covered = event.model_copy(
@@ -512,7 +512,7 @@ def _route_status(tx: Tx, event: Event, now: float) -> Event | None:
     )
     if not advance(tx, message_id, event.status.state, error, detail, now):
         return None
-    participant = conversations.copy_participant(tx, participant_id)
+    participant = relay.copy_participant(tx, participant_id)
     status = event.status.model_copy(update={"message_id": message_id, "participant": participant})
     return event.model_copy(update={"status": status, "conversation_id": conversation_id})
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.downgrade.choices import Choice
 from gateway.schema import Content, Event
-from gateway.store import conversations, forms, retention, steps, users
+from gateway.store import conversations, forms, relay, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -367,26 +367,24 @@ class Store:
         author_id: str | None,
         only: Sequence[str] | None,
         now: float,
-    ) -> tuple[conversations.ConversationMessageRecord, list[str]] | None:
+    ) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
         """(the conversation message with its copies, the channels they wait on); None when
         there is no such conversation. Raises ConversationConflict (closed, unknown
         participant, author or recipient not present)."""
 
-        def op(tx: Tx) -> tuple[conversations.ConversationMessageRecord, list[str]] | None:
+        def op(tx: Tx) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
             found = conversations.load(tx, conversation_id)
             if found is None:
                 return None
-            return conversations.post(tx, found, content, author_id, only, now)
+            return relay.post(tx, found, content, author_id, only, now)
 
         return await self.db.run(op)
 
     async def conversation_messages(
         self, conversation_id: str, before: int | None, limit: int
-    ) -> list[conversations.ConversationMessageRecord]:
+    ) -> list[relay.ConversationMessageRecord]:
         """Newest first, from before the message whose `seq` is `before` when given."""
-        return await self.db.run(
-            lambda tx: conversations.history(tx, conversation_id, before, limit)
-        )
+        return await self.db.run(lambda tx: relay.history(tx, conversation_id, before, limit))
 
     # --- outbound messages -----------------------------------------------------------
     async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
@@ -431,7 +429,7 @@ class Store:
                 [p[0] for p in parts],
                 [(float(h[0]), h[1], h[2]) for h in history],
                 row[9],
-                conversations.copy_participant(tx, row[10]),
+                relay.copy_participant(tx, row[10]),
             )
 
         return await self.db.run(op)
