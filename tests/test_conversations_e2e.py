@@ -238,3 +238,46 @@ async def test_the_marketplace_scene(
                 continue
             for address in addresses:
                 assert address not in request, f"{owner}'s address reached {recipient}"
+
+
+async def test_media_is_relayed_attributed_where_the_other_channel_can_fetch_it(
+    tmp_path: Path,
+    start_gateway: Any,
+    sims: dict[str, Any],
+    backend: BackendRecorder,
+) -> None:
+    gw = await five_channel_gateway(tmp_path, start_gateway, sims, backend)
+    await sims["whatsapp"].send_inbound_text(WA_USER, "Where is my order?")
+    await backend.wait_for(lambda ev: any(e["type"] == "message" for e in ev))
+    async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as api:
+        created = await api.post(
+            "/v1/conversations",
+            json={
+                "participants": [
+                    {"identity": {"channel": "wa-main", "id": WA_USER},
+                     "role": "customer", "display_name": "Sheena"},
+                    {"identity": {"channel": "sms-main", "id": SMS_USER},
+                     "role": "courier", "display_name": "Jasper"},
+                ]
+            },
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+
+    # The courier's MMS photo: its URL works anywhere, so the customer gets the picture.
+    photo = "https://demo.twilio.com/owl.png"
+    await sims["sms"].send_inbound(SMS_USER, "at the door", media=[(photo, "image/png")])
+    await backend.wait_for(
+        lambda ev: any(e["type"] == "status" and e["status"]["state"] == "sent" for e in ev)
+    )
+    [image] = [s["body"] for s in sims["whatsapp"].sent if s["body"]["type"] == "image"]
+    assert image["image"]["link"] == photo
+    assert image["image"]["caption"] == "Jasper (courier): at the door"
+
+    # The customer's WhatsApp photo is only a media id of Meta's: the courier hears of it.
+    await sims["whatsapp"].send_inbound(
+        {"type": "image", "image": {"id": "1013859600285441", "mime_type": "image/jpeg"}},
+        from_wa_id=WA_USER,
+    )
+    await backend.wait_for(lambda ev: len(sims["sms"].sent) >= 1, timeout=15)
+    [sms] = [s["params"] for s in sims["sms"].sent]
+    assert sms["Body"] == ["Sheena (customer): sent an image"] and "MediaUrl" not in sms

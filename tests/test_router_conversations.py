@@ -106,6 +106,11 @@ CARD = {"title": "Funghi", "actions": [{"type": "reply", "title": "Order", "payl
             "sms",
             [{"type": "image", "media": {"url": "https://x/1.jpg"}, "caption": "Jasper (courier)"}],
         ),
+        (  # by its URL alone on another channel: its media id is the other provider's
+            {"type": "image", "media": {"url": "https://x/1.jpg", "provider_media_id": "ME1"}},
+            "sms",
+            [{"type": "image", "media": {"url": "https://x/1.jpg"}, "caption": "Jasper (courier)"}],
+        ),
         (  # another provider's media id cannot be fetched on this channel
             {"type": "image", "media": {"provider_media_id": "1234"}},
             "wa-other",

@@ -52,6 +52,11 @@ def relayed(
         kind = content.type
         text = f"sent {'a' if kind != 'image' else 'an'} {kind}"
         return [TextContent(text=_prefixed(text, author) if author else text)]
+    if is_media(content) and source_channel not in (None, channel_id):
+        # Fetched by its URL: the provider's own media id (a Twilio ME… sid) would be taken
+        # for one of the recipient's provider, which prefers an id to a link.
+        media = content.media.model_copy(update={"provider_media_id": None})
+        content = content.model_copy(update={"media": media})
     if author is None:
         return [content]
     update: dict[str, object]
