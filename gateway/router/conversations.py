@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from gateway.schema import ParticipantRef
 
+# What a participant sends that belongs to their conversation: what they say and what they
+# tap. Reactions, opt-outs and the rest stay in their 1:1 conversation.
+ROUTED_TYPES = frozenset({"message", "postback"})
+
 
 @dataclass(frozen=True)
 class Seat:

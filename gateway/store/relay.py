@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.ids import new_id
 from gateway.router.conversations import (
+    ROUTED_TYPES,
     Membership,
     Seat,
     conversation_for,
@@ -127,9 +128,6 @@ _MEMBERSHIPS = (
     " WHERE p.left_at IS NULL AND c.state = 'open' AND ((p.channel_id = ? AND p.provider_id = ?)"
     " OR p.user_id IN (SELECT user_id FROM identities WHERE channel_id = ? AND provider_id = ?))"
 )
-
-# What a participant sends that belongs to their conversation: what they say and what they tap.
-ROUTED_TYPES = frozenset({"message", "postback"})
 
 
 def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | None]:
