@@ -54,6 +54,14 @@ def may_change(request: web.Request, owner: str) -> bool:
     return request[API_KEY_NAME] == owner
 
 
+def may_access(request: web.Request, owner: str) -> bool:
+    """Whether this request may act on a record `owner` created: read it (GET), or change it."""
+    if request.method in ("GET", "HEAD"):
+        wanted = readable_owner(request)
+        return wanted is None or wanted == owner
+    return may_change(request, owner)
+
+
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -93,6 +101,21 @@ def _invalid(what: str, found: list[tuple[str, str]]) -> web.Response:
             "problems": [{"field": f, "message": m} for f, m in found],
         },
         status=422,
+    )
+
+
+def refusal(status: int, code: str, field: str, message: str) -> web.Response:
+    """A refusal in the API's error shape, naming the one field it concerns."""
+    return web.json_response(
+        {"error": code, "message": message, "problems": [{"field": field, "message": message}]},
+        status=status,
+    )
+
+
+def model_answer(body: BaseModel, status: int = 200) -> web.Response:
+    """`body` as the answer's JSON, without the fields that are not set."""
+    return web.Response(
+        text=body.model_dump_json(exclude_none=True), status=status, content_type="application/json"
     )
 
 

@@ -13,6 +13,7 @@ from adapters import ADAPTERS, Adapter
 from gateway.api import Api
 from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
+from gateway.conversations_api import ConversationsApi
 from gateway.headers import bound_header_time
 from gateway.ingress import Ingress
 from gateway.logs import SecretRedactor, get_logger
@@ -168,6 +169,7 @@ class Gateway:
         app.router.add_delete("/v1/users/{user_id}/identities", api.authenticated(users.unlink))
         app.router.add_post("/v1/users/{user_id}/merge", api.authenticated(users.merge))
         app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
+        self._conversation_routes(app, api)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -177,6 +179,26 @@ class Gateway:
         app.on_shutdown.append(self._shutdown)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    def _conversation_routes(self, app: web.Application, api: Api) -> None:
+        talks = ConversationsApi(
+            self.store,
+            self.adapters,
+            self.bodies,
+            self.targets_for,
+            self.delivery.wake,
+            self.dispatcher.wake,
+        )
+        one = "/v1/conversations/{conversation_id}"
+        app.router.add_post("/v1/conversations", api.authenticated(talks.create))
+        app.router.add_get(one, api.authenticated(talks.get))
+        app.router.add_post(f"{one}/participants", api.authenticated(talks.add_participant))
+        app.router.add_delete(
+            f"{one}/participants/{{participant_id}}", api.authenticated(talks.remove_participant)
+        )
+        app.router.add_post(f"{one}/close", api.authenticated(talks.close))
+        app.router.add_post(f"{one}/messages", api.authenticated(talks.post))
+        app.router.add_get(f"{one}/messages", api.authenticated(talks.messages))
 
     async def start(self) -> None:
         try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
+from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
 from gateway.signing import standard_key
@@ -137,9 +138,12 @@ class BackendConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr
-    # Events about users (USER_EVENT_TYPES) are not in the default: a backend that names no
-    # `events` keeps receiving what it did before users existed, and asks for them by name.
-    events: list[Literal[EVENT_TYPES + USER_EVENT_TYPES]] = list(EVENT_TYPES)  # type: ignore[valid-type]
+    # Events about users and conversations (USER_EVENT_TYPES, CONVERSATION_EVENT_TYPES) are
+    # not in the default: a backend that names no `events` keeps receiving what it did before
+    # they existed, and asks for them by name. Messages in conversations are `message` events.
+    events: list[Literal[EVENT_TYPES + USER_EVENT_TYPES + CONVERSATION_EVENT_TYPES]] = list(  # type: ignore[valid-type]
+        EVENT_TYPES
+    )
     batch_size: int = Field(default=50, ge=1, le=1000)
     # For the whole answer, not each read: one trickling in must not hold the lane for ever.
     timeout_seconds: float = Field(default=10.0, gt=0)

@@ -16,6 +16,9 @@ from pydantic import BaseModel
 from gateway.pipeline.delivery import DELIVERY_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
+    ConversationMessages,
+    ConversationView,
+    CreateConversation,
     CreateUser,
     ErrorBody,
     EventBatch,
@@ -23,6 +26,9 @@ from gateway.schema import (
     MergeUsers,
     MessageAccepted,
     MessageView,
+    NewParticipant,
+    PostedToConversation,
+    PostToConversation,
     SendMessage,
     UpdateUser,
     UserMessages,
@@ -50,6 +56,12 @@ MODELS: tuple[type[BaseModel], ...] = (
     MergeUsers,
     UserView,
     UserMessages,
+    CreateConversation,
+    NewParticipant,
+    PostToConversation,
+    PostedToConversation,
+    ConversationView,
+    ConversationMessages,
 )
 
 
@@ -281,6 +293,130 @@ _USER_PATHS: dict[str, Any] = {
     },
 }
 
+_CONVERSATION_ID = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+_NO_CONVERSATION = _error("no conversation with this id that this API key created")
+_CONVERSATION = {"description": "the conversation", "content": _json("ConversationView")}
+_CLOSED = _error("the conversation is closed")
+
+_CONVERSATION_PATHS: dict[str, Any] = {
+    "/v1/conversations": {
+        "post": _user_operation(
+            "createConversation",
+            "Create a group conversation (docs/conversations.md; emits conversation.created)",
+            "CreateConversation",
+            {
+                "201": {"description": "created", "content": _json("ConversationView")},
+                "409": _error("an identity is given twice"),
+                "422": _error(
+                    "the body is not valid, or names an unknown channel, a user this key does"
+                    " not have, or an identity that is not the user's"
+                ),
+            },
+        )
+    },
+    "/v1/conversations/{conversation_id}": {
+        "parameters": [_CONVERSATION_ID],
+        "get": _user_operation(
+            "getConversation",
+            "A conversation with its participants",
+            None,
+            {"200": _CONVERSATION, "404": _NO_CONVERSATION},
+        ),
+    },
+    "/v1/conversations/{conversation_id}/participants": {
+        "parameters": [_CONVERSATION_ID],
+        "post": _user_operation(
+            "addParticipant",
+            "Add a participant (emits participant.joined)",
+            "NewParticipant",
+            {
+                "201": {"description": "added", "content": _json("ConversationView")},
+                "404": _NO_CONVERSATION,
+                "409": _error("the conversation is closed, or the identity is in it already"),
+                "422": _error(
+                    "the body is not valid, or names an unknown channel or user, or an"
+                    " identity that is not the user's"
+                ),
+            },
+        ),
+    },
+    "/v1/conversations/{conversation_id}/participants/{participant_id}": {
+        "parameters": [
+            _CONVERSATION_ID,
+            {
+                "name": "participant_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+            },
+        ],
+        "delete": _user_operation(
+            "removeParticipant",
+            "The participant leaves: nothing more is relayed to them (emits participant.left)",
+            None,
+            {
+                "200": _CONVERSATION,
+                "404": _error("no such conversation, or no such participant present in it"),
+            },
+        ),
+    },
+    "/v1/conversations/{conversation_id}/close": {
+        "parameters": [_CONVERSATION_ID],
+        "post": _user_operation(
+            "closeConversation",
+            "Close the conversation (emits conversation.closed; closing again changes nothing)",
+            None,
+            {"200": _CONVERSATION, "404": _NO_CONVERSATION},
+        ),
+    },
+    "/v1/conversations/{conversation_id}/messages": {
+        "parameters": [_CONVERSATION_ID],
+        "post": _user_operation(
+            "postToConversation",
+            "Say something in the conversation: a copy to each participant present",
+            "PostToConversation",
+            {
+                "202": {"description": "queued", "content": _json("PostedToConversation")},
+                "404": _NO_CONVERSATION,
+                "409": _CLOSED,
+                "422": _error("the body is not valid, or its author or a recipient is not present"),
+            },
+        ),
+        "get": _user_operation(
+            "listConversationMessages",
+            "The conversation's messages, newest first, each copy's delivery state",
+            None,
+            {
+                "200": {"description": "a page", "content": _json("ConversationMessages")},
+                "404": _NO_CONVERSATION,
+                "422": _error("limit or cursor is not valid"),
+            },
+        )
+        | {
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "a page's next_cursor: the page of older messages",
+                },
+            ]
+        },
+    },
+}
+
 _PROVIDER_BODY = {
     "description": "the provider's own webhook format, signed as the provider signs it",
     "required": True,
@@ -416,7 +552,13 @@ def openapi() -> dict[str, Any]:
             "version": "1",
             "description": "Backend API, provider webhooks, and the events posted to backends.",
         },
-        "paths": {**_API_PATHS, **_USER_PATHS, **_WEBHOOK_PATHS, **_OPERATIONS},
+        "paths": {
+            **_API_PATHS,
+            **_USER_PATHS,
+            **_CONVERSATION_PATHS,
+            **_WEBHOOK_PATHS,
+            **_OPERATIONS,
+        },
         "webhooks": {"events": _BACKEND_WEBHOOK},
         "components": {
             "schemas": _schemas(),

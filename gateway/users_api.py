@@ -3,7 +3,7 @@ merge two users, list a user's messages (docs/users.md).
 
 Each API key sees only the users it created (404 for any other: whether an id exists is not
 told to a key that may not see it); a key with the `read_all` scope reads every key's users but
-changes only its own. The rule lives in `gateway.api` (`readable_owner`, `may_change`).
+changes only its own. The rule lives in `gateway.api` (`may_access`, `readable_owner`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.base import Adapter
-from gateway.api import API_KEY_NAME, _body, _invalid, _when, may_change, readable_owner
+from gateway.api import (
+    API_KEY_NAME,
+    _body,
+    _invalid,
+    _when,
+    may_access,
+    model_answer,
+    readable_owner,
+    refusal,
+)
 from gateway.bodies import BodyReader
 from gateway.ids import new_id
 from gateway.ingress import error
@@ -64,11 +73,7 @@ def user_view(user: UserRecord) -> UserView:
 
 
 def _answer(user: UserRecord, status: int = 200) -> web.Response:
-    return web.Response(
-        text=user_view(user).model_dump_json(exclude_none=True),
-        status=status,
-        content_type="application/json",
-    )
+    return model_answer(user_view(user), status)
 
 
 def _no_user() -> web.Response:
@@ -77,14 +82,7 @@ def _no_user() -> web.Response:
 
 def _conflict(conflict: UserConflict) -> web.Response:
     status = 404 if conflict.code == "not_linked" else 409
-    return web.json_response(
-        {
-            "error": conflict.code,
-            "message": conflict.message,
-            "problems": [{"field": conflict.field, "message": conflict.message}],
-        },
-        status=status,
-    )
+    return refusal(status, conflict.code, conflict.field, conflict.message)
 
 
 class UsersApi:
@@ -105,12 +103,7 @@ class UsersApi:
     async def _visible(self, request: web.Request, user_id: str) -> UserRecord | None:
         """The user (or the one it was merged into), if this request's key may see it."""
         user = await self.store.get_user(user_id)
-        if user is None:
-            return None
-        if request.method in ("GET", "HEAD"):
-            wanted = readable_owner(request)
-            return user if wanted is None or wanted == user.owner else None
-        return user if may_change(request, user.owner) else None
+        return user if user is not None and may_access(request, user.owner) else None
 
     async def create(self, request: web.Request) -> web.Response:
         fields = await _body(self.bodies, request, CreateUser, "the user")
@@ -240,6 +233,4 @@ class UsersApi:
                 for m in found
             ]
         )
-        return web.Response(
-            text=body.model_dump_json(exclude_none=True), content_type="application/json"
-        )
+        return model_answer(body)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.schema import ChannelRef, Event, Party, Status
-from gateway.store import NewMessage
+from gateway.store import NewMessage, Store
 
 
 def targets(event_type: str) -> list[str]:
@@ -59,3 +60,16 @@ def new_message(message_id: str, key: str | None = None, body_hash: str = "h1") 
         key,
         body_hash,
     )
+
+
+async def events_of_types(store: Store, types: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Stored events of `types`, oldest first, each with the backend its delivery is queued
+    for (`target`)."""
+    rows = await store.db.run(
+        lambda tx: tx.all(
+            "SELECT e.body, o.target FROM events e LEFT JOIN outbox o ON o.ref = e.id"
+            " WHERE e.type IN (" + ",".join("?" * len(types)) + ") ORDER BY e.created_at, o.id",
+            types,
+        )
+    )
+    return [{**json.loads(body), "target": target} for body, target in rows]

@@ -71,10 +71,18 @@ async def sims() -> AsyncIterator[dict[str, Any]]:
         await sim.stop()
 
 
-async def test_one_carousel_in_each_channels_richest_form(
-    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
-) -> None:
+async def five_channel_gateway(
+    tmp_path: Path,
+    start_gateway: Any,
+    sims: dict[str, Any],
+    backend: BackendRecorder,
+    events: list[str] | None = None,
+) -> Any:
+    """A gateway on the five simulators, each posting its webhooks to it; `backend` gets
+    `events` (the default list when None)."""
     data = with_backend(base_config(tmp_path, public_url="https://sms.example.com"), backend)
+    if events is not None:
+        data["backends"][0]["events"] = events
     data["channels"][0]["api_base_url"] = sims["whatsapp"].base_url
     data["channels"] += [
         {"id": "fb-main", "type": "messenger", "api_base_url": sims["messenger"].base_url, **FB},
@@ -89,6 +97,13 @@ async def test_one_carousel_in_each_channels_richest_form(
     sims["sms"].public_url = "https://sms.example.com/webhooks/sms-main"
     sims["line"].webhook_url = f"{gw.url}/webhooks/line-main"
     sims["viber"].webhook_url = f"{gw.url}/webhooks/vb-main"
+    return gw
+
+
+async def test_one_carousel_in_each_channels_richest_form(
+    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
+) -> None:
+    gw = await five_channel_gateway(tmp_path, start_gateway, sims, backend)
 
     # Everyone wrote first: windows are open, LINE has a reply token, the Viber user subscribed.
     await sims["whatsapp"].send_inbound_text(WA_USER, "What's on tonight?")

@@ -14,7 +14,7 @@ from gateway.ids import new_id
 from gateway.schema import USER_EVENT_TYPES, ChannelRef, Party
 from gateway.store import NewUser, Store, UserConflict, UserRecord
 
-from .store_events import inbound, new_message, targets, whatsapp_event
+from .store_events import events_of_types, inbound, new_message, targets, whatsapp_event
 
 NOW = time.time()
 
@@ -32,14 +32,7 @@ def new_user(owner: str = "orders", external_id: str | None = None, **fields: An
 
 async def user_events(store: Store) -> list[dict[str, Any]]:
     """Events about users, oldest first, each with the backends its delivery was queued for."""
-    rows = await store.db.run(
-        lambda tx: tx.all(
-            "SELECT e.body, o.target FROM events e LEFT JOIN outbox o ON o.ref = e.id"
-            " WHERE e.type IN (?, ?, ?) ORDER BY e.created_at, o.id",
-            USER_EVENT_TYPES,
-        )
-    )
-    return [{**json.loads(body), "target": target} for body, target in rows]
+    return await events_of_types(store, USER_EVENT_TYPES)
 
 
 async def link(store: Store, user: UserRecord, channel: str, provider_id: str) -> UserRecord:

@@ -53,7 +53,13 @@ def status_event(
         timestamp=datetime.now(UTC),
         recipient=Party(id=record.recipient_id),
         conversation_id=record.conversation_id,
-        status=Status(message_id=record.id, external_id=external_id, state=state, error=error),
+        status=Status(
+            message_id=record.id,
+            external_id=external_id,
+            state=state,
+            error=error,
+            participant=record.participant,
+        ),
     )
 
 

@@ -18,6 +18,20 @@ from gateway.schema.api import (
     SendOptions,
 )
 from gateway.schema.content import Action, Content, Media
+from gateway.schema.conversations import (
+    CONVERSATION_EVENT_TYPES,
+    ConversationEvent,
+    ConversationMessage,
+    ConversationMessages,
+    ConversationView,
+    CopyView,
+    CreateConversation,
+    NewParticipant,
+    ParticipantRef,
+    ParticipantView,
+    PostedToConversation,
+    PostToConversation,
+)
 from gateway.schema.events import (
     STATE_RANK,
     ChannelRef,
@@ -55,11 +69,18 @@ CONTENT_ADAPTER: TypeAdapter[Content] = TypeAdapter(Content)
 
 __all__ = [
     "CONTENT_ADAPTER",
+    "CONVERSATION_EVENT_TYPES",
     "STATE_RANK",
     "USER_EVENT_TYPES",
     "Action",
     "ChannelRef",
     "Content",
+    "ConversationEvent",
+    "ConversationMessage",
+    "ConversationMessages",
+    "ConversationView",
+    "CopyView",
+    "CreateConversation",
     "CreateUser",
     "ErrorBody",
     "Event",
@@ -76,8 +97,13 @@ __all__ = [
     "MessageAccepted",
     "MessageBody",
     "MessageView",
+    "NewParticipant",
+    "ParticipantRef",
+    "ParticipantView",
     "Party",
+    "PostToConversation",
     "Postback",
+    "PostedToConversation",
     "Reaction",
     "Recipient",
     "Referral",
@@ -109,6 +135,7 @@ def json_schema() -> dict[str, Any]:
         "MessageAccepted": MessageAccepted.model_json_schema(ref_template="#/$defs/{model}"),
         "ErrorBody": ErrorBody.model_json_schema(ref_template="#/$defs/{model}"),
         "UserView": UserView.model_json_schema(ref_template="#/$defs/{model}"),
+        "ConversationView": ConversationView.model_json_schema(ref_template="#/$defs/{model}"),
     }
     for name, schema in roots.items():
         defs.update(schema.pop("$defs", {}))

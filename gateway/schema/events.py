@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gateway.schema.content import Content, Model
+from gateway.schema.conversations import ConversationEvent, ParticipantRef
 from gateway.schema.users import UserEvent
 
 EventType = Literal[
@@ -98,6 +99,10 @@ class Status(Model):
     )
     state: DeliveryState
     error: EventError | None = None
+    participant: ParticipantRef | None = Field(
+        default=None,
+        description="For a relayed copy of a conversation message: the participant it went to.",
+    )
     watermark: datetime | None = Field(
         default=None,
         description=(
@@ -169,12 +174,23 @@ class EventDraft(Model):
 
 class Event(EventDraft):
     id: str
-    conversation_id: str | None = None
+    conversation_id: str | None = Field(
+        default=None,
+        description=(
+            "The person's 1:1 conversation, or the group conversation (docs/conversations.md)"
+            " they wrote in as a participant."
+        ),
+    )
+    author: ParticipantRef | None = Field(
+        default=None, description="In a group conversation: the participant who wrote."
+    )
     raw_id: int | None = Field(default=None, description="Inbox row the event was parsed from.")
 
 
 class EventBatch(Model):
-    """The body of every webhook the gateway posts to a backend: events of channels, and
-    events about users (`user.merged`, `identity.linked`, `identity.unlinked`)."""
+    """The body of every webhook the gateway posts to a backend: events of channels, events
+    about users (`user.merged`, `identity.linked`, `identity.unlinked`) and about
+    conversations (`conversation.created`, `participant.joined`, `participant.left`,
+    `conversation.closed`)."""
 
-    events: list[Event | UserEvent]
+    events: list[Event | UserEvent | ConversationEvent]

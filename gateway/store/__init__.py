@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from gateway.store.conversations import (
+    ConversationConflict,
+    ConversationRecord,
+    ParticipantRecord,
+    SeatRequest,
+)
 from gateway.store.database import Database, ThreadedDatabase
 from gateway.store.postgres import postgres_database
 from gateway.store.records import (
@@ -14,6 +20,7 @@ from gateway.store.records import (
     StoreUnavailable,
     is_store_error,
 )
+from gateway.store.relay import ConversationMessageRecord
 from gateway.store.sqlite import sqlite_database
 from gateway.store.store import Store
 from gateway.store.users import (
@@ -26,6 +33,9 @@ from gateway.store.users import (
 
 __all__ = [
     "ContactState",
+    "ConversationConflict",
+    "ConversationMessageRecord",
+    "ConversationRecord",
     "Database",
     "IdempotencyConflict",
     "IdentityRecord",
@@ -34,6 +44,8 @@ __all__ = [
     "NewMessage",
     "NewUser",
     "OutboxItem",
+    "ParticipantRecord",
+    "SeatRequest",
     "Store",
     "StoreUnavailable",
     "ThreadedDatabase",

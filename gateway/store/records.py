@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.ids import conversation_id
-from gateway.schema import Event, EventDraft
+from gateway.schema import Event, EventDraft, ParticipantRef
 
 # The backends an event of a channel goes to (the config's routing), asked inside a transaction.
 TargetsFor = Callable[[str], Sequence[str]]
@@ -49,6 +49,7 @@ class MessageRecord:
     history: list[tuple[float, str, str | None]]
     options: str | None = None
     api_key: str = ""  # the name of the API key that created it: its owner
+    participant: ParticipantRef | None = None  # a relayed copy's recipient participant
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class NewMessage:
     idempotency_key: str | None
     request_hash: str
     options: str | None = None
+    # A relayed copy (docs/conversations.md): its group conversation, the conversation
+    # message it copies and the participant it goes to. Other messages: the 1:1 conversation.
+    conversation_id: str | None = None
+    relay_of: str | None = None
+    participant_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS messages (
     request_hash TEXT NOT NULL,
     created_at {real} NOT NULL,
     updated_at {real} NOT NULL,
+    relay_of TEXT,
+    participant_id TEXT,
     UNIQUE (api_key, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_at);
@@ -153,6 +155,57 @@ CREATE INDEX IF NOT EXISTS identities_by_phone ON identities (phone) WHERE phone
 -- A user's messages, through their identities (GET /v1/users/<id>/messages).
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (channel_id, recipient_id, created_at);
 
+-- Group conversations (docs/conversations.md), each created by one API key (`owner`), which
+-- alone sees it. `last_active_at`: its last message, which routes a person present in several.
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    metadata TEXT,
+    state TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    closed_at {real},
+    last_active_at {real} NOT NULL
+);
+
+-- Who is in a conversation (`position`: in the order they joined), and the identity each is
+-- reached on. A participant who left keeps the row (history names them), with `left_at`.
+CREATE TABLE IF NOT EXISTS participants (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    user_id TEXT,
+    role TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    joined_at {real} NOT NULL,
+    left_at {real}
+);
+CREATE INDEX IF NOT EXISTS participants_by_conversation ON participants (conversation_id);
+-- An identity is present in a conversation once: inserts rely on it (409 otherwise).
+CREATE UNIQUE INDEX IF NOT EXISTS participants_once
+    ON participants (conversation_id, channel_id, provider_id) WHERE left_at IS NULL;
+-- The conversations an inbound sender is present in: by their identity, or their user's.
+CREATE INDEX IF NOT EXISTS participants_present ON participants (channel_id, provider_id)
+    WHERE left_at IS NULL;
+CREATE INDEX IF NOT EXISTS participants_present_by_user ON participants (user_id)
+    WHERE left_at IS NULL AND user_id IS NOT NULL;
+
+-- What was said in a conversation, once per message (each recipient's copy is a `messages`
+-- row whose `relay_of` names it). `seq` orders the history and is its pages' cursor.
+CREATE TABLE IF NOT EXISTS conversation_messages (
+    seq {serial} PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL,
+    author TEXT,
+    event_id TEXT,
+    content TEXT NOT NULL,
+    created_at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
+    ON conversation_messages (conversation_id, seq);
+
 CREATE TABLE IF NOT EXISTS outbox (
     id {serial} PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -194,6 +247,9 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("outbox", "recipient", "TEXT"),  # a send's recipient: whose line it stands in
     # When a status matching none of our sends was held back from the backends (steps.hold).
     ("events", "held_since", "{real}"),
+    # A relayed copy: the conversation message it copies, and the participant it goes to.
+    ("messages", "relay_of", "TEXT"),
+    ("messages", "participant_id", "TEXT"),
 )
 
 # Indexes on added columns: created once the migrations have added them.
@@ -205,6 +261,8 @@ CREATE INDEX IF NOT EXISTS outbox_recipient_line
     WHERE kind = 'send' AND status = 'pending';
 -- Statuses held until their send is recorded (a handful, for seconds): the sweep's way in.
 CREATE INDEX IF NOT EXISTS events_held ON events (held_since) WHERE held_since IS NOT NULL;
+-- The copies of a conversation message (its history shows each one's state).
+CREATE INDEX IF NOT EXISTS messages_by_relay ON messages (relay_of) WHERE relay_of IS NOT NULL;
 """
 # The WHERE fixes kind and status; each planner wants them told differently. SQLite, which has
 # no statistics here (no ANALYZE), counts equal columns, and without these two preferred

@@ -15,8 +15,8 @@ from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, Event, Party, Postback, UserEvent
-from gateway.store import forms
+from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, Postback, UserEvent
+from gateway.store import forms, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -97,9 +97,37 @@ def _enqueue(
     )
 
 
-def enqueue_webhooks(tx: Tx, event: Event | UserEvent, targets_for: TargetsFor, now: float) -> None:
+def enqueue_webhooks(
+    tx: Tx, event: Event | UserEvent | ConversationEvent, targets_for: TargetsFor, now: float
+) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
+
+
+def emit_channelless(
+    tx: Tx,
+    event: UserEvent | ConversationEvent,
+    channel_id: str,
+    kind: str,
+    targets_for: TargetsFor,
+    now: float,
+) -> None:
+    """Store an event about a user or a conversation and queue it for the backends that asked
+    for its type (`kind`: `user` or `conversation`, its dedupe key's prefix). One of no
+    channel is kept under the empty channel id, which no channel has."""
+    tx.execute(
+        "INSERT INTO events (id, channel_id, dedupe_key, type, created_at, body)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            event.id,
+            channel_id,
+            f"{kind}:{event.id}",
+            event.type,
+            now,
+            event.model_dump_json(exclude_none=True),
+        ),
+    )
+    enqueue_webhooks(tx, event, targets_for, now)
 
 
 # A claim's condition (its rows are `o`): the row is the first, by id, of its recipient's line
@@ -279,6 +307,7 @@ def store_rows(
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
             prepared = _answer_choice(tx, prepared, now)
+            prepared, membership = relay.route(tx, prepared)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
@@ -287,6 +316,8 @@ def store_rows(
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
                 _note_contact_facts(tx, kept[0], now)
+                if membership is not None:
+                    relay.relay_inbound(tx, kept[0], membership, now)
                 if on_new_inbound is not None:
                     on_new_inbound(tx, kept[0])
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
@@ -305,12 +336,13 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
     tx.execute(
         "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
         " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        " updated_at, relay_of, participant_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         (
             message.id,
             message.channel_id,
             message.recipient_id,
-            conversation,
+            message.conversation_id or conversation,
             message.content,
             message.metadata,
             message.options,
@@ -319,6 +351,8 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
             message.request_hash,
             now,
             now,
+            message.relay_of,
+            message.participant_id,
         ),
     )
     history(tx, message.id, now, "queued", None)
@@ -481,18 +515,22 @@ def _apply_watermark(
     if not states or event.recipient is None:
         return []
     rows = tx.all(
-        "SELECT m.id, m.conversation_id, (SELECT p.external_id FROM message_parts p"
+        "SELECT m.id, m.conversation_id, m.participant_id, (SELECT p.external_id FROM message_parts p"
         " WHERE p.message_id = m.id ORDER BY p.position LIMIT 1)"
         " FROM messages m WHERE m.channel_id = ? AND m.recipient_id = ? AND m.created_at <= ?"
         " AND m.state IN " + in_list(states) + " ORDER BY m.created_at",
         (event.channel.id, event.recipient.id, event.status.watermark.timestamp(), *states),
     )
     emitted = []
-    for message_id, conversation, external_id in rows:
+    for message_id, conversation, participant_id, external_id in rows:
         if not advance(tx, message_id, event.status.state, None, "watermark", now):
             continue
         status = event.status.model_copy(
-            update={"message_id": message_id, "external_id": external_id}
+            update={
+                "message_id": message_id,
+                "external_id": external_id,
+                "participant": relay.copy_participant(tx, participant_id),
+            }
         )
         covered = event.model_copy(
             update={
@@ -514,13 +552,14 @@ class SentMessage(NamedTuple):
     id: str
     conversation_id: str | None
     state: str
+    participant_id: str | None  # a relayed copy's recipient participant
 
 
 def sent_message(tx: Tx, event: Event) -> SentMessage | None:
     """The message of ours whose send the provider gave the status's external id, if recorded."""
     assert event.status is not None
     row = tx.one(
-        "SELECT p.message_id, m.conversation_id, m.state FROM message_parts p"
+        "SELECT p.message_id, m.conversation_id, m.state, m.participant_id FROM message_parts p"
         " JOIN messages m ON m.id = p.message_id WHERE p.channel_id = ? AND p.external_id = ?",
         (event.channel.id, event.status.external_id),
     )
@@ -528,8 +567,8 @@ def sent_message(tx: Tx, event: Event) -> SentMessage | None:
 
 
 def route_status(tx: Tx, event: Event, sent: SentMessage, now: float) -> Event | None:
-    """Apply a status to our message `sent`: the event naming it, or None when it changes
-    nothing (stale, or the state already recorded)."""
+    """Apply a status to our message `sent`: the event naming it (and, for a relayed copy,
+    its recipient participant), or None when it changes nothing (stale, or already recorded)."""
     assert event.status is not None
     error = event.status.error.model_dump() if event.status.error else None
     detail = (
@@ -537,7 +576,8 @@ def route_status(tx: Tx, event: Event, sent: SentMessage, now: float) -> Event |
     )
     if not advance(tx, sent.id, event.status.state, error, detail, now):
         return None
-    status = event.status.model_copy(update={"message_id": sent.id})
+    participant = relay.copy_participant(tx, sent.participant_id)
+    status = event.status.model_copy(update={"message_id": sent.id, "participant": participant})
     return event.model_copy(update={"status": status, "conversation_id": sent.conversation_id})
 
 

@@ -9,12 +9,12 @@ several operations share are in `steps.py`; what goes in and comes out, in `reco
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
-from gateway.schema import Event
-from gateway.store import forms, held, retention, steps, users
+from gateway.schema import Content, Event
+from gateway.store import conversations, forms, held, relay, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -288,6 +288,104 @@ class Store:
     ) -> list[users.UserMessageRecord]:
         return await self.db.run(lambda tx: users.messages(tx, user_id, api_key, limit))
 
+    # --- group conversations (docs/conversations.md) ----------------------------------
+    async def create_conversation(
+        self,
+        conversation_id: str,
+        owner: str,
+        mode: str,
+        metadata: str | None,
+        participants: Sequence[conversations.SeatRequest],
+        targets_for: TargetsFor,
+        now: float,
+    ) -> conversations.ConversationRecord:
+        """Raises ConversationConflict for a participant that cannot join (nothing is kept).
+        Emits `conversation.created`."""
+        return await self.db.run(
+            lambda tx: conversations.create(
+                tx, conversation_id, owner, mode, metadata, participants, targets_for, now
+            )
+        )
+
+    async def get_conversation(
+        self, conversation_id: str
+    ) -> conversations.ConversationRecord | None:
+        return await self.db.run(lambda tx: conversations.load(tx, conversation_id))
+
+    async def _change_conversation(
+        self,
+        conversation_id: str,
+        change: Callable[[Tx, conversations.ConversationRecord], object],
+    ) -> conversations.ConversationRecord | None:
+        """Apply `change` to the conversation and answer it as it is then; None when there is
+        no such conversation."""
+
+        def op(tx: Tx) -> conversations.ConversationRecord | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            change(tx, found)
+            return conversations.load(tx, conversation_id)
+
+        return await self.db.run(op)
+
+    async def add_participant(
+        self,
+        conversation_id: str,
+        participant: conversations.SeatRequest,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> conversations.ConversationRecord | None:
+        """The conversation with them; None when there is no such conversation. Raises
+        ConversationConflict (closed, identity present already, unknown user). Emits
+        `participant.joined`."""
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.add(tx, c, participant, targets_for, now)
+        )
+
+    async def remove_participant(
+        self, conversation_id: str, participant_id: str, targets_for: TargetsFor, now: float
+    ) -> conversations.ConversationRecord | None:
+        """They receive nothing more from it. Emits `participant.left`."""
+        return await self._change_conversation(
+            conversation_id,
+            lambda tx, c: conversations.remove(tx, c, participant_id, targets_for, now),
+        )
+
+    async def close_conversation(
+        self, conversation_id: str, targets_for: TargetsFor, now: float
+    ) -> conversations.ConversationRecord | None:
+        """Emits `conversation.closed` (once: closing it again changes nothing)."""
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.close(tx, c, targets_for, now)
+        )
+
+    async def post_to_conversation(
+        self,
+        conversation_id: str,
+        content: Content,
+        author_id: str | None,
+        only: Sequence[str] | None,
+        now: float,
+    ) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
+        """(the conversation message with its copies, the channels they wait on); None when
+        there is no such conversation. Raises ConversationConflict (closed, unknown
+        participant, author or recipient not present)."""
+
+        def op(tx: Tx) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
+            found = conversations.load(tx, conversation_id)
+            if found is None:
+                return None
+            return relay.post(tx, found, content, author_id, only, now)
+
+        return await self.db.run(op)
+
+    async def conversation_messages(
+        self, conversation_id: str, before: int | None, limit: int
+    ) -> list[relay.ConversationMessageRecord]:
+        """Newest first, from before the message whose `seq` is `before` when given."""
+        return await self.db.run(lambda tx: relay.history(tx, conversation_id, before, limit))
+
     # --- outbound messages -----------------------------------------------------------
     async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
         """(id, state, created); an earlier message when the idempotency key was seen."""
@@ -317,7 +415,7 @@ class Store:
         def op(tx: Tx) -> MessageRecord | None:
             sql = (
                 "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
-                " error, created_at, options, api_key FROM messages WHERE id = ?"
+                " error, created_at, options, api_key, participant_id FROM messages WHERE id = ?"
             )
             params: tuple[str, ...] = (message_id,)
             if created_by is not None:
@@ -340,6 +438,7 @@ class Store:
                 [(float(h[0]), h[1], h[2]) for h in history],
                 row[9],
                 row[10],
+                relay.copy_participant(tx, row[11]),
             )
 
         return await self.db.run(op)

@@ -327,17 +327,6 @@ def _emit(
         identity=identity,
         merge=merge,
     )
-    # Events of no channel are kept under the empty channel id, which no channel can have.
-    tx.execute(
-        "INSERT INTO events (id, channel_id, dedupe_key, type, created_at, body)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            event.id,
-            identity.channel if identity else "",
-            f"user:{event.id}",
-            event.type,
-            now,
-            event.model_dump_json(exclude_none=True),
-        ),
+    steps.emit_channelless(
+        tx, event, identity.channel if identity else "", "user", targets_for, now
     )
-    steps.enqueue_webhooks(tx, event, targets_for, now)

@@ -1,0 +1,267 @@
+"""The conversations API: create a group conversation, add and remove participants, close
+it, post into it, read its history (docs/conversations.md).
+
+Each API key sees only the conversations it created (404 for any other), the rule users follow
+(`may_access`). Every decision on who gets a copy is the router's (gateway/router/).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from adapters.base import Adapter
+from gateway.api import API_KEY_NAME, _body, _invalid, _when, may_access, model_answer, refusal
+from gateway.bodies import BodyReader
+from gateway.ids import new_id
+from gateway.ingress import error
+from gateway.logs import get_logger
+from gateway.schema import (
+    CONTENT_ADAPTER,
+    ConversationMessage,
+    ConversationMessages,
+    ConversationView,
+    CopyView,
+    CreateConversation,
+    IdentityRef,
+    NewParticipant,
+    ParticipantView,
+    PostedToConversation,
+    PostToConversation,
+)
+from gateway.store import (
+    ConversationConflict,
+    ConversationMessageRecord,
+    ConversationRecord,
+    SeatRequest,
+    Store,
+)
+from gateway.store.records import TargetsFor
+
+log = get_logger("gateway.conversations")
+
+MAX_MESSAGES = 200
+
+
+def conversation_view(conversation: ConversationRecord) -> ConversationView:
+    return ConversationView(
+        id=conversation.id,
+        mode=conversation.mode,
+        state=conversation.state,
+        metadata=json.loads(conversation.metadata) if conversation.metadata else None,
+        participants=[
+            ParticipantView(
+                id=p.seat.id,
+                role=p.seat.role,
+                display_name=p.seat.display_name,
+                user_id=p.seat.user_id,
+                identity=IdentityRef.model_construct(
+                    channel=p.seat.channel_id, id=p.seat.provider_id
+                ),
+                joined_at=_when(p.joined_at),
+                left_at=_when(p.left_at) if p.left_at is not None else None,
+            )
+            for p in conversation.participants
+        ],
+        created_at=_when(conversation.created_at),
+        closed_at=_when(conversation.closed_at) if conversation.closed_at is not None else None,
+    )
+
+
+def message_view(record: ConversationMessageRecord) -> ConversationMessage:
+    return ConversationMessage(
+        id=record.id,
+        author=record.author,
+        content=CONTENT_ADAPTER.validate_json(record.content),
+        event_id=record.event_id,
+        created_at=_when(record.created_at),
+        copies=[
+            CopyView(message_id=c.message_id, participant=c.participant, state=c.state)
+            for c in record.copies
+        ],
+    )
+
+
+def _answer(conversation: ConversationRecord, status: int = 200) -> web.Response:
+    return model_answer(conversation_view(conversation), status)
+
+
+def _no_conversation() -> web.Response:
+    return error(404, "conversation_not_found", "no conversation with this id")
+
+
+def _conflict(conflict: ConversationConflict) -> web.Response:
+    return refusal(conflict.status, conflict.code, conflict.field, conflict.message)
+
+
+class ConversationsApi:
+    def __init__(
+        self,
+        store: Store,
+        adapters: Mapping[str, Adapter],
+        bodies: BodyReader,
+        targets_for: TargetsFor,
+        on_event: Callable[[], None],  # an event about a conversation waits for the backends
+        on_queued: Callable[[str], None],  # a relayed copy waits on this channel
+    ) -> None:
+        self.store = store
+        self.adapters = adapters
+        self.bodies = bodies
+        self.targets_for = targets_for
+        self.on_event = on_event
+        self.on_queued = on_queued
+
+    async def _visible(self, request: web.Request) -> ConversationRecord | None:
+        found = await self.store.get_conversation(request.match_info["conversation_id"])
+        if found is None or not may_access(request, found.owner):
+            return None
+        return found
+
+    def _seat(self, participant: NewParticipant, field: str) -> SeatRequest | web.Response:
+        """What the store needs to seat them, or the 422 naming what is wrong."""
+        identity = participant.identity
+        at = f"{field}." if field else ""
+        if identity is None and participant.user_id is None:
+            return _invalid(
+                "the participant", [(f"{at}identity", "give a user_id, an identity, or both")]
+            )
+        if identity is not None and identity.channel not in self.adapters:
+            return _invalid(
+                "the participant",
+                [(f"{at}identity.channel", f"unknown channel {identity.channel!r}")],
+            )
+        return SeatRequest(
+            field=field,
+            role=participant.role,
+            display_name=participant.display_name,
+            user_id=participant.user_id,
+            channel_id=identity.channel if identity else None,
+            provider_id=identity.id if identity else None,
+        )
+
+    async def create(self, request: web.Request) -> web.Response:
+        fields = await _body(self.bodies, request, CreateConversation, "the conversation")
+        if isinstance(fields, web.Response):
+            return fields
+        seats = []
+        for index, participant in enumerate(fields.participants):
+            seat = self._seat(participant, f"participants[{index}]")
+            if isinstance(seat, web.Response):
+                return seat
+            seats.append(seat)
+        try:
+            created = await self.store.create_conversation(
+                new_id("conv"),
+                request[API_KEY_NAME],
+                fields.mode,
+                json.dumps(fields.metadata) if fields.metadata is not None else None,
+                seats,
+                self.targets_for,
+                time.time(),
+            )
+        except ConversationConflict as conflict:
+            return _conflict(conflict)
+        self.on_event()
+        log.info("conversation_created", conversation_id=created.id, mode=created.mode)
+        return _answer(created, 201)
+
+    async def get(self, request: web.Request) -> web.Response:
+        found = await self._visible(request)
+        return _answer(found) if found is not None else _no_conversation()
+
+    async def add_participant(self, request: web.Request) -> web.Response:
+        participant = await _body(self.bodies, request, NewParticipant, "the participant")
+        if isinstance(participant, web.Response):
+            return participant
+        seat = self._seat(participant, "")
+        if isinstance(seat, web.Response):
+            return seat
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        try:
+            updated = await self.store.add_participant(
+                found.id, seat, self.targets_for, time.time()
+            )
+        except ConversationConflict as conflict:
+            return _conflict(conflict)
+        if updated is None:
+            return _no_conversation()
+        self.on_event()
+        return _answer(updated, 201)
+
+    async def remove_participant(self, request: web.Request) -> web.Response:
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        try:
+            updated = await self.store.remove_participant(
+                found.id, request.match_info["participant_id"], self.targets_for, time.time()
+            )
+        except ConversationConflict as conflict:
+            return _conflict(conflict)
+        if updated is None:
+            return _no_conversation()
+        self.on_event()
+        return _answer(updated)
+
+    async def close(self, request: web.Request) -> web.Response:
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        closed = await self.store.close_conversation(found.id, self.targets_for, time.time())
+        if closed is None:
+            return _no_conversation()
+        self.on_event()
+        log.info("conversation_closed", conversation_id=closed.id)
+        return _answer(closed)
+
+    async def post(self, request: web.Request) -> web.Response:
+        message = await _body(self.bodies, request, PostToConversation, "the message")
+        if isinstance(message, web.Response):
+            return message
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        try:
+            posted = await self.store.post_to_conversation(
+                found.id, message.content, message.author, message.to, time.time()
+            )
+        except ConversationConflict as conflict:
+            return _conflict(conflict)
+        if posted is None:
+            return _no_conversation()
+        record, channels = posted
+        for channel in set(channels):
+            self.on_queued(channel)
+        log.info("conversation_posted", conversation_id=found.id, copies=len(channels))
+        body = PostedToConversation(id=record.id, copies=message_view(record).copies)
+        return model_answer(body, 202)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        limit_text = request.query.get("limit", "50")
+        cursor = request.query.get("cursor")
+        problems = []
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_MESSAGES:
+            problems.append(("limit", f"must be a whole number from 1 to {MAX_MESSAGES}"))
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            problems.append(("cursor", "must be a next_cursor this endpoint gave"))
+        if problems:
+            return _invalid("the query", problems)
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        limit = int(limit_text)
+        page = await self.store.conversation_messages(
+            found.id, int(cursor) if cursor is not None else None, limit + 1
+        )
+        more = len(page) > limit
+        page = page[:limit]
+        body = ConversationMessages(
+            messages=[message_view(r) for r in page],
+            next_cursor=str(page[-1].seq) if more else None,
+        )
+        return model_answer(body)

@@ -1,0 +1,286 @@
+"""Group conversations in the store, and who is in them: each function runs inside the
+caller's transaction, and emits the events about what it changed (docs/conversations.md).
+
+What is said in them (routing, relayed copies, history) is in store/relay.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.ids import new_id
+from gateway.router.conversations import Seat
+from gateway.schema import ConversationEvent, ParticipantRef
+from gateway.store import steps
+from gateway.store.database import Tx
+from gateway.store.records import TargetsFor
+
+
+class ConversationConflict(Exception):
+    """What a change to a conversation would break: the API's status and `code`, the field."""
+
+    def __init__(self, status: int, code: str, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SeatRequest:
+    """A participant to add, as the API took it; `field` names it in errors (`participants[1]`,
+    or empty for a body that is the participant)."""
+
+    field: str
+    role: str
+    display_name: str
+    user_id: str | None = None
+    channel_id: str | None = None
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParticipantRecord:
+    seat: Seat
+    joined_at: float
+    left_at: float | None
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    id: str
+    owner: str
+    mode: str
+    state: str
+    metadata: str | None
+    created_at: float
+    closed_at: float | None
+    participants: list[ParticipantRecord]
+
+    def seats(self) -> list[Seat]:
+        return [p.seat for p in self.participants]
+
+
+_PARTICIPANT = (
+    "SELECT id, conversation_id, channel_id, provider_id, role, display_name, user_id,"
+    " joined_at, left_at FROM participants"
+)
+
+
+def _participant(row: Sequence[Any]) -> ParticipantRecord:
+    seat = Seat(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None)
+    return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
+
+
+def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
+    row = tx.one(
+        "SELECT id, owner, mode, state, metadata, created_at, closed_at FROM conversations"
+        " WHERE id = ?",
+        (conversation_id,),
+    )
+    if row is None:
+        return None
+    people = tx.all(
+        _PARTICIPANT + " WHERE conversation_id = ? ORDER BY position, joined_at, id",
+        (conversation_id,),
+    )
+    return ConversationRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        float(row[5]),
+        steps.optional_float(row[6]),
+        [_participant(p) for p in people],
+    )
+
+
+def at(prefix: str, name: str) -> str:
+    """A field's path in the request: `participants[1].user_id`, or `user_id` at the top."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _resolve(tx: Tx, owner: str, request: SeatRequest) -> SeatRequest:
+    """The identity a participant is reached on: the one given, or their user's first. A
+    user must be the key's own (docs/users.md), and the identity given must be theirs."""
+    if request.user_id is None:
+        return request
+    row = tx.one("SELECT id, owner, merged_into FROM users WHERE id = ?", (request.user_id,))
+    if row is not None and row[2] is not None:
+        row = tx.one("SELECT id, owner, merged_into FROM users WHERE id = ?", (row[2],))
+    if row is None or row[1] != owner:
+        raise ConversationConflict(
+            422, "user_not_found", at(request.field, "user_id"), "no user with this id"
+        )
+    user_id = row[0]
+    identities = tx.all(
+        "SELECT channel_id, provider_id FROM identities WHERE user_id = ?"
+        " ORDER BY linked_at, channel_id, provider_id",
+        (user_id,),
+    )
+    if request.channel_id is None:
+        if not identities:
+            raise ConversationConflict(
+                422,
+                "no_identity",
+                at(request.field, "identity"),
+                "the user has no linked identity: give one to deliver on",
+            )
+        channel_id, provider_id = identities[0]
+        return replace(request, user_id=user_id, channel_id=channel_id, provider_id=provider_id)
+    if (request.channel_id, request.provider_id) not in {(c, p) for c, p in identities}:
+        raise ConversationConflict(
+            422, "not_linked", at(request.field, "identity"), "this identity is not the user's"
+        )
+    return replace(request, user_id=user_id)
+
+
+def _join(
+    tx: Tx, conversation: ConversationRecord, request: SeatRequest, now: float
+) -> ParticipantRecord:
+    request = _resolve(tx, conversation.owner, request)
+    assert request.channel_id is not None and request.provider_id is not None
+    seat = Seat(
+        new_id("par"),
+        conversation.id,
+        request.channel_id,
+        request.provider_id,
+        request.role,
+        request.display_name,
+        request.user_id,
+    )
+    inserted = tx.execute(
+        "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
+        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (
+            seat.id,
+            seat.conversation_id,
+            seat.channel_id,
+            seat.provider_id,
+            seat.user_id,
+            seat.role,
+            seat.display_name,
+            len(conversation.participants),
+            now,
+        ),
+    )
+    if inserted == 0:  # the unique index decides, atomically: no check-then-insert race
+        raise ConversationConflict(
+            409,
+            "already_participant",
+            at(request.field, "identity"),
+            "this identity is present in the conversation already",
+        )
+    return ParticipantRecord(seat, now, None)
+
+
+def create(
+    tx: Tx,
+    conversation_id: str,
+    owner: str,
+    mode: str,
+    metadata: str | None,
+    requests: Sequence[SeatRequest],
+    targets_for: TargetsFor,
+    now: float,
+) -> ConversationRecord:
+    tx.execute(
+        "INSERT INTO conversations (id, owner, mode, metadata, state, created_at,"
+        " last_active_at) VALUES (?, ?, ?, ?, 'open', ?, ?)",
+        (conversation_id, owner, mode, metadata, now, now),
+    )
+    for request in requests:
+        current = load(tx, conversation_id)
+        assert current is not None
+        _join(tx, current, request, now)
+    created = load(tx, conversation_id)
+    assert created is not None
+    people = [p.seat.ref() for p in created.participants]
+    _emit(tx, "conversation.created", created, now, targets_for, participants=people)
+    return created
+
+
+def require_open(conversation: ConversationRecord) -> None:
+    if conversation.state != "open":
+        raise ConversationConflict(
+            409, "conversation_closed", "conversation", "this conversation is closed"
+        )
+
+
+def add(
+    tx: Tx,
+    conversation: ConversationRecord,
+    request: SeatRequest,
+    targets_for: TargetsFor,
+    now: float,
+) -> ParticipantRecord:
+    require_open(conversation)
+    joined = _join(tx, conversation, request, now)
+    _emit(tx, "participant.joined", conversation, now, targets_for, joined.seat.ref())
+    return joined
+
+
+def present(conversation: ConversationRecord, participant_id: str, field: str) -> Seat:
+    for present in conversation.participants:
+        if present.seat.id == participant_id and present.seat.present:
+            return present.seat
+    raise ConversationConflict(
+        404 if field == "participant_id" else 422,
+        "participant_not_found",
+        field,
+        f"no participant {participant_id!r} present in this conversation",
+    )
+
+
+def remove(
+    tx: Tx,
+    conversation: ConversationRecord,
+    participant_id: str,
+    targets_for: TargetsFor,
+    now: float,
+) -> None:
+    seat = present(conversation, participant_id, "participant_id")
+    tx.execute("UPDATE participants SET left_at = ? WHERE id = ?", (now, seat.id))
+    _emit(tx, "participant.left", conversation, now, targets_for, seat.ref())
+
+
+def close(tx: Tx, conversation: ConversationRecord, targets_for: TargetsFor, now: float) -> bool:
+    """Close it: no message is relayed in it any more. False when it was closed already."""
+    if conversation.state != "open":
+        return False
+    tx.execute(
+        "UPDATE conversations SET state = 'closed', closed_at = ? WHERE id = ?",
+        (now, conversation.id),
+    )
+    _emit(tx, "conversation.closed", conversation, now, targets_for)
+    return True
+
+
+def _emit(
+    tx: Tx,
+    event_type: str,
+    conversation: ConversationRecord,
+    now: float,
+    targets_for: TargetsFor,
+    participant: ParticipantRef | None = None,
+    participants: list[ParticipantRef] | None = None,
+) -> None:
+    """Store an event about the conversation; queue it for the backends that asked for it."""
+    event = ConversationEvent(
+        id=new_id("evt"),
+        type=event_type,
+        timestamp=datetime.fromtimestamp(now, UTC),
+        conversation_id=conversation.id,
+        mode=conversation.mode,
+        metadata=json.loads(conversation.metadata) if conversation.metadata else None,
+        participant=participant,
+        participants=participants,
+    )
+    steps.emit_channelless(tx, event, "", "conversation", targets_for, now)

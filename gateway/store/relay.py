@@ -1,0 +1,226 @@
+"""What is said in a group conversation: which one an inbound message joins, its copies to
+the other participants, and the history. Each function runs inside the caller's transaction;
+the decisions are the router's (gateway/router/conversations.py, relay.py), and these steps
+persist them, with the inbound event, in its transaction (docs/conversations.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.ids import new_id
+from gateway.router.conversations import (
+    ROUTED_TYPES,
+    Membership,
+    Seat,
+    conversation_for,
+    recipients,
+    relay_targets,
+)
+from gateway.router.relay import relayed
+from gateway.schema import Content, Event, ParticipantRef
+from gateway.store import conversations, steps
+from gateway.store.database import Tx
+from gateway.store.records import NewMessage, PreparedEvent
+
+if TYPE_CHECKING:  # steps imports this module, and conversations imports steps: at run time
+    # a name imported from conversations would be read before it is defined
+    from gateway.store.conversations import ConversationRecord
+
+
+@dataclass(frozen=True)
+class CopyRecord:
+    message_id: str
+    channel_id: str
+    participant: ParticipantRef
+    state: str
+
+
+@dataclass(frozen=True)
+class ConversationMessageRecord:
+    seq: int
+    id: str
+    author: ParticipantRef | None
+    content: str
+    event_id: str | None
+    created_at: float
+    copies: list[CopyRecord]
+
+
+def _relay(
+    tx: Tx,
+    conversation: ConversationRecord,
+    author: Seat | None,
+    to: Sequence[Seat],
+    content: Content,
+    event_id: str | None,
+    source_channel: str | None,
+    now: float,
+) -> tuple[str, list[str]]:
+    """Keep a conversation message and queue a copy to each of `to`: (its id, the channels
+    of the copies). A copy is an ordinary outbound message, sent from the business's own
+    identity on the recipient's channel: the dispatcher treats it like any other."""
+    message_id = new_id("cmsg")
+    tx.execute(
+        "INSERT INTO conversation_messages (id, conversation_id, author, event_id, content,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            message_id,
+            conversation.id,
+            author.id if author else None,
+            event_id,
+            content.model_dump_json(exclude_none=True),
+            now,
+        ),
+    )
+    tx.execute("UPDATE conversations SET last_active_at = ? WHERE id = ?", (now, conversation.id))
+    ref = author.ref() if author else None
+    channels = []
+    for seat in to:
+        for copy in relayed(content, ref, seat.channel_id, source_channel):
+            steps.insert_message(
+                tx,
+                NewMessage(
+                    id=new_id("msg"),
+                    channel_id=seat.channel_id,
+                    recipient_id=seat.provider_id,
+                    content=copy.model_dump_json(exclude_none=True),
+                    metadata=None,
+                    api_key=conversation.owner,
+                    idempotency_key=None,
+                    request_hash="relay",
+                    conversation_id=conversation.id,
+                    relay_of=message_id,
+                    participant_id=seat.id,
+                ),
+                now,
+            )
+            channels.append(seat.channel_id)
+    return message_id, channels
+
+
+def post(
+    tx: Tx,
+    conversation: ConversationRecord,
+    content: Content,
+    author_id: str | None,
+    only: Sequence[str] | None,
+    now: float,
+) -> tuple[ConversationMessageRecord, list[str]]:
+    """The backend speaks in the conversation (as `author_id` when given): the message with
+    its copies, and the channels they wait on."""
+    conversations.require_open(conversation)
+    author = conversations.present(conversation, author_id, "author") if author_id else None
+    for index, wanted in enumerate(only or ()):
+        conversations.present(conversation, wanted, f"to[{index}]")
+    to = recipients(conversation.seats(), author_id, only)
+    message_id, channels = _relay(tx, conversation, author, to, content, None, None, now)
+    [posted] = history(tx, conversation.id, None, 1, message_id)
+    return posted, channels
+
+
+_MEMBERSHIPS = (
+    "SELECT p.id, p.conversation_id, p.channel_id, p.provider_id, p.role, p.display_name,"
+    " p.user_id, c.mode, c.last_active_at FROM participants p"
+    " JOIN conversations c ON c.id = p.conversation_id"
+    " WHERE p.left_at IS NULL AND c.state = 'open' AND ((p.channel_id = ? AND p.provider_id = ?)"
+    " OR p.user_id IN (SELECT user_id FROM identities WHERE channel_id = ? AND provider_id = ?))"
+)
+
+
+def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | None]:
+    """An inbound message or postback from a participant of an open conversation joins it
+    (gateway/router/conversations.py chooses which): its conversation id is the group's, and
+    it names its author. Anyone else stays in their 1:1 conversation."""
+    event = prepared.event
+    if event.type not in ROUTED_TYPES or event.sender is None:
+        return prepared, None
+    ids = (event.channel.id, event.sender.id)
+    rows = tx.all(_MEMBERSHIPS, ids + ids)
+    if not rows:
+        return prepared, None
+    chosen = conversation_for(
+        [
+            Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8]))
+            for r in rows
+        ]
+    )
+    if chosen is None:
+        return prepared, None
+    routed = event.model_copy(
+        update={"conversation_id": chosen.seat.conversation_id, "author": chosen.seat.ref()}
+    )
+    body = routed.model_dump_json(exclude_none=True)
+    return PreparedEvent(routed, prepared.dedupe_key, body), chosen
+
+
+def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> list[str]:
+    """A participant's new message: kept in the conversation's history, and in `relay` mode
+    copied to every other participant present. The channels of the copies."""
+    if event.type != "message" or event.message is None:
+        tx.execute(
+            "UPDATE conversations SET last_active_at = ? WHERE id = ?",
+            (now, membership.seat.conversation_id),
+        )
+        return []
+    conversation = conversations.load(tx, membership.seat.conversation_id)
+    assert conversation is not None
+    content = event.message.content
+    to = relay_targets(membership.mode, conversation.seats(), membership.seat.id, content.type)
+    _id, channels = _relay(
+        tx, conversation, membership.seat, to, content, event.id, event.channel.id, now
+    )
+    return channels
+
+
+def history(
+    tx: Tx, conversation_id: str, before: int | None, limit: int, message_id: str | None = None
+) -> list[ConversationMessageRecord]:
+    """Up to `limit` messages, newest first, from before the one with `seq` `before`; only
+    the one `message_id` names when given."""
+    where, params = ("", ()) if before is None else (" AND m.seq < ?", (before,))
+    if message_id is not None:
+        where, params = where + " AND m.id = ?", (*params, message_id)
+    rows = tx.all(
+        "SELECT m.seq, m.id, p.id, p.role, p.display_name, p.user_id, m.content, m.event_id,"
+        " m.created_at FROM conversation_messages m LEFT JOIN participants p ON p.id = m.author"
+        " WHERE m.conversation_id = ?" + where + " ORDER BY m.seq DESC LIMIT ?",
+        (conversation_id, *params, limit),
+    )
+    ids = [r[1] for r in rows]
+    copies: dict[str, list[CopyRecord]] = {i: [] for i in ids}
+    for relay_of, message_id, channel_id, state, *person in tx.all(
+        "SELECT m.relay_of, m.id, m.channel_id, m.state, p.id, p.role, p.display_name, p.user_id"
+        " FROM messages m JOIN participants p ON p.id = m.participant_id"
+        " WHERE m.relay_of IN " + steps.in_list(ids) + " ORDER BY p.position, m.created_at, m.id",
+        ids,
+    ):
+        copies[relay_of].append(CopyRecord(message_id, channel_id, _ref(person), state))
+    return [
+        ConversationMessageRecord(
+            int(r[0]),
+            r[1],
+            _ref(r[2:6]) if r[2] is not None else None,
+            r[6],
+            r[7],
+            float(r[8]),
+            copies[r[1]],
+        )
+        for r in rows
+    ]
+
+
+def _ref(row: Sequence[Any]) -> ParticipantRef:
+    return ParticipantRef(id=row[0], role=row[1], display_name=row[2], user_id=row[3])
+
+
+def copy_participant(tx: Tx, participant_id: str | None) -> ParticipantRef | None:
+    """The recipient participant of a relayed copy, for its status events."""
+    if participant_id is None:
+        return None
+    row = tx.one(
+        "SELECT id, role, display_name, user_id FROM participants WHERE id = ?", (participant_id,)
+    )
+    return _ref(row) if row is not None else None
