@@ -162,7 +162,15 @@ class Ingress:
             headers=request.headers,
             body=body,
         )
-        if not request.headers.get(adapter.signature_header):
+        if adapter.signature_query is not None:
+            if adapter.signature_query not in request.query:
+                return self._reject(
+                    channel_id,
+                    401,
+                    "missing_signature",
+                    f"the {adapter.signature_query} query parameter is required",
+                )
+        elif not request.headers.get(adapter.signature_header):
             return self._reject(
                 channel_id,
                 401,

@@ -58,7 +58,7 @@ class Transport:
     def _sender(self, adapter: Adapter) -> Sender | None:
         channel = adapter.config.id
         if channel not in self._senders:
-            self._senders[channel] = adapter.make_sender()
+            self._senders[channel] = adapter.make_sender(self.client)
         return self._senders[channel]
 
     async def aclose(self) -> None:
