@@ -71,6 +71,7 @@ from gateway.schema.content import (
     ButtonsContent,
     CarouselContent,
     ImageContent,
+    LinkAction,
     LocationContent,
     Media,
     TemplateContent,
@@ -122,7 +123,7 @@ CAPABILITIES = Profile(
     channel="wechat",
     text_max=MAX_TEXT_BYTES,  # split again by UTF-8 bytes when rendered
     payload_max=MAX_MENU_ID_BYTES,  # a choice's payload is its msgmenu id (bytes checked)
-    caption_max=0,  # WeChat media carry no caption: it follows as a text
+    caption_max=MAX_ARTICLE_TITLE,  # an image by URL: the card's title
     media=frozenset({"image"}),  # by media_id natively, by URL as a picture card
     location=False,  # no location message in custom send: the engine sends a map link
     buttons=ButtonsProfile(
@@ -131,15 +132,18 @@ CAPABILITIES = Profile(
         text_max=MAX_MENU_TEXT_BYTES // UTF8_MAX,
         kinds=frozenset({"reply", "postback"}),
         footer_max=MAX_MENU_TEXT_BYTES // UTF8_MAX,  # tail_content
+        media=True,  # a picture card (news) goes first, the menu after it
     ),
-    # A news card: one article (title, description, picture, tap link), no buttons.
+    # A news card: one article (title, description, picture, tap link), no buttons; one
+    # link action becomes its tap link (its label is not shown). Cards with choices go as a
+    # picture card and a msgmenu each (the engine's "cards" form).
     carousel=CarouselProfile(
         max_cards=MAX_ARTICLES,
         title_max=MAX_ARTICLE_TITLE,
         description_max=MAX_ARTICLE_DESCRIPTION,
-        max_actions=0,
-        label_max=1,
-        kinds=frozenset(),
+        max_actions=1,
+        label_max=MAX_ARTICLE_TITLE,
+        kinds=frozenset({"link"}),
     ),
     templates=True,
     window_hours=WINDOW_SECONDS / 3600,
@@ -365,6 +369,13 @@ class WeChatAdapter(Adapter):
         if isinstance(content, TemplateContent):
             data: dict[str, Any] = {}
             for component in content.template.components:
+                if "type" in component:  # Meta's form ({"type": "body", "parameters": ...})
+                    raise SendError(
+                        "permanent",
+                        "template_components",
+                        'WeChat template components are its data objects, such as {"keyword1":'
+                        ' {"value": "A-1042"}}; this one has a "type" (Meta\'s form)',
+                    )
                 data.update(component)
             body = {"touser": to, "template_id": content.template.name, "data": data}
             return [ProviderRequest("POST", TEMPLATE_SEND_PATH, json=body)]
@@ -390,15 +401,19 @@ class WeChatAdapter(Adapter):
                 image = {"msgtype": "image", "image": {"media_id": media.provider_media_id}}
                 return [image, *_texts(content.caption)]
             if media.url:
-                title = media.filename or "Image"
-                card = _news(title, content.caption, media.url, media.url)
-                return [card]
+                title = content.caption or media.filename or "Image"
+                return [_news(title, None, media.url, media.url)]
         if isinstance(content, ButtonsContent) and all(is_choice(a) for a in content.actions):
+            picture = content.media.url if content.media else None
+            if picture:
+                title, _, rest = content.text.partition("\n")
+                return [_news(title, rest or None, picture, picture), _menu(content)]
             return [_menu(content)]
         if isinstance(content, CarouselContent) and len(content.items) == MAX_ARTICLES:
             item = content.items[0]
             picture = item.media.url if item.media else None
-            opens = item.default_url or picture
+            link = next((a.url for a in item.actions if isinstance(a, LinkAction)), None)
+            opens = item.default_url or link or picture
             cards = [_news(item.title, item.description, opens, picture)]
             return [*_texts(content.text), *cards]
         return _texts(to_text(content))
