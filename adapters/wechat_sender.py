@@ -22,6 +22,7 @@ import httpx
 from adapters.base import ProviderRequest, SendError, answer_json
 from adapters.wechat import TOKEN_ERRORS, TOKEN_PATH, WeChatAdapter, send_error
 from gateway import wire
+from gateway.transport import exchange
 
 # Fetch a new token this long before WeChat's expiry: a send never carries one that dies
 # on the way.
@@ -117,20 +118,8 @@ async def _post(
     client: httpx.AsyncClient, url: str, body: dict[str, object], token: str | None = None
 ) -> httpx.Response:
     params = {"access_token": token} if token is not None else None
-    try:
-        # Our encoder: WeChat reads non-ASCII text as sent, escapes shown as escapes.
-        return await client.post(
-            url,
-            content=wire.dumps(body),
-            params=params,
-            headers={"Content-Type": wire.JSON_CONTENT_TYPE},
-        )
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise SendError(
-            "retry", "connect_error", f"cannot reach WeChat ({type(exc).__name__})"
-        ) from None
-    except httpx.TimeoutException:
-        # WeChat may have accepted it: at-least-once means it may go out twice.
-        raise SendError("retry", "timeout", "WeChat did not answer in time") from None
-    except httpx.HTTPError as exc:
-        raise SendError("retry", "http_error", type(exc).__name__) from None
+    headers = {"Content-Type": wire.JSON_CONTENT_TYPE}
+    # Our encoder, as for every provider: UTF-8 text as measured, not \u escapes.
+    return await exchange(
+        client, "POST", url, content=wire.dumps(body), params=params, headers=headers
+    )
