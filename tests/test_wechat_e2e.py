@@ -211,3 +211,27 @@ async def test_an_expired_token_is_refreshed_and_the_send_tried_again(
     assert [r["errcode"] for r in simulator.refused] == []  # 42001 is answered before refusal
     assert [s.body["text"]["content"] for s in simulator.sent] == ["one", "two"]
     assert_no_secrets(stack.logs.getvalue(), [*stack.secrets(), *simulator.tokens])
+
+
+async def test_ingress_checks_the_query_signature_and_answers_the_url_check(
+    stack: Any, simulator: WeChatSimulator, backend: BackendRecorder
+) -> None:
+    url, body = simulator._signed(
+        {"ToUserName": simulator.account, "FromUserName": USER, "CreateTime": int(time.time()),
+         "MsgType": "text", "Content": "forged?", "MsgId": 24600172893149998}
+    )  # fmt: skip
+    bare, _, query = url.partition("?")
+    headers = {"Content-Type": "text/xml"}
+    async with httpx.AsyncClient() as client:
+        unsigned = await client.post(bare, content=body, headers=headers)
+        forged = await client.post(url.replace("nonce=", "nonce=1"), content=body, headers=headers)
+        params = dict(p.split("=", 1) for p in query.split("&"))
+        check = {k: params[k] for k in ("signature", "timestamp", "nonce")}
+        echoed = await client.get(bare, params={**check, "echostr": "5837397520665436492"})
+        refused = await client.get(bare, params={**check, "nonce": "1", "echostr": "x"})
+    assert unsigned.status_code == 401
+    assert "signature query parameter" in unsigned.json()["message"]
+    assert forged.status_code == 403
+    assert (echoed.status_code, echoed.text) == (200, "5837397520665436492")
+    assert refused.status_code == 403 and refused.text != "x"
+    assert backend.events == []
