@@ -70,6 +70,7 @@ from gateway.schema.content import (
     AudioContent,
     ButtonsContent,
     CarouselContent,
+    CarouselItem,
     ImageContent,
     LinkAction,
     LocationContent,
@@ -396,26 +397,11 @@ class WeChatAdapter(Adapter):
         if type(content) is TextContent and not content.quick_replies:
             return _texts(content.text)
         if isinstance(content, ImageContent) and not content.quick_replies:
-            media = content.media
-            if media.provider_media_id:
-                image = {"msgtype": "image", "image": {"media_id": media.provider_media_id}}
-                return [image, *_texts(content.caption)]
-            if media.url:
-                title = content.caption or media.filename or "Image"
-                return [_news(title, None, media.url, media.url)]
+            return _image(content) or _texts(to_text(content))
         if isinstance(content, ButtonsContent) and all(is_choice(a) for a in content.actions):
-            picture = content.media.url if content.media else None
-            if picture:
-                title, _, rest = content.text.partition("\n")
-                return [_news(title, rest or None, picture, picture), _menu(content)]
-            return [_menu(content)]
+            return _choices(content)
         if isinstance(content, CarouselContent) and len(content.items) == MAX_ARTICLES:
-            item = content.items[0]
-            picture = item.media.url if item.media else None
-            link = next((a.url for a in item.actions if isinstance(a, LinkAction)), None)
-            opens = item.default_url or link or picture
-            cards = [_news(item.title, item.description, opens, picture)]
-            return [*_texts(content.text), *cards]
+            return [*_texts(content.text), _card(content.items[0])]
         return _texts(to_text(content))
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
@@ -495,6 +481,34 @@ def _news(
 ) -> dict[str, Any]:
     article = {"title": title, "description": description, "url": url, "picurl": picture}
     return {"msgtype": "news", "news": {"articles": [{k: v for k, v in article.items() if v}]}}
+
+
+def _image(content: ImageContent) -> list[dict[str, Any]]:
+    """A native image by media_id (its caption after it), or a picture card by URL."""
+    media = content.media
+    if media.provider_media_id:
+        image = {"msgtype": "image", "image": {"media_id": media.provider_media_id}}
+        return [image, *_texts(content.caption)]
+    if media.url:
+        title = content.caption or media.filename or "Image"
+        return [_news(title, None, media.url, media.url)]
+    return []
+
+
+def _choices(content: ButtonsContent) -> list[dict[str, Any]]:
+    """A msgmenu, after a picture card when the choices come with a picture (a card)."""
+    picture = content.media.url if content.media else None
+    if picture:
+        title, _, rest = content.text.partition("\n")
+        return [_news(title, rest or None, picture, picture), _menu(content)]
+    return [_menu(content)]
+
+
+def _card(item: CarouselItem) -> dict[str, Any]:
+    """One carousel card as a news article; its one link (or picture) is where a tap goes."""
+    picture = item.media.url if item.media else None
+    link = next((a.url for a in item.actions if isinstance(a, LinkAction)), None)
+    return _news(item.title, item.description, item.default_url or link or picture, picture)
 
 
 def _menu(content: ButtonsContent) -> dict[str, Any]:
