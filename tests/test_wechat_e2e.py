@@ -3,7 +3,6 @@ backend -> API -> simulator, with the access token fetched, shared and refreshed
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,10 +97,7 @@ async def test_inbound_pushes_reach_the_backend(
 async def test_a_redelivered_push_reaches_the_backend_once(
     stack: Any, simulator: WeChatSimulator, backend: BackendRecorder
 ) -> None:
-    url, body = simulator._signed(
-        {"ToUserName": simulator.account, "FromUserName": USER, "CreateTime": int(time.time()),
-         "MsgType": "text", "Content": "once", "MsgId": 24600172893149999}
-    )  # fmt: skip
+    url, body = simulator.signed(simulator.compose(USER, "text", Content="once"))
     async with httpx.AsyncClient() as client:
         for _ in range(3):  # WeChat's retries of one push
             answer = await client.post(url, content=body, headers={"Content-Type": "text/xml"})
@@ -216,10 +212,7 @@ async def test_an_expired_token_is_refreshed_and_the_send_tried_again(
 async def test_ingress_checks_the_query_signature_and_answers_the_url_check(
     stack: Any, simulator: WeChatSimulator, backend: BackendRecorder
 ) -> None:
-    url, body = simulator._signed(
-        {"ToUserName": simulator.account, "FromUserName": USER, "CreateTime": int(time.time()),
-         "MsgType": "text", "Content": "forged?", "MsgId": 24600172893149998}
-    )  # fmt: skip
+    url, body = simulator.signed(simulator.compose(USER, "text", Content="forged?"))
     bare, _, query = url.partition("?")
     headers = {"Content-Type": "text/xml"}
     async with httpx.AsyncClient() as client:

@@ -152,7 +152,7 @@ class WeChatSimulator(SimulatorServer):
         ]
         return ("<xml>" + "".join(parts) + "</xml>").encode()
 
-    def _signed(self, fields: dict[str, Any]) -> tuple[str, bytes]:
+    def signed(self, fields: dict[str, Any]) -> tuple[str, bytes]:
         """The URL and body of a push, signed (and encrypted in safe mode) as WeChat does."""
         assert self.webhook_url, "no webhook URL"
         timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
@@ -172,9 +172,8 @@ class WeChatSimulator(SimulatorServer):
             }
         return f"{self.webhook_url}?{urlencode(query)}", body
 
-    async def push(self, user: str, kind: str, **fields: Any) -> int:
-        """Post one push from `user`; the gateway's status (after WeChat's retries)."""
-        self.last_push[user] = time.time()
+    def compose(self, user: str, kind: str, **fields: Any) -> dict[str, Any]:
+        """A push's fields as WeChat fills them: a new MsgId for every message (not events)."""
         payload = {
             "ToUserName": self.account,
             "FromUserName": user,
@@ -185,7 +184,13 @@ class WeChatSimulator(SimulatorServer):
         if kind != "event":
             self._msg_id += 1
             payload["MsgId"] = self._msg_id
-        url, body = self._signed(payload)
+        return payload
+
+    async def push(self, user: str, kind: str, **fields: Any) -> int:
+        """Post one push from `user`; the gateway's status (after WeChat's retries)."""
+        self.last_push[user] = time.time()
+        payload = self.compose(user, kind, **fields)
+        url, body = self.signed(payload)
         statuses: list[int] = []
 
         async def post() -> int:
