@@ -14,6 +14,7 @@ from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.wechat import WeChatSimulator
 
 from .conftest import API_KEY, assert_no_secrets, base_config, config_from, with_backend
+from .golden import MESSAGES
 from .wechat_support import APP_ID, APP_SECRET, ENCODING_AES_KEY, TOKEN
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -165,6 +166,26 @@ async def test_a_carousel_goes_as_picture_cards_with_menus(
     assert article["title"] == "Celadon teapot"
     assert article["picurl"] == "https://cdn.example.com/celadon.jpg"
     assert len(set(result["external_ids"])) == 4  # each accepted part named apart
+
+
+async def test_the_shared_carousel_is_tapped_back_as_its_items_postback(
+    stack: Any, simulator: WeChatSimulator, backend: BackendRecorder
+) -> None:
+    """The carousel every channel is tested with (fixtures/messages/carousel.json): a picture
+    card and a menu per item, and a tap on the second item's menu is its postback."""
+    await simulator.send_text(USER, "今晚有什么?")
+    await backend.wait_for(lambda ev: len(ev) >= 1)
+    carousel = MESSAGES["carousel"]
+    assert (await settled(stack, await submit(stack, carousel)))["state"] == "sent"
+    sent = [s.body for s in simulator.sent]
+    assert [b["msgtype"] for b in sent] == ["text", *["news", "msgmenu"] * 3]
+    assert [b["news"]["articles"][0]["picurl"] for b in sent if b["msgtype"] == "news"] == [
+        item["media"]["url"] for item in carousel["items"]
+    ]
+    await simulator.tap_menu(USER, sent[4], 0)  # Funghi's "Order"
+    events = await backend.wait_for(lambda ev: any(e["type"] == "postback" for e in ev))
+    [postback] = [e for e in events if e["type"] == "postback"]
+    assert postback["postback"]["payload"] == "ORDER_FUNGHI"
 
 
 async def test_outside_the_window_a_template_goes_instead_or_the_send_is_refused(
