@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -32,6 +32,9 @@ from gateway.downgrade.profile import (
     QuickRepliesProfile,
 )
 from gateway.schema import Content, EventDraft
+
+if TYPE_CHECKING:
+    import httpx
 
 ErrorCategory = Literal["retry", "permanent", "unreachable"]
 
@@ -406,6 +409,8 @@ class Adapter(abc.ABC):
     config_model: ClassVar[builtins.type[ChannelConfig]]
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     signature_header: ClassVar[str]
+    # Where a provider that signs in the query string puts it (WeChat); None: the header.
+    signature_query: ClassVar[str | None] = None
     # The largest webhook body the provider sends, with margin: anything larger is refused 413
     # before it is read whole, parsed or signed (server.max_body_bytes still caps it). Each
     # adapter sets its own beside the provider doc that sizes it.
@@ -481,8 +486,9 @@ class Adapter(abc.ABC):
         """
         return [r for part in parts for r in self.render(part, context)]
 
-    def make_sender(self) -> Sender | None:
-        """A sender of its own (an official SDK client); None to use the gateway's HTTP client."""
+    def make_sender(self, client: httpx.AsyncClient) -> Sender | None:
+        """A sender of its own (an official SDK client, or a token to fetch first, given the
+        gateway's HTTP client); None to send each request with `client` as it is."""
         return None
 
     def webhook_registration(self, url: str) -> ProviderRequest | None:

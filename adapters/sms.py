@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -41,6 +41,9 @@ from adapters.base import (
     retry_after_seconds,
 )
 from adapters.sms_segments import segments
+
+if TYPE_CHECKING:
+    import httpx
 from gateway.downgrade.profile import Profile
 from gateway.plaintext import action_line, numbered, to_text
 from gateway.schema import (
@@ -467,7 +470,7 @@ class SmsAdapter(Adapter):
         pair = f"{self.config.account_sid}:{self.config.auth_token.get_secret_value()}"
         return base64.b64encode(pair.encode()).decode()
 
-    def make_sender(self) -> Sender:
+    def make_sender(self, client: httpx.AsyncClient) -> Sender:  # the SDK does its own I/O
         from adapters.sms_sender import TwilioSender
 
         return TwilioSender(self.config)

@@ -51,6 +51,15 @@ def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+def missing_signature(adapter: Adapter, request: web.Request) -> str | None:
+    """What is missing when a request carries no signature where its provider puts one."""
+    query = adapter.signature_query
+    if query is not None:  # WeChat signs in the query string
+        return None if query in request.query else f"the {query} query parameter is required"
+    header = adapter.signature_header
+    return None if request.headers.get(header) else f"{header} header is required"
+
+
 class Ingress:
     def __init__(
         self,
@@ -162,13 +171,9 @@ class Ingress:
             headers=request.headers,
             body=body,
         )
-        if not request.headers.get(adapter.signature_header):
-            return self._reject(
-                channel_id,
-                401,
-                "missing_signature",
-                f"{adapter.signature_header} header is required",
-            )
+        missing = missing_signature(adapter, request)
+        if missing is not None:
+            return self._reject(channel_id, 401, "missing_signature", missing)
         if len(body) > VERIFY_INLINE_BYTES:
             verified = await asyncio.to_thread(adapter.verify, inbound)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,23 @@ log = get_logger("gateway.transport")
 # The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
 # apply within it.
 SEND_DEADLINE_SECONDS = 30.0
+
+
+async def exchange(
+    client: httpx.AsyncClient, method: str, url: str, **options: Any
+) -> httpx.Response:
+    """One provider request; a failure to get an answer is a retryable SendError."""
+    try:
+        return await client.request(method, url, **options)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise SendError(
+            "retry", "connect_error", f"cannot reach provider ({type(exc).__name__})"
+        ) from None
+    except httpx.TimeoutException:
+        # The provider may have accepted it: at-least-once means we may send twice.
+        raise SendError("retry", "timeout", "provider did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise SendError("retry", "http_error", type(exc).__name__) from None
 
 
 class RateLimiter:
@@ -58,7 +76,7 @@ class Transport:
     def _sender(self, adapter: Adapter) -> Sender | None:
         channel = adapter.config.id
         if channel not in self._senders:
-            self._senders[channel] = adapter.make_sender()
+            self._senders[channel] = adapter.make_sender(self.client)
         return self._senders[channel]
 
     async def aclose(self) -> None:
@@ -120,18 +138,9 @@ class Transport:
             headers["Content-Type"] = wire.JSON_CONTENT_TYPE
         started = time.perf_counter()
         try:
-            response = await self.client.request(
-                request.method, url, content=body, data=request.form, headers=headers
+            response = await exchange(
+                self.client, request.method, url, content=body, data=request.form, headers=headers
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SendError(
-                "retry", "connect_error", f"cannot reach provider ({type(exc).__name__})"
-            ) from None
-        except httpx.TimeoutException:
-            # The provider may have accepted it: at-least-once means we may send twice.
-            raise SendError("retry", "timeout", "provider did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise SendError("retry", "http_error", type(exc).__name__) from None
         finally:
             PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
         log.debug(

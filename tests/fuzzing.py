@@ -8,7 +8,8 @@ number, JSON nested thousands of levels deep, NaN or Infinity; a string given lo
 or other odd unicode; a key removed. JSON bodies are written with escapes (`"\\ud800"`, as a
 provider's encoder would) or as raw bytes (a lone surrogate then becomes bytes that are not
 UTF-8). SMS bodies are Twilio's form fields with the same mutations, percent-encoded, plus
-percent escapes of bytes that are not UTF-8. Some bodies are then cut short, or given a byte
+percent escapes of bytes that are not UTF-8; WeChat bodies are its XML fields, mutated alike
+and written back as CDATA (a value holding "]]>" or a lone surrogate then breaks the XML). Some bodies are then cut short, or given a byte
 no UTF-8 text holds.
 """
 
@@ -23,6 +24,7 @@ from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from hypothesis import strategies as st
 
@@ -130,7 +132,30 @@ def decoded(channel: str, body: bytes) -> Any:
     """A fixture body as a JSON value (SMS: Twilio's form fields as a list of pairs)."""
     if channel == "sms":
         return urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
+    if channel == "wechat":
+        return xml_fields(body)
     return json.loads(body)
+
+
+def xml_fields(body: bytes) -> list[tuple[str, Any]]:
+    """A WeChat push's fields as (tag, text) pairs; ValueError for a fixture that is not one
+    (those that declare a DTD are cases of their own, never read here)."""
+    if b"<!DOCTYPE" in body:
+        raise ValueError("a DTD")
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(str(exc)) from None
+    if root.tag != "xml" or any(len(child) for child in root):
+        raise ValueError("not a flat <xml> push")
+    return [(child.tag, child.text or "") for child in root]
+
+
+def xml_text(pairs: list[tuple[str, Any]]) -> str:
+    def text(value: Any) -> str:
+        return value.text if isinstance(value, Raw) else f"<![CDATA[{value}]]>"
+
+    return "<xml>" + "".join(f"<{k}>{text(v)}</{k}>" for k, v in pairs) + "</xml>"
 
 
 def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -246,13 +271,15 @@ def form_text(pairs: list[tuple[str, Any]]) -> str:
 def mutated_bodies(draw: st.DrawFn, channel: str) -> bytes:
     """A fixture of `channel` after one to three mutations, as the bytes a webhook carries."""
     payload = decoded(channel, draw(st.sampled_from(fixture_bodies(channel))))
-    mutation = form_mutation if channel == "sms" else json_mutation
+    mutation = form_mutation if channel in ("sms", "wechat") else json_mutation
     for _ in range(draw(st.integers(1, 3))):
         if not payload:  # every field deleted
             break
         payload = draw(mutation(payload))
     if channel == "sms":
         body = form_text(payload).encode()
+    elif channel == "wechat":
+        body = xml_text(payload).encode("utf-8", "surrogatepass")
     else:  # escapes, or a lone surrogate written as bytes that are not UTF-8
         escaped = draw(st.booleans())
         body = json_text(payload, ensure_ascii=escaped).encode("utf-8", "surrogatepass")

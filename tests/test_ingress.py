@@ -285,9 +285,13 @@ def test_every_adapter_refuses_a_signature_that_is_not_utf8(channel_type: str) -
     adapter = adapter_type(placeholder_config(adapter_type.config_model, channel_type))
     body = b"Body=hello&From=%2B14155550100" if channel_type == "sms" else b"{}"
     forged = "sha256=" + LATIN_1.decode("utf-8", "surrogateescape")
-    request = InboundRequest(
-        "POST", "https://gateway.example.com/webhooks/x", {adapter.signature_header: forged}, body
-    )
+    url = "https://gateway.example.com/webhooks/x"
+    if adapter.signature_query is not None:  # signed in the query string (WeChat), as bytes
+        url += f"?{adapter.signature_query}=sha256%3D%FF%FE&timestamp=1&nonce=%FF"
+        headers = {}
+    else:
+        headers = {adapter.signature_header: forged}
+    request = InboundRequest("POST", url, headers, body)
     assert adapter.verify(request) is False
 
 

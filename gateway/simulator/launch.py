@@ -27,6 +27,7 @@ from gateway.simulator.messenger import MessengerSimulator
 from gateway.simulator.server import SimulatorServer
 from gateway.simulator.sms import TwilioSimulator
 from gateway.simulator.viber import ViberSimulator
+from gateway.simulator.wechat import WeChatSimulator
 from gateway.simulator.whatsapp import WhatsAppSimulator
 
 # What each simulator takes, as the gateway would send it. Fixed values, not secrets: a
@@ -54,6 +55,13 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "channel_access_token": "simulated-line-channel-token",
     },
     "viber": {"auth_token": "simulated-viber-auth-token", "sender_name": "Simulated bot"},
+    "wechat": {
+        "app_id": "wx5e1c6b3a9d2f4e70",
+        "app_secret": "simulated-wechat-app-secret",
+        "token": "simulated-wechat-token",
+        # Safe mode: the pushes are encrypted (43 letters and digits, as WeChat's console makes).
+        "encoding_aes_key": "SimulatedWeChatEncodingAESKey0123456789abcd",
+    },
 }
 
 # How a simulated user writes (POST <control>/_sim/inbound), per channel type.
@@ -63,6 +71,7 @@ INBOUND_EXAMPLE = {
     "sms": '{"from": "+15551234567", "body": "hello"}',
     "line": '{"from": "U4af4980629a0b1c2d3e4f5a6b7c8d9e0", "text": "hello"}',
     "viber": '{"from": "01234567890A=", "text": "hello", "name": "Alex"}',
+    "wechat": '{"from": "oLVPpjqs9BhvzwPj5A-vTYAX3GLc", "text": "hello"}',
 }
 
 
@@ -113,12 +122,24 @@ def _viber(config: Any, webhook_url: str, _public_url: str) -> SimulatorServer:
     return ViberSimulator(auth_token=_secret(config.auth_token), webhook_url=webhook_url)
 
 
+def _wechat(config: Any, webhook_url: str, _public_url: str) -> SimulatorServer:
+    key = config.encoding_aes_key
+    return WeChatSimulator(
+        app_id=config.app_id,
+        app_secret=_secret(config.app_secret),
+        token=_secret(config.token),
+        encoding_aes_key=_secret(key) if key is not None else None,
+        webhook_url=webhook_url,
+    )
+
+
 BUILDERS: dict[str, Callable[[Any, str, str], SimulatorServer]] = {
     "whatsapp": _whatsapp,
     "messenger": _messenger,
     "sms": _sms,
     "line": _line,
     "viber": _viber,
+    "wechat": _wechat,
 }
 
 
