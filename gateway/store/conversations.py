@@ -77,10 +77,14 @@ def _participant(row: Sequence[Any]) -> ParticipantRecord:
     return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
 
 
-def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
+def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRecord | None:
+    """The conversation with its participants. With `lock`, for a change that depends on what
+    it reads (a post, a close): on PostgreSQL a concurrent change waits for this transaction,
+    and this one reads the row as that change left it, so a post never relays into a
+    conversation closed meanwhile."""
     row = tx.one(
         "SELECT id, owner, mode, state, metadata, created_at, closed_at FROM conversations"
-        " WHERE id = ?",
+        " WHERE id = ?" + (tx.dialect.for_update if lock else ""),
         (conversation_id,),
     )
     if row is None:

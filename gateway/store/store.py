@@ -321,7 +321,7 @@ class Store:
         no such conversation."""
 
         def op(tx: Tx) -> conversations.ConversationRecord | None:
-            found = conversations.load(tx, conversation_id)
+            found = conversations.load(tx, conversation_id, lock=True)
             if found is None:
                 return None
             change(tx, found)
@@ -373,7 +373,7 @@ class Store:
         participant, author or recipient not present)."""
 
         def op(tx: Tx) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
-            found = conversations.load(tx, conversation_id)
+            found = conversations.load(tx, conversation_id, lock=True)
             if found is None:
                 return None
             return relay.post(tx, found, content, author_id, only, now)
