@@ -20,6 +20,10 @@ scanning the table, so a pass that finds nothing to do costs a few index lookups
 Several gateway processes on one PostgreSQL store prune side by side: each batch skips the
 rows another one has locked (`FOR UPDATE SKIP LOCKED`), as the workers' claims do.
 
+- group conversations, with their participants and history: closed before the message
+  cutoff (`message_days`, counted from the close). An open conversation is never pruned,
+  however old; its relayed copies are messages, and go by the rule above.
+
 Contacts (opt-outs, windows, conversation ids) are never pruned; reply choices and form
 sessions hold one row per user at most, overwritten by the next one.
 """
@@ -117,10 +121,28 @@ def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
     return tx.execute("DELETE FROM messages WHERE id IN " + chosen, ids)
 
 
+def prune_conversations(tx: Tx, cutoff: float, limit: int) -> int:
+    ids = [
+        row[0]
+        for row in tx.all(
+            "SELECT id FROM conversations WHERE state = 'closed' AND closed_at < ?"
+            f" ORDER BY closed_at LIMIT ?{tx.dialect.skip_locked}",
+            (cutoff, limit),
+        )
+    ]
+    if not ids:
+        return 0
+    chosen = in_list(ids)
+    tx.execute("DELETE FROM conversation_messages WHERE conversation_id IN " + chosen, ids)
+    tx.execute("DELETE FROM participants WHERE conversation_id IN " + chosen, ids)
+    return tx.execute("DELETE FROM conversations WHERE id IN " + chosen, ids)
+
+
 # In pass order: finished deliveries go first, so that they no longer hold their events.
 PRUNERS: dict[str, Callable[[Tx, float, int], int]] = {
     "inbox": prune_inbox,
     "outbox": prune_outbox,
     "events": prune_events,
     "messages": prune_messages,
+    "conversations": prune_conversations,
 }
