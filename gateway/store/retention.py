@@ -115,10 +115,7 @@ def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
     if not ids:
         return 0
     # Parts and history with their message: nothing is left pointing nowhere.
-    chosen = in_list(ids)
-    tx.execute("DELETE FROM message_parts WHERE message_id IN " + chosen, ids)
-    tx.execute("DELETE FROM message_history WHERE message_id IN " + chosen, ids)
-    return tx.execute("DELETE FROM messages WHERE id IN " + chosen, ids)
+    return _delete_with(tx, "messages", ids, ("message_parts", "message_history"), "message_id")
 
 
 def prune_conversations(tx: Tx, cutoff: float, limit: int) -> int:
@@ -132,10 +129,16 @@ def prune_conversations(tx: Tx, cutoff: float, limit: int) -> int:
     ]
     if not ids:
         return 0
+    owned = ("conversation_messages", "participants")
+    return _delete_with(tx, "conversations", ids, owned, "conversation_id")
+
+
+def _delete_with(tx: Tx, table: str, ids: list[str], owned: tuple[str, ...], key: str) -> int:
+    """Delete `table`'s rows `ids` and the rows of each `owned` table whose `key` names one."""
     chosen = in_list(ids)
-    tx.execute("DELETE FROM conversation_messages WHERE conversation_id IN " + chosen, ids)
-    tx.execute("DELETE FROM participants WHERE conversation_id IN " + chosen, ids)
-    return tx.execute("DELETE FROM conversations WHERE id IN " + chosen, ids)
+    for child in owned:
+        tx.execute(f"DELETE FROM {child} WHERE {key} IN " + chosen, ids)
+    return tx.execute(f"DELETE FROM {table} WHERE id IN " + chosen, ids)
 
 
 # In pass order: finished deliveries go first, so that they no longer hold their events.

@@ -360,6 +360,20 @@ class Store:
             conversation_id, lambda tx, c: conversations.close(tx, c, targets_for, now)
         )
 
+    async def set_conversation_metadata(
+        self, conversation_id: str, metadata: str | None
+    ) -> conversations.ConversationRecord | None:
+        """Replace its metadata (None clears it); None when there is no such conversation."""
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.set_metadata(tx, c, metadata)
+        )
+
+    async def list_conversations(
+        self, query: conversations.ConversationQuery, limit: int
+    ) -> list[conversations.ConversationRecord]:
+        """Newest first; see ConversationQuery for the filters."""
+        return await self.db.run(lambda tx: conversations.page(tx, query, limit))
+
     async def post_to_conversation(
         self,
         conversation_id: str,
