@@ -144,12 +144,12 @@ def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | 
     memberships = [
         Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8])) for r in rows
     ]
-    while (chosen := conversation_for(memberships)) is not None and not _still_open(
-        tx, chosen.seat.conversation_id
-    ):  # closed by a request that committed after the memberships were read
-        memberships = [
-            m for m in memberships if m.seat.conversation_id != chosen.seat.conversation_id
-        ]
+    chosen = conversation_for(memberships)
+    # Closed by a request that committed after the memberships were read: among the others.
+    while chosen is not None and not _still_open(tx, chosen.seat.conversation_id):
+        closed = chosen.seat.conversation_id
+        memberships = [m for m in memberships if m.seat.conversation_id != closed]
+        chosen = conversation_for(memberships)
     if chosen is None:
         return prepared, None
     routed = event.model_copy(
