@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.ids import new_id
 from gateway.store import Store
 from gateway.store import conversations as stored
 from gateway.store.database import Tx
 
 from .store_events import targets
-from .test_store_contract_conversations import COURIER, NOW, TEXT, copies, said, start
+from .test_store_contract_conversations import COURIER, NOW, SEATS, TEXT, copies, said, start
 
 HOLD_SECONDS = 0.5
 
@@ -100,3 +101,20 @@ async def test_adding_a_participant_racing_a_close_is_refused(
     assert answer.code == "conversation_closed"
     found = await one.get_conversation(conversation.id)
     assert found is not None and found.participants == []
+
+
+async def test_a_message_racing_the_close_of_one_of_two_conversations_joins_the_other(
+    make_store: Callable[[], Store],
+) -> None:
+    one, other = make_store(), make_store()
+    older = await start(one)
+    newer = await one.create_conversation(
+        new_id("conv"), "orders", "relay", None, SEATS, targets, NOW + 1
+    )  # the most recently active: chosen while it is open
+    [event] = await race_a_close(
+        other,
+        newer.id,
+        lambda: one.record_inbound(1, [(said("sms", COURIER), "k1")], targets, NOW + 2),
+    )
+    assert event.conversation_id == older.id
+    assert len(await copies(one, older.id)) == 2 and await copies(one, newer.id) == []
