@@ -191,7 +191,9 @@ class Gateway:
         )
         one = "/v1/conversations/{conversation_id}"
         app.router.add_post("/v1/conversations", api.authenticated(talks.create))
+        app.router.add_get("/v1/conversations", api.authenticated(talks.page))
         app.router.add_get(one, api.authenticated(talks.get))
+        app.router.add_patch(one, api.authenticated(talks.update))
         app.router.add_post(f"{one}/participants", api.authenticated(talks.add_participant))
         app.router.add_delete(
             f"{one}/participants/{{participant_id}}", api.authenticated(talks.remove_participant)

@@ -8,13 +8,23 @@ Each API key sees only the conversations it created (404 for any other), the rul
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
 from adapters.base import Adapter
-from gateway.api import API_KEY_NAME, _body, _invalid, _when, may_access, model_answer, refusal
+from gateway.api import (
+    API_KEY_NAME,
+    _body,
+    _invalid,
+    _when,
+    may_access,
+    model_answer,
+    readable_owner,
+    refusal,
+)
 from gateway.bodies import BodyReader
 from gateway.ids import new_id
 from gateway.ingress import error
@@ -23,6 +33,7 @@ from gateway.schema import (
     CONTENT_ADAPTER,
     ConversationMessage,
     ConversationMessages,
+    ConversationPage,
     ConversationView,
     CopyView,
     CreateConversation,
@@ -31,10 +42,12 @@ from gateway.schema import (
     ParticipantView,
     PostedToConversation,
     PostToConversation,
+    UpdateConversation,
 )
 from gateway.store import (
     ConversationConflict,
     ConversationMessageRecord,
+    ConversationQuery,
     ConversationRecord,
     SeatRequest,
     Store,
@@ -44,6 +57,13 @@ from gateway.store.records import TargetsFor
 log = get_logger("gateway.conversations")
 
 MAX_MESSAGES = 200
+MAX_CONVERSATIONS = 200
+# A page's next_cursor: where it ended, `<created_at>_<conversation id>`.
+_CURSOR = re.compile(r"([0-9]{1,12}\.?[0-9]{0,9})_(conv_[0-9A-Z]{26})")
+# `metadata[order_id]=1234`: OpenAPI's deepObject style, one parameter per key.
+_METADATA_FILTER = re.compile(r"metadata\[(.*)\]", re.DOTALL)
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_FILTER_TEXT = 256
 
 
 def conversation_view(conversation: ConversationRecord) -> ConversationView:
@@ -172,6 +192,33 @@ class ConversationsApi:
         found = await self._visible(request)
         return _answer(found) if found is not None else _no_conversation()
 
+    async def update(self, request: web.Request) -> web.Response:
+        fields = await _body(self.bodies, request, UpdateConversation, "the conversation")
+        if isinstance(fields, web.Response):
+            return fields
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        if "metadata" not in fields.model_fields_set:  # nothing to change
+            return _answer(found)
+        metadata = json.dumps(fields.metadata) if fields.metadata is not None else None
+        updated = await self.store.set_conversation_metadata(found.id, metadata)
+        return _answer(updated) if updated is not None else _no_conversation()
+
+    async def page(self, request: web.Request) -> web.Response:
+        query = _filters(request)
+        if isinstance(query, web.Response):
+            return query
+        filters, limit = query
+        page = await self.store.list_conversations(filters, limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        body = ConversationPage(
+            conversations=[conversation_view(c) for c in page],
+            next_cursor=f"{page[-1].created_at!r}_{page[-1].id}" if more else None,
+        )
+        return model_answer(body)
+
     async def add_participant(self, request: web.Request) -> web.Response:
         participant = await _body(self.bodies, request, NewParticipant, "the participant")
         if isinstance(participant, web.Response):
@@ -265,3 +312,45 @@ class ConversationsApi:
             next_cursor=str(page[-1].seq) if more else None,
         )
         return model_answer(body)
+
+
+def _filters(request: web.Request) -> tuple[ConversationQuery, int] | web.Response:
+    """GET /v1/conversations's filters and page size, or the 422 naming each bad parameter."""
+    problems: list[tuple[str, str]] = []
+    metadata: list[tuple[str, str]] = []
+    for name, value in request.query.items():
+        if (filtered := _METADATA_FILTER.fullmatch(name)) is not None:
+            key = filtered.group(1)
+            if not _METADATA_KEY.fullmatch(key):
+                problems.append((name, "a metadata key is 1 to 64 letters, digits, _ or -"))
+            elif len(value) > MAX_FILTER_TEXT:
+                problems.append((name, f"at most {MAX_FILTER_TEXT} characters"))
+            else:
+                metadata.append((key, value))
+        elif name not in ("state", "user_id", "limit", "cursor"):
+            problems.append(
+                (name, "unknown parameter: state, user_id, metadata[<key>], limit or cursor")
+            )
+    limit_text = request.query.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_CONVERSATIONS:
+        problems.append(("limit", f"must be a whole number from 1 to {MAX_CONVERSATIONS}"))
+    state = request.query.get("state")
+    if state is not None and state not in ("open", "closed"):
+        problems.append(("state", "must be open or closed"))
+    user_id = request.query.get("user_id")
+    if user_id is not None and not 1 <= len(user_id) <= MAX_FILTER_TEXT:
+        problems.append(("user_id", f"must be 1 to {MAX_FILTER_TEXT} characters"))
+    cursor = request.query.get("cursor")
+    after = _CURSOR.fullmatch(cursor) if cursor is not None else None
+    if cursor is not None and after is None:
+        problems.append(("cursor", "must be a next_cursor this endpoint gave"))
+    if problems:
+        return _invalid("the query", problems)
+    filters = ConversationQuery(
+        owner=readable_owner(request),
+        state=state,
+        metadata=tuple(metadata),
+        user_id=user_id,
+        before=(float(after.group(1)), after.group(2)) if after is not None else None,
+    )
+    return filters, int(limit_text)

@@ -17,6 +17,7 @@ from gateway.pipeline.delivery import DELIVERY_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
     ConversationMessages,
+    ConversationPage,
     ConversationView,
     CreateConversation,
     CreateUser,
@@ -30,6 +31,7 @@ from gateway.schema import (
     PostedToConversation,
     PostToConversation,
     SendMessage,
+    UpdateConversation,
     UpdateUser,
     UserMessages,
     UserView,
@@ -62,6 +64,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     PostedToConversation,
     ConversationView,
     ConversationMessages,
+    UpdateConversation,
+    ConversationPage,
 )
 
 
@@ -303,6 +307,26 @@ _NO_CONVERSATION = _error("no conversation with this id that this API key create
 _CONVERSATION = {"description": "the conversation", "content": _json("ConversationView")}
 _CLOSED = _error("the conversation is closed")
 
+
+def _page_parameters(what: str) -> list[dict[str, Any]]:
+    """`limit` and `cursor` of a conversations endpoint that answers in pages of `what`."""
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": f"a page's next_cursor: the page of older {what}",
+        },
+    ]
+
+
 _CONVERSATION_PATHS: dict[str, Any] = {
     "/v1/conversations": {
         "post": _user_operation(
@@ -317,7 +341,50 @@ _CONVERSATION_PATHS: dict[str, Any] = {
                     " not have, or an identity that is not the user's"
                 ),
             },
+        ),
+        "get": _user_operation(
+            "listConversations",
+            "This key's conversations, newest first, narrowed by each filter given",
+            None,
+            {
+                "200": {"description": "a page", "content": _json("ConversationPage")},
+                "422": _error("a parameter is not valid, or is unknown: `problems` names it"),
+            },
         )
+        | {
+            "parameters": [
+                {
+                    "name": "state",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["open", "closed"]},
+                },
+                {
+                    "name": "user_id",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "description": "conversations this user is or was a participant of",
+                },
+                {
+                    "name": "metadata",
+                    "in": "query",
+                    "required": False,
+                    "style": "deepObject",
+                    "explode": True,
+                    "schema": {
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                        "additionalProperties": {"type": "string", "maxLength": 256},
+                    },
+                    "description": (
+                        "`metadata[order_id]=1234`: conversations whose metadata has this"
+                        " top-level value (a string, or a number as written)"
+                    ),
+                },
+                *_page_parameters("conversations"),
+            ]
+        },
     },
     "/v1/conversations/{conversation_id}": {
         "parameters": [_CONVERSATION_ID],
@@ -326,6 +393,13 @@ _CONVERSATION_PATHS: dict[str, Any] = {
             "A conversation with its participants",
             None,
             {"200": _CONVERSATION, "404": _NO_CONVERSATION},
+        ),
+        "patch": _user_operation(
+            "updateConversation",
+            "Change a conversation, open or closed: metadata given replaces the old, null"
+            " clears it",
+            "UpdateConversation",
+            {"200": _CONVERSATION, "404": _NO_CONVERSATION, "422": _INVALID},
         ),
     },
     "/v1/conversations/{conversation_id}/participants": {
@@ -399,19 +473,7 @@ _CONVERSATION_PATHS: dict[str, Any] = {
         )
         | {
             "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                },
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string"},
-                    "description": "a page's next_cursor: the page of older messages",
-                },
+                *_page_parameters("messages"),
             ]
         },
     },

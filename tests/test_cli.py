@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -172,7 +173,11 @@ async def _cli(argv: list[str]) -> int:
     return await asyncio.to_thread(main, argv)
 
 
-def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
+# A line of the demo's telling what a participant's app received.
+DELIVERED = re.compile(r"\[ *(WhatsApp|SMS|Messenger) -> (customer|courier|restaurant)\] ")
+
+
+def test_demo_runs_a_round_trip_and_the_group_scene(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--once", "--port", "0"],
         capture_output=True,
@@ -191,12 +196,41 @@ def test_demo_runs_a_full_round_trip(tmp_path: Path) -> None:
         "status delivered",
         "status read",
         "round trip complete",
+        "restaurant -> Messenger",
+        "POST /v1/users: Alex on WhatsApp",
+        "POST /v1/users: Jasper on SMS",
+        "POST /v1/users: Luigi's on Messenger",
+        "POST /v1/conversations: Order #1234",
+        "conversation.created",
+        "[          courier -> SMS] stuck in traffic, 10 min late",
+        "from Jasper (courier): 'stuck in traffic, 10 min late'",
+        "a carousel of 3 desserts",
+        "/close",
+        "conversation.closed",
+        "group scene complete",
     ]
-    said = [
-        next(i for i, line in enumerate(result.stdout.splitlines()) if s in line) for s in steps
-    ]
+    lines = result.stdout.splitlines()
+    said = [next(i for i, line in enumerate(lines) if s in line) for s in steps]
     assert said == sorted(said), result.stdout  # printed in the order they happened
     assert list(tmp_path.iterdir()) == []  # its temporary store is gone with it
+
+    # What each participant received on their channel: the courier's news attributed, then
+    # the carousel in each channel's richest form; never the courier's own message back.
+    wrote, posted = (
+        said[steps.index("[          courier -> SMS] stuck in traffic, 10 min late")],
+        said[steps.index("a carousel of 3 desserts")],
+    )
+    relayed = [line for line in lines[wrote:posted] if DELIVERED.match(line)]
+    late = "'Jasper (courier): stuck in traffic, 10 min late'"
+    assert len(relayed) == 2 and set(relayed) == {
+        f"[ Messenger -> restaurant] {late}",
+        f"[    WhatsApp -> customer] {late}",
+    }
+    carousel = [line for line in lines[posted:] if DELIVERED.match(line)]
+    assert any("WhatsApp -> customer] media carousel" in line for line in carousel)
+    assert any("Messenger -> restaurant] generic template, 3" in line for line in carousel)
+    [sms] = [line for line in carousel if "SMS -> courier" in line]
+    assert "MMS with 3 images" in sms and "2. Panna cotta" in sms
 
 
 async def test_demo_prints_a_ready_curl_and_cleans_up_on_sigterm(tmp_path: Path) -> None:

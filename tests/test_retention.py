@@ -15,12 +15,14 @@ import yaml
 
 from gateway.cli import main
 from gateway.config import RetentionConfig
+from gateway.ids import new_id
 from gateway.pipeline.retention import DAY, Retention
-from gateway.store import Store, sqlite_database
+from gateway.store import SeatRequest, Store, sqlite_database
 from gateway.store.retention import PRUNERS, last_id_before
 
 from .conftest import base_config, config_from
 from .store_events import inbound, new_message, status, targets, unsupported
+from .test_store_contract_conversations import TEXT
 
 NOW = 1_790_000_000.0
 OLD = NOW - 20 * DAY  # beyond the 14-day default
@@ -40,9 +42,13 @@ async def column(store: Store, sql: str) -> set[Any]:
     return {r[0] for r in await store.db.run(lambda tx: tx.all(sql))}
 
 
+def counts(**deleted: int) -> dict[str, int]:
+    """A pass's counts: `deleted`, and none from every other table."""
+    return dict.fromkeys(PRUNERS, 0) | deleted
+
+
 async def prune_all(store: Store, limit: int = 100) -> dict[str, int]:
-    cutoffs = {"inbox": CUTOFF, "outbox": CUTOFF, "events": CUTOFF, "messages": CUTOFF}
-    return {table: await store.prune(table, cutoffs[table], limit) for table in PRUNERS}
+    return {table: await store.prune(table, CUTOFF, limit) for table in PRUNERS}
 
 
 async def test_inbox_keeps_failed_pending_unsupported_and_recent_rows(store: Store) -> None:
@@ -57,7 +63,7 @@ async def test_inbox_keeps_failed_pending_unsupported_and_recent_rows(store: Sto
         unknown, [(unsupported("wamid.poll", unknown), "msg:wamid.poll")], lambda _t: [], OLD
     )
 
-    assert await prune_all(store) == {"inbox": 1, "outbox": 0, "events": 0, "messages": 0}
+    assert await prune_all(store) == counts(inbox=1)
     assert await column(store, "SELECT id FROM inbox") == {recent, failed, pending, unknown}
     assert kept_raw.id in await column(store, "SELECT id FROM events")
     # Its dedupe key went with it: a redelivery now, beyond every provider's window, is new.
@@ -78,7 +84,7 @@ async def test_events_stay_while_a_delivery_still_needs_them(store: Store) -> No
 
     deleted = await prune_all(store)
 
-    assert deleted == {"inbox": 3, "outbox": 1, "events": 1, "messages": 0}
+    assert deleted == counts(inbox=3, outbox=1, events=1)
     assert await column(store, "SELECT id FROM events") == {pending, dead, recent}
     assert await column(store, "SELECT ref FROM outbox") == {pending, dead, recent}
     # The dead letter can still be replayed, and its event still goes out.
@@ -121,6 +127,36 @@ async def test_messages_go_with_parts_and_history_once_their_send_is_done(store:
     )
 
 
+async def test_closed_conversations_go_with_their_history_open_ones_never(store: Store) -> None:
+    people = [
+        SeatRequest("", "customer", "Sheena", channel_id="wa", provider_id="16505551234"),
+        SeatRequest("", "courier", "Jasper", channel_id="sms", provider_id="+14155550100"),
+    ]
+
+    async def conversation(close_at: float | None) -> str:
+        made = await store.create_conversation(
+            new_id("conv"), "orders", "relay", None, people, targets, OLD
+        )
+        await store.post_to_conversation(made.id, TEXT, None, None, OLD)
+        if close_at is not None:
+            await store.close_conversation(made.id, targets, close_at)
+        return made.id
+
+    closed_long_ago, closed_lately, open_and_old = (
+        await conversation(OLD),
+        await conversation(RECENT),  # opened long ago: its age counts from the close
+        await conversation(None),
+    )
+
+    assert (await prune_all(store))["conversations"] == 1
+
+    kept = {closed_lately, open_and_old}
+    assert await column(store, "SELECT id FROM conversations") == kept
+    assert await column(store, "SELECT conversation_id FROM participants") == kept
+    assert await column(store, "SELECT conversation_id FROM conversation_messages") == kept
+    assert await store.get_conversation(closed_long_ago) is None
+
+
 async def test_batches_go_oldest_first(store: Store) -> None:
     rows = [(await received(store, f"wamid.{i}", OLD + i))[0] for i in range(5)]
     assert await store.prune("inbox", CUTOFF, 2) == 2
@@ -160,7 +196,7 @@ async def test_a_pass_deletes_in_batches_until_caught_up(store: Store) -> None:
 
     deleted = await retention.prune()
 
-    assert deleted == {"inbox": 5, "outbox": 0, "events": 0, "messages": 0}
+    assert deleted == counts(inbox=5)
     assert len(await column(store, "SELECT id FROM inbox")) == 1
 
 
@@ -177,7 +213,7 @@ async def test_a_pass_ends_after_its_batch_when_the_gateway_stops(store: Store) 
         return count
 
     store.prune = prune_then_stop  # type: ignore[method-assign]
-    assert await retention.prune() == {"inbox": 2, "outbox": 0, "events": 0, "messages": 0}
+    assert await retention.prune() == counts(inbox=2)
 
 
 async def test_null_keeps_for_ever(store: Store) -> None:
@@ -196,7 +232,7 @@ async def test_null_keeps_for_ever(store: Store) -> None:
 
     deleted = await Retention(store, policy, clock=lambda: NOW).prune()
 
-    assert deleted == {"inbox": 0, "outbox": 0, "events": 0, "messages": 0}
+    assert deleted == counts()
     assert await store.get_message("msg_old") is not None
 
 
@@ -207,23 +243,20 @@ async def test_a_pass_gives_way_while_ingress_is_busy(store: Store) -> None:
     answers = iter([False, True])  # busy from the second question on
     retention = Retention(store, RetentionConfig(), busy=lambda: next(answers), clock=lambda: NOW)
 
-    assert await retention.prune() == {"inbox": 1, "outbox": 0, "events": 0, "messages": 0}
+    assert await retention.prune() == counts(inbox=1)
     assert await column(store, "SELECT COUNT(*) FROM outbox") == {1}  # the pass stopped there
-    assert await Retention(store, RetentionConfig(), clock=lambda: NOW).prune() == {
-        "inbox": 0,
-        "outbox": 1,
-        "events": 1,
-        "messages": 0,
-    }
+    assert await Retention(store, RetentionConfig(), clock=lambda: NOW).prune() == counts(
+        outbox=1, events=1
+    )
 
 
 @pytest.mark.parametrize(
     ("idle_seconds", "deleted"),
     [
         # The loop idle through the pause: acknowledgements leave the CPU, the pass goes on.
-        (time.perf_counter, {"inbox": 1, "outbox": 1, "events": 1, "messages": 0}),
+        (time.perf_counter, counts(inbox=1, outbox=1, events=1)),
         # Never idle: a saturated core, the pass gives way before its first batch.
-        (lambda: 0.0, {"inbox": 0, "outbox": 0, "events": 0, "messages": 0}),
+        (lambda: 0.0, counts()),
     ],
     ids=["spare CPU", "saturated core"],
 )
@@ -337,6 +370,11 @@ def test_no_pass_scans_a_whole_table(tmp_path: Path) -> None:
         " VALUES ('webhook', 'orders', 'evt_1', 'done', ?, ?, ?)",
         (OLD, OLD, OLD),
     )
+    conn.execute(
+        "INSERT INTO conversations (id, owner, mode, state, created_at, closed_at,"
+        " last_active_at) VALUES ('conv_1', 'orders', 'relay', 'closed', ?, ?, ?)",
+        (OLD, OLD, OLD),
+    )
     run: list[str] = []
     conn.set_trace_callback(run.append)
     tx = Tx(conn.cursor(), DIALECT)
@@ -345,6 +383,7 @@ def test_no_pass_scans_a_whole_table(tmp_path: Path) -> None:
     conn.set_trace_callback(None)
 
     assert any(s.startswith("DELETE FROM inbox") for s in run)  # the pass did reach the deletes
+    assert any(s.startswith("DELETE FROM participants") for s in run)
     for statement in run:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
         scans = [s for s in plan if s.startswith("SCAN") and s != "SCAN CONSTANT ROW"]

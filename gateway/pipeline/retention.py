@@ -61,6 +61,8 @@ class Retention(Worker):
             "outbox": self.policy.days,
             "events": self.policy.days,
             "messages": self.policy.message_days,
+            # Closed ones, counted from the close: what was said goes with the copies of it.
+            "conversations": self.policy.message_days,
         }
         cutoffs = {table: now - d * DAY for table, d in days.items() if d is not None}
         if "inbox" in cutoffs and self.keep_keys_seconds is not None:

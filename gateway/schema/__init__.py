@@ -23,6 +23,7 @@ from gateway.schema.conversations import (
     ConversationEvent,
     ConversationMessage,
     ConversationMessages,
+    ConversationPage,
     ConversationView,
     CopyView,
     CreateConversation,
@@ -31,6 +32,7 @@ from gateway.schema.conversations import (
     ParticipantView,
     PostedToConversation,
     PostToConversation,
+    UpdateConversation,
 )
 from gateway.schema.events import (
     STATE_RANK,
@@ -78,6 +80,7 @@ __all__ = [
     "ConversationEvent",
     "ConversationMessage",
     "ConversationMessages",
+    "ConversationPage",
     "ConversationView",
     "CopyView",
     "CreateConversation",
@@ -113,6 +116,7 @@ __all__ = [
     "Subscription",
     "System",
     "Unsupported",
+    "UpdateConversation",
     "UpdateUser",
     "UserEvent",
     "UserEventType",

@@ -67,6 +67,14 @@ class CreateConversation(Model):
     )
 
 
+class UpdateConversation(Model):
+    """PATCH: a field given replaces the old value; null clears it; a field left out stays."""
+
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Replaces the conversation's metadata whole (null clears it)."
+    )
+
+
 class ParticipantView(ParticipantRef):
     identity: IdentityRef
     joined_at: datetime
@@ -83,6 +91,15 @@ class ConversationView(Model):
     )
     created_at: datetime
     closed_at: datetime | None = None
+
+
+class ConversationPage(Model):
+    """A page of the key's conversations, newest first (GET /v1/conversations)."""
+
+    conversations: list[ConversationView]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next (older) page; none at the end."
+    )
 
 
 class PostToConversation(Model):

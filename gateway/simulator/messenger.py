@@ -349,6 +349,7 @@ class MessengerSimulator(SimulatorServer):
             return web.json_response(refusal, status=400)
         mid = new_mid()
         self.sent.append({"mid": mid, "body": payload})
+        self._report_send(self.sent[-1])
         if self.webhook_url and (self.auto_receipts or self.echoes):
             self._spawn(self._after_send(psid, mid, payload))
         return web.json_response({"recipient_id": psid, "message_id": mid})

@@ -41,10 +41,18 @@ class SimulatorServer(abc.ABC):
     def __init__(self) -> None:
         self.webhooks: list[dict[str, Any]] = []  # payloads the gateway acknowledged
         self.failed_webhooks: list[dict[str, Any]] = []  # payloads given up on after retries
+        # Called with each accepted send as it is recorded in `sent`, before its statuses
+        # exist: a watcher (the demo) sees the sends in the order they happened.
+        self.on_send: Callable[[dict[str, Any]], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._url = ""
+
+    def _report_send(self, send: dict[str, Any]) -> None:
+        """Tell `on_send` of a send just accepted (as the simulator keeps it in its `sent`)."""
+        if self.on_send is not None:
+            self.on_send(send)
 
     @property
     def origin(self) -> str:

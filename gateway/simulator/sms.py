@@ -228,6 +228,7 @@ class TwilioSimulator(SimulatorServer):
             "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         self.sent.append({"sid": sid, "params": params, "response": resource})
+        self._report_send(self.sent[-1])
         callback = params.get("StatusCallback", [None])[0]
         if callback:
             posting = self._post_statuses(callback, sid, to, sender, service)

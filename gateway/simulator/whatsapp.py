@@ -14,7 +14,6 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,7 +402,6 @@ class WhatsAppSimulator(SimulatorServer):
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"wamid": .., "body": request body}
         self.requests: list[RecordedRequest] = []  # every send request, accepted or not
         self._failures: list[_Failure] = []
-        self.on_send: Callable[[dict[str, Any]], None] | None = None  # called per accepted send
 
     @property
     def base_url(self) -> str:
@@ -469,8 +467,7 @@ class WhatsAppSimulator(SimulatorServer):
         to = addressee(payload)
         wamid = new_wamid(to)
         self.sent.append({"wamid": wamid, "body": payload})
-        if self.on_send is not None:  # before its statuses exist: watchers see it in order
-            self.on_send(self.sent[-1])
+        self._report_send(self.sent[-1])
         if self.webhook_url and self.auto_statuses:
             self._spawn(self._post_statuses(wamid, payload))
         message: dict[str, str] = {"id": wamid}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.store.conversations import (
     ConversationConflict,
+    ConversationQuery,
     ConversationRecord,
     ParticipantRecord,
     SeatRequest,
@@ -35,6 +36,7 @@ __all__ = [
     "ContactState",
     "ConversationConflict",
     "ConversationMessageRecord",
+    "ConversationQuery",
     "ConversationRecord",
     "Database",
     "IdempotencyConflict",

@@ -77,10 +77,14 @@ def _participant(row: Sequence[Any]) -> ParticipantRecord:
     return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
 
 
-def load(tx: Tx, conversation_id: str) -> ConversationRecord | None:
+def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRecord | None:
+    """The conversation with its participants. With `lock`, for a change that depends on what
+    it reads (a post, a close): on PostgreSQL a concurrent change waits for this transaction,
+    and this one reads the row as that change left it, so a post never relays into a
+    conversation closed meanwhile."""
     row = tx.one(
         "SELECT id, owner, mode, state, metadata, created_at, closed_at FROM conversations"
-        " WHERE id = ?",
+        " WHERE id = ?" + (tx.dialect.for_update if lock else ""),
         (conversation_id,),
     )
     if row is None:
@@ -284,3 +288,59 @@ def _emit(
         participants=participants,
     )
     steps.emit_channelless(tx, event, "", "conversation", targets_for, now)
+
+
+def set_metadata(tx: Tx, conversation: ConversationRecord, metadata: str | None) -> None:
+    """Replace its metadata (None clears it). Open or closed: it is the backend's own record."""
+    tx.execute("UPDATE conversations SET metadata = ? WHERE id = ?", (metadata, conversation.id))
+
+
+@dataclass(frozen=True)
+class ConversationQuery:
+    """Which conversations GET /v1/conversations lists: all of `owner`'s (every key's when
+    None), narrowed by each filter given; `before`: where the previous page ended."""
+
+    owner: str | None
+    state: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()  # (key, value): a top-level value, as text
+    user_id: str | None = None
+    before: tuple[float, str] | None = None  # (created_at, id) of the last one of a page
+
+
+def _metadata_value(tx: Tx) -> str:
+    """SQL for one top-level metadata value as text, given the key (`?`): a string as it is,
+    a number as written. The key is a plain name (the API checks it), so it quotes safely."""
+    if tx.dialect.name == "postgres":
+        return "(metadata::jsonb ->> ?)"
+    return "CAST(json_extract(metadata, '$.\"' || ? || '\"') AS TEXT)"
+
+
+def page(tx: Tx, query: ConversationQuery, limit: int) -> list[ConversationRecord]:
+    """Up to `limit` conversations, newest first (ids only break ties: a ULID is ordered by
+    the millisecond, not within it)."""
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
+    for column, value in (("owner", query.owner), ("state", query.state)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.before is not None:
+        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        params += [query.before[0], query.before[0], query.before[1]]
+    for key, value in query.metadata:
+        where.append(f"{_metadata_value(tx)} = ?")
+        params += [key, value]
+    if query.user_id is not None:  # a participant now or once, under this id or merged into it
+        where.append(
+            "EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = conversations.id"
+            " AND p.user_id IN (SELECT id FROM users WHERE id = ? OR merged_into = ?))"
+        )
+        params += [query.user_id, query.user_id]
+    rows = tx.all(
+        "SELECT id FROM conversations WHERE "
+        + " AND ".join(where)
+        + " ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*params, limit),
+    )
+    found = [load(tx, row[0]) for row in rows]
+    return [c for c in found if c is not None]

@@ -59,6 +59,10 @@ class Dialect:
     # Takes a lock named by its text parameter till the transaction ends, answering whether it
     # got it; None where transactions run one at a time anyway (SQLite's BEGIN IMMEDIATE).
     try_lock: str | None = None
+    # Appended to a SELECT of one row that a change depends on (a conversation still open):
+    # a concurrent change to the row waits for this transaction. SQLite needs none, its
+    # BEGIN IMMEDIATE runs one writing transaction at a time.
+    for_update: str = ""
 
 
 def storable_text(value: str, nul_in_text: bool = True) -> str:

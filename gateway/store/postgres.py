@@ -19,6 +19,7 @@ DIALECT = Dialect(
     nul_in_text=False,
     # The first key keeps our locks apart from any other application's on the same database.
     try_lock="SELECT pg_try_advisory_xact_lock(1735357044, hashtext(?))",
+    for_update=" FOR UPDATE",
 )
 
 

@@ -141,12 +141,15 @@ def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | 
     rows = tx.all(_MEMBERSHIPS, ids + ids)
     if not rows:
         return prepared, None
-    chosen = conversation_for(
-        [
-            Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8]))
-            for r in rows
-        ]
-    )
+    memberships = [
+        Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8])) for r in rows
+    ]
+    chosen = conversation_for(memberships)
+    # Closed by a request that committed after the memberships were read: among the others.
+    while chosen is not None and not _still_open(tx, chosen.seat.conversation_id):
+        closed = chosen.seat.conversation_id
+        memberships = [m for m in memberships if m.seat.conversation_id != closed]
+        chosen = conversation_for(memberships)
     if chosen is None:
         return prepared, None
     routed = event.model_copy(
@@ -154,6 +157,15 @@ def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | 
     )
     body = routed.model_dump_json(exclude_none=True)
     return PreparedEvent(routed, prepared.dedupe_key, body), chosen
+
+
+def _still_open(tx: Tx, conversation_id: str) -> bool:
+    """Whether it is open, its row locked on PostgreSQL till the event commits: a close
+    waits, so nothing is relayed into a conversation once it is closed."""
+    row = tx.one(
+        "SELECT state FROM conversations WHERE id = ?" + tx.dialect.for_update, (conversation_id,)
+    )
+    return row is not None and row[0] == "open"
 
 
 def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> list[str]:

@@ -20,6 +20,10 @@ scanning the table, so a pass that finds nothing to do costs a few index lookups
 Several gateway processes on one PostgreSQL store prune side by side: each batch skips the
 rows another one has locked (`FOR UPDATE SKIP LOCKED`), as the workers' claims do.
 
+- group conversations, with their participants and history: closed before the message
+  cutoff (`message_days`, counted from the close). An open conversation is never pruned,
+  however old; its relayed copies are messages, and go by the rule above.
+
 Contacts (opt-outs, windows, conversation ids) are never pruned; reply choices and form
 sessions hold one row per user at most, overwritten by the next one.
 """
@@ -111,10 +115,30 @@ def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
     if not ids:
         return 0
     # Parts and history with their message: nothing is left pointing nowhere.
+    return _delete_with(tx, "messages", ids, ("message_parts", "message_history"), "message_id")
+
+
+def prune_conversations(tx: Tx, cutoff: float, limit: int) -> int:
+    ids = [
+        row[0]
+        for row in tx.all(
+            "SELECT id FROM conversations WHERE state = 'closed' AND closed_at < ?"
+            f" ORDER BY closed_at LIMIT ?{tx.dialect.skip_locked}",
+            (cutoff, limit),
+        )
+    ]
+    if not ids:
+        return 0
+    owned = ("conversation_messages", "participants")
+    return _delete_with(tx, "conversations", ids, owned, "conversation_id")
+
+
+def _delete_with(tx: Tx, table: str, ids: list[str], owned: tuple[str, ...], key: str) -> int:
+    """Delete `table`'s rows `ids` and the rows of each `owned` table whose `key` names one."""
     chosen = in_list(ids)
-    tx.execute("DELETE FROM message_parts WHERE message_id IN " + chosen, ids)
-    tx.execute("DELETE FROM message_history WHERE message_id IN " + chosen, ids)
-    return tx.execute("DELETE FROM messages WHERE id IN " + chosen, ids)
+    for child in owned:
+        tx.execute(f"DELETE FROM {child} WHERE {key} IN " + chosen, ids)
+    return tx.execute(f"DELETE FROM {table} WHERE id IN " + chosen, ids)
 
 
 # In pass order: finished deliveries go first, so that they no longer hold their events.
@@ -123,4 +147,5 @@ PRUNERS: dict[str, Callable[[Tx, float, int], int]] = {
     "outbox": prune_outbox,
     "events": prune_events,
     "messages": prune_messages,
+    "conversations": prune_conversations,
 }

@@ -167,6 +167,11 @@ CREATE TABLE IF NOT EXISTS conversations (
     closed_at {real},
     last_active_at {real} NOT NULL
 );
+-- A key's conversations, newest first (GET /v1/conversations).
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, created_at, id);
+-- Closed conversations by age, which retention prunes (store/retention.py).
+CREATE INDEX IF NOT EXISTS conversations_closed ON conversations (closed_at)
+    WHERE state = 'closed';
 
 -- Who is in a conversation (`position`: in the order they joined), and the identity each is
 -- reached on. A participant who left keeps the row (history names them), with `left_at`.

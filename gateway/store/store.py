@@ -321,7 +321,7 @@ class Store:
         no such conversation."""
 
         def op(tx: Tx) -> conversations.ConversationRecord | None:
-            found = conversations.load(tx, conversation_id)
+            found = conversations.load(tx, conversation_id, lock=True)
             if found is None:
                 return None
             change(tx, found)
@@ -360,6 +360,20 @@ class Store:
             conversation_id, lambda tx, c: conversations.close(tx, c, targets_for, now)
         )
 
+    async def set_conversation_metadata(
+        self, conversation_id: str, metadata: str | None
+    ) -> conversations.ConversationRecord | None:
+        """Replace its metadata (None clears it); None when there is no such conversation."""
+        return await self._change_conversation(
+            conversation_id, lambda tx, c: conversations.set_metadata(tx, c, metadata)
+        )
+
+    async def list_conversations(
+        self, query: conversations.ConversationQuery, limit: int
+    ) -> list[conversations.ConversationRecord]:
+        """Newest first; see ConversationQuery for the filters."""
+        return await self.db.run(lambda tx: conversations.page(tx, query, limit))
+
     async def post_to_conversation(
         self,
         conversation_id: str,
@@ -373,7 +387,7 @@ class Store:
         participant, author or recipient not present)."""
 
         def op(tx: Tx) -> tuple[relay.ConversationMessageRecord, list[str]] | None:
-            found = conversations.load(tx, conversation_id)
+            found = conversations.load(tx, conversation_id, lock=True)
             if found is None:
                 return None
             return relay.post(tx, found, content, author_id, only, now)
