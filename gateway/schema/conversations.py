@@ -147,8 +147,12 @@ class ControlChange(Model):
     """What a control.passed event says: who held control, who holds it now."""
 
     action: ControlAction
-    previous: str | None = Field(description="The backend that held control; null: none.")
-    controller: str | None = Field(description="The backend in control now; null: none.")
+    previous: str | None = Field(
+        default=None, description="The backend that held control; absent: none did."
+    )
+    controller: str | None = Field(
+        default=None, description="The backend in control now; absent: none is."
+    )
 
 
 class PostToConversation(Model):

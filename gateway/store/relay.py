@@ -176,7 +176,14 @@ def post(
     conversations.require_open(conversation)
     author = conversations.present(conversation, author_id, "author") if author_id else None
     for index, wanted in enumerate(only or ()):
-        conversations.present(conversation, wanted, f"to[{index}]")
+        if conversations.present(conversation, wanted, f"to[{index}]").api_only:
+            raise conversations.ConversationConflict(
+                422,
+                "api_only",
+                f"to[{index}]",
+                f"participant {wanted!r} is reached through the API only: no copy can go to"
+                " them (they read the history)",
+            )
     announced: list[str] = []
     if author is not None:
         conversation, author, announced = speak(tx, conversation, author, announcements, now)
