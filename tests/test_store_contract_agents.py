@@ -5,10 +5,12 @@ observers, participants reached through the API only, and join and leave announc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from gateway.ids import new_id
 from gateway.schema import CONTENT_ADAPTER
 from gateway.store import ConversationConflict, ConversationRecord, SeatRequest, Store
 
@@ -36,8 +38,6 @@ def both(event_type: str) -> list[str]:
 
 
 async def start(store: Store, controller: str | None = "bot", **kw: Any) -> ConversationRecord:
-    from gateway.ids import new_id
-
     seats = kw.get("seats", SEATS[:2])
     return await store.create_conversation(
         new_id("conv"), "orders", kw.get("mode", "relay"), None, seats, both, NOW, controller
@@ -198,3 +198,19 @@ async def test_an_api_only_participant_gets_no_copy_and_speaks_through_posts(
 
 
 TEXT = CONTENT_ADAPTER.validate_python({"type": "text", "text": "on my way"})
+
+
+async def test_a_store_made_before_control_and_observers_gains_their_columns(
+    make_store: Callable[[], Store],
+) -> None:
+    older = make_store()
+    for table, column in (("conversations", "controller"), ("participants", "observer")):
+        await older.db.run(
+            lambda tx, t=table, c=column: tx.execute(f"ALTER TABLE {t} DROP COLUMN {c}")
+        )
+    older.close()
+    store = make_store()
+    conversation = await start(store, seats=[*SEATS[:2], TOM])
+    found = await store.get_conversation(conversation.id)
+    assert found is not None and found.controller == "bot"
+    assert [s.observer for s in found.seats()] == [False, False, True]
