@@ -4,8 +4,9 @@ A customer on WhatsApp, a courier on SMS and a restaurant on Messenger share one
 conversation; a LINE user and a Viber user join later. The courier's SMS reaches the other
 four, attributed, each in their channel's form; a carousel the backend posts reaches all five
 in their richest forms, and the courier's "2" becomes a postback attributed to them; the
-courier leaves and stops receiving. No request sent to one participant carries another
-participant's phone number or provider id.
+courier leaves and stops receiving. An agent observes through the API, silently, then speaks
+and becomes visible. No request sent to one participant carries another participant's phone
+number or provider id.
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ async def test_the_marketplace_scene(
             assert joined.status_code == 201, joined.text
         seats = {p["identity"]["channel"]: p["id"] for p in joined.json()["participants"]}
         courier = seats["sms-main"]
+        # An agent observes through the API: no channel, and nobody is told.
+        kim = await api.post(
+            f"/v1/conversations/{cid}/participants",
+            json={"api_only": True, "observer": True, "role": "support", "display_name": "Kim"},
+        )
+        assert kim.status_code == 201, kim.text
+        [kim_id] = [p["id"] for p in kim.json()["participants"] if p.get("api_only")]
 
         # Each join is announced to those present before it, in the business's voice.
         def announced(texts: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -237,10 +245,26 @@ async def test_the_marketplace_scene(
             c["state"] in ("sent", "delivered", "read") for m in history for c in m["copies"]
         )
 
+        # The agent has watched through the history; now she speaks, and becomes visible:
+        # each participant present is told she joined, once, then gets her message.
+        assert not any("Kim" in t for ts in texts_to(sims).values() for t in ts)
+        posted = await api.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"author": kim_id, "content": {"type": "text", "text": "Refund on its way"}},
+        )
+        assert posted.status_code == 202, posted.text
+        kim_said = ["Kim (support) joined", "Kim (support): Refund on its way"]
+        present = ("wa-main", "fb-main", "line-main", "vb-main")
+        await backend.wait_for(
+            lambda _ev: all(texts_to(sims)[c][-2:] == kim_said for c in present), timeout=15
+        )
+        assert len(sims["sms"].sent) == sms_before
+
     # The lifecycle reached the backend, which asked for it.
     kinds = [e["type"] for e in backend.events if e["type"].startswith(("conv", "participant"))]
     assert kinds == [
         "conversation.created",
+        "participant.joined",
         "participant.joined",
         "participant.joined",
         "participant.left",
