@@ -25,6 +25,7 @@ from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Background
+from gateway.router.conversations import Announcements
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.transport import Transport
@@ -68,6 +69,8 @@ class Gateway:
         # The log redaction rules, for provider error text the gateway stores and serves too.
         self.redactor = SecretRedactor(secrets_of(config, self.adapters))
         self.store = open_configured_store(config.storage)
+        said = config.conversations.announcements
+        self.store.announcements = Announcements(joined=said.joined, left=said.left)
         self._own_client = http_client is None
         self.http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(15.0, connect=5.0),
@@ -188,6 +191,8 @@ class Gateway:
             self.targets_for,
             self.delivery.wake,
             self.dispatcher.wake,
+            default_controller=self.config.conversations.default_controller,
+            backends=[b.id for b in self.config.backends],
         )
         one = "/v1/conversations/{conversation_id}"
         app.router.add_post("/v1/conversations", api.authenticated(talks.create))
@@ -199,6 +204,7 @@ class Gateway:
             f"{one}/participants/{{participant_id}}", api.authenticated(talks.remove_participant)
         )
         app.router.add_post(f"{one}/close", api.authenticated(talks.close))
+        app.router.add_post(f"{one}/control", api.authenticated(talks.control))
         app.router.add_post(f"{one}/messages", api.authenticated(talks.post))
         app.router.add_get(f"{one}/messages", api.authenticated(talks.messages))
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
+from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
@@ -170,11 +171,24 @@ class DeliveryConfig(_Section):
     status_hold_seconds: float = Field(default=300.0, gt=0)
 
 
+class AnnouncementsConfig(_Section):
+    # What the others in a group conversation are told when a visible participant joins or
+    # leaves (docs/conversations.md): `{name}` is their display name, `{role}` their role.
+    # Empty: nothing is said.
+    joined: str = Field(default=JOINED_TEMPLATE, max_length=500)
+    left: str = Field(default=LEFT_TEMPLATE, max_length=500)
+
+
 class ConversationsConfig(_Section):
     # How long a numbered-text answer ("2") still maps to the choices it answers.
     choice_ttl_seconds: float = Field(default=86400.0, gt=0)
     # How long a form conversation waits for the next answer before it is abandoned.
     form_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # The backend in control of a new group conversation: it gets its `message` and
+    # `postback` events, the other subscribed backends standby copies. Unset: no backend is
+    # in control, and every subscribed backend gets them (docs/conversations.md, "Control").
+    default_controller: str | None = None
+    announcements: AnnouncementsConfig = AnnouncementsConfig()
 
 
 class IdentitiesConfig(_Section):
@@ -328,6 +342,23 @@ def _repeated(data: dict[str, Any]) -> dict[str, str]:
     return problems
 
 
+def _unknown_controller(data: dict[str, Any]) -> dict[str, str]:
+    """conversations.default_controller must name a configured backend: control would
+    otherwise go to one that receives nothing."""
+    section = data.get("conversations")
+    wanted = section.get("default_controller") if isinstance(section, dict) else None
+    if not isinstance(wanted, str):
+        return {}
+    backends = data.get("backends")
+    ids = (
+        [b.get("id") for b in backends if isinstance(b, dict)] if isinstance(backends, list) else []
+    )
+    if wanted in ids:
+        return {}
+    known = ", ".join(repr(i) for i in ids if isinstance(i, str)) or "none configured"
+    return {"conversations.default_controller": f"no backend {wanted!r} (backends: {known})"}
+
+
 _TAGGED = {name: adapter.config_model for name, adapter in ADAPTERS.items()}
 
 
@@ -349,7 +380,7 @@ def parse_config(
     except _TooManyValues:
         problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
         raise ConfigError(source, [problem]) from None
-    problems = {**env_problems, **_repeated(resolved)}
+    problems = {**env_problems, **_repeated(resolved), **_unknown_controller(resolved)}
     # Where to point in the file, when not at the value itself: an unknown key's key, a bad
     # channel type's `type`.
     marks: dict[str, tuple[str, bool]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -31,6 +31,7 @@ from gateway.ingress import error
 from gateway.logs import get_logger
 from gateway.schema import (
     CONTENT_ADAPTER,
+    ControlRequest,
     ConversationMessage,
     ConversationMessages,
     ConversationPage,
@@ -78,14 +79,17 @@ def conversation_view(conversation: ConversationRecord) -> ConversationView:
                 role=p.seat.role,
                 display_name=p.seat.display_name,
                 user_id=p.seat.user_id,
-                identity=IdentityRef.model_construct(
-                    channel=p.seat.channel_id, id=p.seat.provider_id
-                ),
+                observer=True if p.seat.observer else None,
+                identity=None
+                if p.seat.api_only
+                else IdentityRef.model_construct(channel=p.seat.channel_id, id=p.seat.provider_id),
+                api_only=p.seat.api_only,
                 joined_at=_when(p.joined_at),
                 left_at=_when(p.left_at) if p.left_at is not None else None,
             )
             for p in conversation.participants
         ],
+        controller=conversation.controller,
         created_at=_when(conversation.created_at),
         closed_at=_when(conversation.closed_at) if conversation.closed_at is not None else None,
     )
@@ -126,6 +130,9 @@ class ConversationsApi:
         targets_for: TargetsFor,
         on_event: Callable[[], None],  # an event about a conversation waits for the backends
         on_queued: Callable[[str], None],  # a relayed copy waits on this channel
+        *,
+        default_controller: str | None = None,  # conversations.default_controller
+        backends: Sequence[str] = (),  # the configured backends' ids
     ) -> None:
         self.store = store
         self.adapters = adapters
@@ -133,6 +140,16 @@ class ConversationsApi:
         self.targets_for = targets_for
         self.on_event = on_event
         self.on_queued = on_queued
+        self.default_controller = default_controller
+        self.backends = list(backends)
+
+    def _changed(self, conversation: ConversationRecord) -> None:
+        """Wake the backends' delivery, and the channels of everyone present: an
+        announcement may wait on any of them."""
+        self.on_event()
+        for channel in {p.seat.channel_id for p in conversation.participants if p.seat.present}:
+            if channel in self.adapters:
+                self.on_queued(channel)
 
     async def _visible(self, request: web.Request) -> ConversationRecord | None:
         found = await self.store.get_conversation(request.match_info["conversation_id"])
@@ -144,9 +161,15 @@ class ConversationsApi:
         """What the store needs to seat them, or the 422 naming what is wrong."""
         identity = participant.identity
         at = f"{field}." if field else ""
-        if identity is None and participant.user_id is None:
+        if participant.api_only and identity is not None:
             return _invalid(
-                "the participant", [(f"{at}identity", "give a user_id, an identity, or both")]
+                "the participant",
+                [(f"{at}identity", "a participant reached through the API only has none")],
+            )
+        if identity is None and participant.user_id is None and not participant.api_only:
+            return _invalid(
+                "the participant",
+                [(f"{at}identity", "give a user_id, an identity, or api_only")],
             )
         if identity is not None and identity.channel not in self.adapters:
             return _invalid(
@@ -160,6 +183,8 @@ class ConversationsApi:
             user_id=participant.user_id,
             channel_id=identity.channel if identity else None,
             provider_id=identity.id if identity else None,
+            observer=participant.observer,
+            api_only=participant.api_only,
         )
 
     async def create(self, request: web.Request) -> web.Response:
@@ -181,6 +206,7 @@ class ConversationsApi:
                 seats,
                 self.targets_for,
                 time.time(),
+                self.default_controller,
             )
         except ConversationConflict as conflict:
             return _conflict(conflict)
@@ -237,7 +263,7 @@ class ConversationsApi:
             return _conflict(conflict)
         if updated is None:
             return _no_conversation()
-        self.on_event()
+        self._changed(updated)
         return _answer(updated, 201)
 
     async def remove_participant(self, request: web.Request) -> web.Response:
@@ -252,7 +278,7 @@ class ConversationsApi:
             return _conflict(conflict)
         if updated is None:
             return _no_conversation()
-        self.on_event()
+        self._changed(updated)
         return _answer(updated)
 
     async def close(self, request: web.Request) -> web.Response:
@@ -265,6 +291,39 @@ class ConversationsApi:
         self.on_event()
         log.info("conversation_closed", conversation_id=closed.id)
         return _answer(closed)
+
+    async def control(self, request: web.Request) -> web.Response:
+        """Pass, take or release control (docs/conversations.md, "Control"): any key that may
+        change the conversation may, as for its participants."""
+        change = await _body(self.bodies, request, ControlRequest, "the control change")
+        if isinstance(change, web.Response):
+            return change
+        found = await self._visible(request)
+        if found is None:
+            return _no_conversation()
+        try:
+            updated = await self.store.change_control(
+                found.id,
+                change.action,
+                change.backend,
+                self.default_controller,
+                self.backends,
+                self.targets_for,
+                time.time(),
+            )
+        except ConversationConflict as conflict:
+            return _conflict(conflict)
+        if updated is None:
+            return _no_conversation()
+        self.on_event()
+        log.info(
+            "conversation_control",
+            conversation_id=found.id,
+            action=change.action,
+            previous=found.controller,
+            controller=updated.controller,
+        )
+        return _answer(updated)
 
     async def post(self, request: web.Request) -> web.Response:
         message = await _body(self.bodies, request, PostToConversation, "the message")

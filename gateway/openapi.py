@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from gateway.pipeline.delivery import DELIVERY_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
+    ControlRequest,
     ConversationMessages,
     ConversationPage,
     ConversationView,
@@ -66,6 +67,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ConversationMessages,
     UpdateConversation,
     ConversationPage,
+    ControlRequest,
 )
 
 
@@ -446,6 +448,26 @@ _CONVERSATION_PATHS: dict[str, Any] = {
             "Close the conversation (emits conversation.closed; closing again changes nothing)",
             None,
             {"200": _CONVERSATION, "404": _NO_CONVERSATION},
+        ),
+    },
+    "/v1/conversations/{conversation_id}/control": {
+        "parameters": [_CONVERSATION_ID],
+        "post": _user_operation(
+            "changeControl",
+            "Pass, take or release control of the conversation (Messenger's handover protocol;"
+            " emits control.passed when it moves)",
+            "ControlRequest",
+            {
+                "200": _CONVERSATION,
+                "404": _NO_CONVERSATION,
+                "409": _error(
+                    "the conversation is closed, or the backend releasing control does not hold it"
+                ),
+                "422": _error(
+                    "the body is not valid, or names a backend that is not configured, or none"
+                    " where one is needed"
+                ),
+            },
         ),
     },
     "/v1/conversations/{conversation_id}/messages": {

@@ -122,6 +122,10 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             lambda d: d["channels"][0].update(colour="blue"),
             "channels[0].colour: unknown setting 'colour'",
         ),
+        (
+            lambda d: d.update(conversations={"default_controller": "desk"}),
+            "conversations.default_controller: no backend 'desk' (backends: none configured)",
+        ),
     ],
 )
 def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: str) -> None:

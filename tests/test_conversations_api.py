@@ -209,6 +209,7 @@ async def test_post_refusals(gw: Any) -> None:
         ("POST", "/close", None),
         ("POST", "/messages", {"content": TEXT}),
         ("GET", "/messages", None),
+        ("POST", "/control", {"action": "pass", "backend": "orders"}),
     ],
 )
 async def test_another_keys_conversation_is_not_found(

@@ -4,14 +4,14 @@ A customer on WhatsApp, a courier on SMS and a restaurant on Messenger share one
 conversation; a LINE user and a Viber user join later. The courier's SMS reaches the other
 four, attributed, each in their channel's form; a carousel the backend posts reaches all five
 in their richest forms, and the courier's "2" becomes a postback attributed to them; the
-courier leaves and stops receiving. No request sent to one participant carries another
-participant's phone number or provider id.
+courier leaves and stops receiving. An agent observes through the API, silently, then speaks
+and becomes visible. No request sent to one participant carries another participant's phone
+number or provider id.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +76,6 @@ def texts_to(sims: dict[str, Any]) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def sent_statuses(events: list[dict[str, Any]], participant_ids: set[str]) -> Callable[..., bool]:
-    def done(ev: list[dict[str, Any]]) -> bool:
-        return {
-            e["status"]["participant"]["id"]
-            for e in ev
-            if e["type"] == "status"
-            and e["status"].get("participant")
-            and e["status"]["state"] == "sent"
-        } >= participant_ids
-
-    return done
-
-
 async def test_the_marketplace_scene(
     tmp_path: Path,
     start_gateway: Any,
@@ -145,12 +132,35 @@ async def test_the_marketplace_scene(
             assert joined.status_code == 201, joined.text
         seats = {p["identity"]["channel"]: p["id"] for p in joined.json()["participants"]}
         courier = seats["sms-main"]
+        # An agent observes through the API: no channel, and nobody is told.
+        kim = await api.post(
+            f"/v1/conversations/{cid}/participants",
+            json={"api_only": True, "observer": True, "role": "support", "display_name": "Kim"},
+        )
+        assert kim.status_code == 201, kim.text
+        [kim_id] = [p["id"] for p in kim.json()["participants"] if p.get("api_only")]
+
+        # Each join is announced to those present before it, in the business's voice.
+        def announced(texts: dict[str, list[str]]) -> dict[str, list[str]]:
+            return {
+                c: [t for t in ts if t.endswith((" joined", " left"))] for c, ts in texts.items()
+            }
+
+        joins = {c: ["Sam (agent) joined", "Ana (customer) joined"] for c in ADDRESSES}
+        joins |= {"line-main": ["Ana (customer) joined"], "vb-main": []}
+        await backend.wait_for(lambda _ev: announced(texts_to(sims)) == joins, timeout=15)
 
         # The courier's SMS reaches the other four, attributed, from the business's numbers.
         before = {channel: len(texts) for channel, texts in texts_to(sims).items()}
         await sims["sms"].send_inbound(SMS_USER, LATE)
-        others = {p for c, p in seats.items() if c != "sms-main"}
-        events = await backend.wait_for(sent_statuses([], others), timeout=15)
+        late = f"Jasper (courier): {LATE}"
+        await backend.wait_for(
+            lambda _ev: all(late in texts_to(sims)[c] for c in seats if c != "sms-main"),
+            timeout=15,
+        )
+        events = await backend.wait_for(
+            lambda ev: any(e.get("conversation_id") == cid and e["type"] == "message" for e in ev)
+        )
         [said] = [e for e in events if e["type"] == "message" and e.get("conversation_id") == cid]
         assert said["author"] == {"id": courier, "role": "courier", "display_name": "Jasper"}
         texts = texts_to(sims)
@@ -201,31 +211,60 @@ async def test_the_marketplace_scene(
         sms_before = len(sims["sms"].sent)
         await sims["whatsapp"].send_inbound_text(WA_USER, "Thanks!")
         others = {p for c, p in seats.items() if c not in ("sms-main", "wa-main")}
+        thanked = ["Jasper (courier) left", "Sheena (customer): Thanks!"]
         await backend.wait_for(
-            lambda ev: len([e for e in ev if e["type"] == "status"
-                            and (e["status"].get("participant") or {}).get("id") in others
-                            and e["status"]["state"] == "sent"]) >= 2 * len(others) + len(others),
+            lambda _ev: all(texts_to(sims)[c][-2:] == thanked for c in ("fb-main", "line-main", "vb-main")),
             timeout=15,
         )  # fmt: skip
-        assert texts_to(sims)["fb-main"][-1] == "Sheena (customer): Thanks!"
+        assert texts_to(sims)["wa-main"][-1] == "Jasper (courier) left"
+        history = (await api.get(f"/v1/conversations/{cid}/messages")).json()["messages"]
+        await backend.wait_for(
+            lambda ev: {e["status"]["message_id"] for e in ev if e["type"] == "status"
+                        and e["status"]["state"] == "sent"}
+            >= {c["message_id"] for m in history for c in m["copies"]},
+            timeout=15,
+        )  # fmt: skip
         assert len(sims["sms"].sent) == sms_before
 
-        # History: each message with its author and the state of every copy.
+        # History: each message with its author and the state of every copy; the business
+        # announced who joined and left.
         history = (await api.get(f"/v1/conversations/{cid}/messages")).json()["messages"]
-        assert [m["author"]["display_name"] if m.get("author") else None for m in history] == [
+        assert [
+            m["author"]["display_name"] if m.get("author") else m["content"].get("text", "card")
+            for m in history
+        ] == [
             "Sheena",
-            None,
+            "Jasper (courier) left",
+            CAROUSEL["text"],
             "Jasper",
+            "Ana (customer) joined",
+            "Sam (agent) joined",
         ]
         assert {c["participant"]["id"] for c in history[0]["copies"]} == others
         assert all(
             c["state"] in ("sent", "delivered", "read") for m in history for c in m["copies"]
         )
 
+        # The agent has watched through the history; now she speaks, and becomes visible:
+        # each participant present is told she joined, once, then gets her message.
+        assert not any("Kim" in t for ts in texts_to(sims).values() for t in ts)
+        posted = await api.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"author": kim_id, "content": {"type": "text", "text": "Refund on its way"}},
+        )
+        assert posted.status_code == 202, posted.text
+        kim_said = ["Kim (support) joined", "Kim (support): Refund on its way"]
+        present = ("wa-main", "fb-main", "line-main", "vb-main")
+        await backend.wait_for(
+            lambda _ev: all(texts_to(sims)[c][-2:] == kim_said for c in present), timeout=15
+        )
+        assert len(sims["sms"].sent) == sms_before
+
     # The lifecycle reached the backend, which asked for it.
     kinds = [e["type"] for e in backend.events if e["type"].startswith(("conv", "participant"))]
     assert kinds == [
         "conversation.created",
+        "participant.joined",
         "participant.joined",
         "participant.joined",
         "participant.left",

@@ -227,7 +227,14 @@ async def test_one_who_left_gets_no_copy_and_is_no_longer_routed(store: Store) -
     seats = ids(conversation)
     await store.remove_participant(conversation.id, seats["restaurant"], targets, NOW)
     await store.record_inbound(1, [(said("sms", COURIER), "k1")], targets, NOW)
-    assert [c[2] for c in await copies(store, conversation.id)] == [seats["customer"]]
+    queued = await copies(store, conversation.id)
+    assert sorted((c[2], c[3]) for c in queued) == sorted(
+        [
+            (seats["customer"], "Luigi's (restaurant) left"),
+            (seats["courier"], "Luigi's (restaurant) left"),
+            (seats["customer"], "Jasper (courier): stuck in traffic"),
+        ]
+    )
     [left] = await store.record_inbound(2, [(said("fb", RESTAURANT), "k2")], targets, NOW)
     assert left.conversation_id != conversation.id
     with pytest.raises(ConversationConflict) as refused:

@@ -20,6 +20,8 @@ from gateway.schema.api import (
 from gateway.schema.content import Action, Content, Media
 from gateway.schema.conversations import (
     CONVERSATION_EVENT_TYPES,
+    ControlChange,
+    ControlRequest,
     ConversationEvent,
     ConversationMessage,
     ConversationMessages,
@@ -77,6 +79,8 @@ __all__ = [
     "Action",
     "ChannelRef",
     "Content",
+    "ControlChange",
+    "ControlRequest",
     "ConversationEvent",
     "ConversationMessage",
     "ConversationMessages",

@@ -21,9 +21,14 @@ CONVERSATION_EVENT_TYPES = (
     "participant.joined",
     "participant.left",
     "conversation.closed",
+    "control.passed",
 )
 ConversationEventType = Literal[
-    "conversation.created", "participant.joined", "participant.left", "conversation.closed"
+    "conversation.created",
+    "participant.joined",
+    "participant.left",
+    "conversation.closed",
+    "control.passed",
 ]
 ConversationMode = Literal["relay", "hub"]
 
@@ -38,6 +43,13 @@ class ParticipantRef(Model):
     role: str
     display_name: str
     user_id: str | None = None
+    observer: bool | None = Field(
+        default=None,
+        description=(
+            "True for a silent observer (participant.joined): they get copies of everything and"
+            " are announced to no one until they speak."
+        ),
+    )
 
 
 class NewParticipant(Model):
@@ -57,6 +69,20 @@ class NewParticipant(Model):
     )
     role: str = Field(min_length=1, max_length=64, pattern=_LABEL)
     display_name: str = Field(min_length=1, max_length=128, pattern=_LABEL)
+    observer: bool = Field(
+        default=False,
+        description=(
+            "Join silently: receive copies of everything, announced to no one; speaking makes"
+            " them visible (the others are told they joined, once, before their first message)."
+        ),
+    )
+    api_only: bool = Field(
+        default=False,
+        description=(
+            "Reached through the API only (an agent at a console): no channel identity, no"
+            " copies sent; the backend reads history and events. Give no `identity`."
+        ),
+    )
 
 
 class CreateConversation(Model):
@@ -76,7 +102,10 @@ class UpdateConversation(Model):
 
 
 class ParticipantView(ParticipantRef):
-    identity: IdentityRef
+    identity: IdentityRef | None = Field(
+        description="Where copies go; null for a participant reached through the API only."
+    )
+    api_only: bool = False
     joined_at: datetime
     left_at: datetime | None = None
 
@@ -89,6 +118,14 @@ class ConversationView(Model):
     participants: list[ParticipantView] = Field(
         default=[], description="Everyone who joined, those who left with `left_at`."
     )
+    controller: str | None = Field(
+        default=None,
+        description=(
+            "The backend in control: it gets this conversation's `message` and `postback`"
+            " events, the other subscribed backends `standby` copies. Null: every subscribed"
+            " backend gets them as usual."
+        ),
+    )
     created_at: datetime
     closed_at: datetime | None = None
 
@@ -99,6 +136,39 @@ class ConversationPage(Model):
     conversations: list[ConversationView]
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next (older) page; none at the end."
+    )
+
+
+ControlAction = Literal["pass", "take", "release"]
+
+
+class ControlRequest(Model):
+    """A change of the backend in control, named after Messenger's handover protocol
+    (pass_thread_control, take_thread_control, release_thread_control)."""
+
+    action: ControlAction
+    backend: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description=(
+            "`pass`: the backend control goes to (required). `take`: the backend taking it"
+            " (left out: conversations.default_controller). `release`: the backend giving it"
+            " up, which must hold it (left out: whoever holds it); control goes back to"
+            " conversations.default_controller, or to no one."
+        ),
+    )
+
+
+class ControlChange(Model):
+    """What a control.passed event says: who held control, who holds it now."""
+
+    action: ControlAction
+    previous: str | None = Field(
+        default=None, description="The backend that held control; absent: none did."
+    )
+    controller: str | None = Field(
+        default=None, description="The backend in control now; absent: none is."
     )
 
 
@@ -172,4 +242,7 @@ class ConversationEvent(Model):
     )
     participants: list[ParticipantRef] | None = Field(
         default=None, description="Everyone present at creation (conversation.created)."
+    )
+    control: ControlChange | None = Field(
+        default=None, description="The change of control (control.passed)."
     )

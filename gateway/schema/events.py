@@ -185,6 +185,13 @@ class Event(EventDraft):
         default=None, description="In a group conversation: the participant who wrote."
     )
     raw_id: int | None = Field(default=None, description="Inbox row the event was parsed from.")
+    standby: bool | None = Field(
+        default=None,
+        description=(
+            "True on the copy a backend not in control of the group conversation gets"
+            " (docs/conversations.md, control): for its information, not to answer."
+        ),
+    )
 
 
 class EventBatch(Model):

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.ids import new_id
-from gateway.router.conversations import Seat
-from gateway.schema import ConversationEvent, ParticipantRef
+from gateway.router.conversations import API_ONLY, Seat
+from gateway.schema import ControlChange, ConversationEvent, ParticipantRef
 from gateway.store import steps
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
@@ -42,6 +42,8 @@ class SeatRequest:
     user_id: str | None = None
     channel_id: str | None = None
     provider_id: str | None = None
+    observer: bool = False
+    api_only: bool = False  # no channel identity: reached through the API only
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class ConversationRecord:
     created_at: float
     closed_at: float | None
     participants: list[ParticipantRecord]
+    controller: str | None = None
 
     def seats(self) -> list[Seat]:
         return [p.seat for p in self.participants]
@@ -68,12 +71,14 @@ class ConversationRecord:
 
 _PARTICIPANT = (
     "SELECT id, conversation_id, channel_id, provider_id, role, display_name, user_id,"
-    " joined_at, left_at FROM participants"
+    " joined_at, left_at, observer FROM participants"
 )
 
 
 def _participant(row: Sequence[Any]) -> ParticipantRecord:
-    seat = Seat(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None)
+    seat = Seat(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None, bool(row[9])
+    )
     return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
 
 
@@ -83,8 +88,8 @@ def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRec
     and this one reads the row as that change left it, so a post never relays into a
     conversation closed meanwhile."""
     row = tx.one(
-        "SELECT id, owner, mode, state, metadata, created_at, closed_at FROM conversations"
-        " WHERE id = ?" + (tx.dialect.for_update if lock else ""),
+        "SELECT id, owner, mode, state, metadata, created_at, closed_at, controller"
+        " FROM conversations WHERE id = ?" + (tx.dialect.for_update if lock else ""),
         (conversation_id,),
     )
     if row is None:
@@ -102,6 +107,7 @@ def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRec
         float(row[5]),
         steps.optional_float(row[6]),
         [_participant(p) for p in people],
+        row[7],
     )
 
 
@@ -128,6 +134,8 @@ def _resolve(tx: Tx, owner: str, request: SeatRequest) -> SeatRequest:
         " ORDER BY linked_at, channel_id, provider_id",
         (user_id,),
     )
+    if request.api_only:
+        return replace(request, user_id=user_id)
     if request.channel_id is None:
         if not identities:
             raise ConversationConflict(
@@ -149,19 +157,23 @@ def _join(
     tx: Tx, conversation: ConversationRecord, request: SeatRequest, now: float
 ) -> ParticipantRecord:
     request = _resolve(tx, conversation.owner, request)
+    participant_id = new_id("par")
+    if request.api_only:
+        request = replace(request, channel_id=API_ONLY, provider_id=participant_id)
     assert request.channel_id is not None and request.provider_id is not None
     seat = Seat(
-        new_id("par"),
+        participant_id,
         conversation.id,
         request.channel_id,
         request.provider_id,
         request.role,
         request.display_name,
         request.user_id,
+        observer=request.observer,
     )
     inserted = tx.execute(
         "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
-        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " display_name, position, joined_at, observer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         (
             seat.id,
@@ -173,6 +185,7 @@ def _join(
             seat.display_name,
             len(conversation.participants),
             now,
+            int(seat.observer),
         ),
     )
     if inserted == 0:  # the unique index decides, atomically: no check-then-insert race
@@ -194,11 +207,12 @@ def create(
     requests: Sequence[SeatRequest],
     targets_for: TargetsFor,
     now: float,
+    controller: str | None = None,
 ) -> ConversationRecord:
     tx.execute(
         "INSERT INTO conversations (id, owner, mode, metadata, state, created_at,"
-        " last_active_at) VALUES (?, ?, ?, ?, 'open', ?, ?)",
-        (conversation_id, owner, mode, metadata, now, now),
+        " last_active_at, controller) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
+        (conversation_id, owner, mode, metadata, now, now, controller),
     )
     for request in requests:
         current = load(tx, conversation_id)
@@ -206,7 +220,7 @@ def create(
         _join(tx, current, request, now)
     created = load(tx, conversation_id)
     assert created is not None
-    people = [p.seat.ref() for p in created.participants]
+    people = [p.seat.ref(presence=True) for p in created.participants]
     _emit(tx, "conversation.created", created, now, targets_for, participants=people)
     return created
 
@@ -227,7 +241,7 @@ def add(
 ) -> ParticipantRecord:
     require_open(conversation)
     joined = _join(tx, conversation, request, now)
-    _emit(tx, "participant.joined", conversation, now, targets_for, joined.seat.ref())
+    _emit(tx, "participant.joined", conversation, now, targets_for, joined.seat.ref(presence=True))
     return joined
 
 
@@ -249,10 +263,34 @@ def remove(
     participant_id: str,
     targets_for: TargetsFor,
     now: float,
-) -> None:
+) -> Seat:
+    """They leave: the seat they held."""
     seat = present(conversation, participant_id, "participant_id")
     tx.execute("UPDATE participants SET left_at = ? WHERE id = ?", (now, seat.id))
     _emit(tx, "participant.left", conversation, now, targets_for, seat.ref())
+    return seat
+
+
+def make_visible(tx: Tx, seat: Seat) -> Seat:
+    """A silent observer speaks: from now on they are a participant like the others."""
+    tx.execute("UPDATE participants SET observer = 0 WHERE id = ?", (seat.id,))
+    return replace(seat, observer=False)
+
+
+def set_controller(
+    tx: Tx,
+    conversation: ConversationRecord,
+    action: str,
+    controller: str | None,
+    targets_for: TargetsFor,
+    now: float,
+) -> None:
+    """Hand control to `controller` (None: no one); emits control.passed."""
+    tx.execute(
+        "UPDATE conversations SET controller = ? WHERE id = ?", (controller, conversation.id)
+    )
+    change = ControlChange(action=action, previous=conversation.controller, controller=controller)
+    _emit(tx, "control.passed", conversation, now, targets_for, control=change)
 
 
 def close(tx: Tx, conversation: ConversationRecord, targets_for: TargetsFor, now: float) -> bool:
@@ -275,6 +313,7 @@ def _emit(
     targets_for: TargetsFor,
     participant: ParticipantRef | None = None,
     participants: list[ParticipantRef] | None = None,
+    control: ControlChange | None = None,
 ) -> None:
     """Store an event about the conversation; queue it for the backends that asked for it."""
     event = ConversationEvent(
@@ -286,6 +325,7 @@ def _emit(
         metadata=json.loads(conversation.metadata) if conversation.metadata else None,
         participant=participant,
         participants=participants,
+        control=control,
     )
     steps.emit_channelless(tx, event, "", "conversation", targets_for, now)
 

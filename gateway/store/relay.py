@@ -12,18 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.ids import new_id
 from gateway.router.conversations import (
+    DEFAULT_ANNOUNCEMENTS,
     ROUTED_TYPES,
+    Announcements,
     Membership,
     Seat,
+    announced_to,
+    announcement,
     conversation_for,
     recipients,
     relay_targets,
 )
 from gateway.router.relay import relayed
 from gateway.schema import Content, Event, ParticipantRef
+from gateway.schema.content import TextContent
 from gateway.store import conversations, steps
 from gateway.store.database import Tx
-from gateway.store.records import NewMessage, PreparedEvent
+from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
 if TYPE_CHECKING:  # steps imports this module, and conversations imports steps: at run time
     # a name imported from conversations would be read before it is defined
@@ -101,6 +106,62 @@ def _relay(
     return message_id, channels
 
 
+def announce(
+    tx: Tx, conversation: ConversationRecord, seat: Seat, template: str, now: float
+) -> list[str]:
+    """Tell the others present that `seat` joined or left (`template`), in the business's
+    own voice: a conversation message without author. The channels of the copies."""
+    to = announced_to(conversation.mode, conversation.seats(), seat)
+    if not template or not to:
+        return []
+    line = TextContent(text=announcement(template, seat))
+    _id, channels = _relay(tx, conversation, None, to, line, None, None, now)
+    return channels
+
+
+def join(
+    tx: Tx,
+    conversation: ConversationRecord,
+    request: conversations.SeatRequest,
+    targets_for: TargetsFor,
+    announcements: Announcements,
+    now: float,
+) -> list[str]:
+    """Add a participant; a visible one is announced to the others (relay mode). The channels
+    of the announcement's copies."""
+    joined = conversations.add(tx, conversation, request, targets_for, now)
+    current = conversations.load(tx, conversation.id)
+    assert current is not None
+    return announce(tx, current, joined.seat, announcements.joined, now)
+
+
+def leave(
+    tx: Tx,
+    conversation: ConversationRecord,
+    participant_id: str,
+    targets_for: TargetsFor,
+    announcements: Announcements,
+    now: float,
+) -> list[str]:
+    """A participant leaves; if they were visible, the others are told (relay mode)."""
+    seat = conversations.remove(tx, conversation, participant_id, targets_for, now)
+    return announce(tx, conversation, seat, announcements.left, now)
+
+
+def speak(
+    tx: Tx, conversation: ConversationRecord, seat: Seat, announcements: Announcements, now: float
+) -> tuple[ConversationRecord, Seat, list[str]]:
+    """A participant about to speak: a silent observer becomes visible first, and the others
+    are told they joined, before any message of theirs (each recipient's sends go in the
+    order queued). The conversation and seat as they are then, the channels of the copies."""
+    if not seat.observer:
+        return conversation, seat, []
+    visible = conversations.make_visible(tx, seat)
+    now_visible = conversations.load(tx, conversation.id)
+    assert now_visible is not None
+    return now_visible, visible, announce(tx, now_visible, visible, announcements.joined, now)
+
+
 def post(
     tx: Tx,
     conversation: ConversationRecord,
@@ -108,24 +169,36 @@ def post(
     author_id: str | None,
     only: Sequence[str] | None,
     now: float,
+    announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
 ) -> tuple[ConversationMessageRecord, list[str]]:
     """The backend speaks in the conversation (as `author_id` when given): the message with
     its copies, and the channels they wait on."""
     conversations.require_open(conversation)
     author = conversations.present(conversation, author_id, "author") if author_id else None
     for index, wanted in enumerate(only or ()):
-        conversations.present(conversation, wanted, f"to[{index}]")
+        if conversations.present(conversation, wanted, f"to[{index}]").api_only:
+            raise conversations.ConversationConflict(
+                422,
+                "api_only",
+                f"to[{index}]",
+                f"participant {wanted!r} is reached through the API only: no copy can go to"
+                " them (they read the history)",
+            )
+    announced: list[str] = []
+    if author is not None:
+        conversation, author, announced = speak(tx, conversation, author, announcements, now)
     to = recipients(conversation.seats(), author_id, only)
     message_id, channels = _relay(tx, conversation, author, to, content, None, None, now)
     [posted] = history(tx, conversation.id, None, 1, message_id)
-    return posted, channels
+    return posted, announced + channels
 
 
 _MEMBERSHIPS = (
     "SELECT p.id, p.conversation_id, p.channel_id, p.provider_id, p.role, p.display_name,"
-    " p.user_id, c.mode, c.last_active_at FROM participants p"
+    " p.user_id, c.mode, c.last_active_at, p.observer, c.controller FROM participants p"
     " JOIN conversations c ON c.id = p.conversation_id"
-    " WHERE p.left_at IS NULL AND c.state = 'open' AND ((p.channel_id = ? AND p.provider_id = ?)"
+    " WHERE p.left_at IS NULL AND c.state = 'open' AND p.channel_id <> ''"
+    " AND ((p.channel_id = ? AND p.provider_id = ?)"
     " OR p.user_id IN (SELECT user_id FROM identities WHERE channel_id = ? AND provider_id = ?))"
 )
 
@@ -142,7 +215,13 @@ def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | 
     if not rows:
         return prepared, None
     memberships = [
-        Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8])) for r in rows
+        Membership(
+            Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], observer=bool(r[9])),
+            r[7],
+            float(r[8]),
+            r[10],
+        )
+        for r in rows
     ]
     chosen = conversation_for(memberships)
     # Closed by a request that committed after the memberships were read: among the others.
@@ -168,9 +247,16 @@ def _still_open(tx: Tx, conversation_id: str) -> bool:
     return row is not None and row[0] == "open"
 
 
-def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> list[str]:
+def relay_inbound(
+    tx: Tx,
+    event: Event,
+    membership: Membership,
+    now: float,
+    announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
+) -> list[str]:
     """A participant's new message: kept in the conversation's history, and in `relay` mode
-    copied to every other participant present. The channels of the copies."""
+    copied to every other participant present (a silent observer who writes becomes visible
+    first). The channels of the copies."""
     if event.type != "message" or event.message is None:
         tx.execute(
             "UPDATE conversations SET last_active_at = ? WHERE id = ?",
@@ -179,12 +265,11 @@ def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> l
         return []
     conversation = conversations.load(tx, membership.seat.conversation_id)
     assert conversation is not None
+    conversation, author, announced = speak(tx, conversation, membership.seat, announcements, now)
     content = event.message.content
-    to = relay_targets(membership.mode, conversation.seats(), membership.seat.id, content.type)
-    _id, channels = _relay(
-        tx, conversation, membership.seat, to, content, event.id, event.channel.id, now
-    )
-    return channels
+    to = relay_targets(membership.mode, conversation.seats(), author.id, content.type)
+    _id, channels = _relay(tx, conversation, author, to, content, event.id, event.channel.id, now)
+    return announced + channels
 
 
 def history(

@@ -165,7 +165,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     state TEXT NOT NULL,
     created_at {real} NOT NULL,
     closed_at {real},
-    last_active_at {real} NOT NULL
+    last_active_at {real} NOT NULL,
+    controller TEXT
 );
 -- A key's conversations, newest first (GET /v1/conversations).
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, created_at, id);
@@ -185,7 +186,8 @@ CREATE TABLE IF NOT EXISTS participants (
     display_name TEXT NOT NULL,
     position INTEGER NOT NULL,
     joined_at {real} NOT NULL,
-    left_at {real}
+    left_at {real},
+    observer INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS participants_by_conversation ON participants (conversation_id);
 -- An identity is present in a conversation once: inserts rely on it (409 otherwise).
@@ -255,6 +257,11 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # A relayed copy: the conversation message it copies, and the participant it goes to.
     ("messages", "relay_of", "TEXT"),
     ("messages", "participant_id", "TEXT"),
+    # The backend in control of a group conversation (docs/conversations.md, "Control").
+    ("conversations", "controller", "TEXT"),
+    # A silent observer, until they speak; channel_id '' marks one reached through the API
+    # only (gateway/router/conversations.py, API_ONLY).
+    ("participants", "observer", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Indexes on added columns: created once the migrations have added them.

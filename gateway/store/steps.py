@@ -15,8 +15,9 @@ from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
+from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, Announcements
 from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, Postback, UserEvent
-from gateway.store import forms, relay
+from gateway.store import control, forms, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -292,8 +293,11 @@ def store_rows(
     targets_for: TargetsFor,
     now: float,
     on_new_inbound: Callable[[Tx, Event], None] | None = None,
+    announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
 ) -> dict[int, list[Event]]:
-    """`on_new_inbound` sees each new event a person sent (not a status), after it is queued."""
+    """`on_new_inbound` sees each new event a person sent (not a status), after it is queued.
+    `announcements`: what a group conversation's participants are told when a silent
+    observer first speaks (config conversations.announcements)."""
     # One contact write per user per batch, however many of their messages it holds.
     contacts: ContactFacts = {}
     stored: dict[int, list[Event]] = {}
@@ -312,12 +316,18 @@ def store_rows(
             if prepared.body is not None and event.sender is not None:
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
                 _note_sender(contacts, event.channel.id, event.sender, inbound)
-            kept = _store_inbound(tx, prepared, targets_for, now)
+            # In a group conversation under control, its controller gets the event itself
+            # and the other subscribed backends a standby copy (gateway/router/control.py).
+            controller = membership.controller if membership is not None else None
+            kept = _store_inbound(tx, prepared, control.controlled(targets_for, controller), now)
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
                 _note_contact_facts(tx, kept[0], now)
                 if membership is not None:
-                    relay.relay_inbound(tx, kept[0], membership, now)
+                    control.send_standby(
+                        tx, kept[0], prepared.dedupe_key, targets_for, controller, now
+                    )
+                    relay.relay_inbound(tx, kept[0], membership, now, announcements)
                 if on_new_inbound is not None:
                     on_new_inbound(tx, kept[0])
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
+from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS
 from gateway.schema import Content, Event
-from gateway.store import conversations, forms, held, relay, retention, steps, users
+from gateway.store import control, conversations, forms, held, relay, retention, steps, users
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -36,6 +37,9 @@ BACKLOG_CAP = 100_000
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # What group conversations' participants are told when someone visible joins or
+        # leaves (config conversations.announcements; the app sets it).
+        self.announcements = DEFAULT_ANNOUNCEMENTS
 
     def start(self) -> None:
         try:
@@ -185,14 +189,18 @@ class Store:
         def op(tx: Tx) -> dict[int, list[Event]]:
             tx.execute("SAVEPOINT inbound_batch")
             try:
-                stored = steps.store_rows(tx, rows, targets_for, now, on_new_inbound)
+                stored = steps.store_rows(
+                    tx, rows, targets_for, now, on_new_inbound, self.announcements
+                )
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
                 stored = {}
                 for row in rows:
                     tx.execute("SAVEPOINT inbox_row")
                     try:
-                        stored |= steps.store_rows(tx, [row], targets_for, now, on_new_inbound)
+                        stored |= steps.store_rows(
+                            tx, [row], targets_for, now, on_new_inbound, self.announcements
+                        )
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
                         tx.execute(
@@ -298,12 +306,21 @@ class Store:
         participants: Sequence[conversations.SeatRequest],
         targets_for: TargetsFor,
         now: float,
+        controller: str | None = None,
     ) -> conversations.ConversationRecord:
         """Raises ConversationConflict for a participant that cannot join (nothing is kept).
-        Emits `conversation.created`."""
+        Emits `conversation.created`. `controller`: the backend in control from the start."""
         return await self.db.run(
             lambda tx: conversations.create(
-                tx, conversation_id, owner, mode, metadata, participants, targets_for, now
+                tx,
+                conversation_id,
+                owner,
+                mode,
+                metadata,
+                participants,
+                targets_for,
+                now,
+                controller,
             )
         )
 
@@ -338,18 +355,39 @@ class Store:
     ) -> conversations.ConversationRecord | None:
         """The conversation with them; None when there is no such conversation. Raises
         ConversationConflict (closed, identity present already, unknown user). Emits
-        `participant.joined`."""
+        `participant.joined`; a visible participant is announced to the others."""
         return await self._change_conversation(
-            conversation_id, lambda tx, c: conversations.add(tx, c, participant, targets_for, now)
+            conversation_id,
+            lambda tx, c: relay.join(tx, c, participant, targets_for, self.announcements, now),
         )
 
     async def remove_participant(
         self, conversation_id: str, participant_id: str, targets_for: TargetsFor, now: float
     ) -> conversations.ConversationRecord | None:
-        """They receive nothing more from it. Emits `participant.left`."""
+        """They receive nothing more from it. Emits `participant.left`; a visible participant's
+        leaving is announced to the others."""
         return await self._change_conversation(
             conversation_id,
-            lambda tx, c: conversations.remove(tx, c, participant_id, targets_for, now),
+            lambda tx, c: relay.leave(tx, c, participant_id, targets_for, self.announcements, now),
+        )
+
+    async def change_control(
+        self,
+        conversation_id: str,
+        action: str,
+        backend: str | None,
+        default: str | None,
+        backends: Sequence[str],
+        targets_for: TargetsFor,
+        now: float,
+    ) -> conversations.ConversationRecord | None:
+        """`pass`, `take` or `release` control (docs/conversations.md); emits control.passed
+        when it moves. None when there is no such conversation. Raises ConversationConflict."""
+        return await self._change_conversation(
+            conversation_id,
+            lambda tx, c: control.change(
+                tx, c, action, backend, default, backends, targets_for, now
+            ),
         )
 
     async def close_conversation(
@@ -390,7 +428,7 @@ class Store:
             found = conversations.load(tx, conversation_id, lock=True)
             if found is None:
                 return None
-            return relay.post(tx, found, content, author_id, only, now)
+            return relay.post(tx, found, content, author_id, only, now, self.announcements)
 
         return await self.db.run(op)
 
