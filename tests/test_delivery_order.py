@@ -276,3 +276,42 @@ def test_the_lease_outlasts_two_posts_at_the_slowest_backends_timeout() -> None:
     assert delivery.lease_seconds == 2 * (45 + 5)  # two posts, with the store's writes
     quick = WebhookDelivery(None, backends[:1], None, POLICY)  # type: ignore[arg-type]
     assert quick.lease_seconds == 30  # the floor: 2 * (10 + 5)
+
+
+async def test_a_claims_lock_holds_its_own_schema_only(pg_schema: str) -> None:
+    """Gateways in two schemas of one database keep separate lines: a claim under way in one
+    holds nothing up in the other (advisory locks are per database, tables per schema)."""
+    import uuid
+
+    import psycopg
+
+    from gateway.store import postgres_database
+    from gateway.store.postgres import DIALECT
+    from tests.conftest import PG_DSN
+
+    assert DIALECT.try_lock is not None
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {other}")
+    other_dsn = pg_schema.rsplit("%3D", 1)[0] + "%3D" + other
+    stores = [Store(postgres_database(dsn)) for dsn in (pg_schema, other_dsn)]
+    try:
+        for store in stores:
+            store.start()
+            await queue_events(store, 2)
+        with psycopg.connect(pg_schema) as claiming:  # another process of the first gateway
+            lock = DIALECT.try_lock.replace("?", "%s")
+            assert claiming.execute(lock, ("outbox:webhook:orders",)).fetchone() == (True,)
+            mine, theirs = [
+                await store.claim_outbox(
+                    "webhook", 2, NOW + 1, 30, target="orders", one_at_a_time=True
+                )
+                for store in stores
+            ]
+        assert mine == []
+        assert [i.ref for i in theirs] == ["evt_000", "evt_001"]
+    finally:
+        for store in stores:
+            store.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {other} CASCADE")

@@ -17,8 +17,10 @@ DIALECT = Dialect(
     begin=None,
     error_aborts_transaction=True,
     nul_in_text=False,
-    # The first key keeps our locks apart from any other application's on the same database.
-    try_lock="SELECT pg_try_advisory_xact_lock(1735357044, hashtext(?))",
+    # The first key keeps our locks apart from any other application's on the same database;
+    # the schema in the second, from another gateway's in its own schema (advisory locks are
+    # per database, and tables are per schema).
+    try_lock="SELECT pg_try_advisory_xact_lock(1735357044, hashtext(current_schema() || ':' || ?))",
     for_update=" FOR UPDATE",
 )
 
