@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from gateway.consent import consent_change
-from gateway.downgrade.choices import Choice, match_choice
+from gateway.downgrade.choices import Choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
-from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, Postback, UserEvent
+from gateway.router.numbered_answers import OfferedChoices, answered_choice, may_answer_choices
+from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, UserEvent
 from gateway.store import forms, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
@@ -410,39 +411,28 @@ def _answer_form(
 
 
 def _answer_choice(tx: Tx, prepared: PreparedEvent, now: float) -> PreparedEvent:
-    """A text answer to choices we sent as numbered text becomes that choice's postback."""
+    """A text answer to choices we sent as numbered text becomes that choice's postback
+    (gateway/router/numbered_answers.py decides; this reads what the sender was offered)."""
     event = prepared.event
-    if (
-        event.type != "message"
-        or event.sender is None
-        or event.message is None
-        or event.message.content.type != "text"
-    ):
+    if not may_answer_choices(event):
         return prepared
+    answered = answered_choice(event, _offered_choices(tx, event, now))
+    if answered is event:
+        return prepared
+    return PreparedEvent(answered, prepared.dedupe_key, answered.model_dump_json(exclude_none=True))
+
+
+def _offered_choices(tx: Tx, event: Event, now: float) -> OfferedChoices | None:
+    """The numbered choices last sent to the event's sender, while they may still be answered."""
+    assert event.sender is not None
     row = tx.one(
         "SELECT message_id, choices FROM reply_choices"
         " WHERE channel_id = ? AND user_id = ? AND expires_at > ?",
         (event.channel.id, event.sender.id, now),
     )
     if row is None:
-        return prepared
-    answer = event.message.content.text
-    picked = match_choice(answer, [Choice(**c) for c in json.loads(row[1])])
-    if picked is None:
-        return prepared
-    answered = event.model_copy(
-        update={
-            "type": "postback",
-            "message": None,
-            "postback": Postback(payload=picked.payload, title=picked.title),
-            "channel_data": {
-                **(event.channel_data or {}),
-                "answered_with_text": answer,
-                "choices_message_id": row[0],
-            },
-        }
-    )
-    return PreparedEvent(answered, prepared.dedupe_key, answered.model_dump_json(exclude_none=True))
+        return None
+    return OfferedChoices(row[0], [Choice(**c) for c in json.loads(row[1])])
 
 
 def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:
