@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice
-from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
+from gateway.router.forms import Session, answer_form, takes
 from gateway.router.numbered_answers import OfferedChoices, answered_choice, may_answer_choices
 from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, UserEvent
 from gateway.store import forms, relay
@@ -378,14 +378,15 @@ def _turn(tx: Tx, message: NewMessage, now: float) -> float:
 
 
 def _answer_form(
-    tx: Tx, session: forms.Session, prepared: PreparedEvent, targets_for: TargetsFor, now: float
+    tx: Tx, session: Session, prepared: PreparedEvent, targets_for: TargetsFor, now: float
 ) -> list[Event]:
     """An answer to a form is kept (not forwarded); the completed form is what backends get."""
     event = prepared.event
     body = prepared.body or event.model_dump_json(exclude_none=True)
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []  # a redelivered answer was applied already
-    step = forms.advance(tx, session, event, now)
+    step = answer_form(session, event, new_id("evt"))
+    forms.save_step(tx, session, step, now)
     for reply in step.replies:
         metadata = {"form_id": session.message_id}
         insert_message(
