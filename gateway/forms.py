@@ -3,7 +3,8 @@
 No channel has native forms, so a `form` message becomes a short exchange on every channel.
 This module is the pure part: the question to send for a field (a select as choices, which the
 downgrade engine turns into buttons, a list or numbered text), and the check of an answer.
-The store keeps the session (it survives restarts) and the dispatcher sends the questions.
+The router decides what an inbound answer does (gateway/router/forms.py), the store keeps the
+session (it survives restarts) and the dispatcher sends the questions.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.downgrade.choices import Choice, match_choice, normalise
-from gateway.schema import Event
 from gateway.schema.content import (
     ButtonsContent,
     FormContent,
@@ -58,21 +58,6 @@ def question(form: FormContent, index: int, problem: str | None = None) -> AnyCo
         actions = [ReplyAction(title=o.title, payload=o.value) for o in field.options]
         return ButtonsContent(text=text, actions=list(actions))
     return TextContent(text=text)
-
-
-def takes(form: FormContent, position: int, event: Event) -> bool:
-    """Whether an inbound event is the user's answer to the form's current question.
-
-    What the user sends (text, or media the form then asks again in text) answers it; a tap
-    answers it only when its payload is one of this question's own choices. A tap on another
-    message's button, list row or card (sent before the form, or by the backend meanwhile)
-    is no answer: it goes to the backend as the postback it is, and the form waits at the
-    same question. (A numbered reply is text here: the latest question is what it answers.)
-    """
-    if event.postback is None:
-        return True
-    field = form.fields[position]
-    return field.type == "select" and event.postback.payload in {o.value for o in field.options}
 
 
 def accepts(field: FormField) -> str:

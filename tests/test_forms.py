@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.forms import check, question, takes
-from gateway.schema import Event
+from gateway.forms import check, question
 from gateway.schema.content import FormContent, FormField
 
 SIZE = FormField.model_validate(
@@ -59,38 +58,3 @@ def test_questions_count_fields_and_carry_the_reason() -> None:
     assert select.type == "buttons"
     assert [(a.title, a.payload) for a in select.actions] == [("Small", "S"), ("Medium", "M")]  # type: ignore[union-attr]
     assert question(form, 2).model_dump()["text"] == "(3/3) Anything else? (optional: reply skip)"
-
-
-def inbound(postback: str | None = None, text: str = "2") -> Event:
-    return Event.model_validate(
-        {
-            "id": "evt_1",
-            "type": "postback" if postback else "message",
-            "channel": {"id": "wa-main", "type": "whatsapp"},
-            "timestamp": "2025-06-09T10:00:00Z",
-            "sender": {"id": "16505551234"},
-            **(
-                {"postback": {"payload": postback, "title": "Tap"}}
-                if postback
-                else {"message": {"content": {"type": "text", "text": text}}}
-            ),
-        }
-    )
-
-
-@pytest.mark.parametrize(
-    ("position", "event", "answers"),
-    [
-        (0, inbound(text="a@b.co"), True),  # typed text answers any question
-        (1, inbound(text="2"), True),  # a number typed at a select: the form's own numbering
-        (1, inbound(postback="M"), True),  # a tap on this question's own option
-        (1, inbound(postback="TRACK_A1042"), False),  # a tap on another message's button
-        (0, inbound(postback="M"), False),  # a select's option, but this question asks text
-        (2, inbound(postback="S"), False),
-    ],
-)
-def test_only_text_and_taps_on_the_questions_own_choices_answer_it(
-    position: int, event: Event, answers: bool
-) -> None:
-    form = FormContent(title="T", fields=[EMAIL, SIZE, NOTE])
-    assert takes(form, position, event) is answers

@@ -214,7 +214,7 @@ class Dispatcher(LaneWorker):
         after `replaced` (the template that went instead of the content) if there is one.
 
         A form starts a conversation: its title, then its first field; the answers are taken
-        from the user's next messages (see gateway/store/forms.py).
+        from the user's next messages (see gateway/router/forms.py).
         """
         first_try = item.attempts == 0 and not record.external_ids
         lead: list[Content] = []

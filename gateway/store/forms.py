@@ -1,37 +1,17 @@
 """Form sessions in the store: which field a user is answering, and what they answered so far.
 
-The questions and the checks are pure (`gateway.forms`); this module keeps the session rows and
-works out, inside the inbound transaction, what one answer does to them.
+What an answer does is the router's decision (gateway/router/forms.py); this module keeps the
+session rows, inside the inbound transaction.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
-from gateway.forms import check, question
-from gateway.ids import new_id
-from gateway.schema import Event, MessageBody, System
-from gateway.schema.content import Content, FormContent, FormResponseContent, TextContent
+from gateway.router.forms import FormStep, Session, may_answer_form
+from gateway.schema import Event
+from gateway.schema.content import FormContent
 from gateway.store.database import Tx
-
-
-@dataclass
-class Session:
-    channel_id: str
-    user_id: str
-    message_id: str
-    form: FormContent
-    position: int
-    answers: dict[str, Any]
-    ttl: float
-
-
-@dataclass
-class Step:
-    result: Event | None = None  # form_response or form_cancelled, for the backends
-    replies: list[Content] = field(default_factory=list)  # what to send the user next
 
 
 def start_session(
@@ -48,8 +28,9 @@ def start_session(
 
 
 def active_session(tx: Tx, event: Event, now: float) -> Session | None:
-    if event.type not in ("message", "postback") or event.sender is None:
+    if not may_answer_form(event):
         return None
+    assert event.sender is not None
     row = tx.one(
         "SELECT message_id, form, position, answers, ttl FROM form_sessions"
         " WHERE channel_id = ? AND user_id = ? AND expires_at > ?",
@@ -68,58 +49,24 @@ def active_session(tx: Tx, event: Event, now: float) -> Session | None:
     )
 
 
-def advance(tx: Tx, session: Session, event: Event, now: float) -> Step:
-    """Apply one answer: re-ask with the reason, ask the next field, or finish."""
-    form, position = session.form, session.position
-    text: str | None = None
-    payload: str | None = None
-    if event.postback is not None:
-        payload, text = event.postback.payload, event.postback.title
-    elif event.message is not None and isinstance(event.message.content, TextContent):
-        text = event.message.content.text
-    if text is None and payload is None:
-        return _keep(tx, session, now, [question(form, position, "Please answer with text.")])
-    answer = check(form.fields[position], text, payload)
-    if answer.cancelled:
-        _end(tx, session)
-        cancelled = _derived(
-            event,
-            type="system",
-            system=System(kind="form_cancelled", text=form.title),
-            channel_data={"form_id": session.message_id, "values": session.answers},
-        )
-        return Step(cancelled, [TextContent(text=f"Cancelled: {form.title}")])
-    if answer.problem is not None:
-        return _keep(tx, session, now, [question(form, position, answer.problem)])
-    answers = {**session.answers, form.fields[position].name: answer.value}
-    position += 1
-    if position < len(form.fields):
+def save_step(tx: Tx, session: Session, step: FormStep, now: float) -> None:
+    """Keep what one answer did to `session` (gateway/router/forms.py decided it): the field
+    asked now, the answers so far and a new expiry, or no session once the form ended."""
+    if step.session is None:
         tx.execute(
-            "UPDATE form_sessions SET position = ?, answers = ?, expires_at = ?"
-            " WHERE channel_id = ? AND user_id = ?",
-            (position, json.dumps(answers), now + session.ttl, session.channel_id, session.user_id),
+            "DELETE FROM form_sessions WHERE channel_id = ? AND user_id = ?",
+            (session.channel_id, session.user_id),
         )
-        return Step(None, [question(form, position)])
-    _end(tx, session)
-    content = FormResponseContent(form_id=session.message_id, values=answers)
-    return Step(_derived(event, type="message", message=MessageBody(content=content)))
-
-
-def _keep(tx: Tx, session: Session, now: float, replies: list[Content]) -> Step:
+        return
+    kept = step.session
+    if kept.position == session.position:  # asked again: only its time runs anew
+        tx.execute(
+            "UPDATE form_sessions SET expires_at = ? WHERE channel_id = ? AND user_id = ?",
+            (now + kept.ttl, kept.channel_id, kept.user_id),
+        )
+        return
     tx.execute(
-        "UPDATE form_sessions SET expires_at = ? WHERE channel_id = ? AND user_id = ?",
-        (now + session.ttl, session.channel_id, session.user_id),
+        "UPDATE form_sessions SET position = ?, answers = ?, expires_at = ?"
+        " WHERE channel_id = ? AND user_id = ?",
+        (kept.position, json.dumps(kept.answers), now + kept.ttl, kept.channel_id, kept.user_id),
     )
-    return Step(None, replies)
-
-
-def _end(tx: Tx, session: Session) -> None:
-    tx.execute(
-        "DELETE FROM form_sessions WHERE channel_id = ? AND user_id = ?",
-        (session.channel_id, session.user_id),
-    )
-
-
-def _derived(event: Event, **update: Any) -> Event:
-    base = {"message": None, "postback": None, "channel_data": None, "id": new_id("evt")}
-    return event.model_copy(update={**base, **update})

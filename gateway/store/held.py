@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from gateway.router.statuses import held_route
 from gateway.schema import Event
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
@@ -89,13 +90,15 @@ def _settle(tx: Tx, held: list[Event], targets_for: TargetsFor, now: float) -> S
     settled = Settled([], [])
     for event in held:
         sent = sent_message(tx, event)
-        if sent is None:
-            enqueue_webhooks(tx, event, targets_for, now)
-            settled.released.append(event)
-            continue
-        if sent.state == "queued":  # its parts were recorded for a retry since the sweep chose it
-            tx.execute("UPDATE events SET held_since = created_at WHERE id = ?", (event.id,))
-            continue
+        match held_route(sent):  # gateway/router/statuses.py
+            case "release":
+                enqueue_webhooks(tx, event, targets_for, now)
+                settled.released.append(event)
+                continue
+            case "hold":  # its parts were recorded for a retry since the sweep chose it
+                tx.execute("UPDATE events SET held_since = created_at WHERE id = ?", (event.id,))
+                continue
+        assert sent is not None
         routed = route_status(tx, event, sent, now)
         # Named even when it changes nothing (a second part's `delivered`), so it is never
         # taken for unmatched; only one that moves the message on goes to the backends.

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from gateway.consent import consent_change
-from gateway.downgrade.choices import Choice, match_choice
-from gateway.forms import takes
+from gateway.downgrade.choices import Choice
 from gateway.ids import conversation_id, new_id
 from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, Announcements
-from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, Postback, UserEvent
+from gateway.router.forms import Session, answer_form, takes
+from gateway.router.numbered_answers import OfferedChoices, answered_choice, may_answer_choices
+from gateway.router.statuses import (
+    SentMessage,
+    covered_status,
+    named_status,
+    state_change,
+    status_error,
+    status_route,
+    watermark_moves,
+)
+from gateway.schema import ConversationEvent, Event, Party, UserEvent
 from gateway.store import control, forms, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
@@ -387,14 +397,15 @@ def _turn(tx: Tx, message: NewMessage, now: float) -> float:
 
 
 def _answer_form(
-    tx: Tx, session: forms.Session, prepared: PreparedEvent, targets_for: TargetsFor, now: float
+    tx: Tx, session: Session, prepared: PreparedEvent, targets_for: TargetsFor, now: float
 ) -> list[Event]:
     """An answer to a form is kept (not forwarded); the completed form is what backends get."""
     event = prepared.event
     body = prepared.body or event.model_dump_json(exclude_none=True)
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []  # a redelivered answer was applied already
-    step = forms.advance(tx, session, event, now)
+    step = answer_form(session, event, new_id("evt"))
+    forms.save_step(tx, session, step, now)
     for reply in step.replies:
         metadata = {"form_id": session.message_id}
         insert_message(
@@ -420,39 +431,28 @@ def _answer_form(
 
 
 def _answer_choice(tx: Tx, prepared: PreparedEvent, now: float) -> PreparedEvent:
-    """A text answer to choices we sent as numbered text becomes that choice's postback."""
+    """A text answer to choices we sent as numbered text becomes that choice's postback
+    (gateway/router/numbered_answers.py decides; this reads what the sender was offered)."""
     event = prepared.event
-    if (
-        event.type != "message"
-        or event.sender is None
-        or event.message is None
-        or event.message.content.type != "text"
-    ):
+    if not may_answer_choices(event):
         return prepared
+    answered = answered_choice(event, _offered_choices(tx, event, now))
+    if answered is event:
+        return prepared
+    return PreparedEvent(answered, prepared.dedupe_key, answered.model_dump_json(exclude_none=True))
+
+
+def _offered_choices(tx: Tx, event: Event, now: float) -> OfferedChoices | None:
+    """The numbered choices last sent to the event's sender, while they may still be answered."""
+    assert event.sender is not None
     row = tx.one(
         "SELECT message_id, choices FROM reply_choices"
         " WHERE channel_id = ? AND user_id = ? AND expires_at > ?",
         (event.channel.id, event.sender.id, now),
     )
     if row is None:
-        return prepared
-    answer = event.message.content.text
-    picked = match_choice(answer, [Choice(**c) for c in json.loads(row[1])])
-    if picked is None:
-        return prepared
-    answered = event.model_copy(
-        update={
-            "type": "postback",
-            "message": None,
-            "postback": Postback(payload=picked.payload, title=picked.title),
-            "channel_data": {
-                **(event.channel_data or {}),
-                "answered_with_text": answer,
-                "choices_message_id": row[0],
-            },
-        }
-    )
-    return PreparedEvent(answered, prepared.dedupe_key, answered.model_dump_json(exclude_none=True))
+        return None
+    return OfferedChoices(row[0], [Choice(**c) for c in json.loads(row[1])])
 
 
 def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:
@@ -484,31 +484,27 @@ def _store_inbound(
     event, body = prepared.event, prepared.body
     if body is None:
         assert event.status is not None
-        if event.status.watermark is not None and event.status.external_id is None:
-            return _apply_watermark(tx, prepared, targets_for, now)
-        sent = sent_message(tx, event)
-        if event.status.external_id is not None and (sent is None or sent.state == "queued"):
-            # Not (yet) ours: our send may still be waiting for the provider's answer (a long
-            # SMS goes as several messages, each reported on before the last is accepted). Or
-            # a part of ours whose message waits for a retry of the rest: applied, it would
-            # move the message on from `queued`, and the retry would send nothing. Held, it
-            # reaches the backends once the send is recorded (gateway/store/held.py).
-            insert_event(tx, event, prepared.dedupe_key, now, held=True)
-            return []
-        if sent is not None:
-            routed = route_status(tx, event, sent, now)
-            if routed is None:
+        # Only a provider id can name a send of ours (gateway/router/statuses.py decides).
+        sent = sent_message(tx, event) if event.status.external_id is not None else None
+        match status_route(event.status, sent):
+            case "watermark":
+                return _apply_watermark(tx, prepared, targets_for, now)
+            case "hold":  # it reaches the backends once the send is recorded (store/held.py)
+                insert_event(tx, event, prepared.dedupe_key, now, held=True)
                 return []
-            event = routed
+            case "apply":
+                assert sent is not None
+                routed = route_status(tx, event, sent, now)
+                if routed is None:
+                    return []
+                event = routed
+            case "pass":  # it names nothing of ours: it goes to the backends as it is
+                pass
         body = event.model_dump_json(exclude_none=True)
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []
     enqueue_webhooks(tx, event, targets_for, now)
     return [event]
-
-
-# A watermark moves these states forward (never a queued or failed message).
-_WATERMARK_FROM = {"delivered": ("sent",), "read": ("sent", "delivered")}
 
 
 def _apply_watermark(
@@ -521,48 +517,28 @@ def _apply_watermark(
     """
     event = prepared.event
     assert event.status is not None and event.status.watermark is not None
-    states = _WATERMARK_FROM.get(event.status.state)
-    if not states or event.recipient is None:
+    states = watermark_moves(event)
+    if not states:
         return []
+    assert event.recipient is not None
     rows = tx.all(
-        "SELECT m.id, m.conversation_id, m.participant_id, (SELECT p.external_id FROM message_parts p"
-        " WHERE p.message_id = m.id ORDER BY p.position LIMIT 1)"
+        "SELECT m.id, m.conversation_id, m.state, m.participant_id, (SELECT p.external_id"
+        " FROM message_parts p WHERE p.message_id = m.id ORDER BY p.position LIMIT 1)"
         " FROM messages m WHERE m.channel_id = ? AND m.recipient_id = ? AND m.created_at <= ?"
         " AND m.state IN " + in_list(states) + " ORDER BY m.created_at",
         (event.channel.id, event.recipient.id, event.status.watermark.timestamp(), *states),
     )
     emitted = []
-    for message_id, conversation, participant_id, external_id in rows:
-        if not advance(tx, message_id, event.status.state, None, "watermark", now):
+    for *message, external_id in rows:
+        sent = SentMessage(*message)
+        if not advance(tx, sent.id, event.status.state, None, "watermark", now):
             continue
-        status = event.status.model_copy(
-            update={
-                "message_id": message_id,
-                "external_id": external_id,
-                "participant": relay.copy_participant(tx, participant_id),
-            }
-        )
-        covered = event.model_copy(
-            update={
-                "id": new_id("evt"),
-                "status": status,
-                "external_id": external_id,
-                "conversation_id": conversation,
-            }
-        )
-        if insert_event(tx, covered, f"{prepared.dedupe_key}:{message_id}", now):
+        participant = relay.copy_participant(tx, sent.participant_id)
+        covered = covered_status(event, sent, external_id, participant, new_id("evt"))
+        if insert_event(tx, covered, f"{prepared.dedupe_key}:{sent.id}", now):
             enqueue_webhooks(tx, covered, targets_for, now)
             emitted.append(covered)
     return emitted
-
-
-class SentMessage(NamedTuple):
-    """Our message a provider id belongs to."""
-
-    id: str
-    conversation_id: str | None
-    state: str
-    participant_id: str | None  # a relayed copy's recipient participant
 
 
 def sent_message(tx: Tx, event: Event) -> SentMessage | None:
@@ -580,15 +556,10 @@ def route_status(tx: Tx, event: Event, sent: SentMessage, now: float) -> Event |
     """Apply a status to our message `sent`: the event naming it (and, for a relayed copy,
     its recipient participant), or None when it changes nothing (stale, or already recorded)."""
     assert event.status is not None
-    error = event.status.error.model_dump() if event.status.error else None
-    detail = (
-        f"{event.status.error.code}: {event.status.error.title}" if event.status.error else None
-    )
+    error, detail = status_error(event.status)
     if not advance(tx, sent.id, event.status.state, error, detail, now):
         return None
-    participant = relay.copy_participant(tx, sent.participant_id)
-    status = event.status.model_copy(update={"message_id": sent.id, "participant": participant})
-    return event.model_copy(update={"status": status, "conversation_id": sent.conversation_id})
+    return named_status(event, sent, relay.copy_participant(tx, sent.participant_id))
 
 
 def advance(
@@ -603,11 +574,12 @@ def advance(
     row = tx.one("SELECT state FROM messages WHERE id = ?", (message_id,))
     if row is None:
         return False
-    if STATE_RANK[state] == STATE_RANK[row[0]]:
-        return False  # the provider confirming what we already recorded
-    if STATE_RANK[state] < STATE_RANK[row[0]]:
-        history(tx, message_id, now, f"ignored:{state}", f"already {row[0]}")
-        return False
+    match state_change(row[0], state):
+        case "same":
+            return False  # the provider confirming what we already recorded
+        case "stale":
+            history(tx, message_id, now, f"ignored:{state}", f"already {row[0]}")
+            return False
     tx.execute(
         "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? WHERE id = ?",
         (state, json.dumps(error) if error else None, now, message_id),
