@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
+from gateway.router.conversations import RoutingPolicy
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
@@ -175,6 +176,15 @@ class ConversationsConfig(_Section):
     choice_ttl_seconds: float = Field(default=86400.0, gt=0)
     # How long a form conversation waits for the next answer before it is abandoned.
     form_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # A person present in several open conversations: their message goes to the one that
+    # last sent them a copy within this time; past it, they are asked which (docs/conversations.md).
+    route_by_recency_seconds: float = Field(default=1800.0, ge=0)
+    # How long a message held for "Which chat is this for?" waits for the answer before it
+    # goes to the most recently active of the conversations offered.
+    route_question_seconds: float = Field(default=600.0, gt=0)
+    # The API key (its name) that owns the conversations of provider groups (LINE groups and
+    # rooms, WhatsApp groups); unset: the first API key.
+    provider_groups_owner: str | None = Field(default=None, min_length=1)
 
 
 class IdentitiesConfig(_Section):
@@ -201,6 +211,27 @@ class GatewayConfig(_Section):
     conversations: ConversationsConfig = ConversationsConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _provider_groups_owner_is_a_key(self) -> GatewayConfig:
+        owner = self.conversations.provider_groups_owner
+        names = [k.name for k in self.api_keys]
+        if owner is not None and owner not in names:
+            raise ValueError(
+                f"conversations.provider_groups_owner: {owner!r} is not the name of an API key"
+                f" ({', '.join(names) or 'none configured'})"
+            )
+        return self
+
+    def routing(self) -> RoutingPolicy:
+        """The router's settings for inbound routing (gateway/router/conversations.py)."""
+        settings = self.conversations
+        owner = settings.provider_groups_owner or (self.api_keys[0].name if self.api_keys else "")
+        return RoutingPolicy(
+            recency_seconds=settings.route_by_recency_seconds,
+            question_seconds=settings.route_question_seconds,
+            provider_groups_owner=owner,
+        )
 
     def secrets(self) -> list[str]:
         values = [k.key.get_secret_value() for k in self.api_keys]

@@ -42,6 +42,7 @@ class SeatRequest:
     user_id: str | None = None
     channel_id: str | None = None
     provider_id: str | None = None
+    via_group: str | None = None  # a provider group's member, reached through the group
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,12 @@ class ConversationRecord:
 
 _PARTICIPANT = (
     "SELECT id, conversation_id, channel_id, provider_id, role, display_name, user_id,"
-    " joined_at, left_at FROM participants"
+    " joined_at, left_at, via_group FROM participants"
 )
 
 
 def _participant(row: Sequence[Any]) -> ParticipantRecord:
-    seat = Seat(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None)
+    seat = Seat(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None, row[9])
     return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
 
 
@@ -154,10 +155,11 @@ def _join(
         request.role,
         request.display_name,
         request.user_id,
+        via_group=request.via_group,
     )
     inserted = tx.execute(
         "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
-        " display_name, position, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " display_name, position, joined_at, via_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         (
             seat.id,
@@ -169,6 +171,7 @@ def _join(
             seat.display_name,
             len(conversation.participants),
             now,
+            seat.via_group,
         ),
     )
     if inserted == 0:  # the unique index decides, atomically: no check-then-insert race
@@ -190,12 +193,24 @@ def create(
     requests: Sequence[SeatRequest],
     targets_for: TargetsFor,
     now: float,
+    group: tuple[str, str] | None = None,
 ) -> ConversationRecord:
-    tx.execute(
+    """A new conversation, with `requests` present. A provider group's (`group`: its channel
+    and id) is made once: if it exists already, that one is returned, and nothing is emitted."""
+    inserted = tx.execute(
         "INSERT INTO conversations (id, owner, mode, metadata, state, created_at,"
-        " last_active_at) VALUES (?, ?, ?, ?, 'open', ?, ?)",
-        (conversation_id, owner, mode, metadata, now, now),
+        " last_active_at, group_channel_id, group_id) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (conversation_id, owner, mode, metadata, now, now, *(group or (None, None))),
     )
+    if inserted == 0:
+        assert group is not None, f"conversation id {conversation_id} taken"
+        row = tx.one(
+            "SELECT id FROM conversations WHERE group_channel_id = ? AND group_id = ?", group
+        )
+        existing = load(tx, row[0]) if row is not None else None
+        assert existing is not None
+        return existing
     for request in requests:
         current = load(tx, conversation_id)
         assert current is not None

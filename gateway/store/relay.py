@@ -13,17 +13,21 @@ from typing import TYPE_CHECKING, Any
 from gateway.ids import new_id
 from gateway.router.conversations import (
     ROUTED_TYPES,
+    Ask,
     Membership,
+    RouteFacts,
+    RoutingPolicy,
     Seat,
     conversation_for,
+    provider_group,
     recipients,
     relay_targets,
 )
 from gateway.router.relay import relayed
 from gateway.schema import Content, Event, ParticipantRef
-from gateway.store import conversations, steps
+from gateway.store import conversations, provider_groups, steps
 from gateway.store.database import Tx
-from gateway.store.records import NewMessage, PreparedEvent
+from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
 if TYPE_CHECKING:  # steps imports this module, and conversations imports steps: at run time
     # a name imported from conversations would be read before it is defined
@@ -125,35 +129,92 @@ _MEMBERSHIPS = (
     "SELECT p.id, p.conversation_id, p.channel_id, p.provider_id, p.role, p.display_name,"
     " p.user_id, c.mode, c.last_active_at FROM participants p"
     " JOIN conversations c ON c.id = p.conversation_id"
-    " WHERE p.left_at IS NULL AND c.state = 'open' AND ((p.channel_id = ? AND p.provider_id = ?)"
+    " WHERE p.left_at IS NULL AND c.state = 'open' AND p.via_group IS NULL"
+    " AND ((p.channel_id = ? AND p.provider_id = ?)"
     " OR p.user_id IN (SELECT user_id FROM identities WHERE channel_id = ? AND provider_id = ?))"
+)
+# The conversation of a message of ours a person quotes: a relayed copy or a conversation
+# message sent to a participant (only those name their participant).
+_QUOTED = (
+    "SELECT m.conversation_id FROM message_parts p JOIN messages m ON m.id = p.message_id"
+    " WHERE p.channel_id = ? AND p.external_id = ? AND m.participant_id IS NOT NULL"
 )
 
 
-def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | None]:
+def _reply_to(event: Event) -> str | None:
+    if event.message is not None:
+        return event.message.reply_to
+    return event.postback.reply_to if event.postback is not None else None
+
+
+def facts(tx: Tx, event: Event, memberships: Sequence[Membership], now: float) -> RouteFacts:
+    """What the router weighs for a sender present in `memberships`: the conversation of
+    the message they quote, and when each conversation last had them in it: a copy sent to
+    them, or their own message (so that their next one, after an answer to the question,
+    follows it)."""
+    quoted = _reply_to(event)
+    row = tx.one(_QUOTED, (event.channel.id, quoted)) if quoted else None
+    seats = [m.seat.id for m in memberships]
+    among = steps.in_list(seats)
+    addressed = tx.all(
+        "SELECT conversation_id, MAX(created_at) FROM ("
+        "SELECT conversation_id, created_at FROM messages WHERE participant_id IN "
+        + among
+        + " UNION ALL SELECT conversation_id, created_at FROM conversation_messages"
+        " WHERE author IN " + among + ") AS t GROUP BY conversation_id",
+        seats + seats,
+    )
+    return RouteFacts(now, row[0] if row else None, {r[0]: float(r[1]) for r in addressed})
+
+
+def joined(prepared: PreparedEvent, membership: Membership) -> PreparedEvent:
+    """The event as said in `membership`'s conversation, by its participant."""
+    routed = prepared.event.model_copy(
+        update={
+            "conversation_id": membership.seat.conversation_id,
+            "author": membership.seat.ref(),
+        }
+    )
+    return PreparedEvent(routed, prepared.dedupe_key, routed.model_dump_json(exclude_none=True))
+
+
+def memberships_of(tx: Tx, channel_id: str, sender_id: str) -> list[Membership]:
+    """The open conversations a sender is present in, by their identity or their user's."""
+    ids = (channel_id, sender_id)
+    return [
+        Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8]))
+        for r in tx.all(_MEMBERSHIPS, ids + ids)
+    ]
+
+
+def route(
+    tx: Tx,
+    prepared: PreparedEvent,
+    policy: RoutingPolicy,
+    targets_for: TargetsFor,
+    now: float,
+) -> tuple[PreparedEvent, Membership | None, Ask | None]:
     """An inbound message or postback from a participant of an open conversation joins it
     (gateway/router/conversations.py chooses which): its conversation id is the group's, and
-    it names its author. Anyone else stays in their 1:1 conversation."""
+    it names its author. One said in a provider group joins the group's conversation. When
+    no rule decides, the Ask says which conversations to offer. Anyone else stays in their
+    1:1 conversation."""
     event = prepared.event
     if event.type not in ROUTED_TYPES or event.sender is None:
-        return prepared, None
-    ids = (event.channel.id, event.sender.id)
-    rows = tx.all(_MEMBERSHIPS, ids + ids)
-    if not rows:
-        return prepared, None
-    chosen = conversation_for(
-        [
-            Membership(Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6]), r[7], float(r[8]))
-            for r in rows
-        ]
-    )
-    if chosen is None:
-        return prepared, None
-    routed = event.model_copy(
-        update={"conversation_id": chosen.seat.conversation_id, "author": chosen.seat.ref()}
-    )
-    body = routed.model_dump_json(exclude_none=True)
-    return PreparedEvent(routed, prepared.dedupe_key, body), chosen
+        return prepared, None, None
+    group = provider_group(event.channel_data)
+    if group is not None:
+        membership = provider_groups.member(tx, event, group, policy, targets_for, now)
+        return (joined(prepared, membership) if membership else prepared), membership, None
+    memberships = memberships_of(tx, event.channel.id, event.sender.id)
+    if not memberships:
+        return prepared, None, None
+    decision = conversation_for(memberships, facts(tx, event, memberships, now), policy)
+    if isinstance(decision, Ask):
+        return prepared, None, decision
+    if decision is None:
+        return prepared, None, None
+    return joined(prepared, decision.membership), decision.membership, None
 
 
 def relay_inbound(tx: Tx, event: Event, membership: Membership, now: float) -> list[str]:

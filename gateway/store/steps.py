@@ -15,8 +15,9 @@ from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.forms import takes
 from gateway.ids import conversation_id, new_id
+from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy, provider_group
 from gateway.schema import STATE_RANK, ConversationEvent, Event, Party, Postback, UserEvent
-from gateway.store import forms, relay
+from gateway.store import forms, questions, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -292,8 +293,10 @@ def store_rows(
     targets_for: TargetsFor,
     now: float,
     on_new_inbound: Callable[[Tx, Event], None] | None = None,
+    routing: RoutingPolicy = DEFAULT_ROUTING,
 ) -> dict[int, list[Event]]:
-    """`on_new_inbound` sees each new event a person sent (not a status), after it is queued."""
+    """`on_new_inbound` sees each new event a person sent (not a status), after it is queued.
+    `routing`: the config's settings for routing a person in several conversations."""
     # One contact write per user per batch, however many of their messages it holds.
     contacts: ContactFacts = {}
     stored: dict[int, list[Event]] = {}
@@ -306,12 +309,25 @@ def store_rows(
                 # one the user was asked, so a typed "2" answers it, not older choices.
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
-            prepared = _answer_choice(tx, prepared, now)
-            prepared, membership = relay.route(tx, prepared)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
                 _note_sender(contacts, event.channel.id, event.sender, inbound)
+                if (group := provider_group(event.channel_data)) is not None:
+                    # A reply to the group is a reply within its window (WhatsApp's 24 hours).
+                    _note_sender(contacts, event.channel.id, Party(id=group), inbound)
+            # An answer to "Which chat is this for?" (store/questions.py) is the latest
+            # question the person was asked: before older numbered choices.
+            if questions.answer(tx, prepared, targets_for, routing, now):
+                continue
+            prepared = _answer_choice(tx, prepared, now)
+            prepared, membership, ask = relay.route(tx, prepared, routing, targets_for, now)
+            if ask is not None:
+                if questions.hold(tx, prepared, ask, targets_for, routing, now):
+                    _note_contact_facts(tx, prepared.event, now)
+                    if on_new_inbound is not None:
+                        on_new_inbound(tx, prepared.event)
+                continue
             kept = _store_inbound(tx, prepared, targets_for, now)
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
