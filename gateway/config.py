@@ -212,17 +212,6 @@ class GatewayConfig(_Section):
     identities: IdentitiesConfig = IdentitiesConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    @model_validator(mode="after")
-    def _provider_groups_owner_is_a_key(self) -> GatewayConfig:
-        owner = self.conversations.provider_groups_owner
-        names = [k.name for k in self.api_keys]
-        if owner is not None and owner not in names:
-            raise ValueError(
-                f"conversations.provider_groups_owner: {owner!r} is not the name of an API key"
-                f" ({', '.join(names) or 'none configured'})"
-            )
-        return self
-
     def routing(self) -> RoutingPolicy:
         """The router's settings for inbound routing (gateway/router/conversations.py)."""
         settings = self.conversations
@@ -318,6 +307,23 @@ def _substitute_env(
 _ROUTED_BY = {name: adapter.config_model.routed_by for name, adapter in ADAPTERS.items()}
 
 
+def _unknown_owner(data: dict[str, Any]) -> dict[str, str]:
+    """conversations.provider_groups_owner names no API key: nobody could use the provider
+    groups' conversations."""
+    section = data.get("conversations")
+    owner = section.get("provider_groups_owner") if isinstance(section, dict) else None
+    keys = data.get("api_keys")
+    keys = keys if isinstance(keys, list) else []
+    names = [k["name"] for k in keys if isinstance(k, dict) and isinstance(k.get("name"), str)]
+    if not isinstance(owner, str) or not owner or owner in names:
+        return {}
+    known = ", ".join(repr(n) for n in names) or "none configured"
+    return {
+        "conversations.provider_groups_owner": f"{owner!r} is not the name of an API key"
+        f" ({known}){did_you_mean(owner, names)}"
+    }
+
+
 def _repeated(data: dict[str, Any]) -> dict[str, str]:
     """What two entries of a list may not share, each named by where it is given again:
     ids and names (webhook paths, delivery targets, log names), API keys (a request would be
@@ -380,7 +386,7 @@ def parse_config(
     except _TooManyValues:
         problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
         raise ConfigError(source, [problem]) from None
-    problems = {**env_problems, **_repeated(resolved)}
+    problems = {**env_problems, **_repeated(resolved), **_unknown_owner(resolved)}
     # Where to point in the file, when not at the value itself: an unknown key's key, a bad
     # channel type's `type`.
     marks: dict[str, tuple[str, bool]] = {}
