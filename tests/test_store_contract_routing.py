@@ -162,7 +162,10 @@ async def test_a_message_that_answers_nothing_is_held_too_and_the_question_asked
     for event_id in (first, second):
         released = await forwarded(store, event_id)
         assert released is not None and released["conversation_id"] == community.id
-    assert [c[3] for c in await copies(store, community.id)] == [
+    # Released in the order they came (the history is newest first), each relayed once.
+    history = await store.conversation_messages(community.id, None, 10)
+    assert [m.event_id for m in history] == [second, first]
+    assert sorted(c[3] for c in await copies(store, community.id)) == [
         "Sheena (customer): 10 min late",
         "Sheena (customer): the one with the pizza",
     ]
