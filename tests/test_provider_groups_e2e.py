@@ -16,7 +16,8 @@ from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.line import LineSimulator
 from gateway.simulator.whatsapp import WhatsAppSimulator
 
-from .conftest import API_KEY, WA, base_config, config_from, with_backend
+from .conftest import API_KEY, base_config, config_from, with_backend
+from .test_e2e_whatsapp import whatsapp_simulator
 from .test_line_e2e import GROUP, LINE_A, USER
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -30,13 +31,7 @@ async def sims() -> AsyncIterator[tuple[LineSimulator, WhatsAppSimulator]]:
         channel_secret=LINE_A["channel_secret"],
         channel_access_token=LINE_A["channel_access_token"],
     )
-    whatsapp = WhatsAppSimulator(
-        phone_number_id=WA["phone_number_id"],
-        display_phone_number=WA["display_phone_number"],
-        access_token=WA["access_token"],
-        app_secret=WA["app_secret"],
-        status_delay=0.02,
-    )
+    whatsapp = whatsapp_simulator()
     await line.start()
     await whatsapp.start()
     yield line, whatsapp
