@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from gateway.ids import new_id
 from gateway.router.conversations import (
+    ROUTED_TYPES,
     Ask,
     Membership,
     RoutingPolicy,
@@ -45,7 +46,9 @@ def answer(
     """Whether the event answers the sender's open question. Its held messages then go to
     the conversation picked; the answer itself is kept, not forwarded (like a form's)."""
     event = prepared.event
-    if event.sender is None or provider_group(event.channel_data) is not None:
+    if event.type not in ROUTED_TYPES or event.sender is None:
+        return False  # statuses and the like: no query spent on them
+    if provider_group(event.channel_data) is not None:
         return False  # said in a provider group: not an answer to a private question
     row = tx.one(
         "SELECT options, held, expires_at FROM route_questions WHERE channel_id = ?"

@@ -209,7 +209,9 @@ def route(
     memberships = memberships_of(tx, event.channel.id, event.sender.id)
     if not memberships:
         return prepared, None, None
-    decision = conversation_for(memberships, facts(tx, event, memberships, now), policy)
+    # Present in one: nothing to weigh, and no query spent on it (most senders, most times).
+    known = facts(tx, event, memberships, now) if len(memberships) > 1 else RouteFacts(now)
+    decision = conversation_for(memberships, known, policy)
     if isinstance(decision, Ask):
         return prepared, None, decision
     if decision is None:
