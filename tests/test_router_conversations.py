@@ -54,6 +54,8 @@ NOW = 10_000.0
         # one open conversation: no question to ask
         ([A], None, {}, ("conv_A", "only_one")),
         ([A, member("conv_B", 9.0, present=False)], None, {}, ("conv_A", "only_one")),
+        # a user present in one conversation under two identities: one conversation
+        ([A, Membership(seat("a2", "conv_A"), "relay", 5.0)], None, {}, ("conv_A", "only_one")),
         # reply context first: the quoted copy's conversation, whatever recency says
         ([A, B], "conv_A", {"conv_B": NOW - 1}, ("conv_A", "reply_context")),
         # a quote of something of no conversation of theirs decides nothing

@@ -150,7 +150,12 @@ def conversation_for(
     """Where an inbound message from a participant goes, by the first rule of RULES that
     decides among the open conversations they are present in; else ask them. None keeps
     them in their 1:1 conversation."""
-    open_ones = [m for m in memberships if m.seat.present]
+    # A user present twice in one conversation (two of their identities) counts it once.
+    by_conversation: dict[str, Membership] = {}
+    for m in memberships:
+        if m.seat.present:
+            by_conversation.setdefault(m.seat.conversation_id, m)
+    open_ones = list(by_conversation.values())
     if not open_ones:
         return None
     for name, rule in RULES:
