@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.ids import new_id
 from gateway.router.conversations import RoutingPolicy
-from gateway.schema import ChannelRef, Event, Party
+from gateway.schema import ChannelRef, Event, Party, Postback
 from gateway.store import SeatRequest, Store
 
 from .store_events import targets
@@ -144,3 +144,17 @@ async def test_once_closed_a_groups_messages_go_on_as_plain_events(store: Store)
     await store.close_conversation(first.conversation_id, targets, NOW)
     [after] = await record(store, 2, in_group(BOB))
     assert after.conversation_id != first.conversation_id and after.author is None
+
+
+async def test_a_tap_in_the_group_is_the_members_postback_in_its_conversation(
+    store: Store,
+) -> None:
+    [first] = await record(store, 1, in_group(ALICE))
+    tap = in_group(BOB).model_copy(
+        update={"type": "postback", "message": None, "postback": Postback(payload="action=buy")}
+    )
+    [postback] = await record(store, 2, tap)
+    assert postback.conversation_id == first.conversation_id
+    assert postback.author is not None and postback.author.role == "member"
+    assert first.conversation_id is not None
+    assert await copies(store, first.conversation_id) == []
