@@ -434,6 +434,11 @@ class WhatsAppAdapter(GraphAdapter):
             extras["referred_product"] = context["referred_product"]
         if item.get("referral"):
             common["referral"] = _referral(item["referral"])
+        if item.get("group_id"):
+            # Said in a WhatsApp group: `from` is the member, `group_id` the group, where a
+            # reply goes (Group messages webhook reference:
+            # https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/group/).
+            extras["group_id"] = str(item["group_id"])
         if extras:
             common["channel_data"] = extras
 
@@ -563,6 +568,10 @@ class WhatsAppAdapter(GraphAdapter):
         # A send to a BSUID is reported with `recipient_user_id` (and `recipient_id` only when
         # Meta may share the phone number): BSUID docs, "Status messages webhooks".
         recipient = _user(item.get("recipient_id"), item.get("recipient_user_id"), contacts)
+        if item.get("recipient_type") == "group" and item.get("recipient_id"):
+            # A send to a group is reported with the group as `recipient_id` and
+            # `recipient_type: group` (Group messaging: "Group message sent example").
+            recipient = Party(id=str(item["recipient_id"]))
         common: dict[str, Any] = {
             "channel": channel,
             "external_id": item["id"],
@@ -755,12 +764,28 @@ def _plus(number: Any) -> str | None:
 
 
 def _addressed(to: str) -> dict[str, str]:
-    """The send body's address: a BSUID goes in `recipient`, a phone number or group in `to`.
+    """The send body's address: a BSUID goes in `recipient`, a phone number in `to`, and a
+    group id in `to` with `recipient_type: group`.
 
     "Use `recipient` to send to a BSUID or parent BSUID"; given both, Meta follows `to`.
     https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
+    "The recipient_type field now supports group as well as individual. The to field now
+    supports the group ID that is obtained when using the Groups API."
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/groups/groups-messaging/
     """
-    return {"recipient": to} if BSUID.fullmatch(to) else {"to": to}
+    if BSUID.fullmatch(to):
+        return {"recipient": to}
+    return {"recipient_type": "group", "to": to} if is_group(to) else {"to": to}
+
+
+# A group id from the Groups API: an opaque base64 string, such as
+# `Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD` (Group messaging docs). A phone
+# number is digits, a BSUID has a period: neither looks like one.
+GROUP_ID = re.compile(r"[A-Za-z0-9_=+/-]{20,}")
+
+
+def is_group(to: str) -> bool:
+    return GROUP_ID.fullmatch(to) is not None and not _is_phone(to.removeprefix("+"))
 
 
 def _is_phone(value: str) -> bool:

@@ -24,6 +24,7 @@ from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
+from gateway.pipeline.route_questions import UnansweredQuestions
 from gateway.pipeline.worker import Background
 from gateway.router.conversations import Announcements
 from gateway.schema import json_schema
@@ -105,6 +106,7 @@ class Gateway:
             during_bursts=config.server.normalise_during_bursts,
             idle_clocks=idle_clocks,
             link_by_phone=config.identities.link_by_phone,
+            routing=config.routing(),
         )
         self.transport = Transport(self.http)
         self.dispatcher = Dispatcher(
@@ -122,6 +124,8 @@ class Gateway:
         self.dispatcher.listeners.append(self.delivery)
         self.held_statuses = HeldStatuses(self.store, self.targets_for, policy.status_hold_seconds)
         self.held_statuses.listeners.append(self.delivery)
+        self.route_questions = UnansweredQuestions(self.store, self.targets_for)
+        self.route_questions.listeners += [self.delivery, self.dispatcher]
         self.retention = Retention(
             self.store,
             config.storage.retention,
@@ -135,6 +139,7 @@ class Gateway:
             self.dispatcher,
             self.delivery,
             self.held_statuses,
+            self.route_questions,
             self.retention,
         ]
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
-from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE
+from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE, RoutingPolicy
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
@@ -189,6 +189,15 @@ class ConversationsConfig(_Section):
     # in control, and every subscribed backend gets them (docs/conversations.md, "Control").
     default_controller: str | None = None
     announcements: AnnouncementsConfig = AnnouncementsConfig()
+    # A person present in several open conversations: their message goes to the one that
+    # last sent them a copy within this time; past it, they are asked which (docs/conversations.md).
+    route_by_recency_seconds: float = Field(default=1800.0, ge=0)
+    # How long a message held for "Which chat is this for?" waits for the answer before it
+    # goes to the most recently active of the conversations offered.
+    route_question_seconds: float = Field(default=600.0, gt=0)
+    # The API key (its name) that owns the conversations of provider groups (LINE groups and
+    # rooms, WhatsApp groups); unset: the first API key.
+    provider_groups_owner: str | None = Field(default=None, min_length=1)
 
 
 class IdentitiesConfig(_Section):
@@ -215,6 +224,16 @@ class GatewayConfig(_Section):
     conversations: ConversationsConfig = ConversationsConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    def routing(self) -> RoutingPolicy:
+        """The router's settings for inbound routing (gateway/router/conversations.py)."""
+        settings = self.conversations
+        owner = settings.provider_groups_owner or (self.api_keys[0].name if self.api_keys else "")
+        return RoutingPolicy(
+            recency_seconds=settings.route_by_recency_seconds,
+            question_seconds=settings.route_question_seconds,
+            provider_groups_owner=owner,
+        )
 
     def secrets(self) -> list[str]:
         values = [k.key.get_secret_value() for k in self.api_keys]
@@ -301,6 +320,23 @@ def _substitute_env(
 _ROUTED_BY = {name: adapter.config_model.routed_by for name, adapter in ADAPTERS.items()}
 
 
+def _unknown_owner(data: dict[str, Any]) -> dict[str, str]:
+    """conversations.provider_groups_owner names no API key: nobody could use the provider
+    groups' conversations."""
+    section = data.get("conversations")
+    owner = section.get("provider_groups_owner") if isinstance(section, dict) else None
+    keys = data.get("api_keys")
+    keys = keys if isinstance(keys, list) else []
+    names = [k["name"] for k in keys if isinstance(k, dict) and isinstance(k.get("name"), str)]
+    if not isinstance(owner, str) or not owner or owner in names:
+        return {}
+    known = ", ".join(repr(n) for n in names) or "none configured"
+    return {
+        "conversations.provider_groups_owner": f"{owner!r} is not the name of an API key"
+        f" ({known}){did_you_mean(owner, names)}"
+    }
+
+
 def _repeated(data: dict[str, Any]) -> dict[str, str]:
     """What two entries of a list may not share, each named by where it is given again:
     ids and names (webhook paths, delivery targets, log names), API keys (a request would be
@@ -380,7 +416,12 @@ def parse_config(
     except _TooManyValues:
         problem = f"(top level): more than {MAX_CONFIG_VALUES:,} values (aliases expanding?)"
         raise ConfigError(source, [problem]) from None
-    problems = {**env_problems, **_repeated(resolved), **_unknown_controller(resolved)}
+    problems = {
+        **env_problems,
+        **_repeated(resolved),
+        **_unknown_controller(resolved),
+        **_unknown_owner(resolved),
+    }
     # Where to point in the file, when not at the value itself: an unknown key's key, a bad
     # channel type's `type`.
     marks: dict[str, tuple[str, bool]] = {}

@@ -126,6 +126,11 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             lambda d: d.update(conversations={"default_controller": "desk"}),
             "conversations.default_controller: no backend 'desk' (backends: none configured)",
         ),
+        (
+            lambda d: d.update(conversations={"provider_groups_owner": "order"}),
+            "conversations.provider_groups_owner: 'order' is not the name of an API key"
+            " ('orders'); did you mean 'orders'?",
+        ),
     ],
 )
 def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: str) -> None:
@@ -373,3 +378,12 @@ def test_a_mistake_inside_a_merged_mapping_points_into_the_file(tmp_path: Path) 
     written, inherited = (p.split(": ")[0] for p in caught.value.problems if "colr" in p)
     assert written == inherited  # both at the anchor's `colr`, where it is written
     assert written.startswith(f"line {first_line}, column ")
+
+
+def test_provider_groups_belong_to_the_key_named_else_the_first(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["api_keys"].append({"name": "desk", "key": "desk-key-0123456789"})
+    assert parse_config(data, "c.yaml", env={}).routing().provider_groups_owner == "orders"
+    data["conversations"] = {"provider_groups_owner": "desk", "route_by_recency_seconds": 60}
+    routing = parse_config(data, "c.yaml", env={}).routing()
+    assert (routing.provider_groups_owner, routing.recency_seconds) == ("desk", 60.0)

@@ -19,15 +19,20 @@ from .conftest import API_KEY, WA, assert_no_secrets, base_config, config_from, 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[WhatsAppSimulator]:
-    sim = WhatsAppSimulator(
+def whatsapp_simulator() -> WhatsAppSimulator:
+    """A simulator of the test config's WhatsApp number (conftest.WA), not yet started."""
+    return WhatsAppSimulator(
         phone_number_id=WA["phone_number_id"],
         display_phone_number=WA["display_phone_number"],
         access_token=WA["access_token"],
         app_secret=WA["app_secret"],
         status_delay=0.02,
     )
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[WhatsAppSimulator]:
+    sim = whatsapp_simulator()
     await sim.start()
     yield sim
     await sim.stop()

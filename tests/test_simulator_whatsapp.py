@@ -150,6 +150,41 @@ async def test_a_send_without_a_valid_addressee_is_refused(
     assert refusal in answer["error"]["error_data"]["details"]
 
 
+GROUP = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
+
+
+async def test_a_send_to_a_group_goes_by_recipient_type_group(
+    sim: WhatsAppSimulator, receiver: WebhookReceiver
+) -> None:
+    """Group messaging, "Send group message": recipient_type group, `to` the group ID; its
+    statuses name the group with recipient_type group."""
+    status, _, answer = await send(sim, text() | {"recipient_type": "group", "to": GROUP})
+    assert status == 200, answer
+    assert "contacts" not in answer
+    wamid = answer["messages"][0]["id"]
+    await sim.drain()
+    statuses = [p["entry"][0]["changes"][0]["value"]["statuses"][0] for p in receiver.payloads()]
+    assert [s["id"] for s in statuses] == [wamid] * 3
+    assert all(s["recipient_id"] == GROUP and s["recipient_type"] == "group" for s in statuses)
+
+
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ({"recipient_type": "group", "to": "16505551234"}, "Param to must be a group ID"),
+        ({"recipient_type": "group", "to": BSUID}, "Param to must be a group ID"),
+        ({"recipient_type": "broadcast", "to": GROUP}, "Param recipient_type must be"),
+    ],
+    ids=["phone as group", "bsuid as group", "unknown type"],
+)
+async def test_a_group_send_without_a_group_is_refused(
+    sim: WhatsAppSimulator, address: dict[str, str], refusal: str
+) -> None:
+    status, _, answer = await send(sim, text() | address)
+    assert status == 400 and answer["error"]["code"] == 100
+    assert refusal in answer["error"]["error_data"]["details"]
+
+
 async def test_given_to_and_recipient_meta_follows_to(sim: WhatsAppSimulator) -> None:
     status, _, answer = await send(sim, text() | {"recipient": BSUID})
     assert status == 200 and answer["contacts"] == [{"input": TO, "wa_id": TO}]

@@ -73,6 +73,16 @@ def test_read_send_response(case: dict[str, Any]) -> None:
         # Not a BSUID (lower-case country, a hyphen): left in `to` for Meta to judge.
         ("us.13491208655302741918", {"to": "us.13491208655302741918"}),
         ("US.1349-1208", {"to": "US.1349-1208"}),
+        ("+16505551234", {"to": "+16505551234"}),
+        # A group id goes in `to` with recipient_type group: Group messaging, "Send group
+        # message" (developers.facebook.com/documentation/business-messaging/whatsapp/groups/groups-messaging/).
+        (
+            "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+            {
+                "recipient_type": "group",
+                "to": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+            },
+        ),
     ],
 )
 def test_a_business_scoped_user_id_is_addressed_as_recipient(
@@ -85,7 +95,7 @@ def test_a_business_scoped_user_id_is_addressed_as_recipient(
     [request] = make_adapter().render(text, context)
     assert request.json == {
         "messaging_product": "whatsapp",
-        "recipient_type": "individual",
+        "recipient_type": "individual",  # unless the address sets it
         **address,
         "type": "text",
         "text": {"preview_url": False, "body": "hi"},

@@ -14,6 +14,7 @@ from gateway.ids import new_id
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
+from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy
 from gateway.store import InboxRow, Store
 from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
 
@@ -83,6 +84,7 @@ class Normaliser(Worker):
         during_bursts: bool = True,
         idle_clocks: Sequence[IdleClock] = (),
         link_by_phone: bool = False,
+        routing: RoutingPolicy = DEFAULT_ROUTING,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
@@ -94,6 +96,7 @@ class Normaliser(Worker):
         self.adapters = adapters
         self.targets_for = targets_for
         self.link_by_phone = link_by_phone  # identities.link_by_phone
+        self.routing = routing  # conversations.route_* and provider_groups_owner
 
     async def run_once(self) -> bool:
         now = time.time()
@@ -112,7 +115,7 @@ class Normaliser(Worker):
                 parsed.append((row.id, events))
             await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
         stored = await self.store.record_inbound_batch(
-            parsed, self.targets_for, now, link_by_phone=self.link_by_phone
+            parsed, self.targets_for, now, link_by_phone=self.link_by_phone, routing=self.routing
         )
         for raw_id, kept in stored.items():
             for event in kept:

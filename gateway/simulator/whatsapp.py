@@ -225,6 +225,20 @@ def validate(body: Any) -> None:
         isinstance(addressee(body), str) and addressee(body),
         "Param to is required (or recipient, a business-scoped user id)",
     )
+    # "The recipient_type field now supports group as well as individual. The to field now
+    # supports the group ID" (Group messaging, "Send group message"):
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/groups/groups-messaging/
+    recipient_type = body.get("recipient_type", "individual")
+    _require(
+        recipient_type in ("individual", "group"),
+        f"Param recipient_type must be individual or group, not {recipient_type!r}",
+    )
+    if recipient_type == "group":
+        _require("to" in body, "Param to is required: the group ID, for recipient_type group")
+        _require(
+            not BSUID.fullmatch(body["to"]) and not body["to"].lstrip("+").isdigit(),
+            "Param to must be a group ID for recipient_type group",
+        )
     if "to" not in body:
         _require(
             BSUID.fullmatch(body["recipient"]),
@@ -479,9 +493,10 @@ class WhatsAppSimulator(SimulatorServer):
             if "to" in payload
             else {"input": to, "user_id": to}
         )
-        return web.json_response(
-            {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
-        )
+        answer: dict[str, Any] = {"messaging_product": "whatsapp", "messages": [message]}
+        if payload.get("recipient_type") != "group":  # a group has no wa_id to report
+            answer["contacts"] = [contact]
+        return web.json_response(answer)
 
     def _fail(self) -> web.Response:
         rule = self._failures[0]
@@ -638,7 +653,10 @@ class WhatsAppSimulator(SimulatorServer):
             await asyncio.sleep(self.status_delay)
             now = int(time.time())
             status: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(now)}
-            if "to" in body:
+            if body.get("recipient_type") == "group":  # Group messaging: "Group message sent"
+                status["recipient_id"] = body["to"]
+                status["recipient_type"] = "group"
+            elif "to" in body:
                 status["recipient_id"] = body["to"].lstrip("+")
             else:  # sent to a BSUID: Meta names the user by recipient_user_id (BSUID docs)
                 status["recipient_user_id"] = body["recipient"]

@@ -44,6 +44,7 @@ class SeatRequest:
     provider_id: str | None = None
     observer: bool = False
     api_only: bool = False  # no channel identity: reached through the API only
+    via_group: str | None = None  # a provider group's member, reached through the group
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,22 @@ class ConversationRecord:
 
 _PARTICIPANT = (
     "SELECT id, conversation_id, channel_id, provider_id, role, display_name, user_id,"
-    " joined_at, left_at, observer FROM participants"
+    " joined_at, left_at, observer, via_group FROM participants"
 )
 
 
 def _participant(row: Sequence[Any]) -> ParticipantRecord:
     seat = Seat(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[8] is None, bool(row[9])
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[8] is None,
+        bool(row[9]),
+        via_group=row[10],
     )
     return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
 
@@ -170,10 +180,12 @@ def _join(
         request.display_name,
         request.user_id,
         observer=request.observer,
+        via_group=request.via_group,
     )
     inserted = tx.execute(
         "INSERT INTO participants (id, conversation_id, channel_id, provider_id, user_id, role,"
-        " display_name, position, joined_at, observer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " display_name, position, joined_at, observer, via_group)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         (
             seat.id,
@@ -186,6 +198,7 @@ def _join(
             len(conversation.participants),
             now,
             int(seat.observer),
+            seat.via_group,
         ),
     )
     if inserted == 0:  # the unique index decides, atomically: no check-then-insert race
@@ -208,12 +221,24 @@ def create(
     targets_for: TargetsFor,
     now: float,
     controller: str | None = None,
+    group: tuple[str, str] | None = None,
 ) -> ConversationRecord:
-    tx.execute(
+    """A new conversation, with `requests` present. A provider group's (`group`: its channel
+    and id) is made once: if it exists already, that one is returned, and nothing is emitted."""
+    inserted = tx.execute(
         "INSERT INTO conversations (id, owner, mode, metadata, state, created_at,"
-        " last_active_at, controller) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
-        (conversation_id, owner, mode, metadata, now, now, controller),
+        " last_active_at, controller, group_channel_id, group_id)"
+        " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (conversation_id, owner, mode, metadata, now, now, controller, *(group or (None, None))),
     )
+    if inserted == 0:
+        assert group is not None, f"conversation id {conversation_id} taken"
+        row = tx.one(
+            "SELECT id FROM conversations WHERE group_channel_id = ? AND group_id = ?", group
+        )
+        existing = load(tx, row[0]) if row is not None else None
+        assert existing is not None
+        return existing
     for request in requests:
         current = load(tx, conversation_id)
         assert current is not None

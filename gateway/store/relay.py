@@ -15,18 +15,23 @@ from gateway.router.conversations import (
     DEFAULT_ANNOUNCEMENTS,
     ROUTED_TYPES,
     Announcements,
+    Ask,
     Membership,
+    Routed,
+    RouteFacts,
+    RoutingPolicy,
     Seat,
     announced_to,
     announcement,
     conversation_for,
+    provider_group,
     recipients,
     relay_targets,
 )
 from gateway.router.relay import relayed
 from gateway.schema import Content, Event, ParticipantRef
 from gateway.schema.content import TextContent
-from gateway.store import conversations, steps
+from gateway.store import conversations, provider_groups, steps
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -198,44 +203,110 @@ _MEMBERSHIPS = (
     " p.user_id, c.mode, c.last_active_at, p.observer, c.controller FROM participants p"
     " JOIN conversations c ON c.id = p.conversation_id"
     " WHERE p.left_at IS NULL AND c.state = 'open' AND p.channel_id <> ''"
+    " AND p.via_group IS NULL"
     " AND ((p.channel_id = ? AND p.provider_id = ?)"
     " OR p.user_id IN (SELECT user_id FROM identities WHERE channel_id = ? AND provider_id = ?))"
 )
+# The conversation of a message of ours a person quotes: a relayed copy or a conversation
+# message sent to a participant (only those name their participant).
+_QUOTED = (
+    "SELECT m.conversation_id FROM message_parts p JOIN messages m ON m.id = p.message_id"
+    " WHERE p.channel_id = ? AND p.external_id = ? AND m.participant_id IS NOT NULL"
+)
 
 
-def route(tx: Tx, prepared: PreparedEvent) -> tuple[PreparedEvent, Membership | None]:
-    """An inbound message or postback from a participant of an open conversation joins it
-    (gateway/router/conversations.py chooses which): its conversation id is the group's, and
-    it names its author. Anyone else stays in their 1:1 conversation."""
-    event = prepared.event
-    if event.type not in ROUTED_TYPES or event.sender is None:
-        return prepared, None
-    ids = (event.channel.id, event.sender.id)
-    rows = tx.all(_MEMBERSHIPS, ids + ids)
-    if not rows:
-        return prepared, None
-    memberships = [
+def _reply_to(event: Event) -> str | None:
+    if event.message is not None:
+        return event.message.reply_to
+    return event.postback.reply_to if event.postback is not None else None
+
+
+def facts(tx: Tx, event: Event, memberships: Sequence[Membership], now: float) -> RouteFacts:
+    """What the router weighs for a sender present in `memberships`: the conversation of
+    the message they quote, and when each conversation last had them in it: a copy sent to
+    them, or their own message (so that their next one, after an answer to the question,
+    follows it)."""
+    quoted = _reply_to(event)
+    row = tx.one(_QUOTED, (event.channel.id, quoted)) if quoted else None
+    seats = [m.seat.id for m in memberships]
+    among = steps.in_list(seats)
+    addressed = tx.all(
+        "SELECT conversation_id, MAX(created_at) FROM ("
+        "SELECT conversation_id, created_at FROM messages WHERE participant_id IN "
+        + among
+        + " UNION ALL SELECT conversation_id, created_at FROM conversation_messages"
+        " WHERE author IN " + among + ") AS t GROUP BY conversation_id",
+        seats + seats,
+    )
+    return RouteFacts(now, row[0] if row else None, {r[0]: float(r[1]) for r in addressed})
+
+
+def joined(prepared: PreparedEvent, membership: Membership) -> PreparedEvent:
+    """The event as said in `membership`'s conversation, by its participant."""
+    routed = prepared.event.model_copy(
+        update={
+            "conversation_id": membership.seat.conversation_id,
+            "author": membership.seat.ref(),
+        }
+    )
+    return PreparedEvent(routed, prepared.dedupe_key, routed.model_dump_json(exclude_none=True))
+
+
+def memberships_of(tx: Tx, channel_id: str, sender_id: str) -> list[Membership]:
+    """The open conversations a sender is present in, by their identity or their user's."""
+    ids = (channel_id, sender_id)
+    return [
         Membership(
             Seat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], observer=bool(r[9])),
             r[7],
             float(r[8]),
             r[10],
         )
-        for r in rows
+        for r in tx.all(_MEMBERSHIPS, ids + ids)
     ]
-    chosen = conversation_for(memberships)
-    # Closed by a request that committed after the memberships were read: among the others.
-    while chosen is not None and not _still_open(tx, chosen.seat.conversation_id):
-        closed = chosen.seat.conversation_id
-        memberships = [m for m in memberships if m.seat.conversation_id != closed]
-        chosen = conversation_for(memberships)
-    if chosen is None:
-        return prepared, None
-    routed = event.model_copy(
-        update={"conversation_id": chosen.seat.conversation_id, "author": chosen.seat.ref()}
-    )
-    body = routed.model_dump_json(exclude_none=True)
-    return PreparedEvent(routed, prepared.dedupe_key, body), chosen
+
+
+def route(
+    tx: Tx,
+    prepared: PreparedEvent,
+    policy: RoutingPolicy,
+    targets_for: TargetsFor,
+    now: float,
+) -> tuple[PreparedEvent, Membership | None, Ask | None]:
+    """An inbound message or postback from a participant of an open conversation joins it
+    (gateway/router/conversations.py chooses which): its conversation id is the group's, and
+    it names its author. One said in a provider group joins the group's conversation. When
+    no rule decides, the Ask says which conversations to offer. Anyone else stays in their
+    1:1 conversation."""
+    event = prepared.event
+    if event.type not in ROUTED_TYPES or event.sender is None:
+        return prepared, None, None
+    group = provider_group(event.channel_data)
+    if group is not None:
+        membership = provider_groups.member(tx, event, group, policy, targets_for, now)
+        return (joined(prepared, membership) if membership else prepared), membership, None
+    memberships = memberships_of(tx, event.channel.id, event.sender.id)
+    if not memberships:
+        return prepared, None, None
+    # Present in one: nothing to weigh, and no query spent on it (most senders, most times).
+    known = facts(tx, event, memberships, now) if len(memberships) > 1 else RouteFacts(now)
+    decision = conversation_for(memberships, known, policy)
+    # Closed by a request that committed after the memberships were read: among the others
+    # (and a question offers only conversations still open).
+    while decision is not None:
+        chosen = [decision.membership] if isinstance(decision, Routed) else decision.options
+        closed = {
+            m.seat.conversation_id for m in chosen if not _still_open(tx, m.seat.conversation_id)
+        }
+        if not closed:
+            break
+        memberships = [m for m in memberships if m.seat.conversation_id not in closed]
+        decision = conversation_for(memberships, known, policy)
+    if isinstance(decision, Ask):
+        return prepared, None, decision
+    if decision is None:
+        return prepared, None, None
+    return joined(prepared, decision.membership), decision.membership, None
 
 
 def _still_open(tx: Tx, conversation_id: str) -> bool:

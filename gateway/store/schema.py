@@ -212,6 +212,32 @@ CREATE TABLE IF NOT EXISTS conversation_messages (
 );
 CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
     ON conversation_messages (conversation_id, seq);
+-- A participant's own last message in each conversation: routes their next one (recency).
+CREATE INDEX IF NOT EXISTS conversation_messages_by_author
+    ON conversation_messages (author, created_at) WHERE author IS NOT NULL;
+
+-- "Which chat is this for?": asked of a person present in several open conversations when
+-- no rule decided (gateway/router/conversations.py). `options`: JSON [[conversation id,
+-- participant id, label], ...] in the order numbered. The events kept back
+-- (`events.held_since`, listed in route_held) until the answer, or `expires_at`, routes them.
+CREATE TABLE IF NOT EXISTS route_questions (
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    options TEXT NOT NULL,
+    asked_at {real} NOT NULL,
+    expires_at {real} NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS route_questions_by_expiry ON route_questions (expires_at);
+-- The events held for a person's question, a row each: two processes holding messages of
+-- one person at once each insert their own, so neither overwrites the other's.
+CREATE TABLE IF NOT EXISTS route_held (
+    id {serial} PRIMARY KEY,
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS route_held_by_person ON route_held (channel_id, user_id, id);
 
 CREATE TABLE IF NOT EXISTS outbox (
     id {serial} PRIMARY KEY,
@@ -262,6 +288,11 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # A silent observer, until they speak; channel_id '' marks one reached through the API
     # only (gateway/router/conversations.py, API_ONLY).
     ("participants", "observer", "INTEGER NOT NULL DEFAULT 0"),
+    # A provider group's conversation (LINE group or room, WhatsApp group): its channel and
+    # the group's id there; a participant reached through that group, not on their own.
+    ("conversations", "group_channel_id", "TEXT"),
+    ("conversations", "group_id", "TEXT"),
+    ("participants", "via_group", "TEXT"),
 )
 
 # Indexes on added columns: created once the migrations have added them.
@@ -275,6 +306,13 @@ CREATE INDEX IF NOT EXISTS outbox_recipient_line
 CREATE INDEX IF NOT EXISTS events_held ON events (held_since) WHERE held_since IS NOT NULL;
 -- The copies of a conversation message (its history shows each one's state).
 CREATE INDEX IF NOT EXISTS messages_by_relay ON messages (relay_of) WHERE relay_of IS NOT NULL;
+-- When each conversation last addressed a participant: routes their next message (recency).
+CREATE INDEX IF NOT EXISTS messages_by_participant ON messages (participant_id, created_at)
+    WHERE participant_id IS NOT NULL;
+-- One conversation per provider group: the first messages of a group, in two batches at
+-- once, cannot make two.
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_by_group ON conversations (group_channel_id, group_id)
+    WHERE group_id IS NOT NULL;
 """
 # The WHERE fixes kind and status; each planner wants them told differently. SQLite, which has
 # no statistics here (no ANALYZE), counts equal columns, and without these two preferred

@@ -14,7 +14,13 @@ from typing import Any
 from gateway.consent import consent_change
 from gateway.downgrade.choices import Choice
 from gateway.ids import conversation_id, new_id
-from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, Announcements
+from gateway.router.conversations import (
+    DEFAULT_ANNOUNCEMENTS,
+    DEFAULT_ROUTING,
+    Announcements,
+    RoutingPolicy,
+    provider_group,
+)
 from gateway.router.forms import Session, answer_form, takes
 from gateway.router.numbered_answers import OfferedChoices, answered_choice, may_answer_choices
 from gateway.router.statuses import (
@@ -27,7 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
-from gateway.store import control, forms, relay
+from gateway.store import control, forms, questions, relay
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -304,10 +310,12 @@ def store_rows(
     now: float,
     on_new_inbound: Callable[[Tx, Event], None] | None = None,
     announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
+    routing: RoutingPolicy = DEFAULT_ROUTING,
 ) -> dict[int, list[Event]]:
     """`on_new_inbound` sees each new event a person sent (not a status), after it is queued.
     `announcements`: what a group conversation's participants are told when a silent
-    observer first speaks (config conversations.announcements)."""
+    observer first speaks (config conversations.announcements); `routing`: the config's
+    settings for routing a person in several conversations."""
     # One contact write per user per batch, however many of their messages it holds.
     contacts: ContactFacts = {}
     stored: dict[int, list[Event]] = {}
@@ -320,12 +328,25 @@ def store_rows(
                 # one the user was asked, so a typed "2" answers it, not older choices.
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
-            prepared = _answer_choice(tx, prepared, now)
-            prepared, membership = relay.route(tx, prepared)
             event = prepared.event
             if prepared.body is not None and event.sender is not None:
                 inbound = event.timestamp.timestamp() if event.type != "system" else None
                 _note_sender(contacts, event.channel.id, event.sender, inbound)
+                if (group := provider_group(event.channel_data)) is not None:
+                    # A reply to the group is a reply within its window (WhatsApp's 24 hours).
+                    _note_sender(contacts, event.channel.id, Party(id=group), inbound)
+            # An answer to "Which chat is this for?" (store/questions.py) is the latest
+            # question the person was asked: before older numbered choices.
+            if questions.answer(tx, prepared, targets_for, routing, now, announcements):
+                continue
+            prepared = _answer_choice(tx, prepared, now)
+            prepared, membership, ask = relay.route(tx, prepared, routing, targets_for, now)
+            if ask is not None:
+                if questions.hold(tx, prepared, ask, targets_for, routing, now):
+                    _note_contact_facts(tx, prepared.event, now)
+                    if on_new_inbound is not None:
+                        on_new_inbound(tx, prepared.event)
+                continue
             # In a group conversation under control, its controller gets the event itself
             # and the other subscribed backends a standby copy (gateway/router/control.py).
             controller = membership.controller if membership is not None else None

@@ -13,9 +13,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.downgrade.choices import Choice
-from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS
+from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, DEFAULT_ROUTING, RoutingPolicy
 from gateway.schema import Content, Event
-from gateway.store import control, conversations, forms, held, relay, retention, steps, users
+from gateway.store import (
+    control,
+    conversations,
+    forms,
+    held,
+    questions,
+    relay,
+    retention,
+    steps,
+    users,
+)
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -157,10 +167,16 @@ class Store:
         )
 
     async def record_inbound(
-        self, raw_id: int, events: Sequence[tuple[Event, str]], targets_for: TargetsFor, now: float
+        self,
+        raw_id: int,
+        events: Sequence[tuple[Event, str]],
+        targets_for: TargetsFor,
+        now: float,
+        *,
+        routing: RoutingPolicy = DEFAULT_ROUTING,
     ) -> list[Event]:
         batch = [(raw_id, [prepare(e, key) for e, key in events])]
-        return (await self.record_inbound_batch(batch, targets_for, now))[raw_id]
+        return (await self.record_inbound_batch(batch, targets_for, now, routing=routing))[raw_id]
 
     async def record_inbound_batch(
         self,
@@ -169,6 +185,7 @@ class Store:
         now: float,
         *,
         link_by_phone: bool = False,
+        routing: RoutingPolicy = DEFAULT_ROUTING,
     ) -> dict[int, list[Event]]:
         """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
         With `link_by_phone` (config identities.link_by_phone), a new sender joins the user whose
@@ -190,7 +207,7 @@ class Store:
             tx.execute("SAVEPOINT inbound_batch")
             try:
                 stored = steps.store_rows(
-                    tx, rows, targets_for, now, on_new_inbound, self.announcements
+                    tx, rows, targets_for, now, on_new_inbound, self.announcements, routing
                 )
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
@@ -199,7 +216,7 @@ class Store:
                     tx.execute("SAVEPOINT inbox_row")
                     try:
                         stored |= steps.store_rows(
-                            tx, [row], targets_for, now, on_new_inbound, self.announcements
+                            tx, [row], targets_for, now, on_new_inbound, self.announcements, routing
                         )
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
@@ -528,6 +545,12 @@ class Store:
         """Deliver held statuses whose message is recorded now, and those held since before
         `cutoff` that match no message of ours (without a message id). See store/held.py."""
         return await self.db.run(lambda tx: held.sweep(tx, cutoff, limit, targets_for, now))
+
+    async def expire_route_questions(
+        self, targets_for: TargetsFor, now: float, limit: int = 100
+    ) -> int:
+        """Route the messages held for questions unanswered in time (store/questions.py)."""
+        return await self.db.run(lambda tx: questions.expire(tx, targets_for, now, limit, self.announcements))
 
     async def record_send_failed(
         self,
