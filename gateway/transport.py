@@ -52,6 +52,7 @@ class Transport:
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
         self._senders: dict[str, Sender | None] = {}
+        self._retired: list[Sender] = []  # of channels a reload changed: closed at shutdown
         # Set at shutdown: sends under way end, none starts (gateway/pipeline/dispatcher.py).
         self.closing = False
 
@@ -61,11 +62,22 @@ class Transport:
             self._senders[channel] = adapter.make_sender()
         return self._senders[channel]
 
+    def forget(self, channels: list[str]) -> None:
+        """Drop what was made from `channels`' old config (a reload changed or removed them):
+        the next send makes its sender and rate limiter anew. A send under way keeps the old
+        sender, so it is closed only at shutdown."""
+        for channel in channels:
+            sender = self._senders.pop(channel, None)
+            if sender is not None:
+                self._retired.append(sender)
+            self._limiters.pop(channel, None)
+
     async def aclose(self) -> None:
-        for sender in self._senders.values():
+        for sender in [*self._senders.values(), *self._retired]:
             if sender is not None:
                 await sender.aclose()
         self._senders.clear()
+        self._retired.clear()
 
     def paused_for(self, channel: str) -> float:
         """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""

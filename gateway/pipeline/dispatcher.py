@@ -13,6 +13,7 @@ from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
 from gateway.forms import intro, question
 from gateway.ids import new_id
+from gateway.live import get_or_removed
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
@@ -131,7 +132,8 @@ class Dispatcher(LaneWorker):
         if record is None or record.state != "queued":
             await self.store.complete_outbox([item.id], time.time())
             return None
-        adapter = self.adapters.get(record.channel_id)
+        # Claimed before a reload removed its channel, it still goes, as it would have.
+        adapter = get_or_removed(self.adapters, record.channel_id)
         if adapter is None:
             error = SendError(
                 "permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured"
@@ -309,7 +311,8 @@ class Dispatcher(LaneWorker):
                 error.code,
                 f"gave up after {item.attempts + 1} attempts: {error.title}",
             )
-            await self._failed(item, record, self.adapters[record.channel_id].type, expired)
+            adapter = get_or_removed(self.adapters, record.channel_id)
+            await self._failed(item, record, adapter.type if adapter else "unknown", expired)
             return None
         delay = backoff_seconds(item.attempts, self.policy, error.retry_after)
         log.warning(

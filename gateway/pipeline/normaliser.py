@@ -11,6 +11,7 @@ from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
 from gateway.idle import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.ids import new_id
+from gateway.live import get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
@@ -145,7 +146,8 @@ class Normaliser(Worker):
             self.pace = max(self.pace - 1, 0)
 
     async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:
-        adapter = self.adapters.get(row.channel_id)
+        # Stored before a reload removed its channel (acknowledged, so it must not be lost).
+        adapter = get_or_removed(self.adapters, row.channel_id)
         if adapter is None:
             await self._fail(row, f"channel {row.channel_id!r} is not configured", now)
             return None
