@@ -18,7 +18,7 @@ from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.turns import Turns
-from gateway.retry import backoff_seconds
+from gateway.retry import backoff_seconds, record_done
 from gateway.schema import (
     CONTENT_ADAPTER,
     ChannelRef,
@@ -37,6 +37,9 @@ from gateway.transport import Transport
 log = get_logger("gateway.dispatcher")
 
 LEASE_SECONDS = 120.0
+# How long recording a send the provider accepted is retried through store errors, well
+# within the lease a send has left (it may have waited for its turn, then SEND_DEADLINE).
+RECORD_SENT_SECONDS = 30.0
 
 
 def status_event(
@@ -100,7 +103,17 @@ class Dispatcher(LaneWorker):
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
-        records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+        try:
+            records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+        except Exception:
+            # The store failed between the claim and the reads (a PostgreSQL restart): back
+            # in line once it is back, rather than held for the whole lease.
+            ids = [i.id for i in items]
+            with contextlib.suppress(Exception):
+                await record_done(
+                    lambda: self.store.release_outbox(ids), RECORD_SENT_SECONDS, "send_released"
+                )
+            raise
         await self.turns.add(target, list(zip(items, records, strict=True)))
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
@@ -185,15 +198,19 @@ class Dispatcher(LaneWorker):
             notes.insert(0, f"{len(done)} provider message(s)")
         detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
-        await self.store.record_sent(
-            item.id,
-            record.id,
-            record.channel_id,
-            done,
-            detail,
-            event,
-            self.targets_for,
-            time.time(),
+        await record_done(
+            lambda: self.store.record_sent(
+                item.id,
+                record.id,
+                record.channel_id,
+                done,
+                detail,
+                event,
+                self.targets_for,
+                time.time(),
+            ),
+            RECORD_SENT_SECONDS,
+            "message_sent",
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from gateway.live import get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
+from gateway.retry import record_done
+from gateway.schema import Event
 from gateway.store import InboxRow, Store
 from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
 
@@ -106,15 +109,17 @@ class Normaliser(Worker):
         rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
         if not rows:
             return False
-        parsed: list[tuple[int, list[PreparedEvent]]] = []
-        for row in rows:
-            events = await self._parse(row, now)
-            if events is not None:
-                parsed.append((row.id, events))
-            await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
-        stored = await self.store.record_inbound_batch(
-            parsed, self.targets_for, now, link_by_phone=self.link_by_phone
-        )
+        try:
+            stored = await self._normalise(rows, now)
+        except Exception:
+            # The store failed mid-batch (a PostgreSQL restart): the rows go back in line
+            # once it is back, rather than waiting out their lease.
+            ids = [row.id for row in rows]
+            with contextlib.suppress(Exception):
+                await record_done(
+                    lambda: self.store.release_inbox(ids), LEASE_SECONDS / 2, "inbox_released"
+                )
+            raise
         for raw_id, kept in stored.items():
             for event in kept:
                 EVENTS.labels(event.channel.id, event.type).inc()
@@ -132,6 +137,17 @@ class Normaliser(Worker):
         if busy:
             await self._pause(pause)
         return len(rows) == limit
+
+    async def _normalise(self, rows: list[InboxRow], now: float) -> dict[int, list[Event]]:
+        parsed: list[tuple[int, list[PreparedEvent]]] = []
+        for row in rows:
+            events = await self._parse(row, now)
+            if events is not None:
+                parsed.append((row.id, events))
+            await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
+        return await self.store.record_inbound_batch(
+            parsed, self.targets_for, now, link_by_phone=self.link_by_phone
+        )
 
     async def _pause(self, seconds: float) -> None:
         """Let acknowledgements have the loop, and set the next slice's pace by how much of

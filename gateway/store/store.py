@@ -90,6 +90,16 @@ class Store:
 
         return await self.db.run(op)
 
+    async def release_inbox(self, ids: Sequence[int]) -> None:
+        """Claimed rows back in line now, those still pending (a failed batch's)."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET claimed_until = NULL WHERE status = 'pending' AND id IN "
+                + steps.in_list(ids),
+                tuple(ids),
+            )
+        )
+
     async def fail_inbox(self, row_id: int, error: str, now: float) -> None:
         await self.db.run(
             lambda tx: tx.execute(
