@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,13 +25,24 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
+from aiohttp import web
 
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.whatsapp import WhatsAppSimulator
 
 from . import test_e2e_whatsapp
-from .conftest import API_KEY, base_config, config_from, hub_sign, webhook, with_backend
+from .conftest import (
+    API_KEY,
+    BACKEND_SECRET,
+    base_config,
+    config_from,
+    hub_sign,
+    webhook,
+    with_backend,
+)
 from .tcp_proxy import TcpProxy
+from .test_durability import free_port, message_ids, start_process
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 SETTLE_SECONDS = 15.0
@@ -365,3 +377,78 @@ async def test_sqlite_file_locked_by_another_process_answers_503_quickly(
     # Each waits about the busy timeout, not the 6 s lock: the loop serves others meanwhile.
     assert slowest < 3.0
     assert acknowledged <= stored_wamids(db_path)
+
+
+# --- PostgreSQL: a gateway killed while another runs on the same database ----------------
+
+
+class StallingBackend(BackendRecorder):
+    """A backend whose first delivery never gets an answer (the gateway posting it is killed
+    meanwhile): taken for not received, as a backend that never answered 2xx must."""
+
+    def __init__(self) -> None:
+        super().__init__(BACKEND_SECRET)
+        self.stalled = asyncio.Event()
+        self.stalled_events: list[str] = []
+        self._stopping = asyncio.Event()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        if not self.stalled.is_set():
+            self.stalled_events = [e["external_id"] for e in (await request.json())["events"]]
+            self.stalled.set()
+            await self._stopping.wait()  # the poster is killed meanwhile
+            return web.Response(status=503)
+        return await super()._receive(request)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await super().stop()
+
+
+async def test_a_killed_gateways_leased_work_is_taken_over_by_the_survivor(
+    tmp_path: Path, pg_schema: str
+) -> None:
+    backend = StallingBackend()
+    await backend.start()
+    data = with_backend(base_config(tmp_path), backend)
+    data["backends"][0]["timeout_seconds"] = 10  # its claim's lease: 2 x (10 + 5) = 30 s
+    data["storage"] = {"backend": "postgres", "dsn": pg_schema}
+    data["logging"] = {"level": "warning"}
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    first_port, second_port = free_port(), free_port()
+    first = await start_process(config_path, first_port)
+    second = await start_process(config_path, second_port)
+    try:
+        async with httpx.AsyncClient() as client:
+            before = [f"wamid.lease{i:03d}" for i in range(20)]
+            first_url = f"http://127.0.0.1:{first_port}"
+            answers = await asyncio.gather(*(post_one(client, first_url, w) for w in before))
+            assert answers == [200] * len(before)
+            async with asyncio.timeout(20):
+                await backend.stalled.wait()
+            first.send_signal(signal.SIGKILL)  # mid-post: its claim stays leased
+            await first.wait()
+            killed_at = time.monotonic()
+            after = [f"wamid.lease{i:03d}" for i in range(20, 30)]
+            for wamid in after:
+                assert await post_one(client, f"http://127.0.0.1:{second_port}", wamid) == 200
+        await backend.wait_for(lambda ev: set(before + after) <= set(message_ids(ev)), timeout=45)
+        taken_over = time.monotonic() - killed_at
+    finally:
+        for process in (first, second):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+        await backend.stop()
+    delivered = Counter(message_ids(backend.events))
+    print(
+        f"killed gateway: {len(backend.stalled_events)} events in its leased claim, "
+        f"taken over after {taken_over:.1f} s; lost {len(set(before + after) - set(delivered))},"
+        f" doubled {sum(n - 1 for n in delivered.values())}"
+    )
+    assert backend.stalled_events, "the killed gateway held no claim"
+    assert max(delivered.values()) == 1
+    # A backend gets its events in order, across processes: the taken-over claim first.
+    order = message_ids(backend.events)
+    assert order.index(backend.stalled_events[0]) < order.index(after[0])
