@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -29,12 +30,12 @@ def backoff_seconds(
     return max(delay, retry_after or 0.0)
 
 
-async def record_done(write: Callable[[], Awaitable[T]], within: float, what: str) -> T:
-    """Run `write`, which records something already done outside (a provider accepted a send,
-    a backend took a batch), again after store errors for up to `within` seconds. Given up at
-    once, the row's lease would lapse and the work be done twice: a PostgreSQL restart takes
-    a few seconds, and each write is safe to repeat (finishing a finished row changes nothing).
-    """
+async def retry_store_write(write: Callable[[], Awaitable[T]], within: float, what: str) -> T:
+    """Run `write` again after store errors, for up to `within` seconds: a write recording
+    work already done outside (a provider accepted a send, a backend took a batch), or putting
+    claimed rows back in line. Given up at once, the rows stayed claimed for their lease (then
+    the work was done twice, or a recipient's line waited minutes): a PostgreSQL restart takes
+    seconds. Each such write is safe to repeat (finishing a finished row changes nothing)."""
     deadline = time.monotonic() + within
     delay = 0.05
     while True:
@@ -46,3 +47,17 @@ async def record_done(write: Callable[[], Awaitable[T]], within: float, what: st
             log.warning("store_write_retried", what=what, error=type(exc).__name__)
         await asyncio.sleep(delay)
         delay = min(2 * delay, 1.0)
+
+
+async def claim_or_undo(
+    claim: Callable[[], Awaitable[T]], undo: Callable[[], Awaitable[None]], within: float
+) -> T:
+    """`claim()`; when it fails with a store error, `undo()` (retried through store errors for
+    up to `within` seconds) before the error goes on: see `Store.unclaim`."""
+    try:
+        return await claim()
+    except Exception as exc:
+        if is_store_error(exc):
+            with contextlib.suppress(Exception):
+                await retry_store_write(undo, within, "claim_undone")
+        raise

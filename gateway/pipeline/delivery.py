@@ -29,7 +29,7 @@ from gateway.live import LiveMap, get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
 from gateway.pipeline.lanes import Lane, LaneWorker
-from gateway.retry import backoff_seconds, record_done
+from gateway.retry import backoff_seconds, retry_store_write
 from gateway.signing import delivery_headers
 from gateway.store import OutboxItem, Store
 
@@ -83,7 +83,7 @@ class Claim:
             self.renew_at = time.monotonic() + self.lease_seconds / 2
 
     async def release(self) -> None:
-        await record_done(
+        await retry_store_write(
             lambda: self.store.release_outbox(self.ids), STORE_MARGIN_SECONDS, "claim_released"
         )
 
@@ -188,7 +188,7 @@ class WebhookDelivery(LaneWorker):
             return Failure(f"HTTP {status}", retry_after_seconds(response.headers), status)
         # Within the lease left after a post (STORE_MARGIN_SECONDS): past it, a redelivery.
         ids = [i.id for i in items]
-        await record_done(
+        await retry_store_write(
             lambda: self.store.complete_outbox(ids, time.time()),
             STORE_MARGIN_SECONDS,
             "backend_delivered",

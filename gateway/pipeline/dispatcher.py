@@ -18,7 +18,7 @@ from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.turns import Turns
-from gateway.retry import backoff_seconds, record_done
+from gateway.retry import backoff_seconds, retry_store_write
 from gateway.schema import (
     CONTENT_ADAPTER,
     ChannelRef,
@@ -86,9 +86,7 @@ class Dispatcher(LaneWorker):
         self.redactor = redactor or SecretRedactor(())
         self.claim_limit = policy.send_concurrency
         # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
-        self.turns = Turns(
-            self._send, self.store.defer_outbox, self._ended, lambda: self.transport.closing
-        )
+        self.turns = Turns(self._send, self._defer, self._ended, lambda: self.transport.closing)
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -96,6 +94,11 @@ class Dispatcher(LaneWorker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
+
+    async def _defer(self, ids: list[int], until: float) -> None:
+        await retry_store_write(
+            lambda: self.store.defer_outbox(ids, until), RECORD_SENT_SECONDS, "send_deferred"
+        )
 
     def capacity(self, target: str) -> int:
         return self.claim_limit - self.turns.in_flight(target)
@@ -110,7 +113,7 @@ class Dispatcher(LaneWorker):
             # in line once it is back, rather than held for the whole lease.
             ids = [i.id for i in items]
             with contextlib.suppress(Exception):
-                await record_done(
+                await retry_store_write(
                     lambda: self.store.release_outbox(ids), RECORD_SENT_SECONDS, "send_released"
                 )
             raise
@@ -198,7 +201,7 @@ class Dispatcher(LaneWorker):
             notes.insert(0, f"{len(done)} provider message(s)")
         detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
-        await record_done(
+        await retry_store_write(
             lambda: self.store.record_sent(
                 item.id,
                 record.id,

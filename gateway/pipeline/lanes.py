@@ -22,6 +22,7 @@ from collections import defaultdict
 from gateway.logs import get_logger
 from gateway.metrics import LANE_PAUSED
 from gateway.pipeline.worker import Wakeable, Worker
+from gateway.retry import claim_or_undo
 from gateway.store import OutboxItem, Store
 
 log = get_logger("gateway.lanes")
@@ -89,15 +90,20 @@ class LaneWorker(abc.ABC):
     async def claim(
         self, limit: int, *, target: str | None = None, besides: list[str] | None = None
     ) -> list[OutboxItem]:
-        return await self.store.claim_outbox(
-            self.kind,
-            limit,
-            time.time(),
-            self.lease_seconds,
-            target=target,
-            besides=besides,
-            one_at_a_time=self.one_claim_at_a_time,
-            first_in_line=self.first_in_line,
+        now, lease = time.time(), self.lease_seconds
+        return await claim_or_undo(
+            lambda: self.store.claim_outbox(
+                self.kind,
+                limit,
+                now,
+                lease,
+                target=target,
+                besides=besides,
+                one_at_a_time=self.one_claim_at_a_time,
+                first_in_line=self.first_in_line,
+            ),
+            lambda: self.store.unclaim("outbox", now + lease),
+            lease / 2,
         )
 
     def start(self) -> None:

@@ -16,7 +16,7 @@ from gateway.live import get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
-from gateway.retry import record_done
+from gateway.retry import claim_or_undo, retry_store_write
 from gateway.schema import Event
 from gateway.store import InboxRow, Store
 from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
@@ -106,7 +106,11 @@ class Normaliser(Worker):
             await asyncio.sleep(PACES[FIRST_PACE][1])  # the burst's acknowledgements get the core
             return False
         limit, pause = PACES[self.pace] if busy else (BATCH, 0.0)
-        rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
+        rows = await claim_or_undo(
+            lambda: self.store.claim_inbox(limit, now, LEASE_SECONDS),
+            lambda: self.store.unclaim("inbox", now + LEASE_SECONDS),
+            LEASE_SECONDS / 2,
+        )
         if not rows:
             return False
         try:
@@ -116,7 +120,7 @@ class Normaliser(Worker):
             # once it is back, rather than waiting out their lease.
             ids = [row.id for row in rows]
             with contextlib.suppress(Exception):
-                await record_done(
+                await retry_store_write(
                     lambda: self.store.release_inbox(ids), LEASE_SECONDS / 2, "inbox_released"
                 )
             raise
