@@ -370,3 +370,47 @@ async def test_serve_reloads_on_sighup_and_with_watch_on_change(
     log = err.decode()
     assert '"reload_refused"' in log and "app_secret" in log
     assert '"config_reloaded"' in log
+
+
+async def test_a_channel_whose_credentials_change_sends_with_the_new_ones(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """Twilio's channels send through the SDK, with a client made per channel: a reload that
+    changes the auth token must bring a new one, not keep the old credentials."""
+    from gateway.simulator.sms import TwilioSimulator
+
+    from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, OTHER_TOKEN, USER, sms_channel
+
+    sim = TwilioSimulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, phone_number=NUMBER)
+    await sim.start()
+    try:
+        path = tmp_path / "gateway.yaml"
+        data = base_config(tmp_path, channels=[sms_channel("sms", sim.base_url, OTHER_TOKEN)])
+        gw = await start_gateway(config_from(data))
+        async with httpx.AsyncClient(headers=AUTH) as client:
+
+            async def send(text: str) -> str:
+                message = {
+                    "to": {"channel": "sms", "id": USER},
+                    "content": {"type": "text", "text": text},
+                }
+                answer = await client.post(f"{gw.url}/v1/messages", json=message)
+                assert answer.status_code == 202
+                return str(answer.json()["id"])
+
+            async def state(message_id: str) -> str:
+                async with asyncio.timeout(10):
+                    while True:
+                        view = (await client.get(f"{gw.url}/v1/messages/{message_id}")).json()
+                        if view["state"] != "queued":
+                            return str(view["state"])
+                        await asyncio.sleep(0.05)
+
+            assert await state(await send("with the wrong token")) == "failed"
+            data["channels"] = [sms_channel("sms", sim.base_url, AUTH_TOKEN)]
+            write(path, data)
+            assert await gw.gateway.reload_file(path)
+            assert await state(await send("with the right one")) != "failed"
+        assert [s["params"]["Body"] for s in sim.sent] == [["with the right one"]]
+    finally:
+        await sim.stop()
