@@ -138,9 +138,16 @@ class Api:
         self.redactor = redactor or SecretRedactor(())
         self.store = store
         self.adapters = adapters
-        self._keys = [(k.name, k.key.get_secret_value().encode()) for k in api_keys]
-        self._reads_all = {k.name for k in api_keys if "read_all" in k.scopes}
+        self.set_keys(api_keys)
         self.on_queued = on_queued
+
+    def set_keys(self, api_keys: list[ApiKey]) -> None:
+        """The keys accepted from now on (at start, and at each config reload)."""
+        # One tuple, assigned at once: a request checks its key and scope against one config.
+        self._keys = (
+            [(k.name, k.key.get_secret_value().encode()) for k in api_keys],
+            frozenset(k.name for k in api_keys if "read_all" in k.scopes),
+        )
 
     def authenticated(self, handler: Handler) -> Handler:
         """`handler` behind the bearer-key check.
@@ -154,11 +161,12 @@ class Api:
             if scheme.lower() != "bearer" or not token:
                 return error(401, "unauthorized", "Authorization: Bearer <api key> is required")
             # Header bytes that are not UTF-8 arrive surrogate-escaped: compare the bytes sent.
-            name = self._key_name(token.encode("utf-8", "surrogateescape"))
+            keys, reads_all = self._keys
+            name = self._key_name(keys, token.encode("utf-8", "surrogateescape"))
             if name is None:
                 return error(401, "unauthorized", "unknown API key")
             request[API_KEY_NAME] = name
-            request[READS_ALL] = name in self._reads_all
+            request[READS_ALL] = name in reads_all
             try:
                 return await handler(request)
             except web.HTTPException:
@@ -175,9 +183,10 @@ class Api:
 
         return guarded
 
-    def _key_name(self, token: bytes) -> str | None:
+    @staticmethod
+    def _key_name(keys: list[tuple[str, bytes]], token: bytes) -> str | None:
         found = None
-        for name, key in self._keys:  # compare against every key: no early exit to time
+        for name, key in keys:  # compare against every key: no early exit to time
             if hmac.compare_digest(token, key):
                 found = name
         return found

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import httpx
 from aiohttp import web
@@ -16,16 +17,19 @@ from gateway.config import GatewayConfig, StorageConfig
 from gateway.conversations_api import ConversationsApi
 from gateway.headers import bound_header_time
 from gateway.ingress import Ingress
-from gateway.logs import SecretRedactor, get_logger
+from gateway.live import LiveMap
+from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
+from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
 from gateway.pipeline.route_questions import UnansweredQuestions
 from gateway.pipeline.worker import Background
+from gateway.reload import load_for_reload, restart_only_changes, with_running_settings
 from gateway.router.conversations import Announcements
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
@@ -51,7 +55,15 @@ def open_configured_store(storage: StorageConfig) -> Store:
     )
 
 
-def secrets_of(config: GatewayConfig, adapters: dict[str, Adapter]) -> list[str]:
+def targets_of(config: GatewayConfig) -> dict[str, list[str]]:
+    """Which backends each event type goes to."""
+    return {
+        event_type: [b.id for b in config.backends if event_type in b.events]
+        for event_type in {t for b in config.backends for t in b.events}
+    }
+
+
+def secrets_of(config: GatewayConfig, adapters: Mapping[str, Adapter]) -> list[str]:
     return config.secrets() + [s for a in adapters.values() for s in a.secrets()]
 
 
@@ -66,7 +78,9 @@ class Gateway:
         """`idle_seconds`: the serving loop's idle time so far (gateway/idle.py), by which the
         normaliser and retention pace themselves while webhooks pour in."""
         self.config = config
-        self.adapters = build_adapters(config)
+        # Swapped whole by a config reload (gateway/live.py); every reader shares this one map.
+        self.adapters = LiveMap(build_adapters(config))
+        self.reloading = asyncio.Lock()
         # The log redaction rules, for provider error text the gateway stores and serves too.
         self.redactor = SecretRedactor(secrets_of(config, self.adapters))
         self.store = open_configured_store(config.storage)
@@ -77,10 +91,8 @@ class Gateway:
             timeout=httpx.Timeout(15.0, connect=5.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        self._targets = {
-            event_type: [b.id for b in config.backends if event_type in b.events]
-            for event_type in {t for b in config.backends for t in b.events}
-        }
+        self._targets = targets_of(config)
+        self.api: Api | None = None  # made with the application
         policy = config.delivery
         self.delivery = WebhookDelivery(self.store, config.backends, self.http, policy)
         self.bodies = BodyReader(config.server.body_timeout_seconds)
@@ -143,6 +155,61 @@ class Gateway:
             self.retention,
         ]
 
+    async def reload_file(self, path: str | Path) -> bool:
+        """Reload from the config file as it is now; False when it was refused."""
+        log.info("reload_requested", path=str(path))
+        new = load_for_reload(path)
+        return new is not None and await self.reload(new)
+
+    async def reload(self, new: GatewayConfig) -> bool:
+        """Apply `new`'s channels, backends and API keys without a restart; False when refused
+        (the running config stays). Built whole first, then swapped in one synchronous step:
+        a request in flight finishes with the channel it looked up, and work claimed for a
+        removed channel or backend ends as it began (gateway/live.py). What a removed target
+        had queued stays queued, and goes if it comes back."""
+        async with self.reloading:
+            fixed = restart_only_changes(self.config, new)
+            if fixed:
+                log.warning(
+                    "reload_needs_restart",
+                    settings=fixed,
+                    kept="the running values; restart the gateway to change these",
+                )
+            config = with_running_settings(self.config, new)
+            try:
+                adapters = build_adapters(config)
+            except Exception as exc:
+                log.error("reload_refused", problems=[f"{type(exc).__name__}: {exc}"])
+                return False
+            old_adapters = dict(self.adapters)
+            changed = [
+                i
+                for i, a in old_adapters.items()
+                if i not in adapters or a.config != adapters[i].config
+            ]
+            # The swap: no await from here to its end, so no coroutine sees half of it.
+            for redactor in (self.redactor, REDACTOR):  # the old ones may still be quoted
+                redactor.add(secrets_of(config, adapters))
+            self.config = config
+            self.adapters.replace(adapters)
+            self._targets = targets_of(config)
+            if self.api is not None:
+                self.api.set_keys(config.api_keys)
+            self.transport.forget(changed)
+            gone = self.dispatcher.retarget(list(adapters)) + self.delivery.reconfigure(
+                config.backends
+            )
+            log.info(
+                "config_reloaded",
+                channels=sorted(adapters),
+                backends=[b.id for b in config.backends],
+                api_keys=[k.name for k in config.api_keys],
+                added=sorted(adapters.keys() - old_adapters.keys()),
+                removed=sorted(old_adapters.keys() - adapters.keys()),
+            )
+            await LaneWorker.stop_lanes(gone, config.server.shutdown_grace_seconds)
+            return True
+
     def _stored(self) -> None:
         self.normaliser.wake()
 
@@ -151,7 +218,7 @@ class Gateway:
 
     def application(self) -> web.Application:
         ingress = self.ingress
-        api = Api(
+        api = self.api = Api(
             self.store,
             self.adapters,
             self.config.api_keys,

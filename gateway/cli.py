@@ -12,13 +12,18 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters import ADAPTERS
 from adapters.failures import adapter_error, unreadable
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
 from gateway.store import Store, StoreUnavailable
+
+if TYPE_CHECKING:  # serve's imports wait until it runs: other commands start faster without
+    from aiohttp import web
+
+    from gateway.app import Gateway
 
 # Binding failures are the operator's to fix (another process on the port, a privileged port,
 # an address this host does not have): a message, not a traceback.
@@ -51,10 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    app = gateway.application()
+    reload_on(app, gateway, args.config, watch=args.watch)
     _freeze_startup_objects()
     try:
         web.run_app(
-            gateway.application(),
+            app,
             host=host,
             port=port,
             print=_log_listening,
@@ -67,6 +74,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{args.config}: server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def reload_on(app: web.Application, gateway: Gateway, path: str, *, watch: bool) -> None:
+    """Reload `path` into the running gateway on SIGHUP and, with `watch`, on its changes."""
+    from gateway.reload import ReloadTriggers
+
+    triggers = ReloadTriggers(lambda: gateway.reload_file(path), Path(path) if watch else None)
+
+    async def start(_app: web.Application) -> None:
+        triggers.start()
+
+    async def stop(_app: web.Application) -> None:
+        await triggers.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
 
 
 def _log_listening(banner: str) -> None:
@@ -398,6 +421,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML config file")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the config when its file changes (SIGHUP always reloads it)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = commands.add_parser(

@@ -78,11 +78,6 @@ class Ingress:
         self.adapters = adapters
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
-        # Per channel: what its provider sends, within what the server takes at all.
-        self.body_limits = {
-            channel_id: min(adapter.max_body_bytes, max_body_bytes)
-            for channel_id, adapter in adapters.items()
-        }
         self.on_stored = on_stored
         # Above this arrival rate acknowledging comes first (the normaliser paces itself,
         # retention gives way): `server.busy_webhooks_per_second`.
@@ -133,7 +128,8 @@ class Ingress:
         if adapter is None:
             WEBHOOKS.labels("unknown", "unknown_channel").inc()
             return error(404, "unknown_channel", "no channel is configured at this path")
-        limit = self.body_limits[channel_id]
+        # What its provider sends, within what the server takes at all.
+        limit = min(adapter.max_body_bytes, self.max_body_bytes)
         length = request.content_length
         if length is not None and length > limit:
             # Unread: the rest of the body is still coming, so the connection cannot go on.

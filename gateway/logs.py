@@ -26,8 +26,13 @@ class SecretRedactor:
 
     def update(self, secrets: Iterable[str]) -> None:
         # Very short values would redact ordinary words; config validation keeps secrets long.
-        values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self.values = frozenset(s for s in secrets if len(s) >= 6)
+        values = sorted(self.values, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact `secrets` too (a reloaded config's), still redacting those known before."""
+        self.update([*self.values, *secrets])
 
     def text(self, value: str) -> str:
         """`value` with every known secret replaced."""

@@ -69,21 +69,41 @@ class Transport:
         self.client = client
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
-        self._senders: dict[str, Sender | None] = {}
+        # Per channel, the adapter its sender was made from: a reload that changes the channel
+        # brings a new adapter (new credentials), and with it a new sender.
+        self._senders: dict[str, tuple[Adapter, Sender | None]] = {}
+        self._retired: list[Sender] = []  # made from a config a reload replaced
         # Set at shutdown: sends under way end, none starts (gateway/pipeline/dispatcher.py).
         self.closing = False
 
     def _sender(self, adapter: Adapter) -> Sender | None:
         channel = adapter.config.id
-        if channel not in self._senders:
-            self._senders[channel] = adapter.make_sender(self.client)
-        return self._senders[channel]
+        made = self._senders.get(channel)
+        if made is not None and made[0] is adapter:
+            return made[1]
+        if made is not None and made[0].config == adapter.config:  # a reload left it as it was
+            self._senders[channel] = (adapter, made[1])
+            return made[1]
+        if made is not None and made[1] is not None:
+            # A send under way may still use it (one claimed before the reload, with the old
+            # adapter): closed at shutdown, not now.
+            self._retired.append(made[1])
+        sender = adapter.make_sender(self.client)
+        self._senders[channel] = (adapter, sender)
+        return sender
+
+    def forget(self, channels: list[str]) -> None:
+        """Drop the rate limiters made from `channels`' old config (a reload changed or
+        removed them): the next send makes one at the new rate."""
+        for channel in channels:
+            self._limiters.pop(channel, None)
 
     async def aclose(self) -> None:
-        for sender in self._senders.values():
+        for sender in [*(s for _a, s in self._senders.values()), *self._retired]:
             if sender is not None:
                 await sender.aclose()
         self._senders.clear()
+        self._retired.clear()
 
     def paused_for(self, channel: str) -> float:
         """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""

@@ -106,7 +106,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_process(config_path: Path, port: int) -> asyncio.subprocess.Process:
+async def start_process(
+    config_path: Path, port: int, *options: str, stderr: int = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """`gateway serve` in a process of its own, once it answers /healthz."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -116,8 +119,9 @@ async def start_process(config_path: Path, port: int) -> asyncio.subprocess.Proc
         str(config_path),
         "--port",
         str(port),
+        *options,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     async with httpx.AsyncClient() as client, asyncio.timeout(20):

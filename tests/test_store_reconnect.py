@@ -110,3 +110,15 @@ async def test_while_the_server_is_down_calls_fail_fast_then_recover() -> None:
         assert len(connections) == 2
     finally:
         db.close()
+
+
+async def test_a_claim_whose_answer_was_lost_is_undone_by_its_lease_time(store: Store) -> None:
+    """A claim's commit may land with its answer lost (the connection cut just then): its
+    rows are known to no process. `unclaim` frees exactly the rows of that claim."""
+    first = await append(store, "first")
+    second = await append(store, "second")
+    [lost] = await store.claim_inbox(1, 100.0, 30.0)  # as if its answer never came
+    [kept] = await store.claim_inbox(1, 100.5, 30.0)  # another worker's claim, under way
+    assert (lost.id, kept.id) == (first, second)
+    await store.unclaim("inbox", 100.0 + 30.0)
+    assert [r.id for r in await store.claim_inbox(10, 101.0, 30.0)] == [first]

@@ -25,10 +25,11 @@ import httpx
 from adapters.base import retry_after_seconds
 from gateway.config import BackendConfig, DeliveryConfig
 from gateway.ids import new_id
+from gateway.live import LiveMap, get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
-from gateway.pipeline.lanes import LaneWorker
-from gateway.retry import backoff_seconds
+from gateway.pipeline.lanes import Lane, LaneWorker
+from gateway.retry import backoff_seconds, retry_store_write
 from gateway.signing import delivery_headers
 from gateway.store import OutboxItem, Store
 
@@ -50,6 +51,11 @@ class Failure(NamedTuple):
     error: str
     retry_after: float | None = None
     status: int | None = None  # the backend's HTTP status, when it answered
+
+
+def lease_seconds(backends: list[BackendConfig]) -> float:
+    """A claim's lease: outlasting two posts at the slowest backend's timeout."""
+    return max([LEASE_SECONDS] + [2 * (b.timeout_seconds + STORE_MARGIN_SECONDS) for b in backends])
 
 
 def batch_body(items: list[OutboxItem]) -> bytes:
@@ -77,7 +83,9 @@ class Claim:
             self.renew_at = time.monotonic() + self.lease_seconds / 2
 
     async def release(self) -> None:
-        await self.store.release_outbox(self.ids)
+        await retry_store_write(
+            lambda: self.store.release_outbox(self.ids), STORE_MARGIN_SECONDS, "claim_released"
+        )
 
 
 class WebhookDelivery(LaneWorker):
@@ -94,13 +102,17 @@ class WebhookDelivery(LaneWorker):
         policy: DeliveryConfig,
     ) -> None:
         super().__init__(store, [b.id for b in backends], policy.poll_interval_seconds)
-        self.lease_seconds = max(
-            [LEASE_SECONDS] + [2 * (b.timeout_seconds + STORE_MARGIN_SECONDS) for b in backends]
-        )
-        self.backends = {b.id: b for b in backends}
+        self.lease_seconds = lease_seconds(backends)
+        self.backends: LiveMap[BackendConfig] = LiveMap({b.id: b for b in backends})
         self.client = client
         self.policy = policy
         self._failures: dict[str, int] = {}  # failed posts in a row, per backend
+
+    def reconfigure(self, backends: list[BackendConfig]) -> list[Lane]:
+        """A reload's backends, swapped in; the lanes of those removed, to be stopped."""
+        self.backends.replace({b.id: b for b in backends})
+        self.lease_seconds = lease_seconds(backends)
+        return self.retarget([b.id for b in backends])
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         claim = Claim(self.store, items, self.lease_seconds)
@@ -113,7 +125,8 @@ class WebhookDelivery(LaneWorker):
 
     async def _deliver(self, target: str, items: list[OutboxItem], claim: Claim) -> float:
         """Post `items` in batches; how long the backend's lane pauses (0 when all went)."""
-        backend = self.backends.get(target)
+        # Claimed before a reload removed the backend, the claim is still posted.
+        backend = get_or_removed(self.backends, target)
         if backend is None:
             await self.store.retry_outbox(
                 [i.id for i in items],
@@ -173,7 +186,13 @@ class WebhookDelivery(LaneWorker):
         status = response.status_code
         if not 200 <= status < 300:
             return Failure(f"HTTP {status}", retry_after_seconds(response.headers), status)
-        await self.store.complete_outbox([i.id for i in items], time.time())
+        # Within the lease left after a post (STORE_MARGIN_SECONDS): past it, a redelivery.
+        ids = [i.id for i in items]
+        await retry_store_write(
+            lambda: self.store.complete_outbox(ids, time.time()),
+            STORE_MARGIN_SECONDS,
+            "backend_delivered",
+        )
         BACKEND_DELIVERIES.labels(backend.id, "ok").inc()
         log.info(
             "backend_delivered",

@@ -13,11 +13,12 @@ from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
 from gateway.forms import intro, question
 from gateway.ids import new_id
+from gateway.live import get_or_removed
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.turns import Turns
-from gateway.retry import backoff_seconds
+from gateway.retry import backoff_seconds, retry_store_write
 from gateway.schema import (
     CONTENT_ADAPTER,
     ChannelRef,
@@ -36,6 +37,9 @@ from gateway.transport import Transport
 log = get_logger("gateway.dispatcher")
 
 LEASE_SECONDS = 120.0
+# How long recording a send the provider accepted is retried through store errors, well
+# within the lease a send has left (it may have waited for its turn, then SEND_DEADLINE).
+RECORD_SENT_SECONDS = 30.0
 
 
 def status_event(
@@ -88,9 +92,7 @@ class Dispatcher(LaneWorker):
         self.redactor = redactor or SecretRedactor(())
         self.claim_limit = policy.send_concurrency
         # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
-        self.turns = Turns(
-            self._send, self.store.defer_outbox, self._ended, lambda: self.transport.closing
-        )
+        self.turns = Turns(self._send, self._defer, self._ended, lambda: self.transport.closing)
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -99,13 +101,28 @@ class Dispatcher(LaneWorker):
         self.targets_for = targets_for
         self.policy = policy
 
+    async def _defer(self, ids: list[int], until: float) -> None:
+        await retry_store_write(
+            lambda: self.store.defer_outbox(ids, until), RECORD_SENT_SECONDS, "send_deferred"
+        )
+
     def capacity(self, target: str) -> int:
         return self.claim_limit - self.turns.in_flight(target)
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
-        records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+        try:
+            records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+        except Exception:
+            # The store failed between the claim and the reads (a PostgreSQL restart): back
+            # in line once it is back, rather than held for the whole lease.
+            ids = [i.id for i in items]
+            with contextlib.suppress(Exception):
+                await retry_store_write(
+                    lambda: self.store.release_outbox(ids), RECORD_SENT_SECONDS, "send_released"
+                )
+            raise
         await self.turns.add(target, list(zip(items, records, strict=True)))
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
@@ -137,7 +154,8 @@ class Dispatcher(LaneWorker):
         if record is None or record.state != "queued":
             await self.store.complete_outbox([item.id], time.time())
             return None
-        adapter = self.adapters.get(record.channel_id)
+        # Claimed before a reload removed its channel, it still goes, as it would have.
+        adapter = get_or_removed(self.adapters, record.channel_id)
         if adapter is None:
             error = SendError(
                 "permanent", "unknown_channel", f"channel {record.channel_id!r} is not configured"
@@ -189,15 +207,19 @@ class Dispatcher(LaneWorker):
             notes.insert(0, f"{len(done)} provider message(s)")
         detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
-        await self.store.record_sent(
-            item.id,
-            record.id,
-            record.channel_id,
-            done,
-            detail,
-            event,
-            self.targets_for,
-            time.time(),
+        await retry_store_write(
+            lambda: self.store.record_sent(
+                item.id,
+                record.id,
+                record.channel_id,
+                done,
+                detail,
+                event,
+                self.targets_for,
+                time.time(),
+            ),
+            RECORD_SENT_SECONDS,
+            "message_sent",
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None
@@ -315,7 +337,8 @@ class Dispatcher(LaneWorker):
                 error.code,
                 f"gave up after {item.attempts + 1} attempts: {error.title}",
             )
-            await self._failed(item, record, self.adapters[record.channel_id].type, expired)
+            adapter = get_or_removed(self.adapters, record.channel_id)
+            await self._failed(item, record, adapter.type if adapter else "unknown", expired)
             return None
         delay = backoff_seconds(item.attempts, self.policy, error.retry_after)
         log.warning(

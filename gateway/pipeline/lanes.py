@@ -22,6 +22,7 @@ from collections import defaultdict
 from gateway.logs import get_logger
 from gateway.metrics import LANE_PAUSED
 from gateway.pipeline.worker import Wakeable, Worker
+from gateway.retry import claim_or_undo
 from gateway.store import OutboxItem, Store
 
 log = get_logger("gateway.lanes")
@@ -76,6 +77,7 @@ class LaneWorker(abc.ABC):
         self.lanes = {target: Lane(self, target) for target in targets}
         self.listeners: list[Wakeable] = []  # woken when this produced work for them
         self._unconfigured: asyncio.Task[None] | None = None
+        self._started = False
 
     def capacity(self, target: str) -> int:
         """How many rows `target`'s lane may claim now."""
@@ -88,21 +90,44 @@ class LaneWorker(abc.ABC):
     async def claim(
         self, limit: int, *, target: str | None = None, besides: list[str] | None = None
     ) -> list[OutboxItem]:
-        return await self.store.claim_outbox(
-            self.kind,
-            limit,
-            time.time(),
-            self.lease_seconds,
-            target=target,
-            besides=besides,
-            one_at_a_time=self.one_claim_at_a_time,
-            first_in_line=self.first_in_line,
+        now, lease = time.time(), self.lease_seconds
+        return await claim_or_undo(
+            lambda: self.store.claim_outbox(
+                self.kind,
+                limit,
+                now,
+                lease,
+                target=target,
+                besides=besides,
+                one_at_a_time=self.one_claim_at_a_time,
+                first_in_line=self.first_in_line,
+            ),
+            lambda: self.store.unclaim("outbox", now + lease),
+            lease / 2,
         )
 
     def start(self) -> None:
+        self._started = True
         for lane in self.lanes.values():
             lane.start()
         self._unconfigured = asyncio.create_task(self._claim_unconfigured())
+
+    def retarget(self, targets: list[str]) -> list[Lane]:
+        """A reload's new targets: a lane started for each new one; the lanes of the targets
+        gone are taken out and returned, for the caller to stop (`stop_lanes`). Their rows stay
+        queued, untouched, and are worked again if their target comes back."""
+        gone = [self.lanes.pop(t) for t in list(self.lanes) if t not in targets]
+        for target in targets:
+            if target not in self.lanes:
+                lane = self.lanes[target] = Lane(self, target)
+                if self._started:
+                    lane.start()
+        return gone
+
+    @staticmethod
+    async def stop_lanes(lanes: list[Lane], grace: float) -> None:
+        """Stop claiming for `lanes`; the claim each is working finishes, for at most `grace`."""
+        await asyncio.gather(*(lane.stop(grace) for lane in lanes))
 
     async def stop(self, grace: float = 0.0) -> None:
         if self._unconfigured is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,10 +12,13 @@ from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
 from gateway.idle import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.ids import new_id
+from gateway.live import get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
 from gateway.pipeline.worker import Worker
+from gateway.retry import claim_or_undo, retry_store_write
 from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy
+from gateway.schema import Event
 from gateway.store import InboxRow, Store
 from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
 
@@ -105,18 +109,24 @@ class Normaliser(Worker):
             await asyncio.sleep(PACES[FIRST_PACE][1])  # the burst's acknowledgements get the core
             return False
         limit, pause = PACES[self.pace] if busy else (BATCH, 0.0)
-        rows = await self.store.claim_inbox(limit, now, LEASE_SECONDS)
+        rows = await claim_or_undo(
+            lambda: self.store.claim_inbox(limit, now, LEASE_SECONDS),
+            lambda: self.store.unclaim("inbox", now + LEASE_SECONDS),
+            LEASE_SECONDS / 2,
+        )
         if not rows:
             return False
-        parsed: list[tuple[int, list[PreparedEvent]]] = []
-        for row in rows:
-            events = await self._parse(row, now)
-            if events is not None:
-                parsed.append((row.id, events))
-            await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
-        stored = await self.store.record_inbound_batch(
-            parsed, self.targets_for, now, link_by_phone=self.link_by_phone, routing=self.routing
-        )
+        try:
+            stored = await self._normalise(rows, now)
+        except Exception:
+            # The store failed mid-batch (a PostgreSQL restart): the rows go back in line
+            # once it is back, rather than waiting out their lease.
+            ids = [row.id for row in rows]
+            with contextlib.suppress(Exception):
+                await retry_store_write(
+                    lambda: self.store.release_inbox(ids), LEASE_SECONDS / 2, "inbox_released"
+                )
+            raise
         for raw_id, kept in stored.items():
             for event in kept:
                 EVENTS.labels(event.channel.id, event.type).inc()
@@ -135,6 +145,17 @@ class Normaliser(Worker):
             await self._pause(pause)
         return len(rows) == limit
 
+    async def _normalise(self, rows: list[InboxRow], now: float) -> dict[int, list[Event]]:
+        parsed: list[tuple[int, list[PreparedEvent]]] = []
+        for row in rows:
+            events = await self._parse(row, now)
+            if events is not None:
+                parsed.append((row.id, events))
+            await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
+        return await self.store.record_inbound_batch(
+            parsed, self.targets_for, now, link_by_phone=self.link_by_phone, routing=self.routing
+        )
+
     async def _pause(self, seconds: float) -> None:
         """Let acknowledgements have the loop, and set the next slice's pace by how much of
         the pause they left idle."""
@@ -148,7 +169,8 @@ class Normaliser(Worker):
             self.pace = max(self.pace - 1, 0)
 
     async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:
-        adapter = self.adapters.get(row.channel_id)
+        # Stored before a reload removed its channel (acknowledged, so it must not be lost).
+        adapter = get_or_removed(self.adapters, row.channel_id)
         if adapter is None:
             await self._fail(row, f"channel {row.channel_id!r} is not configured", now)
             return None

@@ -111,8 +111,12 @@ class Turns:
                 retry_at: float | None = None
                 try:
                     retry_at = await self._send(item, record)
-                except Exception:  # a store hiccup, say: the row stays leased, then is retried
+                except Exception:  # a store hiccup, say
                     log.exception("send_crashed", outbox_id=item.id, channel=channel)
+                    # Back in line now, the recipient's later sends behind it (below), rather
+                    # than held for its lease with the recipient's whole line waiting behind.
+                    retry_at = time.time()
+                    await self._put_back([item.id], retry_at)
                 finally:
                     queue.popleft()
                     self._in_flight[channel] -= 1

@@ -69,6 +69,14 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # the WAL starts over. About every 2 s at full load, so few acknowledgements wait for it.
 WAL_RESTART_FRAMES = 8192
 
+# How long a commit waits for another process's lock on the file (`gateway prune` or
+# `replay`, whose transactions take milliseconds; a stuck one). It waits on the event loop,
+# holding every request, so not long: past it the batch fails and its webhooks get 503 (the
+# provider retries). It was 10 s: the whole gateway stood still while a lock was held.
+BUSY_TIMEOUT_MS = 250
+# After a batch found the file locked for all that time, the next batches for this long fail
+# at once (503) rather than each holding the loop again; then one tries again.
+LOCKED_RETRY_SECONDS = 1.0
 T = TypeVar("T")
 _Pending = tuple[Callable[[Tx], Any], asyncio.Future[Any], bool]
 
@@ -99,13 +107,14 @@ class SQLiteDatabase:
         # Held while committing, and by the checkpointer while it finishes a pass.
         self._commit_gate = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._locked_until = 0.0  # batches fail at once till then: another process's lock
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # Checkpoints copy the WAL into the database and fsync it: slow, so not on the event
         # loop. A thread with its own connection runs them; WAL lets them overlap our writes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -196,9 +205,15 @@ class SQLiteDatabase:
             if self._conn is None:
                 settle(futures, [(None, StoreUnavailable("store is closed"))] * len(batch))
                 continue
+            if time.monotonic() < self._locked_until:
+                locked = StoreUnavailable("the database file is locked by another process")
+                settle(futures, [(None, locked)] * len(batch))
+                continue
             results = execute_batch(
                 self._conn, self.dialect, [(op, single) for op, _f, single in batch]
             )
+            if _locked_out(results):
+                self._locked_until = time.monotonic() + LOCKED_RETRY_SECONDS
             self.batches += 1
             self.operations += len(batch)
             if self._wal_fd is None:
@@ -232,6 +247,14 @@ class SQLiteDatabase:
                 self._commit_pending()  # everything that arrived meanwhile, as one batch
         finally:
             self._syncing = False
+
+
+def _locked_out(results: list[Result]) -> bool:
+    """Whether the whole batch failed waiting for another connection's lock."""
+    return bool(results) and all(
+        isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+        for _value, error in results
+    )
 
 
 def _timed_fdatasync(fd: int) -> float:

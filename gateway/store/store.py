@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from gateway.downgrade.choices import Choice
 from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, DEFAULT_ROUTING, RoutingPolicy
@@ -103,6 +103,29 @@ class Store:
             )
 
         return await self.db.run(op)
+
+    async def unclaim(self, table: Literal["inbox", "outbox"], until: float) -> None:
+        """Undo a claim that failed with a store error, leased till `until`: its commit may
+        have happened with the answer lost (a connection cut at that moment), and then its rows,
+        unknown to anyone, would wait out their lease. A claim's `until` (its `now` + lease, to
+        the microsecond) marks its rows alone."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                f"UPDATE {table} SET claimed_until = NULL"
+                " WHERE status = 'pending' AND claimed_until = ?",
+                (until,),
+            )
+        )
+
+    async def release_inbox(self, ids: Sequence[int]) -> None:
+        """Claimed rows back in line now, those still pending (a failed batch's)."""
+        await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET claimed_until = NULL WHERE status = 'pending' AND id IN "
+                + steps.in_list(ids),
+                tuple(ids),
+            )
+        )
 
     async def fail_inbox(self, row_id: int, error: str, now: float) -> None:
         await self.db.run(
