@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -34,6 +34,9 @@ from gateway.downgrade.profile import (
 from gateway.schema import Content, EventDraft
 
 ErrorCategory = Literal["retry", "permanent", "unreachable"]
+
+if TYPE_CHECKING:  # adapters do no I/O of their own: the client is handed in
+    import httpx
 
 
 class _Narrowing(BaseModel):
@@ -460,8 +463,9 @@ class Adapter(abc.ABC):
         """
         return [r for part in parts for r in self.render(part, context)]
 
-    def make_sender(self) -> Sender | None:
-        """A sender of its own (an official SDK client); None to use the gateway's HTTP client."""
+    def make_sender(self, client: httpx.AsyncClient) -> Sender | None:
+        """A sender of its own (an official SDK client, doing its I/O through `client`, the
+        gateway's HTTP client); None to have the gateway send the rendered requests."""
         return None
 
     def webhook_registration(self, url: str) -> ProviderRequest | None:

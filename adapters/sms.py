@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -162,6 +162,9 @@ E164 = r"^\+[1-9][0-9]{1,14}$"
 # used to cost half a second of the event loop before its signature failed.
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_WEBHOOK_FIELDS = 200
+
+if TYPE_CHECKING:  # adapters do no I/O of their own: the client is handed in
+    import httpx
 
 
 class SmsConfig(ChannelConfig):
@@ -466,10 +469,10 @@ class SmsAdapter(Adapter):
         pair = f"{self.config.account_sid}:{self.config.auth_token.get_secret_value()}"
         return base64.b64encode(pair.encode()).decode()
 
-    def make_sender(self) -> Sender:
+    def make_sender(self, client: httpx.AsyncClient) -> Sender:
         from adapters.sms_sender import TwilioSender
 
-        return TwilioSender(self.config)
+        return TwilioSender(self.config, client=client)
 
     def _base(self, context: SendContext) -> dict[str, Any]:
         """The form fields every message to this recipient carries."""

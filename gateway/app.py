@@ -26,7 +26,7 @@ from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Background
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
-from gateway.transport import Transport
+from gateway.transport import Transport, new_client
 from gateway.users_api import UsersApi
 
 log = get_logger("gateway.app")
@@ -68,10 +68,7 @@ class Gateway:
         self.redactor = SecretRedactor(secrets_of(config, self.adapters))
         self.store = open_configured_store(config.storage)
         self._own_client = http_client is None
-        self.http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(15.0, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self.http = http_client or new_client()
         self._targets = {
             event_type: [b.id for b in config.backends if event_type in b.events]
             for event_type in {t for b in config.backends for t in b.events}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -42,3 +43,80 @@ async def test_an_answer_that_trickles_in_is_cut_at_the_send_deadline(
         assert (refused.value.category, refused.value.code) == ("retry", "timeout")
     finally:
         await runner.cleanup()
+
+
+SMS_CHANNEL = {
+    "id": "sms-main",
+    "type": "sms",
+    "account_sid": "AC" + "a" * 32,
+    "auth_token": "twilio-token-0123456789",
+    "from_number": "+14155550199",
+    "api_base_url": "https://twilio.test",
+}
+
+
+async def test_twilio_sends_go_through_the_gateways_one_client(tmp_path: Path) -> None:
+    """The SDK does its I/O through the client it is handed: one pool, one mocking seam."""
+    seen: list[httpx.Request] = []
+
+    def twilio(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 2:  # throttled: the answer's Retry-After pauses the channel
+            error = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return httpx.Response(429, json=error, headers={"Retry-After": "7"})
+        return httpx.Response(201, json={"sid": "SM" + "1" * 32, "status": "queued"})
+
+    adapter = build_adapters(config_from(base_config(tmp_path, channels=[SMS_CHANNEL])))["sms-main"]
+    request = ProviderRequest("POST", "/ignored", form={"To": "+16505551234", "Body": "hi"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(twilio)) as client:
+        sending = transport.Transport(client)
+        assert await sending.send(adapter, request) == "SM" + "1" * 32
+        with pytest.raises(SendError) as refused:
+            await sending.send(adapter, request)
+        await sending.aclose()
+    assert (refused.value.category, refused.value.retry_after) == ("retry", 7.0)
+    assert 6 < sending.paused_for("sms-main") <= 7
+    first = seen[0]
+    assert (
+        str(first.url) == f"https://twilio.test/2010-04-01/Accounts/{'AC' + 'a' * 32}/Messages.json"
+    )
+    assert first.headers["Authorization"].startswith("Basic ")
+    assert dict(httpx.QueryParams(first.content.decode())) == {
+        "To": "+16505551234",
+        "Body": "hi",
+    }
+
+
+async def test_the_outbound_client_reuses_connections_and_bounds_them_per_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peers: set[object] = set()
+    in_flight = most = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/send"
+    monkeypatch.setattr(transport, "MAX_CONNECTIONS_PER_HOST", 4)
+    client = transport.new_client()
+    try:
+        answers = await asyncio.gather(*(client.post(url, content=b"{}") for _ in range(40)))
+        answers += [await client.post(url, content=b"{}") for _ in range(10)]
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    assert [a.status_code for a in answers] == [200] * 50
+    assert [a.json() for a in answers[:1]] == [{"ok": True}]
+    # 40 at once over at most 4 connections, and the 10 after them on those same ones.
+    assert most <= 4 and len(peers) <= 4
