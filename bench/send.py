@@ -296,9 +296,17 @@ def windows_open(storage: dict[str, Any], case: str) -> None:
 
 
 async def post_messages(
-    port: int, sim_url: str, case: str, messages: int, recipients: int, clients: int, parts: int
+    port: int,
+    pid: int,
+    sim_url: str,
+    case: str,
+    messages: int,
+    recipients: int,
+    clients: int,
+    parts: int,
 ) -> dict[str, float]:
-    """Queue the messages through the API; the times of acceptance and of delivery."""
+    """Queue the messages through the API; the times of acceptance and of delivery, and the
+    gateway's (`pid`) CPU seconds when the API went quiet."""
     url = f"http://127.0.0.1:{port}/v1/messages"
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     bodies = [
@@ -323,6 +331,7 @@ async def post_messages(
         started = time.monotonic()
         await asyncio.gather(*(caller() for _ in range(clients)))
         accepted = time.monotonic()
+        cpu_accepted = cpu_seconds(pid)
         sent_while_accepting = await sim_count(session, sim_url)
         want = messages * parts
         while (sent := await sim_count(session, sim_url)) < want:
@@ -334,6 +343,7 @@ async def post_messages(
         "accept_s": accepted - started,
         "total_s": delivered - started,
         "sent_while_accepting": sent_while_accepting / parts,
+        "cpu_accepted": cpu_accepted if cpu_accepted is not None else -1.0,
     }
 
 
@@ -372,7 +382,16 @@ def gateway_round(
         windows_open(storage, case)
         cpu_before = cpu_seconds(process.pid)
         times = asyncio.run(
-            post_messages(port, sim_url, case, args.messages, args.recipients, args.clients, parts)
+            post_messages(
+                port,
+                process.pid,
+                sim_url,
+                case,
+                args.messages,
+                args.recipients,
+                args.clients,
+                parts,
+            )
         )
         cpu_after = cpu_seconds(process.pid)
         time.sleep(1.0)  # let what the sends left behind (status fan-out, checkpoints) settle
@@ -392,8 +411,12 @@ def gateway_round(
         "accept_rate": args.messages / times["accept_s"],
         "rate_while_accepting": times["sent_while_accepting"] / times["accept_s"],
     }
+    # Sending alone: the messages that went after the API went quiet, their time and CPU.
+    after = args.messages - times["sent_while_accepting"]
+    result["rate_alone"] = after / (times["total_s"] - times["accept_s"])
     if cpu_before is not None and cpu_after is not None:
         result["cpu_us"] = (cpu_after - cpu_before) / args.messages * 1e6
+        result["cpu_alone_us"] = (cpu_after - times["cpu_accepted"]) / after * 1e6
     if idle_before is not None and idle_after is not None:
         result["idle_core"] = (idle_after - idle_before) / IDLE_SECONDS
     return result
@@ -425,6 +448,7 @@ def run_case(args: argparse.Namespace, case: str, stores: list[str], work: Path)
                     f" gateway {g['rate']:.0f}/s {g.get('cpu_us', 0):.0f} µs,"
                     f" ratio {g['rate'] / b['rate']:.3f}; API accepted {g['accept_rate']:.0f}/s,"
                     f" sent meanwhile {g['rate_while_accepting']:.0f}/s;"
+                    f" sending alone {g['rate_alone']:.0f}/s {g.get('cpu_alone_us', 0):.0f} µs;"
                     f" idle {g.get('idle_core', 0) * 100:.1f}% of a core",
                     flush=True,
                 )
@@ -436,6 +460,8 @@ def run_case(args: argparse.Namespace, case: str, stores: list[str], work: Path)
                 f" {med(g.get('cpu_us', 0) for g in gateway):.0f} µs | {ratio:.3f} |"
                 f" {med(g['accept_rate'] for g in gateway):.0f}/s |"
                 f" {med(g['rate_while_accepting'] for g in gateway):.0f}/s |"
+                f" {med(g['rate_alone'] for g in gateway):.0f}/s,"
+                f" {med(g.get('cpu_alone_us', 0) for g in gateway):.0f} µs |"
                 f" {med(g.get('idle_core', 0) for g in gateway) * 100:.1f}% |"
             )
             print(line, flush=True)
@@ -478,7 +504,8 @@ def main() -> None:
         f"\nmedians of {args.rounds} rounds, {args.messages} messages to {args.recipients}"
         f" recipients, {args.clients} API callers:\n"
         "| case | store | bare client (rate, CPU a message) | gateway (delivered, CPU a message)"
-        " | ratio | API accepted | sent while accepting | idle after |\n|---|---|---|---|---|---|---|---|"
+        " | ratio | API accepted | sent while accepting | sending alone (rate, CPU a message)"
+        " | idle after |\n|---|---|---|---|---|---|---|---|---|"
     )
     print("\n".join(lines))
 

@@ -99,7 +99,7 @@ class Gateway:
             idle_clocks=idle_clocks,
             link_by_phone=config.identities.link_by_phone,
         )
-        self.transport = Transport(self.http)
+        self.transport = Transport(self.http, policy.send_concurrency)
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,

@@ -82,8 +82,11 @@ class RateLimiter:
 
 
 class Transport:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, concurrency: int = 16) -> None:
+        """`concurrency`: provider exchanges under way at once, per channel."""
         self.client = client
+        self.concurrency = concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
         self._senders: dict[str, Sender | None] = {}
@@ -107,6 +110,15 @@ class Transport:
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
     async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
+        """Send one request once the channel has a free slot (delivery.send_concurrency)."""
+        channel = adapter.config.id
+        slot = self._slots.get(channel)
+        if slot is None:
+            slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        async with slot:
+            return await self._send(adapter, request)
+
+    async def _send(self, adapter: Adapter, request: ProviderRequest) -> str:
         channel = adapter.config.id
         pause = self.paused_for(channel)
         if pause > 0:

@@ -225,9 +225,7 @@ class UsersApi:
         user = await self._visible(request, request.match_info["user_id"])
         if user is None:
             return _no_user()
-        found = await self.store.user_messages(
-            user.id, readable_owner(request), int(limit_text)
-        )
+        found = await self.store.user_messages(user.id, readable_owner(request), int(limit_text))
         body = UserMessages(
             messages=[
                 UserMessage(

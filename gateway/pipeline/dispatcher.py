@@ -36,6 +36,12 @@ from gateway.transport import Transport
 log = get_logger("gateway.dispatcher")
 
 LEASE_SECONDS = 120.0
+# Rows a channel's lane holds, in sends' worth. `send_concurrency` provider requests go at
+# once (the transport's slots); the other rows are rendered, or recorded, meanwhile: a send
+# waits for its record's commit and fsync, a few milliseconds, and holds no slot for it. The
+# lane claims again once a round of sends has ended, so one claim carries
+# `send_concurrency` rows, where it carried the one row whose send had just ended.
+CLAIM_AHEAD = 4
 
 
 def status_event(
@@ -80,8 +86,8 @@ class Dispatcher(LaneWorker):
         super().__init__(store, list(adapters), policy.poll_interval_seconds)
         # Applied to provider error text before it is logged, stored or sent to backends.
         self.redactor = redactor or SecretRedactor(())
-        self.claim_limit = policy.send_concurrency
-        # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
+        self.claim_limit = policy.send_concurrency * CLAIM_AHEAD
+        # Each recipient's claimed sends, in turn.
         self.turns = Turns(
             self._send, self.store.defer_outbox, self._ended, lambda: self.transport.closing
         )
@@ -94,13 +100,16 @@ class Dispatcher(LaneWorker):
         self.policy = policy
 
     def capacity(self, target: str) -> int:
-        return self.claim_limit - self.turns.in_flight(target)
+        """Room to claim, once a round of sends has ended (or nothing is in hand)."""
+        in_flight = self.turns.in_flight(target)
+        room = self.claim_limit - in_flight
+        return room if in_flight == 0 or room >= self.policy.send_concurrency else 0
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
-        records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
-        await self.turns.add(target, list(zip(items, records, strict=True)))
+        records = await self.store.get_messages([i.ref for i in items])
+        await self.turns.add(target, [(i, records.get(i.ref)) for i in items])
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
     def _ended(self, channel: str) -> None:
