@@ -42,6 +42,10 @@ LEASE_SECONDS = 120.0
 # lane claims again once a round of sends has ended, so one claim carries
 # `send_concurrency` rows, where it carried the one row whose send had just ended.
 CLAIM_AHEAD = 4
+# ... but no more than a channel's rate limit lets out in this many seconds: a row claimed
+# waits its turn under its lease, and the contact state it is sent with (opt-outs) is read
+# just before its turn, so a slow channel keeps one round in hand, as before.
+CLAIM_AHEAD_SECONDS = 5.0
 
 
 def status_event(
@@ -87,6 +91,16 @@ class Dispatcher(LaneWorker):
         # Applied to provider error text before it is logged, stored or sent to backends.
         self.redactor = redactor or SecretRedactor(())
         self.claim_limit = policy.send_concurrency * CLAIM_AHEAD
+        self._in_hand = {
+            channel: max(
+                policy.send_concurrency,
+                min(
+                    self.claim_limit,
+                    int(adapter.config.rate_limit_per_second * CLAIM_AHEAD_SECONDS),
+                ),
+            )
+            for channel, adapter in adapters.items()
+        }
         # Each recipient's claimed sends, in turn.
         self.turns = Turns(
             self._send, self.store.defer_outbox, self._ended, lambda: self.transport.closing
@@ -100,10 +114,12 @@ class Dispatcher(LaneWorker):
         self.policy = policy
 
     def capacity(self, target: str) -> int:
-        """Room to claim, once a round of sends has ended (or nothing is in hand)."""
-        in_flight = self.turns.in_flight(target)
-        room = self.claim_limit - in_flight
-        return room if in_flight == 0 or room >= self.policy.send_concurrency else 0
+        """Room to claim: once a round of sends has ended, or as each ends where the lane
+        holds no more than a round (a slow channel)."""
+        in_hand = self._in_hand.get(target, self.policy.send_concurrency)
+        room = in_hand - self.turns.in_flight(target)
+        least = min(self.policy.send_concurrency, max(1, in_hand - self.policy.send_concurrency))
+        return room if room >= least else 0
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
