@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+
+from gateway.app import build_adapters
+from gateway.pipeline.dispatcher import Dispatcher
+from gateway.transport import Transport
 
 from .conftest import API_KEY, base_config, config_from
 
@@ -71,3 +76,38 @@ async def test_a_claim_carries_a_round_of_sends_within_the_send_concurrency(
     assert max(claims) > CONCURRENCY  # more than a round in hand: rendering and recording
     assert most <= CONCURRENCY  # ... while the provider sees at most send_concurrency at once
     assert reads == []  # a claim's messages are read in one go, not one by one
+
+
+async def test_a_slow_channel_keeps_one_round_in_hand(tmp_path: Path) -> None:
+    """Claimed rows wait their turn under their lease: a channel at one message a second must
+    not claim a minute's worth ahead."""
+    data = base_config(tmp_path)
+    data["delivery"]["send_concurrency"] = 16
+    fast = data["channels"][0]
+    data["channels"] = [
+        {**fast, "rate_limit_per_second": 1_000},
+        {**fast, "id": "wa-slow", "phone_number_id": "2", "rate_limit_per_second": 1},
+    ]
+    config = config_from(data)
+    store = SimpleNamespace(defer_outbox=None)
+    dispatcher = Dispatcher(
+        store,  # type: ignore[arg-type]
+        build_adapters(config),
+        Transport(httpx.AsyncClient()),
+        lambda _event: [],
+        config.delivery,
+    )
+    in_flight: dict[str, int] = {}
+    dispatcher.turns.in_flight = lambda channel: in_flight.get(channel, 0)  # type: ignore[method-assign]
+    # The fast channel: four rounds in hand, claimed a round at a time.
+    assert dispatcher.capacity("wa-main") == 64
+    in_flight["wa-main"] = 60
+    assert dispatcher.capacity("wa-main") == 0
+    in_flight["wa-main"] = 48
+    assert dispatcher.capacity("wa-main") == 16
+    # The slow one: one round, topped up as each send ends.
+    assert dispatcher.capacity("wa-slow") == 16
+    in_flight["wa-slow"] = 15
+    assert dispatcher.capacity("wa-slow") == 1
+    in_flight["wa-slow"] = 16
+    assert dispatcher.capacity("wa-slow") == 0
