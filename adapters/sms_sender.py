@@ -27,7 +27,7 @@ from twilio.rest import Client
 
 from adapters.base import ProviderRequest, SendError, retry_after_seconds
 from adapters.sms import SmsConfig, send_error
-from gateway.transport import new_client
+from gateway.http_client import new_client
 
 # Longer than Twilio's own API timeouts: a send that takes this long is retried.
 SEND_TIMEOUT_SECONDS = 15.0

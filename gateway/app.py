@@ -14,6 +14,7 @@ from gateway.api import Api
 from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.headers import bound_header_time
+from gateway.http_client import new_client
 from gateway.ingress import Ingress
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
@@ -26,7 +27,7 @@ from gateway.pipeline.retention import Retention
 from gateway.pipeline.worker import Background
 from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
-from gateway.transport import Transport, new_client
+from gateway.transport import Transport
 from gateway.users_api import UsersApi
 
 log = get_logger("gateway.app")

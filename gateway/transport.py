@@ -2,11 +2,8 @@
 
 The client is injected, so tests plug in respx or point channels at the simulators.
 
-`new_client` is the process's one client, for provider sends (Twilio's SDK included) and
-backend deliveries alike. It keeps httpx's API, the seam every test mocks (respx,
-`httpx.MockTransport`), over aiohttp's connection pool: httpx's own transport cost about
-1,500 µs of CPU a request here, against 280 µs through aiohttp's and 85 µs for aiohttp alone
-(16 in flight to a loopback server; bench/send.py measures the whole send).
+The gateway's client is gateway/http_client.py's `new_client`, for provider sends (Twilio's
+SDK included) and backend deliveries alike.
 """
 
 from __future__ import annotations
@@ -15,9 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from adapters.base import Adapter, ProviderRequest, Sender, SendError
 from gateway import wire
@@ -26,36 +21,9 @@ from gateway.metrics import PROVIDER_LATENCY
 
 log = get_logger("gateway.transport")
 
-# Connections open at once, in all and to one host: bounded, so a burst of sends cannot open
-# sockets without limit, and one slow backend cannot hold every connection.
-MAX_CONNECTIONS = 200
-MAX_CONNECTIONS_PER_HOST = 100
-# An idle pooled connection is closed after this long (under the 60 s or more most servers
-# and load balancers keep one).
-KEEPALIVE_SECONDS = 30.0
-# Connect within 5 s; each read within 15 s (the whole exchange: SEND_DEADLINE_SECONDS).
-TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-
 # The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
 # apply within it.
 SEND_DEADLINE_SECONDS = 30.0
-
-
-def _session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=MAX_CONNECTIONS,
-        limit_per_host=MAX_CONNECTIONS_PER_HOST,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-    )
-    # Cookies are httpx's business (its client keeps them); aiohttp keeps none of its own.
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-
-def new_client() -> httpx.AsyncClient:
-    """The process's outbound HTTP client: httpx's API over aiohttp's pool (module doc).
-
-    The aiohttp session is made at the first request, inside the running loop."""
-    return httpx.AsyncClient(transport=AiohttpTransport(client=_session), timeout=TIMEOUT)
 
 
 class RateLimiter:

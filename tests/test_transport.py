@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from adapters.base import ProviderRequest, SendError
-from gateway import transport
+from gateway import http_client, transport
 from gateway.app import build_adapters
 
 from .conftest import base_config, config_from
@@ -108,8 +108,8 @@ async def test_the_outbound_client_reuses_connections_and_bounds_them_per_host(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/send"
-    monkeypatch.setattr(transport, "MAX_CONNECTIONS_PER_HOST", 4)
-    client = transport.new_client()
+    monkeypatch.setattr(http_client, "MAX_CONNECTIONS_PER_HOST", 4)
+    client = http_client.new_client()
     try:
         answers = await asyncio.gather(*(client.post(url, content=b"{}") for _ in range(40)))
         answers += [await client.post(url, content=b"{}") for _ in range(10)]
@@ -120,3 +120,37 @@ async def test_the_outbound_client_reuses_connections_and_bounds_them_per_host(
     assert [a.json() for a in answers[:1]] == [{"ok": True}]
     # 40 at once over at most 4 connections, and the 10 after them on those same ones.
     assert most <= 4 and len(peers) <= 4
+
+
+async def test_the_outbound_client_keeps_header_names_and_says_what_failed() -> None:
+    seen: list[tuple[str, ...]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(tuple(name.decode() for name, _value in request.raw_headers))
+        if request.path == "/drop":
+            assert request.transport is not None
+            request.transport.close()  # the server drops the connection mid-exchange
+        if request.path == "/slow":
+            await asyncio.sleep(1)
+        return web.json_response({"ok": True}, headers={"Retry-After": "3"})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = http_client.new_client()
+    try:
+        ok = await client.post(f"{base}/ok", content=b"{}", headers={"X-Line-Retry-Key": "k"})
+        assert ok.json() == {"ok": True} and ok.headers["retry-after"] == "3"
+        assert "X-Line-Retry-Key" in seen[0]  # as written: some servers compare case
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(f"{base}/drop", content=b"{}")
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{base}/slow", content=b"{}", timeout=httpx.Timeout(0.2))
+        with pytest.raises(httpx.ConnectError):
+            await client.post("http://127.0.0.1:9/refused", content=b"{}")
+    finally:
+        await client.aclose()
+        await runner.cleanup()

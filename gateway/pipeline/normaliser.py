@@ -95,6 +95,8 @@ class Normaliser(Worker):
         self.targets_for = targets_for
         self.link_by_phone = link_by_phone  # identities.link_by_phone
 
+    linger = 0.01  # webhooks of the next 10 ms are normalised in the same transaction
+
     async def run_once(self) -> bool:
         now = time.time()
         busy = self.ingress_busy()
