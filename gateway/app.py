@@ -46,6 +46,7 @@ def open_configured_store(storage: StorageConfig) -> Store:
         path=storage.path,
         synchronous=storage.synchronous,
         dsn=storage.dsn.get_secret_value() if storage.dsn else None,
+        connections=storage.connections,
     )
 
 

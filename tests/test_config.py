@@ -11,7 +11,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import ConfigError, load_config, parse_config
 
-from .conftest import API_KEY, WA, base_config
+from .conftest import API_KEY, WA, base_config, config_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -303,3 +303,14 @@ def test_the_dsn_password_is_a_secret_of_its_own(tmp_path: Path, dsn: str) -> No
     data = base_config(tmp_path)
     data["storage"] = {"backend": "postgres", "dsn": dsn}
     assert "Sup3r-Secret-pw" in parse_config(data, "c.yaml", env={}).secrets()
+
+
+def test_postgres_connections_are_configured_and_bounded(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["storage"] = {"backend": "postgres", "dsn": "postgresql://x@127.0.0.1/db"}
+    assert config_from(data).storage.connections == 4
+    data["storage"]["connections"] = 8
+    assert config_from(data).storage.connections == 8
+    data["storage"]["connections"] = 0
+    with pytest.raises(ConfigError, match="connections"):
+        config_from(data)
