@@ -347,6 +347,21 @@ def request_key(keys: list[str], body: bytes) -> str:
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
+def unanswered(exc: httpx.HTTPError, provider: str) -> SendError:
+    """The retryable SendError for an exchange that got no answer (httpx's errors), for the
+    gateway's own sends and an SDK's alike."""
+    import httpx  # here, not at the top: adapters do no I/O, the gateway's client does
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return SendError(
+            "retry", "connect_error", f"cannot reach {provider} ({type(exc).__name__})"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        # The provider may have accepted it: at-least-once means we may send twice.
+        return SendError("retry", "timeout", f"{provider} did not answer in time")
+    return SendError("retry", "http_error", type(exc).__name__)
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (any case): delay-seconds or an HTTP-date
     (RFC 9110 §10.2.3), clamped to 0..MAX_RETRY_AFTER_SECONDS; None when absent or unreadable."""

@@ -25,7 +25,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from adapters.base import ProviderRequest, SendError, retry_after_seconds
+from adapters.base import ProviderRequest, SendError, retry_after_seconds, unanswered
 from adapters.sms import SmsConfig, send_error
 from gateway.http_client import new_client
 
@@ -127,14 +127,8 @@ class TwilioSender:
         except TimeoutError:
             # Twilio may have accepted it: at-least-once means it may go out twice.
             raise SendError("retry", "timeout", "Twilio did not answer in time") from None
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SendError(
-                "retry", "connect_error", f"cannot reach Twilio ({type(exc).__name__})"
-            ) from None
-        except httpx.TimeoutException:
-            raise SendError("retry", "timeout", "Twilio did not answer in time") from None
         except httpx.HTTPError as exc:
-            raise SendError("retry", "http_error", type(exc).__name__) from None
+            raise unanswered(exc, "Twilio") from None
         return str(message.sid)
 
     async def aclose(self) -> None:

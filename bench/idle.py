@@ -31,12 +31,12 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingress import (  # the bench's own helpers, beside this file
-    PHONE_NUMBER_ID,
     SECRET,
     cpu_seconds,
     free_port,
     serve_gateway,
     webhook,
+    whatsapp_channel,
 )
 from sustained import post_at_rate
 
@@ -50,15 +50,7 @@ def config(work: Path, backend_url: str) -> Path:
         "storage": {"path": str(work / "idle.db")},
         "backends": [{"id": "bench", "url": backend_url, "secret": BACKEND_SECRET}],
         "channels": [
-            {
-                "id": "wa-bench",
-                "type": "whatsapp",
-                "phone_number_id": PHONE_NUMBER_ID,
-                "access_token": "bench-token-0123456789",
-                "app_secret": SECRET,
-                "verify_token": "bench-verify",
-                "api_base_url": unreachable,
-            },
+            whatsapp_channel("wa-bench", unreachable),
             {
                 "id": "fb-bench",
                 "type": "messenger",

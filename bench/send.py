@@ -55,6 +55,7 @@ from ingress import (  # the bench's own helpers, beside this file
     pinned,
     serve_gateway,
     wait_listening,
+    whatsapp_channel,
 )
 
 WA_TOKEN = "bench-token-0123456789"
@@ -98,16 +99,7 @@ def content(case: str, i: int) -> dict[str, Any]:
 
 def channel_config(case: str, sim_url: str) -> dict[str, Any]:
     if case == "whatsapp":
-        return {
-            "id": "bench",
-            "type": "whatsapp",
-            "phone_number_id": PHONE_NUMBER_ID,
-            "access_token": WA_TOKEN,
-            "app_secret": SECRET,
-            "verify_token": "bench-verify",
-            "api_base_url": f"{sim_url}/v21.0",
-            "rate_limit_per_second": 1_000_000,
-        }
+        return {**whatsapp_channel("bench", f"{sim_url}/v21.0"), "rate_limit_per_second": 1_000_000}
     return {
         "id": "bench",
         "type": "sms",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from adapters.base import Adapter, ProviderRequest, Sender, SendError
+from adapters.base import Adapter, ProviderRequest, Sender, SendError, unanswered
 from gateway import wire
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
@@ -138,15 +138,8 @@ class Transport:
             response = await self.client.request(
                 request.method, url, content=body, data=request.form, headers=headers
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SendError(
-                "retry", "connect_error", f"cannot reach provider ({type(exc).__name__})"
-            ) from None
-        except httpx.TimeoutException:
-            # The provider may have accepted it: at-least-once means we may send twice.
-            raise SendError("retry", "timeout", "provider did not answer in time") from None
         except httpx.HTTPError as exc:
-            raise SendError("retry", "http_error", type(exc).__name__) from None
+            raise unanswered(exc, "provider") from None
         finally:
             PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
         log.debug(
