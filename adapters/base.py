@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 ErrorCategory = Literal["retry", "permanent", "unreachable"]
 
+if TYPE_CHECKING:  # adapters do no I/O of their own: the client is handed in
+    import httpx
+
 
 class _Narrowing(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -368,6 +371,21 @@ def request_key(keys: list[str], body: bytes) -> str:
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
+def unanswered(exc: httpx.HTTPError, provider: str) -> SendError:
+    """The retryable SendError for an exchange that got no answer (httpx's errors), for the
+    gateway's own sends and an SDK's alike."""
+    import httpx  # here, not at the top: adapters do no I/O, the gateway's client does
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return SendError(
+            "retry", "connect_error", f"cannot reach {provider} ({type(exc).__name__})"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        # The provider may have accepted it: at-least-once means we may send twice.
+        return SendError("retry", "timeout", f"{provider} did not answer in time")
+    return SendError("retry", "http_error", type(exc).__name__)
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (any case): delay-seconds or an HTTP-date
     (RFC 9110 §10.2.3), clamped to 0..MAX_RETRY_AFTER_SECONDS; None when absent or unreadable."""
@@ -487,8 +505,9 @@ class Adapter(abc.ABC):
         return [r for part in parts for r in self.render(part, context)]
 
     def make_sender(self, client: httpx.AsyncClient) -> Sender | None:
-        """A sender of its own (an official SDK client, or a token to fetch first, given the
-        gateway's HTTP client); None to send each request with `client` as it is."""
+        """A sender of its own (an official SDK client doing its I/O through `client`, the
+        gateway's HTTP client, or a token to fetch first); None to have the gateway send the
+        rendered requests."""
         return None
 
     def webhook_registration(self, url: str) -> ProviderRequest | None:

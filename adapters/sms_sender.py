@@ -1,4 +1,4 @@
-"""Twilio sends through the official SDK's asyncio client.
+"""Twilio sends through the official SDK, its HTTP done by the gateway's one client.
 
 `SmsAdapter.render` produces one form per message (To, From or MessagingServiceSid, Body,
 MediaUrl, StatusCallback); this sender turns it into `messages.create_async(...)` and turns
@@ -7,6 +7,10 @@ the SDK's exceptions into classified `SendError`s.
 The SDK builds every URL from its API domain's `base_url` ("https://api.twilio.com"); setting
 that attribute to the channel's `api_base_url` sends the same requests to the simulator (or to
 a regional edge) with no URL rewriting and no private API.
+
+The SDK takes any object with its HttpClient's `request` for its I/O; ours does it through
+the gateway's httpx client (gateway/transport.py), so Twilio sends share its connection pool
+and the tests' mocking seam (respx, httpx.MockTransport) with every other request.
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
 
-import aiohttp
+import httpx
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
-from adapters.base import ProviderRequest, SendError, retry_after_seconds
+from adapters.base import ProviderRequest, SendError, retry_after_seconds, unanswered
 from adapters.sms import SmsConfig, send_error
+from gateway.http_client import new_client
 
 # Longer than Twilio's own API timeouts: a send that takes this long is retried.
 SEND_TIMEOUT_SECONDS = 15.0
@@ -50,15 +54,13 @@ def _retry_after() -> float | None:
 
 
 class _HttpClient:
-    """The SDK's AsyncTwilioHttpClient, remembering each answer's headers (for Retry-After).
-
-    Credentials go as an Authorization header rather than aiohttp's deprecated BasicAuth.
-    """
+    """The SDK's asynchronous HttpClient over an httpx client, remembering each answer's
+    headers (for Retry-After): the SDK's exceptions do not carry them."""
 
     is_async = True
 
-    def __init__(self) -> None:
-        self.inner = AsyncTwilioHttpClient()
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
 
     async def request(
         self,
@@ -70,37 +72,42 @@ class _HttpClient:
         auth: tuple[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the SDK's HttpClient interface
         allow_redirects: bool = False,
-    ) -> Any:
+    ) -> Response:
         headers = dict(headers or {})
         if auth is not None:
             pair = f"{auth[0]}:{auth[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         _last_headers.set(None)
-        response = await self.inner.request(
-            method,
+        response = await self.client.request(
+            method.upper(),
             url,
-            params=params,
+            params=params,  # type: ignore[arg-type]
             data=data,
             headers=headers,
-            timeout=timeout,
-            allow_redirects=allow_redirects,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            follow_redirects=allow_redirects,
         )
-        _last_headers.set(response.headers or {})
-        return response
-
-    async def close(self) -> None:
-        await self.inner.close()
+        _last_headers.set(response.headers)
+        return Response(response.status_code, response.text, response.headers)
 
 
 class TwilioSender:
-    def __init__(self, config: SmsConfig, timeout: float = SEND_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        config: SmsConfig,
+        timeout: float = SEND_TIMEOUT_SECONDS,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`client`: the gateway's; without one the sender has (and closes) one of its own."""
         self.timeout = timeout
-        self.http = _HttpClient()
-        client = Client(
+        self._own_client = client is None
+        self.http = _HttpClient(client or new_client())
+        twilio = Client(
             config.account_sid, config.auth_token.get_secret_value(), http_client=self.http
         )
-        client.api.base_url = config.api_base_url.rstrip("/")
-        self.messages = client.api.account.messages
+        twilio.api.base_url = config.api_base_url.rstrip("/")
+        self.messages = twilio.api.account.messages
 
     async def send(self, request: ProviderRequest) -> str:
         unknown = set(request.form or {}) - set(_ARGUMENTS)
@@ -120,11 +127,10 @@ class TwilioSender:
         except TimeoutError:
             # Twilio may have accepted it: at-least-once means it may go out twice.
             raise SendError("retry", "timeout", "Twilio did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise SendError(
-                "retry", "connect_error", f"cannot reach Twilio ({type(exc).__name__})"
-            ) from None
+        except httpx.HTTPError as exc:
+            raise unanswered(exc, "Twilio") from None
         return str(message.sid)
 
     async def aclose(self) -> None:
-        await self.http.close()
+        if self._own_client:
+            await self.http.client.aclose()

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -189,6 +190,19 @@ def bare_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
         process.wait()
 
 
+def whatsapp_channel(channel_id: str, api_base_url: str) -> dict[str, Any]:
+    """The bench's WhatsApp channel, whose webhooks `webhook` makes and signs."""
+    return {
+        "id": channel_id,
+        "type": "whatsapp",
+        "phone_number_id": PHONE_NUMBER_ID,
+        "access_token": "bench-token-0123456789",
+        "app_secret": SECRET,
+        "verify_token": "bench-verify",
+        "api_base_url": api_base_url,
+    }
+
+
 def gateway_config(
     work: Path, synchronous: str, busy_rate: float | None = None, pause_normalising: bool = False
 ) -> Path:
@@ -200,17 +214,7 @@ def gateway_config(
     config = {
         "public_url": "http://127.0.0.1",
         "storage": {"path": str(db), "synchronous": synchronous},
-        "channels": [
-            {
-                "id": "wa-bench",
-                "type": "whatsapp",
-                "phone_number_id": PHONE_NUMBER_ID,
-                "access_token": "bench-token-0123456789",
-                "app_secret": SECRET,
-                "verify_token": "bench-verify",
-                "api_base_url": "http://127.0.0.1:9",
-            }
-        ],
+        "channels": [whatsapp_channel("wa-bench", "http://127.0.0.1:9")],
         "logging": {"level": "warning"},
     }
     server: dict[str, object] = {}

@@ -16,6 +16,7 @@ from gateway.bodies import BodyReader
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.conversations_api import ConversationsApi
 from gateway.headers import bound_header_time
+from gateway.http_client import new_client
 from gateway.ingress import Ingress
 from gateway.live import LiveMap
 from gateway.logs import REDACTOR, SecretRedactor, get_logger
@@ -52,6 +53,7 @@ def open_configured_store(storage: StorageConfig) -> Store:
         path=storage.path,
         synchronous=storage.synchronous,
         dsn=storage.dsn.get_secret_value() if storage.dsn else None,
+        connections=storage.connections,
     )
 
 
@@ -87,10 +89,7 @@ class Gateway:
         said = config.conversations.announcements
         self.store.announcements = Announcements(joined=said.joined, left=said.left)
         self._own_client = http_client is None
-        self.http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(15.0, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self.http = http_client or new_client()
         self._targets = targets_of(config)
         self.api: Api | None = None  # made with the application
         policy = config.delivery
@@ -120,7 +119,7 @@ class Gateway:
             link_by_phone=config.identities.link_by_phone,
             routing=config.routing(),
         )
-        self.transport = Transport(self.http)
+        self.transport = Transport(self.http, policy.send_concurrency)
         self.dispatcher = Dispatcher(
             self.store,
             self.adapters,

@@ -105,6 +105,9 @@ class StorageConfig(_Section):
     dsn: SecretStr | None = None
     # FULL fsyncs every group commit: an acknowledged webhook survives power loss, not only a crash.
     synchronous: Literal["full", "normal"] = "full"
+    # PostgreSQL: connections, each with a writer thread, running group commits side by side
+    # (gateway/store/postgres.py). SQLite has one writer, on the event loop.
+    connections: int = Field(default=4, ge=1, le=64)
     retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")

@@ -1,6 +1,9 @@
 """Outbound HTTP to providers: one pooled httpx client, per-channel rate limits and pauses.
 
 The client is injected, so tests plug in respx or point channels at the simulators.
+
+The gateway's client is gateway/http_client.py's `new_client`, for provider sends (Twilio's
+SDK included) and backend deliveries alike.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from adapters.base import Adapter, ProviderRequest, Sender, SendError
+from adapters.base import Adapter, ProviderRequest, Sender, SendError, unanswered
 from gateway import wire
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
@@ -65,8 +68,11 @@ class RateLimiter:
 
 
 class Transport:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, concurrency: int = 16) -> None:
+        """`concurrency`: provider exchanges under way at once, per channel."""
         self.client = client
+        self.concurrency = concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
         # Per channel, the adapter its sender was made from: a reload that changes the channel
@@ -110,6 +116,15 @@ class Transport:
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
     async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
+        """Send one request once the channel has a free slot (delivery.send_concurrency)."""
+        channel = adapter.config.id
+        slot = self._slots.get(channel)
+        if slot is None:
+            slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        async with slot:
+            return await self._send(adapter, request)
+
+    async def _send(self, adapter: Adapter, request: ProviderRequest) -> str:
         channel = adapter.config.id
         pause = self.paused_for(channel)
         if pause > 0:
@@ -161,6 +176,8 @@ class Transport:
             response = await exchange(
                 self.client, request.method, url, content=body, data=request.form, headers=headers
             )
+        except httpx.HTTPError as exc:
+            raise unanswered(exc, "provider") from None
         finally:
             PROVIDER_LATENCY.labels(channel).observe(time.perf_counter() - started)
         log.debug(

@@ -11,7 +11,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import ConfigError, load_config, parse_config
 
-from .conftest import API_KEY, WA, base_config
+from .conftest import API_KEY, WA, base_config, config_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -387,3 +387,14 @@ def test_provider_groups_belong_to_the_key_named_else_the_first(tmp_path: Path) 
     data["conversations"] = {"provider_groups_owner": "desk", "route_by_recency_seconds": 60}
     routing = parse_config(data, "c.yaml", env={}).routing()
     assert (routing.provider_groups_owner, routing.recency_seconds) == ("desk", 60.0)
+
+
+def test_postgres_connections_are_configured_and_bounded(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["storage"] = {"backend": "postgres", "dsn": "postgresql://x@127.0.0.1/db"}
+    assert config_from(data).storage.connections == 4
+    data["storage"]["connections"] = 8
+    assert config_from(data).storage.connections == 8
+    data["storage"]["connections"] = 0
+    with pytest.raises(ConfigError, match="connections"):
+        config_from(data)

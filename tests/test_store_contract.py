@@ -123,6 +123,26 @@ async def test_status_never_moves_backwards(store: Store) -> None:
     assert [h[1] for h in record.history] == ["queued", "sent", "read", "ignored:delivered"]
 
 
+async def test_messages_read_together_are_the_messages_read_one_by_one(store: Store) -> None:
+    for n in (1, 2, 3):
+        await store.create_message(new_message(f"msg_{n}"), NOW + n)
+    [send, *_] = await store.claim_outbox("send", 3, NOW + 5, 30)
+    await store.record_sent(
+        send.id, "msg_1", "wa", ["wamid.a", "wamid.b"], None, status("wamid.a", "sent", None),
+        targets, NOW + 6,
+    )  # fmt: skip
+    ids = ["msg_3", "msg_1", "msg_nope", "msg_2", "msg_1"]
+    together = await store.get_messages(ids)
+    assert sorted(together) == ["msg_1", "msg_2", "msg_3"]  # the unknown one is absent
+    for message_id, record in together.items():
+        assert record == await store.get_message(message_id)
+    assert together["msg_1"].external_ids == ["wamid.a", "wamid.b"]
+    assert [h[1] for h in together["msg_1"].history] == ["queued", "sent"]
+    assert await store.get_messages([]) == {}
+    assert await store.get_message("msg_1", created_by="orders") == together["msg_1"]
+    assert await store.get_message("msg_1", created_by="someone-else") is None
+
+
 async def test_retry_dead_letter_and_replay(store: Store) -> None:
     await store.create_message(new_message("msg_1"), NOW)
     [send] = await store.claim_outbox("send", 1, NOW, 30)

@@ -5,6 +5,7 @@ thread died with its connection and every later store call waited for ever."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -122,3 +123,64 @@ async def test_a_claim_whose_answer_was_lost_is_undone_by_its_lease_time(store: 
     assert (lost.id, kept.id) == (first, second)
     await store.unclaim("inbox", 100.0 + 30.0)
     assert [r.id for r in await store.claim_inbox(10, 101.0, 30.0)] == [first]
+
+
+async def test_several_writers_run_batches_side_by_side() -> None:
+    """One batch waiting on the server does not hold up the next: it runs on another
+    connection (PostgreSQL's writers, postgres.CONNECTIONS)."""
+    connections: list[FakeConnection] = []
+
+    def connect() -> FakeConnection:
+        connections.append(FakeConnection())
+        return connections[-1]
+
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow(tx: Any) -> str:
+        slow_started.set()
+        release.wait(5)
+        return "slow"
+
+    db = ThreadedDatabase(connect, DIALECT, 2)
+    db.start()
+    try:
+        slow_one = asyncio.ensure_future(db.run(slow))
+        while not slow_started.is_set():
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(2):
+            assert await db.run(lambda tx: tx.one("SELECT 1")) == (1,)
+        assert not slow_one.done()
+        release.set()
+        assert await slow_one == "slow"
+    finally:
+        release.set()
+        db.close()
+    assert len(connections) == 2 and all(c.closed for c in connections)
+
+
+class Deadlocked(Exception):
+    sqlstate = "40P01"  # as psycopg's errors.DeadlockDetected carries it
+
+
+async def test_an_operation_the_server_picked_as_a_deadlock_victim_runs_again() -> None:
+    db = ThreadedDatabase(FakeConnection, DIALECT)
+    db.start()
+    tries: list[int] = []
+
+    def op(tx: Any) -> int:
+        tries.append(1)
+        if len(tries) == 1:
+            raise Deadlocked("deadlock detected")
+        return len(tries)
+
+    def refused(tx: Any) -> None:
+        raise ValueError("not transient")
+
+    try:
+        together = await asyncio.gather(db.run(op), db.run(refused), return_exceptions=True)
+        assert together[0] == 2
+        assert isinstance(together[1], ValueError)
+        tries.clear()
+        assert await db.run(op) == 2  # alone in its batch, too
+    finally:
+        db.close()

@@ -93,6 +93,7 @@ class WebhookDelivery(LaneWorker):
     kind = "webhook"
     claim_limit = CLAIM
     one_claim_at_a_time = True  # a backend gets its events in order from any number of gateways
+    linger = 0.02  # events of the next 20 ms go in the same post
 
     def __init__(
         self,

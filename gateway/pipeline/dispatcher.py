@@ -40,6 +40,16 @@ LEASE_SECONDS = 120.0
 # How long recording a send the provider accepted is retried through store errors, well
 # within the lease a send has left (it may have waited for its turn, then SEND_DEADLINE).
 RECORD_SENT_SECONDS = 30.0
+# Rows a channel's lane holds, in sends' worth. `send_concurrency` provider requests go at
+# once (the transport's slots); the other rows are rendered, or recorded, meanwhile: a send
+# waits for its record's commit and fsync, a few milliseconds, and holds no slot for it. The
+# lane claims again once a round of sends has ended, so one claim carries
+# `send_concurrency` rows, where it carried the one row whose send had just ended.
+CLAIM_AHEAD = 4
+# ... but no more than a channel's rate limit lets out in this many seconds: a row claimed
+# waits its turn under its lease, and the contact state it is sent with (opt-outs) is read
+# just before its turn, so a slow channel keeps one round in hand, as before.
+CLAIM_AHEAD_SECONDS = 5.0
 
 
 def status_event(
@@ -90,8 +100,18 @@ class Dispatcher(LaneWorker):
         super().__init__(store, list(adapters), policy.poll_interval_seconds)
         # Applied to provider error text before it is logged, stored or sent to backends.
         self.redactor = redactor or SecretRedactor(())
-        self.claim_limit = policy.send_concurrency
-        # Each recipient's claimed sends, in turn; at most `send_concurrency` per channel.
+        self.claim_limit = policy.send_concurrency * CLAIM_AHEAD
+        self._in_hand = {
+            channel: max(
+                policy.send_concurrency,
+                min(
+                    self.claim_limit,
+                    int(adapter.config.rate_limit_per_second * CLAIM_AHEAD_SECONDS),
+                ),
+            )
+            for channel, adapter in adapters.items()
+        }
+        # Each recipient's claimed sends, in turn.
         self.turns = Turns(self._send, self._defer, self._ended, lambda: self.transport.closing)
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
@@ -107,13 +127,18 @@ class Dispatcher(LaneWorker):
         )
 
     def capacity(self, target: str) -> int:
-        return self.claim_limit - self.turns.in_flight(target)
+        """Room to claim: once a round of sends has ended, or as each ends where the lane
+        holds no more than a round (a slow channel)."""
+        in_hand = self._in_hand.get(target, self.policy.send_concurrency)
+        room = in_hand - self.turns.in_flight(target)
+        least = min(self.policy.send_concurrency, max(1, in_hand - self.policy.send_concurrency))
+        return room if room >= least else 0
 
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
         try:
-            records = await asyncio.gather(*(self.store.get_message(i.ref) for i in items))
+            records = await self.store.get_messages([i.ref for i in items])
         except Exception:
             # The store failed between the claim and the reads (a PostgreSQL restart): back
             # in line once it is back, rather than held for the whole lease.
@@ -123,7 +148,7 @@ class Dispatcher(LaneWorker):
                     lambda: self.store.release_outbox(ids), RECORD_SENT_SECONDS, "send_released"
                 )
             raise
-        await self.turns.add(target, list(zip(items, records, strict=True)))
+        await self.turns.add(target, [(i, records.get(i.ref)) for i in items])
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
     def _ended(self, channel: str) -> None:

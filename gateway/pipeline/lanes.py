@@ -36,6 +36,7 @@ class Lane(Worker):
         self.owner = owner
         self.target = target
         self.name = f"{owner.name}:{target}"
+        self.linger = owner.linger
         self._paused = LANE_PAUSED.labels(owner.kind, target)
         self._paused.set(0)
 
@@ -64,6 +65,7 @@ class LaneWorker(abc.ABC):
     kind = ""  # the outbox kind this worker owns
     claim_limit = 100
     lease_seconds = 60.0
+    linger = 0.0  # each lane's (worker.Worker.linger)
     # Whether a target's rows are claimed one claim at a time across processes, so that they
     # are worked in order even when several gateways share one PostgreSQL.
     one_claim_at_a_time = False

@@ -102,6 +102,8 @@ class Normaliser(Worker):
         self.link_by_phone = link_by_phone  # identities.link_by_phone
         self.routing = routing  # conversations.route_* and provider_groups_owner
 
+    linger = 0.01  # webhooks of the next 10 ms are normalised in the same transaction
+
     async def run_once(self) -> bool:
         now = time.time()
         busy = self.ingress_busy()

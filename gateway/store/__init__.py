@@ -10,7 +10,7 @@ from gateway.store.conversations import (
     SeatRequest,
 )
 from gateway.store.database import Database, ThreadedDatabase
-from gateway.store.postgres import postgres_database
+from gateway.store.postgres import CONNECTIONS, postgres_database
 from gateway.store.records import (
     ContactState,
     IdempotencyConflict,
@@ -62,10 +62,15 @@ __all__ = [
 
 
 def open_store(
-    backend: str, *, path: str = "gateway.db", dsn: str | None = None, synchronous: str = "full"
+    backend: str,
+    *,
+    path: str = "gateway.db",
+    dsn: str | None = None,
+    synchronous: str = "full",
+    connections: int = CONNECTIONS,
 ) -> Store:
     if backend == "postgres":
         if not dsn:
             raise ValueError("postgres store needs a dsn")
-        return Store(postgres_database(dsn))
+        return Store(postgres_database(dsn, connections))
     return Store(sqlite_database(path, "normal" if synchronous == "normal" else "full"))

@@ -3,7 +3,7 @@
 Every store operation is a function of a `Tx`. Operations queue up while the previous batch
 commits; the whole queue then runs in one transaction (each op in its own savepoint, so one
 failing op does not undo its neighbours) and commits once, so the fsync is paid once per batch,
-not once per webhook. `ThreadedDatabase` runs batches on a writer thread (PostgreSQL, whose
+not once per webhook. `ThreadedDatabase` runs batches on writer threads (PostgreSQL, whose
 calls block on the network); SQLite's own variant lives in `sqlite.py`.
 """
 
@@ -143,23 +143,27 @@ def execute_batch(
             cursor.execute(dialect.begin)
         for op, single in ops:
             guarded = savepoints and (not single or dialect.error_aborts_transaction)
-            if guarded:
-                cursor.execute("SAVEPOINT op")
-            try:
-                value = op(tx)
-            except Exception as exc:
+            for attempt in range(2):
                 if guarded:
-                    cursor.execute("ROLLBACK TO SAVEPOINT op")
+                    cursor.execute("SAVEPOINT op")
+                try:
+                    value = op(tx)
+                except Exception as exc:
+                    if guarded:
+                        cursor.execute("ROLLBACK TO SAVEPOINT op")
+                        cursor.execute("RELEASE SAVEPOINT op")
+                    elif not savepoints:
+                        conn.rollback()
+                        if dialect.begin:
+                            cursor.execute(dialect.begin)
+                    if attempt == 0 and (guarded or not savepoints) and _transient(exc):
+                        continue  # its locks are let go: the other transaction went on
+                    results.append((None, exc))
+                    break
+                if guarded:
                     cursor.execute("RELEASE SAVEPOINT op")
-                elif not savepoints:
-                    conn.rollback()
-                    if dialect.begin:
-                        cursor.execute(dialect.begin)
-                results.append((None, exc))
-                continue
-            if guarded:
-                cursor.execute("RELEASE SAVEPOINT op")
-            results.append((value, None))
+                results.append((value, None))
+                break
         conn.commit()
     except Exception as exc:  # the commit itself failed: nothing in the batch is durable
         with contextlib.suppress(Exception):
@@ -168,6 +172,16 @@ def execute_batch(
     finally:
         cursor.close()
     return results
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: transactions side by side (several
+# writers, several processes) may take the same rows in opposite orders; the one the server
+# picks is refused, and succeeds when run again.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _transient(exc: Exception) -> bool:
+    return getattr(exc, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
 def settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Result]) -> None:
@@ -182,8 +196,11 @@ def settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Result]) ->
 
 class Database(Protocol):
     dialect: Dialect
-    batches: int
-    operations: int
+
+    @property
+    def batches(self) -> int: ...
+    @property
+    def operations(self) -> int: ...
 
     def start(self) -> None: ...
     def close(self) -> None: ...
@@ -199,37 +216,46 @@ _Op = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop,
 
 
 class ThreadedDatabase:
-    """One writer thread: batches run there, and waiters are woken with one call per batch."""
+    """Writer threads, each with a connection of its own, take batches from one queue; their
+    waiters are woken with one call per batch.
 
-    def __init__(self, connect: Callable[[], Connection], dialect: Dialect) -> None:
+    With one writer, batches run one at a time. With several (PostgreSQL), batches run side by
+    side, as they would from several gateway processes sharing the database: every operation
+    is written for that already (claims skip locked rows, ordered work takes a lock, dedupe is
+    one insert-or-ignore). Each statement waits on a network round trip, so one connection
+    left the server mostly idle and the writer thread mostly waiting."""
+
+    def __init__(
+        self, connect: Callable[[], Connection], dialect: Dialect, writers: int = 1
+    ) -> None:
         self._connect = connect
         self.dialect = dialect
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._conn: Connection | None = None
-        self._reconnected_at = 0.0
-        self._lost_because = "not connected"
-        self.batches = 0
-        self.operations = 0
-        # The writer's idle seconds before its current wait, and when that wait began (None
-        # while it works): one tuple, so the loop never reads one half of an update.
-        self._idle: tuple[float, float | None] = (0.0, None)
+        self._writers = [_Writer(self, n) for n in range(writers)]
+
+    @property
+    def batches(self) -> int:
+        return sum(w.batches for w in self._writers)
+
+    @property
+    def operations(self) -> int:
+        return sum(w.operations for w in self._writers)
+
+    @property
+    def _conn(self) -> Connection | None:
+        """The first writer's connection (tests look at it)."""
+        return self._writers[0].conn
 
     def idle_clocks(self) -> list[Callable[[], float]]:
-        return [self._writer_idle_seconds]
+        return [self._idle_seconds]
 
-    def _writer_idle_seconds(self) -> float:
-        total, waiting_since = self._idle
-        return total + (time.perf_counter() - waiting_since if waiting_since is not None else 0.0)
+    def _idle_seconds(self) -> float:
+        """The writers' idle seconds so far, on average: the pool's spare capacity."""
+        return sum(w.idle_seconds() for w in self._writers) / len(self._writers)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._startup_error is not None:
-            raise self._startup_error
+        for writer in self._writers:  # one after the other: each runs the schema's DDL
+            writer.start()
 
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
         """Run `op` in the next group commit. A single-statement op needs no savepoint where
@@ -240,31 +266,69 @@ class ThreadedDatabase:
         return await future
 
     def close(self) -> None:
-        if self._thread is not None:
+        running = [w for w in self._writers if w.thread is not None]
+        for _writer in running:
             self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+        for writer in running:
+            writer.join()
 
-    def _writer(self) -> None:
+
+class _Writer:
+    """One writer thread and its connection."""
+
+    def __init__(self, db: ThreadedDatabase, number: int) -> None:
+        self.db = db
+        self.name = f"store-writer-{number}" if number else "store-writer"
+        self.thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.conn: Connection | None = None
+        self._reconnected_at = 0.0
+        self._lost_because = "not connected"
+        self.batches = 0
+        self.operations = 0
+        # The writer's idle seconds before its current wait, and when that wait began (None
+        # while it works): one tuple, so the loop never reads one half of an update.
+        self._idle: tuple[float, float | None] = (0.0, None)
+
+    def idle_seconds(self) -> float:
+        total, waiting_since = self._idle
+        return total + (time.perf_counter() - waiting_since if waiting_since is not None else 0.0)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self.thread = None
+            raise self._startup_error
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def _run(self) -> None:
         try:
-            self._conn = self._connect()
+            self.conn = self.db._connect()
         except BaseException as exc:  # reported to start()
             self._startup_error = exc
             self._ready.set()
             return
         self._ready.set()
+        jobs = self.db._queue
         try:
             stopping = False
             while not stopping:
                 self._idle = (self._idle[0], time.perf_counter())
-                first = self._queue.get()
-                self._idle = (self._writer_idle_seconds(), None)
+                first = jobs.get()
+                self._idle = (self.idle_seconds(), None)
                 if first is _STOP:
                     break
                 batch: list[_Op] = [first]  # type: ignore[list-item]
                 while len(batch) < MAX_BATCH:
                     try:
-                        nxt = self._queue.get_nowait()
+                        nxt = jobs.get_nowait()
                     except queue.Empty:
                         break
                     if nxt is _STOP:
@@ -283,21 +347,21 @@ class ThreadedDatabase:
                     if not loop.is_closed():
                         loop.call_soon_threadsafe(settle, futures, outcomes)
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            if self.conn is not None:
+                self.conn.close()
 
     def _execute(self, batch: list[_Op]) -> list[Result]:
         """The batch's results; after the connection was lost (a server restart or failover,
         a proxy's idle timeout), on a new one. Without this the writer thread died with the
         connection, and every later store call waited for ever."""
-        if self._conn is None or _lost(self._conn):
+        if self.conn is None or _lost(self.conn):
             self._reconnect()
-        if self._conn is None:
+        if self.conn is None:
             error = StoreUnavailable(f"the store's connection is lost: {self._lost_because}")
             return [(None, error) for _ in batch]
         try:
             return execute_batch(
-                self._conn, self.dialect, [(op, single) for op, _f, _l, single in batch]
+                self.conn, self.db.dialect, [(op, single) for op, _f, _l, single in batch]
             )
         except BaseException as exc:  # never let the writer die with waiters unanswered
             return [(None, exc) for _ in batch]
@@ -307,12 +371,12 @@ class ThreadedDatabase:
         if now - self._reconnected_at < RECONNECT_SECONDS:
             return  # fail fast in between: each attempt may wait for a connect timeout
         self._reconnected_at = now
-        if self._conn is not None:
+        if self.conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+                self.conn.close()
+            self.conn = None
         try:
-            self._conn = self._connect()
+            self.conn = self.db._connect()
         except Exception as exc:
             self._lost_because = f"{type(exc).__name__}: {exc}"
             log.warning("store_reconnect_failed", error=self._lost_because)

@@ -35,7 +35,7 @@ from gateway.router.statuses import (
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
 from gateway.store import control, forms, questions, relay
 from gateway.store.database import Tx
-from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
+from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
 
 
 def in_list(ids: Sequence[Any]) -> str:
@@ -74,6 +74,54 @@ def _keep_reply_token(tx: Tx, event: Event, now: float) -> None:
         " AND user_id = ? AND (reply_token_at IS NULL OR reply_token_at <= ?)",
         (token, at, event.channel.id, target, at),
     )
+
+
+def messages(
+    tx: Tx, message_ids: Sequence[str], created_by: str | None = None
+) -> dict[str, MessageRecord]:
+    """The messages with these ids, by id, with their parts and history: three statements for
+    any number of them. With `created_by`, only those that API key created."""
+    ids = list(dict.fromkeys(message_ids))
+    sql = (
+        "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
+        " error, created_at, options, api_key, participant_id FROM messages WHERE id IN "
+        + in_list(ids)
+    )
+    params: list[str] = ids
+    if created_by is not None:
+        sql, params = sql + " AND api_key = ?", [*ids, created_by]
+    rows = tx.all(sql, params)
+    if not rows:
+        return {}
+    found = [row[0] for row in rows]
+    parts: dict[str, list[str]] = {i: [] for i in found}
+    for message_id, external_id in tx.all(
+        "SELECT message_id, external_id FROM message_parts WHERE message_id IN "
+        + in_list(found)
+        + " ORDER BY message_id, position",
+        found,
+    ):
+        parts[message_id].append(external_id)
+    history: dict[str, list[tuple[float, str, str | None]]] = {i: [] for i in found}
+    for message_id, at, state, detail in tx.all(
+        "SELECT message_id, at, state, detail FROM message_history WHERE message_id IN "
+        + in_list(found)
+        + " ORDER BY id",
+        found,
+    ):
+        history[message_id].append((float(at), state, detail))
+    return {
+        row[0]: MessageRecord(  # type: ignore[call-arg]
+            *row[:8],
+            float(row[8]),
+            parts[row[0]],
+            history[row[0]],
+            row[9],
+            row[10],
+            relay.copy_participant(tx, row[11]),
+        )
+        for row in rows
+    }
 
 
 def history(tx: Tx, message_id: str, now: float, state: str, detail: str | None) -> None:
