@@ -34,14 +34,8 @@ from typing import Any, Literal, TypeVar
 
 from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
+from gateway.store.migrations import migrate
 from gateway.store.records import StoreUnavailable
-from gateway.store.schema import (
-    ADDED_COLUMNS,
-    SQLITE_DDL,
-    SQLITE_LATE_DDL,
-    sqlite_migrations,
-    statements,
-)
 
 log = get_logger("gateway.store")
 
@@ -119,14 +113,15 @@ class SQLiteDatabase:
         # loop. A thread with its own connection runs them; WAL lets them overlap our writes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        for statement in statements(SQLITE_DDL):
-            conn.execute(statement)
-        columns = {
-            table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for table in {t for t, _c, _k in ADDED_COLUMNS}
-        }
-        for statement in [*sqlite_migrations(columns), *statements(SQLITE_LATE_DDL)]:
-            conn.execute(statement)
+        # IMMEDIATE: a second process starting at once waits here, then finds it migrated.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn, "sqlite")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        conn.execute("COMMIT")
         self._conn = conn
         self._checkpointer = Checkpointer(
             self.path, self._commit_gate, self._commits_released, self.checkpoint_interval
