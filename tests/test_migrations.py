@@ -244,3 +244,37 @@ def test_the_saved_old_ddl_is_what_that_release_ran() -> None:
             "outbox",
         }
         assert set(old_release.ROWS) == tables
+
+
+def test_the_cli_on_a_store_newer_than_the_code_says_so_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import base_config
+
+    data = base_config(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    store = Store(sqlite_database(Path(data["storage"]["path"])))
+    store.start()
+    store.close()
+    with sqlite3.connect(data["storage"]["path"]) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'next', 0)",
+            (LATEST + 1,),
+        )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "replay", "--config", str(path), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert f"{path}: storage: the store's schema is version {LATEST + 1}" in done.stderr
+    assert f"(version {LATEST})" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
