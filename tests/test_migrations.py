@@ -278,3 +278,23 @@ def test_the_cli_on_a_store_newer_than_the_code_says_so_in_one_line(tmp_path: Pa
     assert f"{path}: storage: the store's schema is version {LATEST + 1}" in done.stderr
     assert f"(version {LATEST})" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_an_sqlite_store_up_to_date_opens_while_another_connection_writes(tmp_path: Path) -> None:
+    """Opening takes no write lock unless there is something to migrate: a file another
+    process is writing to (a backup tool, `sqlite3` in a shell) does not stop the start."""
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    made = Store(sqlite_database(path))
+    made.start()
+    made.close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        store = Store(sqlite_database(path))
+        store.start()
+        store.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
-from gateway.store.migrations import migrate
+from gateway.store.migrations import latest_version, migrate
 from gateway.store.records import StoreUnavailable
 
 log = get_logger("gateway.store")
@@ -75,6 +75,15 @@ T = TypeVar("T")
 _Pending = tuple[Callable[[Tx], Any], asyncio.Future[Any], bool]
 
 
+def _version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0: none recorded, or a new file)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
+        return int(
+            conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        )
+    return 0
+
+
 class SQLiteDatabase:
     def __init__(
         self,
@@ -113,15 +122,16 @@ class SQLiteDatabase:
         # loop. A thread with its own connection runs them; WAL lets them overlap our writes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        # IMMEDIATE: a second process starting at once waits here, then finds it migrated.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migrate(conn, "sqlite")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            conn.close()
-            raise
-        conn.execute("COMMIT")
+        if _version(conn) != latest_version():  # a store up to date is opened without a write lock
+            # IMMEDIATE: a second process starting at once waits here, then finds it migrated.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(conn, "sqlite")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                conn.close()
+                raise
+            conn.execute("COMMIT")
         self._conn = conn
         self._checkpointer = Checkpointer(
             self.path, self._commit_gate, self._commits_released, self.checkpoint_interval

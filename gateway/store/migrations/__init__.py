@@ -71,6 +71,11 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(1, "baseline", m0001_baseline.app
 LATEST = MIGRATIONS[-1].version
 
 
+def latest_version() -> int:
+    """The version this code migrates to (read when called: tests add migrations)."""
+    return MIGRATIONS[-1].version
+
+
 class StoreTooNew(StoreUnavailable):
     """The store was migrated by a newer release than this one: running on it could lose data."""
 
