@@ -142,10 +142,39 @@ def pg_schema() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+STORES = ["sqlite", "postgres"]
+# The store contract (tests/test_store_contract*.py) also runs on a store the previous release
+# made, then upgraded (tests/old_release.py): what an operator's upgrade leaves must pass it.
+UPGRADED_TOO = [*STORES, "sqlite-upgraded", "postgres-upgraded"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The upgraded stores only for the store contract: elsewhere they would add time, not news."""
+    elsewhere = [
+        item
+        for item in items
+        if getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("make_store", "").endswith("-upgraded")  # type: ignore[attr-defined]
+        and not item.path.name.startswith("test_store_contract")
+    ]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        dropped = set(map(id, elsewhere))
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
+@pytest.fixture(params=UPGRADED_TOO)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    from tests import old_release
+
     made: list[Store] = []
-    dsn = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+    kind: str = request.param
+    dsn = request.getfixturevalue("pg_schema") if kind.startswith("postgres") else None
+    if kind == "sqlite-upgraded":
+        old_release.build_sqlite(tmp_path / "store.db")
+    elif kind == "postgres-upgraded":
+        assert dsn is not None
+        old_release.build_postgres(dsn)
 
     def make() -> Store:
         db = postgres_database(dsn) if dsn else sqlite_database(tmp_path / "store.db")

@@ -75,7 +75,9 @@ async def test_provider_ids_no_text_column_takes_are_stored_and_dedupe(
     [stored] = await store.record_inbound(row, [(event, key)], targets, NOW)
     assert await store.record_inbound(row, [(event, key)], targets, NOW) == []
     assert stored.external_id == event.external_id  # the event sent to backends is intact
-    (kept_key,) = await store.db.run(lambda tx: tx.one("SELECT dedupe_key FROM inbox"))
+    (kept_key,) = await store.db.run(
+        lambda tx: tx.one("SELECT dedupe_key FROM inbox WHERE id = ?", (row,))
+    )
     assert kept_key in {key, key.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")}
 
 
@@ -451,8 +453,11 @@ async def test_a_replayed_unknown_payload_is_superseded_by_what_it_now_is(store:
     deliveries = await store.claim_outbox("webhook", 10, NOW + 60, 30)
     assert {d.ref for d in deliveries} == {kept.id, now_known.id}
     assert all(d.body for d in deliveries)
-    # And its raw request is no longer held back from retention.
-    assert await store.prune("inbox", NOW + 10, 10) == 1
+    # And its raw request is no longer held back from retention (an upgraded store's older
+    # rows may go with it).
+    await store.prune("inbox", NOW + 10, 10)
+    left = await store.db.run(lambda tx: tx.one("SELECT COUNT(*) FROM inbox WHERE id = ?", (row,)))
+    assert left == (0,)
 
 
 async def test_claims_by_target_and_besides_the_configured_ones(store: Store) -> None:

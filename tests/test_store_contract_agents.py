@@ -208,6 +208,8 @@ async def test_a_store_made_before_control_and_observers_gains_their_columns(
         await older.db.run(
             lambda tx, t=table, c=column: tx.execute(f"ALTER TABLE {t} DROP COLUMN {c}")
         )
+    # Made before versioned migrations, too: it has no record of any (gateway/store/migrations).
+    await older.db.run(lambda tx: tx.execute("DROP TABLE schema_migrations"))
     older.close()
     store = make_store()
     conversation = await start(store, seats=[*SEATS[:2], TOM])

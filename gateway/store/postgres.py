@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from gateway.store.database import Connection, Dialect, ThreadedDatabase
-from gateway.store.schema import (
-    POSTGRES_DDL,
-    POSTGRES_LATE_DDL,
-    POSTGRES_MIGRATIONS,
-    statements,
-)
+from gateway.store.migrations import migrate
 
 DIALECT = Dialect(
     name="postgres",
@@ -36,16 +31,16 @@ def postgres_database(dsn: str, connections: int = CONNECTIONS) -> ThreadedDatab
         import psycopg  # optional dependency: pip install 'omnichannel-gateway[postgres]'
 
         conn = psycopg.connect(dsn, autocommit=False)
-        with conn.cursor() as cur:
-            # Several processes may start at once; serialise the DDL.
-            cur.execute("SELECT pg_advisory_xact_lock(727274)")
-            for statement in [
-                *statements(POSTGRES_DDL),
-                *POSTGRES_MIGRATIONS,
-                *statements(POSTGRES_LATE_DDL),
-            ]:
-                cur.execute(statement)
-        conn.commit()
+        try:
+            with conn.cursor() as cur:
+                # Several processes may start at once: one migrates, the others then find
+                # the store at its version (the lock is held until the commit).
+                cur.execute("SELECT pg_advisory_xact_lock(727274)")
+                migrate(cur, "postgres")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     return ThreadedDatabase(connect, DIALECT, connections)

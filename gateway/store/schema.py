@@ -1,8 +1,12 @@
-"""Tables shared by the SQLite and PostgreSQL stores (times are epoch seconds, as REAL)."""
+"""Tables shared by the SQLite and PostgreSQL stores (times are epoch seconds, as REAL).
+
+Frozen: this is migration 1 (gateway/store/migrations/m0001_baseline.py). Change the schema
+with a new numbered migration there, not here, so that stores already at version 1 get it.
+"""
 
 from __future__ import annotations
 
-_DDL = """
+DDL = """
 CREATE TABLE IF NOT EXISTS inbox (
     id {serial} PRIMARY KEY,
     channel_id TEXT NOT NULL,
@@ -267,11 +271,10 @@ CREATE INDEX IF NOT EXISTS outbox_in_flight ON outbox (kind, target, claimed_unt
     WHERE status = 'pending' AND claimed_until IS NOT NULL;
 """
 
-SQLITE_DDL = _DDL.format(serial="INTEGER", real="REAL", blob="BLOB")
-POSTGRES_DDL = _DDL.format(serial="BIGSERIAL", real="DOUBLE PRECISION", blob="BYTEA")
+SQLITE_DDL = DDL.format(serial="INTEGER", real="REAL", blob="BLOB")
 
 # Columns added after their table first shipped: databases created by an older release gain
-# them at start-up (the CREATE TABLE statements above already include them for new ones).
+# them in migration 1 (the CREATE TABLE statements above already include them for new ones).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("contacts", "unsubscribe_reason", "TEXT"),
     ("contacts", "reply_token", "TEXT"),
@@ -296,7 +299,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 # Indexes on added columns: created once the migrations have added them.
-_LATE_DDL = """
+LATE_DDL = """
 -- Each recipient's line of sends, in the order queued: only its first row is claimed, so
 -- their messages go one at a time, in order, whichever process claims (steps.FIRST_IN_LINE).
 CREATE INDEX IF NOT EXISTS outbox_recipient_line
@@ -318,23 +321,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS conversations_by_group ON conversations (group
 # no statistics here (no ANALYZE), counts equal columns, and without these two preferred
 # outbox_lane_order, sorting a channel's whole backlog per row. PostgreSQL drops conditions its
 # WHERE implies from the index search, and with these two leading could no longer seek.
-SQLITE_LATE_DDL = _LATE_DDL.format(line_columns="kind, status, ")
-POSTGRES_LATE_DDL = _LATE_DDL.format(line_columns="")
-
-
-def sqlite_migrations(existing: dict[str, set[str]]) -> list[str]:
-    """ALTERs for the columns missing from `existing` (table → column names)."""
-    return [
-        f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(real='REAL')}"
-        for table, column, kind in ADDED_COLUMNS
-        if column not in existing.get(table, set())
-    ]
-
-
-POSTGRES_MIGRATIONS = [
-    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind.format(real='DOUBLE PRECISION')}"
-    for table, column, kind in ADDED_COLUMNS
-]
+LATE_LINE_COLUMNS = {"sqlite": "kind, status, ", "postgres": ""}
 
 
 def statements(ddl: str) -> list[str]:

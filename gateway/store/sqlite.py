@@ -34,14 +34,8 @@ from typing import Any, Literal, TypeVar
 
 from gateway.logs import get_logger
 from gateway.store.database import Dialect, Result, Tx, execute_batch, settle
+from gateway.store.migrations import latest_version, migrate
 from gateway.store.records import StoreUnavailable
-from gateway.store.schema import (
-    ADDED_COLUMNS,
-    SQLITE_DDL,
-    SQLITE_LATE_DDL,
-    sqlite_migrations,
-    statements,
-)
 
 log = get_logger("gateway.store")
 
@@ -79,6 +73,15 @@ BUSY_TIMEOUT_MS = 250
 LOCKED_RETRY_SECONDS = 1.0
 T = TypeVar("T")
 _Pending = tuple[Callable[[Tx], Any], asyncio.Future[Any], bool]
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0: none recorded, or a new file)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
+        return int(
+            conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        )
+    return 0
 
 
 class SQLiteDatabase:
@@ -119,14 +122,16 @@ class SQLiteDatabase:
         # loop. A thread with its own connection runs them; WAL lets them overlap our writes.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        for statement in statements(SQLITE_DDL):
-            conn.execute(statement)
-        columns = {
-            table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for table in {t for t, _c, _k in ADDED_COLUMNS}
-        }
-        for statement in [*sqlite_migrations(columns), *statements(SQLITE_LATE_DDL)]:
-            conn.execute(statement)
+        if _version(conn) != latest_version():  # a store up to date is opened without a write lock
+            # IMMEDIATE: a second process starting at once waits here, then finds it migrated.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(conn, "sqlite")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                conn.close()
+                raise
+            conn.execute("COMMIT")
         self._conn = conn
         self._checkpointer = Checkpointer(
             self.path, self._commit_gate, self._commits_released, self.checkpoint_interval

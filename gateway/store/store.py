@@ -54,6 +54,8 @@ class Store:
     def start(self) -> None:
         try:
             self.db.start()
+        except StoreUnavailable:  # already says what is wrong (a store newer than the code)
+            raise
         except Exception as exc:  # what failed is the driver's business; that it did, ours
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())
             raise StoreUnavailable(f"cannot open the store: {reason}") from exc
