@@ -365,12 +365,12 @@ def history(
         " WHERE m.relay_of IN " + steps.in_list(ids) + " ORDER BY p.position, m.created_at, m.id",
         ids,
     ):
-        copies[relay_of].append(CopyRecord(message_id, channel_id, _ref(person), state))
+        copies[relay_of].append(CopyRecord(message_id, channel_id, participant_ref(person), state))
     return [
         ConversationMessageRecord(
             int(r[0]),
             r[1],
-            _ref(r[2:6]) if r[2] is not None else None,
+            participant_ref(r[2:6]) if r[2] is not None else None,
             r[6],
             r[7],
             float(r[8]),
@@ -380,7 +380,8 @@ def history(
     ]
 
 
-def _ref(row: Sequence[Any]) -> ParticipantRef:
+def participant_ref(row: Sequence[Any]) -> ParticipantRef:
+    """A participant as events name them, from (id, role, display_name, user_id)."""
     return ParticipantRef(id=row[0], role=row[1], display_name=row[2], user_id=row[3])
 
 
@@ -391,4 +392,4 @@ def copy_participant(tx: Tx, participant_id: str | None) -> ParticipantRef | Non
     row = tx.one(
         "SELECT id, role, display_name, user_id FROM participants WHERE id = ?", (participant_id,)
     )
-    return _ref(row) if row is not None else None
+    return participant_ref(row) if row is not None else None

@@ -82,14 +82,16 @@ def messages(
     """The messages with these ids, by id, with their parts and history: three statements for
     any number of them. With `created_by`, only those that API key created."""
     ids = list(dict.fromkeys(message_ids))
+    # A relayed copy's recipient participant comes with it, not in a statement per copy.
     sql = (
-        "SELECT id, channel_id, recipient_id, conversation_id, content, metadata, state,"
-        " error, created_at, options, api_key, participant_id FROM messages WHERE id IN "
-        + in_list(ids)
+        "SELECT m.id, m.channel_id, m.recipient_id, m.conversation_id, m.content, m.metadata,"
+        " m.state, m.error, m.created_at, m.options, m.api_key,"
+        " p.id, p.role, p.display_name, p.user_id FROM messages m"
+        " LEFT JOIN participants p ON p.id = m.participant_id WHERE m.id IN " + in_list(ids)
     )
     params: list[str] = ids
     if created_by is not None:
-        sql, params = sql + " AND api_key = ?", [*ids, created_by]
+        sql, params = sql + " AND m.api_key = ?", [*ids, created_by]
     rows = tx.all(sql, params)
     if not rows:
         return {}
@@ -118,7 +120,7 @@ def messages(
             history[row[0]],
             row[9],
             row[10],
-            relay.copy_participant(tx, row[11]),
+            relay.participant_ref(row[11:15]) if row[11] is not None else None,
         )
         for row in rows
     }
