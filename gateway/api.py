@@ -112,6 +112,18 @@ def refusal(status: int, code: str, field: str, message: str) -> web.Response:
     )
 
 
+def query_limit(
+    request: web.Request, default: int, most: int, problems: list[tuple[str, str]]
+) -> int:
+    """The `limit` query parameter (a page size from 1 to `most`); a bad one is added to
+    `problems` (and `default` returned, so the caller can list every problem at once)."""
+    text = request.query.get("limit", str(default))
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        problems.append(("limit", f"must be a whole number from 1 to {most}"))
+        return default
+    return int(text)
+
+
 def model_answer(body: BaseModel, status: int = 200) -> web.Response:
     """`body` as the answer's JSON, without the fields that are not set."""
     return web.Response(

@@ -22,6 +22,7 @@ from gateway.api import (
     _when,
     may_access,
     model_answer,
+    query_limit,
     readable_owner,
     refusal,
 )
@@ -348,11 +349,9 @@ class ConversationsApi:
         return model_answer(body, 202)
 
     async def messages(self, request: web.Request) -> web.Response:
-        limit_text = request.query.get("limit", "50")
         cursor = request.query.get("cursor")
-        problems = []
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_MESSAGES:
-            problems.append(("limit", f"must be a whole number from 1 to {MAX_MESSAGES}"))
+        problems: list[tuple[str, str]] = []
+        limit = query_limit(request, 50, MAX_MESSAGES, problems)
         if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
             problems.append(("cursor", "must be a next_cursor this endpoint gave"))
         if problems:
@@ -360,7 +359,6 @@ class ConversationsApi:
         found = await self._visible(request)
         if found is None:
             return _no_conversation()
-        limit = int(limit_text)
         page = await self.store.conversation_messages(
             found.id, int(cursor) if cursor is not None else None, limit + 1
         )
@@ -390,9 +388,7 @@ def _filters(request: web.Request) -> tuple[ConversationQuery, int] | web.Respon
             problems.append(
                 (name, "unknown parameter: state, user_id, metadata[<key>], limit or cursor")
             )
-    limit_text = request.query.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_CONVERSATIONS:
-        problems.append(("limit", f"must be a whole number from 1 to {MAX_CONVERSATIONS}"))
+    limit = query_limit(request, 50, MAX_CONVERSATIONS, problems)
     state = request.query.get("state")
     if state is not None and state not in ("open", "closed"):
         problems.append(("state", "must be open or closed"))
@@ -412,4 +408,4 @@ def _filters(request: web.Request) -> tuple[ConversationQuery, int] | web.Respon
         user_id=user_id,
         before=(float(after.group(1)), after.group(2)) if after is not None else None,
     )
-    return filters, int(limit_text)
+    return filters, limit

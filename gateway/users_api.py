@@ -23,6 +23,7 @@ from gateway.api import (
     _when,
     may_access,
     model_answer,
+    query_limit,
     readable_owner,
     refusal,
 )
@@ -210,15 +211,14 @@ class UsersApi:
         return _answer(result)
 
     async def messages(self, request: web.Request) -> web.Response:
-        limit_text = request.query.get("limit", "100")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_MESSAGES:
-            return _invalid(
-                "the query", [("limit", f"must be a whole number from 1 to {MAX_MESSAGES}")]
-            )
+        problems: list[tuple[str, str]] = []
+        limit = query_limit(request, 100, MAX_MESSAGES, problems)
+        if problems:
+            return _invalid("the query", problems)
         user = await self._visible(request, request.match_info["user_id"])
         if user is None:
             return _no_user()
-        found = await self.store.user_messages(user.id, readable_owner(request), int(limit_text))
+        found = await self.store.user_messages(user.id, readable_owner(request), limit)
         body = UserMessages(
             messages=[
                 UserMessage(
