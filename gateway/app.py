@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters import ADAPTERS, Adapter
 from gateway.api import Api
 from gateway.bodies import BodyReader
+from gateway.communities_api import CommunitiesApi
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.conversations_api import ConversationsApi
 from gateway.headers import bound_header_time
@@ -26,6 +28,7 @@ from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.lanes import LaneWorker
+from gateway.pipeline.moderation import ModerationWorker
 from gateway.pipeline.normaliser import Normaliser
 from gateway.pipeline.retention import Retention
 from gateway.pipeline.route_questions import UnansweredQuestions
@@ -33,7 +36,8 @@ from gateway.pipeline.worker import Background
 from gateway.reload import load_for_reload, restart_only_changes, with_running_settings
 from gateway.router.conversations import Announcements
 from gateway.schema import json_schema
-from gateway.store import Store, StoreUnavailable, open_store
+from gateway.schema.communities import CommunitySettings
+from gateway.store import ConversationConflict, Store, StoreUnavailable, open_store
 from gateway.transport import Transport
 from gateway.users_api import UsersApi
 
@@ -137,6 +141,8 @@ class Gateway:
         self.held_statuses.listeners.append(self.delivery)
         self.route_questions = UnansweredQuestions(self.store, self.targets_for)
         self.route_questions.listeners += [self.delivery, self.dispatcher]
+        self.moderation = ModerationWorker(self.store, self.http, policy.poll_interval_seconds)
+        self.moderation.listeners += [self.delivery, self.dispatcher]
         self.retention = Retention(
             self.store,
             config.storage.retention,
@@ -151,6 +157,7 @@ class Gateway:
             self.delivery,
             self.held_statuses,
             self.route_questions,
+            self.moderation,
             self.retention,
         ]
 
@@ -244,6 +251,7 @@ class Gateway:
         app.router.add_post("/v1/users/{user_id}/merge", api.authenticated(users.merge))
         app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
         self._conversation_routes(app, api)
+        self._community_routes(app, api)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -279,6 +287,55 @@ class Gateway:
         app.router.add_post(f"{one}/messages", api.authenticated(talks.post))
         app.router.add_get(f"{one}/messages", api.authenticated(talks.messages))
 
+    def _community_routes(self, app: web.Application, api: Api) -> None:
+        groups = CommunitiesApi(
+            self.store,
+            self.adapters,
+            self.bodies,
+            self.targets_for,
+            self.delivery.wake,
+            self.dispatcher.wake,
+        )
+        one = "/v1/communities/{community_id}"
+        member = f"{one}/members/{{member_id}}"
+        held = f"{one}/held/{{message_id}}"
+        for method, path, handler in (
+            ("POST", "/v1/communities", groups.create),
+            ("GET", "/v1/communities", groups.page),
+            ("GET", one, groups.get),
+            ("PATCH", one, groups.update),
+            ("POST", f"{one}/members", groups.join),
+            ("GET", f"{one}/members", groups.members),
+            ("DELETE", member, groups.remove),
+            ("POST", f"{member}/ban", groups.ban),
+            ("POST", f"{member}/mute", groups.mute),
+            ("GET", f"{one}/held", groups.held),
+            ("POST", f"{held}/release", groups.release),
+            ("POST", f"{held}/reject", groups.reject),
+        ):
+            app.router.add_route(method, path, api.authenticated(handler))
+
+    async def _configured_communities(self) -> None:
+        """The config file's communities, made or brought up to date in the store. A keyword
+        an API-made community holds stops the start, naming both."""
+        for index, community in enumerate(self.config.communities):
+            settings = CommunitySettings.model_validate(
+                community.model_dump(exclude={"id", "owner"}) | {"moderation": community.moderation}
+            )
+            try:
+                await self.store.communities.save(
+                    community.id,
+                    self.config.community_owner(community),
+                    settings,
+                    self.targets_for,
+                    time.time(),
+                    configured=True,
+                )
+            except ConversationConflict as conflict:
+                raise StoreUnavailable(
+                    f"communities[{index}].{conflict.field}: {conflict.message}"
+                ) from None
+
     async def start(self) -> None:
         try:
             self.store.start()
@@ -287,6 +344,7 @@ class Gateway:
             raise
         if self.config.storage.backend == "sqlite":
             await self.store.release_claims()  # one process owns an SQLite file
+        await self._configured_communities()
         for worker in self.workers:
             worker.start()
         log.info(

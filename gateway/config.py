@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from adapters import ADAPTERS, CHANNEL_CONFIGS
 from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
+from gateway.router.communities import phrase
 from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE, RoutingPolicy
+from gateway.schema.communities import CommunitySettings
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
 from gateway.schema.users import USER_EVENT_TYPES
@@ -210,6 +212,14 @@ class IdentitiesConfig(_Section):
     link_by_phone: bool = False
 
 
+class CommunityConfig(CommunitySettings):
+    """A community the config file makes (docs/communities.md): its settings, an id, and the
+    API key (its name) that owns it, sees it and moderates it (default: the first API key)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    owner: str | None = Field(default=None, min_length=1)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -226,7 +236,11 @@ class GatewayConfig(_Section):
     delivery: DeliveryConfig = DeliveryConfig()
     conversations: ConversationsConfig = ConversationsConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
+    communities: list[CommunityConfig] = []
     logging: LoggingConfig = LoggingConfig()
+
+    def community_owner(self, community: CommunityConfig) -> str:
+        return community.owner or (self.api_keys[0].name if self.api_keys else "")
 
     def routing(self) -> RoutingPolicy:
         """The router's settings for inbound routing (gateway/router/conversations.py)."""
@@ -241,6 +255,7 @@ class GatewayConfig(_Section):
     def secrets(self) -> list[str]:
         values = [k.key.get_secret_value() for k in self.api_keys]
         values += [b.secret.get_secret_value() for b in self.backends]
+        values += [c.moderation.secret.get_secret_value() for c in self.communities if c.moderation]
         if self.storage.dsn is not None:
             dsn = self.storage.dsn.get_secret_value()
             values.append(dsn)
@@ -381,6 +396,34 @@ def _repeated(data: dict[str, Any]) -> dict[str, str]:
     return problems
 
 
+def _community_keywords(data: dict[str, Any]) -> dict[str, str]:
+    """Two communities may not share a join or leave keyword (whose would it be?), and a
+    community's owner must be an API key's name."""
+    problems: dict[str, str] = {}
+    entries = data.get("communities")
+    keys = data.get("api_keys")
+    names = [k.get("name") for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        owner = entry.get("owner")
+        if isinstance(owner, str) and owner not in names:
+            problems[f"communities[{index}].owner"] = f"{owner!r} is not the name of an API key"
+        keywords = entry.get("keywords")
+        for language, actions in (keywords if isinstance(keywords, dict) else {}).items():
+            for action in ("join", "leave"):
+                texts = actions.get(action) if isinstance(actions, dict) else None
+                for n, text in enumerate(texts if isinstance(texts, list) else []):
+                    if not isinstance(text, str):
+                        continue
+                    where = f"communities[{index}].keywords.{language}.{action}[{n}]"
+                    first = seen.setdefault(phrase(text), where)
+                    if first != where and not first.startswith(f"communities[{index}]."):
+                        problems[where] = f"{phrase(text)!r} is also {first}"
+    return problems
+
+
 def _unknown_controller(data: dict[str, Any]) -> dict[str, str]:
     """conversations.default_controller must name a configured backend: control would
     otherwise go to one that receives nothing."""
@@ -424,6 +467,7 @@ def parse_config(
         **_repeated(resolved),
         **_unknown_controller(resolved),
         **_unknown_owner(resolved),
+        **_community_keywords(resolved),
     }
     # Where to point in the file, when not at the value itself: an unknown key's key, a bad
     # channel type's `type`.

@@ -38,6 +38,19 @@ from gateway.schema import (
     UserView,
     require_tags,
 )
+from gateway.schema.communities import (
+    CommunityPage,
+    CommunitySettings,
+    CommunityView,
+    HeldMessagePage,
+    HeldMessageView,
+    MemberPage,
+    MemberView,
+    ModerationAction,
+    ModerationRequest,
+    MuteRequest,
+    NewMember,
+)
 from gateway.signing import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -68,6 +81,17 @@ MODELS: tuple[type[BaseModel], ...] = (
     UpdateConversation,
     ConversationPage,
     ControlRequest,
+    CommunitySettings,
+    CommunityView,
+    CommunityPage,
+    NewMember,
+    MemberView,
+    MemberPage,
+    MuteRequest,
+    ModerationAction,
+    HeldMessageView,
+    HeldMessagePage,
+    ModerationRequest,
 )
 
 
@@ -511,6 +535,133 @@ _PROVIDER_BODY = {
 }
 _CHANNEL_ID = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
+
+def _path_ids(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+_NO_COMMUNITY = _error("no community with this id that this API key owns")
+_NO_MEMBER = _error("no such community, or no such member present in it")
+_COMMUNITY = {"description": "the community", "content": _json("CommunityView")}
+_DONE = {"description": "done: `{id, action}`"}
+
+
+def _member_action(operation_id: str, summary: str, body: str | None) -> dict[str, Any]:
+    return {
+        "parameters": _path_ids("community_id", "member_id"),
+        ("post" if body else "delete"): _user_operation(
+            operation_id, summary, body, {"200": _DONE, "404": _NO_MEMBER, "422": _INVALID}
+        ),
+    }
+
+
+def _held_action(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "parameters": _path_ids("community_id", "message_id"),
+        "post": _user_operation(
+            operation_id,
+            summary,
+            "ModerationAction",
+            {
+                "200": {"description": "decided", "content": _json("HeldMessageView")},
+                "404": _error("no such community, or no message of it awaiting moderation"),
+                "422": _INVALID,
+            },
+        ),
+    }
+
+
+_COMMUNITY_PATHS: dict[str, Any] = {
+    "/v1/communities": {
+        "post": _user_operation(
+            "createCommunity",
+            "Create a community (docs/communities.md)",
+            "CommunitySettings",
+            {
+                "201": {"description": "created", "content": _json("CommunityView")},
+                "409": _error("a keyword is another community's"),
+                "422": _INVALID,
+            },
+        ),
+        "get": _user_operation(
+            "listCommunities",
+            "This key's communities, by id",
+            None,
+            {"200": {"description": "a page", "content": _json("CommunityPage")}},
+        ),
+    },
+    "/v1/communities/{community_id}": {
+        "parameters": _path_ids("community_id"),
+        "get": _user_operation(
+            "getCommunity", "A community", None, {"200": _COMMUNITY, "404": _NO_COMMUNITY}
+        ),
+        "patch": _user_operation(
+            "updateCommunity",
+            "Replace a community's settings (not one the config file makes)",
+            "CommunitySettings",
+            {
+                "200": _COMMUNITY,
+                "404": _NO_COMMUNITY,
+                "409": _error("a keyword is another community's, or the config file makes it"),
+                "422": _INVALID,
+            },
+        ),
+    },
+    "/v1/communities/{community_id}/members": {
+        "parameters": _path_ids("community_id"),
+        "post": _user_operation(
+            "joinCommunity",
+            "Add a member; they get the welcome and the rules",
+            "NewMember",
+            {
+                "201": {"description": "joined", "content": _json("MemberView")},
+                "404": _NO_COMMUNITY,
+                "409": _error("banned, a member already, or the display name is taken"),
+                "422": _INVALID,
+            },
+        ),
+        "get": _user_operation(
+            "listMembers",
+            "Members present",
+            None,
+            {
+                "200": {"description": "members", "content": _json("MemberPage")},
+                "404": _NO_COMMUNITY,
+            },
+        ),
+    },
+    "/v1/communities/{community_id}/members/{member_id}": _member_action(
+        "removeMember", "Remove a member (they may join again)", None
+    ),
+    "/v1/communities/{community_id}/members/{member_id}/ban": _member_action(
+        "banMember", "Remove a member for good", "ModerationAction"
+    ),
+    "/v1/communities/{community_id}/members/{member_id}/mute": _member_action(
+        "muteMember", "Relay nothing of theirs for a time", "MuteRequest"
+    ),
+    "/v1/communities/{community_id}/held": {
+        "parameters": _path_ids("community_id"),
+        "get": _user_operation(
+            "listHeld",
+            "Messages held by moderation (`state`)",
+            None,
+            {
+                "200": {"description": "messages", "content": _json("HeldMessagePage")},
+                "404": _NO_COMMUNITY,
+            },
+        ),
+    },
+    "/v1/communities/{community_id}/held/{message_id}/release": _held_action(
+        "releaseHeld", "Relay a held message"
+    ),
+    "/v1/communities/{community_id}/held/{message_id}/reject": _held_action(
+        "rejectHeld", "Drop a held message; its author is told"
+    ),
+}
+
+
 _WEBHOOK_PATHS: dict[str, Any] = {
     "/webhooks/{channel_id}": {
         "parameters": [_CHANNEL_ID],
@@ -640,6 +791,7 @@ def openapi() -> dict[str, Any]:
             **_API_PATHS,
             **_USER_PATHS,
             **_CONVERSATION_PATHS,
+            **_COMMUNITY_PATHS,
             **_WEBHOOK_PATHS,
             **_OPERATIONS,
         },

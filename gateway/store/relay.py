@@ -31,7 +31,7 @@ from gateway.router.conversations import (
 from gateway.router.relay import relayed
 from gateway.schema import Content, Event, ParticipantRef
 from gateway.schema.content import TextContent
-from gateway.store import conversations, provider_groups, steps
+from gateway.store import conversations, moderation, provider_groups, steps
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -334,12 +334,33 @@ def relay_inbound(
             (now, membership.seat.conversation_id),
         )
         return []
-    conversation = conversations.load(tx, membership.seat.conversation_id)
+    if not moderation.admits(tx, event, membership, now):  # a community's gate
+        tx.execute(
+            "UPDATE conversations SET last_active_at = ? WHERE id = ?",
+            (now, membership.seat.conversation_id),
+        )
+        return []
+    return relay_message(
+        tx, membership.seat, event.message.content, event.id, event.channel.id, now, announcements
+    )
+
+
+def relay_message(
+    tx: Tx,
+    seat: Seat,
+    content: Content,
+    event_id: str | None,
+    source_channel: str | None,
+    now: float,
+    announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
+) -> list[str]:
+    """What `seat` said, kept in the history and copied as the conversation's mode says (a
+    message a community's moderation held, when it is released). The channels of the copies."""
+    conversation = conversations.load(tx, seat.conversation_id)
     assert conversation is not None
-    conversation, author, announced = speak(tx, conversation, membership.seat, announcements, now)
-    content = event.message.content
-    to = relay_targets(membership.mode, conversation.seats(), author.id, content.type)
-    _id, channels = _relay(tx, conversation, author, to, content, event.id, event.channel.id, now)
+    conversation, author, announced = speak(tx, conversation, seat, announcements, now)
+    to = relay_targets(conversation.mode, conversation.seats(), author.id, content.type)
+    _id, channels = _relay(tx, conversation, author, to, content, event_id, source_channel, now)
     return announced + channels
 
 

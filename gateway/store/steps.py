@@ -33,7 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
-from gateway.store import control, forms, questions, relay
+from gateway.store import communities, control, forms, questions, relay
 from gateway.store.database import Tx
 from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
 
@@ -353,6 +353,18 @@ def _note_sender(
         contacts[key] = (sender.name, phone, latest)
 
 
+def _note_sender_of(contacts: ContactFacts, prepared: PreparedEvent) -> None:
+    """What an event a person sent says of them (a status, without a body yet, says nothing)."""
+    event = prepared.event
+    if prepared.body is None or event.sender is None:
+        return
+    inbound = event.timestamp.timestamp() if event.type != "system" else None
+    _note_sender(contacts, event.channel.id, event.sender, inbound)
+    if (group := provider_group(event.channel_data)) is not None:
+        # A reply to the group is a reply within its window (WhatsApp's 24 hours).
+        _note_sender(contacts, event.channel.id, Party(id=group), inbound)
+
+
 def store_rows(
     tx: Tx,
     rows: Sequence[tuple[int, Sequence[PreparedEvent]]],
@@ -372,19 +384,21 @@ def store_rows(
     for raw_id, events in rows:
         stored[raw_id] = []
         for prepared in events:
+            # Community keywords (JOIN SUSHI) come before an open form or question: a person
+            # joining or leaving means it whatever they were asked (gateway/store/communities.py).
+            if hits := communities.hits(tx, prepared.event):
+                _note_sender_of(contacts, prepared)
+                stored[raw_id] += communities.on_keyword(
+                    tx, prepared, hits, targets_for, announcements, now
+                )
+                continue
             session = forms.active_session(tx, prepared.event, now)
             if session is not None and takes(session.form, session.position, prepared.event):
                 # Before the numbered-reply mapping: an open form's question is the latest
                 # one the user was asked, so a typed "2" answers it, not older choices.
                 stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
                 continue
-            event = prepared.event
-            if prepared.body is not None and event.sender is not None:
-                inbound = event.timestamp.timestamp() if event.type != "system" else None
-                _note_sender(contacts, event.channel.id, event.sender, inbound)
-                if (group := provider_group(event.channel_data)) is not None:
-                    # A reply to the group is a reply within its window (WhatsApp's 24 hours).
-                    _note_sender(contacts, event.channel.id, Party(id=group), inbound)
+            _note_sender_of(contacts, prepared)
             # An answer to "Which chat is this for?" (store/questions.py) is the latest
             # question the person was asked: before older numbered choices.
             if questions.answer(tx, prepared, targets_for, routing, now, announcements):
@@ -393,17 +407,20 @@ def store_rows(
             prepared, membership, ask = relay.route(tx, prepared, routing, targets_for, now)
             if ask is not None:
                 if questions.hold(tx, prepared, ask, targets_for, routing, now):
-                    _note_contact_facts(tx, prepared.event, now)
+                    note_contact_facts(tx, prepared.event, now)
                     if on_new_inbound is not None:
                         on_new_inbound(tx, prepared.event)
                 continue
             # In a group conversation under control, its controller gets the event itself
             # and the other subscribed backends a standby copy (gateway/router/control.py).
             controller = membership.controller if membership is not None else None
-            kept = _store_inbound(tx, prepared, control.controlled(targets_for, controller), now)
+            kept = store_inbound(tx, prepared, control.controlled(targets_for, controller), now)
             stored[raw_id] += kept
             if kept and kept[0].type != "status":
-                _note_contact_facts(tx, kept[0], now)
+                note_contact_facts(tx, kept[0], now)
+                # An opt-out (STOP, unfollow) ends their communities: it wins over them all.
+                if (change := consent_change(kept[0])) is not None and change.opted_out:
+                    communities.on_opt_out(tx, kept[0], targets_for, announcements, now)
                 if membership is not None:
                     control.send_standby(
                         tx, kept[0], prepared.dedupe_key, targets_for, controller, now
@@ -526,7 +543,7 @@ def _offered_choices(tx: Tx, event: Event, now: float) -> OfferedChoices | None:
     return OfferedChoices(row[0], [Choice(**c) for c in json.loads(row[1])])
 
 
-def _note_contact_facts(tx: Tx, event: Event, now: float) -> None:
+def note_contact_facts(tx: Tx, event: Event, now: float) -> None:
     """What a new inbound event says about its sender: consent and a reply token."""
     change = consent_change(event)
     if change is not None and event.sender is not None:
@@ -549,7 +566,7 @@ def _clear_opt_out(tx: Tx, channel_id: str, user_id: str, at: float) -> None:
     )
 
 
-def _store_inbound(
+def store_inbound(
     tx: Tx, prepared: PreparedEvent, targets_for: TargetsFor, now: float
 ) -> list[Event]:
     event, body = prepared.event, prepared.body

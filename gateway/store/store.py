@@ -20,12 +20,14 @@ from gateway.store import (
     conversations,
     forms,
     held,
+    moderation,
     questions,
     relay,
     retention,
     steps,
     users,
 )
+from gateway.store.community_store import CommunityStore
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
@@ -50,6 +52,7 @@ class Store:
         # What group conversations' participants are told when someone visible joins or
         # leaves (config conversations.announcements; the app sets it).
         self.announcements = DEFAULT_ANNOUNCEMENTS
+        self.communities = CommunityStore(self)  # docs/communities.md
 
     def start(self) -> None:
         try:
@@ -69,6 +72,7 @@ class Store:
         def op(tx: Tx) -> None:
             tx.execute("UPDATE inbox SET claimed_until = NULL WHERE status = 'pending'")
             tx.execute("UPDATE outbox SET claimed_until = NULL WHERE status = 'pending'")
+            moderation.release_claims(tx)
 
         await self.db.run(op)
 
@@ -556,7 +560,9 @@ class Store:
         self, targets_for: TargetsFor, now: float, limit: int = 100
     ) -> int:
         """Route the messages held for questions unanswered in time (store/questions.py)."""
-        return await self.db.run(lambda tx: questions.expire(tx, targets_for, now, limit, self.announcements))
+        return await self.db.run(
+            lambda tx: questions.expire(tx, targets_for, now, limit, self.announcements)
+        )
 
     async def record_send_failed(
         self,
