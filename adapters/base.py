@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from adapters import shape
-from gateway import wire
+from gateway import json_codec
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -278,7 +278,7 @@ def json_object(body: bytes) -> dict[str, Any]:
     treats bytes it cannot read, so the message is delivered and every event can be
     encoded for a backend."""
     try:
-        payload = wire.loads_bounded(body, MAX_JSON_DEPTH)
+        payload = json_codec.loads_bounded(body, MAX_JSON_DEPTH)
     except UnicodeDecodeError as exc:
         raise PayloadError(f"malformed JSON: {not_utf8(exc)}") from None
     except ValueError as exc:
@@ -317,7 +317,7 @@ def answer_json(body: bytes) -> dict[str, Any]:
     """A provider's answer to a call as a JSON object: {} when it is empty, not JSON (a proxy's
     HTML error page, say) or not an object, so callers read fields without checking again."""
     try:
-        payload = wire.loads(body) if body else {}
+        payload = json_codec.loads(body) if body else {}
     except ValueError:
         return {}
     return payload if isinstance(payload, dict) else {}

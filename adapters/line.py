@@ -63,13 +63,14 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.line_rich import utf16_len
+from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
     Profile,
     QuickRepliesProfile,
 )
-from gateway.plaintext import to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -93,7 +94,6 @@ from gateway.schema.content import (
     VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 SIGNATURE_HEADER = "X-Line-Signature"
 REPLY_PATH = "/v2/bot/message/reply"

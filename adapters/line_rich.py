@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.downgrade.engine import shorten
-from gateway.plaintext import to_text
+from gateway.downgrade.plain_text import to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
     ButtonsContent,
@@ -48,7 +49,6 @@ from gateway.schema.content import (
     VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 # Quick reply: at most 13 items; an action label at most 20 characters:
 # https://developers.line.biz/en/reference/messaging-api/#quick-reply

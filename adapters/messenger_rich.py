@@ -30,7 +30,8 @@ import re
 from itertools import groupby
 from typing import Any
 
-from gateway.plaintext import action_line, to_text
+from gateway.downgrade.plain_text import action_line, to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
     AudioContent,
@@ -51,7 +52,6 @@ from gateway.schema.content import (
     is_media,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 # message.text "must be UTF-8 and has a 2000 character limit" (Send API reference, message
 # properties): https://developers.facebook.com/docs/messenger-platform/reference/send-api/

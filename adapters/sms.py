@@ -44,8 +44,9 @@ from adapters.sms_segments import segments
 
 if TYPE_CHECKING:
     import httpx
+from gateway.downgrade.plain_text import action_line, numbered, to_text
 from gateway.downgrade.profile import Profile
-from gateway.plaintext import action_line, numbered, to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -67,7 +68,6 @@ from gateway.schema.content import (
     is_media,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "X-Twilio-Signature"

@@ -9,7 +9,7 @@ that attribute to the channel's `api_base_url` sends the same requests to the si
 a regional edge) with no URL rewriting and no private API.
 
 The SDK takes any object with its HttpClient's `request` for its I/O; ours does it through
-the gateway's httpx client (gateway/transport.py), so Twilio sends share its connection pool
+the gateway's httpx client (gateway/outbound/transport.py), so Twilio sends share its connection pool
 and the tests' mocking seam (respx, httpx.MockTransport) with every other request.
 """
 
@@ -27,7 +27,7 @@ from twilio.rest import Client
 
 from adapters.base import ProviderRequest, SendError, retry_after_seconds, unanswered
 from adapters.sms import SmsConfig, send_error
-from gateway.http_client import new_client
+from gateway.outbound.http_client import new_client
 
 # Longer than Twilio's own API timeouts: a send that takes this long is retried.
 SEND_TIMEOUT_SECONDS = 15.0

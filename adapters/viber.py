@@ -64,13 +64,14 @@ from adapters.base import (
     retry_after_seconds,
     signatures_match,
 )
+from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
     Profile,
     QuickRepliesProfile,
 )
-from gateway.plaintext import to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -100,7 +101,6 @@ from gateway.schema.content import (
     VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 SIGNATURE_HEADER = "X-Viber-Content-Signature"
 AUTH_HEADER = "X-Viber-Auth-Token"

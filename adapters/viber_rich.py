@@ -34,9 +34,10 @@ from itertools import chain
 from typing import Any
 
 from adapters.base import SendError
-from gateway import wire
+from gateway import json_codec
 from gateway.downgrade import shorten
-from gateway.plaintext import action_line
+from gateway.downgrade.plain_text import action_line
+from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
     ButtonsContent,
@@ -46,7 +47,6 @@ from gateway.schema.content import (
     is_choice,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 # The reserved prefix of every choice button's ActionBody (see the module docstring).
 POSTBACK_MARKER = "gw:postback:"
@@ -104,7 +104,7 @@ LOCATION_PICKER_API = 3
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as the transport sends it (compact JSON, UTF-8, non-ASCII kept)."""
-    return wire.size(value)
+    return json_codec.size(value)
 
 
 def string_bytes(text: str) -> int:

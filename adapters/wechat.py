@@ -53,8 +53,9 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.wechat_crypto import DecryptError, aes_key, decrypt, signature
+from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import ButtonsProfile, CarouselProfile, Profile
-from gateway.plaintext import to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -81,7 +82,6 @@ from gateway.schema.content import (
     is_choice,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 if TYPE_CHECKING:
     import httpx

@@ -21,8 +21,8 @@ import httpx
 
 from adapters.base import ProviderRequest, SendError, answer_json
 from adapters.wechat import TOKEN_ERRORS, TOKEN_PATH, WeChatAdapter, send_error
-from gateway import wire
-from gateway.transport import exchange
+from gateway import json_codec
+from gateway.outbound.transport import exchange
 
 # Fetch a new token this long before WeChat's expiry: a send never carries one that dies
 # on the way.
@@ -118,8 +118,8 @@ async def _post(
     client: httpx.AsyncClient, url: str, body: dict[str, object], token: str | None = None
 ) -> httpx.Response:
     params = {"access_token": token} if token is not None else None
-    headers = {"Content-Type": wire.JSON_CONTENT_TYPE}
+    headers = {"Content-Type": json_codec.JSON_CONTENT_TYPE}
     # Our encoder, as for every provider: UTF-8 text as measured, not \u escapes.
     return await exchange(
-        client, "POST", url, content=wire.dumps(body), params=params, headers=headers
+        client, "POST", url, content=json_codec.dumps(body), params=params, headers=headers
     )

@@ -39,7 +39,8 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
-from gateway import wire
+from gateway import json_codec
+from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     CHOICE_KINDS,
     ButtonsProfile,
@@ -47,7 +48,7 @@ from gateway.downgrade.profile import (
     ListProfile,
     Profile,
 )
-from gateway.plaintext import to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -79,7 +80,6 @@ from gateway.schema.content import (
     is_media,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 # Text body limit: https://developers.facebook.com/docs/whatsapp/cloud-api/messages/text-messages
 MAX_TEXT = 4096
@@ -843,7 +843,7 @@ def _flow_answers(reply: dict[str, Any], where: str) -> dict[str, Any] | str:
     if not isinstance(text, str):
         return f"{where}: expected a string of JSON, got {_json_kind(text)}"
     try:  # read as the webhook itself is: bounded nesting, no lone surrogates left
-        values = wire.loads_bounded(text.encode(), MAX_JSON_DEPTH)
+        values = json_codec.loads_bounded(text.encode(), MAX_JSON_DEPTH)
     except ValueError as exc:
         if "nested too deeply" in str(exc):
             return f"{where}: {exc}"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.downgrade.media import media_kind
+from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
     ButtonsContent,
@@ -29,7 +30,6 @@ from gateway.schema.content import (
     TextContent,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 # Reply buttons: "up to three", body "Maximum 1024 characters", button id "Maximum 256
 # characters", label "Maximum 20 characters" and unique; footer "Maximum 60 characters".

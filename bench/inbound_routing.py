@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gateway.downgrade.choices import Choice
 from gateway.schema import ChannelRef, Event, Party, Status
-from gateway.store import NewMessage, Store, sqlite_database, steps
+from gateway.store import NewMessage, Store, sqlite_database, writes
 from gateway.store.database import Tx
 from gateway.store.records import PreparedEvent
 
@@ -84,9 +84,9 @@ async def seed(store: Store, users: int, sent: int) -> list[str]:
                 None,
                 "h",
             )
-            steps.insert_message(tx, message, now)
-            steps.record_parts(tx, "wa", message.id, [wamid])
-            steps.advance(tx, message.id, "sent", None, None, now)
+            writes.insert_message(tx, message, now)
+            writes.record_parts(tx, "wa", message.id, [wamid])
+            writes.advance(tx, message.id, "sent", None, None, now)
 
     await store.db.run(record)
     return wamids

@@ -183,7 +183,7 @@ def rendered_requests(
 ) -> list[dict[str, Any]]:
     """Each message's provider requests as the gateway's adapter renders them."""
     from adapters.base import SendContext
-    from gateway import wire
+    from gateway import json_codec
     from gateway.app import build_adapters
     from gateway.config import GatewayConfig
     from gateway.downgrade import plan
@@ -203,8 +203,8 @@ def rendered_requests(
         for request in adapter.render_parts(parts, context):
             headers = dict(adapter.auth_headers())
             if request.json is not None:
-                body = wire.dumps(request.json).decode()
-                headers["Content-Type"] = wire.JSON_CONTENT_TYPE
+                body = json_codec.dumps(request.json).decode()
+                headers["Content-Type"] = json_codec.JSON_CONTENT_TYPE
                 path = "/v21.0" + request.path
             else:
                 body = urlencode(request.form or {}, doseq=True)

@@ -12,18 +12,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import ADAPTERS, Adapter
-from gateway.api import Api
-from gateway.bodies import BodyReader
-from gateway.communities_api import CommunitiesApi
 from gateway.config import GatewayConfig, StorageConfig
-from gateway.conversations_api import ConversationsApi
-from gateway.headers import bound_header_time
-from gateway.http_client import new_client
-from gateway.ingress import Ingress
+from gateway.http.api import Api
+from gateway.http.communities_api import CommunitiesApi
+from gateway.http.conversations_api import ConversationsApi
+from gateway.http.header_deadline import bound_header_time
+from gateway.http.ingress import Ingress
+from gateway.http.openapi import openapi
+from gateway.http.request_body import BodyReader
+from gateway.http.users_api import UsersApi
 from gateway.live import LiveMap
 from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
-from gateway.openapi import openapi
+from gateway.outbound.http_client import new_client
+from gateway.outbound.transport import Transport
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
@@ -38,8 +40,6 @@ from gateway.router.conversations import Announcements
 from gateway.schema import json_schema
 from gateway.schema.communities import CommunitySettings
 from gateway.store import ConversationConflict, Store, StoreUnavailable, open_store
-from gateway.transport import Transport
-from gateway.users_api import UsersApi
 
 log = get_logger("gateway.app")
 
@@ -81,7 +81,7 @@ class Gateway:
         http_client: httpx.AsyncClient | None = None,
         idle_seconds: Callable[[], float] | None = None,
     ) -> None:
-        """`idle_seconds`: the serving loop's idle time so far (gateway/idle.py), by which the
+        """`idle_seconds`: the serving loop's idle time so far (gateway/pipeline/cpu_pacing.py), by which the
         normaliser and retention pace themselves while webhooks pour in."""
         self.config = config
         # Swapped whole by a config reload (gateway/live.py); every reader shares this one map.

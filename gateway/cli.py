@@ -45,8 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import Gateway, secrets_of
-    from gateway.idle import new_event_loop
     from gateway.logs import configure_logging
+    from gateway.pipeline.cpu_pacing import new_event_loop
 
     config = _load(args.config)
     loop, idle_seconds = new_event_loop()
@@ -346,7 +346,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_openapi(_args: argparse.Namespace) -> int:
-    from gateway.openapi import openapi_text
+    from gateway.http.openapi import openapi_text
 
     print(openapi_text())
     return 0

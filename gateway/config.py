@@ -56,12 +56,12 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
-    # A body still arriving after this is answered 408 and its connection closed (bodies.py):
+    # A body still arriving after this is answered 408 and its connection closed (gateway/http/request_body.py):
     # providers send theirs in milliseconds, and give up on us sooner anyway (Twilio's total
     # time is 15 s: ../shared/reference/providers.md §3.2).
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     # From a request's first byte to the end of its headers, at most; past it the connection
-    # is closed (gateway/headers.py). Providers send theirs in one packet; a slow-drip client
+    # is closed (gateway/http/header_deadline.py). Providers send theirs in one packet; a slow-drip client
     # otherwise held a connection until the keep-alive timer (75 s and more).
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     # Bodies read and waiting for the store to write them, at most: past it, webhooks get 503
@@ -88,7 +88,7 @@ class IngressConfig(_Section):
 
 
 class RetentionConfig(_Section):
-    """How long the store keeps what traffic leaves behind (gateway/store/retention.py);
+    """How long the store keeps what traffic leaves behind (gateway/store/pruning.py);
     null keeps it for ever."""
 
     # Normalised webhooks, their events, finished deliveries. A webhook's dedupe key goes with

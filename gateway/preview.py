@@ -13,8 +13,8 @@ from pydantic import Field, SecretStr
 
 from adapters.base import Adapter, ChannelConfig, SendContext, SendError
 from gateway.downgrade import PlanError, plan
-from gateway.forms import CANCEL_WORDS, SKIP_WORDS, accepts, steps
-from gateway.plaintext import to_text
+from gateway.downgrade.plain_text import to_text
+from gateway.router.form_questions import CANCEL_WORDS, SKIP_WORDS, accepts, steps
 from gateway.schema.content import Content, FormContent, FormField, FormOption, Model
 from gateway.schema.events import ChannelRef
 from gateway.schema.limits import MAX_PREVIEW_CHANNELS, Bound, ContentBound
@@ -56,7 +56,7 @@ class Rendered(Model):
 
 
 class FieldChecks(Model):
-    """How an answer to a form's question is checked (gateway/forms.py `check`)."""
+    """How an answer to a form's question is checked (gateway/router/form_questions.py `check`)."""
 
     name: str = Field(description="The answer's key in the form_response values.")
     type: Literal["text", "email", "number", "select"]

@@ -16,7 +16,7 @@ from typing import Any
 from adapters import ADAPTERS
 from adapters.base import Adapter, ChannelConfig, SendContext, SendError
 from gateway.downgrade import PlanError, plan
-from gateway.forms import intro, question
+from gateway.router.form_questions import intro, question
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import FormContent, TextContent
 

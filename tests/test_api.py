@@ -224,12 +224,12 @@ async def test_a_store_failure_is_503_not_a_crash(
 async def test_a_bug_is_500_with_its_traceback_logged_not_a_store_error(
     gw: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.api
+    import gateway.http.api
 
     def broken(*_args: Any) -> None:
         raise ValueError("a bug in rendering")
 
-    monkeypatch.setattr(gateway.api, "preview", broken)
+    monkeypatch.setattr(gateway.http.api, "preview", broken)
     async with httpx.AsyncClient() as client:
         response = await client.post(
             f"{gw.url}/v1/preview", json={"content": TEXT["content"]}, headers=AUTH

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-from gateway.openapi import openapi
+from gateway.http.openapi import openapi
 
 from .conftest import API_KEY, base_config, config_from
 

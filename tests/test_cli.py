@@ -379,12 +379,12 @@ def test_serve_freezes_startup_objects_and_runs_on_a_loop_that_measures_its_idle
 ) -> None:
     """What startup built is frozen before serving, so a full collection under load walks
     only what requests create (gateway/cli.py: a 50 ms pause otherwise, every second or two).
-    The loop counts its idle time, by which the normaliser paces itself (gateway/idle.py)."""
+    The loop counts its idle time, by which the normaliser paces itself (gateway/pipeline/cpu_pacing.py)."""
     import gc
 
     from aiohttp import web
 
-    from gateway.idle import IdleSelector
+    from gateway.pipeline.cpu_pacing import IdleSelector
 
     seen: dict[str, Any] = {}
 

@@ -358,7 +358,7 @@ def test_payloads_longer_than_the_channel_carries_go_numbered() -> None:
 
 
 def test_parts_built_without_validation_equal_validated_ones() -> None:
-    from gateway.downgrade.parts import built
+    from gateway.downgrade.plan import built
     from gateway.schema.content import ButtonsContent, ReplyAction
 
     actions = [ReplyAction(title="Order", payload="P1")]
@@ -374,9 +374,9 @@ def test_parts_built_without_validation_equal_validated_ones() -> None:
 
 
 def test_text_image_and_card_parts_equal_validated_ones() -> None:
-    from gateway.downgrade.parts import card_part
-    from gateway.downgrade.parts import image_part as _image
-    from gateway.downgrade.parts import text_part as _text
+    from gateway.downgrade.plan import card_part
+    from gateway.downgrade.plan import image_part as _image
+    from gateway.downgrade.plan import text_part as _text
     from gateway.schema.content import (
         Action,
         CarouselItem,

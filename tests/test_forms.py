@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.forms import check, question
+from gateway.router.form_questions import check, question
 from gateway.schema.content import FormContent, FormField
 
 SIZE = FormField.model_validate(

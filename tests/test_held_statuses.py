@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from gateway.schema import Event
 from gateway.store import Store
-from gateway.store import steps as store_steps
+from gateway.store import writes as store_writes
 
 from .store_events import new_message, status, targets
 
@@ -117,9 +117,9 @@ async def test_a_send_recorded_where_the_status_was_not_seen_is_resolved_by_the_
     await store.create_message(new_message("msg_1"), NOW)
     await status_arrives(store, "wamid.race", "read")
 
-    def recorded_elsewhere(tx: store_steps.Tx) -> None:
-        store_steps.record_parts(tx, "wa", "msg_1", ["wamid.race"])
-        store_steps.advance(tx, "msg_1", "sent", None, None, NOW)
+    def recorded_elsewhere(tx: store_writes.Tx) -> None:
+        store_writes.record_parts(tx, "wa", "msg_1", ["wamid.race"])
+        store_writes.advance(tx, "msg_1", "sent", None, None, NOW)
 
     await store.db.run(recorded_elsewhere)
     settled = await store.settle_held_statuses(NOW - HOLD, 10, targets, NOW)

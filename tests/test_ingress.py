@@ -16,8 +16,8 @@ from aiohttp import web
 from adapters import ADAPTERS
 from adapters.base import InboundRequest
 from gateway.app import Gateway
-from gateway.bodies import BodyReader
-from gateway.ingress import Ingress
+from gateway.http.ingress import Ingress
+from gateway.http.request_body import BodyReader
 from gateway.preview import placeholder_config
 from gateway.store import Store
 
@@ -166,7 +166,7 @@ def _bare_ingress() -> Ingress:
 def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above `server.busy_webhooks_per_second` the normaliser is paced; below it, not."""
     clock = [1000.0]
-    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("gateway.http.ingress.time.monotonic", lambda: clock[0])
     ingress = _bare_ingress()
     ingress.busy()  # the first question only marks the start
     clock[0] += 1.0
@@ -183,7 +183,7 @@ def test_busy_follows_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> No
 def test_each_asker_measures_its_own_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retention asks too: its questions must not shorten the normaliser's window."""
     clock = [1000.0]
-    monkeypatch.setattr("gateway.ingress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("gateway.http.ingress.time.monotonic", lambda: clock[0])
     ingress = _bare_ingress()
     other = ingress.busy_meter()
     clock[0] += 1.0

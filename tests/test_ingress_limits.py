@@ -18,7 +18,7 @@ from adapters.base import InboundRequest
 from adapters.sms import MAX_WEBHOOK_BYTES, MAX_WEBHOOK_FIELDS, SmsAdapter
 from adapters.viber import ViberAdapter
 from adapters.whatsapp import WhatsAppAdapter
-from gateway.ingress import VERIFY_INLINE_BYTES
+from gateway.http.ingress import VERIFY_INLINE_BYTES
 from gateway.simulator.sms import sign
 
 from .conftest import base_config, config_from, hub_sign, webhook

@@ -22,11 +22,11 @@ import pytest
 from aiohttp import web
 
 from gateway.app import Gateway
-from gateway.pipeline import turns
+from gateway.pipeline import recipient_order
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.sms import TwilioSimulator
 from gateway.simulator.whatsapp import WhatsAppSimulator
-from gateway.store import steps
+from gateway.store import writes
 
 from .conftest import (
     API_KEY,
@@ -564,8 +564,8 @@ async def test_a_retry_far_off_lets_the_next_messages_go(
 ) -> None:
     """A message its provider keeps failing must not leave the customer without news: past
     KEEP_ORDER_SECONDS of retry, the recipient's next messages go."""
-    monkeypatch.setattr(turns, "KEEP_ORDER_SECONDS", 0.0)
-    monkeypatch.setattr(steps, "KEEP_ORDER_SECONDS", 0.0)
+    monkeypatch.setattr(recipient_order, "KEEP_ORDER_SECONDS", 0.0)
+    monkeypatch.setattr(writes, "KEEP_ORDER_SECONDS", 0.0)
     graph = SlowGraph({}, fail_first=frozenset({"confirmed"}))
     await graph.start()
     try:

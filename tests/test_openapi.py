@@ -12,7 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from gateway.app import Gateway
-from gateway.openapi import openapi
+from gateway.http.openapi import openapi
 
 from .conftest import API_KEY, base_config, config_from
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.simulator.whatsapp import WhatsAppSimulator
-from gateway.store import NewMessage, OutboxItem, Store, sqlite_database, steps
+from gateway.store import NewMessage, OutboxItem, Store, sqlite_database, writes
 
 from .conftest import base_config, config_from
 from .test_lanes import (  # noqa: F401 (sims: a fixture)
@@ -103,7 +103,7 @@ async def test_a_claim_reads_each_line_through_its_index_without_sorting_the_bac
     for n in range(300):
         await store.create_message(message(f"msg_{n}", f"user{n % 30}"), NOW)
     dialect = store.db.dialect
-    sql = steps.claim_outbox_sql(" AND target = ?" + steps.FIRST_IN_LINE, dialect.skip_locked)
+    sql = writes.claim_outbox_sql(" AND target = ?" + writes.FIRST_IN_LINE, dialect.skip_locked)
     params = (NOW + 30, "send", "wa", NOW + 60, NOW, NOW, 10)
     if dialect.name == "sqlite":
         plan = "\n".join(

@@ -18,7 +18,7 @@ from gateway.config import RetentionConfig
 from gateway.ids import new_id
 from gateway.pipeline.retention import DAY, Retention
 from gateway.store import SeatRequest, Store, sqlite_database
-from gateway.store.retention import PRUNERS, last_id_before
+from gateway.store.pruning import PRUNERS, last_id_before
 
 from .conftest import base_config, config_from
 from .store_events import inbound, new_message, status, targets, unsupported

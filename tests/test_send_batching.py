@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from gateway.app import build_adapters
+from gateway.outbound.transport import Transport
 from gateway.pipeline.dispatcher import Dispatcher
-from gateway.transport import Transport
 
 from .conftest import API_KEY, base_config, config_from
 

@@ -418,7 +418,7 @@ async def test_numbered_answers_become_postbacks_until_they_expire(store: Store)
 
 async def test_an_empty_id_list_matches_nothing(store: Store) -> None:
     """`IN ()` is a syntax error in PostgreSQL (and a table scan in SQLite)."""
-    from gateway.store.steps import in_list
+    from gateway.store.writes import in_list
 
     assert await store.append_inbox("wa", "k", "u", "{}", b"{}", NOW)
     changed = await store.db.run(
@@ -486,7 +486,7 @@ async def test_a_deferred_row_waits_without_an_attempt(store: Store) -> None:
 
 async def test_a_recipients_later_messages_wait_behind_one_retried(store: Store) -> None:
     """Claims come in (due, id) order: no message of a recipient may come due before an
-    earlier one of theirs that waits for a retry (gateway/pipeline/turns.py)."""
+    earlier one of theirs that waits for a retry (gateway/pipeline/recipient_order.py)."""
     first, later = new_message("msg_first"), new_message("msg_later")
     other = dataclasses.replace(new_message("msg_other"), recipient_id="16505559999")
     for message in (first, later, other):
@@ -530,7 +530,7 @@ def test_the_turn_queries_read_indexes_only(tmp_path: Path) -> None:
 
 async def test_a_retry_far_off_holds_no_later_message(store: Store) -> None:
     """In order is worth a minute, not a customer left without news for days."""
-    from gateway.store.steps import KEEP_ORDER_SECONDS
+    from gateway.store.writes import KEEP_ORDER_SECONDS
 
     far = NOW + KEEP_ORDER_SECONDS + 60
     await store.create_message(new_message("msg_stuck"), NOW)

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.ids import new_id
 from gateway.router.conversations import RoutingPolicy
-from gateway.store import ConversationRecord, Store, steps
+from gateway.store import ConversationRecord, Store, writes
 
 from .store_events import targets
 from .test_store_contract_conversations import (
@@ -96,7 +96,7 @@ async def test_reply_context_routes_to_the_conversation_of_the_copy_quoted(store
     assert posted is not None
     [to_customer] = [c for c in posted[0].copies if c.participant.id == ids(order)["customer"]]
     await store.db.run(
-        lambda tx: steps.record_parts(tx, "wa", to_customer.message_id, ["wamid.order"])
+        lambda tx: writes.record_parts(tx, "wa", to_customer.message_id, ["wamid.order"])
     )
     await store.post_to_conversation(community.id, TEXT, None, None, NOW + 3)
     [recent] = await inbound(store, 1, "k1", NOW + 4)

@@ -8,7 +8,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.text import split_text
+from gateway.downgrade.split_text import split_text
 
 # Text that stresses the rules: combining marks, ZWJ emoji sequences, skin tones, flags, CJK,
 # CRLF (one grapheme), plain words and URLs.

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from adapters.base import ProviderRequest, SendError
-from gateway import http_client, transport
 from gateway.app import build_adapters
+from gateway.outbound import http_client, transport
 
 from .conftest import base_config, config_from
 from .test_lanes import trickle

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
-from gateway.downgrade.parts import built, card_part, image_part
+from gateway.downgrade.plain_text import action_line
+from gateway.downgrade.plan import built, card_part, image_part
 from gateway.downgrade.profile import CHOICE_KINDS
-from gateway.plaintext import action_line
 from gateway.schema.content import (
     Action,
     BuyAction,

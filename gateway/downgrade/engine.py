@@ -28,9 +28,10 @@ from typing import NamedTuple
 
 from gateway.downgrade import carousel
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
-from gateway.downgrade.parts import built, image_part, text_part
+from gateway.downgrade.plain_text import action_line, map_link, to_text
+from gateway.downgrade.plan import built, image_part, text_part
 from gateway.downgrade.profile import CHOICE_KINDS, Profile
-from gateway.plaintext import action_line, map_link, to_text
+from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
     ButtonsContent,
@@ -54,7 +55,6 @@ from gateway.schema.content import (
     payload_of,
 )
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 ELLIPSIS = "…"
 # Media kinds as a reason names them ("messenger images have no caption").

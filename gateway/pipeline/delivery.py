@@ -28,8 +28,8 @@ from gateway.ids import new_id
 from gateway.live import LiveMap, get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
+from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import Lane, LaneWorker
-from gateway.retry import backoff_seconds, retry_store_write
 from gateway.signing import delivery_headers
 from gateway.store import OutboxItem, Store
 

@@ -11,14 +11,15 @@ from datetime import UTC, datetime
 from adapters.base import Adapter, SendContext, SendError
 from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
-from gateway.forms import intro, question
 from gateway.ids import new_id
 from gateway.live import get_or_removed
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
+from gateway.outbound.transport import Transport
+from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import LaneWorker
-from gateway.pipeline.turns import Turns
-from gateway.retry import backoff_seconds, retry_store_write
+from gateway.pipeline.recipient_order import Turns
+from gateway.router.form_questions import intro, question
 from gateway.schema import (
     CONTENT_ADAPTER,
     ChannelRef,
@@ -32,7 +33,6 @@ from gateway.schema import (
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.records import TargetsFor
-from gateway.transport import Transport
 
 log = get_logger("gateway.dispatcher")
 

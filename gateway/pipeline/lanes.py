@@ -21,8 +21,8 @@ from collections import defaultdict
 
 from gateway.logs import get_logger
 from gateway.metrics import LANE_PAUSED
+from gateway.pipeline.backoff import claim_or_undo
 from gateway.pipeline.worker import Wakeable, Worker
-from gateway.retry import claim_or_undo
 from gateway.store import OutboxItem, Store
 
 log = get_logger("gateway.lanes")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from gateway import wire
+from gateway import json_codec
 from gateway.logs import get_logger
 from gateway.pipeline.worker import Worker
 from gateway.router.communities import Verdict, verdict_of
@@ -85,7 +85,7 @@ class ModerationWorker(Worker):
         try:
             async with asyncio.timeout(settings.timeout_seconds):
                 answer = await self.http.post(settings.url, content=body, headers=headers)
-            parsed = verdict_of(wire.loads(answer.content)) if answer.is_success else None
+            parsed = verdict_of(json_codec.loads(answer.content)) if answer.is_success else None
         except (TimeoutError, httpx.HTTPError, ValueError) as exc:
             log.warning(
                 "moderation_webhook_failed",

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 
 from adapters.base import Adapter, ParsedEvent
 from adapters.failures import adapter_error, unreadable
-from gateway.idle import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.ids import new_id
 from gateway.live import get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import EVENTS, INBOX_FAILED
+from gateway.pipeline.backoff import claim_or_undo, retry_store_write
+from gateway.pipeline.cpu_pacing import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.pipeline.worker import Worker
-from gateway.retry import claim_or_undo, retry_store_write
 from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy
 from gateway.schema import Event
 from gateway.store import InboxRow, Store
@@ -28,7 +28,7 @@ log = get_logger("gateway.normaliser")
 # the gaps. While webhooks pour in, the normaliser works in slices with a pause after each,
 # which bounds how long an acknowledgement waits behind it and still guarantees progress.
 # How much it takes follows the CPU the acknowledgements leave: the share of each pause the
-# event loop sat idle (gateway/idle.py). A saturated core steps it down to 4 rows every 50 ms;
+# event loop sat idle (gateway/pipeline/cpu_pacing.py). A saturated core steps it down to 4 rows every 50 ms;
 # spare CPU steps it up to 32 rows every 3 ms, so a steady rate the core can serve whole is
 # normalised as it arrives (a rate threshold alone starved it at a steady 2,000 a second: the
 # backlog grew by 1,700 a second). Slices stay small and pauses short because each slice is
@@ -92,7 +92,7 @@ class Normaliser(Worker):
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
-        # The loop's and the store writer's idle time (gateway/idle.py); none keeps the first pace.
+        # The loop's and the store writer's idle time (gateway/pipeline/cpu_pacing.py); none keeps the first pace.
         self.spare = SpareMeter(idle_clocks) if idle_clocks else None
         self.pace = FIRST_PACE
         self.during_bursts = during_bursts  # server.normalise_during_bursts

@@ -1,10 +1,10 @@
 """Retention: every `interval_seconds`, a pass deletes what the store no longer needs.
 
-What goes and what stays is the store's business (gateway/store/retention.py); this worker
+What goes and what stays is the store's business (gateway/store/pruning.py); this worker
 only decides when: a pass walks the tables in small batches, oldest rows first. While webhooks
 arrive faster than `server.busy_webhooks_per_second`, acknowledging comes first: before each
 batch the pass pauses and goes on only if the event loop sat idle for a good share of the
-pause (gateway/idle.py), else it gives way. Giving way whenever the rate was high meant a
+pause (gateway/pipeline/cpu_pacing.py), else it gives way. Giving way whenever the rate was high meant a
 steady load above it was never pruned: the store would grow until the disk filled. A pass that
 gave way picks up where it stopped at the next one.
 """
@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from gateway.config import RetentionConfig
-from gateway.idle import SPARE, IdleClock, SpareMeter
 from gateway.logs import get_logger
 from gateway.metrics import PRUNED
+from gateway.pipeline.cpu_pacing import SPARE, IdleClock, SpareMeter
 from gateway.pipeline.worker import Worker
 from gateway.store import Store
-from gateway.store.retention import PRUNERS
+from gateway.store.pruning import PRUNERS
 
 log = get_logger("gateway.retention")
 
@@ -50,7 +50,7 @@ class Retention(Worker):
         self.keep_keys_seconds = keep_keys_seconds
         self.busy = busy
         self.clock = clock
-        # The loop's and the store writer's idle time (gateway/idle.py); with none, a pass
+        # The loop's and the store writer's idle time (gateway/pipeline/cpu_pacing.py); with none, a pass
         # gives way whenever ingress is busy.
         self.spare = SpareMeter(idle_clocks) if idle_clocks else None
 

@@ -1,7 +1,7 @@
 """Form sessions: whether an inbound event answers the form a person is filling in, and what
 that answer does (re-ask with the reason, ask the next field, finish, or cancel). Pure: the
 store reads the session, then persists the step this returns in the inbound transaction
-(gateway/store/forms.py). The questions and the checks of an answer are gateway/forms.py's.
+(gateway/store/form_sessions.py). The questions and the checks of an answer are gateway/router/form_questions.py's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.forms import check, question
+from gateway.router.form_questions import check, question
 from gateway.schema import Event, MessageBody, System
 from gateway.schema.content import Content, FormContent, FormResponseContent, TextContent
 

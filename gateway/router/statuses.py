@@ -1,7 +1,7 @@
 """Status routing: what a provider's delivery report does, which of our messages it names, and
 whether it moves that message on. Pure: the store reads the message a report's provider id
 belongs to (or, for a watermark, the messages it covers), then persists what this decides
-(gateway/store/steps.py; reports that race ahead of their send: gateway/store/held.py).
+(gateway/store/writes.py; reports that race ahead of their send: gateway/store/held.py).
 """
 
 from __future__ import annotations

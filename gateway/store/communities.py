@@ -32,7 +32,7 @@ from gateway.router.conversations import Announcements, Seat, provider_group
 from gateway.schema import Event
 from gateway.schema.communities import CommunitySettings
 from gateway.schema.content import TextContent
-from gateway.store import conversations, relay, steps
+from gateway.store import conversations, relay, writes
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -199,7 +199,7 @@ def hits(tx: Tx, event: Event) -> list[KeywordHit]:
         return []
     rows = tx.all(
         "SELECT phrase, community_id, action, language FROM community_keywords"
-        " WHERE phrase IN " + steps.in_list(candidates),
+        " WHERE phrase IN " + writes.in_list(candidates),
         candidates,
     )
     return keyword_hits(content.text, [KeywordRow(*r) for r in rows])
@@ -269,7 +269,7 @@ def tell(
     metadata says which community and notice it is."""
     if not text:
         return
-    steps.insert_message(
+    writes.insert_message(
         tx,
         NewMessage(
             new_id("msg"),
@@ -453,11 +453,11 @@ def on_keyword(
     """A keyword message: kept and sent to the backends like any message of the person's 1:1
     chat, then acted on, once (a redelivery does nothing). Someone who opted out on this
     channel joins nothing: opt-outs win (docs/communities.md)."""
-    kept = steps.store_inbound(tx, prepared, targets_for, now)
+    kept = writes.store_inbound(tx, prepared, targets_for, now)
     if not kept:
         return []
     event = kept[0]
-    steps.note_contact_facts(tx, event, now)
+    writes.note_contact_facts(tx, event, now)
     assert event.sender is not None
     channel_id, sender = event.channel.id, event.sender.id
     if _opted_out(tx, channel_id, sender):

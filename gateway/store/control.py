@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from gateway.ids import new_id
 from gateway.router.control import Refused, hand_over, webhook_targets
 from gateway.schema import Event
-from gateway.store import conversations, steps
+from gateway.store import conversations, writes
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
 
@@ -68,5 +68,5 @@ def send_standby(
     if not others:
         return
     copy = event.model_copy(update={"id": new_id("evt"), "standby": True})
-    if steps.insert_event(tx, copy, f"{dedupe_key}:standby", now):
-        steps.enqueue_webhooks(tx, copy, lambda _type: others, now)
+    if writes.insert_event(tx, copy, f"{dedupe_key}:standby", now):
+        writes.enqueue_webhooks(tx, copy, lambda _type: others, now)

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.ids import new_id
 from gateway.router.conversations import API_ONLY, Seat
 from gateway.schema import ControlChange, ConversationEvent, ParticipantRef
-from gateway.store import steps
+from gateway.store import writes
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
 
@@ -89,7 +89,7 @@ def _participant(row: Sequence[Any]) -> ParticipantRecord:
         bool(row[9]),
         via_group=row[10],
     )
-    return ParticipantRecord(seat, float(row[7]), steps.optional_float(row[8]))
+    return ParticipantRecord(seat, float(row[7]), writes.optional_float(row[8]))
 
 
 def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRecord | None:
@@ -115,7 +115,7 @@ def load(tx: Tx, conversation_id: str, *, lock: bool = False) -> ConversationRec
         row[3],
         row[4],
         float(row[5]),
-        steps.optional_float(row[6]),
+        writes.optional_float(row[6]),
         [_participant(p) for p in people],
         row[7],
     )
@@ -352,7 +352,7 @@ def _emit(
         participants=participants,
         control=control,
     )
-    steps.emit_channelless(tx, event, "", "conversation", targets_for, now)
+    writes.emit_channelless(tx, event, "", "conversation", targets_for, now)
 
 
 def set_metadata(tx: Tx, conversation: ConversationRecord, metadata: str | None) -> None:

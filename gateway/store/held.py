@@ -31,7 +31,7 @@ from gateway.router.statuses import held_route
 from gateway.schema import Event
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
-from gateway.store.steps import enqueue_webhooks, in_list, route_status, sent_message
+from gateway.store.writes import enqueue_webhooks, in_list, route_status, sent_message
 
 _HELD = (
     "SELECT id FROM events WHERE type = 'status' AND message_id IS NULL AND held_since IS NOT NULL"

@@ -20,7 +20,7 @@ from gateway.router.communities import Bucket, Verdict, gate, minutes_left, shou
 from gateway.router.conversations import Announcements, Membership
 from gateway.schema import CONTENT_ADAPTER, Content, Event, ParticipantRef
 from gateway.schema.communities import ModerationSettings
-from gateway.store import communities, relay, steps
+from gateway.store import communities, relay, writes
 from gateway.store.database import Tx
 
 _MEMBER = (
@@ -49,13 +49,13 @@ def admits(tx: Tx, event: Event, membership: Membership, now: float) -> bool:
     muted_until, mute_reason, tokens, tokens_at, told_at = row
     settings = community.settings
     decision, bucket = gate(
-        muted_until=steps.optional_float(muted_until),
+        muted_until=writes.optional_float(muted_until),
         bucket=Bucket(float(tokens), float(tokens_at)),
         per_minute=settings.rate_limit_per_minute,
         moderated=settings.moderation is not None,
         now=now,
     )
-    told = steps.optional_float(told_at)
+    told = writes.optional_float(told_at)
     if decision in ("muted", "rate_limited") and should_tell(told, now):
         values: dict[str, object] = {"limit": settings.rate_limit_per_minute or 0}
         if decision == "muted":
@@ -223,7 +223,7 @@ def _held(r: Sequence[Any]) -> HeldRecord:
         r[7],
         r[8],
         float(r[9]),
-        steps.optional_float(r[10]),
+        writes.optional_float(r[10]),
     )
 
 

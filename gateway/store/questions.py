@@ -34,7 +34,7 @@ from gateway.router.conversations import (
 )
 from gateway.schema import Event
 from gateway.schema.content import TextContent
-from gateway.store import control, conversations, relay, steps
+from gateway.store import control, conversations, relay, writes
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -58,8 +58,7 @@ def answer(
     if provider_group(event.channel_data) is not None:
         return False  # said in a provider group: not an answer to a private question
     row = tx.one(
-        "SELECT options, expires_at FROM route_questions WHERE channel_id = ?"
-        " AND user_id = ?",
+        "SELECT options, expires_at FROM route_questions WHERE channel_id = ? AND user_id = ?",
         (event.channel.id, event.sender.id),
     )
     if row is None:
@@ -76,7 +75,7 @@ def answer(
     if picked is None:
         return False
     body = prepared.body or event.model_dump_json(exclude_none=True)
-    if steps.insert_event(tx, event, prepared.dedupe_key, now, body):
+    if writes.insert_event(tx, event, prepared.dedupe_key, now, body):
         _settle(tx, event.channel.id, event.sender.id, picked, targets_for, now, announcements)
     return True
 
@@ -94,7 +93,7 @@ def hold(
     event = prepared.event
     assert event.sender is not None
     body = prepared.body or event.model_dump_json(exclude_none=True)
-    if not steps.insert_event(tx, event, prepared.dedupe_key, now, body, held=True):
+    if not writes.insert_event(tx, event, prepared.dedupe_key, now, body, held=True):
         return False
     key = (event.channel.id, event.sender.id)
     tx.execute(
@@ -111,7 +110,7 @@ def hold(
     )
     choices = question_choices([(cid, label) for cid, _seat, label in options])
     question = TextContent(type="text", text=question_text(choices))
-    steps.insert_message(
+    writes.insert_message(
         tx,
         NewMessage(
             new_id("msg"),
@@ -132,7 +131,7 @@ def _options(tx: Tx, offered: Sequence[Membership]) -> list[list[str]]:
     """[conversation id, participant id, label] of each conversation offered, in order."""
     ids = [m.seat.conversation_id for m in offered]
     metadata = dict(
-        tx.all("SELECT id, metadata FROM conversations WHERE id IN " + steps.in_list(ids), ids)
+        tx.all("SELECT id, metadata FROM conversations WHERE id IN " + writes.in_list(ids), ids)
     )
     return [
         [
@@ -198,7 +197,7 @@ def _settle(
         _release(tx, event_id, target, targets_for, now, announcements)
     if held:
         tx.execute(
-            "DELETE FROM route_held WHERE id IN " + steps.in_list([r[0] for r in held]),
+            "DELETE FROM route_held WHERE id IN " + writes.in_list([r[0] for r in held]),
             [r[0] for r in held],
         )
     return True
@@ -249,7 +248,7 @@ def _release(
     )
     # Under control, as if it had arrived there: the controller gets it, the others standby.
     controller = target.controller if target is not None else None
-    steps.enqueue_webhooks(tx, event, control.controlled(targets_for, controller), now)
+    writes.enqueue_webhooks(tx, event, control.controlled(targets_for, controller), now)
     if target is not None:
         control.send_standby(tx, event, row[1], targets_for, controller, now)
         relay.relay_inbound(tx, event, target, now, announcements)

@@ -31,7 +31,7 @@ from gateway.router.conversations import (
 from gateway.router.relay import relayed
 from gateway.schema import Content, Event, ParticipantRef
 from gateway.schema.content import TextContent
-from gateway.store import conversations, moderation, provider_groups, steps
+from gateway.store import conversations, moderation, provider_groups, writes
 from gateway.store.database import Tx
 from gateway.store.records import NewMessage, PreparedEvent, TargetsFor
 
@@ -90,7 +90,7 @@ def _relay(
     channels = []
     for seat in to:
         for copy in relayed(content, ref, seat.channel_id, source_channel):
-            steps.insert_message(
+            writes.insert_message(
                 tx,
                 NewMessage(
                     id=new_id("msg"),
@@ -229,7 +229,7 @@ def facts(tx: Tx, event: Event, memberships: Sequence[Membership], now: float) -
     quoted = _reply_to(event)
     row = tx.one(_QUOTED, (event.channel.id, quoted)) if quoted else None
     seats = [m.seat.id for m in memberships]
-    among = steps.in_list(seats)
+    among = writes.in_list(seats)
     addressed = tx.all(
         "SELECT conversation_id, MAX(created_at) FROM ("
         "SELECT conversation_id, created_at FROM messages WHERE participant_id IN "
@@ -383,7 +383,7 @@ def history(
     for relay_of, message_id, channel_id, state, *person in tx.all(
         "SELECT m.relay_of, m.id, m.channel_id, m.state, p.id, p.role, p.display_name, p.user_id"
         " FROM messages m JOIN participants p ON p.id = m.participant_id"
-        " WHERE m.relay_of IN " + steps.in_list(ids) + " ORDER BY p.position, m.created_at, m.id",
+        " WHERE m.relay_of IN " + writes.in_list(ids) + " ORDER BY p.position, m.created_at, m.id",
         ids,
     ):
         copies[relay_of].append(CopyRecord(message_id, channel_id, participant_ref(person), state))

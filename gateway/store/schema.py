@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS events (
 -- Only statuses that arrived before their send was recorded are ever looked up this way.
 CREATE INDEX IF NOT EXISTS events_orphan_status ON events (channel_id, external_id)
     WHERE type = 'status' AND message_id IS NULL;
--- Retention (store/retention.py) finds old events and messages through these.
+-- Retention (store/pruning.py) finds old events and messages through these.
 CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at);
 -- The raw requests behind payloads the gateway could not represent, which retention keeps.
 CREATE INDEX IF NOT EXISTS events_unsupported ON events (raw_id) WHERE type = 'unsupported';
@@ -174,7 +174,7 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 -- A key's conversations, newest first (GET /v1/conversations).
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, created_at, id);
--- Closed conversations by age, which retention prunes (store/retention.py).
+-- Closed conversations by age, which retention prunes (store/pruning.py).
 CREATE INDEX IF NOT EXISTS conversations_closed ON conversations (closed_at)
     WHERE state = 'closed';
 

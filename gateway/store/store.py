@@ -3,7 +3,7 @@
 The same SQL runs on SQLite and PostgreSQL; `Database` supplies the connection, the
 placeholder style and the claim locking. Operations are plain functions run on the writer
 thread, so multi-statement logic (dedupe, state machines, the outbox) stays atomic. Steps that
-several operations share are in `steps.py`; what goes in and comes out, in `records.py`.
+several operations share are in `writes.py`; what goes in and comes out, in `records.py`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from gateway.schema import Content, Event
 from gateway.store import (
     control,
     conversations,
-    forms,
+    form_sessions,
     held,
     moderation,
+    pruning,
     questions,
     relay,
-    retention,
-    steps,
     users,
+    writes,
 )
 from gateway.store.community_store import CommunityStore
 from gateway.store.database import Database, Tx
@@ -128,7 +128,7 @@ class Store:
         await self.db.run(
             lambda tx: tx.execute(
                 "UPDATE inbox SET claimed_until = NULL WHERE status = 'pending' AND id IN "
-                + steps.in_list(ids),
+                + writes.in_list(ids),
                 tuple(ids),
             )
         )
@@ -167,7 +167,7 @@ class Store:
                 sql += " AND channel_id = ?"
                 params.append(channel_id)
             if row_ids:
-                sql += " AND id IN " + steps.in_list(row_ids)
+                sql += " AND id IN " + writes.in_list(row_ids)
                 params += list(row_ids)
             return tx.execute(sql, params)
 
@@ -235,7 +235,7 @@ class Store:
         def op(tx: Tx) -> dict[int, list[Event]]:
             tx.execute("SAVEPOINT inbound_batch")
             try:
-                stored = steps.store_rows(
+                stored = writes.store_rows(
                     tx, rows, targets_for, now, on_new_inbound, self.announcements, routing
                 )
             except Exception:
@@ -244,7 +244,7 @@ class Store:
                 for row in rows:
                     tx.execute("SAVEPOINT inbox_row")
                     try:
-                        stored |= steps.store_rows(
+                        stored |= writes.store_rows(
                             tx, [row], targets_for, now, on_new_inbound, self.announcements, routing
                         )
                     except Exception as exc:
@@ -499,7 +499,7 @@ class Store:
                     if row[2] != message.request_hash:
                         raise IdempotencyConflict(message.idempotency_key)
                     return row[0], row[1], False
-            steps.insert_message(tx, message, now)
+            writes.insert_message(tx, message, now)
             return message.id, "queued", True
 
         return await self.db.run(op)
@@ -511,7 +511,7 @@ class Store:
         message of another client's is then as absent as one that never was)."""
 
         def op(tx: Tx) -> MessageRecord | None:
-            return steps.messages(tx, [message_id], created_by).get(message_id)
+            return writes.messages(tx, [message_id], created_by).get(message_id)
 
         return await self.db.run(op, single_statement=True)  # reads: nothing to undo
 
@@ -520,7 +520,7 @@ class Store:
         reads a whole claim's with three statements, not three a message."""
         if not message_ids:
             return {}
-        return await self.db.run(lambda tx: steps.messages(tx, message_ids), single_statement=True)
+        return await self.db.run(lambda tx: writes.messages(tx, message_ids), single_statement=True)
 
     async def record_sent(
         self,
@@ -537,12 +537,12 @@ class Store:
         ahead of this commit. Returns the events queued for the backends."""
 
         def op(tx: Tx) -> list[Event]:
-            steps.record_parts(tx, channel_id, message_id, external_ids)
-            steps.finish_outbox(tx, [outbox_id], "done", now)
+            writes.record_parts(tx, channel_id, message_id, external_ids)
+            writes.finish_outbox(tx, [outbox_id], "done", now)
             emitted = []
-            if steps.advance(tx, message_id, "sent", None, detail, now):
-                steps.insert_event(tx, status_event, f"gw:{message_id}:sent", now)
-                steps.enqueue_webhooks(tx, status_event, targets_for, now)
+            if writes.advance(tx, message_id, "sent", None, detail, now):
+                writes.insert_event(tx, status_event, f"gw:{message_id}:sent", now)
+                writes.enqueue_webhooks(tx, status_event, targets_for, now)
                 emitted.append(status_event)
             emitted += held.resolve(tx, channel_id, external_ids, targets_for, now)
             return emitted
@@ -574,12 +574,12 @@ class Store:
         now: float,
     ) -> None:
         def op(tx: Tx) -> None:
-            steps.finish_outbox(tx, [outbox_id], "failed", now)
-            if steps.advance(
+            writes.finish_outbox(tx, [outbox_id], "failed", now)
+            if writes.advance(
                 tx, message_id, "failed", error, f"{error['code']}: {error['title']}", now
             ):
-                steps.insert_event(tx, status_event, f"gw:{message_id}:failed", now)
-                steps.enqueue_webhooks(tx, status_event, targets_for, now)
+                writes.insert_event(tx, status_event, f"gw:{message_id}:failed", now)
+                writes.enqueue_webhooks(tx, status_event, targets_for, now)
 
         await self.db.run(op)
 
@@ -595,19 +595,19 @@ class Store:
     ) -> None:
         """Keep the parts the provider already accepted, and try the rest later. The
         recipient's later messages wait with it, so that none overtakes it, unless it is due
-        more than KEEP_ORDER_SECONDS away (gateway/pipeline/turns.py): in the same
+        more than KEEP_ORDER_SECONDS away (gateway/pipeline/recipient_order.py): in the same
         transaction, so no process sends one between."""
 
         def op(tx: Tx) -> None:
-            steps.record_parts(tx, channel_id, message_id, accepted)
+            writes.record_parts(tx, channel_id, message_id, accepted)
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
                 " claimed_until = NULL WHERE id = ?",
                 (next_attempt_at, error, outbox_id),
             )
-            if next_attempt_at <= now + steps.KEEP_ORDER_SECONDS:
+            if next_attempt_at <= now + writes.KEEP_ORDER_SECONDS:
                 # Not rows claimed right now: their lease stands (else a second claim could
-                # send one twice); the claimer's own hold puts them back (pipeline/turns.py).
+                # send one twice); the claimer's own hold puts them back (pipeline/recipient_order.py).
                 tx.execute(
                     "UPDATE outbox SET next_attempt_at = ?"
                     " WHERE status = 'pending' AND id > ? AND next_attempt_at < ?"
@@ -617,7 +617,7 @@ class Store:
                     " WHERE this.id = ? AND later.state = 'queued')",
                     (next_attempt_at, outbox_id, next_attempt_at, now, message_id),
                 )
-            steps.history(tx, message_id, now, "retrying", error)
+            writes.history(tx, message_id, now, "retrying", error)
 
         await self.db.run(op)
 
@@ -637,31 +637,31 @@ class Store:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
         given, only those of none of `besides` when given (targets no lane serves). With
         `one_at_a_time`, none while a claim of `target`'s is under way, in any process. With
-        `first_in_line`, only the first row of each recipient's line (steps.FIRST_IN_LINE): the
+        `first_in_line`, only the first row of each recipient's line (writes.FIRST_IN_LINE): the
         rest wait until it is done, whichever process claimed it."""
         skip = self.db.dialect.skip_locked
         where, params = "", [now + lease, kind]
         if target is not None:
             where, params = " AND target = ?", [*params, target]
         if besides:
-            where += " AND target NOT IN " + steps.in_list(besides)
+            where += " AND target NOT IN " + writes.in_list(besides)
             params += besides
         if first_in_line:
-            where, params = where + steps.FIRST_IN_LINE, [*params, now + steps.KEEP_ORDER_SECONDS]
+            where, params = where + writes.FIRST_IN_LINE, [*params, now + writes.KEEP_ORDER_SECONDS]
 
         def op(tx: Tx) -> list[OutboxItem]:
             if (
                 one_at_a_time
                 and target is not None
-                and not steps.target_is_free(tx, kind, target, now)
+                and not writes.target_is_free(tx, kind, target, now)
             ):
                 return []
-            rows = tx.all(steps.claim_outbox_sql(where, skip), (*params, now, now, limit))
+            rows = tx.all(writes.claim_outbox_sql(where, skip), (*params, now, now, limit))
             items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
             if kind == "webhook" and items:
                 refs = [i.ref for i in items]
                 bodies = dict(
-                    tx.all("SELECT id, body FROM events WHERE id IN " + steps.in_list(refs), refs)
+                    tx.all("SELECT id, body FROM events WHERE id IN " + writes.in_list(refs), refs)
                 )
                 items = [
                     OutboxItem(
@@ -678,21 +678,21 @@ class Store:
         await self.db.run(
             lambda tx: tx.execute(
                 "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL"
-                " WHERE status = 'pending' AND id IN " + steps.in_list(ids),
+                " WHERE status = 'pending' AND id IN " + writes.in_list(ids),
                 (next_attempt_at, *ids),
             )
         )
 
     async def extend_outbox_lease(self, ids: Sequence[int], until: float) -> None:
         """Keep claimed rows, still being worked, claimed until `until`."""
-        await self.db.run(lambda tx: steps.set_lease(tx, ids, until))
+        await self.db.run(lambda tx: writes.set_lease(tx, ids, until))
 
     async def release_outbox(self, ids: Sequence[int]) -> None:
         """Put claimed rows not yet done back in line, where they were, for the next claim."""
-        await self.db.run(lambda tx: steps.set_lease(tx, ids, None))
+        await self.db.run(lambda tx: writes.set_lease(tx, ids, None))
 
     async def complete_outbox(self, ids: Sequence[int], now: float) -> None:
-        await self.db.run(lambda tx: steps.finish_outbox(tx, ids, "done", now))
+        await self.db.run(lambda tx: writes.finish_outbox(tx, ids, "done", now))
 
     async def hold_outbox(self, ids: Sequence[int], until: float, error: str) -> None:
         """Count a failed attempt of claimed rows whose target waits as a whole: they keep their
@@ -701,7 +701,7 @@ class Store:
         await self.db.run(
             lambda tx: tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = ?"
-                " WHERE status = 'pending' AND id IN " + steps.in_list(ids),
+                " WHERE status = 'pending' AND id IN " + writes.in_list(ids),
                 (error, until, *ids),
             )
         )
@@ -712,7 +712,7 @@ class Store:
         def op(tx: Tx) -> None:
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
-                " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + steps.in_list(ids),
+                " claimed_until = NULL, status = ?, done_at = ? WHERE id IN " + writes.in_list(ids),
                 (
                     next_attempt_at,
                     error,
@@ -793,8 +793,8 @@ class Store:
     # --- retention -------------------------------------------------------------------
     async def prune(self, table: str, cutoff: float, limit: int) -> int:
         """Delete up to `limit` of `table`'s rows that retention lets go of from before
-        `cutoff` (see store/retention.py), oldest first; how many went."""
-        prune = retention.PRUNERS[table]
+        `cutoff` (see store/pruning.py), oldest first; how many went."""
+        prune = pruning.PRUNERS[table]
         return await self.db.run(lambda tx: prune(tx, cutoff, limit))
 
     async def record_plan(
@@ -823,7 +823,7 @@ class Store:
                 known = {row[0] for row in rows}
             for downgrade in downgrades:
                 if downgrade not in known:
-                    steps.history(tx, message_id, now, "downgraded", downgrade)
+                    writes.history(tx, message_id, now, "downgraded", downgrade)
             if choices:
                 data = json.dumps([c._asdict() for c in choices])
                 tx.execute(
@@ -846,7 +846,9 @@ class Store:
         now: float,
     ) -> None:
         await self.db.run(
-            lambda tx: forms.start_session(tx, channel_id, user_id, message_id, form_json, ttl, now)
+            lambda tx: form_sessions.start_session(
+                tx, channel_id, user_id, message_id, form_json, ttl, now
+            )
         )
 
     async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
@@ -861,11 +863,11 @@ class Store:
         if row is None:
             return ContactState()
         return ContactState(
-            steps.optional_float(row[0]),
-            steps.optional_float(row[1]),
+            writes.optional_float(row[0]),
+            writes.optional_float(row[1]),
             row[2],
             row[3],
-            steps.optional_float(row[4]),
+            writes.optional_float(row[4]),
         )
 
     async def consume_reply_token(self, channel_id: str, user_id: str, token: str) -> None:
@@ -882,7 +884,7 @@ class Store:
         self, channel_id: str, user_id: str, reason: str | None, now: float
     ) -> None:
         """Remember that a recipient opted out (reason) or back in (None)."""
-        await self.db.run(lambda tx: steps.set_subscription(tx, channel_id, user_id, reason, now))
+        await self.db.run(lambda tx: writes.set_subscription(tx, channel_id, user_id, reason, now))
 
 
 def _unsupported_reason(body: str) -> str | None:

@@ -21,7 +21,7 @@ from gateway.router.identities import (
     verified_phone,
 )
 from gateway.schema import Event, IdentityChange, UserEvent, UserMerge
-from gateway.store import steps
+from gateway.store import writes
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
 
@@ -327,6 +327,6 @@ def _emit(
         identity=identity,
         merge=merge,
     )
-    steps.emit_channelless(
+    writes.emit_channelless(
         tx, event, identity.channel if identity else "", "user", targets_for, now
     )

@@ -3,7 +3,7 @@ merge two users, list a user's messages (docs/users.md).
 
 Each API key sees only the users it created (404 for any other: whether an id exists is not
 told to a key that may not see it); a key with the `read_all` scope reads every key's users but
-changes only its own. The rule lives in `gateway.api` (`may_access`, `readable_owner`).
+changes only its own. The rule lives in `gateway.http.api` (`may_access`, `readable_owner`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.base import Adapter
-from gateway.api import (
+from gateway.http.api import (
     API_KEY_NAME,
     _body,
     _invalid,
@@ -27,9 +27,9 @@ from gateway.api import (
     readable_owner,
     refusal,
 )
-from gateway.bodies import BodyReader
+from gateway.http.ingress import error
+from gateway.http.request_body import BodyReader
 from gateway.ids import new_id
-from gateway.ingress import error
 from gateway.logs import get_logger
 from gateway.schema import (
     CreateUser,

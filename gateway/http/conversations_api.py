@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from aiohttp import web
 
 from adapters.base import Adapter
-from gateway.api import (
+from gateway.http.api import (
     API_KEY_NAME,
     _body,
     _invalid,
@@ -26,9 +26,9 @@ from gateway.api import (
     readable_owner,
     refusal,
 )
-from gateway.bodies import BodyReader
+from gateway.http.ingress import error
+from gateway.http.request_body import BodyReader
 from gateway.ids import new_id
-from gateway.ingress import error
 from gateway.logs import get_logger
 from gateway.schema import (
     CONTENT_ADAPTER,

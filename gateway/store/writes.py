@@ -33,7 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
-from gateway.store import communities, control, forms, questions, relay
+from gateway.store import communities, control, form_sessions, questions, relay
 from gateway.store.database import Tx
 from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
 
@@ -392,7 +392,7 @@ def store_rows(
                     tx, prepared, hits, targets_for, announcements, now
                 )
                 continue
-            session = forms.active_session(tx, prepared.event, now)
+            session = form_sessions.active_session(tx, prepared.event, now)
             if session is not None and takes(session.form, session.position, prepared.event):
                 # Before the numbered-reply mapping: an open form's question is the latest
                 # one the user was asked, so a typed "2" answers it, not older choices.
@@ -471,7 +471,7 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
 def _turn(tx: Tx, message: NewMessage, now: float) -> float:
     """When a new message to a recipient may go: not before one of theirs waiting for a retry
     due within KEEP_ORDER_SECONDS. Claims come in (due time, id) order, so a recipient's
-    messages then come in turn (gateway/pipeline/turns.py)."""
+    messages then come in turn (gateway/pipeline/recipient_order.py)."""
     # CROSS JOIN: SQLite keeps the recipient's few queued messages as the outer loop (else it
     # may walk every pending row of the outbox); a message id is the ref of its send alone.
     row = tx.one(
@@ -493,7 +493,7 @@ def _answer_form(
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []  # a redelivered answer was applied already
     step = answer_form(session, event, new_id("evt"))
-    forms.save_step(tx, session, step, now)
+    form_sessions.save_step(tx, session, step, now)
     for reply in step.replies:
         metadata = {"form_id": session.message_id}
         insert_message(

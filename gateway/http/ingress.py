@@ -17,13 +17,13 @@ from prometheus_client import Counter
 
 from adapters.base import Adapter, InboundRequest, PayloadError
 from adapters.failures import unreadable
-from gateway import wire
-from gateway.bodies import BodyReader, UnreadableBody, too_large
+from gateway import json_codec
+from gateway.http.request_body import BodyReader, UnreadableBody, too_large
 from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
 
-log = get_logger("gateway.ingress")
+log = get_logger("gateway.http.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
@@ -40,7 +40,7 @@ def kept_headers(headers: Mapping[str, str]) -> str:
     # str(k): multidict's keys are a str subclass orjson refuses.
     kept = {str(k): v for k, v in headers.items() if k.lower() not in _NOT_KEPT}
     try:
-        return wire.dumps(kept).decode()
+        return json_codec.dumps(kept).decode()
     except TypeError:
         # Header bytes that are not UTF-8 reach us as surrogate escapes, which orjson refuses;
         # the standard library writes them as \udcXX escapes, so the bytes stay recoverable.

@@ -2,7 +2,7 @@
 
 The client is injected, so tests plug in respx or point channels at the simulators.
 
-The gateway's client is gateway/http_client.py's `new_client`, for provider sends (Twilio's
+The gateway's client is gateway/outbound/http_client.py's `new_client`, for provider sends (Twilio's
 SDK included) and backend deliveries alike.
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 
 from adapters.base import Adapter, ProviderRequest, Sender, SendError, unanswered
-from gateway import wire
+from gateway import json_codec
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
 
-log = get_logger("gateway.transport")
+log = get_logger("gateway.outbound.transport")
 
 # The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
 # apply within it.
@@ -169,8 +169,8 @@ class Transport:
         body: bytes | None = None
         if request.json is not None:
             # Our encoder, not httpx's: the bytes sent are the bytes adapters measured.
-            body = wire.dumps(request.json)
-            headers["Content-Type"] = wire.JSON_CONTENT_TYPE
+            body = json_codec.dumps(request.json)
+            headers["Content-Type"] = json_codec.JSON_CONTENT_TYPE
         started = time.perf_counter()
         try:
             response = await exchange(

@@ -1,4 +1,4 @@
-"""A deadline for a request's headers, like the one `bodies.py` sets for its body.
+"""A deadline for a request's headers, like the one `request_body.py` sets for its body.
 
 aiohttp closes a connection whose headers never finish only when its keep-alive timer fires
 (`keepalive_timeout`, counted from when the connection opened or the last answer went out),
@@ -24,7 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.logs import get_logger
 
-log = get_logger("gateway.headers")
+log = get_logger("gateway.http.header_deadline")
 
 
 class _HeaderDeadline(RequestHandler):

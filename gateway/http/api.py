@@ -14,11 +14,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
-from gateway import wire
-from gateway.bodies import BodyReader, UnreadableBody
+from gateway import json_codec
 from gateway.config import ApiKey
+from gateway.http.ingress import error
+from gateway.http.request_body import BodyReader, UnreadableBody
 from gateway.ids import new_id
-from gateway.ingress import error
 from gateway.logs import SecretRedactor, get_logger
 from gateway.preview import PreviewRequest, PreviewResponse, preview
 from gateway.schema import (
@@ -35,7 +35,7 @@ from gateway.schema.errors import problems
 from gateway.schema.limits import API_INPUT
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 
-log = get_logger("gateway.api")
+log = get_logger("gateway.http.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,7 +74,7 @@ async def _body(
     except UnreadableBody as refused:
         return refused.finish(error(refused.status, refused.code, refused.message))
     try:
-        data = wire.loads(raw)
+        data = json_codec.loads(raw)
     except ValueError:  # UnicodeDecodeError and JSON nested too deeply included
         return error(400, "malformed_json", "the request body is not valid JSON")
     try:

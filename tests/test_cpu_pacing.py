@@ -1,11 +1,11 @@
-"""The event loop's idle time (gateway/idle.py), by which background work paces itself."""
+"""The event loop's idle time (gateway/pipeline/cpu_pacing.py), by which background work paces itself."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from gateway.idle import SpareMeter, new_event_loop
+from gateway.pipeline.cpu_pacing import SpareMeter, new_event_loop
 from gateway.store import Store
 
 

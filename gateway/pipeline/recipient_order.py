@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from gateway.logs import get_logger
 from gateway.store import MessageRecord, OutboxItem
-from gateway.store.steps import KEEP_ORDER_SECONDS
+from gateway.store.writes import KEEP_ORDER_SECONDS
 
 log = get_logger("gateway.turns")
 

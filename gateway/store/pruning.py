@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.store.database import Tx
-from gateway.store.steps import in_list
+from gateway.store.writes import in_list
 
 # Raw requests that held a payload the gateway could not represent: kept, like failed ones.
 _UNSUPPORTED = "SELECT 1 FROM events WHERE events.raw_id = inbox.id AND events.type = 'unsupported'"
