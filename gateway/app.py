@@ -117,7 +117,7 @@ class Gateway:
             during_bursts=config.server.normalise_during_bursts,
             idle_clocks=idle_clocks,
             link_by_phone=config.identities.link_by_phone,
-            routing=config.routing(),
+            routing=config.inbound_routing(),
         )
         self.transport = Transport(self.http, policy.send_concurrency)
         self.dispatcher = Dispatcher(

@@ -383,9 +383,9 @@ def test_a_mistake_inside_a_merged_mapping_points_into_the_file(tmp_path: Path) 
 def test_provider_groups_belong_to_the_key_named_else_the_first(tmp_path: Path) -> None:
     data = base_config(tmp_path)
     data["api_keys"].append({"name": "desk", "key": "desk-key-0123456789"})
-    assert parse_config(data, "c.yaml", env={}).routing().provider_groups_owner == "orders"
+    assert parse_config(data, "c.yaml", env={}).inbound_routing().provider_groups_owner == "orders"
     data["conversations"] = {"provider_groups_owner": "desk", "route_by_recency_seconds": 60}
-    routing = parse_config(data, "c.yaml", env={}).routing()
+    routing = parse_config(data, "c.yaml", env={}).inbound_routing()
     assert (routing.provider_groups_owner, routing.recency_seconds) == ("desk", 60.0)
 
 
