@@ -23,6 +23,7 @@ from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
 from gateway.pipeline.delivery import WebhookDelivery
+from gateway.pipeline.delivery_deadlines import DeliveryDeadlines
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.lanes import LaneWorker
@@ -135,6 +136,15 @@ class Gateway:
         self.dispatcher.listeners.append(self.delivery)
         self.held_statuses = HeldStatuses(self.store, self.targets_for, policy.status_hold_seconds)
         self.held_statuses.listeners.append(self.delivery)
+        self.held_statuses.listeners.append(self.dispatcher)  # a failover queued a send
+        self.deadlines = DeliveryDeadlines(
+            self.store,
+            self.adapters,
+            self.targets_for,
+            config.routing.delivery_timeout_seconds,
+            self.dispatcher.wake,
+        )
+        self.deadlines.listeners.append(self.delivery)
         self.route_questions = UnansweredQuestions(self.store, self.targets_for)
         self.route_questions.listeners += [self.delivery, self.dispatcher]
         self.retention = Retention(
@@ -151,6 +161,7 @@ class Gateway:
             self.delivery,
             self.held_statuses,
             self.route_questions,
+            self.deadlines,
             self.retention,
         ]
 
@@ -224,6 +235,7 @@ class Gateway:
             self.dispatcher.wake,
             self.bodies,
             self.redactor,
+            self.config.routing,
         )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
         bound_header_time(app, self.config.server.header_timeout_seconds)

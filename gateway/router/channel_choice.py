@@ -98,7 +98,7 @@ def route(
         ordered.append((recent[0], f"last_inbound ({hours_ago:.1f} h ago, window open)"))
     if preferred:
         ordered += [(i, "preferred_channel") for i in identities if _matches(preferred, i)]
-    key = country if country in channel_order else "default"
+    key = country if country is not None and country in channel_order else "default"
     for entry in channel_order.get(key, ()):
         ordered += [(i, f"channel_order {key}") for i in identities if _matches(entry, i)]
     ordered += [(i, "other identity") for i in identities]

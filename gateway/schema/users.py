@@ -15,8 +15,8 @@ from pydantic import Field, field_validator
 from gateway.router.countries import ISO_COUNTRIES
 from gateway.schema.content import Model
 
-USER_EVENT_TYPES = ("user.merged", "identity.linked", "identity.unlinked")
-UserEventType = Literal["user.merged", "identity.linked", "identity.unlinked"]
+USER_EVENT_TYPES = ("user.merged", "identity.linked", "identity.unlinked", "message.failover")
+UserEventType = Literal["user.merged", "identity.linked", "identity.unlinked", "message.failover"]
 
 # What a backend may send as a user's own text fields: no control characters (PostgreSQL
 # cannot store NUL), bounded so one request cannot make a row of megabytes.
@@ -151,6 +151,21 @@ class UserMerge(Model):
     merged_external_id: str | None = None
 
 
+class SentTo(Model):
+    channel: str = Field(description="Channel instance id.")
+    id: str = Field(description="The user's identity on it.")
+    message_id: str = Field(description="The message sent there.")
+
+
+class Failover(Model):
+    """A message to a user went to their next identity (docs/sending-to-users.md)."""
+
+    message_id: str = Field(description="The message as the backend sent it (the first one).")
+    failed: SentTo = Field(description="Where it failed (or got no `delivered` in time).")
+    next: SentTo = Field(description="Where the same content goes now.")
+    reason: str
+
+
 class UserEvent(Model):
     """What happened to a user: an identity linked or unlinked, or two users merged. It has no
     channel of its own (a merge belongs to none); an identity's channel is in `identity`."""
@@ -162,3 +177,4 @@ class UserEvent(Model):
     external_id: str | None = Field(default=None, description="That user's external_id.")
     identity: IdentityChange | None = None
     merge: UserMerge | None = None
+    failover: Failover | None = None
