@@ -443,6 +443,9 @@ class Adapter(abc.ABC):
     opt_ins: ClassVar[tuple[OptIn, ...]] = USER_ACTIVITY
     # The recipient ids the provider sends to; None accepts any id.
     address: ClassVar[AddressForm | None] = None
+    # Whether the provider reports `delivered`: a failover on a delivery timeout
+    # (routing.delivery_timeout_seconds) waits only on channels that do.
+    reports_delivery: ClassVar[bool] = True
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

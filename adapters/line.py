@@ -238,6 +238,9 @@ class LineAdapter(Adapter):
     max_body_bytes = 1024 * 1024
     capabilities = CAPABILITIES
     opt_ins = OPT_INS
+    # LINE sends no delivery or read receipts to bots: no webhook event reports them.
+    # https://developers.line.biz/en/reference/messaging-api/#webhook-event-objects
+    reports_delivery = False
     # A push goes to a userId, groupId or roomId: U, C or R and 32 hex digits.
     address = AddressForm(
         r"[UCR][0-9a-f]{32}",

@@ -182,6 +182,10 @@ class WeChatAdapter(Adapter):
     # A push is one message: a 2,048-byte text is under 8 kB even encrypted; 64 kB is margin.
     max_body_bytes = 64 * 1024
     capabilities = CAPABILITIES
+    # Only template sends are reported (TEMPLATESENDJOBFINISH); customer-service messages,
+    # most of what the gateway sends, never are: no `delivered` to wait for.
+    # https://developers.weixin.qq.com/doc/offiaccount/en/Message_Management/Template_Message_Interface.html
+    reports_delivery = False
     # An OpenID: 28 characters of base64url in practice; WeChat documents no form beyond that.
     address = AddressForm(
         r"[A-Za-z0-9_-]{16,64}",

@@ -27,6 +27,7 @@ from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.outbound.http_client import new_client
 from gateway.outbound.transport import Transport
 from gateway.pipeline.delivery import WebhookDelivery
+from gateway.pipeline.delivery_deadlines import DeliveryDeadlines
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
 from gateway.pipeline.lanes import LaneWorker
@@ -121,7 +122,7 @@ class Gateway:
             during_bursts=config.server.normalise_during_bursts,
             idle_clocks=idle_clocks,
             link_by_phone=config.identities.link_by_phone,
-            routing=config.routing(),
+            routing=config.inbound_routing(),
         )
         self.transport = Transport(self.http, policy.send_concurrency)
         self.dispatcher = Dispatcher(
@@ -139,6 +140,15 @@ class Gateway:
         self.dispatcher.listeners.append(self.delivery)
         self.held_statuses = HeldStatuses(self.store, self.targets_for, policy.status_hold_seconds)
         self.held_statuses.listeners.append(self.delivery)
+        self.held_statuses.listeners.append(self.dispatcher)  # a failover queued a send
+        self.deadlines = DeliveryDeadlines(
+            self.store,
+            self.adapters,
+            self.targets_for,
+            config.routing.delivery_timeout_seconds,
+            self.dispatcher.wake,
+        )
+        self.deadlines.listeners.append(self.delivery)
         self.route_questions = UnansweredQuestions(self.store, self.targets_for)
         self.route_questions.listeners += [self.delivery, self.dispatcher]
         self.moderation = ModerationWorker(self.store, self.http, policy.poll_interval_seconds)
@@ -158,6 +168,7 @@ class Gateway:
             self.held_statuses,
             self.route_questions,
             self.moderation,
+            self.deadlines,
             self.retention,
         ]
 
@@ -231,6 +242,7 @@ class Gateway:
             self.dispatcher.wake,
             self.bodies,
             self.redactor,
+            self.config.routing,
         )
         app = web.Application(client_max_size=self.config.server.max_body_bytes)
         bound_header_time(app, self.config.server.header_timeout_seconds)

@@ -23,6 +23,7 @@ from adapters.base import ChannelConfig
 from gateway.config_problems import did_you_mean, located, model_at, plain
 from gateway.router.communities import phrase
 from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE, RoutingPolicy
+from gateway.router.countries import ISO_COUNTRIES
 from gateway.schema.communities import CommunitySettings
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
@@ -220,6 +221,20 @@ class CommunityConfig(CommunitySettings):
     owner: str | None = Field(default=None, min_length=1)
 
 
+class SendRoutingConfig(_Section):
+    """Sending to a user (`to: {"user": ...}`): the order their identities are tried in, and
+    failover (docs/sending-to-users.md)."""
+
+    # Country (ISO 3166-1 alpha-2) or `default` → channel types or instance ids, in order.
+    channel_order: dict[str, list[str]] = {"default": ["whatsapp", "sms"]}
+    # Fail over when a send to a user fails, unless the message says (`options.failover`).
+    failover: bool = False
+    # Fail over too when no `delivered` status came this long after the message was accepted
+    # (unset: only failures fail over). Channels that never report delivery (LINE, WeChat)
+    # are not timed.
+    delivery_timeout_seconds: float | None = Field(default=None, gt=0)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -237,12 +252,13 @@ class GatewayConfig(_Section):
     conversations: ConversationsConfig = ConversationsConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     communities: list[CommunityConfig] = []
+    routing: SendRoutingConfig = SendRoutingConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def community_owner(self, community: CommunityConfig) -> str:
         return community.owner or (self.api_keys[0].name if self.api_keys else "")
 
-    def routing(self) -> RoutingPolicy:
+    def inbound_routing(self) -> RoutingPolicy:
         """The router's settings for inbound routing (gateway/router/conversations.py)."""
         settings = self.conversations
         owner = settings.provider_groups_owner or (self.api_keys[0].name if self.api_keys else "")
@@ -424,6 +440,34 @@ def _community_keywords(data: dict[str, Any]) -> dict[str, str]:
     return problems
 
 
+def _bad_channel_order(data: dict[str, Any]) -> dict[str, str]:
+    """routing.channel_order: each key a country (ISO 3166-1 alpha-2) or `default`, each
+    entry a channel type or a configured channel instance id."""
+    section = data.get("routing")
+    order = section.get("channel_order") if isinstance(section, dict) else None
+    if not isinstance(order, dict):
+        return {}
+    channels = data.get("channels")
+    ids = [c.get("id") for c in channels if isinstance(c, dict)] if isinstance(channels, list) else []
+    known = [*ADAPTERS, *(i for i in ids if isinstance(i, str))]
+    problems: dict[str, str] = {}
+    for country, entries in order.items():
+        where = f"routing.channel_order.{country}"
+        if country != "default" and country not in ISO_COUNTRIES:
+            problems[where] = (
+                f"{country!r} is not an ISO 3166-1 alpha-2 country code (such as JP, UA, US)"
+                " or `default`"
+            )
+            continue
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, str) and entry not in known:
+                problems[f"{where}[{index}]"] = (
+                    f"{entry!r} is neither a channel type nor a channel id"
+                    f"{did_you_mean(entry, known)}"
+                )
+    return problems
+
+
 def _unknown_controller(data: dict[str, Any]) -> dict[str, str]:
     """conversations.default_controller must name a configured backend: control would
     otherwise go to one that receives nothing."""
@@ -468,6 +512,7 @@ def parse_config(
         **_unknown_controller(resolved),
         **_unknown_owner(resolved),
         **_community_keywords(resolved),
+        **_bad_channel_order(resolved),
     }
     # Where to point in the file, when not at the value itself: an unknown key's key, a bad
     # channel type's `type`.

@@ -84,6 +84,11 @@ class ChannelPreview(Rendered):
         f" one after each answer; {sorted(CANCEL_WORDS)} cancels.",
     )
     error: str | None = None
+    strict_ok: bool = Field(
+        default=False,
+        description="Whether a send with `options.adaptation: strict` would pass on this"
+        " channel: nothing downgraded (`downgrades` says what would be) and no error.",
+    )
 
 
 class PreviewResponse(Model):
@@ -91,6 +96,18 @@ class PreviewResponse(Model):
 
 
 def preview(adapter: Adapter, content: Content, recipient: str | None = None) -> ChannelPreview:
+    shown = _preview(adapter, content, recipient)
+    return shown.model_copy(update={"strict_ok": not shown.downgrades and shown.error is None})
+
+
+def strict_refusals(adapter: Adapter, content: Content) -> list[str]:
+    """Why a strict send of `content` on the adapter's channel is refused: every downgrade
+    the engine would make, or the error that keeps it from being sent at all."""
+    shown = _preview(adapter, content, None)
+    return [*shown.downgrades, *([shown.error] if shown.error else [])]
+
+
+def _preview(adapter: Adapter, content: Content, recipient: str | None) -> ChannelPreview:
     channel = ChannelRef(id=adapter.config.id, type=adapter.type)
     now = time.time()
     context = SendContext(

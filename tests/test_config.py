@@ -131,6 +131,23 @@ def test_env_vars_are_substituted_and_kept_secret(tmp_path: Path) -> None:
             "conversations.provider_groups_owner: 'order' is not the name of an API key"
             " ('orders'); did you mean 'orders'?",
         ),
+        (
+            lambda d: d.update(routing={"channel_order": {"JPN": ["line", "sms"]}}),
+            "routing.channel_order.JPN: 'JPN' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            lambda d: d.update(routing={"channel_order": {"XX": ["sms"]}}),
+            "routing.channel_order.XX: 'XX' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            lambda d: d.update(routing={"channel_order": {"UA": ["viber", "smss"]}}),
+            "routing.channel_order.UA[1]: 'smss' is neither a channel type nor a channel id;"
+            " did you mean 'sms'?",
+        ),
+        (
+            lambda d: d.update(routing={"delivery_timeout_seconds": 0}),
+            "routing.delivery_timeout_seconds: must be greater than 0",
+        ),
     ],
 )
 def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: str) -> None:
@@ -139,6 +156,18 @@ def test_problems_name_their_location(tmp_path: Path, mutate: object, expected: 
     with pytest.raises(ConfigError) as caught:
         parse_config(data, "c.yaml", env={})
     assert any(expected in p for p in caught.value.problems), caught.value.problems
+
+
+def test_channel_order_names_types_and_instances(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["routing"] = {
+        "channel_order": {"JP": ["line", "sms"], "US": ["wa-main"], "default": ["whatsapp"]},
+        "failover": True,
+        "delivery_timeout_seconds": 600,
+    }
+    routing = parse_config(data, "c.yaml", env={}).routing
+    assert routing.channel_order["US"] == ["wa-main"]
+    assert (routing.failover, routing.delivery_timeout_seconds) == (True, 600.0)
 
 
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
@@ -383,9 +412,9 @@ def test_a_mistake_inside_a_merged_mapping_points_into_the_file(tmp_path: Path) 
 def test_provider_groups_belong_to_the_key_named_else_the_first(tmp_path: Path) -> None:
     data = base_config(tmp_path)
     data["api_keys"].append({"name": "desk", "key": "desk-key-0123456789"})
-    assert parse_config(data, "c.yaml", env={}).routing().provider_groups_owner == "orders"
+    assert parse_config(data, "c.yaml", env={}).inbound_routing().provider_groups_owner == "orders"
     data["conversations"] = {"provider_groups_owner": "desk", "route_by_recency_seconds": 60}
-    routing = parse_config(data, "c.yaml", env={}).routing()
+    routing = parse_config(data, "c.yaml", env={}).inbound_routing()
     assert (routing.provider_groups_owner, routing.recency_seconds) == ("desk", 60.0)
 
 

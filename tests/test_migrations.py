@@ -126,13 +126,14 @@ def test_migrations_apply_once_and_in_order(
     places: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[int] = []
+    first, second = LATEST + 1, LATEST + 2
 
     def add_table(step: Step) -> None:
-        ran.append(2)
+        ran.append(first)
         step.execute("CREATE TABLE notes (id TEXT PRIMARY KEY)")
 
     def add_column(step: Step) -> None:
-        ran.append(3)
+        ran.append(second)
         step.execute("ALTER TABLE notes ADD COLUMN body TEXT")  # fails unless 2 ran first
 
     places["open"](0).close()
@@ -141,16 +142,16 @@ def test_migrations_apply_once_and_in_order(
         "MIGRATIONS",
         (
             *versions.MIGRATIONS,
-            Migration(LATEST + 1, "notes", add_table),
-            Migration(LATEST + 2, "body", add_column),
+            Migration(first, "notes", add_table),
+            Migration(second, "body", add_column),
         ),
     )
     store = places["open"](0)
-    assert ran == [2, 3]
-    assert recorded(store)[-2:] == [(LATEST + 1, "notes"), (LATEST + 2, "body")]
+    assert ran == [first, second]
+    assert recorded(store)[-2:] == [(first, "notes"), (second, "body")]
     store.close()
     places["open"](0)
-    assert ran == [2, 3]  # not again
+    assert ran == [first, second]  # not again
 
 
 def test_a_failing_migration_leaves_the_store_as_it_was(
@@ -201,7 +202,7 @@ def test_processes_starting_at_once_on_postgres_migrate_once(
     ran: list[int] = []
 
     def slow(step: Step) -> None:
-        ran.append(2)
+        ran.append(LATEST + 1)
         step.execute("SELECT pg_sleep(0.2)")
         step.execute("CREATE TABLE notes (id TEXT PRIMARY KEY)")
 
@@ -226,7 +227,7 @@ def test_processes_starting_at_once_on_postgres_migrate_once(
         thread.join()
     try:
         assert errors == []
-        assert ran == [2]
+        assert ran == [LATEST + 1]
         assert [v for v, _n in recorded(stores[0])] == [*range(1, LATEST + 1), LATEST + 1]
     finally:
         for store in stores:

@@ -92,6 +92,16 @@ async def test_create_get_update(gw: Any) -> None:
     assert body["metadata"] == {"a": 1}  # left out: kept
 
 
+async def test_country_and_preferred_channel(gw: Any) -> None:
+    user = await create(gw, country="JP", preferred_channel="line")
+    assert (user["country"], user["preferred_channel"]) == ("JP", "line")
+    patched = await call(
+        gw, "PATCH", f"/v1/users/{user['id']}", {"preferred_channel": "wa-main", "country": None}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["preferred_channel"] == "wa-main" and "country" not in patched.json()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "field"),
     [
@@ -100,6 +110,10 @@ async def test_create_get_update(gw: Any) -> None:
         ("POST", "/v1/users", {"metadata": [1]}, 422, "metadata"),
         ("POST", "/v1/users", {"nickname": "x"}, 422, "nickname"),
         ("POST", "/v1/users", {"external_id": "a\x00b"}, 422, "external_id"),
+        ("POST", "/v1/users", {"country": "jp"}, 422, "country"),
+        ("POST", "/v1/users", {"country": "XX"}, 422, "country"),
+        ("POST", "/v1/users", {"preferred_channel": "fax"}, 422, "preferred_channel"),
+        ("PATCH", "/v1/users/{id}", {"preferred_channel": "fax"}, 422, "preferred_channel"),
         ("PATCH", "/v1/users/{id}", {"name": 3}, 422, "name"),
         ("POST", "/v1/users/{id}/identities", {"channel": "fax", "id": "1"}, 422, "channel"),
         ("POST", "/v1/users/{id}/identities", {"channel": "wa-main"}, 422, "id"),

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.base import Adapter
 from gateway import json_codec
-from gateway.config import ApiKey
+from gateway.config import ApiKey, SendRoutingConfig
 from gateway.http.ingress import error
 from gateway.http.request_body import BodyReader, UnreadableBody
 from gateway.ids import new_id
 from gateway.logs import SecretRedactor, get_logger
-from gateway.preview import PreviewRequest, PreviewResponse, preview
+from gateway.preview import PreviewRequest, PreviewResponse, preview, strict_refusals
 from gateway.schema import (
     CONTENT_ADAPTER,
     EventError,
@@ -31,9 +31,12 @@ from gateway.schema import (
     SendMessage,
     SendOptions,
 )
+from gateway.schema.api import UserRecipient
 from gateway.schema.errors import problems
 from gateway.schema.limits import API_INPUT
+from gateway.send_to_user import NoIdentity, plan_route
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
+from gateway.store.routes import NewRoute
 
 log = get_logger("gateway.http.api")
 
@@ -144,8 +147,10 @@ class Api:
         on_queued: Callable[[str], None],  # a message waits on this channel
         bodies: BodyReader,
         redactor: SecretRedactor | None = None,
+        routing: SendRoutingConfig | None = None,
     ) -> None:
         self.bodies = bodies
+        self.routing = routing or SendRoutingConfig()
         # Rows stored by releases that kept provider error text as it came, secrets and all.
         self.redactor = redactor or SecretRedactor(())
         self.store = store
@@ -207,13 +212,16 @@ class Api:
         message = await _body(self.bodies, request, SendMessage, "the message")
         if isinstance(message, web.Response):
             return message
-        if message.to.channel not in self.adapters:
-            return _invalid(
-                "the message", [("to.channel", f"unknown channel {message.to.channel!r}")]
-            )
-        form = self.adapters[message.to.channel].address
-        if form is not None and not form.accepts(message.to.id):
-            return _invalid("the message", [("to.id", f"expected {form.expected}")])
+        if isinstance(message.to, UserRecipient):
+            routed = await self._route_to_user(request, message, message.to)
+            if isinstance(routed, web.Response):
+                return routed
+            channel_id, recipient_id = routed.chosen.channel, routed.chosen.id
+        else:
+            refused = self._check_identity(message, message.to)
+            if refused is not None:
+                return refused
+            channel_id, recipient_id, routed = message.to.channel, message.to.id, None
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
             return error(
@@ -224,8 +232,8 @@ class Api:
         canonical = message.model_dump_json(exclude_none=True)
         record = NewMessage(
             id=new_id("msg"),
-            channel_id=message.to.channel,
-            recipient_id=message.to.id,
+            channel_id=channel_id,
+            recipient_id=recipient_id,
             content=message.content.model_dump_json(exclude_none=True),
             metadata=json.dumps(message.metadata) if message.metadata is not None else None,
             options=message.options.model_dump_json(exclude_none=True) if message.options else None,
@@ -234,16 +242,63 @@ class Api:
             request_hash=hashlib.sha256(canonical.encode()).hexdigest(),
         )
         try:
-            message_id, state, created = await self.store.create_message(record, time.time())
+            message_id, state, created = await self.store.create_message(
+                record, time.time(), routed
+            )
         except IdempotencyConflict:
             return error(
                 409, "idempotency_conflict", "this Idempotency-Key was used with a different body"
             )
         if created:
-            self.on_queued(message.to.channel)
-            log.info("message_queued", message_id=message_id, channel=message.to.channel)
+            self.on_queued(channel_id)
+            log.info("message_queued", message_id=message_id, channel=channel_id)
         body = MessageAccepted(id=message_id, status=state)
         return web.json_response(body.model_dump(), status=202 if created else 200)
+
+    def _check_identity(self, message: SendMessage, to: Recipient) -> web.Response | None:
+        """A send to one identity: a configured channel, an id of its form, and with strict
+        adaptation, content the channel shows without a downgrade."""
+        if to.channel not in self.adapters:
+            return _invalid("the message", [("to.channel", f"unknown channel {to.channel!r}")])
+        adapter = self.adapters[to.channel]
+        form = adapter.address
+        if form is not None and not form.accepts(to.id):
+            return _invalid("the message", [("to.id", f"expected {form.expected}")])
+        if message.options is None or message.options.adaptation != "strict":
+            return None
+        refusals = strict_refusals(adapter, message.content)
+        if not refusals:
+            return None
+        return web.json_response(
+            {
+                "error": "strict_adaptation",
+                "message": f"{to.channel} cannot show this content without a downgrade, and"
+                " options.adaptation is strict",
+                "problems": [{"field": "content", "message": r} for r in refusals],
+            },
+            status=422,
+        )
+
+    async def _route_to_user(
+        self, request: web.Request, message: SendMessage, to: UserRecipient
+    ) -> NewRoute | web.Response:
+        """The user's identities in the order to try (send_to_user.py), or the refusal."""
+        user = await self.store.get_user(to.user)
+        if user is None or not may_change(request, user.owner):
+            return refusal(404, "user_not_found", "to.user", "no user with this id")
+        try:
+            return await plan_route(
+                self.store, self.adapters, self.routing, user, message.content, message.options
+            )
+        except NoIdentity as none:
+            return web.json_response(
+                {
+                    "error": "no_usable_identity",
+                    "message": "no identity of this user can take the message",
+                    "problems": [{"field": "to.user", "message": r} for r in none.reasons],
+                },
+                status=422,
+            )
 
     async def preview(self, request: web.Request) -> web.Response:
         wanted = await _body(self.bodies, request, PreviewRequest, "the preview request")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters import ADAPTERS
 from adapters.base import Adapter
 from gateway.http.api import (
     API_KEY_NAME,
@@ -57,6 +58,8 @@ def user_view(user: UserRecord) -> UserView:
         name=user.name,
         locale=user.locale,
         metadata=json.loads(user.metadata) if user.metadata else None,
+        country=user.country,
+        preferred_channel=user.preferred_channel,
         identities=[
             IdentityView(
                 channel=i.channel_id,
@@ -101,6 +104,15 @@ class UsersApi:
         self.targets_for = targets_for
         self.on_event = on_event
 
+    def _unknown_preference(self, preferred: str | None) -> web.Response | None:
+        """A preference names a configured channel instance, or a channel type."""
+        if preferred is None or preferred in self.adapters or preferred in ADAPTERS:
+            return None
+        return _invalid(
+            "the user",
+            [("preferred_channel", f"{preferred!r} is neither a channel id nor a channel type")],
+        )
+
     async def _visible(self, request: web.Request, user_id: str) -> UserRecord | None:
         """The user (or the one it was merged into), if this request's key may see it."""
         user = await self.store.get_user(user_id)
@@ -110,6 +122,8 @@ class UsersApi:
         fields = await _body(self.bodies, request, CreateUser, "the user")
         if isinstance(fields, web.Response):
             return fields
+        if (refused := self._unknown_preference(fields.preferred_channel)) is not None:
+            return refused
         new = NewUser(
             id=new_id("usr"),
             owner=request[API_KEY_NAME],
@@ -117,6 +131,8 @@ class UsersApi:
             name=fields.name,
             locale=fields.locale,
             metadata=json.dumps(fields.metadata) if fields.metadata is not None else None,
+            country=fields.country,
+            preferred_channel=fields.preferred_channel,
         )
         try:
             user = await self.store.create_user(new, time.time())
@@ -133,6 +149,8 @@ class UsersApi:
         fields = await _body(self.bodies, request, UpdateUser, "the user")
         if isinstance(fields, web.Response):
             return fields
+        if (refused := self._unknown_preference(fields.preferred_channel)) is not None:
+            return refused
         user = await self._visible(request, request.match_info["user_id"])
         if user is None:
             return _no_user()

@@ -399,6 +399,9 @@ class Dispatcher(LaneWorker):
             error=error.title,
         )
         event = status_event(record, channel_type, "failed", None, failure)
-        await self.store.record_send_failed(
+        next_channel = await self.store.record_send_failed(
             item.id, record.id, failure.model_dump(), event, self.targets_for, time.time()
         )
+        if next_channel is not None:  # a message to a user failed over (store/routes.py)
+            log.info("failed_over", message_id=record.id, channel=next_channel)
+            self.wake(next_channel)

@@ -56,6 +56,7 @@ from gateway.schema.events import (
 from gateway.schema.users import (
     USER_EVENT_TYPES,
     CreateUser,
+    Failover,
     IdentityChange,
     IdentityRef,
     IdentityView,
@@ -94,6 +95,7 @@ __all__ = [
     "EventBatch",
     "EventDraft",
     "EventError",
+    "Failover",
     "FieldProblem",
     "HistoryEntry",
     "IdentityChange",

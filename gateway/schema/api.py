@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from gateway.schema.content import Content, JsonObject, Model, TemplateRef
 from gateway.schema.events import DeliveryState, EventError
@@ -27,6 +27,31 @@ class Recipient(Model):
     )
 
 
+class UserRecipient(Model):
+    user: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description=(
+            "A user of this API key (`usr_...`): the gateway picks which of their identities"
+            " to send to, and fails over to the next (docs/sending-to-users.md)."
+        ),
+    )
+
+
+def _recipient_kind(value: Any) -> str:
+    """`{"user": ...}` names a user; anything else an identity (and is checked as one)."""
+    if isinstance(value, dict):
+        return "to:user" if "user" in value else "to:identity"
+    return "to:user" if isinstance(value, UserRecipient) else "to:identity"
+
+
+AnyRecipient = Annotated[
+    Annotated[Recipient, Tag("to:identity")] | Annotated[UserRecipient, Tag("to:user")],
+    Discriminator(_recipient_kind),
+]
+
+
 class SendOptions(Model):
     messaging_tag: str | None = Field(
         default=None,
@@ -45,9 +70,24 @@ class SendOptions(Model):
         ),
     )
 
+    failover: bool | None = Field(
+        default=None,
+        description=(
+            "To a user: when the send fails, or is not delivered in time, send the same"
+            " content to their next identity. Unset: the config's routing.failover."
+        ),
+    )
+    adaptation: Literal["strict", "lenient"] | None = Field(
+        default=None,
+        description=(
+            "`strict`: refuse (422) rather than downgrade the content for the channel;"
+            " `lenient` (the default): downgrade, and record each downgrade in the history."
+        ),
+    )
+
 
 class SendMessage(Model):
-    to: Recipient
+    to: AnyRecipient
     content: Annotated[Content, ContentBound()]
     options: SendOptions | None = None
     metadata: JsonObject | None = Field(

@@ -20,6 +20,12 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
             and isinstance(part, str)
             and (part not in node or index < len(loc) - 1)
         )
+        # A tag of a union told apart by its shape (`Recipient`'s "to:user") is never a key.
+        shape_tag = isinstance(part, str) and ":" in part and not (
+            isinstance(node, dict) and part in node
+        )
+        if shape_tag:
+            continue
         if is_tag and not tag_skipped and node.get("type") == part:
             tag_skipped = True  # a union tag, not a field (at most one per level)
             continue

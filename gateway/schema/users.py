@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from gateway.router.countries import ISO_COUNTRIES
 from gateway.schema.content import Model
 
-USER_EVENT_TYPES = ("user.merged", "identity.linked", "identity.unlinked")
-UserEventType = Literal["user.merged", "identity.linked", "identity.unlinked"]
+USER_EVENT_TYPES = ("user.merged", "identity.linked", "identity.unlinked", "message.failover")
+UserEventType = Literal["user.merged", "identity.linked", "identity.unlinked", "message.failover"]
 
 # What a backend may send as a user's own text fields: no control characters (PostgreSQL
 # cannot store NUL), bounded so one request cannot make a row of megabytes.
@@ -65,6 +66,27 @@ class UserFields(Model):
     metadata: dict[str, Any] | None = Field(
         default=None, description="Free-form JSON the gateway keeps and returns."
     )
+    country: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}$",
+        description=(
+            "ISO 3166-1 alpha-2 country (`JP`): picks `routing.channel_order` for sends to"
+            " the user. Unset: taken from an identity's phone (docs/sending-to-users.md)."
+        ),
+    )
+    preferred_channel: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A channel instance id or channel type the user prefers to be reached on.",
+    )
+
+    @field_validator("country")
+    @classmethod
+    def _iso_country(cls, value: str | None) -> str | None:
+        if value is not None and value not in ISO_COUNTRIES:
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        return value
 
 
 class CreateUser(UserFields):
@@ -90,6 +112,8 @@ class UserView(Model):
     name: str | None = None
     locale: str | None = None
     metadata: dict[str, Any] | None = None
+    country: str | None = None
+    preferred_channel: str | None = None
     identities: list[IdentityView] = []
     merged_ids: list[str] = Field(
         default=[],
@@ -127,6 +151,21 @@ class UserMerge(Model):
     merged_external_id: str | None = None
 
 
+class SentTo(Model):
+    channel: str = Field(description="Channel instance id.")
+    id: str = Field(description="The user's identity on it.")
+    message_id: str = Field(description="The message sent there.")
+
+
+class Failover(Model):
+    """A message to a user went to their next identity (docs/sending-to-users.md)."""
+
+    message_id: str = Field(description="The message as the backend sent it (the first one).")
+    failed: SentTo = Field(description="Where it failed (or got no `delivered` in time).")
+    next: SentTo = Field(description="Where the same content goes now.")
+    reason: str
+
+
 class UserEvent(Model):
     """What happened to a user: an identity linked or unlinked, or two users merged. It has no
     channel of its own (a merge belongs to none); an identity's channel is in `identity`."""
@@ -138,3 +177,4 @@ class UserEvent(Model):
     external_id: str | None = Field(default=None, description="That user's external_id.")
     identity: IdentityChange | None = None
     merge: UserMerge | None = None
+    failover: Failover | None = None

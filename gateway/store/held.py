@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from gateway.router.statuses import held_route
 from gateway.schema import Event
+from gateway.store import routes
 from gateway.store.database import Tx
 from gateway.store.records import TargetsFor
 from gateway.store.writes import enqueue_webhooks, in_list, route_status, sent_message
@@ -111,5 +112,6 @@ def _settle(tx: Tx, held: list[Event], targets_for: TargetsFor, now: float) -> S
         )
         if routed is not None:
             enqueue_webhooks(tx, routed, targets_for, now)
+            routes.after_status(tx, routed, targets_for, now)
             settled.resolved.append(routed)
     return settled

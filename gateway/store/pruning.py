@@ -115,7 +115,8 @@ def prune_messages(tx: Tx, cutoff: float, limit: int) -> int:
     if not ids:
         return 0
     # Parts and history with their message: nothing is left pointing nowhere.
-    return _delete_with(tx, "messages", ids, ("message_parts", "message_history"), "message_id")
+    owned = ("message_parts", "message_history", "message_routes")
+    return _delete_with(tx, "messages", ids, owned, "message_id")
 
 
 def prune_conversations(tx: Tx, cutoff: float, limit: int) -> int:

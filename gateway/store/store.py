@@ -24,6 +24,7 @@ from gateway.store import (
     pruning,
     questions,
     relay,
+    routes,
     users,
     writes,
 )
@@ -485,8 +486,11 @@ class Store:
         return await self.db.run(lambda tx: relay.history(tx, conversation_id, before, limit))
 
     # --- outbound messages -----------------------------------------------------------
-    async def create_message(self, message: NewMessage, now: float) -> tuple[str, str, bool]:
-        """(id, state, created); an earlier message when the idempotency key was seen."""
+    async def create_message(
+        self, message: NewMessage, now: float, route: routes.NewRoute | None = None
+    ) -> tuple[str, str, bool]:
+        """(id, state, created); an earlier message when the idempotency key was seen. A
+        message to a user comes with its `route` (store/routes.py)."""
 
         def op(tx: Tx) -> tuple[str, str, bool]:
             if message.idempotency_key is not None:
@@ -500,6 +504,8 @@ class Store:
                         raise IdempotencyConflict(message.idempotency_key)
                     return row[0], row[1], False
             writes.insert_message(tx, message, now)
+            if route is not None:
+                routes.record_choice(tx, message.id, route, now)
             return message.id, "queued", True
 
         return await self.db.run(op)
@@ -572,16 +578,50 @@ class Store:
         status_event: Event,
         targets_for: TargetsFor,
         now: float,
-    ) -> None:
-        def op(tx: Tx) -> None:
+    ) -> str | None:
+        """Mark a message failed; a message to a user fails over (store/routes.py): the
+        channel its next send is queued on, if any."""
+
+        def op(tx: Tx) -> str | None:
             writes.finish_outbox(tx, [outbox_id], "failed", now)
-            if writes.advance(
+            if not writes.advance(
                 tx, message_id, "failed", error, f"{error['code']}: {error['title']}", now
             ):
-                writes.insert_event(tx, status_event, f"gw:{message_id}:failed", now)
-                writes.enqueue_webhooks(tx, status_event, targets_for, now)
+                return None
+            writes.insert_event(tx, status_event, f"gw:{message_id}:failed", now)
+            writes.enqueue_webhooks(tx, status_event, targets_for, now)
+            return routes.after_status(tx, status_event, targets_for, now)
 
-        await self.db.run(op)
+        return await self.db.run(op)
+
+    # --- messages to users: delivery timeouts (store/routes.py) ------------------------
+    async def overdue_deliveries(
+        self, now: float, limit: int
+    ) -> list[tuple[str, str, str, str, float]]:
+        """Messages to users with no `delivered` by their due time:
+        (id, state, channel, recipient, timeout seconds), the most overdue first."""
+        return await self.db.run(lambda tx: routes.overdue(tx, now, limit), single_statement=True)
+
+    async def next_delivery_due(self) -> float | None:
+        """When the next `delivered` is due (None: none awaited)."""
+        return await self.db.run(routes.next_due, single_statement=True)
+
+    async def time_out_delivery(
+        self,
+        message_id: str,
+        failed_event: Event,
+        targets_for: TargetsFor,
+        now: float,
+    ) -> str | None:
+        """Fail over a message to a user whose `delivered` is overdue; one still queued (a
+        send the provider keeps refusing for a retry) fails with `failed_event` first, unless
+        it is being sent right now (then it is looked at again later). The channel the next
+        send is queued on, if any."""
+
+        def op(tx: Tx) -> str | None:
+            return routes.time_out(tx, message_id, failed_event, targets_for, now)
+
+        return await self.db.run(op)
 
     async def record_send_retry(
         self,

@@ -34,6 +34,8 @@ class NewUser:
     name: str | None
     locale: str | None
     metadata: str | None  # a JSON object
+    country: str | None = None  # ISO 3166-1 alpha-2
+    preferred_channel: str | None = None  # a channel instance id or type
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class UserRecord:
     updated_at: float
     identities: list[IdentityRecord]
     merged_ids: list[str]
+    country: str | None = None
+    preferred_channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,8 @@ class UserConflict(Exception):
 
 
 _USER = (
-    "SELECT id, owner, external_id, name, locale, metadata, created_at, updated_at, merged_into"
-    " FROM users WHERE id = ?"
+    "SELECT id, owner, external_id, name, locale, metadata, created_at, updated_at, merged_into,"
+    " country, preferred_channel FROM users WHERE id = ?"
 )
 
 
@@ -114,6 +118,8 @@ def load(tx: Tx, user_id: str) -> UserRecord | None:
             for r in identities
         ],
         merged_ids=[r[0] for r in merged],
+        country=row[9],
+        preferred_channel=row[10],
     )
 
 
@@ -128,9 +134,21 @@ def _external_id_taken(owner: str) -> UserConflict:
 def create(tx: Tx, user: NewUser, now: float) -> UserRecord:
     # The unique index on (owner, external_id) decides, atomically: no check-then-insert race.
     inserted = tx.execute(
-        "INSERT INTO users (id, owner, external_id, name, locale, metadata, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (user.id, user.owner, user.external_id, user.name, user.locale, user.metadata, now, now),
+        "INSERT INTO users (id, owner, external_id, name, locale, metadata, country,"
+        " preferred_channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (
+            user.id,
+            user.owner,
+            user.external_id,
+            user.name,
+            user.locale,
+            user.metadata,
+            user.country,
+            user.preferred_channel,
+            now,
+            now,
+        ),
     )
     if inserted == 0:
         raise _external_id_taken(user.owner)
@@ -139,7 +157,7 @@ def create(tx: Tx, user: NewUser, now: float) -> UserRecord:
     return created
 
 
-_UPDATABLE = ("external_id", "name", "locale", "metadata")
+_UPDATABLE = ("external_id", "name", "locale", "metadata", "country", "preferred_channel")
 
 
 def update(tx: Tx, user: UserRecord, changes: dict[str, Any], now: float) -> UserRecord:

@@ -33,7 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
-from gateway.store import communities, control, form_sessions, questions, relay
+from gateway.store import communities, control, form_sessions, questions, relay, routes
 from gateway.store.database import Tx
 from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
 
@@ -592,6 +592,8 @@ def store_inbound(
     if not insert_event(tx, event, prepared.dedupe_key, now, body):
         return []
     enqueue_webhooks(tx, event, targets_for, now)
+    if event.type == "status":  # a message to a user: settled, or failed over
+        routes.after_status(tx, event, targets_for, now)
     return [event]
 
 
@@ -625,6 +627,7 @@ def _apply_watermark(
         covered = covered_status(event, sent, external_id, participant, new_id("evt"))
         if insert_event(tx, covered, f"{prepared.dedupe_key}:{sent.id}", now):
             enqueue_webhooks(tx, covered, targets_for, now)
+            routes.after_status(tx, covered, targets_for, now)
             emitted.append(covered)
     return emitted
 

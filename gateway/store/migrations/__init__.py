@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.logs import get_logger
-from gateway.store.migrations import m0001_baseline, m0002_communities
+from gateway.store.migrations import m0001_baseline, m0002_communities, m0003_failover
 from gateway.store.records import StoreUnavailable
 
 log = get_logger("gateway.store")
@@ -70,6 +70,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline", m0001_baseline.apply),
     Migration(2, "communities", m0002_communities.apply),
+    Migration(3, "failover", m0003_failover.apply),
 )
 LATEST = MIGRATIONS[-1].version
 
