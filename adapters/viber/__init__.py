@@ -25,7 +25,7 @@ Choices worth knowing:
   with its link (Viber requires them and the adapter does no I/O to find them out). Audio
   goes as a file (Viber has no audio type).
 * Choices (buttons, quick replies, location requests) become a keyboard on the message and a
-  carousel a `rich_media` message (adapters/viber_rich.py); a tapped choice comes back as a
+  carousel a `rich_media` message (adapters/viber/render.py); a tapped choice comes back as a
   text message carrying a reserved marker and is parsed as a `postback`. Lists are not
   native: the engine offers their rows as keyboard choices or numbered text.
 * Every request stays within Viber's 30 KB: a text too long to carry its keyboard in 30 KB
@@ -44,7 +44,6 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
     AddressForm,
@@ -64,6 +63,7 @@ from adapters.base import (
     retry_after_seconds,
     signatures_match,
 )
+from adapters.viber import render as rich
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -126,13 +126,13 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 # Everything Viber shows natively; the engine turns the rest (lists, call and share buttons,
-# templates) into what is here. Limits and their sources: adapters/viber_rich.py.
+# templates) into what is here. Limits and their sources: adapters/viber/render.py.
 CHOICES = frozenset({"reply", "postback"})
 CAPABILITIES = Profile(
     channel="viber",
     text_max=MAX_TEXT,
     caption_max=MAX_CAPTION,
-    payload_max=rich.PAYLOAD_MAX,  # ActionBody: no documented limit, see viber_rich
+    payload_max=rich.PAYLOAD_MAX,  # ActionBody: no documented limit, see render.py
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     location=True,
     contacts=True,
@@ -278,7 +278,7 @@ class ViberAdapter(Adapter):
 
     @functools.cached_property
     def _postback_key(self) -> bytes:
-        """The key that tags choice buttons (viber_rich), derived from the auth token so it
+        """The key that tags choice buttons (render.py), derived from the auth token so it
         differs from the webhook signature key; empty when rendering without credentials."""
         token = getattr(self.config, "auth_token", None)
         secret = token.get_secret_value().encode() if token is not None else b""
@@ -357,7 +357,7 @@ class ViberAdapter(Adapter):
             else None
         )
         if tapped is not None:
-            # A keyboard or rich media choice button (see viber_rich): Viber sends its
+            # A keyboard or rich media choice button (see render.py): Viber sends its
             # ActionBody as the user's text, and the label is not part of it.
             return EventDraft(
                 type="postback",

@@ -22,7 +22,7 @@ Choices where LINE and the schema differ:
   their `keyword` names the LINE event, as the only "word" that changed the subscription.
 - join/leave/member events have no user: the sender is the group or room itself.
 - Rich parts (quick replies on any message, buttons and carousel templates, the location
-  quick reply) are rendered by `adapters.line_rich`; LINE has no list message.
+  quick reply) are rendered by `adapters.line.render`; LINE has no list message.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from adapters import line_rich as rich
 from adapters.base import (
     Adapter,
     AddressForm,
@@ -62,7 +61,8 @@ from adapters.base import (
     retry_after_seconds,
     signatures_match,
 )
-from adapters.line_rich import utf16_len
+from adapters.line import render as rich
+from adapters.line.render import utf16_len
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -129,7 +129,7 @@ _STICKER_ID = re.compile(r"^(\d+):(\d+)$")
 
 
 # What `messages` renders natively; the downgrade engine turns everything else into text.
-# Rich forms (quick replies, buttons and carousel templates) are rendered in `line_rich`,
+# Rich forms (quick replies, buttons and carousel templates) are rendered in `render.py`,
 # whose constants carry the doc link of each limit.
 CAPABILITIES = Profile(
     channel="line",
@@ -141,7 +141,7 @@ CAPABILITIES = Profile(
     media=frozenset({"image", "video", "audio", "sticker"}),  # no file sends for bots
     location=True,
     # Buttons template: 4 actions, label 20, title 40, text 160 (60 with a title or image;
-    # `line_rich` sends the rest first), thumbnail image:
+    # `render.py` sends the rest first), thumbnail image:
     # https://developers.line.biz/en/reference/messaging-api/#buttons
     buttons=ButtonsProfile(
         max_actions=rich.MAX_BUTTONS,

@@ -7,7 +7,7 @@ Send API: https://www.twilio.com/docs/messaging/api/message-resource#create-a-me
 Errors:   https://www.twilio.com/docs/api/errors
 
 Webhooks are form-encoded, one message or status per request, signed over the public URL
-and the sorted parameters. Sends go through the official SDK (`adapters.sms_sender`).
+and the sorted parameters. Sends go through the official SDK (`adapters.sms.sender`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from adapters.base import (
     provider_id,
     retry_after_seconds,
 )
-from adapters.sms_segments import segments
+from adapters.sms.segments import segments
 
 if TYPE_CHECKING:
     import httpx
@@ -474,7 +474,7 @@ class SmsAdapter(Adapter):
         return base64.b64encode(pair.encode()).decode()
 
     def make_sender(self, client: httpx.AsyncClient) -> Sender:
-        from adapters.sms_sender import TwilioSender
+        from adapters.sms.sender import TwilioSender
 
         return TwilioSender(self.config, client=client)
 
