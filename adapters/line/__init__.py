@@ -30,15 +30,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 
 from adapters.base import (
     Adapter,
@@ -53,7 +51,6 @@ from adapters.base import (
     SendContext,
     SendError,
     answer_json,
-    epoch_millis,
     json_object,
     newest_time,
     provider_id,
@@ -62,7 +59,10 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.line import render as rich
+from adapters.line.parse import event_key, events, parse_event
+from adapters.line.payloads import Webhook
 from adapters.line.render import utf16_len
+from adapters.payload_errors import describe
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -72,13 +72,7 @@ from gateway.downgrade.profile import (
 from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
-    EventDraft,
-    MessageBody,
     Party,
-    Postback,
-    Subscription,
-    System,
-    Unsupported,
 )
 from gateway.schema.content import (
     AudioContent,
@@ -263,195 +257,27 @@ class LineAdapter(Adapter):
         return self.admission(body).key
 
     def admission(self, body: bytes) -> Admission:
-        events = _events(json_object(body))
-        if not events:
+        listed = events(json_object(body))
+        if not listed:
             # The console's "Verify" button and LINE's connectivity checks: `events: []`.
             return Admission("verify:" + hashlib.sha256(body).hexdigest())
-        keys = [_event_key(e) for e in events]
+        keys = [event_key(e) for e in listed]
         # `events[].timestamp`: epoch ms; a redelivery keeps the event's own, so an old one
         # is a replay (deliveryContext.isRedelivery says only that LINE tried before).
-        dated = newest_time((e.get("timestamp") for e in events), 1000)
+        dated = newest_time((e.get("timestamp") for e in listed), 1000)
         return Admission(request_key(keys, body), dated)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = json_object(body)
-        bot = Party(id=str(payload.get("destination") or ""))
-        return [ParsedEvent(self._event(e, bot), _event_key(e)) for e in _events(payload)]
-
-    def _event(self, event: dict[str, Any], bot: Party) -> EventDraft:
-        kind = event.get("type")
-        common = self._common(event, bot)
-        if kind == "message":
-            return self._message(event, common)
-        if kind == "postback":
-            postback = event.get("postback") or {}
-            if "data" not in postback:
-                raise PayloadError("postback event without postback.data")
-            if postback.get("params"):
-                _add_data(common, params=postback["params"])
-            return EventDraft(
-                type="postback", postback=Postback(payload=str(postback["data"])), **common
-            )
-        if kind in ("follow", "unfollow"):
-            if kind == "follow" and "isUnblocked" in (event.get("follow") or {}):
-                _add_data(common, is_unblocked=event["follow"]["isUnblocked"])
-            state: Literal["subscribed", "unsubscribed"] = (
-                "subscribed" if kind == "follow" else "unsubscribed"
-            )
-            return EventDraft(
-                type="subscription",
-                subscription=Subscription(state=state, keyword=kind),
-                **common,
-            )
-        if kind in ("join", "leave"):
-            return EventDraft(type="system", system=System(kind=kind), **common)
-        if kind in ("memberJoined", "memberLeft"):
-            field = "joined" if kind == "memberJoined" else "left"
-            members = [
-                str(m["userId"])
-                for m in (event.get(field) or {}).get("members") or []
-                if isinstance(m, dict) and m.get("userId")
-            ]
-            _add_data(common, member_ids=members)
-            system = System(kind="member_joined" if kind == "memberJoined" else "member_left")
-            return EventDraft(type="system", system=system, **common)
-        if kind == "unsend":
-            message_id = (event.get("unsend") or {}).get("messageId")
-            if not message_id:
-                raise PayloadError("unsend event without unsend.messageId")
-            _add_data(common, message_id=str(message_id))
-            return EventDraft(type="system", system=System(kind="unsend"), **common)
-        if not kind:
-            raise PayloadError("event without a type")
-        _add_data(common, event=event)
-        return EventDraft(
-            type="unsupported",
-            unsupported=Unsupported(
-                provider_type=str(kind), reason=f"event type {kind!r} is not supported"
-            ),
-            **common,
-        )
-
-    def _common(self, event: dict[str, Any], bot: Party) -> dict[str, Any]:
-        source = event.get("source") or {}
-        source_type = source.get("type")
-        group_id = source.get("groupId") if source_type == "group" else None
-        room_id = source.get("roomId") if source_type == "room" else None
-        user_id = source.get("userId")
-        chat_id = group_id or room_id
-        # The user when LINE names one; otherwise (join, leave, member events) the chat itself.
-        sender_id = user_id or chat_id
-        data: dict[str, Any] = {}
-        if source_type:
-            data["source_type"] = source_type
-        if group_id:
-            data["group_id"] = group_id
-        if room_id:
-            data["room_id"] = room_id
-        if event.get("mode"):
-            data["mode"] = event["mode"]
-        redelivery = (event.get("deliveryContext") or {}).get("isRedelivery")
-        if redelivery is not None:
-            data["is_redelivery"] = bool(redelivery)
-        if event.get("replyToken"):
-            data["reply_token"] = event["replyToken"]
-            data["reply_target"] = chat_id or user_id
-        common: dict[str, Any] = {
-            "channel": ChannelRef(id=self.config.id, type=self.type),
-            "external_id": event.get("webhookEventId"),
-            "timestamp": _timestamp(event.get("timestamp")),
-            "sender": Party(id=str(sender_id)) if sender_id else None,
-            "recipient": bot if bot.id else None,
-        }
-        if data:
-            common["channel_data"] = data
-        return common
-
-    def _message(self, event: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        message = event.get("message")
-        if not isinstance(message, dict) or not message.get("id"):
-            raise PayloadError("message event without message.id")
-        message_id = str(message["id"])
-        kind = message.get("type")
-        common["external_id"] = message_id
-        for key, name in (("quoteToken", "quote_token"), ("markAsReadToken", "mark_as_read_token")):
-            if message.get(key):
-                _add_data(common, **{name: message[key]})
-        reply_to = message.get("quotedMessageId")
-        content: AnyContent
-        if kind == "text":
-            if message.get("emojis"):
-                _add_data(common, emojis=message["emojis"])
-            mentionees = (message.get("mention") or {}).get("mentionees")
-            if mentionees:
-                _add_data(common, mentionees=mentionees)
-            content = TextContent(text=message["text"])
-        elif kind in _MEDIA_TYPES:
-            # The bytes are fetched later from the content API by message id:
-            # https://developers.line.biz/en/reference/messaging-api/#get-content
-            provider = message.get("contentProvider") or {}
-            _add_data(common, content_provider=provider)
-            for key, name in (("duration", "duration_ms"), ("imageSet", "image_set")):
-                if key in message:
-                    _add_data(common, **{name: message[key]})
-            media = Media(provider_media_id=message_id, url=provider.get("originalContentUrl"))
-            if kind == "image":
-                content = ImageContent(media=media)
-            elif kind == "video":
-                content = VideoContent(media=media)
-            else:
-                content = AudioContent(media=media)
-        elif kind == "file":
-            media = Media(
-                provider_media_id=message_id,
-                filename=message.get("fileName"),
-                size=message.get("fileSize"),
-            )
-            content = FileContent(media=media)
-        elif kind == "location":
-            content = LocationContent(
-                latitude=message["latitude"],
-                longitude=message["longitude"],
-                name=message.get("title"),
-                address=message.get("address"),
-            )
-        elif kind == "sticker":
-            content = self._sticker(message, common)
-        elif not kind:
-            raise PayloadError("message without a type")
-        else:
-            _add_data(common, message=message)
-            return EventDraft(
-                type="unsupported",
-                unsupported=Unsupported(
-                    provider_type=f"message:{kind}",
-                    reason=f"message type {kind!r} is not supported",
-                ),
-                **common,
-            )
-        return EventDraft(
-            type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-        )
-
-    @staticmethod
-    def _sticker(message: dict[str, Any], common: dict[str, Any]) -> StickerContent:
-        """A sticker is named by its package and sticker ids: provider_media_id "package:sticker".
-
-        The same form renders back as a native sticker message (see `_sticker_message`).
-        """
-        package_id, sticker_id = str(message["packageId"]), str(message["stickerId"])
-        extras = {
-            "package_id": package_id,
-            "sticker_id": sticker_id,
-            "sticker_resource_type": message.get("stickerResourceType"),
-            "keywords": message.get("keywords"),
-            "text": message.get("text"),
-        }
-        _add_data(common, **{k: v for k, v in extras.items() if v is not None})
-        return StickerContent(
-            media=Media(provider_media_id=f"{package_id}:{sticker_id}"),
-            animated=message.get("stickerResourceType") in _ANIMATED_STICKERS,
-        )
+        try:  # the envelope; each event is read on its own, by `parse_event`
+            destination = Webhook.model_validate(payload).destination
+        except ValidationError as exc:
+            raise PayloadError(f"invalid payload: {describe(exc)}") from None
+        bot = Party(id=destination) if destination else None
+        channel = ChannelRef(id=self.config.id, type=self.type)
+        return [
+            parse_event(event, index, channel, bot) for index, event in enumerate(events(payload))
+        ]
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -632,30 +458,6 @@ def _error(payload: dict[str, Any]) -> tuple[str, list[str]]:
 
 def _describe(message: str, details: list[str]) -> str:
     return f"{message} ({'; '.join(details)})" if details else message
-
-
-def _timestamp(value: Any) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(f"bad timestamp {value!r}")
-    return epoch_millis(value)
-
-
-def _event_key(event: dict[str, Any]) -> str:
-    event_id = event.get("webhookEventId")
-    if event_id:
-        return f"evt:{event_id}"
-    # Old payloads without webhookEventId: the event's content identifies it.
-    data = json.dumps(event, sort_keys=True, ensure_ascii=False)
-    return "evt-sha256:" + hashlib.sha256(data.encode()).hexdigest()
-
-
-def _events(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    events = payload.get("events")
-    if not isinstance(events, list):
-        raise PayloadError("not a LINE webhook (no events list)")
-    if not all(isinstance(e, dict) for e in events):
-        raise PayloadError("events is not a list of objects")
-    return events
 
 
 ADAPTER = LineAdapter
