@@ -25,6 +25,15 @@ _EXPECTED = {
     "float_type": "a number",
     "bool_type": "a boolean",
 }
+# Text that should read as a value and does not (a form's or an XML push's numbers): the
+# text itself is named, as "got a string" says nothing where every value is text.
+_UNREADABLE = {
+    "int_parsing": "an integer",
+    "float_parsing": "a number",
+    "bool_parsing": "a boolean",
+}
+# How much of an unreadable text a reason quotes.
+QUOTED = 40
 
 
 def path(location: Sequence[int | str], prefix: str = "") -> str:
@@ -62,6 +71,8 @@ def describe(error: ValidationError, prefix: str = "") -> str:
     where = path(first["loc"], prefix)
     if first["type"] == "missing":
         return f"{where}: missing"
+    if first["type"] in _UNREADABLE and isinstance(first["input"], str):
+        return f"{where}: expected {_UNREADABLE[first['type']]}, got {first['input'][:QUOTED]!r}"
     expected = _EXPECTED.get(first["type"])
     if expected is not None:
         return f"{where}: expected {expected}, got {kind(first['input'])}"

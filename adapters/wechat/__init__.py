@@ -51,6 +51,7 @@ from adapters.base import (
     provider_id,
     signatures_match,
 )
+from adapters.payload_errors import describe
 from adapters.wechat import payloads
 from adapters.wechat.crypto import DecryptError, aes_key, decrypt, signature
 from gateway.downgrade.profile import ButtonsProfile, CarouselProfile, Profile
@@ -265,9 +266,7 @@ class WeChatAdapter(Adapter):
             push = payloads.validated(model, fields)
             return [ParsedEvent(self._event(push, fields), key)]
         except ValidationError as exc:  # a value our schema refuses (an empty text, say)
-            error = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in error["loc"])
-            raise PayloadError(f"{where}: {error['msg']}") from None
+            raise PayloadError(f"invalid payload: {describe(exc)}") from None
 
     def _common(self, push: payloads.Push, **data: Any) -> dict[str, Any]:
         extra = {k: v for k, v in (push.model_extra or {}).items() if k != "Encrypt"}
