@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -61,7 +60,7 @@ from adapters.base import (
 from adapters.line import render as rich
 from adapters.line.parse import event_key, events, parse_event
 from adapters.line.payloads import Webhook
-from adapters.line.render import utf16_len
+from adapters.line.render import MAX_TEXT
 from adapters.payload_errors import describe
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -69,25 +68,11 @@ from gateway.downgrade.profile import (
     Profile,
     QuickRepliesProfile,
 )
-from gateway.plaintext import to_text
 from gateway.schema import (
     ChannelRef,
     Party,
 )
-from gateway.schema.content import (
-    AudioContent,
-    ButtonsContent,
-    CarouselContent,
-    FileContent,
-    ImageContent,
-    LocationContent,
-    Media,
-    StickerContent,
-    TextContent,
-    VideoContent,
-)
 from gateway.schema.content import Content as AnyContent
-from gateway.text import split_text
 
 SIGNATURE_HEADER = "X-Line-Signature"
 REPLY_PATH = "/v2/bot/message/reply"
@@ -98,28 +83,14 @@ RETRY_KEY_HEADER = "X-Line-Retry-Key"
 # Message objects per reply/push request (OpenAPI `maxItems: 5`):
 # https://developers.line.biz/en/reference/messaging-api/#send-push-message
 MAX_MESSAGES_PER_REQUEST = 5
-# Text message: max 5000 characters, counted in UTF-16 code units (an emoji counts 2):
-# https://developers.line.biz/en/reference/messaging-api/#text-message
-# https://developers.line.biz/en/docs/messaging-api/text-character-count/
-MAX_TEXT = 5000
-# Location message title and address: max 100 characters each, both required:
-# https://developers.line.biz/en/reference/messaging-api/#location-message
-MAX_LOCATION_FIELD = 100
 # The reply token must be used "within one minute" of the webhook; LINE does not guarantee
 # it later. 50 s leaves a margin for clock skew and the send itself:
 # https://developers.line.biz/en/reference/messaging-api/#send-reply-message
 REPLY_TOKEN_SECONDS = 50.0
-# Media URLs must be HTTPS (image, video, audio message objects):
-# https://developers.line.biz/en/reference/messaging-api/#image-message
-MEDIA_URL_SCHEME = "https://"
 
 # Retry keys are UUIDs we derive from (gateway message id, request index): the same request
 # of the same message always carries the same key, so LINE accepts it at most once.
 RETRY_KEY_NAMESPACE = uuid.UUID("6f1d2c1e-1a53-4a8e-9a43-6c0f3b7e5a21")
-
-_MEDIA_TYPES = {"image", "video", "audio"}
-_ANIMATED_STICKERS = {"ANIMATION", "ANIMATION_SOUND", "POPUP", "POPUP_SOUND"}
-_STICKER_ID = re.compile(r"^(\d+):(\d+)$")
 
 
 # What `messages` renders natively; the downgrade engine turns everything else into text.
@@ -317,57 +288,8 @@ class LineAdapter(Adapter):
         return requests
 
     def messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        """The LINE message objects for `content`, in order (any number; grouped by 5 later).
-
-        Quick replies go on the last of them: LINE shows them with the last message.
-        """
-        bare = (
-            content.model_copy(update={"quick_replies": []}) if content.quick_replies else content
-        )
-        return rich.with_quick_replies(self._messages(bare), content.quick_replies)
-
-    def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        if type(content) is TextContent:  # the commonest parts first; exact (final) types
-            return _texts(content.text)
-        if type(content) is CarouselContent:
-            return self._expand(rich.carousel(content))
-        if isinstance(content, ImageContent | VideoContent) and _https(content.media):
-            url = content.media.url
-            media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
-            return [media, *_texts(content.caption)]
-        duration = self.config.audio_duration_ms
-        if isinstance(content, AudioContent) and _https(content.media) and duration:
-            audio = {"type": "audio", "originalContentUrl": content.media.url, "duration": duration}
-            return [audio, *_texts(content.caption)]
-        if isinstance(content, FileContent):
-            # LINE bots cannot send files: the name and a link, after any caption.
-            name = content.media.filename or "File"
-            link = content.media.url or f"[{content.media.provider_media_id}]"
-            return _texts("\n".join(p for p in (content.caption, f"{name}: {link}") if p))
-        if isinstance(content, StickerContent):
-            match = _STICKER_ID.match(content.media.provider_media_id or "")
-            if match:
-                sticker = {"type": "sticker", "packageId": match[1], "stickerId": match[2]}
-                return [sticker, *_texts(content.caption)]
-        if isinstance(content, LocationContent):
-            title = content.name or "Location"
-            address = content.address or f"{content.latitude:.6f}, {content.longitude:.6f}"
-            location = {
-                "type": "location",
-                "title": rich.clip(title, MAX_LOCATION_FIELD),
-                "address": rich.clip(address, MAX_LOCATION_FIELD),
-                "latitude": content.latitude,
-                "longitude": content.longitude,
-            }
-            return [location]
-        if isinstance(content, ButtonsContent):
-            if rich.is_location_prompt(content):
-                return [rich.location_prompt(content)]
-            return self._expand(rich.buttons(content))
-        return _texts(to_text(content))
-
-    def _expand(self, parts: list[AnyContent | dict[str, Any]]) -> list[dict[str, Any]]:
-        return [m for p in parts for m in ([p] if isinstance(p, dict) else self._messages(p))]
+        """The LINE message objects for `content`, in order (any number; grouped by 5 later)."""
+        return rich.messages(content, self.config.audio_duration_ms)
 
     def webhook_registration(self, url: str) -> ProviderRequest:
         # https://developers.line.biz/en/reference/messaging-api/#set-webhook-endpoint-url
@@ -418,16 +340,6 @@ def _can_reply(context: SendContext) -> bool:
         and context.reply_token_at is not None
         and context.now - context.reply_token_at < REPLY_TOKEN_SECONDS
     )
-
-
-def _https(media: Media) -> bool:
-    return bool(media.url and media.url.startswith(MEDIA_URL_SCHEME))
-
-
-def _texts(text: str | None) -> list[dict[str, Any]]:
-    if not text:
-        return []
-    return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT, utf16_len)]
 
 
 def _add_data(common: dict[str, Any], **values: Any) -> None:
