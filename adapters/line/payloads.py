@@ -83,7 +83,7 @@ class Mention(Payload):
 class TextMessage(Message):
     """https://developers.line.biz/en/reference/messaging-api/#wh-text"""
 
-    text: str
+    text: str = Field(min_length=1)
     emojis: list[dict[str, Any]] | None = None
     mention: Mention | None = None
 
@@ -126,8 +126,8 @@ class LocationMessage(Message):
 
     title: str | None = None
     address: str | None = None
-    latitude: float
-    longitude: float
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
 
 
 class StickerMessage(Message):

@@ -86,8 +86,8 @@ class ContactMessage(Message):
 
 
 class Place(Payload):
-    lat: float
-    lon: float
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
     address: str | None = None
 
 
