@@ -192,7 +192,7 @@ def _message(event: p.MessageEvent, raw: dict[str, Any], common: dict[str, Any])
         _add_data(common, quote_token=message.quoteToken)
     if message.markAsReadToken:
         _add_data(common, mark_as_read_token=message.markAsReadToken)
-    content = _content(message, common)
+    content = _content(message, raw["message"], common)
     if content is None:
         _add_data(common, message=raw["message"])
         return EventDraft(
@@ -207,7 +207,7 @@ def _message(event: p.MessageEvent, raw: dict[str, Any], common: dict[str, Any])
     return EventDraft(type="message", message=body, **common)
 
 
-def _content(message: p.Message, common: dict[str, Any]) -> AnyContent | None:
+def _content(message: p.Message, raw: dict[str, Any], common: dict[str, Any]) -> AnyContent | None:
     if isinstance(message, p.TextMessage):
         if message.emojis:
             _add_data(common, emojis=message.emojis)
@@ -215,7 +215,7 @@ def _content(message: p.Message, common: dict[str, Any]) -> AnyContent | None:
             _add_data(common, mentionees=message.mention.mentionees)
         return TextContent(text=message.text)
     if isinstance(message, p.MediaMessage):
-        return _media(message, common)
+        return _media(message, raw, common)
     if isinstance(message, p.FileMessage):
         media = Media(
             provider_media_id=message.id, filename=message.fileName, size=message.fileSize
@@ -233,22 +233,18 @@ def _content(message: p.Message, common: dict[str, Any]) -> AnyContent | None:
     return None
 
 
-def _media(message: p.MediaMessage, common: dict[str, Any]) -> AnyContent:
+def _media(message: p.MediaMessage, raw: dict[str, Any], common: dict[str, Any]) -> AnyContent:
     # The bytes are fetched later from the content API by message id:
     # https://developers.line.biz/en/reference/messaging-api/#get-content
     provider = message.contentProvider
-    _add_data(common, content_provider=_dumped(provider))
+    # Passed on as LINE sent them (the models checked their shape).
+    _add_data(common, content_provider=raw.get("contentProvider") or {})
     if message.duration is not None:
         _add_data(common, duration_ms=message.duration)
     if message.imageSet is not None:
-        _add_data(common, image_set=_dumped(message.imageSet))
+        _add_data(common, image_set=raw["imageSet"])
     url = provider.originalContentUrl if provider else None
     return _MEDIA[message.type](media=Media(provider_media_id=message.id, url=url))
-
-
-def _dumped(model: p.Payload | None) -> dict[str, Any]:
-    """A part as LINE sent it: its fields that were present, unknown ones included."""
-    return model.model_dump(exclude_unset=True) if model is not None else {}
 
 
 def _sticker(message: p.StickerMessage, common: dict[str, Any]) -> StickerContent:
