@@ -240,10 +240,13 @@ class LineAdapter(Adapter):
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = json_object(body)
-        try:  # the envelope; each event is read on its own, by `parse_event`
-            destination = Webhook.model_validate(payload).destination
-        except ValidationError as exc:
-            raise PayloadError(f"invalid payload: {describe(exc)}") from None
+        destination = payload.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            # The envelope's model names what is wrong; each event is read by `parse_event`.
+            try:
+                Webhook.model_validate(payload)
+            except ValidationError as exc:
+                raise PayloadError(f"invalid payload: {describe(exc)}") from None
         bot = Party(id=destination) if destination else None
         channel = ChannelRef(id=self.config.id, type=self.type)
         return [
