@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.line_rich import clip, utf16_len
+from adapters.line.render import clip, utf16_len
 from gateway.downgrade.split_text import split_text
 
 ASCII = st.text(st.sampled_from("ab xyz\n\t.,"), min_size=0, max_size=120)

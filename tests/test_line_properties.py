@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from adapters.base import SendContext
 from adapters.line import LineAdapter, LineConfig
-from adapters.line_rich import utf16_len
+from adapters.line.render import utf16_len
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.simulator.line import validate_messages
@@ -43,7 +43,7 @@ def actions_of(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def check_limits(message: dict[str, Any]) -> None:
-    """LINE's limits, restated from its reference (see adapters/line_rich.py for links)."""
+    """LINE's limits, restated from its reference (see adapters/line/render.py for links)."""
     quick = (message.get("quickReply") or {}).get("items", [])
     assert len(quick) <= 13
     for action in actions_of(message):

@@ -23,7 +23,7 @@ from adapters.line import (
     LineConfig,
     retry_key,
 )
-from adapters.line_rich import utf16_len
+from adapters.line.render import utf16_len
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.schema.content import TextContent

@@ -25,7 +25,9 @@ from gateway.store import InboxRow
 from tests.tables import replaced
 
 FIXTURES = Path(__file__).parent / "fixtures"
-JSON_CHANNELS = [c for c in sorted(ADAPTERS) if (FIXTURES / c / "shapes.json").exists()]
+# The channels whose adapters still read payloads through adapters/shape.py; the others read
+# them into typed models (tests/test_payload_shapes.py runs their shapes.json).
+JSON_CHANNELS = ["messenger", "whatsapp"]
 
 
 def adapter_for(channel: str) -> Adapter:

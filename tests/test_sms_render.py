@@ -14,7 +14,7 @@ import pytest
 
 from adapters.base import SendContext, SendError
 from adapters.sms import MAX_BODY, SmsAdapter, SmsConfig, error_category
-from adapters.sms_segments import segments
+from adapters.sms.segments import segments
 from gateway.schema import CONTENT_ADAPTER
 from tests.tables import check_send_response, load_table
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.sms_segments import (
+from adapters.sms.segments import (
     GSM7_BASIC,
     GSM7_EXTENDED,
     LIMITS,

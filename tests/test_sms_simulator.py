@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from adapters.base import ProviderRequest, SendError
 from adapters.sms import SmsConfig
-from adapters.sms_sender import TwilioSender
+from adapters.sms.sender import TwilioSender
 from gateway.simulator.sms import TwilioSimulator
 
 ACCOUNT_SID = "AC" + "1a" * 16

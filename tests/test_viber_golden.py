@@ -1,6 +1,6 @@
 """Golden rendering on Viber: every message in fixtures/messages, engine + adapter, exactly as
 fixtures/viber/golden.json records it (reviewed against Viber's send-message and keyboards
-pages; see adapters/viber_rich.py for the sources of each limit)."""
+pages; see adapters/viber/render.py for the sources of each limit)."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from typing import Any, Literal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import viber_rich as rich
 from adapters.base import SendContext
 from adapters.viber import MAX_TEXT, ViberAdapter, ViberConfig
+from adapters.viber import render as rich
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.simulator.viber import rich_media_cards, validate

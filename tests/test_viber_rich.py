@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from adapters import viber_rich as rich
 from adapters.base import ProviderRequest, SendContext, SendError
 from adapters.viber import ViberAdapter, ViberConfig
+from adapters.viber import render as rich
 from gateway.schema import CONTENT_ADAPTER
 
 TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"

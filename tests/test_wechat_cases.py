@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.base import InboundRequest, PayloadError
-from adapters.wechat_crypto import aes_key, encrypt
+from adapters.wechat.crypto import aes_key, encrypt
 from tests.tables import check_admission, check_parse
 from tests.wechat_support import APP_ID, APP_SECRET, ENCODING_AES_KEY, TOKEN, make_adapter
 

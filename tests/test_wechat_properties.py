@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import SendContext
-from adapters.wechat_crypto import aes_key, encrypt
+from adapters.wechat.crypto import aes_key, encrypt
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 
@@ -28,7 +28,7 @@ def size(text: str) -> int:
 
 
 def check_limits(body: dict[str, Any]) -> None:
-    """WeChat's limits, restated in bytes (see adapters/wechat.py for the doc links)."""
+    """WeChat's limits, restated in bytes (see adapters/wechat/ for the doc links)."""
     kind = body["msgtype"]
     if kind == "text":
         assert 1 <= size(body["text"]["content"]) <= 2048

@@ -12,7 +12,7 @@ import respx
 
 from adapters.base import SendContext, SendError
 from adapters.wechat import CUSTOM_SEND_PATH, MAX_TEXT_BYTES, TOKEN_PATH
-from adapters.wechat_sender import WeChatSender
+from adapters.wechat.sender import WeChatSender
 from gateway.schema import CONTENT_ADAPTER
 from tests.wechat_support import make_adapter
 

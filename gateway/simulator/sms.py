@@ -30,7 +30,7 @@ from aiohttp import ClientError, web
 from twilio.request_validator import RequestValidator
 
 from adapters.sms import HELP, OPT_IN, OPT_OUT
-from adapters.sms_segments import segments
+from adapters.sms.segments import segments
 from gateway.simulator.server import RecordedRequest, SimulatorServer
 
 log = structlog.get_logger(__name__)

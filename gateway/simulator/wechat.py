@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from adapters.wechat_crypto import aes_key, encrypt, signature
+from adapters.wechat.crypto import aes_key, encrypt, signature
 from gateway.simulator.server import SimulatorServer
 
 WINDOW_SECONDS = 48 * 3600

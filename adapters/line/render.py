@@ -33,22 +33,39 @@ from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.split_text import split_text
 from gateway.schema.content import (
     Action,
+    AudioContent,
     ButtonsContent,
     BuyAction,
     CallAction,
     CarouselContent,
     CarouselItem,
+    FileContent,
     ImageContent,
     LinkAction,
+    LocationContent,
     LocationRequestAction,
     Media,
     PostbackAction,
     ReplyAction,
     ShareAction,
+    StickerContent,
     TextContent,
     VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
+
+# Text message: max 5000 characters, counted in UTF-16 code units (an emoji counts 2):
+# https://developers.line.biz/en/reference/messaging-api/#text-message
+# https://developers.line.biz/en/docs/messaging-api/text-character-count/
+MAX_TEXT = 5000
+# Location message title and address: max 100 characters each, both required:
+# https://developers.line.biz/en/reference/messaging-api/#location-message
+MAX_LOCATION_FIELD = 100
+# Media URLs must be HTTPS (image, video, audio message objects):
+# https://developers.line.biz/en/reference/messaging-api/#image-message
+MEDIA_URL_SCHEME = "https://"
+# A sticker sent back natively is named "packageId:stickerId" (see parse.py).
+_STICKER_ID = re.compile(r"^(\d+):(\d+)$")
 
 # Quick reply: at most 13 items; an action label at most 20 characters:
 # https://developers.line.biz/en/reference/messaging-api/#quick-reply
@@ -319,3 +336,74 @@ def _open(uri: str) -> dict[str, str]:
 
 def _uri_ok(uri: str) -> bool:
     return len(uri) <= MAX_URI and urlsplit(uri).scheme.lower() in URI_SCHEMES
+
+
+# --- message objects: https://developers.line.biz/en/reference/messaging-api/#message-objects
+
+
+def messages(content: AnyContent, audio_duration_ms: int | None) -> list[Message]:
+    """The LINE message objects for `content`, in order (any number; grouped by 5 later).
+
+    Quick replies go on the last of them: LINE shows them with the last message. Audio is
+    native only with a duration to show (`LineConfig.audio_duration_ms`).
+    """
+    bare = content.model_copy(update={"quick_replies": []}) if content.quick_replies else content
+    return with_quick_replies(_messages(bare, audio_duration_ms), content.quick_replies)
+
+
+def _messages(content: AnyContent, duration: int | None) -> list[Message]:
+    if type(content) is TextContent:  # the commonest parts first; exact (final) types
+        return texts(content.text)
+    if type(content) is CarouselContent:
+        return _expand(carousel(content), duration)
+    if isinstance(content, ImageContent | VideoContent) and _https(content.media):
+        url = content.media.url
+        media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
+        return [media, *texts(content.caption)]
+    if isinstance(content, AudioContent) and _https(content.media) and duration:
+        audio = {"type": "audio", "originalContentUrl": content.media.url, "duration": duration}
+        return [audio, *texts(content.caption)]
+    if isinstance(content, FileContent):
+        # LINE bots cannot send files: the name and a link, after any caption.
+        name = content.media.filename or "File"
+        link = content.media.url or f"[{content.media.provider_media_id}]"
+        return texts("\n".join(p for p in (content.caption, f"{name}: {link}") if p))
+    if isinstance(content, StickerContent):
+        match = _STICKER_ID.match(content.media.provider_media_id or "")
+        if match:
+            sticker = {"type": "sticker", "packageId": match[1], "stickerId": match[2]}
+            return [sticker, *texts(content.caption)]
+    if isinstance(content, LocationContent):
+        return [_location(content)]
+    if isinstance(content, ButtonsContent):
+        if is_location_prompt(content):
+            return [location_prompt(content)]
+        return _expand(buttons(content), duration)
+    return texts(to_text(content))
+
+
+def _location(content: LocationContent) -> Message:
+    title = content.name or "Location"
+    address = content.address or f"{content.latitude:.6f}, {content.longitude:.6f}"
+    return {
+        "type": "location",
+        "title": clip(title, MAX_LOCATION_FIELD),
+        "address": clip(address, MAX_LOCATION_FIELD),
+        "latitude": content.latitude,
+        "longitude": content.longitude,
+    }
+
+
+def _expand(parts: list[AnyContent | Message], duration: int | None) -> list[Message]:
+    return [m for p in parts for m in ([p] if isinstance(p, dict) else _messages(p, duration))]
+
+
+def _https(media: Media) -> bool:
+    return bool(media.url and media.url.startswith(MEDIA_URL_SCHEME))
+
+
+def texts(text: str | None) -> list[Message]:
+    """`text` as text messages of at most MAX_TEXT UTF-16 units each; none for no text."""
+    if not text:
+        return []
+    return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT, utf16_len)]

@@ -7,7 +7,7 @@ Send API: https://www.twilio.com/docs/messaging/api/message-resource#create-a-me
 Errors:   https://www.twilio.com/docs/api/errors
 
 Webhooks are form-encoded, one message or status per request, signed over the public URL
-and the sorted parameters. Sends go through the official SDK (`adapters.sms_sender`).
+and the sorted parameters. Sends go through the official SDK (`adapters.sms.sender`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from twilio.request_validator import RequestValidator
 
 from adapters.base import (
@@ -40,7 +40,9 @@ from adapters.base import (
     provider_id,
     retry_after_seconds,
 )
-from adapters.sms_segments import segments
+from adapters.payload_errors import describe
+from adapters.sms.payloads import InboundMessage, StatusCallback, Webhook, fields
+from adapters.sms.segments import segments
 
 if TYPE_CHECKING:
     import httpx
@@ -200,6 +202,9 @@ class FormParams(dict[str, list[str]]):
         return values[0] if values else ""
 
 
+W = TypeVar("W", bound=Webhook)
+
+
 def read_form(body: bytes) -> FormParams:
     try:
         text = body.decode("utf-8")
@@ -239,6 +244,23 @@ def request_key(params: FormParams) -> str:
         raise PayloadError("not a Twilio messaging webhook (no MessageSid)")
     status = params.first("MessageStatus")
     return f"{sid}:{status}" if status else sid
+
+
+def _read(model: type[W], params: FormParams) -> W:
+    """The form read into its model; PayloadError naming the parameter at fault."""
+    try:
+        return model.model_validate(fields(params))
+    except ValidationError as exc:
+        raise PayloadError(f"invalid payload: {describe(exc)}") from None
+
+
+def _media(form: InboundMessage) -> list[tuple[str, str]]:
+    media = []
+    for index, url, mime in form.media():
+        if not url:
+            raise PayloadError(f"NumMedia is {form.NumMedia} but MediaUrl{index} is missing")
+        media.append((url, mime or ""))
+    return media
 
 
 def _party(number: str) -> Party:
@@ -329,8 +351,8 @@ class SmsAdapter(Adapter):
         params = read_form(body)
         key = request_key(params)
         if params.first("MessageStatus"):
-            return _keyed(self._status(params, received_at), key)
-        return _keyed(self._message(params, received_at), key)
+            return _keyed(self._status(_read(StatusCallback, params), received_at), key)
+        return _keyed(self._message(_read(InboundMessage, params), received_at), key)
 
     def acknowledge(self, body: bytes) -> Reply:
         return Reply(200, TWIML_EMPTY, "text/xml")
@@ -338,20 +360,19 @@ class SmsAdapter(Adapter):
     def _channel(self) -> ChannelRef:
         return ChannelRef(id=self.config.id, type=self.type)
 
-    def _message(self, params: FormParams, at: datetime) -> list[EventDraft]:
-        sid = params.first("MessageSid") or params.first("SmsSid")
-        text = params.first("Body")
-        extras = {k: params.first(k) for k in _KEPT if params.first(k)}
+    def _message(self, form: InboundMessage, at: datetime) -> list[EventDraft]:
+        sid, text = form.sid, form.Body
+        extras = {k: v for k in _KEPT if isinstance(v := getattr(form, k), str) and v}
         common: dict[str, Any] = {
             "channel": self._channel(),
             "timestamp": at,
-            "sender": _party(params.first("From")),
-            "recipient": _party(params.first("To")),
+            "sender": _party(form.From),
+            "recipient": _party(form.To),
             "channel_data": extras or None,
         }
-        media = self._media(params)
+        media = _media(form)
         events: list[EventDraft] = []
-        subscription = self._subscription(text, params.first("OptOutType"))
+        subscription = self._subscription(text, form.OptOutType)
         if subscription is not None:
             events.append(
                 EventDraft(
@@ -393,19 +414,6 @@ class SmsAdapter(Adapter):
         ]
 
     @staticmethod
-    def _media(params: FormParams) -> list[tuple[str, str]]:
-        count = params.first("NumMedia") or "0"
-        if not count.isdigit():
-            raise PayloadError(f"NumMedia is not a number: {count!r}")
-        media = []
-        for index in range(int(count)):
-            url = params.first(f"MediaUrl{index}")
-            if not url:
-                raise PayloadError(f"NumMedia is {count} but MediaUrl{index} is missing")
-            media.append((url, params.first(f"MediaContentType{index}")))
-        return media
-
-    @staticmethod
     def _subscription(text: str, opt_out_type: str) -> Subscription | None:
         word = text.strip().upper()
         state = _OPT_OUT_TYPES.get(opt_out_type.strip().upper())
@@ -420,15 +428,14 @@ class SmsAdapter(Adapter):
                 return None
         return Subscription(state=state, keyword=word or opt_out_type.upper())
 
-    def _status(self, params: FormParams, at: datetime) -> list[EventDraft]:
-        sid = params.first("MessageSid") or params.first("SmsSid")
-        provider_state = params.first("MessageStatus")
-        user = _party(params.first("To"))
+    def _status(self, form: StatusCallback, at: datetime) -> list[EventDraft]:
+        sid, provider_state = form.sid, form.MessageStatus
+        user = _party(form.To)
         common: dict[str, Any] = {
             "channel": self._channel(),
             "external_id": sid,
             "timestamp": at,
-            "sender": _party(params.first("From")),
+            "sender": _party(form.From),
             "recipient": user,
         }
         state = STATES.get(provider_state)
@@ -438,13 +445,13 @@ class SmsAdapter(Adapter):
                 reason=f"status {provider_state!r} is not tracked",
             )
             return [EventDraft(type="unsupported", unsupported=unsupported, **common)]
-        code = params.first("ErrorCode")
+        code = form.ErrorCode or ""
         error = None
         if code and code != "0":
             number = int(code) if code.isdigit() else None
             error = EventError(
                 code=code,
-                title=params.first("ErrorMessage") or ERROR_TITLES.get(number or 0),
+                title=form.ErrorMessage or ERROR_TITLES.get(number or 0),
                 retryable=error_category(number) == "retry",
             )
         status = Status(external_id=sid, state=state, error=error)
@@ -474,7 +481,7 @@ class SmsAdapter(Adapter):
         return base64.b64encode(pair.encode()).decode()
 
     def make_sender(self, client: httpx.AsyncClient) -> Sender:
-        from adapters.sms_sender import TwilioSender
+        from adapters.sms.sender import TwilioSender
 
         return TwilioSender(self.config, client=client)
 

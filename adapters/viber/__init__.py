@@ -25,7 +25,7 @@ Choices worth knowing:
   with its link (Viber requires them and the adapter does no I/O to find them out). Audio
   goes as a file (Viber has no audio type).
 * Choices (buttons, quick replies, location requests) become a keyboard on the message and a
-  carousel a `rich_media` message (adapters/viber_rich.py); a tapped choice comes back as a
+  carousel a `rich_media` message (adapters/viber/render.py); a tapped choice comes back as a
   text message carrying a reserved marker and is parsed as a `postback`. Lists are not
   native: the engine offers their rows as keyboard choices or numbered text.
 * Every request stays within Viber's 30 KB: a text too long to carry its keyboard in 30 KB
@@ -37,14 +37,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from adapters import viber_rich as rich
 from adapters.base import (
     Adapter,
     AddressForm,
@@ -58,12 +55,13 @@ from adapters.base import (
     SendContext,
     SendError,
     answer_json,
-    epoch_millis,
-    json_object,
     newest_time,
     retry_after_seconds,
     signatures_match,
 )
+from adapters.viber import render as rich
+from adapters.viber.parse import Reader, key, load
+from adapters.viber.parse import token as parse_token
 from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -74,23 +72,13 @@ from gateway.downgrade.profile import (
 from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
-    EventDraft,
-    EventError,
-    MessageBody,
     Party,
-    Postback,
-    Status,
-    Subscription,
-    System,
-    Unsupported,
 )
 from gateway.schema.content import (
     AudioContent,
     ButtonsContent,
     CarouselContent,
     Contact,
-    ContactName,
-    ContactPhone,
     ContactsContent,
     FileContent,
     ImageContent,
@@ -126,13 +114,13 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 # Everything Viber shows natively; the engine turns the rest (lists, call and share buttons,
-# templates) into what is here. Limits and their sources: adapters/viber_rich.py.
+# templates) into what is here. Limits and their sources: adapters/viber/render.py.
 CHOICES = frozenset({"reply", "postback"})
 CAPABILITIES = Profile(
     channel="viber",
     text_max=MAX_TEXT,
     caption_max=MAX_CAPTION,
-    payload_max=rich.PAYLOAD_MAX,  # ActionBody: no documented limit, see viber_rich
+    payload_max=rich.PAYLOAD_MAX,  # ActionBody: no documented limit, see render.py
     media=frozenset({"image", "video", "audio", "file", "sticker"}),
     location=True,
     contacts=True,
@@ -218,9 +206,6 @@ OPT_INS = (
     OptIn("conversation_started", ("subscribed", True)),
 )
 
-_RECEIPTS = {"delivered": "delivered", "seen": "read", "failed": "failed"}
-_PROFILE = ("avatar", "country", "language", "api_version")
-
 
 class ViberConfig(ChannelConfig):
     type: Literal["viber"]
@@ -278,7 +263,7 @@ class ViberAdapter(Adapter):
 
     @functools.cached_property
     def _postback_key(self) -> bytes:
-        """The key that tags choice buttons (viber_rich), derived from the auth token so it
+        """The key that tags choice buttons (render.py), derived from the auth token so it
         differs from the webhook signature key; empty when rendering without credentials."""
         token = getattr(self.config, "auth_token", None)
         secret = token.get_secret_value().encode() if token is not None else b""
@@ -296,146 +281,22 @@ class ViberAdapter(Adapter):
     def admission(self, body: bytes) -> Admission:
         # One event per request: the key is the event name and its message_token; `timestamp`
         # is epoch ms (providers.md §5.1).
-        payload = _load(body)
-        return Admission(_key(payload), newest_time([payload.get("timestamp")], 1000))
+        payload = load(body)
+        return Admission(key(payload), newest_time([payload.get("timestamp")], 1000))
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        payload = _load(body)
-        key = _key(payload)
-        event = payload["event"]
-        if event == "webhook":
+        payload = load(body)
+        dedupe_key = key(payload)
+        if payload["event"] == "webhook":
             # The check Viber makes on set_webhook: answered 200 at ingress and kept in the
             # inbox, but it says nothing about any conversation, so it yields no event.
             return []
-        common: dict[str, Any] = {
-            "channel": ChannelRef(id=self.config.id, type=self.type),
-            "external_id": _token(payload.get("message_token")),
-            "timestamp": _timestamp(payload.get("timestamp")),
-        }
-        draft: EventDraft
-        if event == "message":
-            draft = self._message(payload, common)
-        elif event in _RECEIPTS:
-            draft = self._receipt(payload, common)
-        elif event in ("subscribed", "unsubscribed"):
-            draft = self._subscription(payload, common)
-        elif event == "conversation_started":
-            draft = self._conversation_started(payload, common)
-        else:
-            draft = EventDraft(
-                type="unsupported",
-                unsupported=Unsupported(
-                    provider_type=f"event:{event}", reason=f"event {event!r} is not supported"
-                ),
-                channel_data={"payload": payload},
-                **common,
-            )
-        return [ParsedEvent(draft, key)]
+        return [ParsedEvent(self._reader.draft(payload), dedupe_key)]
 
-    def _bot(self) -> Party:
-        return Party(id=self.config.id)
-
-    def _message(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        sender = _object(payload.get("sender"), "sender")
-        message = _object(payload.get("message"), "message")
-        kind = message.get("type")
-        data = _profile(sender)
-        if message.get("tracking_data") is not None:
-            data["tracking_data"] = message["tracking_data"]
-        if payload.get("silent"):
-            data["silent"] = True
-        extras = {k: message[k] for k in ("thumbnail", "duration") if message.get(k) is not None}
-        common = {
-            **common,
-            "sender": _party(sender, "sender"),
-            "recipient": self._bot(),
-        }
-        payload_text = message.get("text") if kind == "text" else None
-        tapped = (
-            rich.parse_postback(payload_text, self._postback_mac)
-            if isinstance(payload_text, str)
-            else None
-        )
-        if tapped is not None:
-            # A keyboard or rich media choice button (see viber_rich): Viber sends its
-            # ActionBody as the user's text, and the label is not part of it.
-            return EventDraft(
-                type="postback",
-                postback=Postback(payload=tapped),
-                channel_data=data or None,
-                **common,
-            )
-        content = _content(str(kind), message)
-        if content is None:
-            data["message"] = message
-            return EventDraft(
-                type="unsupported",
-                unsupported=Unsupported(
-                    provider_type=str(kind), reason=f"message type {kind!r} is not supported"
-                ),
-                channel_data=data,
-                **common,
-            )
-        if kind == "url":
-            data["url"] = message["media"]
-        if isinstance(content, ContactsContent) and message["contact"].get("avatar"):
-            data["contact_avatar"] = message["contact"]["avatar"]
-        data |= extras
-        return EventDraft(
-            type="message",
-            message=MessageBody(content=content),
-            channel_data=data or None,
-            **common,
-        )
-
-    def _receipt(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        event = payload["event"]
-        token = common["external_id"]
-        if token is None:
-            raise PayloadError(f"{event} callback without a message_token")
-        error = None
-        if event == "failed":
-            error = EventError(code="viber_failed", title=payload.get("desc") or None)
-        status = Status(external_id=token, state=_RECEIPTS[event], error=error)
-        return EventDraft(
-            type="status",
-            status=status,
-            sender=self._bot(),
-            recipient=Party(id=_user_id(payload.get("user_id"), "user_id")),
-            **common,
-        )
-
-    def _subscription(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        if payload["event"] == "subscribed":
-            user = _object(payload.get("user"), "user")
-            sender, data = _party(user, "user"), _profile(user)
-            state: Literal["subscribed", "unsubscribed"] = "subscribed"
-        else:
-            sender, data = Party(id=_user_id(payload.get("user_id"), "user_id")), {}
-            state = "unsubscribed"
-        return EventDraft(
-            type="subscription",
-            subscription=Subscription(state=state),
-            sender=sender,
-            recipient=self._bot(),
-            channel_data=data or None,
-            **common,
-        )
-
-    def _conversation_started(self, payload: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        # The user opened the chat (button or deep link). This is NOT a subscription: a user
-        # with "subscribed": false may only get the one welcome message, so it is a `system`
-        # event. "subscribed": true clears an opt-out (OPT_INS); false leaves it alone.
-        user = _object(payload.get("user"), "user")
-        data = {k: payload.get(k) for k in ("context", "subscribed", "type")} | _profile(user)
-        return EventDraft(
-            type="system",
-            system=System(kind="conversation_started", text=payload.get("context") or None),
-            sender=_party(user, "user"),
-            recipient=self._bot(),
-            channel_data=data,
-            **common,
-        )
+    @functools.cached_property
+    def _reader(self) -> Reader:
+        common = {"channel": ChannelRef(id=self.config.id, type=self.type)}
+        return Reader(common, Party(id=self.config.id), self._postback_mac)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -510,7 +371,7 @@ class ViberAdapter(Adapter):
             raise SendError("retry", "unreadable", "Viber answered without a status")
         if code == 0:
             try:
-                token = _token(payload.get("message_token"))
+                token = parse_token(payload.get("message_token"))
             except PayloadError:  # not a number: no id we could match statuses with
                 token = None
             if token is None:
@@ -540,120 +401,6 @@ class ViberAdapter(Adapter):
 
     def secrets(self) -> list[str]:
         return [self.config.auth_token.get_secret_value()]
-
-
-# --- inbound helpers -------------------------------------------------------------------
-
-
-def _content(kind: str, message: dict[str, Any]) -> AnyContent | None:
-    """The normalised content of a user's message, or None for a type we do not read."""
-    caption = message.get("text") or None
-    if kind == "text":
-        text = message.get("text")
-        if not isinstance(text, str) or not text:
-            raise PayloadError("text message without text")
-        return TextContent(text=text)
-    if kind == "picture":
-        return ImageContent(media=_media(message), caption=caption)
-    if kind == "video":
-        return VideoContent(media=_media(message), caption=caption)
-    if kind == "file":
-        return FileContent(media=_media(message), caption=caption)
-    if kind == "sticker":
-        sticker_id = message.get("sticker_id")
-        if sticker_id is None:
-            raise PayloadError("sticker message without sticker_id")
-        media = Media(provider_media_id=str(sticker_id), url=message.get("media"))
-        return StickerContent(media=media)
-    if kind == "contact":
-        card = _object(message.get("contact"), "message.contact")
-        phone = card.get("phone_number")
-        name = card.get("name") or phone
-        if not name:
-            raise PayloadError("contact message without name or phone_number")
-        phones = [ContactPhone(phone=str(phone))] if phone else []
-        return ContactsContent(
-            contacts=[Contact(name=ContactName(formatted_name=str(name)), phones=phones)]
-        )
-    if kind == "location":
-        where = _object(message.get("location"), "message.location")
-        return LocationContent(
-            latitude=float(where["lat"]),
-            longitude=float(where["lon"]),
-            address=where.get("address") or None,
-        )
-    if kind == "url":
-        url = message.get("media")
-        if not isinstance(url, str) or not url:
-            raise PayloadError("url message without media")
-        return TextContent(text=url)
-    return None
-
-
-def _media(message: dict[str, Any]) -> Media:
-    url = message.get("media")
-    if not isinstance(url, str) or not url:
-        raise PayloadError(f"{message.get('type')} message without media")
-    size = message.get("size")
-    return Media(
-        url=url,
-        filename=message.get("file_name") or None,
-        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-    )
-
-
-def _party(user: dict[str, Any], name: str) -> Party:
-    return Party(id=_user_id(user.get("id"), f"{name}.id"), name=user.get("name") or None)
-
-
-def _profile(user: dict[str, Any]) -> dict[str, Any]:
-    return {k: user[k] for k in _PROFILE if user.get(k) is not None}
-
-
-def _user_id(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise PayloadError(f"{name} is missing")
-    return value
-
-
-def _object(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PayloadError(f"{name} is not an object")
-    return value
-
-
-def _token(value: Any) -> str | None:
-    """The exact decimal digits of a message_token (never via float)."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.isdigit():
-        return value
-    raise PayloadError(f"message_token {value!r} is not an integer")
-
-
-def _timestamp(value: Any) -> datetime:
-    """Viber timestamps are epoch milliseconds."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise PayloadError(f"bad timestamp {value!r}")
-    return epoch_millis(value)
-
-
-def _key(payload: dict[str, Any]) -> str:
-    token = _token(payload.get("message_token"))
-    if token is not None:
-        return f"{payload['event']}:{token}"
-    # No token (not seen from Viber, but then the same body is the same event).
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return f"{payload['event']}:sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    payload = json_object(body)
-    if not isinstance(payload.get("event"), str) or not payload["event"]:
-        raise PayloadError("not a Viber callback (no event)")
-    return payload
 
 
 # --- outbound helpers ------------------------------------------------------------------

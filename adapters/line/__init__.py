@@ -22,7 +22,7 @@ Choices where LINE and the schema differ:
   their `keyword` names the LINE event, as the only "word" that changed the subscription.
 - join/leave/member events have no user: the sender is the group or room itself.
 - Rich parts (quick replies on any message, buttons and carousel templates, the location
-  quick reply) are rendered by `adapters.line_rich`; LINE has no list message.
+  quick reply) are rendered by `adapters.line.render`; LINE has no list message.
 """
 
 from __future__ import annotations
@@ -30,17 +30,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 
-from adapters import line_rich as rich
 from adapters.base import (
     Adapter,
     AddressForm,
@@ -54,7 +50,6 @@ from adapters.base import (
     SendContext,
     SendError,
     answer_json,
-    epoch_millis,
     json_object,
     newest_time,
     provider_id,
@@ -62,36 +57,20 @@ from adapters.base import (
     retry_after_seconds,
     signatures_match,
 )
-from adapters.line_rich import utf16_len
-from gateway.downgrade.plain_text import to_text
+from adapters.line import render as rich
+from adapters.line.parse import event_key, events, parse_event
+from adapters.line.payloads import Webhook
+from adapters.line.render import MAX_TEXT
+from adapters.payload_errors import describe
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
     Profile,
     QuickRepliesProfile,
 )
-from gateway.downgrade.split_text import split_text
 from gateway.schema import (
     ChannelRef,
-    EventDraft,
-    MessageBody,
     Party,
-    Postback,
-    Subscription,
-    System,
-    Unsupported,
-)
-from gateway.schema.content import (
-    AudioContent,
-    ButtonsContent,
-    CarouselContent,
-    FileContent,
-    ImageContent,
-    LocationContent,
-    Media,
-    StickerContent,
-    TextContent,
-    VideoContent,
 )
 from gateway.schema.content import Content as AnyContent
 
@@ -104,32 +83,18 @@ RETRY_KEY_HEADER = "X-Line-Retry-Key"
 # Message objects per reply/push request (OpenAPI `maxItems: 5`):
 # https://developers.line.biz/en/reference/messaging-api/#send-push-message
 MAX_MESSAGES_PER_REQUEST = 5
-# Text message: max 5000 characters, counted in UTF-16 code units (an emoji counts 2):
-# https://developers.line.biz/en/reference/messaging-api/#text-message
-# https://developers.line.biz/en/docs/messaging-api/text-character-count/
-MAX_TEXT = 5000
-# Location message title and address: max 100 characters each, both required:
-# https://developers.line.biz/en/reference/messaging-api/#location-message
-MAX_LOCATION_FIELD = 100
 # The reply token must be used "within one minute" of the webhook; LINE does not guarantee
 # it later. 50 s leaves a margin for clock skew and the send itself:
 # https://developers.line.biz/en/reference/messaging-api/#send-reply-message
 REPLY_TOKEN_SECONDS = 50.0
-# Media URLs must be HTTPS (image, video, audio message objects):
-# https://developers.line.biz/en/reference/messaging-api/#image-message
-MEDIA_URL_SCHEME = "https://"
 
 # Retry keys are UUIDs we derive from (gateway message id, request index): the same request
 # of the same message always carries the same key, so LINE accepts it at most once.
 RETRY_KEY_NAMESPACE = uuid.UUID("6f1d2c1e-1a53-4a8e-9a43-6c0f3b7e5a21")
 
-_MEDIA_TYPES = {"image", "video", "audio"}
-_ANIMATED_STICKERS = {"ANIMATION", "ANIMATION_SOUND", "POPUP", "POPUP_SOUND"}
-_STICKER_ID = re.compile(r"^(\d+):(\d+)$")
-
 
 # What `messages` renders natively; the downgrade engine turns everything else into text.
-# Rich forms (quick replies, buttons and carousel templates) are rendered in `line_rich`,
+# Rich forms (quick replies, buttons and carousel templates) are rendered in `render.py`,
 # whose constants carry the doc link of each limit.
 CAPABILITIES = Profile(
     channel="line",
@@ -141,7 +106,7 @@ CAPABILITIES = Profile(
     media=frozenset({"image", "video", "audio", "sticker"}),  # no file sends for bots
     location=True,
     # Buttons template: 4 actions, label 20, title 40, text 160 (60 with a title or image;
-    # `line_rich` sends the rest first), thumbnail image:
+    # `render.py` sends the rest first), thumbnail image:
     # https://developers.line.biz/en/reference/messaging-api/#buttons
     buttons=ButtonsProfile(
         max_actions=rich.MAX_BUTTONS,
@@ -266,195 +231,30 @@ class LineAdapter(Adapter):
         return self.admission(body).key
 
     def admission(self, body: bytes) -> Admission:
-        events = _events(json_object(body))
-        if not events:
+        listed = events(json_object(body))
+        if not listed:
             # The console's "Verify" button and LINE's connectivity checks: `events: []`.
             return Admission("verify:" + hashlib.sha256(body).hexdigest())
-        keys = [_event_key(e) for e in events]
+        keys = [event_key(e) for e in listed]
         # `events[].timestamp`: epoch ms; a redelivery keeps the event's own, so an old one
         # is a replay (deliveryContext.isRedelivery says only that LINE tried before).
-        dated = newest_time((e.get("timestamp") for e in events), 1000)
+        dated = newest_time((e.get("timestamp") for e in listed), 1000)
         return Admission(request_key(keys, body), dated)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         payload = json_object(body)
-        bot = Party(id=str(payload.get("destination") or ""))
-        return [ParsedEvent(self._event(e, bot), _event_key(e)) for e in _events(payload)]
-
-    def _event(self, event: dict[str, Any], bot: Party) -> EventDraft:
-        kind = event.get("type")
-        common = self._common(event, bot)
-        if kind == "message":
-            return self._message(event, common)
-        if kind == "postback":
-            postback = event.get("postback") or {}
-            if "data" not in postback:
-                raise PayloadError("postback event without postback.data")
-            if postback.get("params"):
-                _add_data(common, params=postback["params"])
-            return EventDraft(
-                type="postback", postback=Postback(payload=str(postback["data"])), **common
-            )
-        if kind in ("follow", "unfollow"):
-            if kind == "follow" and "isUnblocked" in (event.get("follow") or {}):
-                _add_data(common, is_unblocked=event["follow"]["isUnblocked"])
-            state: Literal["subscribed", "unsubscribed"] = (
-                "subscribed" if kind == "follow" else "unsubscribed"
-            )
-            return EventDraft(
-                type="subscription",
-                subscription=Subscription(state=state, keyword=kind),
-                **common,
-            )
-        if kind in ("join", "leave"):
-            return EventDraft(type="system", system=System(kind=kind), **common)
-        if kind in ("memberJoined", "memberLeft"):
-            field = "joined" if kind == "memberJoined" else "left"
-            members = [
-                str(m["userId"])
-                for m in (event.get(field) or {}).get("members") or []
-                if isinstance(m, dict) and m.get("userId")
-            ]
-            _add_data(common, member_ids=members)
-            system = System(kind="member_joined" if kind == "memberJoined" else "member_left")
-            return EventDraft(type="system", system=system, **common)
-        if kind == "unsend":
-            message_id = (event.get("unsend") or {}).get("messageId")
-            if not message_id:
-                raise PayloadError("unsend event without unsend.messageId")
-            _add_data(common, message_id=str(message_id))
-            return EventDraft(type="system", system=System(kind="unsend"), **common)
-        if not kind:
-            raise PayloadError("event without a type")
-        _add_data(common, event=event)
-        return EventDraft(
-            type="unsupported",
-            unsupported=Unsupported(
-                provider_type=str(kind), reason=f"event type {kind!r} is not supported"
-            ),
-            **common,
-        )
-
-    def _common(self, event: dict[str, Any], bot: Party) -> dict[str, Any]:
-        source = event.get("source") or {}
-        source_type = source.get("type")
-        group_id = source.get("groupId") if source_type == "group" else None
-        room_id = source.get("roomId") if source_type == "room" else None
-        user_id = source.get("userId")
-        chat_id = group_id or room_id
-        # The user when LINE names one; otherwise (join, leave, member events) the chat itself.
-        sender_id = user_id or chat_id
-        data: dict[str, Any] = {}
-        if source_type:
-            data["source_type"] = source_type
-        if group_id:
-            data["group_id"] = group_id
-        if room_id:
-            data["room_id"] = room_id
-        if event.get("mode"):
-            data["mode"] = event["mode"]
-        redelivery = (event.get("deliveryContext") or {}).get("isRedelivery")
-        if redelivery is not None:
-            data["is_redelivery"] = bool(redelivery)
-        if event.get("replyToken"):
-            data["reply_token"] = event["replyToken"]
-            data["reply_target"] = chat_id or user_id
-        common: dict[str, Any] = {
-            "channel": ChannelRef(id=self.config.id, type=self.type),
-            "external_id": event.get("webhookEventId"),
-            "timestamp": _timestamp(event.get("timestamp")),
-            "sender": Party(id=str(sender_id)) if sender_id else None,
-            "recipient": bot if bot.id else None,
-        }
-        if data:
-            common["channel_data"] = data
-        return common
-
-    def _message(self, event: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        message = event.get("message")
-        if not isinstance(message, dict) or not message.get("id"):
-            raise PayloadError("message event without message.id")
-        message_id = str(message["id"])
-        kind = message.get("type")
-        common["external_id"] = message_id
-        for key, name in (("quoteToken", "quote_token"), ("markAsReadToken", "mark_as_read_token")):
-            if message.get(key):
-                _add_data(common, **{name: message[key]})
-        reply_to = message.get("quotedMessageId")
-        content: AnyContent
-        if kind == "text":
-            if message.get("emojis"):
-                _add_data(common, emojis=message["emojis"])
-            mentionees = (message.get("mention") or {}).get("mentionees")
-            if mentionees:
-                _add_data(common, mentionees=mentionees)
-            content = TextContent(text=message["text"])
-        elif kind in _MEDIA_TYPES:
-            # The bytes are fetched later from the content API by message id:
-            # https://developers.line.biz/en/reference/messaging-api/#get-content
-            provider = message.get("contentProvider") or {}
-            _add_data(common, content_provider=provider)
-            for key, name in (("duration", "duration_ms"), ("imageSet", "image_set")):
-                if key in message:
-                    _add_data(common, **{name: message[key]})
-            media = Media(provider_media_id=message_id, url=provider.get("originalContentUrl"))
-            if kind == "image":
-                content = ImageContent(media=media)
-            elif kind == "video":
-                content = VideoContent(media=media)
-            else:
-                content = AudioContent(media=media)
-        elif kind == "file":
-            media = Media(
-                provider_media_id=message_id,
-                filename=message.get("fileName"),
-                size=message.get("fileSize"),
-            )
-            content = FileContent(media=media)
-        elif kind == "location":
-            content = LocationContent(
-                latitude=message["latitude"],
-                longitude=message["longitude"],
-                name=message.get("title"),
-                address=message.get("address"),
-            )
-        elif kind == "sticker":
-            content = self._sticker(message, common)
-        elif not kind:
-            raise PayloadError("message without a type")
-        else:
-            _add_data(common, message=message)
-            return EventDraft(
-                type="unsupported",
-                unsupported=Unsupported(
-                    provider_type=f"message:{kind}",
-                    reason=f"message type {kind!r} is not supported",
-                ),
-                **common,
-            )
-        return EventDraft(
-            type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-        )
-
-    @staticmethod
-    def _sticker(message: dict[str, Any], common: dict[str, Any]) -> StickerContent:
-        """A sticker is named by its package and sticker ids: provider_media_id "package:sticker".
-
-        The same form renders back as a native sticker message (see `_sticker_message`).
-        """
-        package_id, sticker_id = str(message["packageId"]), str(message["stickerId"])
-        extras = {
-            "package_id": package_id,
-            "sticker_id": sticker_id,
-            "sticker_resource_type": message.get("stickerResourceType"),
-            "keywords": message.get("keywords"),
-            "text": message.get("text"),
-        }
-        _add_data(common, **{k: v for k, v in extras.items() if v is not None})
-        return StickerContent(
-            media=Media(provider_media_id=f"{package_id}:{sticker_id}"),
-            animated=message.get("stickerResourceType") in _ANIMATED_STICKERS,
-        )
+        destination = payload.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            # The envelope's model names what is wrong; each event is read by `parse_event`.
+            try:
+                Webhook.model_validate(payload)
+            except ValidationError as exc:
+                raise PayloadError(f"invalid payload: {describe(exc)}") from None
+        bot = Party(id=destination) if destination else None
+        channel = ChannelRef(id=self.config.id, type=self.type)
+        return [
+            parse_event(event, index, channel, bot) for index, event in enumerate(events(payload))
+        ]
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -494,57 +294,8 @@ class LineAdapter(Adapter):
         return requests
 
     def messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        """The LINE message objects for `content`, in order (any number; grouped by 5 later).
-
-        Quick replies go on the last of them: LINE shows them with the last message.
-        """
-        bare = (
-            content.model_copy(update={"quick_replies": []}) if content.quick_replies else content
-        )
-        return rich.with_quick_replies(self._messages(bare), content.quick_replies)
-
-    def _messages(self, content: AnyContent) -> list[dict[str, Any]]:
-        if type(content) is TextContent:  # the commonest parts first; exact (final) types
-            return _texts(content.text)
-        if type(content) is CarouselContent:
-            return self._expand(rich.carousel(content))
-        if isinstance(content, ImageContent | VideoContent) and _https(content.media):
-            url = content.media.url
-            media = {"type": content.type, "originalContentUrl": url, "previewImageUrl": url}
-            return [media, *_texts(content.caption)]
-        duration = self.config.audio_duration_ms
-        if isinstance(content, AudioContent) and _https(content.media) and duration:
-            audio = {"type": "audio", "originalContentUrl": content.media.url, "duration": duration}
-            return [audio, *_texts(content.caption)]
-        if isinstance(content, FileContent):
-            # LINE bots cannot send files: the name and a link, after any caption.
-            name = content.media.filename or "File"
-            link = content.media.url or f"[{content.media.provider_media_id}]"
-            return _texts("\n".join(p for p in (content.caption, f"{name}: {link}") if p))
-        if isinstance(content, StickerContent):
-            match = _STICKER_ID.match(content.media.provider_media_id or "")
-            if match:
-                sticker = {"type": "sticker", "packageId": match[1], "stickerId": match[2]}
-                return [sticker, *_texts(content.caption)]
-        if isinstance(content, LocationContent):
-            title = content.name or "Location"
-            address = content.address or f"{content.latitude:.6f}, {content.longitude:.6f}"
-            location = {
-                "type": "location",
-                "title": rich.clip(title, MAX_LOCATION_FIELD),
-                "address": rich.clip(address, MAX_LOCATION_FIELD),
-                "latitude": content.latitude,
-                "longitude": content.longitude,
-            }
-            return [location]
-        if isinstance(content, ButtonsContent):
-            if rich.is_location_prompt(content):
-                return [rich.location_prompt(content)]
-            return self._expand(rich.buttons(content))
-        return _texts(to_text(content))
-
-    def _expand(self, parts: list[AnyContent | dict[str, Any]]) -> list[dict[str, Any]]:
-        return [m for p in parts for m in ([p] if isinstance(p, dict) else self._messages(p))]
+        """The LINE message objects for `content`, in order (any number; grouped by 5 later)."""
+        return rich.messages(content, self.config.audio_duration_ms)
 
     def webhook_registration(self, url: str) -> ProviderRequest:
         # https://developers.line.biz/en/reference/messaging-api/#set-webhook-endpoint-url
@@ -597,16 +348,6 @@ def _can_reply(context: SendContext) -> bool:
     )
 
 
-def _https(media: Media) -> bool:
-    return bool(media.url and media.url.startswith(MEDIA_URL_SCHEME))
-
-
-def _texts(text: str | None) -> list[dict[str, Any]]:
-    if not text:
-        return []
-    return [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT, utf16_len)]
-
-
 def _add_data(common: dict[str, Any], **values: Any) -> None:
     common["channel_data"] = {**(common.get("channel_data") or {}), **values}
 
@@ -635,30 +376,6 @@ def _error(payload: dict[str, Any]) -> tuple[str, list[str]]:
 
 def _describe(message: str, details: list[str]) -> str:
     return f"{message} ({'; '.join(details)})" if details else message
-
-
-def _timestamp(value: Any) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(f"bad timestamp {value!r}")
-    return epoch_millis(value)
-
-
-def _event_key(event: dict[str, Any]) -> str:
-    event_id = event.get("webhookEventId")
-    if event_id:
-        return f"evt:{event_id}"
-    # Old payloads without webhookEventId: the event's content identifies it.
-    data = json.dumps(event, sort_keys=True, ensure_ascii=False)
-    return "evt-sha256:" + hashlib.sha256(data.encode()).hexdigest()
-
-
-def _events(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    events = payload.get("events")
-    if not isinstance(events, list):
-        raise PayloadError("not a LINE webhook (no events list)")
-    if not all(isinstance(e, dict) for e in events):
-        raise PayloadError("events is not a list of objects")
-    return events
 
 
 ADAPTER = LineAdapter

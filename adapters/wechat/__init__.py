@@ -13,7 +13,7 @@ nonce; in safe mode `msg_signature` also covers the encrypted body). The gateway
 "success" at once and sends through the customer-service API, never a passive reply.
 
 Choices where WeChat and the schema differ:
-- Sends need an access token fetched with the AppSecret: `adapters.wechat_sender` fetches,
+- Sends need an access token fetched with the AppSecret: `adapters.wechat.sender` fetches,
   shares and refreshes it; `render` stays pure and names only the path.
 - An image by URL goes as a one-article news card showing the picture (custom-send images
   need a media_id from the upload API, which would make the gateway a media proxy); an image
@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import SecretStr, ValidationError, field_validator
 
-from adapters import wechat_payloads as payloads
 from adapters.base import (
     Adapter,
     AddressForm,
@@ -52,7 +51,9 @@ from adapters.base import (
     provider_id,
     signatures_match,
 )
-from adapters.wechat_crypto import DecryptError, aes_key, decrypt, signature
+from adapters.payload_errors import describe
+from adapters.wechat import payloads
+from adapters.wechat.crypto import DecryptError, aes_key, decrypt, signature
 from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import ButtonsProfile, CarouselProfile, Profile
 from gateway.downgrade.split_text import split_text
@@ -269,9 +270,7 @@ class WeChatAdapter(Adapter):
             push = payloads.validated(model, fields)
             return [ParsedEvent(self._event(push, fields), key)]
         except ValidationError as exc:  # a value our schema refuses (an empty text, say)
-            error = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in error["loc"])
-            raise PayloadError(f"{where}: {error['msg']}") from None
+            raise PayloadError(f"invalid payload: {describe(exc)}") from None
 
     def _common(self, push: payloads.Push, **data: Any) -> dict[str, Any]:
         extra = {k: v for k, v in (push.model_extra or {}).items() if k != "Encrypt"}
@@ -365,7 +364,7 @@ class WeChatAdapter(Adapter):
         return {}  # the access token goes in the query string, added by the sender
 
     def make_sender(self, client: httpx.AsyncClient) -> Sender:
-        from adapters.wechat_sender import WeChatSender
+        from adapters.wechat.sender import WeChatSender
 
         return WeChatSender(self, client)
 

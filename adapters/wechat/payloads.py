@@ -23,6 +23,7 @@ from defusedxml.ElementTree import fromstring
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.base import PayloadError
+from adapters.payload_errors import describe
 
 # The deepest documented push nests four levels (event > SendPicsInfo > PicList > item);
 # anything deeper is not WeChat's.
@@ -180,6 +181,4 @@ def validated(model: type[P], fields: dict[str, Any]) -> P:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in error["loc"]) or "xml"
-        raise PayloadError(f"{where}: {error['msg']}") from None
+        raise PayloadError(f"invalid payload: {describe(exc)}") from None

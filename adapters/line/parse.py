@@ -1,0 +1,279 @@
+"""LINE webhook events → event drafts, one member of `events[]` at a time.
+
+Each event is read into its model (`payloads.py`) on its own, so a part that cannot be read
+fails with its path (`events[1].message.text: expected a string, got a number`) and nothing
+else depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from adapters.base import ParsedEvent, PayloadError, epoch_millis
+from adapters.line import payloads as p
+from adapters.payload_errors import describe
+from gateway.schema import (
+    ChannelRef,
+    EventDraft,
+    MessageBody,
+    Party,
+    Postback,
+    Subscription,
+    System,
+    Unsupported,
+)
+from gateway.schema.content import (
+    AudioContent,
+    FileContent,
+    ImageContent,
+    LocationContent,
+    Media,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.schema.content import Content as AnyContent
+
+_ANIMATED_STICKERS = {"ANIMATION", "ANIMATION_SOUND", "POPUP", "POPUP_SOUND"}
+_MEDIA: dict[str, type[ImageContent | VideoContent | AudioContent]] = {
+    "image": ImageContent,
+    "video": VideoContent,
+    "audio": AudioContent,
+}
+
+
+def events(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw members of `events[]`, each an object."""
+    listed = payload.get("events")
+    if not isinstance(listed, list):
+        raise PayloadError("not a LINE webhook (no events list)")
+    if not all(isinstance(e, dict) for e in listed):
+        raise PayloadError("events is not a list of objects")
+    return listed
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """The dedupe key of one raw event: its webhookEventId, else a hash of its content."""
+    event_id = event.get("webhookEventId")
+    if event_id:
+        return f"evt:{event_id}"
+    # Old payloads without webhookEventId: the event's content identifies it.
+    data = json.dumps(event, sort_keys=True, ensure_ascii=False)
+    return "evt-sha256:" + hashlib.sha256(data.encode()).hexdigest()
+
+
+def parse_event(
+    raw: dict[str, Any], index: int, channel: ChannelRef, bot: Party | None
+) -> ParsedEvent:
+    """`events[index]` as a draft; PayloadError naming the path of what cannot be read."""
+    try:
+        event = p.event_model(raw).model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(f"invalid payload: {describe(exc, f'events[{index}]')}") from None
+    reader: Reader = _READERS.get(event.type, _unsupported)
+    return ParsedEvent(reader(event, raw, _common(event, channel, bot)), event_key(raw))
+
+
+def _common(event: p.Event, channel: ChannelRef, bot: Party | None) -> dict[str, Any]:
+    source = event.source
+    source_type = source.type if source else None
+    group_id = source.groupId if source and source_type == "group" else None
+    room_id = source.roomId if source and source_type == "room" else None
+    user_id = source.userId if source else None
+    chat_id = group_id or room_id
+    # The user when LINE names one; otherwise (join, leave, member events) the chat itself.
+    sender_id = user_id or chat_id
+    data: dict[str, Any] = {}
+    if source_type:
+        data["source_type"] = source_type
+    if group_id:
+        data["group_id"] = group_id
+    if room_id:
+        data["room_id"] = room_id
+    if event.mode:
+        data["mode"] = event.mode
+    if event.deliveryContext is not None:
+        data["is_redelivery"] = event.deliveryContext.isRedelivery
+    if event.replyToken:
+        data["reply_token"] = event.replyToken
+        data["reply_target"] = chat_id or user_id
+    common: dict[str, Any] = {
+        "channel": channel,
+        "external_id": event.webhookEventId,
+        "timestamp": epoch_millis(event.timestamp),
+        "sender": Party(id=sender_id) if sender_id else None,
+        "recipient": bot,
+    }
+    if data:
+        common["channel_data"] = data
+    return common
+
+
+def _add_data(common: dict[str, Any], **values: Any) -> None:
+    common["channel_data"] = {**(common.get("channel_data") or {}), **values}
+
+
+Reader = Callable[[Any, dict[str, Any], dict[str, Any]], EventDraft]
+
+
+def _postback(event: p.PostbackEvent, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    if event.postback.params:
+        _add_data(common, params=event.postback.params)
+    return EventDraft(type="postback", postback=Postback(payload=event.postback.data), **common)
+
+
+def _follow(event: p.FollowEvent, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    if event.follow is not None and event.follow.isUnblocked is not None:
+        _add_data(common, is_unblocked=event.follow.isUnblocked)
+    return _subscription("subscribed", "follow", common)
+
+
+def _unfollow(event: p.Event, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    return _subscription("unsubscribed", "unfollow", common)
+
+
+def _subscription(
+    state: Literal["subscribed", "unsubscribed"], keyword: str, common: dict[str, Any]
+) -> EventDraft:
+    return EventDraft(
+        type="subscription", subscription=Subscription(state=state, keyword=keyword), **common
+    )
+
+
+def _join_or_leave(event: p.Event, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    kind: Literal["join", "leave"] = "join" if event.type == "join" else "leave"
+    return EventDraft(type="system", system=System(kind=kind), **common)
+
+
+def _members(members: p.Members) -> list[str]:
+    return [m.userId for m in members.members if m.userId]
+
+
+def _member_joined(
+    event: p.MemberJoinedEvent, raw: dict[str, Any], common: dict[str, Any]
+) -> EventDraft:
+    _add_data(common, member_ids=_members(event.joined))
+    return EventDraft(type="system", system=System(kind="member_joined"), **common)
+
+
+def _member_left(
+    event: p.MemberLeftEvent, raw: dict[str, Any], common: dict[str, Any]
+) -> EventDraft:
+    _add_data(common, member_ids=_members(event.left))
+    return EventDraft(type="system", system=System(kind="member_left"), **common)
+
+
+def _unsend(event: p.UnsendEvent, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    if not event.unsend.messageId:
+        raise PayloadError("unsend event without unsend.messageId")
+    _add_data(common, message_id=event.unsend.messageId)
+    return EventDraft(type="system", system=System(kind="unsend"), **common)
+
+
+def _unsupported(event: p.Event, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    _add_data(common, event=raw)
+    reason = f"event type {event.type!r} is not supported"
+    return EventDraft(
+        type="unsupported",
+        unsupported=Unsupported(provider_type=event.type, reason=reason),
+        **common,
+    )
+
+
+def _message(event: p.MessageEvent, raw: dict[str, Any], common: dict[str, Any]) -> EventDraft:
+    message = event.message
+    common["external_id"] = message.id
+    if message.quoteToken:
+        _add_data(common, quote_token=message.quoteToken)
+    if message.markAsReadToken:
+        _add_data(common, mark_as_read_token=message.markAsReadToken)
+    content = _content(message, raw["message"], common)
+    if content is None:
+        _add_data(common, message=raw["message"])
+        return EventDraft(
+            type="unsupported",
+            unsupported=Unsupported(
+                provider_type=f"message:{message.type}",
+                reason=f"message type {message.type!r} is not supported",
+            ),
+            **common,
+        )
+    body = MessageBody(content=content, reply_to=message.quotedMessageId)
+    return EventDraft(type="message", message=body, **common)
+
+
+def _content(message: p.Message, raw: dict[str, Any], common: dict[str, Any]) -> AnyContent | None:
+    if isinstance(message, p.TextMessage):
+        if message.emojis:
+            _add_data(common, emojis=message.emojis)
+        if message.mention is not None and message.mention.mentionees:
+            _add_data(common, mentionees=message.mention.mentionees)
+        return TextContent(text=message.text)
+    if isinstance(message, p.MediaMessage):
+        return _media(message, raw, common)
+    if isinstance(message, p.FileMessage):
+        media = Media(
+            provider_media_id=message.id, filename=message.fileName, size=message.fileSize
+        )
+        return FileContent(media=media)
+    if isinstance(message, p.LocationMessage):
+        return LocationContent(
+            latitude=message.latitude,
+            longitude=message.longitude,
+            name=message.title,
+            address=message.address,
+        )
+    if isinstance(message, p.StickerMessage):
+        return _sticker(message, common)
+    return None
+
+
+def _media(message: p.MediaMessage, raw: dict[str, Any], common: dict[str, Any]) -> AnyContent:
+    # The bytes are fetched later from the content API by message id:
+    # https://developers.line.biz/en/reference/messaging-api/#get-content
+    provider = message.contentProvider
+    # Passed on as LINE sent them (the models checked their shape).
+    _add_data(common, content_provider=raw.get("contentProvider") or {})
+    if message.duration is not None:
+        _add_data(common, duration_ms=message.duration)
+    if message.imageSet is not None:
+        _add_data(common, image_set=raw["imageSet"])
+    url = provider.originalContentUrl if provider else None
+    return _MEDIA[message.type](media=Media(provider_media_id=message.id, url=url))
+
+
+def _sticker(message: p.StickerMessage, common: dict[str, Any]) -> StickerContent:
+    """A sticker is named by its package and sticker ids: provider_media_id "package:sticker".
+
+    The same form renders back as a native sticker message (see `render.py`).
+    """
+    extras = {
+        "package_id": message.packageId,
+        "sticker_id": message.stickerId,
+        "sticker_resource_type": message.stickerResourceType,
+        "keywords": message.keywords,
+        "text": message.text,
+    }
+    _add_data(common, **{k: v for k, v in extras.items() if v is not None})
+    return StickerContent(
+        media=Media(provider_media_id=f"{message.packageId}:{message.stickerId}"),
+        animated=message.stickerResourceType in _ANIMATED_STICKERS,
+    )
+
+
+_READERS: dict[str, Reader] = {
+    "message": _message,
+    "postback": _postback,
+    "follow": _follow,
+    "unfollow": _unfollow,
+    "join": _join_or_leave,
+    "leave": _join_or_leave,
+    "memberJoined": _member_joined,
+    "memberLeft": _member_left,
+    "unsend": _unsend,
+}
