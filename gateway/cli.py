@@ -407,6 +407,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_console_hash_password(_args: argparse.Namespace) -> int:
+    """Read a password from standard input (its first line), print its argon2 hash for
+    `console.accounts[].password_hash`."""
+    from gateway.console.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("console-hash-password: give the password on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -529,6 +542,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="gateway port (0 picks a free one)")
     demo.add_argument("--once", action="store_true", help="exit after one round trip")
     demo.set_defaults(func=cmd_demo)
+    hashing = commands.add_parser(
+        "console-hash-password",
+        help="print the argon2 hash of the password on standard input (docs/console.md)",
+    )
+    hashing.set_defaults(func=cmd_console_hash_password)
     return root
 
 

@@ -210,6 +210,44 @@ class IdentitiesConfig(_Section):
     link_by_phone: bool = False
 
 
+class ConsoleAccount(_Section):
+    """One person who logs in to the console (docs/console.md)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["operator", "agent"]
+    # An argon2 hash (`gateway console-hash-password`), never the password itself.
+    password_hash: SecretStr
+
+    @model_validator(mode="after")
+    def _argon2(self) -> ConsoleAccount:
+        if not self.password_hash.get_secret_value().startswith("$argon2"):
+            raise ValueError(
+                "password_hash must be an argon2 hash: make one with"
+                " `gateway console-hash-password`"
+            )
+        return self
+
+
+class ConsoleConfig(_Section):
+    """The web console at /console (docs/console.md): off unless enabled."""
+
+    enabled: bool = False
+    accounts: list[ConsoleAccount] = []
+    # Mark the session cookie Secure even for plain-HTTP requests: set it behind a proxy that
+    # ends TLS (a request that came over HTTPS itself is always answered with Secure).
+    secure_cookies: bool = False
+    session_minutes: float = Field(default=480.0, gt=0)
+
+    @model_validator(mode="after")
+    def _accounts_when_enabled(self) -> ConsoleConfig:
+        if self.enabled and not self.accounts:
+            raise ValueError("accounts: an enabled console needs at least one account")
+        names = [a.name for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("accounts: each account needs a name of its own")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -226,6 +264,7 @@ class GatewayConfig(_Section):
     delivery: DeliveryConfig = DeliveryConfig()
     conversations: ConversationsConfig = ConversationsConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
+    console: ConsoleConfig = ConsoleConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def routing(self) -> RoutingPolicy:
@@ -241,6 +280,7 @@ class GatewayConfig(_Section):
     def secrets(self) -> list[str]:
         values = [k.key.get_secret_value() for k in self.api_keys]
         values += [b.secret.get_secret_value() for b in self.backends]
+        values += [a.password_hash.get_secret_value() for a in self.console.accounts]
         if self.storage.dsn is not None:
             dsn = self.storage.dsn.get_secret_value()
             values.append(dsn)
