@@ -5,8 +5,8 @@ HttpOnly and SameSite=Strict, and no configured secret on any page."""
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ CHANGES = [
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder) -> Any:  # noqa: F811
+async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder) -> Any:
     return await console_gateway(tmp_path, start_gateway, sims, backend)
 
 
@@ -117,7 +117,7 @@ async def test_no_configured_secret_appears_on_any_page(gw: Any) -> None:
     secrets = [*gw.secrets(), *HASHES.values()]
     operator, token = await logged_in(gw.url, OPERATOR)
     async with aclosing(operator):
-        shown = [await operator.get(path) for path in OPERATOR_ONLY + ["/console/conversations"]]
+        shown = [await operator.get(path) for path in [*OPERATOR_ONLY, "/console/conversations"]]
         preview = await operator.post(
             "/console/api/preview",
             json={"content": json.loads((Path(__file__).parent / "fixtures/messages/carousel.json").read_text())},
