@@ -1,0 +1,50 @@
+"""The operator's console in headless Chromium: the channels page shows five channels and a
+failing one's state and error; the composer previews a carousel on each app and sends it,
+its state followed to delivered; the trouble page replays a failed inbox row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.simulator.backend import BackendRecorder
+
+from .console_browser import browser, log_in, new_page, screenshot  # noqa: F401  (fixture)
+from .console_support import OPERATOR, console_gateway
+from .test_everywhere import WA_USER, sims  # noqa: F401  (the simulators fixture)
+
+
+async def test_channels_show_a_failing_channel(
+    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder, browser: Any
+) -> None:
+    gw = await console_gateway(tmp_path, start_gateway, sims, backend)
+    page = await new_page(browser, gw.url)
+    await log_in(page, *OPERATOR)
+    assert page.url.endswith("/console/channels")
+    assert await page.locator("#channels tbody tr").count() == 5
+    row = page.locator('tr[data-channel="wa-main"]')
+    assert await row.locator(".lane").inner_text() == "flowing"
+    assert await row.locator(".last-error").inner_text() == "none"
+
+    # The customer writes (the provider reaches us), then WhatsApp refuses our next sends.
+    await sims["whatsapp"].send_inbound_text(WA_USER, "Where is my order?")
+    sims["whatsapp"].fail_next(131026, count=1)
+    await page.goto("/console/composer")
+    await page.fill("#content", '{"type": "text", "text": "It is on its way"}')
+    await page.select_option("#send-channel", "wa-main")
+    await page.fill("#send-to", WA_USER)
+    await page.click("#send-button")
+    await page.wait_for_function(
+        "document.getElementById('send-status').textContent.endsWith('failed')"
+    )
+
+    await page.goto("/console/channels")
+    # The live socket redraws the table; the error and its time appear without a reload.
+    await page.wait_for_function(
+        "document.querySelector('tr[data-channel=\"wa-main\"] .last-error').textContent.includes('131026')"
+    )
+    assert "failed" not in (await row.locator(".failures").inner_text()) and int(
+        await row.locator(".failures").inner_text()
+    ) >= 1
+    assert "recently" in await row.inner_text()
+    await screenshot(page, "channels")
