@@ -80,7 +80,7 @@ class AgentPages:
         page = await self.gateway.store.conversation_messages(
             conversation.id, None, MAX_SHOWN_MESSAGES
         )
-        channels = {p.seat.id: p.seat.channel_id for p in conversation.participants}
+        channels = {p.seat.id: p.seat.channel_id or "API" for p in conversation.participants}
         names = {p.seat.id: p.seat.display_name for p in conversation.participants}
         shown = []
         for record in reversed(page):  # oldest first, as a chat reads
