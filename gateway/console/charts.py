@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -107,8 +108,7 @@ class LastHour:
 
 
 def svg_chart(values: list[float], title: str, width: int = 360, height: int = 80) -> str:
-    """A line chart as inline SVG, values left (oldest) to right; numbers only, no input text
-    but `title`, which the template escapes before it gets here."""
+    """A line chart as inline SVG, values left (oldest) to right; `title` is escaped here."""
     top = max(values) if values and max(values) > 0 else 1.0
     step = width / max(1, MINUTES)
     points = " ".join(
@@ -116,7 +116,7 @@ def svg_chart(values: list[float], title: str, width: int = 360, height: int = 8
     )
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
-        f' role="img" aria-label="{title}"><polyline fill="none" stroke="currentColor"'
+        f' role="img" aria-label="{html.escape(title)}"><polyline fill="none" stroke="currentColor"'
         f' stroke-width="2" points="{points}"/><text x="2" y="12" font-size="10">max'
         f" {int(top)}</text></svg>"
     )
