@@ -260,7 +260,10 @@ def _valid_content(data: Any) -> Any:
             {
                 "error": "invalid_request",
                 "message": "the content is not valid",
-                "problems": [{"field": f"content.{f}", "message": m} for f, m in found],
+                "problems": [
+                    {"field": "content" if f == "(body)" else f"content.{f}", "message": m}
+                    for f, m in found
+                ],
             },
             status=422,
         )
