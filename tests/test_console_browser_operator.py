@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from gateway.simulator.backend import BackendRecorder
 
+from .conftest import API_KEY
 from .console_browser import browser, log_in, new_page, screenshot  # noqa: F401  (fixture)
 from .console_support import OPERATOR, console_gateway
 from .test_everywhere import WA_USER, sims  # noqa: F401  (the simulators fixture)
@@ -47,6 +50,19 @@ async def test_channels_show_a_failing_channel(
         await row.locator(".failures").inner_text()
     ) >= 1
     assert "recently" in await row.inner_text()
+
+    # Then WhatsApp rate-limits us, asking for 30 s: the lane pauses, and the page says so.
+    sims["whatsapp"].fail_next(130429, http_status=429, retry_after=30)
+    async with httpx.AsyncClient(base_url=gw.url, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+        queued = await api.post(
+            "/v1/messages",
+            json={"to": {"channel": "wa-main", "id": WA_USER}, "content": {"type": "text", "text": "Soon"}},
+        )  # fmt: skip
+        assert queued.status_code == 202
+    await page.wait_for_function(
+        "document.querySelector('tr[data-channel=\"wa-main\"] .lane').textContent.startsWith('paused')"
+    )
+    assert await page.locator('tr[data-channel="fb-main"] .lane').inner_text() == "flowing"
     await screenshot(page, "channels")
 
 

@@ -39,6 +39,7 @@ class ChannelRow:
     id: str
     type: str
     paused: bool
+    paused_seconds: float
     backlog: int
     sends: int
     failures: int
@@ -67,7 +68,11 @@ class OperatorPages:
                 ChannelRow(
                     id=channel_id,
                     type=adapter.type,
-                    paused=lane_paused("send", channel_id),
+                    # Its lane waits out a failure, or the provider's Retry-After (which the
+                    # transport keeps for the whole channel).
+                    paused=lane_paused("send", channel_id)
+                    or gateway.transport.paused_for(channel_id) > 0,
+                    paused_seconds=gateway.transport.paused_for(channel_id),
                     backlog=pending.get(("send", channel_id), 0),
                     sends=self.last_hour.sum("sends", channel_id),
                     failures=self.last_hour.sum("failures", channel_id),
