@@ -100,6 +100,9 @@ async def test_composer_previews_a_carousel_and_sends_it(
     [sent] = sims["whatsapp"].sent
     assert sent["body"]["interactive"]["type"] == "carousel"
     await screenshot(page, "composer-sent")
+    await page.goto("/console/charts")
+    assert await page.locator("svg.chart").count() == 1 + 5 * 3
+    await screenshot(page, "charts")
 
 
 async def test_trouble_replays_a_failed_inbox_row(

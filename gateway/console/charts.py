@@ -109,14 +109,19 @@ class LastHour:
 
 def svg_chart(values: list[float], title: str, width: int = 360, height: int = 80) -> str:
     """A line chart as inline SVG, values left (oldest) to right; `title` is escaped here."""
-    top = max(values) if values and max(values) > 0 else 1.0
-    step = width / max(1, MINUTES)
+    # An hour wide whatever the ring holds yet: the newest minute at the right edge, the
+    # minutes before the gateway started drawn as zero.
+    values = [0.0] * (MINUTES + 1 - len(values)) + values[-(MINUTES + 1) :]
+    top = max(values) if max(values) > 0 else 1.0
+    step = width / MINUTES
     points = " ".join(
         f"{i * step:.1f},{height - (v / top) * (height - 4) - 2:.1f}" for i, v in enumerate(values)
     )
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
-        f' role="img" aria-label="{html.escape(title)}"><polyline fill="none" stroke="currentColor"'
+        f' role="img" aria-label="{html.escape(title)}">'
+        f'<line x1="0" y1="{height - 1}" x2="{width}" y2="{height - 1}" stroke="#ccd"/>'
+        f'<polyline fill="none" stroke="currentColor"'
         f' stroke-width="2" points="{points}"/><text x="2" y="12" font-size="10">max'
         f" {int(top)}</text></svg>"
     )

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.sms_segments import segments
-from gateway.console.charts import MINUTES, SERIES, LastHour, lane_paused, svg_chart
+from gateway.console.charts import SERIES, LastHour, lane_paused, svg_chart
 from gateway.console.site import SESSION, log, refused, render
 from gateway.downgrade import PlanError, plan
 from gateway.ids import new_id
@@ -229,14 +229,17 @@ class OperatorPages:
 
     # --- charts -------------------------------------------------------------------
     async def charts(self, request: web.Request) -> web.Response:
-        minutes = self.last_hour.minutes()[-MINUTES:]
-        charts = []
+        minutes = self.last_hour.minutes()
+        rows = []
         for channel in self.gateway.adapters:
+            charts = []
             for series in SERIES:
                 values = [m.added.get((series, channel), 0.0) for m in minutes]
-                charts.append((f"{series} · {channel}", svg_chart(values, series), int(sum(values))))
+                title = f"{series} · {channel}"
+                charts.append((title, svg_chart(values, title), int(sum(values))))
+            rows.append((channel, charts))
         backlog = svg_chart([float(m.backlog) for m in minutes], "backlog")
-        return render(request, "charts.html", charts=charts, backlog=backlog)
+        return render(request, "charts.html", rows=rows, backlog=backlog)
 
 
 def _field(status: int, field: str, message: str) -> web.Response:
