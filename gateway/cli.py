@@ -1,5 +1,5 @@
-"""`gateway` command line: serve, check-config, normalize, render, replay, prune, channels,
-schema, openapi, simulate, demo."""
+"""`gateway` command line: serve, check-config, normalize, render, replay, discard, prune,
+channels, schema, openapi, simulate, demo, console-hash-password."""
 
 from __future__ import annotations
 
@@ -255,6 +255,29 @@ async def dead_letters(store: Store, backend: str | None, *, listing: bool) -> i
     return 0
 
 
+def cmd_discard(args: argparse.Namespace) -> int:
+    """Give up on failed inbox rows or dead letters by id: the console's Discard."""
+    from gateway.app import open_configured_store
+
+    if not args.id and not args.dead_letter:
+        print("discard: give --id (inbox rows) or --dead-letter (deliveries)", file=sys.stderr)
+        return 2
+    store = open_configured_store(_load(args.config).storage)
+
+    async def run() -> int:
+        store.start()
+        try:
+            now = time.time()
+            rows = await store.discard_inbox(args.id or (), now)
+            dead = await store.discard_dead(args.dead_letter or (), now)
+        finally:
+            store.close()
+        print(f"{rows} failed inbox row(s) and {dead} dead-lettered delivery(ies) discarded")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from gateway.app import open_configured_store
     from gateway.pipeline.retention import Retention
@@ -489,6 +512,18 @@ def parser() -> argparse.ArgumentParser:
         help="list failed (or unsupported, or dead-lettered) rows and their reasons",
     )
     replay.set_defaults(func=cmd_replay)
+
+    discard = commands.add_parser(
+        "discard", help="give up on failed inbox rows or dead-lettered deliveries, by id"
+    )
+    discard.add_argument("--config", required=True)
+    discard.add_argument(
+        "--id", type=int, action="append", help="a failed inbox row (repeatable)"
+    )
+    discard.add_argument(
+        "--dead-letter", type=int, action="append", help="a dead-lettered delivery (repeatable)"
+    )
+    discard.set_defaults(func=cmd_discard)
 
     prune = commands.add_parser(
         "prune", help="delete what storage.retention lets go of now (the gateway also does this)"

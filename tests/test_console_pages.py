@@ -3,15 +3,19 @@ dead letters discarded, the charts drawn, the live socket refusing what a role m
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
+from gateway.cli import main
 from gateway.simulator.backend import BackendRecorder
 
+from .conftest import base_config, config_from
 from .console_support import AGENT, OPERATOR, console_gateway, logged_in
 from .test_everywhere import sims  # noqa: F401  (the simulators fixture)
 from .test_store_contract_console import _dead
@@ -90,3 +94,22 @@ async def test_the_live_socket_refuses_what_the_role_may_not_see(gw: Any) -> Non
     async with aiohttp.ClientSession() as anonymous:
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await anonymous.ws_connect(ws_url)
+
+
+async def test_the_cli_discards_what_the_console_does(
+    tmp_path: Path, start_gateway: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base_config(tmp_path)
+    gw = await start_gateway(config_from(data))
+    row = await gw.store.append_inbox("wa-main", "k", "u", "{}", b"not json", 0.0)
+    await gw.store.fail_inbox(row, "malformed JSON", 0.0)
+    dead = await _dead(gw.store, "msg_cli_1")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    command = ["discard", "--config", str(config_path)]
+    assert await asyncio.to_thread(main, command) == 2
+    assert await asyncio.to_thread(main, [*command, "--id", str(row), "--dead-letter", str(dead)]) == 0
+    assert capsys.readouterr().out.endswith(
+        "1 failed inbox row(s) and 1 dead-lettered delivery(ies) discarded\n"
+    )
+    assert await gw.store.inbox_rows("failed") == [] and await gw.store.dead_letters() == []
