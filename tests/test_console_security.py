@@ -128,3 +128,19 @@ async def test_no_configured_secret_appears_on_any_page(gw: Any) -> None:
             assert page.status_code == 200
             for secret in secrets:
                 assert secret not in page.text, f"a secret on {page.url}"
+
+
+async def test_a_login_posted_from_another_site_is_refused(gw: Any) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, follow_redirects=False) as client:
+        foreign = await client.post(
+            "/console/login",
+            data={"name": OPERATOR[0], "password": OPERATOR[1]},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403 and "Set-Cookie" not in foreign.headers
+        own = await client.post(
+            "/console/login",
+            data={"name": OPERATOR[0], "password": OPERATOR[1]},
+            headers={"Origin": gw.url},
+        )
+        assert own.status_code == 303

@@ -52,16 +52,17 @@ class LiveSocket:
         return socket
 
     async def _push(self, socket: web.WebSocketResponse, watching: dict[str, Any]) -> None:
-        last: str | None = None
+        last: tuple[str, str] | None = None  # (what was watched, the fragment sent)
         while not socket.closed:
             if watching:
+                name = json.dumps(watching, sort_keys=True)
                 try:
                     html = await self.fragments[watching["watch"]][1](dict(watching))
                 except Exception as exc:  # a store outage: say nothing new, try again
                     log.warning("console_live_failed", error=type(exc).__name__)
                     html = None
-                if html is not None and html != last:
-                    last = html
+                if html is not None and (name, html) != last:
+                    last = (name, html)
                     await socket.send_json({"watch": watching["watch"], "html": html})
             await asyncio.sleep(self.interval)
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.config import ConsoleAccount, ConsoleConfig
 from gateway.console.auth import LoginThrottle, Session, Sessions, password_matches
 from gateway.logs import get_logger
+from gateway.store import is_store_error
 
 log = get_logger("gateway.console")
 
@@ -89,7 +90,16 @@ class Site:
                 if not session.csrf_matches(sent):
                     log.warning("console_csrf_refused", account=session.account, path=request.path)
                     return refused(request, 403, "the form's CSRF token is missing or wrong")
-            return await handler(request)
+            try:
+                return await handler(request)
+            except web.HTTPException:
+                raise
+            except Exception as exc:
+                if is_store_error(exc):
+                    log.error("console_store_failed", path=request.path, error=type(exc).__name__)
+                    return refused(request, 503, "the store did not answer; try again shortly")
+                log.exception("console_failed", path=request.path)
+                return refused(request, 500, "the console failed on this request")
 
         return guarded
 
@@ -97,6 +107,11 @@ class Site:
         return render(request, "login.html", error=None)
 
     async def login(self, request: web.Request) -> web.Response:
+        # Login CSRF: a browser names the page a form came from; another site's is refused.
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            log.warning("console_login_foreign_origin", remote=request.remote)
+            return refused(request, 403, "log in from the console's own page")
         form = await request.post()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         keys = (f"account:{name}", f"address:{request.remote}")
