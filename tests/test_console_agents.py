@@ -72,3 +72,26 @@ async def test_an_agent_observes_silently_then_speaks_hands_back_and_leaves(gw: 
             data={"csrf": token},
         )
         assert missing.status_code == 404
+
+
+async def test_the_composer_posts_to_a_group_conversation(gw: Any) -> None:
+    from .console_support import OPERATOR
+
+    conversation = await marketplace(gw.url)
+    operator, token = await logged_in(gw.url, OPERATOR)
+    headers = {"X-CSRF-Token": token}
+    carousel = {"type": "text", "text": "Your order is on its way"}
+    async with aclosing(operator):
+        posted = await operator.post(
+            "/console/api/send", json={"conversation": conversation, "content": carousel}, headers=headers
+        )
+        assert posted.status_code == 202, posted.text
+        assert len(posted.json()["copies"]) == 3
+        missing = await operator.post(
+            "/console/api/send",
+            json={"conversation": "conv_01J0000000000000000000000A", "content": carousel},
+            headers=headers,
+        )
+        assert missing.status_code == 404 and missing.json()["problems"][0]["field"] == "conversation"
+    [said] = await history(gw.url, conversation)
+    assert said["content"]["text"] == "Your order is on its way" and "author" not in said

@@ -21,7 +21,7 @@ from gateway.preview import preview
 from gateway.schema import CONTENT_ADAPTER, EventError
 from gateway.schema.errors import problems
 from gateway.schema.limits import API_INPUT
-from gateway.store import NewMessage
+from gateway.store import ConversationConflict, NewMessage
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -192,6 +192,8 @@ class OperatorPages:
         body = await _json(request)
         if isinstance(body, web.Response):
             return body
+        if "conversation" in body:
+            return await self._post_to_group(request, body)
         channel, recipient = body.get("channel"), body.get("to")
         if not isinstance(channel, str) or channel not in self.gateway.adapters:
             return _field(422, "channel", f"unknown channel {channel!r}")
@@ -218,6 +220,31 @@ class OperatorPages:
         self.gateway.dispatcher.wake(channel)
         log.info("console_sent", account=request[SESSION].account, message_id=message_id)
         return web.json_response({"id": message_id, "state": state}, status=202)
+
+    async def _post_to_group(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        """The business speaks in a group conversation: everyone present gets a copy, each in
+        their channel's richest form (POST /v1/conversations/{id}/messages without author)."""
+        conversation = body.get("conversation")
+        if not isinstance(conversation, str) or not conversation:
+            return _field(422, "conversation", "a conversation id (conv_…) is required")
+        content = _valid_content(body.get("content"))
+        if isinstance(content, web.Response):
+            return content
+        try:
+            posted = await self.gateway.store.post_to_conversation(
+                conversation, content, None, None, time.time()
+            )
+        except ConversationConflict as conflict:
+            return _field(conflict.status, conflict.field, conflict.message)
+        if posted is None:
+            return _field(404, "conversation", "no conversation with this id")
+        record, channels = posted
+        for channel in set(channels):
+            self.gateway.dispatcher.wake(channel)
+        self.gateway.delivery.wake()
+        log.info("console_posted", account=request[SESSION].account, conversation_id=conversation)
+        copies = [{"message_id": c.message_id, "state": c.state} for c in record.copies]
+        return web.json_response({"id": record.id, "copies": copies}, status=202)
 
     async def message_state(self, request: web.Request) -> web.Response:
         record = await self.gateway.store.get_message(request.match_info["message_id"])

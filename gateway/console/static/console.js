@@ -60,13 +60,17 @@ async function send() {
   const content = readContent();
   if (content === undefined) return;
   const status = document.getElementById("send-status");
-  const answer = await post("/console/api/send", {
-    channel: document.getElementById("send-channel").value,
-    to: document.getElementById("send-to").value,
-    content,
-  });
+  const channel = document.getElementById("send-channel").value;
+  const to = document.getElementById("send-to").value;
+  // No channel: the recipient is a group conversation, where everyone present gets a copy.
+  const wanted = channel ? { channel, to, content } : { conversation: to, content };
+  const answer = await post("/console/api/send", wanted);
   if (answer.status !== 202) {
     status.textContent = problemsText(answer.body);
+    return;
+  }
+  if (!channel) {
+    status.textContent = `${answer.body.id}: ${answer.body.copies.length} copies queued`;
     return;
   }
   const id = answer.body.id;
