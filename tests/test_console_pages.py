@@ -113,3 +113,16 @@ async def test_the_cli_discards_what_the_console_does(
         "1 failed inbox row(s) and 1 dead-lettered delivery(ies) discarded\n"
     )
     assert await gw.store.inbox_rows("failed") == [] and await gw.store.dead_letters() == []
+
+
+async def test_the_live_socket_closes_when_its_session_ends(gw: Any) -> None:
+    agent, token = await logged_in(gw.url, AGENT)
+    cookie = agent.cookies.get("gateway_console")
+    session = aiohttp.ClientSession(cookies={"gateway_console": cookie})
+    async with session, session.ws_connect(gw.url.replace("http", "ws") + "/console/live") as socket:
+        await socket.send_json({"watch": "conversations"})
+        assert "html" in await socket.receive_json(timeout=5)
+        assert (await agent.post("/console/logout", data={"csrf": token})).status_code == 303
+        closing = await socket.receive(timeout=5)
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+    await agent.aclose()

@@ -38,6 +38,7 @@ class Console:
                 "conversation": (None, self._conversation),
             },
             live_interval,
+            self.site.sessions,
         )
 
     async def _backlog(self) -> int:

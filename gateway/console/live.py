@@ -14,25 +14,33 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway.console.auth import Sessions
 from gateway.console.site import SESSION, log
 
 Draw = Callable[[dict[str, Any]], Awaitable[str | None]]
 
 
 class LiveSocket:
-    def __init__(self, fragments: dict[str, tuple[str | None, Draw]], interval: float) -> None:
+    def __init__(
+        self,
+        fragments: dict[str, tuple[str | None, Draw]],
+        interval: float,
+        sessions: Sessions,
+    ) -> None:
         """`fragments`: name → (the role it needs, or None for any, how to draw it)."""
         self.fragments = fragments
         self.interval = interval
+        self.sessions = sessions
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
         await socket.prepare(request)
         role = request[SESSION].role
         watching: dict[str, Any] = {}
-        pusher = asyncio.create_task(self._push(socket, watching))
+        session_id = request[SESSION].id
+        pusher = asyncio.create_task(self._push(socket, watching, session_id))
         try:
             async for message in socket:
                 if message.type != WSMsgType.TEXT:
@@ -51,9 +59,14 @@ class LiveSocket:
                 await pusher
         return socket
 
-    async def _push(self, socket: web.WebSocketResponse, watching: dict[str, Any]) -> None:
+    async def _push(
+        self, socket: web.WebSocketResponse, watching: dict[str, Any], session_id: str
+    ) -> None:
         last: tuple[str, str] | None = None  # (what was watched, the fragment sent)
         while not socket.closed:
+            if self.sessions.get(session_id) is None:  # logged out, or expired: no more news
+                await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
+                return
             if watching:
                 name = json.dumps(watching, sort_keys=True)
                 try:
