@@ -63,6 +63,7 @@ async def test_channels_show_a_failing_channel(
         "document.querySelector('tr[data-channel=\"wa-main\"] .lane').textContent.startsWith('paused')"
     )
     assert await page.locator('tr[data-channel="fb-main"] .lane').inner_text() == "flowing"
+    assert "130429" in await row.locator(".last-error").inner_text()  # the retry's reason
     await screenshot(page, "channels")
 
 

@@ -30,6 +30,10 @@ EXAMPLES = {
     path.stem: path.read_text(encoding="utf-8")
     for path in sorted((Path(__file__).parent / "examples").glob("*.json"))
 }
+# How far back the channels page looks in the store for a channel's last failed send: each
+# open page reads it every second (gateway/console/live.py), so an hour of messages at most.
+FAILED_SENDS_LOOKBACK = 3600.0
+ROWS_FRESH_SECONDS = 1.0
 # What the composer's sends are recorded under, as an API key's name is for the API's.
 CONSOLE_OWNER = "console"
 
@@ -54,16 +58,32 @@ class OperatorPages:
     def __init__(self, gateway: Gateway, last_hour: LastHour) -> None:
         self.gateway = gateway
         self.last_hour = last_hour
+        self._rows: tuple[float, list[ChannelRow]] | None = None
 
     async def channel_rows(self) -> list[ChannelRow]:
+        """Each channel's row, read at most once a second however many pages are open."""
+        now = time.monotonic()
+        if self._rows is not None and now - self._rows[0] < ROWS_FRESH_SECONDS:
+            return self._rows[1]
+        rows = await self._read_rows()
+        self._rows = (now, rows)
+        return rows
+
+    async def _read_rows(self) -> list[ChannelRow]:
         gateway = self.gateway
         ids = list(gateway.adapters)
-        facts = await gateway.store.channel_facts(ids, time.time() - 86400)
+        # The store's last failed send, for errors from before this process started.
+        facts = await gateway.store.channel_facts(ids, time.time() - FAILED_SENDS_LOOKBACK)
         pending = await gateway.store.pending_by_target({"send": ids})
         base = gateway.config.public_url.rstrip("/")
         rows = []
         for channel_id, adapter in gateway.adapters.items():
-            inbound, error, error_at = facts[channel_id]
+            inbound, stored, stored_at = facts[channel_id]
+            error, error_at = self._error_text(stored), stored_at
+            # What the transport saw in this process, retries included, is newer and fuller.
+            seen = gateway.transport.last_errors.get(channel_id)
+            if seen is not None and (error_at is None or seen[0] >= error_at):
+                error_at, error = seen[0], gateway.redactor.text(seen[1])
             rows.append(
                 ChannelRow(
                     id=channel_id,
@@ -79,7 +99,7 @@ class OperatorPages:
                     webhooks=self.last_hour.sum("webhooks", channel_id),
                     webhook_url=f"{base}/webhooks/{channel_id}",
                     last_inbound_at=inbound,
-                    last_error=self._error_text(error),
+                    last_error=error,
                     last_error_at=error_at,
                 )
             )
