@@ -12,7 +12,10 @@ Acknowledging is what a provider waits for; normalising runs behind it, from the
 gateway figure is acknowledgements per second during the burst, and the report adds how long
 the normaliser then takes to drain the backlog (the sustained, end-to-end rate).
 
-    python bench/ingress.py [--seconds 10] [--connections 32] [--rounds 3]
+    python bench/ingress.py [--seconds 10] [--connections 32] [--rounds 3] [--console]
+
+`--console` turns the console on and keeps one page watching its channels table over the live
+socket during each burst (issue 28: the console adds nothing to the webhook hot path).
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -20,6 +23,7 @@ Needs wrk (Debian: apt-get install wrk).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
@@ -32,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -203,8 +208,61 @@ def whatsapp_channel(channel_id: str, api_base_url: str) -> dict[str, Any]:
     }
 
 
+CONSOLE_PASSWORD = "bench-console-password"
+
+
+def console_section() -> dict[str, Any]:
+    """The console on, with one operator: `--console` watches it during the burst."""
+    from gateway.console.auth import hash_password
+
+    account = {"name": "bench", "role": "operator", "password_hash": hash_password(CONSOLE_PASSWORD)}
+    return {"enabled": True, "accounts": [account]}
+
+
+class ConsoleWatcher:
+    """One logged-in console page watching the channels table over /console/live, as an
+    operator's open browser tab does, in a thread of its own for the whole burst."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.updates = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._watch()), daemon=True)
+
+    def __enter__(self) -> ConsoleWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    async def _watch(self) -> None:
+        import aiohttp
+
+        base = f"http://127.0.0.1:{self.port}"
+        # unsafe: the jar keeps cookies of an IP address (127.0.0.1), as a browser does.
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+            form = {"name": "bench", "password": CONSOLE_PASSWORD}
+            async with session.post(f"{base}/console/login", data=form) as answer:
+                assert answer.status == 200, answer.status  # followed to the channels page
+            async with session.ws_connect(f"{base.replace('http', 'ws')}/console/live") as socket:
+                await socket.send_json({"watch": "channels"})
+                while not self._stop.is_set():
+                    try:
+                        await socket.receive(timeout=0.5)
+                        self.updates += 1
+                    except TimeoutError:
+                        pass
+
+
 def gateway_config(
-    work: Path, synchronous: str, busy_rate: float | None = None, pause_normalising: bool = False
+    work: Path,
+    synchronous: str,
+    busy_rate: float | None = None,
+    pause_normalising: bool = False,
+    console: bool = False,
 ) -> Path:
     """A fresh store and the config of one WhatsApp channel that accepts the bench's webhooks
     (`busy_rate`: server.busy_webhooks_per_second, when not the default)."""
@@ -224,6 +282,8 @@ def gateway_config(
         server["normalise_during_bursts"] = False
     if server:
         config["server"] = server
+    if console:
+        config["console"] = console_section()
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     return work / "config.yaml"
 
@@ -236,10 +296,17 @@ def serve_gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
 def gateway_round(args: argparse.Namespace, data: Path, work: Path) -> dict[str, float]:
     db = work / "bench.db"
     port = free_port()
-    config = gateway_config(work, args.synchronous, pause_normalising=args.pause_normalising)
+    config = gateway_config(
+        work, args.synchronous, pause_normalising=args.pause_normalising, console=args.console
+    )
     process = serve_gateway(config, port)
     try:
-        result = run_wrk(process, port, args.seconds, args.connections, data)
+        if args.console:
+            with ConsoleWatcher(port) as watcher:
+                result = run_wrk(process, port, args.seconds, args.connections, data)
+            result["console_updates"] = watcher.updates
+        else:
+            result = run_wrk(process, port, args.seconds, args.connections, data)
         stopped = time.monotonic()
         status = inbox_status(db)
         result["acked"] = sum(status.values())
@@ -271,6 +338,11 @@ def main() -> None:
         action="store_true",
         help="server.normalise_during_bursts: false (normalise only after the burst)",
     )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="the console on, one page watching the channels table live during each burst",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -299,6 +371,12 @@ def main() -> None:
         f"ratio {med(ratios):.2f} (target >= 0.50, p99 < 15 ms); end to end incl. normalising "
         f"{med(g['end_to_end_rps'] for g in gateway):.0f}/s; synchronous={args.synchronous}"
         + ("; normalising paused during bursts" if args.pause_normalising else "")
+        + (
+            f"; console on, one page watching ({med(g['console_updates'] for g in gateway):.0f}"
+            " live updates per burst)"
+            if args.console
+            else ""
+        )
     )
     if all("cpu_us" in r for r in bare + gateway):
         cpu_ratios = [g["cpu_us"] / b["cpu_us"] for b, g in zip(bare, gateway, strict=True)]

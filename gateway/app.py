@@ -264,6 +264,10 @@ class Gateway:
         app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
         self._conversation_routes(app, api)
         self._community_routes(app, api)
+        if self.config.console.enabled:
+            from gateway.console import Console  # its templates load only when it is on
+
+            Console(self).mount(app)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)

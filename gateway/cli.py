@@ -1,5 +1,5 @@
-"""`gateway` command line: serve, check-config, normalize, render, replay, prune, channels,
-schema, openapi, simulate, demo."""
+"""`gateway` command line: serve, check-config, normalize, render, replay, discard, prune,
+channels, schema, openapi, simulate, demo, console-hash-password."""
 
 from __future__ import annotations
 
@@ -255,6 +255,29 @@ async def dead_letters(store: Store, backend: str | None, *, listing: bool) -> i
     return 0
 
 
+def cmd_discard(args: argparse.Namespace) -> int:
+    """Give up on failed inbox rows or dead letters by id: the console's Discard."""
+    from gateway.app import open_configured_store
+
+    if not args.id and not args.dead_letter:
+        print("discard: give --id (inbox rows) or --dead-letter (deliveries)", file=sys.stderr)
+        return 2
+    store = open_configured_store(_load(args.config).storage)
+
+    async def run() -> int:
+        store.start()
+        try:
+            now = time.time()
+            rows = await store.discard_inbox(args.id or (), now)
+            dead = await store.discard_dead(args.dead_letter or (), now)
+        finally:
+            store.close()
+        print(f"{rows} failed inbox row(s) and {dead} dead-lettered delivery(ies) discarded")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from gateway.app import open_configured_store
     from gateway.pipeline.retention import Retention
@@ -407,6 +430,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_console_hash_password(_args: argparse.Namespace) -> int:
+    """Read a password from standard input (its first line), print its argon2 hash for
+    `console.accounts[].password_hash`."""
+    from gateway.console.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("console-hash-password: give the password on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -477,6 +513,18 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
 
+    discard = commands.add_parser(
+        "discard", help="give up on failed inbox rows or dead-lettered deliveries, by id"
+    )
+    discard.add_argument("--config", required=True)
+    discard.add_argument(
+        "--id", type=int, action="append", help="a failed inbox row (repeatable)"
+    )
+    discard.add_argument(
+        "--dead-letter", type=int, action="append", help="a dead-lettered delivery (repeatable)"
+    )
+    discard.set_defaults(func=cmd_discard)
+
     prune = commands.add_parser(
         "prune", help="delete what storage.retention lets go of now (the gateway also does this)"
     )
@@ -529,6 +577,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="gateway port (0 picks a free one)")
     demo.add_argument("--once", action="store_true", help="exit after one round trip")
     demo.set_defaults(func=cmd_demo)
+    hashing = commands.add_parser(
+        "console-hash-password",
+        help="print the argon2 hash of the password on standard input (docs/console.md)",
+    )
+    hashing.set_defaults(func=cmd_console_hash_password)
     return root
 
 

@@ -235,6 +235,44 @@ class SendRoutingConfig(_Section):
     delivery_timeout_seconds: float | None = Field(default=None, gt=0)
 
 
+class ConsoleAccount(_Section):
+    """One person who logs in to the console (docs/console.md)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["operator", "agent"]
+    # An argon2 hash (`gateway console-hash-password`), never the password itself.
+    password_hash: SecretStr
+
+    @model_validator(mode="after")
+    def _argon2(self) -> ConsoleAccount:
+        if not self.password_hash.get_secret_value().startswith("$argon2"):
+            raise ValueError(
+                "password_hash must be an argon2 hash: make one with"
+                " `gateway console-hash-password`"
+            )
+        return self
+
+
+class ConsoleConfig(_Section):
+    """The web console at /console (docs/console.md): off unless enabled."""
+
+    enabled: bool = False
+    accounts: list[ConsoleAccount] = []
+    # Mark the session cookie Secure even for plain-HTTP requests: set it behind a proxy that
+    # ends TLS (a request that came over HTTPS itself is always answered with Secure).
+    secure_cookies: bool = False
+    session_minutes: float = Field(default=480.0, gt=0)
+
+    @model_validator(mode="after")
+    def _accounts_when_enabled(self) -> ConsoleConfig:
+        if self.enabled and not self.accounts:
+            raise ValueError("accounts: an enabled console needs at least one account")
+        names = [a.name for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("accounts: each account needs a name of its own")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -253,6 +291,7 @@ class GatewayConfig(_Section):
     identities: IdentitiesConfig = IdentitiesConfig()
     communities: list[CommunityConfig] = []
     routing: SendRoutingConfig = SendRoutingConfig()
+    console: ConsoleConfig = ConsoleConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def community_owner(self, community: CommunityConfig) -> str:
@@ -272,6 +311,7 @@ class GatewayConfig(_Section):
         values = [k.key.get_secret_value() for k in self.api_keys]
         values += [b.secret.get_secret_value() for b in self.backends]
         values += [c.moderation.secret.get_secret_value() for c in self.communities if c.moderation]
+        values += [a.password_hash.get_secret_value() for a in self.console.accounts]
         if self.storage.dsn is not None:
             dsn = self.storage.dsn.get_secret_value()
             values.append(dsn)

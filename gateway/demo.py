@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gateway.app import Gateway, secrets_of
 from gateway.config import EVENT_TYPES, parse_config
+from gateway.console.auth import hash_password
 from gateway.demo_group import SceneRefused, Watcher, group_scene, people
 from gateway.logs import configure_logging
 from gateway.schema import CONVERSATION_EVENT_TYPES
@@ -127,6 +128,8 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
             if status["state"] == "read":
                 done.set()
 
+    # The console's demo login (gateway/console/), printed below: a new one each run.
+    console_password = secrets.token_urlsafe(9)
     backend = BackendRecorder(backend_secret, on_event=backend_logic)
     await backend.start()
     config = parse_config(
@@ -170,6 +173,13 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
                     "verify_token": secrets.token_urlsafe(16),
                 },
             ],
+            "console": {
+                "enabled": True,
+                "accounts": [
+                    {"name": name, "role": name, "password_hash": hash_password(console_password)}
+                    for name in ("operator", "agent")
+                ],
+            },
             "logging": {"level": "warning", "format": "console"},
         },
         "demo",
@@ -194,6 +204,11 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
     say("demo", f"WhatsApp simulator on {simulator.base_url}, backend on {backend.url}")
     say("demo", f"SMS simulator on {sms.origin}, Messenger simulator on {messenger.origin}")
     say("demo", f"API key: {api_key}")
+    say(
+        "demo",
+        f"console: {gateway_url}/console, log in as operator or agent,"
+        f" password {console_password}",
+    )
 
     async def play_group_scene() -> str:
         watcher = Watcher(people(CUSTOMER), say)

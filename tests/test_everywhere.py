@@ -77,10 +77,12 @@ async def five_channel_gateway(
     sims: dict[str, Any],
     backend: BackendRecorder,
     events: list[str] | None = None,
+    **sections: Any,
 ) -> Any:
     """A gateway on the five simulators, each posting its webhooks to it; `backend` gets
-    `events` (the default list when None)."""
+    `events` (the default list when None); `sections`: more config (`console={...}`)."""
     data = with_backend(base_config(tmp_path, public_url="https://sms.example.com"), backend)
+    data.update(sections)
     if events is not None:
         data["backends"][0]["events"] = events
     data["channels"][0]["api_base_url"] = sims["whatsapp"].base_url

@@ -75,6 +75,8 @@ class Transport:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._paused_until: dict[str, float] = {}
+        # Per channel, the provider's last refusal and when (time.time()): the console shows it.
+        self.last_errors: dict[str, tuple[float, str]] = {}
         # Per channel, the adapter its sender was made from: a reload that changes the channel
         # brings a new adapter (new credentials), and with it a new sender.
         self._senders: dict[str, tuple[Adapter, Sender | None]] = {}
@@ -149,6 +151,7 @@ class Transport:
                 "retry", "timeout", f"provider did not answer within {SEND_DEADLINE_SECONDS:g} s"
             ) from None
         except SendError as error:
+            self.last_errors[channel] = (time.time(), str(error))
             if error.retry_after:
                 # Retry-After applies to the whole channel, not just this message.
                 self._paused_until[channel] = time.monotonic() + error.retry_after

@@ -44,12 +44,12 @@ _UNFINISHED = (
 
 
 def prune_inbox(tx: Tx, cutoff: float, limit: int) -> int:
-    finished = f"status = 'done' AND received_at < ? AND NOT EXISTS ({_UNSUPPORTED})"
+    finished = f"status IN ('done', 'discarded') AND received_at < ? AND NOT EXISTS ({_UNSUPPORTED})"
     return _prune_by_id(tx, "inbox", "received_at", finished, cutoff, limit)
 
 
 def prune_outbox(tx: Tx, cutoff: float, limit: int) -> int:
-    finished = "status IN ('done', 'failed') AND done_at < ?"
+    finished = "status IN ('done', 'failed', 'discarded') AND done_at < ?"
     return _prune_by_id(tx, "outbox", "created_at", finished, cutoff, limit)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from gateway.downgrade.choices import Choice
 from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, DEFAULT_ROUTING, RoutingPolicy
@@ -173,6 +173,19 @@ class Store:
             return tx.execute(sql, params)
 
         return await self.db.run(op)
+
+    async def discard_inbox(self, row_ids: Sequence[int], now: float) -> int:
+        """Give up on failed rows (the console's Discard): kept as `discarded`, with their
+        reason, until retention deletes them like rows normalised; how many."""
+        if not row_ids:
+            return 0
+        return await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET status = 'discarded', processed_at = ?, claimed_until = NULL"
+                " WHERE status = 'failed' AND id IN " + writes.in_list(row_ids),
+                (now, *row_ids),
+            )
+        )
 
     async def unsupported_rows(self, limit: int = 100) -> list[tuple[int, str, str | None]]:
         """(inbox row, channel, reason) of payloads kept as `unsupported` events."""
@@ -781,9 +794,12 @@ class Store:
             ]
         )
 
-    async def replay_dead(self, now: float, target: str | None = None) -> int:
-        """Queue dead-lettered deliveries again (only `target`'s when given); how many."""
-        where, params = ("", ()) if target is None else (" AND target = ?", (target,))
+    async def replay_dead(
+        self, now: float, target: str | None = None, ids: Sequence[int] = ()
+    ) -> int:
+        """Queue dead-lettered deliveries again (only `target`'s, or those `ids`, when given);
+        how many."""
+        where, params = _dead_filter(target, ids)
         return await self.db.run(
             lambda tx: tx.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?,"
@@ -791,6 +807,47 @@ class Store:
                 (now, now, *params),
             )
         )
+
+    async def discard_dead(self, ids: Sequence[int], now: float) -> int:
+        """Give up on dead-lettered deliveries (the console's Discard): `discarded`, deleted by
+        retention like finished ones; how many."""
+        if not ids:
+            return 0
+        where, params = _dead_filter(None, ids)
+        return await self.db.run(
+            lambda tx: tx.execute(
+                "UPDATE outbox SET status = 'discarded', done_at = ?, claimed_until = NULL"
+                " WHERE status = 'dead'" + where,
+                (now, *params),
+            )
+        )
+
+    async def channel_facts(
+        self, channel_ids: Sequence[str], since: float
+    ) -> dict[str, tuple[float | None, str | None, float | None]]:
+        """Per channel, for the console: when its provider last reached us (any webhook), and
+        its last send error since `since` with when it was recorded."""
+
+        def op(tx: Tx) -> dict[str, tuple[float | None, str | None, float | None]]:
+            found: dict[str, tuple[float | None, str | None, float | None]] = {}
+            for channel in channel_ids:
+                inbound = tx.one(
+                    "SELECT received_at FROM inbox WHERE channel_id = ? ORDER BY id DESC LIMIT 1",
+                    (channel,),
+                )
+                failed = tx.one(
+                    "SELECT error, updated_at FROM messages WHERE created_at > ?"
+                    " AND channel_id = ? AND error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+                    (since, channel),
+                )
+                found[channel] = (
+                    float(inbound[0]) if inbound else None,
+                    failed[0] if failed else None,
+                    float(failed[1]) if failed else None,
+                )
+            return found
+
+        return await self.db.run(op)
 
     async def ping(self) -> None:
         """Raise unless the store answers a query."""
@@ -938,3 +995,14 @@ def _count(tx: Tx, sql: str, params: tuple[str, ...], cap: int) -> int:
     """How many rows `sql` selects, up to `cap`."""
     capped = f"SELECT COUNT(*) FROM ({sql} LIMIT ?) AS capped"
     return int(tx.one(capped, (*params, cap))[0])
+
+
+def _dead_filter(target: str | None, ids: Sequence[int]) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause's end (and its parameters) picking dead letters by target and ids."""
+    where, params = "", cast(tuple[Any, ...], ())
+    if target is not None:
+        where, params = " AND target = ?", (target,)
+    if ids:
+        where += " AND id IN " + writes.in_list(ids)
+        params = (*params, *ids)
+    return where, params
