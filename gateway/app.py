@@ -36,6 +36,8 @@ from gateway.schema import json_schema
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.transport import Transport
 from gateway.users_api import UsersApi
+from gateway.web_api import WebApi
+from gateway.web_socket import WebSockets
 
 log = get_logger("gateway.app")
 
@@ -144,6 +146,9 @@ class Gateway:
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
+        # The web channels' sockets and log: their sends end there, not at a provider.
+        self.web = WebSockets(self.store, self.adapters, self._stored)
+        self.web.attach(self.adapters)
         self._lane_workers = {w.kind: w for w in (self.dispatcher, self.delivery)}
         self.workers: list[Background] = [
             self.normaliser,
@@ -152,6 +157,7 @@ class Gateway:
             self.held_statuses,
             self.route_questions,
             self.retention,
+            self.web.sweeper,
         ]
 
     async def reload_file(self, path: str | Path) -> bool:
@@ -177,6 +183,7 @@ class Gateway:
             config = with_running_settings(self.config, new)
             try:
                 adapters = build_adapters(config)
+                self.web.attach(adapters)
             except Exception as exc:
                 log.error("reload_refused", problems=[f"{type(exc).__name__}: {exc}"])
                 return False
@@ -244,6 +251,11 @@ class Gateway:
         app.router.add_post("/v1/users/{user_id}/merge", api.authenticated(users.merge))
         app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
         self._conversation_routes(app, api)
+        web_api = WebApi(self.web, self.bodies)
+        app.router.add_post("/v1/web/tokens", api.authenticated(web_api.tokens))
+        app.router.add_post("/v1/web/actions", api.authenticated(web_api.actions))
+        app.router.add_get("/web/example", web_api.example)
+        app.router.add_get("/web/{channel_id}/socket", self.web.handle)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -309,6 +321,7 @@ class Gateway:
 
     async def _shutdown(self, _app: web.Application) -> None:
         # Connections stopped reading when the shutdown began: a body still arriving never will.
+        await self.web.close_all()  # devices reconnect to another gateway, or after the restart
         abandoned = self.bodies.abandon()
         if abandoned:
             log.info("shutdown_abandoned_reads", requests=abandoned)

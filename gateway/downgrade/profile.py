@@ -86,6 +86,9 @@ class Profile:
     list: ListProfile | None = None
     carousel: CarouselProfile | None = None
     location_request: bool = False  # a native "send your location" prompt
+    # A form shown whole, answered in one submission (the web channel); else the dispatcher
+    # asks its fields one at a time as a conversation (gateway/forms.py).
+    forms: bool = False
     caption_max: int = 1024  # 0: media carry no caption; it goes as a text of its own
     templates: bool = False
     window_hours: float | None = None  # free-form messages only this long after the user's last
