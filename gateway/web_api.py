@@ -12,55 +12,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import Field, model_validator
 
 from adapters.web import WebAdapter
 from adapters.web.tokens import mint
-from gateway.api import _body, refusal
+from gateway.api import _body, model_answer, refusal
 from gateway.bodies import BodyReader
 from gateway.logs import get_logger
-from gateway.schema.content import Model
+from gateway.schema.web import WebActionAccepted, WebActionRequest, WebToken, WebTokenRequest
 from gateway.web_socket import WebSockets
 
 log = get_logger("gateway.web")
-
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-
-
-class TokenRequest(Model):
-    channel: str = Field(description="A configured channel of type `web`.")
-    user: UserId = Field(description="The platform's id of the user the app is logged in as.")
-    ttl_seconds: int | None = Field(
-        default=None,
-        ge=30,
-        le=86400,
-        description="Lifetime; the channel's token_ttl_seconds if unset.",
-    )
-
-
-class TokenAnswer(Model):
-    token: str
-    expires_at: datetime
-    socket_path: str
-
-
-class ActionRequest(Model):
-    channel: str
-    user: UserId
-    action: Literal["typing_on", "typing_off", "read"]
-    external_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
-        default=None,
-        description="For `read`: the user's message read up to (its event's external_id).",
-    )
-
-    @model_validator(mode="after")
-    def _read_names_a_message(self) -> ActionRequest:
-        if self.action == "read" and self.external_id is None:
-            raise ValueError("external_id is required for a read action")
-        return self
 
 
 class WebApi:
@@ -75,7 +39,7 @@ class WebApi:
         return adapter
 
     async def tokens(self, request: web.Request) -> web.Response:
-        wanted = await _body(self.bodies, request, TokenRequest, "the token request")
+        wanted = await _body(self.bodies, request, WebTokenRequest, "the token request")
         if isinstance(wanted, web.Response):
             return wanted
         adapter = self._channel(wanted.channel)
@@ -87,17 +51,15 @@ class WebApi:
             config.token_secret.get_secret_value().encode(), config.id, wanted.user, expires_at
         )
         log.info("web_token_minted", channel=config.id, expires_at=expires_at)  # never the token
-        answer = TokenAnswer(
+        answer = WebToken(
             token=token,
             expires_at=datetime.fromtimestamp(expires_at, UTC),
             socket_path=f"/web/{config.id}/socket",
         )
-        return web.Response(
-            text=answer.model_dump_json(), status=201, content_type="application/json"
-        )
+        return model_answer(answer, status=201)
 
     async def actions(self, request: web.Request) -> web.Response:
-        wanted = await _body(self.bodies, request, ActionRequest, "the action")
+        wanted = await _body(self.bodies, request, WebActionRequest, "the action")
         if isinstance(wanted, web.Response):
             return wanted
         adapter = self._channel(wanted.channel)
@@ -109,7 +71,7 @@ class WebApi:
         else:
             frame = {"type": "typing", "state": "on" if wanted.action == "typing_on" else "off"}
         devices = self.hub.broadcast(adapter.config.id, wanted.user, frame)
-        return web.json_response({"devices": devices}, status=202)
+        return model_answer(WebActionAccepted(devices=devices), status=202)
 
     async def example(self, _request: web.Request) -> web.Response:
         page = resources.files("adapters.web").joinpath("static/example.html").read_text("utf-8")

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from adapters.base import (
     Adapter,
     AddressForm,
+    Admission,
     ChannelConfig,
     InboundRequest,
     OptIn,
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 # The path of the one "request" a part becomes: the user's log, not a provider URL.
 LOG_PATH = "/log"
 # Every action kind the example page shows natively (docs/web-channel.md, "Frames").
-ALL_KINDS = frozenset({"reply", "postback", "link", "call"})
+ALL_KINDS = frozenset({"reply", "postback", "link", "call", "location_request", "buy", "share"})
 
 CAPABILITIES = Profile(
     channel="web",
@@ -86,7 +87,8 @@ CAPABILITIES = Profile(
         footer_max=MAX_LABEL,
         media=True,
     ),
-    quick_replies=QuickRepliesProfile(max_items=MAX_CHOICES, label_max=MAX_LABEL),
+    quick_replies=QuickRepliesProfile(max_items=MAX_CHOICES, label_max=MAX_LABEL, kinds=ALL_KINDS),
+    location_request=True,
     list=ListProfile(
         max_rows=MAX_ROWS,
         max_sections=MAX_SECTIONS,
@@ -189,6 +191,10 @@ class WebAdapter(Adapter):
     def dedupe_key(self, body: bytes) -> str:
         return _read(body).dedupe_key()
 
+    def admission(self, body: bytes) -> Admission:
+        stored = _read(body)
+        return Admission(stored.dedupe_key(), stored.at)
+
     def parse(self, body: bytes) -> list[ParsedEvent]:
         stored = _read(body)
         return [ParsedEvent(self._draft(stored), stored.dedupe_key())]
@@ -273,6 +279,6 @@ def _read(body: bytes) -> InboundBody:
     try:
         return InboundBody.model_validate_json(body)
     except ValidationError as exc:
-        raise PayloadError(
-            f"unreadable web channel item: {exc.errors(include_url=False)[0]['msg']}"
-        ) from None
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise PayloadError(f"{where}: {first['msg']}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from gateway.schema.content import JsonObject, LocationContent, Name, TextContent
 
@@ -96,6 +96,8 @@ def read_frame(text: str | bytes) -> AuthFrame | UserFrame | AckFrame | ReadFram
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "frame"
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            where = f"{where}.type" if first["loc"] else "type"
         raise ValueError(f"{where}: {first['msg']}") from None
     return frame
 
@@ -103,11 +105,15 @@ def read_frame(text: str | bytes) -> AuthFrame | UserFrame | AckFrame | ReadFram
 # --- the inbox body: what the gateway stores for the adapter to parse -----------------------
 
 
+# Any date a datetime holds comfortably (2100-01-01): a stored item's `at` past it is refused.
+LAST_DATE = 4_102_444_800
+
+
 class StatusNote(_Frame):
     """A delivery state the gateway observed for one log entry (ack, read, offline timeout)."""
 
-    external_id: str
-    message_id: str
+    external_id: Annotated[str, Field(min_length=1, max_length=64)]
+    message_id: Annotated[str, Field(min_length=1, max_length=64)]
     state: Literal["delivered", "read", "failed"]
     error_code: str | None = None
     error_title: str | None = None
@@ -117,8 +123,8 @@ class InboundBody(_Frame):
     """One stored inbound item of the web channel: from a verified connection of `user`, or a
     status the gateway itself decided (`status`). `at` is when it happened, epoch seconds."""
 
-    user: str
-    at: float
+    user: Annotated[str, Field(min_length=1, max_length=128)]
+    at: Annotated[float, Field(ge=0, le=LAST_DATE)]
     frame: (
         Annotated[
             MessageFrame | PostbackFrame | FormResponseFrame | TypingFrame,
@@ -127,6 +133,12 @@ class InboundBody(_Frame):
         | None
     ) = None
     status: StatusNote | None = None
+
+    @model_validator(mode="after")
+    def _one_of_frame_or_status(self) -> InboundBody:
+        if (self.frame is None) == (self.status is None):
+            raise ValueError("exactly one of frame and status is required")
+        return self
 
     def dedupe_key(self) -> str:
         if self.status is not None:
