@@ -69,7 +69,8 @@ def test_a_token_opens_only_its_channel_until_it_expires() -> None:
         "eyJjIjoid2ViIn0.AAAA",
         "ü.ü",
         # A valid token's payload with another user swapped in, the signature kept.
-        "eyJjIjoid2ViIiwidSI6InVfYWRtaW4iLCJleHAiOjIwMDB9." + mint(SECRET, "web", "u", 2000).split(".")[1],
+        "eyJjIjoid2ViIiwidSI6InVfYWRtaW4iLCJleHAiOjIwMDB9."
+        + mint(SECRET, "web", "u", 2000).split(".")[1],
     ],
 )
 def test_a_forged_or_malformed_token_is_refused_not_expired(forged: str) -> None:
@@ -83,7 +84,10 @@ def test_a_forged_or_malformed_token_is_refused_not_expired(forged: str) -> None
     ("frame", "field"),
     [
         ('{"type": "shout"}', "type"),
-        ('{"type": "message", "id": "a b", "content": {"type": "text", "text": "x"}}', "message.id"),
+        (
+            '{"type": "message", "id": "a b", "content": {"type": "text", "text": "x"}}',
+            "message.id",
+        ),
         ('{"type": "ack", "event_id": 0}', "ack.event_id"),
         ('{"type": "typing", "state": "maybe"}', "typing.state"),
         ("[1, 2]", "frame"),

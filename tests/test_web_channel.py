@@ -86,7 +86,10 @@ async def test_content_arrives_natively_and_taps_forms_and_text_reach_the_backen
     postback = next(e for e in events if e["type"] == "postback")
     assert postback["postback"] == {"payload": "ORDER_DIAVOLA", "title": "Order",
                                     "reply_to": frame["external_id"]}  # fmt: skip
-    assert postback["sender"]["id"] == "u_123" and postback["channel"] == {"id": CHANNEL, "type": "web"}
+    assert postback["sender"]["id"] == "u_123" and postback["channel"] == {
+        "id": CHANNEL,
+        "type": "web",
+    }
     messages = [e["message"]["content"] for e in events if e["type"] == "message"]
     assert {"type": "form_response", "form_id": form_id,
             "values": {"address": "1 Main St", "size": "L"}, "quick_replies": []} in messages  # fmt: skip
@@ -110,7 +113,9 @@ async def test_ack_and_read_become_delivered_and_read_statuses(
     await message_state(stack.url, first, "read")
     await message_state(stack.url, second, "read")
     statuses = await backend.wait_for(
-        lambda e: len([x for x in e if x["type"] == "status" and x["status"]["state"] == "read"]) == 2
+        lambda e: (
+            len([x for x in e if x["type"] == "status" and x["status"]["state"] == "read"]) == 2
+        )
     )
     second_states = [s["status"]["state"] for s in statuses
                      if s["type"] == "status" and s["status"]["message_id"] == second]  # fmt: skip
@@ -179,7 +184,9 @@ async def test_a_resent_frame_is_stored_once(stack: Any, backend: BackendRecorde
     await device.send(frame)  # the app did not see `accepted`, reconnected, sent again
     await device.until("accepted")
     await device.say("after")
-    await backend.wait_for(lambda e: any(x.get("message", {}).get("content", {}).get("text") == "after" for x in e))
+    await backend.wait_for(
+        lambda e: any(x.get("message", {}).get("content", {}).get("text") == "after" for x in e)
+    )
     texts = [e["message"]["content"]["text"] for e in backend.of_type("message")]
     assert texts == ["once", "after"]
     await device.close()

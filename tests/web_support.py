@@ -70,7 +70,9 @@ class Device:
 
     async def say(self, text: str) -> str:
         frame_id = uuid.uuid4().hex
-        await self.send({"type": "message", "id": frame_id, "content": {"type": "text", "text": text}})
+        await self.send(
+            {"type": "message", "id": frame_id, "content": {"type": "text", "text": text}}
+        )
         return frame_id
 
     async def next(self, timeout: float = 10.0) -> dict[str, Any]:
