@@ -108,6 +108,7 @@ CAPABILITIES = Profile(
         label_max=MAX_LABEL,
         kinds=ALL_KINDS,
         text_max=MAX_TEXT,
+        text_required=False,
     ),
     forms=True,
     notes={"web": "the platform's own app: every content type is shown natively"},

@@ -71,6 +71,8 @@ class CarouselProfile:
     # The carousel carries the message's text (a required body) within this many characters;
     # None: the text goes as a message of its own before the carousel.
     text_max: int | None = None
+    # The carried text must be there (WhatsApp's body): a carousel without text gets one.
+    text_required: bool = True
 
 
 @dataclass(frozen=True)
