@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,20 @@ def config(work: Path) -> Path:
     }
     (work / "config.yaml").write_text(yaml.safe_dump(data))
     return work / "config.yaml"
+
+
+def states(db: Path, message_ids: list[str]) -> dict[str, int]:
+    """How many of `message_ids` are in each state, and how many are in the web log."""
+    with sqlite3.connect(db) as conn:
+        marks = ",".join("?" * len(message_ids))
+        rows = conn.execute(
+            f"SELECT state, COUNT(*) FROM messages WHERE id IN ({marks}) GROUP BY state",
+            message_ids,
+        ).fetchall()
+        logged = conn.execute(
+            f"SELECT COUNT(*) FROM web_log WHERE message_id IN ({marks})", message_ids
+        ).fetchone()[0]
+    return {**dict(rows), "in_web_log": logged}
 
 
 class Clients:
@@ -133,11 +148,13 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1)
                 idle_rss = rss_bytes(gateway.pid)
                 sockets = []
+                connecting = time.perf_counter()
                 for start in range(0, len(users), 200):
                     batch = users[start : start + 200]
                     sockets += await asyncio.gather(
                         *(clients.connect(session, socket_url, u) for u in batch)
                     )
+                print(f"connected in {time.perf_counter() - connecting:.1f} s")
                 await asyncio.sleep(1)
                 connected_rss = rss_bytes(gateway.pid)
                 readers = [asyncio.create_task(clients.read(ws)) for ws in sockets]
@@ -170,6 +187,15 @@ async def run(args: argparse.Namespace) -> None:
                 if cpu_before is not None and cpu_after is not None:
                     print(f"gateway CPU {1000 * (cpu_after - cpu_before) / len(posted):.2f} ms a message;"
                           f" this process {time.process_time() - mine_before:.1f} s CPU")  # fmt: skip
+                print("gateway exit code:", gateway.poll())
+                closed = [ws.close_code for ws in sockets if ws.closed]
+                if closed:
+                    print(
+                        f"{len(closed)} sockets closed by the gateway, codes {sorted(set(closed))}"
+                    )
+                if missing:
+                    lost = [m for m in posted if m not in clients.received]
+                    print("missing messages' states in the store:", states(work / "web.db", lost))
                 for task in readers:
                     task.cancel()
                 await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)

@@ -163,3 +163,20 @@ async def test_a_thousand_idle_connections_cost_bounded_memory(
         assert time.perf_counter() - started < 5
         await busy.close()
         await asyncio.gather(*(ws.close() for ws in [*warm, *sockets]))
+
+
+async def test_a_socket_outlives_the_header_deadline_of_http_requests(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    """The deadline for slow request headers (gateway/headers.py) once cut every socket."""
+    data = web_config(tmp_path)
+    data["server"] = {"header_timeout_seconds": 0.3}
+    stack = await start_gateway(config_from(data))
+    device = await Device.connect(stack.url, await token(stack.url, "u_long"))
+    for _ in range(3):
+        await asyncio.sleep(0.4)
+        await device.send({"type": "typing", "state": "on"})  # bytes after the headers
+    await send(stack.url, "u_long", {"type": "text", "text": "still connected"})
+    assert (await device.until("message"))["content"]["text"] == "still connected"
+    assert not device.ws.closed
+    await device.close()
