@@ -9,7 +9,7 @@ client acks what it gets, as the example page does. The figures:
   receipt of the frame (p50, p99, max);
 - whether every message reached its client exactly once.
 
-    python bench/web.py [--clients 2000] [--rate 500] [--seconds 10]
+    python bench/web.py [--clients 2000] [--rate 500] [--seconds 10] [--no-ack]
 
 The clients and the posting share this process's core: at high rates it is the client side
 that saturates first (see the CPU figures printed for both).
@@ -79,7 +79,8 @@ def states(db: Path, message_ids: list[str]) -> dict[str, int]:
 
 
 class Clients:
-    def __init__(self) -> None:
+    def __init__(self, ack: bool) -> None:
+        self.ack = ack
         self.received: dict[str, list[float]] = {}  # message id → receipt times (one expected)
         self.expected = 0
         self.all_in = asyncio.Event()
@@ -103,7 +104,8 @@ class Clients:
                 self.received.setdefault(frame["message_id"], []).append(time.perf_counter())
                 if len(self.received) >= self.expected:
                     self.all_in.set()
-                await ws.send_str(json.dumps({"type": "ack", "event_id": frame["event_id"]}))
+                if self.ack:
+                    await ws.send_str(json.dumps({"type": "ack", "event_id": frame["event_id"]}))
 
 
 async def post_at_rate(
@@ -140,7 +142,7 @@ async def run(args: argparse.Namespace) -> None:
         gateway = serve_gateway(config(work), port)
         base = f"http://127.0.0.1:{port}"
         socket_url = f"ws://127.0.0.1:{port}/web/web/socket"
-        clients = Clients()
+        clients = Clients(ack=not args.no_ack)
         users = [f"user{i}" for i in range(args.clients)]
         try:
             connector = aiohttp.TCPConnector(limit=0)
@@ -209,6 +211,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--no-ack", action="store_true", help="clients do not ack (no statuses)")
     asyncio.run(run(parser.parse_args()))
 
 
