@@ -89,6 +89,10 @@ class Device:
 
     async def resume(self) -> None:
         """Send every entry after `sent`, page by page, until none came in meanwhile."""
+        # A device that saw more than the log holds (a store restored from a backup, or
+        # another gateway's) would skip what comes next: it resumes from the log's end, and
+        # `ready` tells it so.
+        self.sent = min(self.sent, await self.hub.log.newest(self.channel_id, self.user_id))
         while True:
             missed = self.missed
             sent_any = await self.catch_up()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.simulator.backend import BackendRecorder
+from gateway.store.web_log import WebLog
 
 from .conftest import assert_no_secrets, config_from, with_backend
 from .web_support import AUTH, CHANNEL, Device, send, token, web_config
@@ -223,3 +224,22 @@ async def test_tokens_are_minted_only_for_web_channels_and_users_of_the_form(sta
         unauthenticated = await client.post(f"{stack.url}/v1/web/tokens",
                                             json={"channel": CHANNEL, "user": "u"})  # fmt: skip
         assert unauthenticated.status_code == 401
+
+
+async def test_a_device_ahead_of_the_log_resumes_from_its_end(stack: Any) -> None:
+    device = await Device.connect(stack.url, await token(stack.url, "u_6"), last_event_id=500)
+    assert device.frames[-1] == {"type": "ready", "last_event_id": 0}
+    await send(stack.url, "u_6", {"type": "text", "text": "first"})
+    assert (await device.until("message"))["event_id"] == 1
+    await device.close()
+
+
+async def test_what_another_gateway_process_logs_reaches_the_devices_here(stack: Any) -> None:
+    """Several processes on one PostgreSQL store: the sender may run in another process. Its
+    entry is written to the log only; the sweeper finds it for the devices connected here."""
+    device = await Device.connect(stack.url, await token(stack.url, "u_7"))
+    elsewhere = WebLog(stack.store.db)  # another process's writes: no push here
+    await elsewhere.append(CHANNEL, "u_7", "msg_elsewhere", 0, '{"type":"text","text":"x"}', 2e9)
+    frame = await device.until("message", timeout=5)
+    assert (frame["event_id"], frame["message_id"]) == (1, "msg_elsewhere")
+    await device.close()

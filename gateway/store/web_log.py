@@ -117,6 +117,19 @@ class WebLog:
         entries: list[LogEntry] = await self.db.run(op)
         return entries
 
+    async def newest(self, channel_id: str, user_id: str) -> int:
+        """The user's last event id (0: none yet)."""
+
+        def op(tx: Tx) -> int:
+            row = tx.one(
+                "SELECT COALESCE(MAX(event_id), 0) FROM web_log WHERE channel_id = ? AND user_id = ?",
+                (channel_id, user_id),
+            )
+            return int(row[0])
+
+        newest: int = await self.db.run(op)
+        return newest
+
     async def delivered(self, channel_id: str, user_id: str, event_id: int, now: float) -> bool:
         """A device shows entry `event_id`: True when this is the first to say so."""
 
