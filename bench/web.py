@@ -135,13 +135,42 @@ async def post_at_rate(
     return posted
 
 
+async def connect_all(
+    session: aiohttp.ClientSession, clients: Clients, url: str, users: list[str]
+) -> list[aiohttp.ClientWebSocketResponse]:
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    connecting = time.perf_counter()
+    for start in range(0, len(users), 200):
+        batch = users[start : start + 200]
+        sockets += await asyncio.gather(*(clients.connect(session, url, u) for u in batch))
+    print(f"connected in {time.perf_counter() - connecting:.1f} s")
+    return sockets
+
+
+def report(
+    clients: Clients, posted: dict[str, float], began: float, args: argparse.Namespace
+) -> int:
+    """Print the delivery figures; how many messages are missing."""
+    ended = max(t for times in clients.received.values() for t in times)
+    latencies = sorted(
+        (clients.received[m][0] - posted[m]) * 1000 for m in posted if m in clients.received
+    )
+    doubled = sum(1 for times in clients.received.values() if len(times) > 1)
+    missing = len(posted) - len(latencies)
+    rate = len(latencies) / (ended - began)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"posted {len(posted)} at {args.rate:g}/s for {args.seconds:g} s;"
+          f" delivered {len(latencies)} ({missing} missing, {doubled} doubled) at {rate:.0f}/s")  # fmt: skip
+    print(f"POST → client latency ms: p50 {statistics.median(latencies):.1f},"
+          f" p99 {p99:.1f}, max {latencies[-1]:.1f}")  # fmt: skip
+    return missing
+
+
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         port = free_port()
         gateway = serve_gateway(config(work), port)
-        base = f"http://127.0.0.1:{port}"
-        socket_url = f"ws://127.0.0.1:{port}/web/web/socket"
         clients = Clients(ack=not args.no_ack)
         users = [f"user{i}" for i in range(args.clients)]
         try:
@@ -149,14 +178,8 @@ async def run(args: argparse.Namespace) -> None:
             async with aiohttp.ClientSession(connector=connector) as session:
                 await asyncio.sleep(1)
                 idle_rss = rss_bytes(gateway.pid)
-                sockets = []
-                connecting = time.perf_counter()
-                for start in range(0, len(users), 200):
-                    batch = users[start : start + 200]
-                    sockets += await asyncio.gather(
-                        *(clients.connect(session, socket_url, u) for u in batch)
-                    )
-                print(f"connected in {time.perf_counter() - connecting:.1f} s")
+                url = f"ws://127.0.0.1:{port}/web/web/socket"
+                sockets = await connect_all(session, clients, url, users)
                 await asyncio.sleep(1)
                 connected_rss = rss_bytes(gateway.pid)
                 readers = [asyncio.create_task(clients.read(ws)) for ws in sockets]
@@ -167,34 +190,18 @@ async def run(args: argparse.Namespace) -> None:
                 cpu_before, mine_before = cpu_seconds(gateway.pid), time.process_time()
                 clients.expected = int(args.rate * args.seconds)
                 began = time.perf_counter()
+                base = f"http://127.0.0.1:{port}"
                 posted = await post_at_rate(session, base, users, args.rate, args.seconds)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(clients.all_in.wait(), 60)
-                ended = max(t for times in clients.received.values() for t in times)
                 cpu_after = cpu_seconds(gateway.pid)
-                latencies = sorted(
-                    (clients.received[m][0] - posted[m]) * 1000
-                    for m in posted
-                    if m in clients.received
-                )
-                doubled = sum(1 for times in clients.received.values() if len(times) > 1)
-                missing = len(posted) - len(latencies)
-                rate = len(latencies) / (ended - began)
-                p99 = latencies[int(len(latencies) * 0.99) - 1]
-                print(f"posted {len(posted)} at {args.rate:g}/s for {args.seconds:g} s;"
-                      f" delivered {len(latencies)} ({missing} missing, {doubled} doubled)"
-                      f" at {rate:.0f}/s")  # fmt: skip
-                print(f"POST → client latency ms: p50 {statistics.median(latencies):.1f},"
-                      f" p99 {p99:.1f}, max {latencies[-1]:.1f}")  # fmt: skip
+                missing = report(clients, posted, began, args)
                 if cpu_before is not None and cpu_after is not None:
                     print(f"gateway CPU {1000 * (cpu_after - cpu_before) / len(posted):.2f} ms a message;"
                           f" this process {time.process_time() - mine_before:.1f} s CPU")  # fmt: skip
-                print("gateway exit code:", gateway.poll())
                 closed = [ws.close_code for ws in sockets if ws.closed]
                 if closed:
-                    print(
-                        f"{len(closed)} sockets closed by the gateway, codes {sorted(set(closed))}"
-                    )
+                    print(f"{len(closed)} sockets closed, codes {sorted(set(closed))}")
                 if missing:
                     lost = [m for m in posted if m not in clients.received]
                     print("missing messages' states in the store:", states(work / "web.db", lost))

@@ -352,6 +352,8 @@ class WebSweeper(Worker):
         self.hub = hub
 
     async def run_once(self) -> bool:
+        if not any(isinstance(a, WebAdapter) for a in self.hub.adapters.values()):
+            return False  # no web channel: no query a second on gateways without one
         now = time.time()
         expired = await self.hub.log.expire(now, OFFLINE_REASON)
         if expired:
