@@ -243,3 +243,17 @@ async def test_what_another_gateway_process_logs_reaches_the_devices_here(stack:
     frame = await device.until("message", timeout=5)
     assert (frame["event_id"], frame["message_id"]) == (1, "msg_elsewhere")
     await device.close()
+
+
+async def test_a_preview_shows_a_form_as_the_one_message_the_web_channel_sends(
+    stack: Any,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{stack.url}/v1/preview", headers=AUTH,
+                                   json={"content": FORM, "channels": [CHANNEL]})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    [preview] = answer.json()["previews"]
+    assert preview.get("downgrades", []) == [] and "form" not in preview
+    [request] = preview["requests"]
+    assert request["json"]["content"]["type"] == "form"
+    assert len(request["json"]["content"]["fields"]) == 2
