@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapters.base import Adapter, ProviderRequest
+from adapters.base import Adapter, ProviderRequest, SendError
 from adapters.web import WebAdapter
 from adapters.web.frames import AckFrame, AuthFrame, InboundBody, ReadFrame, TypingFrame, read_frame
 from adapters.web.tokens import TokenClaims, TokenError, verify
@@ -26,6 +26,7 @@ from gateway import wire
 from gateway.logs import get_logger
 from gateway.pipeline.worker import Worker
 from gateway.store import Store
+from gateway.store.records import is_store_error
 from gateway.store.web_log import PAGE, WebLog
 
 log = get_logger("gateway.web")
@@ -169,14 +170,21 @@ class WebSockets:
         body = request.json or {}
         adapter = self.channel(channel_id)
         wait = adapter.web_config.offline_wait_seconds if adapter else 300.0
-        appended = await self.log.append(
-            channel_id,
-            body["user"],
-            body["message_id"],
-            int(body["part"]),
-            wire.dumps(body["content"]).decode(),
-            time.time() + wait,
-        )
+        try:
+            appended = await self.log.append(
+                channel_id,
+                body["user"],
+                body["message_id"],
+                int(body["part"]),
+                wire.dumps(body["content"]).decode(),
+                time.time() + wait,
+            )
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            # Like a provider that did not answer: the outbox tries again with backoff (two
+            # processes taking the same event id land here too, and the retry takes the next).
+            raise SendError("retry", "store_unavailable", type(exc).__name__) from None
         self.push(channel_id, body["user"], appended.event_id, appended.frame)
         return appended.external_id
 

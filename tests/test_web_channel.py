@@ -5,16 +5,20 @@ doubles, the offline wait failing a message."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from adapters.base import SendError
+from gateway.schema.content import TextContent
 from gateway.simulator.backend import BackendRecorder
 from gateway.store.web_log import WebLog
 
 from .conftest import assert_no_secrets, config_from, with_backend
+from .golden import CONTEXT
 from .web_support import AUTH, CHANNEL, Device, send, token, web_config
 
 CAROUSEL = {
@@ -257,3 +261,18 @@ async def test_a_preview_shows_a_form_as_the_one_message_the_web_channel_sends(
     [request] = preview["requests"]
     assert request["json"]["content"]["type"] == "form"
     assert len(request["json"]["content"]["fields"]) == 2
+
+
+async def test_a_log_the_store_cannot_write_is_a_send_to_retry(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = stack.gateway.web
+
+    async def locked(*_args: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(hub.log, "append", locked)
+    [request] = hub.channel(CHANNEL).render(TextContent(text="hi"), CONTEXT)
+    with pytest.raises(SendError) as refused:
+        await hub.deliver(CHANNEL, request)
+    assert (refused.value.category, refused.value.code) == ("retry", "store_unavailable")
