@@ -276,3 +276,19 @@ async def test_a_log_the_store_cannot_write_is_a_send_to_retry(
     with pytest.raises(SendError) as refused:
         await hub.deliver(CHANNEL, request)
     assert (refused.value.category, refused.value.code) == ("retry", "store_unavailable")
+
+
+async def test_after_a_reload_the_new_secret_signs_and_sends_still_reach_devices(
+    tmp_path: Path, start_gateway: Any
+) -> None:
+    stack = await start_gateway(config_from(web_config(tmp_path)))
+    old = await token(stack.url, "u_8")
+    rotated = web_config(tmp_path, token_secret="rotated-web-secret-0123456789abcdefgh")
+    assert await stack.gateway.reload(config_from(rotated))
+    refused = await Device.connect(stack.url, old, ready=False)
+    assert (await refused.closed())[0] == 4001  # minted under the old secret
+    device = await Device.connect(stack.url, await token(stack.url, "u_8"))
+    await send(stack.url, "u_8", {"type": "text", "text": "after the reload"})
+    assert (await device.until("message"))["content"]["text"] == "after the reload"
+    await refused.close()
+    await device.close()
