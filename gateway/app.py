@@ -21,6 +21,8 @@ from gateway.http.ingress import Ingress
 from gateway.http.openapi import openapi
 from gateway.http.request_body import BodyReader
 from gateway.http.users_api import UsersApi
+from gateway.http.web_api import WebApi
+from gateway.http.websocket import WebSockets
 from gateway.live import LiveMap
 from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
@@ -160,6 +162,9 @@ class Gateway:
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
+        # The web channels' sockets and log: their sends end there, not at a provider.
+        self.web = WebSockets(self.store, self.adapters, self._stored)
+        self.web.attach(self.adapters)
         self._lane_workers = {w.kind: w for w in (self.dispatcher, self.delivery)}
         self.workers: list[Background] = [
             self.normaliser,
@@ -170,6 +175,7 @@ class Gateway:
             self.moderation,
             self.deadlines,
             self.retention,
+            self.web.sweeper,
         ]
 
     async def reload_file(self, path: str | Path) -> bool:
@@ -195,6 +201,7 @@ class Gateway:
             config = with_running_settings(self.config, new)
             try:
                 adapters = build_adapters(config)
+                self.web.attach(adapters)
             except Exception as exc:
                 log.error("reload_refused", problems=[f"{type(exc).__name__}: {exc}"])
                 return False
@@ -268,6 +275,11 @@ class Gateway:
             from gateway.console import Console  # its templates load only when it is on
 
             Console(self).mount(app)
+        web_api = WebApi(self.web, self.bodies)
+        app.router.add_post("/v1/web/tokens", api.authenticated(web_api.tokens))
+        app.router.add_post("/v1/web/actions", api.authenticated(web_api.actions))
+        app.router.add_get("/web/example", web_api.example)
+        app.router.add_get("/web/{channel_id}/socket", self.web.handle)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -383,6 +395,7 @@ class Gateway:
 
     async def _shutdown(self, _app: web.Application) -> None:
         # Connections stopped reading when the shutdown began: a body still arriving never will.
+        await self.web.close_all()  # devices reconnect to another gateway, or after the restart
         abandoned = self.bodies.abandon()
         if abandoned:
             log.info("shutdown_abandoned_reads", requests=abandoned)

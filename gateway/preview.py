@@ -118,7 +118,7 @@ def _preview(adapter: Adapter, content: Content, recipient: str | None) -> Chann
         status_callback_url=None,
     )
     try:
-        if isinstance(content, FormContent):
+        if isinstance(content, FormContent) and not adapter.profile.forms:
             return _form(channel, adapter, content, context)
         return ChannelPreview(channel=channel, **_rendered(adapter, content, context))
     except (PlanError, SendError) as exc:
@@ -149,7 +149,8 @@ def _form(
     channel: ChannelRef, adapter: Adapter, form: FormContent, context: SendContext
 ) -> ChannelPreview:
     """A form is a conversation: at once its introduction and first question (as the dispatcher
-    sends them), then each later question after the user's answer."""
+    sends them), then each later question after the user's answer. (On a channel that shows
+    forms whole, the web channel, it is one message like any other.)"""
     shown = [
         FormStep(field=_checks(field), **_rendered(adapter, content, context))
         for field, content in steps(form)

@@ -1,38 +1,13 @@
-"""A real headless Chromium (Debian's `chromium`) driven by Playwright, for the console's
-browser tests; screenshots go to tests/artifacts/ (not committed)."""
+"""The console's browser tests: pages and logins in the headless chromium of tests/browser.py;
+screenshots go to tests/artifacts/console-<name>.png (not committed)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs Debian's package")
-        pytest.skip("no chromium: apt-get install -y chromium")
-    return found
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    path = chromium_path()
-    async with async_playwright() as playwright:
-        # --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
-        launched = await playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
+from .browser import ARTIFACTS
+from .browser import browser as browser  # the fixture, for the console's test modules
 
 
 async def new_page(browser: Any, base_url: str) -> Any:

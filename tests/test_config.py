@@ -383,7 +383,7 @@ def test_check_config_points_at_each_mistake_and_suggests_a_fix(
             "line 6, column 10: api_keys[0].key: environment variable ORDERS_API_KEYS is not "
             "set; did you mean 'ORDERS_API_KEY'?",
             "line 9, column 11: channels[0]: unknown channel type 'whatsap'; did you mean "
-            "'whatsapp'? (known: line, messenger, sms, viber, wechat, whatsapp)",
+            "'whatsapp'? (known: line, messenger, sms, viber, web, wechat, whatsapp)",
             "line 10, column 5: channels[1].channel_secret: 'channel_secret' is required but "
             "not given",
             "line 12, column 5: channels[1].chanel_secret: unknown setting 'chanel_secret'; "

@@ -90,7 +90,7 @@ def native_carousel(b: Builder, text: str | None, items: list[CarouselItem], fit
     if native.text_max is None:
         if text:
             b.text(text)
-    else:  # the carousel's own (required) body
+    elif text or native.text_required:  # the carousel's own body
         body = b.body(text or CHOOSE, native.text_max)
     for group in groups:
         b.result.parts.append(

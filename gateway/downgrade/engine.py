@@ -175,7 +175,9 @@ class Builder:
         elif type(content) is TemplateContent:
             self.template(content)
         elif type(content) is FormContent:
-            raise PlanError("a form is sent as a conversation, one field at a time")
+            if not self.profile.forms:
+                raise PlanError("a form is sent as a conversation, one field at a time")
+            self.result.parts.append(content.model_copy(update={"quick_replies": []}))
         elif type(content) is FormResponseContent:
             self.text(to_text(content))
         else:

@@ -71,6 +71,8 @@ class CarouselProfile:
     # The carousel carries the message's text (a required body) within this many characters;
     # None: the text goes as a message of its own before the carousel.
     text_max: int | None = None
+    # The carried text must be there (WhatsApp's body): a carousel without text gets one.
+    text_required: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class Profile:
     list: ListProfile | None = None
     carousel: CarouselProfile | None = None
     location_request: bool = False  # a native "send your location" prompt
+    # A form shown whole, answered in one submission (the web channel); else the dispatcher
+    # asks its fields one at a time as a conversation (gateway/forms.py).
+    forms: bool = False
     caption_max: int = 1024  # 0: media carry no caption; it goes as a text of its own
     templates: bool = False
     window_hours: float | None = None  # free-form messages only this long after the user's last

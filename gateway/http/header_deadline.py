@@ -30,8 +30,10 @@ log = get_logger("gateway.http.header_deadline")
 class _HeaderDeadline(RequestHandler):
     """aiohttp's connection handler, closing the connection when headers come too slowly.
 
-    It reads two attributes of aiohttp's own (`_messages`, the requests parsed and waiting for
-    the handler; `_loop`), so tests/test_headers.py pins the behaviour against upgrades."""
+    It reads attributes of aiohttp's own (`_messages`, the requests parsed and waiting for
+    the handler; `_loop`; `_payload_parser` and `_upgraded`, set once a connection became a
+    WebSocket), so tests/test_headers.py and tests/test_web_abuse.py pin the behaviour against
+    upgrades."""
 
     __slots__ = ("_body", "_header_timeout", "_header_timer")
 
@@ -52,6 +54,10 @@ class _HeaderDeadline(RequestHandler):
             and self._header_timer is None
             and (self._body is None or self._body.is_eof())
             and self.transport is not None
+            # A WebSocket (the web channel's) reads its frames with a parser of its own: its
+            # bytes are no request's headers, and the connection lives on after them.
+            and self._payload_parser is None
+            and not self._upgraded
         ):
             self._header_timer = self._loop.call_later(self._header_timeout, self._too_slow)
 

@@ -51,6 +51,7 @@ from gateway.schema.communities import (
     MuteRequest,
     NewMember,
 )
+from gateway.schema.web import WebActionAccepted, WebActionRequest, WebToken, WebTokenRequest
 from gateway.signing import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -92,6 +93,10 @@ MODELS: tuple[type[BaseModel], ...] = (
     HeldMessageView,
     HeldMessagePage,
     ModerationRequest,
+    WebTokenRequest,
+    WebToken,
+    WebActionRequest,
+    WebActionAccepted,
 )
 
 
@@ -699,6 +704,65 @@ _WEBHOOK_PATHS: dict[str, Any] = {
     }
 }
 
+def _web_operation(
+    operation_id: str, summary: str, body: str, answer: tuple[str, str, str]
+) -> dict[str, Any]:
+    status, description, model = answer
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "requestBody": {"required": True, "content": _json(body)},
+            "responses": {
+                status: {"description": description, "content": _json(model)},
+                "400": _BAD_JSON,
+                "401": _UNAUTHORIZED,
+                "408": _SLOW_BODY,
+                "413": _TOO_LARGE,
+                "422": _INVALID,
+                "500": _BUG,
+            },
+        }
+    }
+
+
+# The web channel (docs/web-channel.md): the socket itself is a WebSocket, not HTTP; its
+# frames are described there.
+_WEB_PATHS: dict[str, Any] = {
+    "/v1/web/tokens": _web_operation(
+        "mintWebToken",
+        "A short-lived token for one user's app to open the web channel's socket",
+        "WebTokenRequest",
+        ("201", "the token", "WebToken"),
+    ),
+    "/v1/web/actions": _web_operation(
+        "webAction",
+        "Show a web user that an agent is typing, or has read their messages",
+        "WebActionRequest",
+        ("202", "pushed to the user's connected devices", "WebActionAccepted"),
+    ),
+    "/web/example": {
+        "get": {
+            "operationId": "webExample",
+            "summary": "The web channel's example page (HTML and JavaScript)",
+            "responses": {"200": {"description": "the page", "content": {"text/html": {}}}},
+        }
+    },
+    "/web/{channel_id}/socket": {
+        "parameters": [_CHANNEL_ID],
+        "get": {
+            "operationId": "webSocket",
+            "summary": "The web channel's WebSocket (upgrade); frames: docs/web-channel.md",
+            "responses": {
+                "101": {"description": "switched to the WebSocket protocol"},
+                "400": {"description": "not a WebSocket upgrade request"},
+                "404": _error("no web channel is configured at this path"),
+            },
+        }
+    },
+}
+
 _OPERATIONS: dict[str, Any] = {
     "/healthz": {"get": {"operationId": "health", "responses": {"200": {"description": "alive"}}}},
     "/readyz": {
@@ -793,6 +857,7 @@ def openapi() -> dict[str, Any]:
             **_CONVERSATION_PATHS,
             **_COMMUNITY_PATHS,
             **_WEBHOOK_PATHS,
+            **_WEB_PATHS,
             **_OPERATIONS,
         },
         "webhooks": {"events": _BACKEND_WEBHOOK},

@@ -261,12 +261,13 @@ class Dispatcher(LaneWorker):
         after `replaced` (the template that went instead of the content) if there is one.
 
         A form starts a conversation: its title, then its first field; the answers are taken
-        from the user's next messages (see gateway/router/forms.py).
+        from the user's next messages (see gateway/router/forms.py). A channel that shows forms
+        whole (`profile.forms`: the web channel) gets it as it is, and answers it in one go.
         """
         first_try = item.attempts == 0 and not record.external_ids
         lead: list[Content] = []
         try:
-            if isinstance(content, FormContent):
+            if isinstance(content, FormContent) and not adapter.profile.forms:
                 lead = plan(TextContent(text=intro(content)), adapter.profile).parts
                 if first_try:
                     await self.store.start_form(

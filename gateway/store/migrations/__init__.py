@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.logs import get_logger
-from gateway.store.migrations import m0001_baseline, m0002_communities, m0003_failover
+from gateway.store.migrations import (
+    m0001_baseline,
+    m0002_communities,
+    m0003_failover,
+    m0004_web_channel,
+)
 from gateway.store.records import StoreUnavailable
 
 log = get_logger("gateway.store")
@@ -71,6 +76,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline", m0001_baseline.apply),
     Migration(2, "communities", m0002_communities.apply),
     Migration(3, "failover", m0003_failover.apply),
+    Migration(4, "web_channel", m0004_web_channel.apply),
 )
 LATEST = MIGRATIONS[-1].version
 
