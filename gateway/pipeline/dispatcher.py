@@ -50,6 +50,10 @@ CLAIM_AHEAD = 4
 # waits its turn under its lease, and the contact state it is sent with (opt-outs) is read
 # just before its turn, so a slow channel keeps one round in hand, as before.
 CLAIM_AHEAD_SECONDS = 5.0
+# Bulk sends (broadcasts) a lane holds at once, in seconds of its rate limit: a reply queued
+# mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet, and
+# waits behind this much bulk at most. Enough to keep the channel at its rate meanwhile.
+BULK_AHEAD_SECONDS = 0.5
 
 
 def status_event(
@@ -120,6 +124,11 @@ class Dispatcher(LaneWorker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
+
+    def bulk_window(self, target: str) -> int | None:
+        adapter = self.adapters.get(target)
+        rate = adapter.config.rate_limit_per_second if adapter else 1.0
+        return max(1, int(rate * BULK_AHEAD_SECONDS))
 
     async def _defer(self, ids: list[int], until: float) -> None:
         await retry_store_write(

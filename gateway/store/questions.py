@@ -58,8 +58,7 @@ def answer(
     if provider_group(event.channel_data) is not None:
         return False  # said in a provider group: not an answer to a private question
     row = tx.one(
-        "SELECT options, expires_at FROM route_questions WHERE channel_id = ?"
-        " AND user_id = ?",
+        "SELECT options, expires_at FROM route_questions WHERE channel_id = ? AND user_id = ?",
         (event.channel.id, event.sender.id),
     )
     if row is None:

@@ -556,7 +556,9 @@ class Store:
         self, targets_for: TargetsFor, now: float, limit: int = 100
     ) -> int:
         """Route the messages held for questions unanswered in time (store/questions.py)."""
-        return await self.db.run(lambda tx: questions.expire(tx, targets_for, now, limit, self.announcements))
+        return await self.db.run(
+            lambda tx: questions.expire(tx, targets_for, now, limit, self.announcements)
+        )
 
     async def record_send_failed(
         self,
@@ -627,14 +629,18 @@ class Store:
         besides: Sequence[str] | None = None,
         one_at_a_time: bool = False,
         first_in_line: bool = False,
+        bulk_window: int | None = None,
     ) -> list[OutboxItem]:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
         given, only those of none of `besides` when given (targets no lane serves). With
         `one_at_a_time`, none while a claim of `target`'s is under way, in any process. With
         `first_in_line`, only the first row of each recipient's line (steps.FIRST_IN_LINE): the
-        rest wait until it is done, whichever process claimed it."""
+        rest wait until it is done, whichever process claimed it. With `bulk_window` (a
+        target's sends), normal rows come first and bulk rows fill what room is left, so that
+        at most `bulk_window` of the target's bulk rows are claimed at once, by any process: a
+        reply queued during a broadcast waits behind that many at most."""
         skip = self.db.dialect.skip_locked
-        where, params = "", [now + lease, kind]
+        where, params = "", [kind]
         if target is not None:
             where, params = " AND target = ?", [*params, target]
         if besides:
@@ -650,8 +656,25 @@ class Store:
                 and not steps.target_is_free(tx, kind, target, now)
             ):
                 return []
-            rows = tx.all(steps.claim_outbox_sql(where, skip), (*params, now, now, limit))
-            items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+            if bulk_window is None or target is None:
+                rows = tx.all(
+                    steps.claim_outbox_sql(where, skip), (*params, now, now, limit, now + lease)
+                )
+            else:
+                normal = where + " AND o.priority = 0"
+                rows = tx.all(
+                    steps.claim_outbox_sql(normal, skip), (*params, now, now, limit, now + lease)
+                )
+                room = min(limit - len(rows), bulk_window - steps.bulk_in_hand(tx, target, now))
+                if room > 0:
+                    bulk = where + " AND o.priority > 0"
+                    rows += tx.all(
+                        steps.claim_outbox_sql(bulk, skip), (*params, now, now, room, now + lease)
+                    )
+            items = [
+                OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), None, int(r[6]))
+                for r in rows
+            ]
             if kind == "webhook" and items:
                 refs = [i.ref for i in items]
                 bodies = dict(
@@ -659,11 +682,19 @@ class Store:
                 )
                 items = [
                     OutboxItem(
-                        i.id, i.kind, i.target, i.ref, i.attempts, i.created_at, bodies.get(i.ref)
+                        i.id,
+                        i.kind,
+                        i.target,
+                        i.ref,
+                        i.attempts,
+                        i.created_at,
+                        bodies.get(i.ref),
+                        i.priority,
                     )
                     for i in items
                 ]
-            return sorted(items, key=lambda i: i.id)
+            # Bulk last: the rate limiter serves sends in the order they ask for a token.
+            return sorted(items, key=lambda i: (i.priority, i.id))
 
         return await self.db.run(op)
 
