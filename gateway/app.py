@@ -13,8 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters import ADAPTERS, Adapter
 from gateway.api import Api
 from gateway.bodies import BodyReader
+from gateway.broadcasts_api import BroadcastsApi
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.conversations_api import ConversationsApi
+from gateway.groups_api import GroupsApi
 from gateway.headers import bound_header_time
 from gateway.http_client import new_client
 from gateway.ingress import Ingress
@@ -22,6 +24,7 @@ from gateway.live import LiveMap
 from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.openapi import openapi
+from gateway.pipeline.broadcasts import BroadcastWorker
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.held import HeldStatuses
@@ -144,6 +147,10 @@ class Gateway:
             busy=self.ingress.busy_meter(),
             idle_clocks=idle_clocks,
         )
+        self.broadcasts = BroadcastWorker(
+            self.store, self.adapters, self.targets_for, self.dispatcher.wake
+        )
+        self.broadcasts.listeners.append(self.delivery)  # broadcast.completed
         self._lane_workers = {w.kind: w for w in (self.dispatcher, self.delivery)}
         self.workers: list[Background] = [
             self.normaliser,
@@ -152,6 +159,7 @@ class Gateway:
             self.held_statuses,
             self.route_questions,
             self.retention,
+            self.broadcasts,
         ]
 
     async def reload_file(self, path: str | Path) -> bool:
@@ -244,6 +252,7 @@ class Gateway:
         app.router.add_post("/v1/users/{user_id}/merge", api.authenticated(users.merge))
         app.router.add_get("/v1/users/{user_id}/messages", api.authenticated(users.messages))
         self._conversation_routes(app, api)
+        self._broadcast_routes(app, api)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -278,6 +287,21 @@ class Gateway:
         app.router.add_post(f"{one}/control", api.authenticated(talks.control))
         app.router.add_post(f"{one}/messages", api.authenticated(talks.post))
         app.router.add_get(f"{one}/messages", api.authenticated(talks.messages))
+
+    def _broadcast_routes(self, app: web.Application, api: Api) -> None:
+        groups = GroupsApi(self.store, self.adapters, self.bodies)
+        sends = BroadcastsApi(self.store, self.adapters, self.bodies, groups, self.broadcasts.wake)
+        group = "/v1/groups/{group_id}"
+        app.router.add_post("/v1/groups", api.authenticated(groups.create))
+        app.router.add_get(group, api.authenticated(groups.get))
+        app.router.add_post(f"{group}/members", api.authenticated(groups.add))
+        app.router.add_get(f"{group}/members", api.authenticated(groups.members))
+        app.router.add_delete(f"{group}/members", api.authenticated(groups.remove))
+        app.router.add_post(f"{group}/members/import", api.authenticated(groups.import_members))
+        one = "/v1/broadcasts/{broadcast_id}"
+        app.router.add_post("/v1/broadcasts", api.authenticated(sends.create))
+        app.router.add_get(one, api.authenticated(sends.get))
+        app.router.add_post(f"{one}/cancel", api.authenticated(sends.cancel))
 
     async def start(self) -> None:
         try:

@@ -44,6 +44,13 @@ async def exchange(
         raise SendError("retry", "http_error", type(exc).__name__) from None
 
 
+Go = Callable[[], Awaitable[bool]]
+
+
+class Withdrawn(Exception):
+    """A send its `go` check withdrew just before it would have left."""
+
+
 class RateLimiter:
     """A token bucket per channel: `rate` sends per second, bursts up to one second's worth."""
 
@@ -53,15 +60,17 @@ class RateLimiter:
         self.updated = time.monotonic()
         self.lock = asyncio.Lock()
 
-    async def acquire(self, closing: Callable[[], bool]) -> bool:
-        """Wait for a token; False, without one, once `closing()` says the gateway stops."""
+    async def acquire(self, closing: Callable[[], bool], cost: int = 1) -> bool:
+        """Wait for a token, then take `cost` of them (an SMS of 3 segments: 3); False, without
+        one, once `closing()` says the gateway stops. A cost above what the bucket holds puts
+        it in debt, which the next sends wait out: the rate holds over time."""
         async with self.lock:
             while not closing():
                 now = time.monotonic()
                 self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1:
-                    self.tokens -= 1
+                    self.tokens -= cost
                     return True
                 await asyncio.sleep((1 - self.tokens) / self.rate)
             return False
@@ -115,16 +124,18 @@ class Transport:
         """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
-    async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
-        """Send one request once the channel has a free slot (delivery.send_concurrency)."""
+    async def send(self, adapter: Adapter, request: ProviderRequest, go: Go | None = None) -> str:
+        """Send one request once the channel has a free slot (delivery.send_concurrency).
+        `go`, asked once the rate limit lets the request out, may still withdraw it (a
+        broadcast cancelled meanwhile): it then raises Withdrawn, and nothing is sent."""
         channel = adapter.config.id
         slot = self._slots.get(channel)
         if slot is None:
             slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
         async with slot:
-            return await self._send(adapter, request)
+            return await self._send(adapter, request, go)
 
-    async def _send(self, adapter: Adapter, request: ProviderRequest) -> str:
+    async def _send(self, adapter: Adapter, request: ProviderRequest, go: Go | None) -> str:
         channel = adapter.config.id
         pause = self.paused_for(channel)
         if pause > 0:
@@ -134,8 +145,10 @@ class Transport:
         limiter = self._limiters.get(channel)
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
-        if not await limiter.acquire(lambda: self.closing):
+        if not await limiter.acquire(lambda: self.closing, request.cost):
             raise SendError("retry", "shutting_down", "the gateway stopped before sending it")
+        if go is not None and not await go():
+            raise Withdrawn()
         try:
             sender = self._sender(adapter)
             # httpx's timeouts bound each read: an answer trickling in would never end them.

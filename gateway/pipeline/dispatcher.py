@@ -32,7 +32,7 @@ from gateway.schema import (
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.records import TargetsFor
-from gateway.transport import Transport
+from gateway.transport import Go, Transport, Withdrawn
 
 log = get_logger("gateway.dispatcher")
 
@@ -220,7 +220,11 @@ class Dispatcher(LaneWorker):
                     await self.store.consume_reply_token(
                         record.channel_id, record.recipient_id, contact.reply_token
                     )
-                done.append(await self.transport.send(adapter, request))
+                go = self._bulk_check(item, record) if item.priority and not done else None
+                done.append(await self.transport.send(adapter, request, go))
+        except Withdrawn:
+            log.info("send_withdrawn", message_id=record.id, channel=record.channel_id)
+            return None  # its broadcast was cancelled or expired: recorded as such
         except SendError as refused:
             error = refused.redacted(self.redactor.text)
             SENDS.labels(record.channel_id, error.category).inc()
@@ -257,6 +261,14 @@ class Dispatcher(LaneWorker):
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None
+
+    def _bulk_check(self, item: OutboxItem, record: MessageRecord) -> Go:
+        """Asked as a broadcast's send is let out: whether its broadcast still wants it."""
+
+        async def go() -> bool:
+            return await self.store.may_send_bulk(record.id, item.id, time.time())
+
+        return go
 
     async def _plan(
         self,

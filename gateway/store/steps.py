@@ -33,6 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
+from gateway.schema.broadcasts import BroadcastEvent
 from gateway.store import control, forms, questions, relay
 from gateway.store.database import Tx
 from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
@@ -166,7 +167,10 @@ def _enqueue(
 
 
 def enqueue_webhooks(
-    tx: Tx, event: Event | UserEvent | ConversationEvent, targets_for: TargetsFor, now: float
+    tx: Tx,
+    event: Event | UserEvent | ConversationEvent | BroadcastEvent,
+    targets_for: TargetsFor,
+    now: float,
 ) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
@@ -174,7 +178,7 @@ def enqueue_webhooks(
 
 def emit_channelless(
     tx: Tx,
-    event: UserEvent | ConversationEvent,
+    event: UserEvent | ConversationEvent | BroadcastEvent,
     channel_id: str,
     kind: str,
     targets_for: TargetsFor,
