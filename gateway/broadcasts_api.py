@@ -66,7 +66,7 @@ def template_problems(
             found.append((field, f"channel {channel!r} ({adapter.type}) has no templates"))
         elif name not in adapter.config.templates:
             found.append(
-                (f"{field}.name", f"template {name!r} is not in channel {channel!r}'s templates")
+                (f"{field}.name", f"template {name!r} is not configured for channel {channel!r}")
             )
     return found
 

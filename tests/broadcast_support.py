@@ -15,6 +15,7 @@ from .test_messenger_e2e import FB
 from .test_sms_e2e import sms_channel
 from .viber_support import viber_channel
 
+OTHER_KEY = "another-api-key-0123456789"
 ROAD_CLOSED = {
     "type": "buttons",
     "text": "Road closed: Oudegracht between Bakkerbrug and Weesbrug until 18:00. Avoid it.",
@@ -69,6 +70,7 @@ async def broadcast_gateway(
     WhatsApp, and a backend that asks for broadcast.completed too."""
     data = with_backend(base_config(tmp_path, public_url="https://sms.example.com"), backend)
     data["backends"][0]["events"] = ["message", "status", "subscription", "broadcast.completed"]
+    data["api_keys"].append({"name": "couriers", "key": OTHER_KEY})
     data["channels"][0]["api_base_url"] = sims["whatsapp"].base_url
     data["channels"][0]["templates"] = ["road_closure"]
     data["channels"] += [
