@@ -150,7 +150,7 @@ async def test_bulk_rows_wait_for_normal_ones_and_stay_within_their_window(store
     first = await store.claim_outbox(
         "send", 4, NOW + 2, 30, target="sms", first_in_line=True, bulk_window=2
     )
-    assert [i.ref for i in first][0] == "msg_reply" and [i.priority for i in first] == [0, 1, 1]
+    assert first[0].ref == "msg_reply" and [i.priority for i in first] == [0, 1, 1]
     # Two bulk rows are out: none more until one is done, whatever room the claim has.
     assert await store.claim_outbox("send", 4, NOW + 2, 30, target="sms", bulk_window=2) == []
     await store.complete_outbox([first[1].id], NOW + 3)
