@@ -59,11 +59,18 @@ class RateLimiter:
         self.tokens = rate
         self.updated = time.monotonic()
         self.lock = asyncio.Lock()
+        # Bulk sends (broadcasts) queue here first, so that one at most waits in `lock`'s
+        # line: a reply queued behind a thousand bulk sends gets the next token but one.
+        self.bulk_line = asyncio.Lock()
 
-    async def acquire(self, closing: Callable[[], bool], cost: int = 1) -> bool:
+    async def acquire(self, closing: Callable[[], bool], cost: int = 1, bulk: bool = False) -> bool:
         """Wait for a token, then take `cost` of them (an SMS of 3 segments: 3); False, without
         one, once `closing()` says the gateway stops. A cost above what the bucket holds puts
-        it in debt, which the next sends wait out: the rate holds over time."""
+        it in debt, which the next sends wait out: the rate holds over time. `bulk` sends take
+        what tokens the others leave."""
+        if bulk:
+            async with self.bulk_line:
+                return await self.acquire(closing, cost)
         async with self.lock:
             while not closing():
                 now = time.monotonic()
@@ -124,18 +131,31 @@ class Transport:
         """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
-    async def send(self, adapter: Adapter, request: ProviderRequest, go: Go | None = None) -> str:
+    async def send(
+        self,
+        adapter: Adapter,
+        request: ProviderRequest,
+        go: Go | None = None,
+        *,
+        bulk: bool = False,
+    ) -> str:
         """Send one request once the channel has a free slot (delivery.send_concurrency).
         `go`, asked once the rate limit lets the request out, may still withdraw it (a
-        broadcast cancelled meanwhile): it then raises Withdrawn, and nothing is sent."""
+        broadcast cancelled meanwhile): it then raises Withdrawn, and nothing is sent. A `bulk`
+        request waits for its token before it takes a slot, and behind every other request:
+        slots held by bulk sends waiting for tokens would hold the replies up."""
         channel = adapter.config.id
         slot = self._slots.get(channel)
         if slot is None:
             slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        if bulk:
+            await self._pace(adapter, request, bulk=True)
+            async with slot:
+                return await self._send(adapter, request, go, paced=True)
         async with slot:
             return await self._send(adapter, request, go)
 
-    async def _send(self, adapter: Adapter, request: ProviderRequest, go: Go | None) -> str:
+    async def _pace(self, adapter: Adapter, request: ProviderRequest, bulk: bool = False) -> None:
         channel = adapter.config.id
         pause = self.paused_for(channel)
         if pause > 0:
@@ -145,8 +165,15 @@ class Transport:
         limiter = self._limiters.get(channel)
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
-        if not await limiter.acquire(lambda: self.closing, request.cost):
+        if not await limiter.acquire(lambda: self.closing, request.cost, bulk):
             raise SendError("retry", "shutting_down", "the gateway stopped before sending it")
+
+    async def _send(
+        self, adapter: Adapter, request: ProviderRequest, go: Go | None, paced: bool = False
+    ) -> str:
+        channel = adapter.config.id
+        if not paced:
+            await self._pace(adapter, request)
         if go is not None and not await go():
             raise Withdrawn()
         try:

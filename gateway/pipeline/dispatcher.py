@@ -50,10 +50,12 @@ CLAIM_AHEAD = 4
 # waits its turn under its lease, and the contact state it is sent with (opt-outs) is read
 # just before its turn, so a slow channel keeps one round in hand, as before.
 CLAIM_AHEAD_SECONDS = 5.0
-# Bulk sends (broadcasts) a lane holds at once, in seconds of its rate limit: a reply queued
-# mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet, and
-# waits behind this much bulk at most. Enough to keep the channel at its rate meanwhile.
-BULK_AHEAD_SECONDS = 0.5
+# Bulk sends (broadcasts) a lane holds at once, in seconds of its rate limit: enough to keep
+# the channel at its rate while each send's store round trips take their time. A reply
+# queued mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet,
+# and goes ahead of the claimed ones too: bulk sends wait for the tokens others leave
+# (transport.RateLimiter).
+BULK_AHEAD_SECONDS = 2.0
 
 
 def status_event(
@@ -221,7 +223,7 @@ class Dispatcher(LaneWorker):
                         record.channel_id, record.recipient_id, contact.reply_token
                     )
                 go = self._bulk_check(item, record) if item.priority and not done else None
-                done.append(await self.transport.send(adapter, request, go))
+                done.append(await self.transport.send(adapter, request, go, bulk=item.priority > 0))
         except Withdrawn:
             log.info("send_withdrawn", message_id=record.id, channel=record.channel_id)
             return None  # its broadcast was cancelled or expired: recorded as such
