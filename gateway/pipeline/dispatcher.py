@@ -51,12 +51,11 @@ CLAIM_AHEAD = 4
 # just before its turn, so a slow channel keeps one round in hand, as before.
 CLAIM_AHEAD_SECONDS = 5.0
 # Bulk sends (broadcasts) a lane holds at once, in seconds of its rate limit: enough to keep
-# the channel at its rate while each send's store round trips take their time (a commit and
-# its fsync each, on a busy disk a few hundred milliseconds: bench/broadcast.py). A reply
+# the channel at its rate while each send's store round trips take their time. A reply
 # queued mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet,
 # and goes ahead of the claimed ones too: bulk sends wait for the tokens others leave
 # (transport.RateLimiter).
-BULK_AHEAD_SECONDS = 3.0
+BULK_AHEAD_SECONDS = 2.0
 
 
 def status_event(
@@ -141,11 +140,7 @@ class Dispatcher(LaneWorker):
     def capacity(self, target: str) -> int:
         """Room to claim: once a round of sends has ended, or as each ends where the lane
         holds no more than a round (a slow channel)."""
-        # A broadcast's rows wait for their tokens in hand, behind any reply: a lane holds
-        # enough of them that its rate never waits for the store's round trips.
-        in_hand = max(
-            self._in_hand.get(target, self.policy.send_concurrency), self.bulk_window(target) or 0
-        )
+        in_hand = self._in_hand.get(target, self.policy.send_concurrency)
         room = in_hand - self.turns.in_flight(target)
         least = min(self.policy.send_concurrency, max(1, in_hand - self.policy.send_concurrency))
         return room if room >= least else 0
