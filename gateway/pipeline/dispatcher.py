@@ -54,7 +54,9 @@ CLAIM_AHEAD_SECONDS = 5.0
 # the channel at its rate while each send's store round trips take their time. A reply
 # queued mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet,
 # and goes ahead of the claimed ones too: bulk sends wait for the tokens others leave
-# (transport.RateLimiter).
+# (transport.RateLimiter). The lane's own room (CLAIM_AHEAD rows a send slot) bounds it too:
+# letting a lane hold its whole bulk window made every send's store operations queue longer,
+# a reply's included (12 s on PostgreSQL in bench/broadcast.py).
 BULK_AHEAD_SECONDS = 2.0
 
 
