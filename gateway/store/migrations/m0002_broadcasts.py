@@ -80,10 +80,13 @@ CREATE INDEX IF NOT EXISTS broadcast_members_by_message ON broadcast_members (me
     WHERE message_id IS NOT NULL;
 """
 
-# Claims take a lane's normal rows (0) before its bulk ones (1): gateway/store/steps.py.
+# Claims take a lane's normal rows (0) before its bulk ones (1): gateway/store/steps.py. The
+# index replaces outbox_lane_order (same prefix, which the backlog counts use): with both,
+# SQLite took the old one for its range on next_attempt_at and sorted every due row.
 LATE_DDL = """
 CREATE INDEX IF NOT EXISTS outbox_lane_priority
     ON outbox (kind, status, target, priority, next_attempt_at, id);
+DROP INDEX IF EXISTS outbox_lane_order;
 """
 
 
