@@ -107,6 +107,9 @@ class ChannelConfig(BaseModel):
     api_base_url: str
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     capabilities: CapabilityOverrides | None = None
+    # Template names approved for this channel at its provider (WhatsApp: Business Manager):
+    # a broadcast's `options.template` for this channel must name one of them (docs/broadcasts.md).
+    templates: builtins.list[str] = []
 
 
 class InboundRequest(NamedTuple):
@@ -157,6 +160,8 @@ class ProviderRequest(NamedTuple):
     headers: Mapping[str, str] = _NO_HEADERS
     note: str | None = None
     uses_reply_token: bool = False
+    # Units of the channel's rate limit this request uses (SMS: its segments).
+    cost: int = 1
 
 
 @dataclass(frozen=True)

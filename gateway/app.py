@@ -14,8 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters import ADAPTERS, Adapter
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.http.api import Api
+from gateway.http.broadcasts_api import BroadcastsApi
 from gateway.http.communities_api import CommunitiesApi
 from gateway.http.conversations_api import ConversationsApi
+from gateway.http.groups_api import GroupsApi
 from gateway.http.header_deadline import bound_header_time
 from gateway.http.ingress import Ingress
 from gateway.http.openapi import openapi
@@ -28,6 +30,7 @@ from gateway.logs import REDACTOR, SecretRedactor, get_logger
 from gateway.metrics import BACKLOG, LANE_PENDING, STORE_UP
 from gateway.outbound.http_client import new_client
 from gateway.outbound.transport import Transport
+from gateway.pipeline.broadcasts import BroadcastWorker
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.pipeline.delivery_deadlines import DeliveryDeadlines
 from gateway.pipeline.dispatcher import Dispatcher
@@ -165,6 +168,10 @@ class Gateway:
         # The web channels' sockets and log: their sends end there, not at a provider.
         self.web = WebSockets(self.store, self.adapters, self._stored)
         self.web.attach(self.adapters)
+        self.broadcasts = BroadcastWorker(
+            self.store, self.adapters, self.targets_for, self.dispatcher.wake
+        )
+        self.broadcasts.listeners.append(self.delivery)  # broadcast.completed
         self._lane_workers = {w.kind: w for w in (self.dispatcher, self.delivery)}
         self.workers: list[Background] = [
             self.normaliser,
@@ -176,6 +183,7 @@ class Gateway:
             self.deadlines,
             self.retention,
             self.web.sweeper,
+            self.broadcasts,
         ]
 
     async def reload_file(self, path: str | Path) -> bool:
@@ -280,6 +288,7 @@ class Gateway:
         app.router.add_post("/v1/web/actions", api.authenticated(web_api.actions))
         app.router.add_get("/web/example", web_api.example)
         app.router.add_get("/web/{channel_id}/socket", self.web.handle)
+        self._broadcast_routes(app, api)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
@@ -363,6 +372,21 @@ class Gateway:
                 raise StoreUnavailable(
                     f"communities[{index}].{conflict.field}: {conflict.message}"
                 ) from None
+
+    def _broadcast_routes(self, app: web.Application, api: Api) -> None:
+        groups = GroupsApi(self.store, self.adapters, self.bodies)
+        sends = BroadcastsApi(self.store, self.adapters, self.bodies, groups, self.broadcasts.wake)
+        group = "/v1/groups/{group_id}"
+        app.router.add_post("/v1/groups", api.authenticated(groups.create))
+        app.router.add_get(group, api.authenticated(groups.get))
+        app.router.add_post(f"{group}/members", api.authenticated(groups.add))
+        app.router.add_get(f"{group}/members", api.authenticated(groups.members))
+        app.router.add_delete(f"{group}/members", api.authenticated(groups.remove))
+        app.router.add_post(f"{group}/members/import", api.authenticated(groups.import_members))
+        one = "/v1/broadcasts/{broadcast_id}"
+        app.router.add_post("/v1/broadcasts", api.authenticated(sends.create))
+        app.router.add_get(one, api.authenticated(sends.get))
+        app.router.add_post(f"{one}/cancel", api.authenticated(sends.cancel))
 
     async def start(self) -> None:
         try:

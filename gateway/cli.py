@@ -1,5 +1,5 @@
 """`gateway` command line: serve, check-config, normalize, render, replay, discard, prune,
-channels, schema, openapi, simulate, demo, console-hash-password."""
+channels, schema, openapi, simulate, broadcast, demo, console-hash-password."""
 
 from __future__ import annotations
 
@@ -449,6 +449,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(port=args.port, once=args.once))
 
 
+def cmd_broadcast(args: argparse.Namespace) -> int:
+    from gateway.broadcast_cli import follow, read_body
+
+    config = _load(args.config)
+    try:
+        return asyncio.run(follow(config, args, read_body(args)))
+    except (OSError, ValueError) as exc:  # an unreadable file, a gateway not answering
+        print(f"broadcast: {exc}", file=sys.stderr)
+        return 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gateway", description="Omnichannel messaging gateway")
     commands = root.add_subparsers(dest="command", required=True)
@@ -570,6 +581,10 @@ def parser() -> argparse.ArgumentParser:
         help="the first simulator's port; the next ones count up from it (0: free ports)",
     )
     simulate.set_defaults(func=cmd_simulate)
+
+    from gateway.broadcast_cli import add_parser as add_broadcast
+
+    add_broadcast(commands, cmd_broadcast)
 
     demo = commands.add_parser(
         "demo", help="gateway + WhatsApp simulator + a backend, no credentials"

@@ -24,6 +24,7 @@ from gateway.config_problems import did_you_mean, located, model_at, plain
 from gateway.router.communities import phrase
 from gateway.router.conversations import JOINED_TEMPLATE, LEFT_TEMPLATE, RoutingPolicy
 from gateway.router.countries import ISO_COUNTRIES
+from gateway.schema.broadcasts import BROADCAST_EVENT_TYPES
 from gateway.schema.communities import CommunitySettings
 from gateway.schema.conversations import CONVERSATION_EVENT_TYPES
 from gateway.schema.errors import field_path
@@ -141,6 +142,9 @@ class ApiKey(_Section):
         return self
 
 
+_ALL_EVENT_TYPES = EVENT_TYPES + USER_EVENT_TYPES + CONVERSATION_EVENT_TYPES + BROADCAST_EVENT_TYPES
+
+
 class BackendConfig(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     url: str = Field(pattern=r"^https?://")
@@ -148,7 +152,8 @@ class BackendConfig(_Section):
     # Events about users and conversations (USER_EVENT_TYPES, CONVERSATION_EVENT_TYPES) are
     # not in the default: a backend that names no `events` keeps receiving what it did before
     # they existed, and asks for them by name. Messages in conversations are `message` events.
-    events: list[Literal[EVENT_TYPES + USER_EVENT_TYPES + CONVERSATION_EVENT_TYPES]] = list(  # type: ignore[valid-type]
+    # So is `broadcast.completed` (BROADCAST_EVENT_TYPES).
+    events: list[Literal[_ALL_EVENT_TYPES]] = list(  # type: ignore[valid-type]
         EVENT_TYPES
     )
     batch_size: int = Field(default=50, ge=1, le=1000)

@@ -104,7 +104,7 @@ async def test_a_claim_reads_each_line_through_its_index_without_sorting_the_bac
         await store.create_message(message(f"msg_{n}", f"user{n % 30}"), NOW)
     dialect = store.db.dialect
     sql = writes.claim_outbox_sql(" AND target = ?" + writes.FIRST_IN_LINE, dialect.skip_locked)
-    params = (NOW + 30, "send", "wa", NOW + 60, NOW, NOW, 10)
+    params = ("send", "wa", NOW + 60, NOW, NOW, 10, NOW + 30)  # writes.claim_outbox_sql
     if dialect.name == "sqlite":
         plan = "\n".join(
             row[3]

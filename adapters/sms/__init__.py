@@ -547,12 +547,16 @@ class SmsAdapter(Adapter):
         return requests
 
     def _texts(self, path: str, base: dict[str, Any], text: str) -> list[ProviderRequest]:
-        return [
-            ProviderRequest(
-                "POST", path, form={**base, "Body": chunk}, note=segments(chunk).describe()
+        # Twilio's throughput is counted in segments, not requests (providers.md §3.4): each
+        # request costs its segments in the channel's rate limit.
+        requests = []
+        for chunk in split_text(text, MAX_BODY, _utf16_units):
+            parts = segments(chunk)
+            form = {**base, "Body": chunk}
+            requests.append(
+                ProviderRequest("POST", path, form=form, note=parts.describe(), cost=parts.count)
             )
-            for chunk in split_text(text, MAX_BODY, _utf16_units)
-        ]
+        return requests
 
     def _mms(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.http import openapi_broadcasts
 from gateway.pipeline.delivery import DELIVERY_HEADER
 from gateway.preview import PreviewRequest, PreviewResponse
 from gateway.schema import (
@@ -102,7 +103,7 @@ MODELS: tuple[type[BaseModel], ...] = (
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in MODELS:
+    for model in MODELS + openapi_broadcasts.MODELS:
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -856,6 +857,7 @@ def openapi() -> dict[str, Any]:
             **_USER_PATHS,
             **_CONVERSATION_PATHS,
             **_COMMUNITY_PATHS,
+            **openapi_broadcasts.paths(_user_operation, _json, _error),
             **_WEBHOOK_PATHS,
             **_WEB_PATHS,
             **_OPERATIONS,

@@ -44,6 +44,13 @@ async def exchange(
         raise SendError("retry", "http_error", type(exc).__name__) from None
 
 
+Go = Callable[[], Awaitable[bool]]
+
+
+class Withdrawn(Exception):
+    """A send its `go` check withdrew just before it would have left."""
+
+
 class RateLimiter:
     """A token bucket per channel: `rate` sends per second, bursts up to one second's worth."""
 
@@ -52,16 +59,25 @@ class RateLimiter:
         self.tokens = rate
         self.updated = time.monotonic()
         self.lock = asyncio.Lock()
+        # Bulk sends (broadcasts) queue here first, so that one at most waits in `lock`'s
+        # line: a reply queued behind a thousand bulk sends gets the next token but one.
+        self.bulk_line = asyncio.Lock()
 
-    async def acquire(self, closing: Callable[[], bool]) -> bool:
-        """Wait for a token; False, without one, once `closing()` says the gateway stops."""
+    async def acquire(self, closing: Callable[[], bool], cost: int = 1, bulk: bool = False) -> bool:
+        """Wait for a token, then take `cost` of them (an SMS of 3 segments: 3); False, without
+        one, once `closing()` says the gateway stops. A cost above what the bucket holds puts
+        it in debt, which the next sends wait out: the rate holds over time. `bulk` sends take
+        what tokens the others leave."""
+        if bulk:
+            async with self.bulk_line:
+                return await self.acquire(closing, cost)
         async with self.lock:
             while not closing():
                 now = time.monotonic()
                 self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1:
-                    self.tokens -= 1
+                    self.tokens -= cost
                     return True
                 await asyncio.sleep((1 - self.tokens) / self.rate)
             return False
@@ -117,16 +133,31 @@ class Transport:
         """Seconds left of the pause a provider's Retry-After put on `channel` (0 when none)."""
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
-    async def send(self, adapter: Adapter, request: ProviderRequest) -> str:
-        """Send one request once the channel has a free slot (delivery.send_concurrency)."""
+    async def send(
+        self,
+        adapter: Adapter,
+        request: ProviderRequest,
+        go: Go | None = None,
+        *,
+        bulk: bool = False,
+    ) -> str:
+        """Send one request once the channel has a free slot (delivery.send_concurrency).
+        `go`, asked once the rate limit lets the request out, may still withdraw it (a
+        broadcast cancelled meanwhile): it then raises Withdrawn, and nothing is sent. A `bulk`
+        request waits for its token before it takes a slot, and behind every other request:
+        slots held by bulk sends waiting for tokens would hold the replies up."""
         channel = adapter.config.id
         slot = self._slots.get(channel)
         if slot is None:
             slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        if bulk:
+            await self._pace(adapter, request, bulk=True)
+            async with slot:
+                return await self._send(adapter, request, go, paced=True)
         async with slot:
-            return await self._send(adapter, request)
+            return await self._send(adapter, request, go)
 
-    async def _send(self, adapter: Adapter, request: ProviderRequest) -> str:
+    async def _pace(self, adapter: Adapter, request: ProviderRequest, bulk: bool = False) -> None:
         channel = adapter.config.id
         pause = self.paused_for(channel)
         if pause > 0:
@@ -136,8 +167,17 @@ class Transport:
         limiter = self._limiters.get(channel)
         if limiter is None:
             limiter = self._limiters[channel] = RateLimiter(adapter.config.rate_limit_per_second)
-        if not await limiter.acquire(lambda: self.closing):
+        if not await limiter.acquire(lambda: self.closing, request.cost, bulk):
             raise SendError("retry", "shutting_down", "the gateway stopped before sending it")
+
+    async def _send(
+        self, adapter: Adapter, request: ProviderRequest, go: Go | None, paced: bool = False
+    ) -> str:
+        channel = adapter.config.id
+        if not paced:
+            await self._pace(adapter, request)
+        if go is not None and not await go():
+            raise Withdrawn()
         try:
             sender = self._sender(adapter)
             # httpx's timeouts bound each read: an answer trickling in would never end them.

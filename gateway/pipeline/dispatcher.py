@@ -15,7 +15,7 @@ from gateway.ids import new_id
 from gateway.live import get_or_removed
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
-from gateway.outbound.transport import Transport
+from gateway.outbound.transport import Go, Transport, Withdrawn
 from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.recipient_order import Turns
@@ -50,6 +50,14 @@ CLAIM_AHEAD = 4
 # waits its turn under its lease, and the contact state it is sent with (opt-outs) is read
 # just before its turn, so a slow channel keeps one round in hand, as before.
 CLAIM_AHEAD_SECONDS = 5.0
+# Bulk sends (broadcasts) a lane holds at once, in seconds of its rate limit: enough to keep
+# the channel at its rate while each send's store round trips take their time. A reply
+# queued mid-broadcast is claimed at the next claim, ahead of the bulk rows not claimed yet,
+# and goes ahead of the claimed ones too: bulk sends wait for the tokens others leave
+# (transport.RateLimiter). The lane's own room (CLAIM_AHEAD rows a send slot) bounds it too:
+# letting a lane hold its whole bulk window made every send's store operations queue longer,
+# a reply's included (12 s on PostgreSQL in bench/broadcast.py).
+BULK_AHEAD_SECONDS = 2.0
 
 
 def status_event(
@@ -120,6 +128,11 @@ class Dispatcher(LaneWorker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
+
+    def bulk_window(self, target: str) -> int | None:
+        adapter = self.adapters.get(target)
+        rate = adapter.config.rate_limit_per_second if adapter else 1.0
+        return max(1, int(rate * BULK_AHEAD_SECONDS))
 
     async def _defer(self, ids: list[int], until: float) -> None:
         await retry_store_write(
@@ -211,7 +224,11 @@ class Dispatcher(LaneWorker):
                     await self.store.consume_reply_token(
                         record.channel_id, record.recipient_id, contact.reply_token
                     )
-                done.append(await self.transport.send(adapter, request))
+                go = self._bulk_check(item, record) if item.priority and not done else None
+                done.append(await self.transport.send(adapter, request, go, bulk=item.priority > 0))
+        except Withdrawn:
+            log.info("send_withdrawn", message_id=record.id, channel=record.channel_id)
+            return None  # its broadcast was cancelled or expired: recorded as such
         except SendError as refused:
             error = refused.redacted(self.redactor.text)
             SENDS.labels(record.channel_id, error.category).inc()
@@ -248,6 +265,14 @@ class Dispatcher(LaneWorker):
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None
+
+    def _bulk_check(self, item: OutboxItem, record: MessageRecord) -> Go:
+        """Asked as a broadcast's send is let out: whether its broadcast still wants it."""
+
+        async def go() -> bool:
+            return await self.store.may_send_bulk(record.id, item.id, time.time())
+
+        return go
 
     async def _plan(
         self,

@@ -85,6 +85,10 @@ class LaneWorker(abc.ABC):
         """How many rows `target`'s lane may claim now."""
         return self.claim_limit
 
+    def bulk_window(self, target: str) -> int | None:
+        """Bulk rows `target`'s lane may hold at once (None: no priorities in this outbox)."""
+        return None
+
     @abc.abstractmethod
     async def work(self, target: str, items: list[OutboxItem]) -> float:
         """Work `items` of `target` (claimed, oldest first); how long its lane should pause."""
@@ -103,6 +107,7 @@ class LaneWorker(abc.ABC):
                 besides=besides,
                 one_at_a_time=self.one_claim_at_a_time,
                 first_in_line=self.first_in_line,
+                bulk_window=self.bulk_window(target) if target is not None else None,
             ),
             lambda: self.store.unclaim("outbox", now + lease),
             lease / 2,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from gateway.schema.broadcasts import BroadcastEvent
 from gateway.schema.content import Content, Model
 from gateway.schema.conversations import ConversationEvent, ParticipantRef
 from gateway.schema.users import UserEvent
@@ -198,6 +199,6 @@ class EventBatch(Model):
     """The body of every webhook the gateway posts to a backend: events of channels, events
     about users (`user.merged`, `identity.linked`, `identity.unlinked`) and about
     conversations (`conversation.created`, `participant.joined`, `participant.left`,
-    `conversation.closed`)."""
+    `conversation.closed`) and broadcasts (`broadcast.completed`)."""
 
-    events: list[Event | UserEvent | ConversationEvent]
+    events: list[Event | UserEvent | ConversationEvent | BroadcastEvent]

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from gateway.store.broadcasts import (
+    AudienceMember,
+    AudienceRecord,
+    BroadcastConflict,
+    BroadcastRecord,
+    MemberOutcome,
+    MemberRef,
+    NewBroadcast,
+)
 from gateway.store.conversations import (
     ConversationConflict,
     ConversationQuery,
@@ -33,6 +42,10 @@ from gateway.store.users import (
 )
 
 __all__ = [
+    "AudienceMember",
+    "AudienceRecord",
+    "BroadcastConflict",
+    "BroadcastRecord",
     "ContactState",
     "ConversationConflict",
     "ConversationMessageRecord",
@@ -42,7 +55,10 @@ __all__ = [
     "IdempotencyConflict",
     "IdentityRecord",
     "InboxRow",
+    "MemberOutcome",
+    "MemberRef",
     "MessageRecord",
+    "NewBroadcast",
     "NewMessage",
     "NewUser",
     "OutboxItem",

@@ -32,6 +32,7 @@ class OutboxItem:
     attempts: int
     created_at: float
     body: str | None = None  # the event JSON, for webhooks
+    priority: int = 0  # writes.NORMAL, or writes.BULK (a broadcast's send)
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("contacts", "reply_token_at", "{real}"),
     ("messages", "options", "TEXT"),
     ("outbox", "recipient", "TEXT"),  # a send's recipient: whose line it stands in
-    # When a status matching none of our sends was held back from the backends (steps.hold).
+    # When a status matching none of our sends was held back from the backends (writes.hold).
     ("events", "held_since", "{real}"),
     # A relayed copy: the conversation message it copies, and the participant it goes to.
     ("messages", "relay_of", "TEXT"),
@@ -301,7 +301,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 # Indexes on added columns: created once the migrations have added them.
 LATE_DDL = """
 -- Each recipient's line of sends, in the order queued: only its first row is claimed, so
--- their messages go one at a time, in order, whichever process claims (steps.FIRST_IN_LINE).
+-- their messages go one at a time, in order, whichever process claims (writes.FIRST_IN_LINE).
 CREATE INDEX IF NOT EXISTS outbox_recipient_line
     ON outbox ({line_columns}target, recipient, id, next_attempt_at)
     WHERE kind = 'send' AND status = 'pending';

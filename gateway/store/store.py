@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 from gateway.downgrade.choices import Choice
+from gateway.router.broadcasts import ChannelRules
 from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, DEFAULT_ROUTING, RoutingPolicy
 from gateway.schema import Content, Event
 from gateway.store import (
+    broadcasts,
     control,
     conversations,
     form_sessions,
@@ -498,6 +500,104 @@ class Store:
         """Newest first, from before the message whose `seq` is `before` when given."""
         return await self.db.run(lambda tx: relay.history(tx, conversation_id, before, limit))
 
+    # --- audiences and broadcasts (docs/broadcasts.md) --------------------------------
+    async def create_audience(
+        self,
+        audience_id: str,
+        owner: str,
+        name: str | None,
+        members: Sequence[broadcasts.MemberRef],
+        now: float,
+    ) -> broadcasts.Added:
+        """Raises BroadcastConflict, creating nothing, for a user `owner` has not."""
+
+        def op(tx: Tx) -> broadcasts.Added:
+            broadcasts.create_audience(tx, audience_id, owner, name, False, now)
+            return broadcasts.strictly(broadcasts.add_members(tx, audience_id, owner, members, now))
+
+        return await self.db.run(op)
+
+    async def get_audience(self, audience_id: str) -> broadcasts.AudienceRecord | None:
+        return await self.db.run(lambda tx: broadcasts.get_audience(tx, audience_id))
+
+    async def add_audience_members(
+        self,
+        audience_id: str,
+        owner: str,
+        members: Sequence[broadcasts.MemberRef],
+        now: float,
+        *,
+        strict: bool = True,
+    ) -> broadcasts.Added:
+        """Members new to the audience are added, users only if `owner` created them: with
+        `strict`, one that is not makes it add none (BroadcastConflict); else it is left out,
+        and named in the answer (an import's rows)."""
+
+        def op(tx: Tx) -> broadcasts.Added:
+            added = broadcasts.add_members(tx, audience_id, owner, members, now)
+            return broadcasts.strictly(added) if strict else added
+
+        return await self.db.run(op)
+
+    async def remove_audience_member(self, audience_id: str, member: broadcasts.MemberRef) -> bool:
+        return await self.db.run(lambda tx: broadcasts.remove_member(tx, audience_id, member))
+
+    async def audience_members(
+        self, audience_id: str, after: int, limit: int
+    ) -> list[broadcasts.AudienceMember]:
+        """Members in the order added, after the one whose `seq` is `after`."""
+        return await self.db.run(lambda tx: broadcasts.members(tx, audience_id, after, limit))
+
+    async def create_broadcast(
+        self,
+        new: broadcasts.NewBroadcast,
+        inline: Sequence[broadcasts.MemberRef] | None,
+        now: float,
+    ) -> int:
+        """Accept a broadcast to `new.audience_id`, or to the `inline` members (kept as an
+        audience of their own); the audience's size. Raises BroadcastConflict for an empty
+        audience, or inline users the owner has not (field `members[i].user_id`)."""
+
+        def op(tx: Tx) -> int:
+            if inline is not None:
+                broadcasts.create_audience(tx, new.audience_id, new.owner, None, True, now)
+                broadcasts.strictly(
+                    broadcasts.add_members(tx, new.audience_id, new.owner, inline, now)
+                )
+            return broadcasts.create_broadcast(tx, new, now)
+
+        return await self.db.run(op)
+
+    async def get_broadcast(self, broadcast_id: str) -> broadcasts.BroadcastRecord | None:
+        return await self.db.run(lambda tx: broadcasts.get_broadcast(tx, broadcast_id))
+
+    async def broadcast_outcomes(
+        self, broadcast_id: str, after: int, limit: int
+    ) -> list[broadcasts.MemberOutcome]:
+        return await self.db.run(lambda tx: broadcasts.outcomes(tx, broadcast_id, after, limit))
+
+    async def expand_broadcast(
+        self, now: float, batch_size: int, channels: Mapping[str, ChannelRules]
+    ) -> broadcasts.Expanded | None:
+        """Queue the next batch of members of the oldest broadcast due (None: none is due)."""
+        return await self.db.run(lambda tx: broadcasts.expand(tx, now, batch_size, channels))
+
+    async def cancel_broadcast(self, broadcast_id: str, now: float) -> bool:
+        return await self.db.run(lambda tx: broadcasts.cancel(tx, broadcast_id, now))
+
+    async def may_send_bulk(self, message_id: str, outbox_id: int, now: float) -> bool:
+        """Whether a claimed broadcast send may go now (not cancelled, not past its ttl)."""
+        why = await self.db.run(
+            lambda tx: broadcasts.why_not_send(tx, message_id, now), single_statement=True
+        )
+        if why is None:
+            return True
+        await self.db.run(lambda tx: broadcasts.withdraw(tx, outbox_id, why, now))
+        return False
+
+    async def finish_broadcasts(self, targets_for: TargetsFor, now: float) -> list[str]:
+        return await self.db.run(lambda tx: broadcasts.finish(tx, targets_for, now))
+
     # --- outbound messages -----------------------------------------------------------
     async def create_message(
         self, message: NewMessage, now: float, route: routes.NewRoute | None = None
@@ -686,14 +786,18 @@ class Store:
         besides: Sequence[str] | None = None,
         one_at_a_time: bool = False,
         first_in_line: bool = False,
+        bulk_window: int | None = None,
     ) -> list[OutboxItem]:
         """Due rows of `kind`, oldest first, leased for `lease` seconds: only `target`'s when
         given, only those of none of `besides` when given (targets no lane serves). With
         `one_at_a_time`, none while a claim of `target`'s is under way, in any process. With
         `first_in_line`, only the first row of each recipient's line (writes.FIRST_IN_LINE): the
-        rest wait until it is done, whichever process claimed it."""
+        rest wait until it is done, whichever process claimed it. With `bulk_window` (a
+        target's sends), normal rows come first and bulk rows fill what room is left, so that
+        at most `bulk_window` of the target's bulk rows are claimed at once, by any process: a
+        reply queued during a broadcast waits behind that many at most."""
         skip = self.db.dialect.skip_locked
-        where, params = "", [now + lease, kind]
+        where, params = "", list[Any]([kind])
         if target is not None:
             where, params = " AND target = ?", [*params, target]
         if besides:
@@ -709,8 +813,25 @@ class Store:
                 and not writes.target_is_free(tx, kind, target, now)
             ):
                 return []
-            rows = tx.all(writes.claim_outbox_sql(where, skip), (*params, now, now, limit))
-            items = [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+            if bulk_window is None or target is None:
+                rows = tx.all(
+                    writes.claim_outbox_sql(where, skip), (*params, now, now, limit, now + lease)
+                )
+            else:
+                normal = where + " AND o.priority = 0"
+                rows = tx.all(
+                    writes.claim_outbox_sql(normal, skip), (*params, now, now, limit, now + lease)
+                )
+                room = min(limit - len(rows), bulk_window - writes.bulk_in_hand(tx, target, now))
+                if room > 0:
+                    bulk = where + " AND o.priority > 0"
+                    rows += tx.all(
+                        writes.claim_outbox_sql(bulk, skip), (*params, now, now, room, now + lease)
+                    )
+            items = [
+                OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), None, int(r[6]))
+                for r in rows
+            ]
             if kind == "webhook" and items:
                 refs = [i.ref for i in items]
                 bodies = dict(
@@ -718,11 +839,19 @@ class Store:
                 )
                 items = [
                     OutboxItem(
-                        i.id, i.kind, i.target, i.ref, i.attempts, i.created_at, bodies.get(i.ref)
+                        i.id,
+                        i.kind,
+                        i.target,
+                        i.ref,
+                        i.attempts,
+                        i.created_at,
+                        bodies.get(i.ref),
+                        i.priority,
                     )
                     for i in items
                 ]
-            return sorted(items, key=lambda i: i.id)
+            # Bulk last: the rate limiter serves sends in the order they ask for a token.
+            return sorted(items, key=lambda i: (i.priority, i.id))
 
         return await self.db.run(op)
 

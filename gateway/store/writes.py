@@ -33,6 +33,7 @@ from gateway.router.statuses import (
     watermark_moves,
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
+from gateway.schema.broadcasts import BroadcastEvent
 from gateway.store import communities, control, form_sessions, questions, relay, routes
 from gateway.store.database import Tx
 from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
@@ -156,16 +157,20 @@ def _enqueue(
     now: float,
     due: float | None = None,
     recipient: str | None = None,
+    priority: int = 0,
 ) -> None:
     tx.execute(
-        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, recipient)"
-        " VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-        (kind, target, ref, now if due is None else due, now, recipient),
+        "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, recipient,"
+        " priority) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (kind, target, ref, now if due is None else due, now, recipient, priority),
     )
 
 
 def enqueue_webhooks(
-    tx: Tx, event: Event | UserEvent | ConversationEvent, targets_for: TargetsFor, now: float
+    tx: Tx,
+    event: Event | UserEvent | ConversationEvent | BroadcastEvent,
+    targets_for: TargetsFor,
+    now: float,
 ) -> None:
     for backend_id in targets_for(event.type):
         _enqueue(tx, "webhook", backend_id, event.id, now)
@@ -173,7 +178,7 @@ def enqueue_webhooks(
 
 def emit_channelless(
     tx: Tx,
-    event: UserEvent | ConversationEvent,
+    event: UserEvent | ConversationEvent | BroadcastEvent,
     channel_id: str,
     kind: str,
     targets_for: TargetsFor,
@@ -211,16 +216,37 @@ FIRST_IN_LINE = (
 
 
 def claim_outbox_sql(where: str, skip_locked: str) -> str:
-    """The claim of `Store.claim_outbox`: lease, due first, the rows `where` admits (its rows are
-    `o`). Parameters: lease end, kind, those of `where`, now, now, limit."""
+    """The claim of `Store.claim_outbox`: due first, the rows `where` admits (its rows are `o`),
+    leased. Parameters: kind, those of `where`, now, now, limit, lease end.
+
+    The rows are picked once, in a materialised CTE: as `UPDATE ... WHERE id IN (SELECT ...
+    LIMIT n FOR UPDATE SKIP LOCKED)`, PostgreSQL may plan the pick as the inner side of a
+    nested loop and run it again for each row, each run skipping the rows the last one locked,
+    so a claim of one row took them all (seen on a small upgraded store)."""
     return (
-        "UPDATE outbox SET claimed_until = ? WHERE id IN ("
+        "WITH picked AS MATERIALIZED ("
         " SELECT id FROM outbox AS o WHERE kind = ? AND status = 'pending'"
         + where
         + " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
-        " ORDER BY next_attempt_at, id LIMIT ?" + skip_locked + ")"
-        " RETURNING id, kind, target, ref, attempts, created_at"
+        " ORDER BY priority, next_attempt_at, id LIMIT ?" + skip_locked + ")"
+        " UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM picked)"
+        " RETURNING id, kind, target, ref, attempts, created_at, priority"
     )
+
+
+# Outbox priorities: what a backend or a person is waiting for, and bulk (broadcasts), which
+# takes only the capacity left (docs/broadcasts.md).
+NORMAL, BULK = 0, 1
+
+
+def bulk_in_hand(tx: Tx, target: str, now: float) -> int:
+    """Bulk sends of `target` claimed and not yet done, by any process."""
+    row = tx.one(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND claimed_until IS NOT NULL"
+        " AND kind = 'send' AND target = ? AND claimed_until >= ? AND priority > 0",
+        (target, now),
+    )
+    return int(row[0])
 
 
 def target_is_free(tx: Tx, kind: str, target: str, now: float) -> bool:
@@ -439,7 +465,7 @@ def store_rows(
     return stored
 
 
-def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
+def insert_message(tx: Tx, message: NewMessage, now: float, priority: int = 0) -> None:
     conversation = _touch_contact(tx, message.channel_id, message.recipient_id, now)
     tx.execute(
         "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
@@ -465,7 +491,7 @@ def insert_message(tx: Tx, message: NewMessage, now: float) -> None:
     )
     history(tx, message.id, now, "queued", None)
     due = _turn(tx, message, now)
-    _enqueue(tx, "send", message.channel_id, message.id, now, due, message.recipient_id)
+    _enqueue(tx, "send", message.channel_id, message.id, now, due, message.recipient_id, priority)
 
 
 def _turn(tx: Tx, message: NewMessage, now: float) -> float:

@@ -24,6 +24,7 @@ from gateway.store.migrations import (
     m0002_communities,
     m0003_failover,
     m0004_web_channel,
+    m0005_broadcasts,
 )
 from gateway.store.records import StoreUnavailable
 
@@ -77,6 +78,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "communities", m0002_communities.apply),
     Migration(3, "failover", m0003_failover.apply),
     Migration(4, "web_channel", m0004_web_channel.apply),
+    Migration(5, "broadcasts", m0005_broadcasts.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

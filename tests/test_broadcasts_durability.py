@@ -1,0 +1,93 @@
+"""SIGKILL during a broadcast: none of its members is forgotten, and where the provider takes
+an idempotency key none gets two copies.
+
+What each channel can promise, since a send the provider accepted but the gateway had not yet
+recorded when it died is sent again after the restart:
+- LINE: exactly one copy. Pushes carry `X-Line-Retry-Key`, derived from the message id, and
+  LINE accepts a key once (providers.md §4): the second try is answered 409 and counted sent.
+- WhatsApp, Messenger, Twilio SMS and Viber take no idempotency key: at least one copy, and a
+  second only for the sends under way at the kill, at most the lane's bulk window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import yaml
+
+from gateway.simulator.backend import BackendRecorder
+from gateway.simulator.line import LineSimulator
+from gateway.simulator.sms import TwilioSimulator
+
+from .broadcast_support import ROAD_CLOSED
+from .conftest import API_KEY, base_config, with_backend
+from .test_durability import free_port, start_process
+from .test_line_e2e import LINE_A
+from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, sms_channel
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+RATE = 40.0  # a second's bulk window is 20 rows (dispatcher.BULK_AHEAD_SECONDS)
+
+
+async def test_sigkill_mid_broadcast_forgets_no_one_and_line_sends_once(
+    tmp_path: Path, backend: BackendRecorder
+) -> None:
+    line = LineSimulator(
+        channel_secret=LINE_A["channel_secret"], channel_access_token=LINE_A["channel_access_token"]
+    )
+    sms = TwilioSimulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, phone_number=NUMBER)
+    await line.start()
+    await sms.start()
+    data = with_backend(base_config(tmp_path), backend)
+    data["backends"][0]["events"] = ["broadcast.completed"]
+    data["logging"] = {"level": "warning"}
+    data["channels"] = [
+        {"id": "line-main", "type": "line", "api_base_url": line.base_url, **LINE_A,
+         "rate_limit_per_second": RATE},
+        {**sms_channel("sms-main", sms.base_url), "rate_limit_per_second": RATE},
+    ]  # fmt: skip
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    people = [f"U{i:032x}" for i in range(150)]
+    numbers = [f"+3161235{i:04d}" for i in range(150)]
+    members = [{"identity": {"channel": "line-main", "id": p}} for p in people] + [
+        {"identity": {"channel": "sms-main", "id": n}} for n in numbers
+    ]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process = await start_process(config_path, port)
+        async with httpx.AsyncClient(timeout=10) as client:
+            body = {"members": members, "content": ROAD_CLOSED}
+            accepted = await client.post(f"{url}/v1/broadcasts", json=body, headers=AUTH)
+            assert accepted.status_code == 202
+            broadcast_id = accepted.json()["id"]
+            while len(line.sent) < 40 or len(sms.sent) < 40:
+                await asyncio.sleep(0.01)
+            process.send_signal(signal.SIGKILL)  # mid-flight on both channels
+            await process.wait()
+            before = (len(line.sent), len(sms.sent))
+            assert before[0] < 150 and before[1] < 150  # there is something left to do
+
+            process = await start_process(config_path, port)
+            await backend.wait_for(
+                lambda ev: any(e.get("broadcast_id") == broadcast_id for e in ev), timeout=30
+            )
+            view = await client.get(f"{url}/v1/broadcasts/{broadcast_id}", headers=AUTH)
+        process.terminate()
+        await process.wait()
+    finally:
+        await line.stop()
+        await sms.stop()
+
+    line_copies = Counter(s.to for s in line.sent)
+    sms_copies = Counter(s["params"]["To"][0] for s in sms.sent)
+    assert set(line_copies) == set(people) and set(line_copies.values()) == {1}
+    assert set(sms_copies) == set(numbers)
+    assert sum(sms_copies.values()) - 150 <= 20  # twice: only what was under way at the kill
+    counts = view.json()["counts"]
+    assert counts["queued"] == 0 and counts["failed"] == 0 and sum(counts.values()) == 300
