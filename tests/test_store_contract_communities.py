@@ -200,3 +200,58 @@ async def test_a_claim_cut_short_is_offered_again_under_the_same_id(store: Store
     await store.release_claims()
     [restarted] = await store.communities.claim_moderation(111.0 + LEASE + 2, LEASE, 10)
     assert restarted.id == first.id
+
+
+async def test_allowed_messages_are_relayed_in_the_order_they_were_written(store: Store) -> None:
+    conversation, _ = await moderated_community(store)
+    # One webhook call brought three messages: one batch, one `now`.
+    written = [(line_text("U1", text), f"k{i}") for i, text in enumerate(["one", "two", "three"])]
+    await store.record_inbound(1, written, nobody, 110.0)
+    first, second, third = await store.communities.claim_moderation(111.0, LEASE, 10)
+    assert [i.content.model_dump()["text"] for i in (first, second, third)] == [
+        "one", "two", "three"]  # fmt: skip
+
+    # The webhook answers about the later ones first: they wait for "one".
+    waiting = await store.communities.decide(third.id, "allow", "webhook", None, 112.0)
+    assert waiting is not None and waiting.state == "allowed"
+    await store.communities.decide(second.id, "allow", "webhook", None, 113.0)
+    assert await said_by_members(store, conversation) == []
+    assert [m.id for m in await store.communities.held("sushi", "allowed", 10)] == [
+        second.id, third.id]  # fmt: skip
+
+    await store.communities.decide(first.id, "allow", "webhook", None, 114.0)
+    assert await said_by_members(store, conversation) == ["one", "two", "three"]
+    assert [m.state for m in await store.communities.held("sushi", None, 10)] == ["relayed"] * 3
+
+
+async def test_a_held_or_rejected_message_does_not_keep_later_ones_waiting(store: Store) -> None:
+    conversation, _ = await moderated_community(store)
+    written = [(line_text("U1", text), f"k{i}") for i, text in enumerate(["a", "b", "c"])]
+    await store.record_inbound(1, written, nobody, 110.0)
+    a, b, c = await store.communities.claim_moderation(111.0, LEASE, 10)
+    await store.communities.decide(c.id, "allow", "webhook", None, 112.0)
+    await store.communities.decide(a.id, "hold", "webhook", "check it", 113.0)
+    assert await said_by_members(store, conversation) == []  # "b" is still pending
+    await store.communities.decide(b.id, "reject", "webhook", "spam", 114.0)
+    assert await said_by_members(store, conversation) == ["c"]
+    # A moderator releases the held one later: it is relayed then, after what followed it.
+    await store.communities.decide(
+        a.id, "allow", "api", None, 115.0, community_id="sushi", from_states=("held",)
+    )
+    assert await said_by_members(store, conversation) == ["c", "a"]
+
+
+async def test_an_allowed_message_whose_author_left_meanwhile_is_rejected(store: Store) -> None:
+    conversation, kenji = await moderated_community(store)
+    written = [(line_text("U1", text), f"k{i}") for i, text in enumerate(["first", "second"])]
+    await store.record_inbound(1, written, nobody, 110.0)
+    first, second = await store.communities.claim_moderation(111.0, LEASE, 10)
+    await store.communities.decide(second.id, "allow", "webhook", None, 112.0)
+    assert await store.communities.act_on_member("sushi", kenji, "remove", nobody, 113.0)
+    await store.communities.decide(first.id, "allow", "webhook", None, 114.0)
+    assert await said_by_members(store, conversation) == []
+    rejected = await store.communities.held("sushi", "rejected", 10)
+    assert [(m.id, m.reason) for m in rejected] == [
+        (first.id, "the author left the community"),
+        (second.id, "the author left the community"),
+    ]

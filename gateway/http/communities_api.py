@@ -51,7 +51,7 @@ from gateway.store.records import TargetsFor
 log = get_logger("gateway.communities")
 
 MAX_PAGE = 500
-HELD_STATES = ("pending", "held", "relayed", "rejected")
+HELD_STATES = ("pending", "allowed", "held", "relayed", "rejected")
 
 
 def community_view(record: CommunityRecord) -> CommunityView:
