@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import httpx
@@ -156,7 +156,9 @@ class Gateway:
         self.deadlines.listeners.append(self.delivery)
         self.route_questions = UnansweredQuestions(self.store, self.targets_for)
         self.route_questions.listeners += [self.delivery, self.dispatcher]
-        self.moderation = ModerationWorker(self.store, self.http, policy.poll_interval_seconds)
+        self.moderation = ModerationWorker(
+            self.store, self.http, policy.poll_interval_seconds, on_secret=self.redact_too
+        )
         self.moderation.listeners += [self.delivery, self.dispatcher]
         self.retention = Retention(
             self.store,
@@ -241,6 +243,22 @@ class Gateway:
             )
             await LaneWorker.stop_lanes(gone, config.server.shutdown_grace_seconds)
             return True
+
+    def redact_too(self, secrets: Iterable[str]) -> None:
+        """Secrets given at run time (a community's moderation secret, through the API or by
+        another process on the same store): out of the logs and of what the gateway serves,
+        like the config's."""
+        given = list(secrets)
+        for redactor in (self.redactor, REDACTOR):
+            redactor.add(given)
+
+    async def _redact_stored_secrets(self) -> None:
+        """The moderation secrets of the communities the API made before this start."""
+        after: str | None = None
+        while found := await self.store.communities.page(None, 500, after):
+            moderated = [c.settings.moderation for c in found if c.settings.moderation]
+            self.redact_too(m.secret.get_secret_value() for m in moderated)
+            after = found[-1].id
 
     def _stored(self) -> None:
         self.normaliser.wake()
@@ -332,6 +350,7 @@ class Gateway:
             self.targets_for,
             self.delivery.wake,
             self.dispatcher.wake,
+            self.redact_too,
         )
         one = "/v1/communities/{community_id}"
         member = f"{one}/members/{{member_id}}"
@@ -397,6 +416,7 @@ class Gateway:
         if self.config.storage.backend == "sqlite":
             await self.store.release_claims()  # one process owns an SQLite file
         await self._configured_communities()
+        await self._redact_stored_secrets()
         for worker in self.workers:
             worker.start()
         log.info(

@@ -32,7 +32,10 @@ class SecretRedactor:
 
     def add(self, secrets: Iterable[str]) -> None:
         """Redact `secrets` too (a reloaded config's), still redacting those known before."""
-        self.update([*self.values, *secrets])
+        given = list(secrets)
+        if {s for s in given if len(s) >= 6} <= self.values:  # known: keep the compiled rules
+            return
+        self.update([*self.values, *given])
 
     def text(self, value: str) -> str:
         """`value` with every known secret replaced."""

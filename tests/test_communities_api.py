@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError
+from gateway.logs import REDACTED, REDACTOR, get_logger
 
 from .conftest import base_config, config_from
 from .test_users_api import OTHER, OTHER_KEY, call
@@ -103,3 +104,40 @@ def test_bad_keyword_config_is_named_with_its_path(tmp_path: Path) -> None:
     text = str(refused.value)
     assert "communities[1].keywords.en.join[0]: 'JOIN SUSHI' is also communities[0]" in text
     assert "communities[2].keywords.de.join[0]" in text and "opt-out" in text
+
+
+MODERATION_SECRET = "sushi-moderation-secret-4f9a"
+
+
+async def test_a_moderation_secret_given_through_the_api_is_redacted_and_never_answered(
+    gw: Any, start_gateway: Any
+) -> None:
+    moderated = SUSHI | {
+        "moderation": {"url": "https://mod.example.com/hook", "secret": MODERATION_SECRET}
+    }
+    made = await call(gw, "POST", "/v1/communities", moderated)
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    assert made.json()["moderation"] == {
+        "url": "https://mod.example.com/hook", "timeout_seconds": 5.0, "on_timeout": "hold"}  # fmt: skip
+    refused = moderated | {"moderation": moderated["moderation"] | {"timeout_seconds": 0}}
+    answers = [
+        made,
+        await call(gw, "PATCH", f"/v1/communities/{cid}", moderated),
+        await call(gw, "GET", f"/v1/communities/{cid}"),
+        await call(gw, "GET", "/v1/communities"),
+        await call(gw, "POST", "/v1/communities", refused),
+    ]
+    assert [a.status_code for a in answers] == [201, 200, 200, 200, 422]
+    assert all(MODERATION_SECRET not in a.text for a in answers)
+
+    # Logged or served (a provider's error text quoting it): redacted like a config secret.
+    get_logger("gateway.test").warning("echoed", detail=f"signed with {MODERATION_SECRET}")
+    assert f"signed with {REDACTED}" in gw.logs.getvalue()
+    assert MODERATION_SECRET not in gw.logs.getvalue()
+    assert gw.gateway.redactor.text(MODERATION_SECRET) == REDACTED
+
+    # A gateway started later on the same store redacts it too, before anything asks for it.
+    again = await start_gateway(gw.gateway.config)
+    assert again.gateway.redactor.text(MODERATION_SECRET) == REDACTED
+    assert REDACTOR.text(MODERATION_SECRET) == REDACTED

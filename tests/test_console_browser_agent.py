@@ -68,6 +68,12 @@ async def test_an_agent_watches_joins_and_speaks(
     await page.wait_for_function(
         "document.querySelectorAll('#history .copy.state-delivered, #history .copy.state-read').length >= 1"
     )
+    # One list item per recipient, a dot drawn between them, so their states do not run together.
+    copies = line.locator(".copies > li.copy")
+    recipients = {text.split(":")[0] for text in await copies.all_inner_texts()}
+    assert recipients == {"Sheena (wa-main)", "Luigi's (fb-main)"}
+    separator = await copies.nth(1).evaluate("li => getComputedStyle(li, '::before').content")
+    assert separator == '"·"'
 
     await page.click("#join-visibly")
     await page.wait_for_selector("#speak-text")

@@ -27,6 +27,8 @@ def new_user(owner: str = "orders", external_id: str | None = None, **fields: An
         name=fields.get("name"),
         locale=fields.get("locale"),
         metadata=json.dumps(fields["metadata"]) if "metadata" in fields else None,
+        country=fields.get("country"),
+        preferred_channel=fields.get("preferred_channel"),
     )
 
 
@@ -170,6 +172,21 @@ async def test_merge_keeps_both_histories_and_answers_for_the_merged_id(store: S
         await store.merge_users(survivor.id, merged.id, targets, NOW)
     assert same.value.code == "same_user"
     assert await store.merge_users(survivor.id, "usr_unknown", targets, NOW) is None
+
+
+async def test_merge_takes_country_and_preferred_channel_only_where_the_survivor_has_none(
+    store: Store,
+) -> None:
+    survivor = await store.create_user(new_user(country="JP"), NOW)
+    merged = await store.create_user(new_user(country="US", preferred_channel="line"), NOW)
+    result = await store.merge_users(survivor.id, merged.id, targets, NOW + 1)
+    assert result is not None and (result.country, result.preferred_channel) == ("JP", "line")
+    assert await store.get_user(survivor.id) == result  # persisted, not only answered
+
+    keeps_all = await store.create_user(new_user(country="BR", preferred_channel="wa"), NOW)
+    other = await store.create_user(new_user(country="TH", preferred_channel="line"), NOW)
+    kept = await store.merge_users(keeps_all.id, other.id, targets, NOW + 1)
+    assert kept is not None and (kept.country, kept.preferred_channel) == ("BR", "wa")
 
 
 async def test_merges_chain_to_the_last_survivor(store: Store) -> None:

@@ -8,7 +8,7 @@ other, whether or not it exists): the rule conversations and users follow (`may_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 
@@ -51,7 +51,7 @@ from gateway.store.records import TargetsFor
 log = get_logger("gateway.communities")
 
 MAX_PAGE = 500
-HELD_STATES = ("pending", "held", "relayed", "rejected")
+HELD_STATES = ("pending", "allowed", "held", "relayed", "rejected")
 
 
 def community_view(record: CommunityRecord) -> CommunityView:
@@ -129,7 +129,10 @@ class CommunitiesApi:
         targets_for: TargetsFor,
         on_event: Callable[[], None],  # an event waits for the backends
         on_queued: Callable[[], None],  # notices or copies wait on channels
+        # A moderation secret given here is redacted from the logs like the config's.
+        on_secret: Callable[[Iterable[str]], None] = lambda _secrets: None,
     ) -> None:
+        self.on_secret = on_secret
         self.store = store
         self.adapters = adapters
         self.bodies = bodies
@@ -147,8 +150,15 @@ class CommunitiesApi:
             return None
         return found
 
-    async def create(self, request: web.Request) -> web.Response:
+    async def _settings(self, request: web.Request) -> CommunitySettings | web.Response:
+        """The body's settings; their moderation secret redacted from now on, saved or not."""
         settings = await _body(self.bodies, request, CommunitySettings, "the community")
+        if not isinstance(settings, web.Response) and settings.moderation is not None:
+            self.on_secret([settings.moderation.secret.get_secret_value()])
+        return settings
+
+    async def create(self, request: web.Request) -> web.Response:
+        settings = await self._settings(request)
         if isinstance(settings, web.Response):
             return settings
         try:
@@ -163,7 +173,7 @@ class CommunitiesApi:
 
     async def update(self, request: web.Request) -> web.Response:
         """Replace the settings whole (as PUT would): the keywords given are the keywords."""
-        settings = await _body(self.bodies, request, CommunitySettings, "the community")
+        settings = await self._settings(request)
         if isinstance(settings, web.Response):
             return settings
         found = await self._visible(request)

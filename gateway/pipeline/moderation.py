@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import httpx
@@ -44,11 +44,15 @@ class ModerationWorker(Worker):
         poll_interval: float,
         *,
         clock: Callable[[], float] = time.time,
+        on_secret: Callable[[Iterable[str]], None] = lambda _secrets: None,
     ) -> None:
+        """`on_secret`: told each webhook secret before it is used (another process may have
+        taken it through the API), so that the logs redact it."""
         super().__init__(poll_interval)
         self.store = store
         self.http = http
         self.clock = clock
+        self.on_secret = on_secret
 
     async def run_once(self) -> bool:
         items = await self.store.communities.claim_moderation(
@@ -80,6 +84,7 @@ class ModerationWorker(Worker):
             return "allow", None, "timeout"
         body = request_body(item, datetime.fromtimestamp(self.clock(), UTC).isoformat())
         secret = settings.secret.get_secret_value()
+        self.on_secret([secret])
         headers = {"Content-Type": "application/json"}
         headers |= delivery_headers(secret, body, int(self.clock()))
         try:

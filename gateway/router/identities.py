@@ -56,6 +56,8 @@ class UserFacts:
     name: str | None
     locale: str | None
     metadata: Mapping[str, Any] | None
+    country: str | None = None
+    preferred_channel: str | None = None
 
 
 def merged_facts(survivor: UserFacts, merged: UserFacts) -> UserFacts:
@@ -67,4 +69,6 @@ def merged_facts(survivor: UserFacts, merged: UserFacts) -> UserFacts:
         name=survivor.name or merged.name,
         locale=survivor.locale or merged.locale,
         metadata=metadata or None,
+        country=survivor.country or merged.country,
+        preferred_channel=survivor.preferred_channel or merged.preferred_channel,
     )

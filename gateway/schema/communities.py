@@ -173,7 +173,9 @@ class HeldMessageView(Model):
     id: str
     author: ParticipantRef
     content: Content
-    state: Literal["pending", "held", "relayed", "rejected"]
+    state: Literal["pending", "allowed", "held", "relayed", "rejected"] = Field(
+        description="`allowed`: to be relayed once the messages written before it are decided."
+    )
     reason: str | None = None
     decided_by: Literal["webhook", "timeout", "api"] | None = None
     created_at: datetime

@@ -6,6 +6,8 @@ A message the webhook must see is kept in `community_moderation` as `pending`, i
 transaction of its event: the webhook is asked by a worker (gateway/pipeline/moderation.py),
 never on the inbound path, so a slow webhook delays no one else. A process that dies while
 asking leaves the row leased; once the lease ends, another asks again, under the same id.
+An allowed message stays `allowed` until every message written before it in the community is
+decided, then is `relayed`: the others read them in the order they were written.
 """
 
 from __future__ import annotations
@@ -68,20 +70,34 @@ def admits(tx: Tx, event: Event, membership: Membership, now: float) -> bool:
         (bucket.tokens, bucket.at, told, author.id),
     )
     if decision == "moderate" and event.message is not None:
-        tx.execute(
-            "INSERT INTO community_moderation (id, community_id, participant_id, event_id,"
-            " source_channel, content, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (
-                new_id("mod"),
-                community.id,
-                author.id,
-                event.id,
-                event.channel.id,
-                event.message.content.model_dump_json(exclude_none=True),
-                now,
-            ),
-        )
+        _keep_pending(tx, community.id, author.id, event, event.message.content, now)
     return decision == "relay"
+
+
+def _keep_pending(
+    tx: Tx, community_id: str, author_id: str, event: Event, content: Content, now: float
+) -> None:
+    # Strictly after the community's last message: messages are relayed in this order, and
+    # two that one batch stores at the same `now` would otherwise be ordered by their ids,
+    # which are random within a millisecond.
+    last = tx.one(
+        "SELECT MAX(created_at) FROM community_moderation WHERE community_id = ?",
+        (community_id,),
+    )
+    written = max(now, float(last[0]) + 1e-6) if last and last[0] is not None else now
+    tx.execute(
+        "INSERT INTO community_moderation (id, community_id, participant_id, event_id,"
+        " source_channel, content, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+        (
+            new_id("mod"),
+            community_id,
+            author_id,
+            event.id,
+            event.channel.id,
+            content.model_dump_json(exclude_none=True),
+            written,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -156,38 +172,66 @@ def decide(
     community_id: str | None = None,
     from_states: Sequence[str] = ("pending",),
 ) -> HeldRecord | None:
-    """Apply a verdict: allow relays the message (if its author is still present), hold
-    keeps it for the API, reject drops it and tells the author. None when there is no such
-    message (in `community_id`, when given) or it is no longer in one of `from_states` (an
-    agent decided first, or the webhook did)."""
+    """Apply a verdict: allow relays the message (if its author is still present) once every
+    message written before it in the community is decided, hold keeps it for the API, reject
+    drops it and tells the author. None when there is no such message (in `community_id`,
+    when given) or it is no longer in one of `from_states` (an agent decided first, or the
+    webhook did)."""
+    found = tx.one("SELECT community_id FROM community_moderation WHERE id = ?", (moderation_id,))
+    if found is None or (community_id is not None and found[0] != community_id):
+        return None
+    # One decision at a time per community (its row locked on PostgreSQL till commit): whoever
+    # decides the last message written before an allowed one sees it, and relays it.
+    tx.one("SELECT id FROM communities WHERE id = ?" + tx.dialect.for_update, (found[0],))
+    community = communities.load(tx, found[0])
+    assert community is not None
     row = tx.one(
-        "SELECT community_id, participant_id, event_id, source_channel, content, state"
-        " FROM community_moderation WHERE id = ?" + tx.dialect.for_update,
+        "SELECT participant_id, state FROM community_moderation WHERE id = ?"
+        + tx.dialect.for_update,
         (moderation_id,),
     )
-    if row is None or (community_id is not None and row[0] != community_id):
+    if row is None or row[1] not in from_states:
         return None
-    found_community, participant_id, event_id, source_channel, content, state = row
-    if state not in from_states:
-        return None
-    community = communities.load(tx, found_community)
-    assert community is not None
-    author = communities.seat(tx, community, participant_id)
-    outcome = {"allow": "relayed", "hold": "held", "reject": "rejected"}[verdict]
-    if outcome == "relayed" and author is None:
-        outcome, reason = "rejected", reason or "the author left the community"
-    if outcome == "relayed" and author is not None:
-        message = CONTENT_ADAPTER.validate_json(content)
-        relay.relay_message(tx, author, message, event_id, source_channel, now, announcements)
-    elif author is not None:
-        kind = "held" if outcome == "held" else "rejected"
-        communities.tell_seat(tx, community, author, kind, now, reason=reason)
+    outcome = {"allow": "allowed", "hold": "held", "reject": "rejected"}[verdict]
+    author = communities.seat(tx, community, row[0])
+    if outcome != "allowed" and author is not None:
+        communities.tell_seat(tx, community, author, outcome, now, reason=reason)
     tx.execute(
         "UPDATE community_moderation SET state = ?, decided_at = ?, decided_by = ?, reason = ?,"
         " claimed_until = NULL WHERE id = ?",
         (outcome, now, decided_by, reason, moderation_id),
     )
-    return held(tx, found_community, None, 1, moderation_id)[0]
+    _relay_in_order(tx, community, announcements, now)
+    return held(tx, community.id, None, 1, moderation_id)[0]
+
+
+def _relay_in_order(
+    tx: Tx, community: communities.CommunityRecord, announcements: Announcements, now: float
+) -> None:
+    """Relay the allowed messages, oldest first, up to the first one still pending: the
+    others read them in the order they were written, however the webhook's answers arrive."""
+    rows = tx.all(
+        "SELECT id, participant_id, event_id, source_channel, content, state"
+        " FROM community_moderation WHERE community_id = ? AND state IN ('pending', 'allowed')"
+        " ORDER BY created_at, id",
+        (community.id,),
+    )
+    for moderation_id, participant_id, event_id, source_channel, content, state in rows:
+        if state == "pending":
+            return
+        author = communities.seat(tx, community, participant_id)
+        if author is None:
+            tx.execute(
+                "UPDATE community_moderation SET state = 'rejected',"
+                " reason = COALESCE(reason, 'the author left the community') WHERE id = ?",
+                (moderation_id,),
+            )
+            continue
+        message = CONTENT_ADAPTER.validate_json(content)
+        relay.relay_message(tx, author, message, event_id, source_channel, now, announcements)
+        tx.execute(
+            "UPDATE community_moderation SET state = 'relayed' WHERE id = ?", (moderation_id,)
+        )
 
 
 def held(

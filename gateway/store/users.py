@@ -258,13 +258,15 @@ def merge(
     )
     tx.execute("UPDATE identities SET user_id = ? WHERE user_id = ?", (survivor.id, merged.id))
     tx.execute(
-        "UPDATE users SET external_id = ?, name = ?, locale = ?, metadata = ?, updated_at = ?"
-        " WHERE id = ?",
+        "UPDATE users SET external_id = ?, name = ?, locale = ?, metadata = ?, country = ?,"
+        " preferred_channel = ?, updated_at = ? WHERE id = ?",
         (
             kept.external_id,
             kept.name,
             kept.locale,
             json.dumps(kept.metadata) if kept.metadata is not None else None,
+            kept.country,
+            kept.preferred_channel,
             now,
             survivor.id,
         ),
@@ -278,7 +280,9 @@ def merge(
 
 def _facts(user: UserRecord) -> UserFacts:
     metadata = json.loads(user.metadata) if user.metadata else None
-    return UserFacts(user.external_id, user.name, user.locale, metadata)
+    return UserFacts(
+        user.external_id, user.name, user.locale, metadata, user.country, user.preferred_channel
+    )
 
 
 def messages(tx: Tx, user_id: str, api_key: str | None, limit: int) -> list[UserMessageRecord]:
