@@ -210,6 +210,10 @@ class Database(Protocol):
 
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
 
+    async def read(self, op: Callable[[Tx], T]) -> T:
+        """Run `op`, which only reads: what was committed so far, with no commit of its own."""
+        ...
+
 
 _STOP = object()
 _Op = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
@@ -264,6 +268,10 @@ class ThreadedDatabase:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, future, loop, single_statement))
         return await future
+
+    async def read(self, op: Callable[[Tx], T]) -> T:
+        """A read, in the next group commit (a writer's connection reads for it)."""
+        return await self.run(op, single_statement=True)
 
     def close(self) -> None:
         running = [w for w in self._writers if w.thread is not None]
