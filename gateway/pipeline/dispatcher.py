@@ -17,6 +17,7 @@ from gateway.live import get_or_removed
 from gateway.logs import SecretRedactor, get_logger
 from gateway.metrics import SENDS
 from gateway.pipeline.lanes import LaneWorker
+from gateway.pipeline.recorder import SentRecorder
 from gateway.pipeline.turns import Turns
 from gateway.retry import backoff_seconds, retry_store_write
 from gateway.schema import (
@@ -32,6 +33,7 @@ from gateway.schema import (
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.records import TargetsFor
+from gateway.store.sent import SentSend
 from gateway.transport import Transport
 
 log = get_logger("gateway.dispatcher")
@@ -120,6 +122,8 @@ class Dispatcher(LaneWorker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
+        # The sends that end together, recorded together (pipeline/recorder.py).
+        self.recorder = SentRecorder(store, targets_for, RECORD_SENT_SECONDS)
 
     async def _defer(self, ids: list[int], until: float) -> None:
         await retry_store_write(
@@ -232,19 +236,8 @@ class Dispatcher(LaneWorker):
             notes.insert(0, f"{len(done)} provider message(s)")
         detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
-        await retry_store_write(
-            lambda: self.store.record_sent(
-                item.id,
-                record.id,
-                record.channel_id,
-                done,
-                detail,
-                event,
-                self.targets_for,
-                time.time(),
-            ),
-            RECORD_SENT_SECONDS,
-            "message_sent",
+        await self.recorder.record(
+            SentSend(item.id, record.id, record.channel_id, done, detail, event)
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None

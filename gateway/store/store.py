@@ -23,6 +23,7 @@ from gateway.store import (
     questions,
     relay,
     retention,
+    sent,
     steps,
     users,
 )
@@ -544,6 +545,13 @@ class Store:
             return emitted
 
         return await self.db.run(op)
+
+    async def record_sent_together(
+        self, sends: Sequence[sent.SentSend], targets_for: TargetsFor, now: float
+    ) -> list[Event]:
+        """`record_sent` for several sends in one operation of a few statements (store/sent.py);
+        all or none are recorded."""
+        return await self.db.run(lambda tx: sent.record(tx, sends, targets_for, now))
 
     async def settle_held_statuses(
         self, cutoff: float, limit: int, targets_for: TargetsFor, now: float
