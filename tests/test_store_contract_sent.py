@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 
 from gateway.store import Store
+from gateway.store.database import Tx
 from gateway.store.sent import SentSend
 
 from .store_events import new_message, status, targets
@@ -63,3 +66,36 @@ async def test_sends_recorded_together_end_as_recorded_one_by_one(store: Store) 
 
 async def test_nothing_to_record_is_no_statement(store: Store) -> None:
     assert await store.record_sent_together([], targets, NOW) == []
+
+
+async def test_an_op_that_fails_in_a_group_commit_undoes_only_itself(store: Store) -> None:
+    """Each op of a batch has a savepoint (on PostgreSQL, released with the next one's start):
+    a failing op's writes are undone, its neighbours' kept, on both sides of it."""
+
+    def insert(message_id: str, fail: bool = False) -> Callable[[Tx], str]:
+        def op(tx: Tx) -> str:
+            tx.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
+                (message_id, NOW, "queued", None),
+            )
+            if fail:
+                tx.one("SELECT 1 / 0 FROM messages WHERE id = ?", (message_id,))
+                raise ValueError("refused")
+            return message_id
+
+        return op
+
+    results = await asyncio.gather(
+        *(store.db.run(insert(f"msg_{n}", fail=n in (2, 3))) for n in range(1, 6)),
+        return_exceptions=True,
+    )
+    assert [r if isinstance(r, str) else "failed" for r in results] == [
+        "msg_1", "failed", "failed", "msg_4", "msg_5"
+    ]  # fmt: skip
+    ids = [f"msg_{n}" for n in range(1, 6)]
+    rows = await store.db.run(
+        lambda tx: tx.all(
+            "SELECT message_id FROM message_history WHERE message_id IN (?, ?, ?, ?, ?)", ids
+        )
+    )
+    assert sorted(r[0] for r in rows) == ["msg_1", "msg_4", "msg_5"]
