@@ -154,3 +154,44 @@ async def test_the_outbound_client_keeps_header_names_and_says_what_failed() -> 
     finally:
         await client.aclose()
         await runner.cleanup()
+
+
+async def test_the_direct_path_sends_the_same_request_and_says_what_failed() -> None:
+    """`AiohttpTransport.exchange` (the provider sends' path past httpx's objects): header names
+    as written, the body as given, the answer's headers read in any case, httpx's errors."""
+    seen: list[tuple[tuple[str, ...], bytes]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(
+            (tuple(name.decode() for name, _value in request.raw_headers), await request.read())
+        )
+        if request.path == "/drop":
+            assert request.transport is not None
+            request.transport.close()
+        if request.path == "/slow":
+            await asyncio.sleep(1)
+        return web.json_response({"ok": True}, status=429, headers={"Retry-After": "3"})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = http_client.new_client()
+    direct = http_client.direct(client)
+    assert direct is not None and http_client.direct(httpx.AsyncClient()) is None
+    timeout = client.timeout
+    try:
+        got = await direct.exchange("POST", f"{base}/ok", {"X-Line-Retry-Key": "k"}, b"{}", timeout)
+        assert (got.status, got.content, got.headers["retry-after"]) == (429, b'{"ok": true}', "3")
+        assert "X-Line-Retry-Key" in seen[0][0] and seen[0][1] == b"{}"
+        with pytest.raises(httpx.RemoteProtocolError):
+            await direct.exchange("POST", f"{base}/drop", {}, b"{}", timeout)
+        with pytest.raises(httpx.ReadTimeout):
+            await direct.exchange("POST", f"{base}/slow", {}, None, httpx.Timeout(0.2))
+        with pytest.raises(httpx.ConnectError):
+            await direct.exchange("POST", "http://127.0.0.1:9/refused", {}, None, timeout)
+    finally:
+        await client.aclose()
+        await runner.cleanup()

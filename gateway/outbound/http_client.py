@@ -14,7 +14,9 @@ timed out, a connection the server dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import NamedTuple
 
 import aiohttp
 import httpx
@@ -49,50 +51,97 @@ def new_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=AiohttpTransport(_session), timeout=TIMEOUT)
 
 
+class Answer(NamedTuple):
+    """A provider's answer, as the direct path (`AiohttpTransport.exchange`) returns it."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+
+
+def direct(client: httpx.AsyncClient) -> AiohttpTransport | None:
+    """The gateway's own transport under `client`, for sends that skip httpx's request
+    building (`AiohttpTransport.exchange`); None for any other client (respx's mocks, an
+    `httpx.MockTransport`, httpx's own transport), whose requests go through httpx as written."""
+    transport = getattr(client, "_transport", None)  # httpx keeps its transport there
+    return transport if isinstance(transport, AiohttpTransport) else None
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests through the aiohttp session `session()` makes, at the first
-    request (inside the running loop, as aiohttp requires)."""
+    request (inside the running loop, as aiohttp requires).
+
+    `exchange` is the direct path for the gateway's own provider sends: bytes and headers in,
+    status, headers and bytes out. httpx's request and response objects, its URL and header
+    normalisation and its cookie jar cost about as much CPU as aiohttp's whole exchange
+    (bench/send.py: ~15% of the loop's time), for requests the gateway builds itself."""
 
     def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
         self._make_session = session
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def _session_now(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
             session = self._session = self._make_session()
+        return session
+
+    def _timeout(
+        self, connect: float | None, read: float | None, pool: float | None
+    ) -> aiohttp.ClientTimeout:
+        key = (connect, read, pool)
+        made = self._timeouts.get(key)
+        if made is None:
+            made = self._timeouts[key] = aiohttp.ClientTimeout(
+                sock_connect=connect, sock_read=read, connect=pool
+            )
+        return made
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: httpx.Timeout,  # noqa: ASYNC109 - httpx's, applied by aiohttp per phase
+    ) -> Answer:
+        """One request, without httpx's objects; aiohttp's errors raised as the httpx errors
+        they are (`unanswered` reads them)."""
+        async with (
+            _httpx_errors(None),
+            self._session_now().request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=self._timeout(timeout.connect, timeout.read, timeout.pool),
+            ) as response,
+        ):
+            return Answer(response.status, response.headers, await response.read())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
         )
         body = await request.aread()
-        try:
-            async with session.request(
+        async with (
+            _httpx_errors(request),
+            self._session_now().request(
                 request.method,
                 URL(str(request.url), encoded=True),
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,  # httpx follows them, when asked to
                 auto_decompress=False,  # httpx decodes by the answer's Content-Encoding
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeouts.get("connect"),
-                    sock_read=timeouts.get("read"),
-                    connect=timeouts.get("pool"),
+                timeout=self._timeout(
+                    timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
                 ),
-            ) as response:
-                content = await response.read()
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc), request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.NetworkError(str(exc) or type(exc).__name__, request=request) from exc
+            ) as response,
+        ):
+            content = await response.read()
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
@@ -108,3 +157,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@contextlib.asynccontextmanager
+async def _httpx_errors(request: httpx.Request | None) -> AsyncIterator[None]:
+    """aiohttp's errors as httpx's: a refused or timed-out connect, a read that timed out, a
+    connection the server dropped."""
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx.ConnectTimeout(str(exc), request=request) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from exc
+    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx.NetworkError(str(exc) or type(exc).__name__, request=request) from exc

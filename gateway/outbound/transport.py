@@ -19,6 +19,7 @@ from adapters.base import Adapter, ProviderRequest, Sender, SendError, unanswere
 from gateway import json_codec
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
+from gateway.outbound.http_client import direct
 
 log = get_logger("gateway.outbound.transport")
 
@@ -87,6 +88,7 @@ class Transport:
     def __init__(self, client: httpx.AsyncClient, concurrency: int = 16) -> None:
         """`concurrency`: provider exchanges under way at once, per channel."""
         self.client = client
+        self._direct = direct(client)
         self.concurrency = concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._limiters: dict[str, RateLimiter] = {}
@@ -216,9 +218,26 @@ class Transport:
             headers["Content-Type"] = json_codec.JSON_CONTENT_TYPE
         started = time.perf_counter()
         try:
-            response = await exchange(
-                self.client, request.method, url, content=body, data=request.form, headers=headers
-            )
+            if self._direct is not None and request.form is None:
+                # The gateway's own client: straight to its pool (http_client.py says why).
+                answer = await self._direct.exchange(
+                    request.method, url, headers, body, self.client.timeout
+                )
+                status, content, answer_headers = answer.status, answer.content, answer.headers
+            else:
+                response = await exchange(
+                    self.client,
+                    request.method,
+                    url,
+                    content=body,
+                    data=request.form,
+                    headers=headers,
+                )
+                status, content, answer_headers = (
+                    response.status_code,
+                    response.content,
+                    response.headers,
+                )
         except httpx.HTTPError as exc:
             raise unanswered(exc, "provider") from None
         finally:
@@ -228,7 +247,7 @@ class Transport:
             channel=channel,
             method=request.method,
             path=request.path,
-            status=response.status_code,
+            status=status,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        return adapter.read_send_response(response.status_code, response.content, response.headers)
+        return adapter.read_send_response(status, content, answer_headers)

@@ -19,6 +19,7 @@ from gateway.outbound.transport import Go, Transport, Withdrawn
 from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import LaneWorker
 from gateway.pipeline.recipient_order import Turns
+from gateway.pipeline.recorder import SentRecorder
 from gateway.router.form_questions import intro, question
 from gateway.schema import (
     CONTENT_ADAPTER,
@@ -33,6 +34,7 @@ from gateway.schema import (
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.records import TargetsFor
+from gateway.store.sent import SentSend
 
 log = get_logger("gateway.dispatcher")
 
@@ -128,6 +130,8 @@ class Dispatcher(LaneWorker):
         self.transport = transport
         self.targets_for = targets_for
         self.policy = policy
+        # The sends that end together, recorded together (pipeline/recorder.py).
+        self.recorder = SentRecorder(store, targets_for, RECORD_SENT_SECONDS)
 
     def bulk_window(self, target: str) -> int | None:
         adapter = self.adapters.get(target)
@@ -249,19 +253,8 @@ class Dispatcher(LaneWorker):
             notes.insert(0, f"{len(done)} provider message(s)")
         detail = "; ".join(notes) or None
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
-        await retry_store_write(
-            lambda: self.store.record_sent(
-                item.id,
-                record.id,
-                record.channel_id,
-                done,
-                detail,
-                event,
-                self.targets_for,
-                time.time(),
-            ),
-            RECORD_SENT_SECONDS,
-            "message_sent",
+        await self.recorder.record(
+            SentSend(item.id, record.id, record.channel_id, done, detail, event)
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None

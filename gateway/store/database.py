@@ -63,6 +63,10 @@ class Dialect:
     # a concurrent change to the row waits for this transaction. SQLite needs none, its
     # BEGIN IMMEDIATE runs one writing transaction at a time.
     for_update: str = ""
+    # Whether one execute may carry several statements (psycopg without parameters; Python's
+    # sqlite3 refuses): a savepoint's release then goes with the next one's start, one round
+    # trip instead of two (`execute_batch`).
+    chains_statements: bool = False
 
 
 def storable_text(value: str, nul_in_text: bool = True) -> str:
@@ -138,6 +142,10 @@ def execute_batch(
         return [(None, exc) for _ in ops]
     tx = Tx(cursor, dialect)
     savepoints = len(ops) > 1
+    chains = dialect.chains_statements
+    # A savepoint an op left open, released with the next one's start (`chains_statements`)
+    # or by the commit: on PostgreSQL each statement is a round trip to the server.
+    open_savepoint = False
     try:
         if dialect.begin:
             cursor.execute(dialect.begin)
@@ -145,13 +153,15 @@ def execute_batch(
             guarded = savepoints and (not single or dialect.error_aborts_transaction)
             for attempt in range(2):
                 if guarded:
-                    cursor.execute("SAVEPOINT op")
+                    cursor.execute(
+                        "RELEASE SAVEPOINT op; SAVEPOINT op" if open_savepoint else "SAVEPOINT op"
+                    )
+                    open_savepoint = False
                 try:
                     value = op(tx)
                 except Exception as exc:
                     if guarded:
-                        cursor.execute("ROLLBACK TO SAVEPOINT op")
-                        cursor.execute("RELEASE SAVEPOINT op")
+                        _undo_savepoint(cursor, chains)
                     elif not savepoints:
                         conn.rollback()
                         if dialect.begin:
@@ -161,7 +171,10 @@ def execute_batch(
                     results.append((None, exc))
                     break
                 if guarded:
-                    cursor.execute("RELEASE SAVEPOINT op")
+                    if chains:
+                        open_savepoint = True
+                    else:
+                        cursor.execute("RELEASE SAVEPOINT op")
                 results.append((value, None))
                 break
         conn.commit()
@@ -172,6 +185,15 @@ def execute_batch(
     finally:
         cursor.close()
     return results
+
+
+def _undo_savepoint(cursor: Cursor, chains: bool) -> None:
+    """Undo a failed op's statements (its savepoint's), and end the savepoint."""
+    if chains:
+        cursor.execute("ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op")
+    else:
+        cursor.execute("ROLLBACK TO SAVEPOINT op")
+        cursor.execute("RELEASE SAVEPOINT op")
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: transactions side by side (several
@@ -209,6 +231,10 @@ class Database(Protocol):
         ...
 
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
+
+    async def read(self, op: Callable[[Tx], T]) -> T:
+        """Run `op`, which only reads: what was committed so far, with no commit of its own."""
+        ...
 
 
 _STOP = object()
@@ -264,6 +290,10 @@ class ThreadedDatabase:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, future, loop, single_statement))
         return await future
+
+    async def read(self, op: Callable[[Tx], T]) -> T:
+        """A read, in the next group commit (a writer's connection reads for it)."""
+        return await self.run(op, single_statement=True)
 
     def close(self) -> None:
         running = [w for w in self._writers if w.thread is not None]

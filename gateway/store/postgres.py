@@ -17,6 +17,7 @@ DIALECT = Dialect(
     # per database, and tables are per schema).
     try_lock="SELECT pg_try_advisory_xact_lock(1735357044, hashtext(current_schema() || ':' || ?))",
     for_update=" FOR UPDATE",
+    chains_statements=True,
 )
 
 

@@ -27,6 +27,7 @@ from gateway.store import (
     questions,
     relay,
     routes,
+    sent,
     users,
     writes,
 )
@@ -632,14 +633,14 @@ class Store:
         def op(tx: Tx) -> MessageRecord | None:
             return writes.messages(tx, [message_id], created_by).get(message_id)
 
-        return await self.db.run(op, single_statement=True)  # reads: nothing to undo
+        return await self.db.read(op)
 
     async def get_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
         """The messages with these ids (those that exist), in one operation: the dispatcher
         reads a whole claim's with three statements, not three a message."""
         if not message_ids:
             return {}
-        return await self.db.run(lambda tx: writes.messages(tx, message_ids), single_statement=True)
+        return await self.db.read(lambda tx: writes.messages(tx, message_ids))
 
     async def record_sent(
         self,
@@ -667,6 +668,13 @@ class Store:
             return emitted
 
         return await self.db.run(op)
+
+    async def record_sent_together(
+        self, sends: Sequence[sent.SentSend], targets_for: TargetsFor, now: float
+    ) -> list[Event]:
+        """`record_sent` for several sends in one operation of a few statements (store/sent.py);
+        all or none are recorded."""
+        return await self.db.run(lambda tx: sent.record(tx, sends, targets_for, now))
 
     async def settle_held_statuses(
         self, cutoff: float, limit: int, targets_for: TargetsFor, now: float
@@ -1078,13 +1086,12 @@ class Store:
         )
 
     async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
-        row = await self.db.run(
+        row = await self.db.read(
             lambda tx: tx.one(
                 "SELECT last_inbound_at, unsubscribed_at, unsubscribe_reason, reply_token,"
                 " reply_token_at FROM contacts WHERE channel_id = ? AND user_id = ?",
                 (channel_id, user_id),
-            ),
-            single_statement=True,
+            )
         )
         if row is None:
             return ContactState()
