@@ -145,15 +145,21 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     adapter = adapter_class(
         config_model.model_construct(id=args.channel_id or args.channel, type=args.channel)
     )
-    try:  # every event written before any is printed: a failure prints one line, no events
-        lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in adapter.parse(body)]
+    try:  # a body unreadable as a whole prints one line and no events
+        reading = adapter.read(body, None)
+        lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in reading.events]
     except Exception as exc:  # the reason a failed inbox row would keep
         reason = unreadable(exc, lambda: adapter.parse(body)) or adapter_error(exc)
         print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
         return 1
-    for line in lines:
+    for line in lines:  # the readable parts' events, as the normaliser stores them
         print(line)
-    return 0
+    for part in reading.failed:  # and each part that fails alone
+        print(
+            f"{args.file}: cannot parse as {args.channel}: invalid payload: {part.reason}",
+            file=sys.stderr,
+        )
+    return 1 if reading.failed else 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -227,8 +233,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 rows = await (
                     store.unsupported_rows() if args.unsupported else store.inbox_rows("failed")
                 )
+                parts = (
+                    {} if args.unsupported else await store.failed_parts_of([r[0] for r in rows])
+                )
                 for row_id, channel_id, reason in rows:
                     print(f"{row_id}\t{channel_id}\t{reason}")
+                    for path, why in parts.get(row_id, []):  # the parts that failed alone
+                        print(f"{row_id}\t{channel_id}\t  {path}: {why}")
                 print(f"{len(rows)} {kind} inbox row(s)")
                 return 0
             count = await store.replay_inbox(

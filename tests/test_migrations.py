@@ -128,25 +128,29 @@ def test_migrations_apply_once_and_in_order(
     ran: list[int] = []
 
     def add_table(step: Step) -> None:
-        ran.append(2)
+        ran.append(LATEST + 1)
         step.execute("CREATE TABLE notes (id TEXT PRIMARY KEY)")
 
     def add_column(step: Step) -> None:
-        ran.append(3)
+        ran.append(LATEST + 2)
         step.execute("ALTER TABLE notes ADD COLUMN body TEXT")  # fails unless 2 ran first
 
     places["open"](0).close()
     monkeypatch.setattr(
         versions,
         "MIGRATIONS",
-        (*versions.MIGRATIONS, Migration(2, "notes", add_table), Migration(3, "body", add_column)),
+        (
+            *versions.MIGRATIONS,
+            Migration(LATEST + 1, "notes", add_table),
+            Migration(LATEST + 2, "body", add_column),
+        ),
     )
     store = places["open"](0)
-    assert ran == [2, 3]
-    assert recorded(store)[-2:] == [(2, "notes"), (3, "body")]
+    assert ran == [LATEST + 1, LATEST + 2]
+    assert recorded(store)[-2:] == [(LATEST + 1, "notes"), (LATEST + 2, "body")]
     store.close()
     places["open"](0)
-    assert ran == [2, 3]  # not again
+    assert ran == [LATEST + 1, LATEST + 2]  # not again
 
 
 def test_a_failing_migration_leaves_the_store_as_it_was(
@@ -158,7 +162,7 @@ def test_a_failing_migration_leaves_the_store_as_it_was(
 
     places["open"](0).close()
     monkeypatch.setattr(
-        versions, "MIGRATIONS", (*versions.MIGRATIONS, Migration(2, "x", half_done))
+        versions, "MIGRATIONS", (*versions.MIGRATIONS, Migration(LATEST + 1, "x", half_done))
     )
     with pytest.raises(StoreUnavailable):
         places["open"](0)
@@ -197,11 +201,13 @@ def test_processes_starting_at_once_on_postgres_migrate_once(
     ran: list[int] = []
 
     def slow(step: Step) -> None:
-        ran.append(2)
+        ran.append(LATEST + 1)
         step.execute("SELECT pg_sleep(0.2)")
         step.execute("CREATE TABLE notes (id TEXT PRIMARY KEY)")
 
-    monkeypatch.setattr(versions, "MIGRATIONS", (*versions.MIGRATIONS, Migration(2, "slow", slow)))
+    monkeypatch.setattr(
+        versions, "MIGRATIONS", (*versions.MIGRATIONS, Migration(LATEST + 1, "slow", slow))
+    )
     errors: list[BaseException] = []
     stores: list[Store] = []
 
@@ -220,8 +226,8 @@ def test_processes_starting_at_once_on_postgres_migrate_once(
         thread.join()
     try:
         assert errors == []
-        assert ran == [2]
-        assert [v for v, _n in recorded(stores[0])] == [1, 2]
+        assert ran == [LATEST + 1]
+        assert [v for v, _n in recorded(stores[0])] == list(range(1, LATEST + 2))
     finally:
         for store in stores:
             store.close()

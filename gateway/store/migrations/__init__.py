@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.logs import get_logger
-from gateway.store.migrations import m0001_baseline
+from gateway.store.migrations import m0001_baseline, m0002_failed_parts
 from gateway.store.records import StoreUnavailable
 
 log = get_logger("gateway.store")
@@ -67,7 +67,10 @@ class Migration:
     apply: Callable[[Step], None]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "baseline", m0001_baseline.apply),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "baseline", m0001_baseline.apply),
+    Migration(2, "failed_parts", m0002_failed_parts.apply),
+)
 LATEST = MIGRATIONS[-1].version
 
 
