@@ -146,7 +146,8 @@ def _part_count(message: dict[str, Any]) -> int:
 def item_keys(item: dict[str, Any]) -> list[str]:
     """The dedupe key of each event an item becomes, in order."""
     kind = _kind(item)
-    sender = (item.get("sender") or {}).get("id")
+    party = item.get("sender")
+    sender = party.get("id") if isinstance(party, dict) else None
     if kind in ("message", "echo"):
         message = item["message"]
         mid = message.get("mid")
