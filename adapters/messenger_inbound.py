@@ -27,7 +27,7 @@ from adapters.base import (
 )
 from adapters.meta import meta_seconds, meta_time
 from adapters.payload_errors import validation_reason
-from adapters.webhook_parts import PartReader
+from adapters.webhook_parts import PartReader, validated
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -66,7 +66,7 @@ _MEDIA: dict[str, type[ImageContent | VideoContent | AudioContent | FileContent]
 def webhook(body: bytes) -> fb.Webhook:
     """The envelope, or PayloadError: a body that is not a Messenger webhook fails as a whole."""
     try:
-        envelope = fb.Webhook.model_validate(json_object(body))
+        envelope = validated(fb.Webhook, json_object(body))
     except ValidationError as exc:
         raise PayloadError(validation_reason(exc)) from None
     if envelope.object != "page":
@@ -78,7 +78,7 @@ def _raw_items(envelope: fb.Webhook) -> list[dict[str, Any]]:
     """Every messaging item that is an object, standby ones too (the acknowledgement path
     keys what it can read; the normaliser says what is wrong with the rest)."""
     found: list[dict[str, Any]] = []
-    for entry in envelope.entry:
+    for entry in envelope.entry or ():
         for field in ("messaging", "standby"):
             items = entry.get(field) if isinstance(entry, dict) else None
             if isinstance(items, list):
@@ -179,11 +179,12 @@ class WebhookReader:
 
     def read(self, body: bytes, only: frozenset[str] | None = None) -> Reading:
         reader = PartReader(only)
-        for i, raw_entry in enumerate(webhook(body).entry):
+        for i, raw_entry in enumerate(webhook(body).entry or ()):
             entry = reader.model(fb.Entry, f"entry[{i}]", raw_entry)
             if entry is None:
                 continue
             for field, items in (("messaging", entry.messaging), ("standby", entry.standby)):
+                items = items or []
                 read_item = functools.partial(self._events, entry, field == "standby")
                 for k, raw in enumerate(items):
                     reader.read(f"entry[{i}].{field}[{k}]", raw, fb.Messaging, read_item)

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Payload(BaseModel):
+    # Lists default to None, not []: pydantic copies a mutable default for every instance,
+    # which doubled the cost of validating a `value`.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
@@ -24,7 +26,7 @@ class Webhook(Payload):
     """`{"object": "page", "entry": [...]}`"""
 
     object: str | None = None
-    entry: list[Any] = []
+    entry: list[Any] | None = None
 
 
 class Entry(Payload):
@@ -33,8 +35,8 @@ class Entry(Payload):
 
     id: Any = None
     time: Any = None
-    messaging: list[Any] = []
-    standby: list[Any] = []
+    messaging: list[Any] | None = None
+    standby: list[Any] | None = None
 
 
 class Party(Payload):

@@ -31,6 +31,13 @@ from adapters.payload_errors import validation_reason
 M = TypeVar("M", bound=BaseModel)
 
 
+def validated(model: type[M], part: Any) -> M:
+    """`model.model_validate(part)` without its Python wrapper: a webhook validates several
+    parts, and the wrapper was an eighth of each one's cost."""
+    typed: M = model.__pydantic_validator__.validate_python(part)
+    return typed
+
+
 def _within(path: str, ancestor: str) -> bool:
     """`path` is `ancestor` or lies inside it (`a[1]` is inside `a`, `a[10]` is not in `a[1]`)."""
     return path == ancestor or (path.startswith(ancestor) and path[len(ancestor)] in ".[")
@@ -68,7 +75,7 @@ class PartReader:
         if not self.wants(path):
             return None
         try:
-            return model.model_validate(part)
+            return validated(model, part)
         except ValidationError as exc:
             self.fail(path, validation_reason(exc, path), part)
             return None
@@ -88,7 +95,7 @@ class PartReader:
         if not self._inside_wanted(path):
             return
         try:
-            typed = model.model_validate(part)
+            typed = validated(model, part)
         except ValidationError as exc:
             self.fail(path, validation_reason(exc, path), part)
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from adapters.base import (
     request_key,
 )
 from adapters.payload_errors import json_kind, validation_reason
-from adapters.webhook_parts import PartReader
+from adapters.webhook_parts import PartReader, validated
 from gateway import wire
 from gateway.schema import (
     ChannelRef,
@@ -68,7 +68,7 @@ _STATUS_EXTRAS = ("conversation", "pricing", "biz_opaque_callback_data")
 def webhook(body: bytes) -> wa.Webhook:
     """The envelope, or PayloadError: a body that is not a WhatsApp webhook fails as a whole."""
     try:
-        envelope = wa.Webhook.model_validate(json_object(body))
+        envelope = validated(wa.Webhook, json_object(body))
     except ValidationError as exc:
         raise PayloadError(validation_reason(exc)) from None
     if envelope.object != "whatsapp_business_account":
@@ -82,7 +82,7 @@ def admission(body: bytes) -> Admission:
     is stored and its readable parts delivered."""
     keys: list[str] = []
     times: list[Any] = []  # messages' and statuses' `timestamp`: Unix seconds, as strings
-    for entry in webhook(body).entry:
+    for entry in webhook(body).entry or ():
         changes = entry.get("changes") if isinstance(entry, dict) else None
         for change in changes if isinstance(changes, list) else ():
             if not isinstance(change, dict):
@@ -136,11 +136,11 @@ class WebhookReader:
 
     def read(self, body: bytes, only: frozenset[str] | None = None) -> Reading:
         reader = PartReader(only)
-        for i, raw_entry in enumerate(webhook(body).entry):
+        for i, raw_entry in enumerate(webhook(body).entry or ()):
             entry = reader.model(wa.Entry, f"entry[{i}]", raw_entry)
             if entry is None:
                 continue
-            for j, raw_change in enumerate(entry.changes):
+            for j, raw_change in enumerate(entry.changes or ()):
                 path = f"entry[{i}].changes[{j}]"
                 change = reader.model(wa.Change, path, raw_change)
                 if change is not None:
@@ -170,22 +170,22 @@ class WebhookReader:
         number = value.metadata.phone_number_id if value.metadata else None
         shown = value.metadata.display_phone_number if value.metadata else None
         to = _Addressing(self.channel_for(number), Party(id=number or "", phone=_plus(shown)))
-        contacts = _contacts_by_id(value.contacts)
-        for k, raw in enumerate(value.messages):
+        contacts = _contacts_by_id(value.contacts or ())
+        for k, raw in enumerate(value.messages or ()):
             reader.read(
                 f"{path}.value.messages[{k}]",
                 raw,
                 wa.Message,
                 lambda m, part, where: [self._message(m, part, to, contacts, where)],
             )
-        for k, raw in enumerate(value.statuses):
+        for k, raw in enumerate(value.statuses or ()):
             reader.read(
                 f"{path}.value.statuses[{k}]",
                 raw,
                 wa.Status,
                 lambda s, part, where: [self._status(s, part, to, contacts, where)],
             )
-        for k, raw in enumerate(value.errors):
+        for k, raw in enumerate(value.errors or ()):
             reader.read(
                 f"{path}.value.errors[{k}]",
                 raw,
@@ -521,7 +521,7 @@ def _is_phone(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
-def _contacts_by_id(contacts: list[wa.Contact]) -> dict[str, wa.Contact]:
+def _contacts_by_id(contacts: Iterable[wa.Contact]) -> dict[str, wa.Contact]:
     """`contacts[]` of a change by each id it carries: `wa_id` (when Meta shares the phone
     number) and `user_id` (the BSUID)."""
     found: dict[str, wa.Contact] = {}

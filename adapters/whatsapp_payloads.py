@@ -19,6 +19,8 @@ from gateway.schema.content import Contact as ContactCard
 
 
 class Payload(BaseModel):
+    # Lists default to None, not []: pydantic copies a mutable default for every instance,
+    # which doubled the cost of validating a `value`.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
@@ -27,7 +29,7 @@ class Webhook(Payload):
     https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components"""
 
     object: str | None = None
-    entry: list[Any] = []
+    entry: list[Any] | None = None
 
 
 class Entry(Payload):
@@ -35,7 +37,7 @@ class Entry(Payload):
 
     id: Any = None
     time: Any = None  # read leniently, as before: a bad one falls back to the arrival time
-    changes: list[Any] = []
+    changes: list[Any] | None = None
 
 
 class Change(Payload):
@@ -77,10 +79,10 @@ class Value(Payload):
     """
 
     metadata: Metadata | None = None
-    contacts: list[Contact] = []
-    messages: list[Any] = []
-    statuses: list[Any] = []
-    errors: list[Any] = []
+    contacts: list[Contact] | None = None
+    messages: list[Any] | None = None
+    statuses: list[Any] | None = None
+    errors: list[Any] | None = None
 
 
 class ErrorData(Payload):
