@@ -18,7 +18,7 @@ from adapters import ADAPTERS
 from adapters.failures import adapter_error, unreadable
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
-from gateway.store import Store, StoreUnavailable
+from gateway.store import Store, StoreUnavailable, failed_parts
 
 if TYPE_CHECKING:  # serve's imports wait until it runs: other commands start faster without
     from aiohttp import web
@@ -154,12 +154,11 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         return 1
     for line in lines:  # the readable parts' events, as the normaliser stores them
         print(line)
-    for part in reading.failed:  # and each part that fails alone
-        print(
-            f"{args.file}: cannot parse as {args.channel}: invalid payload: {part.reason}",
-            file=sys.stderr,
-        )
-    return 1 if reading.failed else 0
+    if reading.failed:  # and the reason the row would keep for the parts that fail alone
+        reason = failed_parts.summary([part.reason for part in reading.failed])
+        print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from adapters import ADAPTERS, Adapter
 from adapters import messenger_payloads as fb
 from adapters import whatsapp_payloads as wa
 from adapters.webhook_parts import PartReader
+from gateway.cli import main
 from gateway.pipeline.normaliser import Normaliser
 from gateway.preview import placeholder_config
 from gateway.store import Store
@@ -159,3 +160,20 @@ async def test_a_failed_part_is_stored_listed_and_replayed_alone(
     assert len(events) == len(good) + 1  # the good parts' events were not emitted again
     assert await store.inbox_rows("failed") == []
     assert await store.failed_parts_of([raw_id]) == {}
+
+
+def test_normalize_prints_the_readable_parts_and_the_reason_for_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = FIXTURES / "whatsapp" / WA_BATCH
+    assert main(["normalize", "--channel", "whatsapp", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["type"] for line in out.splitlines()] == [
+        "message",
+        "message",
+        "status",
+    ]
+    assert err == (
+        f"{path}: cannot parse as whatsapp: invalid payload: {WA_BAD}.text.body:"
+        " expected a string, got a number\n"
+    )

@@ -105,7 +105,11 @@ def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
     reading = read_inbox_row(adapter, row)
     if isinstance(reading, str):
         return reading
-    return failed_parts.summary(reading.failed) if reading.failed else reading.events
+    return (
+        failed_parts.summary([f.reason for f in reading.failed])
+        if reading.failed
+        else reading.events
+    )
 
 
 class Normaliser(Worker):

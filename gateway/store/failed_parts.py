@@ -13,10 +13,10 @@ from gateway.store.database import Tx
 from gateway.store.records import FailedPartRecord
 
 
-def summary(parts: Sequence[FailedPartRecord]) -> str:
-    """The failed row's reason: the first part's, and how many more there are."""
-    more = f" (and {len(parts) - 1} more unreadable part(s))" if len(parts) > 1 else ""
-    return f"invalid payload: {parts[0].reason}{more}"
+def summary(reasons: Sequence[str]) -> str:
+    """The failed row's reason, from its failed parts': the first, and how many more there are."""
+    more = f" (and {len(reasons) - 1} more unreadable part(s))" if len(reasons) > 1 else ""
+    return f"invalid payload: {reasons[0]}{more}"
 
 
 def keep(tx: Tx, raw_id: int, parts: Sequence[FailedPartRecord], now: float) -> None:
@@ -31,7 +31,8 @@ def keep(tx: Tx, raw_id: int, parts: Sequence[FailedPartRecord], now: float) -> 
             (raw_id, part.path, part.reason, part.part, now),
         )
     tx.execute(
-        "UPDATE inbox SET status = 'failed', error = ? WHERE id = ?", (summary(parts), raw_id)
+        "UPDATE inbox SET status = 'failed', error = ? WHERE id = ?",
+        (summary([p.reason for p in parts]), raw_id),
     )
 
 
