@@ -141,6 +141,32 @@ class ParsedEvent:
     dedupe_key: str
 
 
+class FailedPart(NamedTuple):
+    """One part of a batched webhook (an entry, a message, a status) the adapter could not
+    read: its JSON path in the body, why (naming the field at fault), and the part as received.
+    The other parts' events are stored; this one waits, failed and replayable (docs/operations.md).
+    """
+
+    path: str
+    reason: str
+    part: Any
+
+
+@dataclass
+class Reading:
+    """What an adapter reads in one webhook body: the events of every readable part, and the
+    parts it could not read."""
+
+    events: list[ParsedEvent]
+    failed: list[FailedPart]
+
+    def all_events(self) -> list[ParsedEvent]:
+        """The events, or PayloadError naming the first unreadable part (what `parse` says)."""
+        if self.failed:
+            raise PayloadError(self.failed[0].reason)
+        return self.events
+
+
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -491,6 +517,21 @@ class Adapter(abc.ABC):
         replay days later still says when the message came in.
         """
         return self.parse(body)
+
+    def read(
+        self, body: bytes, received_at: datetime | None, only: frozenset[str] | None = None
+    ) -> Reading:
+        """The events of every readable part of `body`, and the parts that failed alone
+        (what the normaliser calls); PayloadError when the body as a whole cannot be read.
+
+        `only` names the JSON paths of parts that failed before (a replay): just those are
+        read again. A channel whose webhooks carry one event each needs nothing more than
+        `parse`; one that batches overrides this with `adapters.webhook_parts.PartReader`.
+        `received_at` None: not known (`gateway normalize`), as `parse` reads.
+        """
+        if received_at is None:
+            return Reading(self.parse(body), [])
+        return Reading(self.parse_received(body, received_at), [])
 
     def acknowledge(self, body: bytes) -> Reply:
         """The answer to a stored webhook (Twilio wants TwiML, most want a plain 200)."""

@@ -1,7 +1,8 @@
 """Why a payload cannot be read: the one reason the failed inbox row keeps, ingress logs and
 `gateway normalize` prints.
 
-A reason says what is wrong with the payload, by its field where it can (adapters/shape.py),
+A reason says what is wrong with the payload, by its field where it can (typed payload models
+and adapters/payload_errors.py; adapters/shape.py for the channels not yet typed),
 and never shows the Python error behind it ("TypeError: unhashable type: 'dict'" tells an
 operator nothing). A failure nothing ties to the payload is the adapter's own: its reason
 says so, rather than blaming a payload that may be valid."""

@@ -1,6 +1,7 @@
 """Facebook Messenger Platform (Send API + Page webhooks).
 
 Webhooks: https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events
+          (models in messenger_payloads.py, read into events by messenger_inbound.py)
 Send API: https://developers.facebook.com/docs/messenger-platform/reference/send-api/
 Window:   https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
 Errors:   https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes
@@ -8,36 +9,31 @@ Errors:   https://developers.facebook.com/docs/messenger-platform/reference/send
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
 from pydantic import SecretStr
 
+from adapters import messenger_inbound as inbound
 from adapters import messenger_rich as rich
 from adapters.base import (
     AddressForm,
     Admission,
     ErrorCategory,
     ParsedEvent,
-    PayloadError,
     ProviderRequest,
+    Reading,
     SendContext,
     SendError,
     answer_json,
-    json_object,
-    newest_time,
     provider_id,
-    request_key,
     retry_after_seconds,
 )
 from adapters.meta import (
     GraphAdapter,
     GraphConfig,
     graph_error,
-    meta_seconds,
-    meta_time,
 )
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -45,28 +41,7 @@ from gateway.downgrade.profile import (
     Profile,
     QuickRepliesProfile,
 )
-from gateway.schema import (
-    ChannelRef,
-    EventDraft,
-    MessageBody,
-    Party,
-    Postback,
-    Reaction,
-    Referral,
-    Status,
-    System,
-    Unsupported,
-)
-from gateway.schema.content import (
-    AudioContent,
-    FileContent,
-    ImageContent,
-    LocationContent,
-    Media,
-    StickerContent,
-    TextContent,
-    VideoContent,
-)
+from gateway.schema import ChannelRef
 from gateway.schema.content import Content as AnyContent
 
 MAX_TEXT = rich.MAX_TEXT  # message.text: 2000 characters (link in messenger_rich)
@@ -174,72 +149,6 @@ def error_category(code: int, subcode: int | None = None) -> ErrorCategory:
     return "permanent"
 
 
-def _hashed(prefix: str, item: Any) -> str:
-    data = json.dumps(item, sort_keys=True, separators=(",", ":"))
-    return f"{prefix}:" + hashlib.sha256(data.encode()).hexdigest()
-
-
-def _kind(item: dict[str, Any]) -> str:
-    """The event an item carries: its first key besides the sender/recipient envelope."""
-    if "message" in item:
-        if not isinstance(item["message"], dict):
-            raise PayloadError("message is not an object")
-        return "echo" if item["message"].get("is_echo") else "message"
-    for key in ("postback", "referral", "optin", "reaction", "delivery", "read"):
-        if key in item:
-            return key
-    return next((k for k in item if k not in _ENVELOPE), "unknown")
-
-
-def _attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The attachments as distinct parts; a sticker sent both as `sticker` and `image` (the
-    2026 transition) counts once."""
-    parts: list[dict[str, Any]] = []
-    stickers: set[Any] = set()
-    for attachment in message.get("attachments") or []:
-        if not isinstance(attachment, dict):
-            raise PayloadError("message.attachments is not a list of objects")
-        payload = attachment.get("payload") or {}
-        sticker_id = payload.get("sticker_id") if isinstance(payload, dict) else None
-        if sticker_id is not None:
-            if sticker_id in stickers:
-                continue
-            stickers.add(sticker_id)
-        parts.append(attachment)
-    return parts
-
-
-def _part_count(message: dict[str, Any]) -> int:
-    return max(1, (1 if message.get("text") else 0) + len(_attachments(message)))
-
-
-def item_keys(item: dict[str, Any]) -> list[str]:
-    """The dedupe key of each event `parse` makes from one messaging item, in order."""
-    kind = _kind(item)
-    sender = (item.get("sender") or {}).get("id")
-    if kind in ("message", "echo"):
-        message = item["message"]
-        mid = message.get("mid")
-        first = f"mid:{mid}" if mid else _hashed(kind, item)
-        single = kind == "echo" or isinstance(message.get("quick_reply"), dict)
-        count = 1 if single else _part_count(message)
-        return [first] + [f"{first}:{i}" for i in range(1, count)]
-    if kind == "postback" and isinstance(item["postback"], dict) and item["postback"].get("mid"):
-        return [f"mid:{item['postback']['mid']}"]
-    if kind in ("delivery", "read"):
-        receipt = item[kind] if isinstance(item[kind], dict) else {}
-        watermark = receipt.get("watermark")
-        mids = (receipt.get("mids") or []) if kind == "delivery" else []
-        return [f"delivery:{mid}" for mid in mids] + [f"{kind}:{sender}:{watermark}"]
-    if kind == "reaction" and isinstance(item["reaction"], dict):
-        reaction = item["reaction"]
-        return [
-            f"reaction:{sender}:{reaction.get('mid')}:{reaction.get('action')}"
-            f":{item.get('timestamp')}"
-        ]
-    return [_hashed(kind, item)]
-
-
 class MessengerAdapter(GraphAdapter):
     type = "messenger"
     config_model = MessengerConfig
@@ -260,213 +169,19 @@ class MessengerAdapter(GraphAdapter):
         return self.admission(body).key
 
     def admission(self, body: bytes) -> Admission:
-        items = _items(_load(body))
-        keys = [key for _entry, item, _standby in items for key in item_keys(item)]
-        # Each item's `timestamp`, in ms or seconds (meta_time): the events' own times. The
-        # entry's `time` is when Meta sent the batch, which says nothing about a replay's age.
-        dated = newest_time((item.get("timestamp") for _, item, _ in items), seconds=meta_seconds)
-        return Admission(request_key(keys, body), dated)
+        return inbound.admission(body)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        events: list[ParsedEvent] = []
-        for entry, item, standby in _items(_load(body)):
-            drafts = self._item(entry, item)
-            if standby:
-                drafts = [
-                    d.model_copy(
-                        update={"channel_data": {**(d.channel_data or {}), "standby": True}}
-                    )
-                    for d in drafts
-                ]
-            keys = item_keys(item)
-            if len(keys) != len(drafts):  # a bug here would silently drop or merge events
-                raise PayloadError(f"{len(drafts)} events but {len(keys)} keys in one item")
-            events += [ParsedEvent(d, k) for d, k in zip(drafts, keys, strict=True)]
-        return events
+        return self.read(body, None).all_events()
+
+    def read(
+        self, body: bytes, received_at: datetime | None, only: frozenset[str] | None = None
+    ) -> Reading:
+        return inbound.WebhookReader(self._channel).read(body, only)
 
     def _channel(self, page_id: str | None) -> ChannelRef:
         channel_id = self.routed_channel_id(page_id)
         return ChannelRef(id=channel_id, type=self.type)
-
-    def _item(self, entry: dict[str, Any], item: dict[str, Any]) -> list[EventDraft]:
-        kind = _kind(item)
-        sender = _party(item.get("sender"))
-        recipient = _party(item.get("recipient"))
-        timestamp = meta_time(item.get("timestamp", entry.get("time")))
-        if kind in ("delivery", "read"):  # from the user about the page's messages
-            page, user = recipient, sender
-        elif kind == "echo":  # from the page itself
-            page, user = sender, recipient
-        else:
-            page, user = recipient, sender
-        common: dict[str, Any] = {
-            "channel": self._channel(page.id if page else str(entry.get("id", ""))),
-            "timestamp": timestamp,
-        }
-        if kind == "message":
-            return self._message(item["message"], {**common, "sender": user, "recipient": page})
-        if kind == "echo":
-            return [self._echo(item["message"], {**common, "sender": page, "recipient": user})]
-        if kind in ("delivery", "read"):
-            common |= {"sender": page, "recipient": user}
-            return self._receipt(kind, _object(item[kind], kind), common)
-        common |= {"sender": user, "recipient": page}
-        if kind == "postback":
-            data = _object(item["postback"], "postback")
-            extra = {"referral": _referral(data["referral"])} if data.get("referral") else {}
-            postback = Postback(
-                payload=str(data.get("payload") or data.get("title") or ""), title=data.get("title")
-            )
-            if not postback.payload:
-                raise PayloadError("postback without a payload or title")
-            return [
-                EventDraft(
-                    type="postback",
-                    external_id=data.get("mid"),
-                    postback=postback,
-                    **common,
-                    **extra,
-                )
-            ]
-        if kind == "referral":
-            data = _object(item["referral"], "referral")
-            return [EventDraft(type="referral", referral=_referral(data), **common)]
-        if kind == "reaction":
-            data = _object(item["reaction"], "reaction")
-            if not data.get("mid"):
-                raise PayloadError("reaction without a mid")
-            reaction = Reaction(
-                emoji=(data.get("emoji") or None) if data.get("action") != "unreact" else None,
-                message_external_id=str(data["mid"]),
-            )
-            extras = {k: data[k] for k in ("action", "reaction") if k in data}
-            return [EventDraft(type="reaction", reaction=reaction, channel_data=extras, **common)]
-        if kind == "optin":
-            data = _object(item["optin"], "optin")
-            if user is None and data.get("user_ref"):  # checkbox plugin: no PSID yet
-                common["sender"] = Party(id=str(data["user_ref"]))
-            status = data.get("notification_messages_status")
-            system = System(kind="optin", text=status or data.get("type"))
-            return [
-                EventDraft(type="system", system=system, channel_data={"optin": data}, **common)
-            ]
-        # Handovers, policy enforcement, account linking, edits…: kept visible, not dropped.
-        system = System(kind=kind)
-        return [
-            EventDraft(type="system", system=system, channel_data={kind: item.get(kind)}, **common)
-        ]
-
-    def _message(self, message: dict[str, Any], common: dict[str, Any]) -> list[EventDraft]:
-        mid = message.get("mid")
-        reply_to = (message.get("reply_to") or {}).get("mid")
-        common = {**common, "external_id": mid}
-        if message.get("referral"):
-            common["referral"] = _referral(message["referral"])
-        quick_reply = message.get("quick_reply")
-        if isinstance(quick_reply, dict):
-            payload = quick_reply.get("payload") or message.get("text") or ""
-            postback = Postback(payload=str(payload), title=message.get("text"), reply_to=reply_to)
-            return [EventDraft(type="postback", postback=postback, **common)]
-        drafts: list[EventDraft] = []
-        if message.get("text"):
-            content: AnyContent = TextContent(text=message["text"])
-            body = MessageBody(content=content, reply_to=reply_to)
-            drafts.append(EventDraft(type="message", message=body, **common))
-        for attachment in _attachments(message):
-            drafts.append(self._attachment(attachment, reply_to, common))
-        if not drafts:
-            reason = "message without text or attachments"
-            unsupported = Unsupported(provider_type="message", reason=reason)
-            drafts.append(
-                EventDraft(
-                    type="unsupported",
-                    unsupported=unsupported,
-                    channel_data={"message": message},
-                    **common,
-                )
-            )
-        return drafts
-
-    def _attachment(
-        self, attachment: dict[str, Any], reply_to: str | None, common: dict[str, Any]
-    ) -> EventDraft:
-        kind = str(attachment.get("type"))
-        payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
-        assert isinstance(payload, dict)
-        url = payload.get("url")
-        content: AnyContent | None = None
-        if kind in ("image", "video", "audio", "file", "sticker") and url:
-            media = Media(url=url)
-            if kind == "sticker" or payload.get("sticker_id") is not None:
-                content = StickerContent(media=media)
-            elif kind == "image":
-                content = ImageContent(media=media)
-            elif kind == "video":
-                content = VideoContent(media=media)
-            elif kind == "audio":
-                content = AudioContent(media=media)
-            else:
-                content = FileContent(media=media)
-        elif kind == "location" and isinstance(payload.get("coordinates"), dict):
-            point = payload["coordinates"]
-            content = LocationContent(
-                latitude=point["lat"],
-                longitude=point["long"],
-                name=attachment.get("title"),
-                url=attachment.get("url"),
-            )
-        elif kind == "fallback" and (url or attachment.get("url")):
-            # A shared link: https://developers.facebook.com/docs/sharing/web
-            link = url or attachment.get("url")
-            title = payload.get("title") or attachment.get("title")
-            content = TextContent(text=f"{title}\n{link}" if title else str(link))
-        extra: dict[str, Any] = {}
-        if payload.get("sticker_id") is not None:
-            extra["channel_data"] = {"sticker_id": payload["sticker_id"]}
-        elif kind == "fallback":
-            extra["channel_data"] = {"attachment": attachment}
-        if content is None:
-            unsupported = Unsupported(
-                provider_type=kind, reason=f"attachment type {kind!r} is not supported"
-            )
-            return EventDraft(
-                type="unsupported",
-                unsupported=unsupported,
-                channel_data={"attachment": attachment},
-                **common,
-            )
-        body = MessageBody(content=content, reply_to=reply_to)
-        return EventDraft(type="message", message=body, **common, **extra)
-
-    def _echo(self, message: dict[str, Any], common: dict[str, Any]) -> EventDraft:
-        # The page's own send, reported back: never a user message.
-        data = {k: message[k] for k in ("mid", "app_id", "metadata") if k in message}
-        return EventDraft(
-            type="system",
-            external_id=message.get("mid"),
-            system=System(kind="echo", text=message.get("text")),
-            channel_data=data,
-            **common,
-        )
-
-    def _receipt(
-        self, kind: str, receipt: dict[str, Any], common: dict[str, Any]
-    ) -> list[EventDraft]:
-        state: Literal["delivered", "read"] = "delivered" if kind == "delivery" else "read"
-        watermark = meta_time(receipt.get("watermark"))
-        mids = (receipt.get("mids") or []) if kind == "delivery" else []
-        drafts = [
-            EventDraft(
-                type="status",
-                external_id=str(mid),
-                status=Status(external_id=str(mid), state=state),
-                **common,
-            )
-            for mid in mids
-        ]
-        status = Status(state=state, watermark=watermark)
-        drafts.append(EventDraft(type="status", status=status, **common))
-        return drafts
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -543,57 +258,6 @@ def messaging_fields(context: SendContext) -> dict[str, str]:
             f" (the recipient last wrote {since}); wait for the user to write again.",
         )
     return {"messaging_type": "MESSAGE_TAG", "tag": tag}
-
-
-def _party(value: Any) -> Party | None:
-    if isinstance(value, dict) and value.get("id") is not None:
-        return Party(id=str(value["id"]))
-    return None
-
-
-def _referral(data: Any) -> Referral:
-    data = _object(data, "referral")
-    ads = data.get("ads_context_data") if isinstance(data.get("ads_context_data"), dict) else {}
-    source = data.get("source")
-    return Referral(
-        source="ad" if source == "ADS" else (str(source).lower() if source else None),
-        source_type=data.get("type"),
-        source_id=str(data["ad_id"]) if data.get("ad_id") else None,
-        source_url=data.get("referer_uri"),
-        ref=data.get("ref"),
-        headline=ads.get("ad_title"),
-        media_url=ads.get("photo_url") or ads.get("video_url"),
-    )
-
-
-def _object(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PayloadError(f"{name} is not an object")
-    return value
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    payload = json_object(body)
-    if payload.get("object") != "page":
-        raise PayloadError(f"not a Messenger webhook (object={payload.get('object')!r})")
-    return payload
-
-
-def _list(value: Any, name: str) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise PayloadError(f"{name} is not a list of objects")
-    return value
-
-
-def _items(payload: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
-    """(entry, item, is_standby) for every messaging item, in order."""
-    found = []
-    for entry in _list(payload.get("entry"), "entry"):
-        found += [(entry, i, False) for i in _list(entry.get("messaging"), "entry[].messaging")]
-        found += [(entry, i, True) for i in _list(entry.get("standby"), "entry[].standby")]
-    return found
 
 
 ADAPTER = MessengerAdapter

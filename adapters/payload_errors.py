@@ -1,8 +1,9 @@
 """A provider payload's validation error as one reason naming the JSON path of the field at
-fault: `events[1].message.text: expected a string, got a number`.
+fault: `entry[0].changes[0].value.messages[1].text.body: expected a string, got a number`.
 
-The adapters' payload models (`adapters/<channel>/payloads.py`) are strict, so pydantic's
-first error is the field a reader would look at; this only words it for an operator.
+The adapters' payload models (`adapters/<channel>/payloads.py`, `adapters/whatsapp_payloads.py`,
+...) are strict, so pydantic's first error is the field a reader would look at; this only words
+it for an operator.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-# What a field of each kind of error holds, in the words of the reason.
+# pydantic's error types for "this node is not of the kind the model wants", by the kind.
 _EXPECTED = {
     "model_type": "an object",
     "model_attributes_type": "an object",
@@ -36,19 +38,19 @@ _UNREADABLE = {
 QUOTED = 40
 
 
-def path(location: Sequence[int | str], prefix: str = "") -> str:
-    """`("events", 1, "message")` as `events[1].message`, after `prefix` (a parent's path)."""
-    text = prefix
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
+def json_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """`("messages", 1, "text", "body")` under `prefix` as `prefix.messages[1].text.body`."""
+    path = prefix
+    for step in loc:
+        if isinstance(step, int):
+            path += f"[{step}]"
         else:
-            text += f".{part}" if text else part
-    return text or "body"
+            path += f".{step}" if path else str(step)
+    return path
 
 
-def kind(value: Any) -> str:
-    """A JSON value's kind, as a reason names it."""
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words: "an object", "a list", "a string", "null"..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -64,16 +66,28 @@ def kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _what(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "missing"
+    if kind in _UNREADABLE and isinstance(error["input"], str):
+        return f"expected {_UNREADABLE[kind]}, got {error['input'][:QUOTED]!r}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {json_kind(error['input'])}"
+    return str(error["msg"])
+
+
 def describe(error: ValidationError, prefix: str = "") -> str:
     """The first error of `error` as `<path>: <what is wrong>`; `prefix` is the path of the
     part that was validated (`events[1]`), when the model read only that part."""
     first = error.errors(include_url=False)[0]
-    where = path(first["loc"], prefix)
-    if first["type"] == "missing":
-        return f"{where}: missing"
-    if first["type"] in _UNREADABLE and isinstance(first["input"], str):
-        return f"{where}: expected {_UNREADABLE[first['type']]}, got {first['input'][:QUOTED]!r}"
-    expected = _EXPECTED.get(first["type"])
-    if expected is not None:
-        return f"{where}: expected {expected}, got {kind(first['input'])}"
-    return f"{where}: {first['msg']}"
+    return f"{json_path(first['loc'], prefix) or 'body'}: {_what(first)}"
+
+
+def validation_reason(exc: ValidationError, prefix: str = "") -> str:
+    """Like `describe`, and how many more fields were refused beside the first."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = json_path(first["loc"], prefix)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {_what(first)}{more}" if where else f"{_what(first)}{more}"

@@ -1,37 +1,32 @@
 """WhatsApp Business Cloud API.
 
 Webhooks: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
+          (models in whatsapp_payloads.py, read into events by whatsapp_inbound.py)
 Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
 Errors:   https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from adapters import whatsapp_inbound as inbound
 from adapters import whatsapp_rich as rich
 from adapters.base import (
-    MAX_JSON_DEPTH,
     AddressForm,
     Admission,
     ParsedEvent,
-    PayloadError,
     ProviderRequest,
+    Reading,
     SendContext,
     SendError,
     answer_json,
-    epoch_seconds,
-    json_object,
-    newest_time,
     provider_id,
-    request_key,
     retry_after_seconds,
 )
 from adapters.meta import (
@@ -39,7 +34,6 @@ from adapters.meta import (
     GraphConfig,
     graph_error,
 )
-from gateway import json_codec
 from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     CHOICE_KINDS,
@@ -49,34 +43,15 @@ from gateway.downgrade.profile import (
     Profile,
 )
 from gateway.downgrade.split_text import split_text
-from gateway.schema import (
-    ChannelRef,
-    EventDraft,
-    EventError,
-    MessageBody,
-    Party,
-    Postback,
-    Reaction,
-    Referral,
-    Status,
-    System,
-    Unsupported,
-)
+from gateway.schema import ChannelRef
 from gateway.schema.content import (
-    AudioContent,
     ButtonsContent,
     CarouselContent,
     ContactsContent,
-    FileContent,
-    FormResponseContent,
-    ImageContent,
     ListContent,
     LocationContent,
-    Media,
-    StickerContent,
     TemplateContent,
     TextContent,
-    VideoContent,
     is_media,
 )
 from gateway.schema.content import Content as AnyContent
@@ -202,9 +177,6 @@ RETRY_CODES = frozenset(
 # marketing templates only, never replies to the user (gateway/consent.py).
 UNREACHABLE_CODES = frozenset({131026, 131050})
 
-_STATES = {"sent", "delivered", "read", "failed"}
-_MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
-
 
 class WhatsAppConfig(GraphConfig):
     routed_by = "phone_number_id"
@@ -216,75 +188,12 @@ class WhatsAppConfig(GraphConfig):
     access_token: SecretStr
 
 
-def _timestamp(value: Any) -> datetime:
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise PayloadError(f"bad timestamp {value!r}") from exc
-    return epoch_seconds(seconds)
-
-
 def error_category(code: int) -> Literal["retry", "permanent", "unreachable"]:
     if code in RETRY_CODES:
         return "retry"
     if code in UNREACHABLE_CODES:
         return "unreachable"
     return "permanent"
-
-
-def _event_error(errors: Any) -> EventError | None:
-    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
-        return None
-    first = errors[0]
-    code = first.get("code")
-    data = first.get("error_data")
-    return EventError(
-        code=str(code),
-        title=first.get("title") or first.get("message"),
-        detail=data.get("details") if isinstance(data, dict) else None,
-        retryable=isinstance(code, int) and error_category(code) == "retry",
-    )
-
-
-def _media(kind: str, item: dict[str, Any]) -> AnyContent:
-    url = item.get("url") or item.get("link")
-    media = Media(
-        # Without a link the media is known by its id alone: read as item["id"], a missing one
-        # is reported by its path (entry[0]...image.id: missing), not as a model's complaint.
-        provider_media_id=item.get("id") if url else item["id"],
-        url=url,
-        mime_type=item.get("mime_type"),
-        sha256=item.get("sha256"),
-        filename=item.get("filename"),
-    )
-    caption = item.get("caption")
-    if kind == "image":
-        return ImageContent(media=media, caption=caption)
-    if kind == "video":
-        return VideoContent(media=media, caption=caption)
-    if kind == "audio":
-        return AudioContent(media=media, voice=bool(item.get("voice")))
-    if kind == "sticker":
-        return StickerContent(media=media, animated=bool(item.get("animated")))
-    return FileContent(media=media, caption=caption)
-
-
-def _contacts(items: list[dict[str, Any]]) -> ContactsContent:
-    # The payload's own list goes to the model, so a refusal (an empty one) names its path.
-    return ContactsContent.model_validate({"contacts": items})
-
-
-def _referral(data: dict[str, Any]) -> Referral:
-    return Referral(
-        source="ad" if data.get("source_type") == "ad" else data.get("source_type"),
-        source_type=data.get("source_type"),
-        source_id=data.get("source_id"),
-        source_url=data.get("source_url"),
-        headline=data.get("headline"),
-        body=data.get("body"),
-        media_url=data.get("image_url") or data.get("video_url"),
-        click_id=data.get("ctwa_clid"),
-    )
 
 
 class WhatsAppAdapter(GraphAdapter):
@@ -310,292 +219,27 @@ class WhatsAppAdapter(GraphAdapter):
         return self.admission(body).key
 
     def admission(self, body: bytes) -> Admission:
-        # On the hot path: read only the ids and times, with the same key rules as `parse`.
-        payload = json_object(body)
-        if payload.get("object") != "whatsapp_business_account":
-            raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
-        keys = []
-        times: list[Any] = []  # messages' and statuses' `timestamp`: Unix seconds, as strings
-        for entry in _list(payload.get("entry"), "entry"):
-            for change in _list(entry.get("changes"), "entry[].changes"):
-                value = change.get("value")
-                if change.get("field") != "messages" or not isinstance(value, dict):
-                    keys.append(_change_key("field", entry, change))
-                    continue
-                keys += [
-                    _message_key(m) for m in value.get("messages") or [] if isinstance(m, dict)
-                ]
-                keys += [_status_key(s) for s in value.get("statuses") or [] if isinstance(s, dict)]
-                times += [
-                    item.get("timestamp")
-                    for field in ("messages", "statuses")
-                    for item in value.get(field) or []
-                    if isinstance(item, dict)
-                ]
-                phone_number_id = (value.get("metadata") or {}).get("phone_number_id")
-                keys += [
-                    _change_key("error", entry, [phone_number_id, e])
-                    for e in value.get("errors") or []
-                ]
-        return Admission(request_key(keys, body), newest_time(times))
+        return inbound.admission(body)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        return self._events(json_object(body), None)
+        return self._reader(None).read(body).all_events()
 
     def parse_received(self, body: bytes, received_at: datetime) -> list[ParsedEvent]:
+        return self.read(body, received_at).all_events()
+
+    def read(
+        self, body: bytes, received_at: datetime | None, only: frozenset[str] | None = None
+    ) -> Reading:
         # Changes without a time of their own (value-level errors with no entry time) are
         # stamped with the request's arrival instead of the epoch.
-        return self._events(json_object(body), received_at)
+        return self._reader(received_at).read(body, only)
 
-    def _events(self, payload: dict[str, Any], received_at: datetime | None) -> list[ParsedEvent]:
-        if payload.get("object") != "whatsapp_business_account":
-            raise PayloadError(f"not a WhatsApp webhook (object={payload.get('object')!r})")
-        events: list[ParsedEvent] = []
-        for i, entry in enumerate(_list(payload.get("entry"), "entry")):
-            for j, change in enumerate(_list(entry.get("changes"), "entry[].changes")):
-                where = f"entry[{i}].changes[{j}].value"
-                events += self._change(entry, change, received_at, where)
-        return events
-
-    def _change(
-        self,
-        entry: dict[str, Any],
-        change: dict[str, Any],
-        received_at: datetime | None,
-        where: str,
-    ) -> list[ParsedEvent]:
-        when = _entry_time(entry, received_at)
-        value = change.get("value") or {}
-        field = change.get("field")
-        if field != "messages":
-            key = _change_key("field", entry, change)
-            draft = EventDraft(
-                type="system",
-                channel=self._channel(None),
-                timestamp=when,
-                system=System(kind=str(field)),
-                channel_data={"field": field, "value": value},
-            )
-            return [ParsedEvent(draft, key)]
-        metadata = value.get("metadata") or {}
-        channel = self._channel(metadata.get("phone_number_id"))
-        business = Party(
-            id=str(metadata.get("phone_number_id", "")),
-            phone=_plus(metadata.get("display_phone_number")),
-        )
-        contacts = _contacts_by_id(value.get("contacts") or [])
-        events = [
-            self._message(m, channel, business, contacts, f"{where}.messages[{k}]")
-            for k, m in enumerate(value.get("messages") or [])
-        ]
-        events += [
-            self._status(s, channel, business, contacts) for s in value.get("statuses") or []
-        ]
-        for error in value.get("errors") or []:
-            key = _change_key("error", entry, [metadata.get("phone_number_id"), error])
-            draft = EventDraft(
-                type="system",
-                channel=channel,
-                timestamp=when,
-                recipient=business,
-                system=System(kind="error", text=error.get("title") or error.get("message")),
-                channel_data={"errors": [error]},
-            )
-            events.append(ParsedEvent(draft, key))
-        return events
+    def _reader(self, received_at: datetime | None) -> inbound.WebhookReader:
+        return inbound.WebhookReader(self._channel, error_category, received_at)
 
     def _channel(self, phone_number_id: str | None) -> ChannelRef:
         channel_id = self.routed_channel_id(phone_number_id)
         return ChannelRef(id=channel_id, type=self.type)
-
-    def _message(
-        self,
-        item: dict[str, Any],
-        channel: ChannelRef,
-        business: Party,
-        contacts: dict[str, dict[str, Any]],
-        where: str,
-    ) -> ParsedEvent:
-        sender = _user(item.get("from"), item.get("from_user_id"), contacts)
-        if sender is None:
-            raise PayloadError(f"{where}.from: missing (and no from_user_id)")
-        kind = item.get("type")
-        common: dict[str, Any] = {
-            "channel": channel,
-            "external_id": item["id"],
-            "timestamp": _timestamp(item.get("timestamp")),
-            "sender": sender,
-            "recipient": business,
-        }
-        context = item.get("context") or {}
-        reply_to = context.get("id")
-        extras = {k: context[k] for k in ("forwarded", "frequently_forwarded") if k in context}
-        if "referred_product" in context:
-            extras["referred_product"] = context["referred_product"]
-        if item.get("referral"):
-            common["referral"] = _referral(item["referral"])
-        if item.get("group_id"):
-            # Said in a WhatsApp group: `from` is the member, `group_id` the group, where a
-            # reply goes (Group messages webhook reference:
-            # https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/group/).
-            extras["group_id"] = str(item["group_id"])
-        if extras:
-            common["channel_data"] = extras
-
-        draft: EventDraft
-        if kind == "text":
-            content: AnyContent = TextContent(text=item["text"]["body"])
-            draft = EventDraft(
-                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-            )
-        elif kind in _MEDIA_TYPES:
-            content = _media(kind, item[kind])
-            draft = EventDraft(
-                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-            )
-        elif kind == "location":
-            loc = item["location"]
-            content = LocationContent(
-                latitude=loc["latitude"],
-                longitude=loc["longitude"],
-                name=loc.get("name"),
-                address=loc.get("address"),
-                url=loc.get("url"),
-            )
-            draft = EventDraft(
-                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-            )
-        elif kind == "contacts":
-            content = _contacts(item["contacts"])
-            draft = EventDraft(
-                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-            )
-        elif kind == "interactive":
-            draft = self._interactive(item["interactive"], reply_to, common, where)
-        elif kind == "button":
-            button = item["button"]
-            postback = Postback(
-                payload=button.get("payload") or button["text"],
-                title=button.get("text"),
-                reply_to=reply_to,
-            )
-            draft = EventDraft(type="postback", postback=postback, **common)
-        elif kind == "reaction":
-            reaction = item["reaction"]
-            draft = EventDraft(
-                type="reaction",
-                reaction=Reaction(
-                    emoji=reaction.get("emoji") or None, message_external_id=reaction["message_id"]
-                ),
-                **common,
-            )
-        elif kind == "system":
-            system = item["system"]
-            draft = EventDraft(
-                type="system",
-                system=System(
-                    kind=system.get("type", "system"),
-                    text=system.get("body"),
-                    # user_changed_user_id names the new BSUID in `user_id` and no phone number.
-                    # https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/system/
-                    new_id=system.get("wa_id") or system.get("new_wa_id") or system.get("user_id"),
-                ),
-                **common,
-            )
-        elif kind is None:
-            raise PayloadError("message without a type")
-        else:
-            draft = self._unsupported(item, str(kind), common)
-        return ParsedEvent(draft, _message_key(item))
-
-    def _interactive(
-        self, data: dict[str, Any], reply_to: str | None, common: dict[str, Any], where: str
-    ) -> EventDraft:
-        kind = data.get("type")
-        if kind in ("button_reply", "list_reply"):
-            reply = data[kind]
-            extra = {"description": reply["description"]} if reply.get("description") else None
-            if extra:
-                common = {**common, "channel_data": {**(common.get("channel_data") or {}), **extra}}
-            postback = Postback(payload=reply["id"], title=reply.get("title"), reply_to=reply_to)
-            return EventDraft(type="postback", postback=postback, **common)
-        if kind == "nfm_reply":  # a WhatsApp Flow was completed
-            reply = data["nfm_reply"]
-            values = _flow_answers(reply, f"{where}.interactive.nfm_reply.response_json")
-            if isinstance(values, str):  # this message alone cannot be read: say why, keep it
-                item = {"interactive": data}
-                return self._unsupported(item, "interactive:nfm_reply", common, reason=values)
-            content = FormResponseContent(
-                form_id=str(values.pop("flow_token", reply.get("name", "flow"))), values=values
-            )
-            return EventDraft(
-                type="message", message=MessageBody(content=content, reply_to=reply_to), **common
-            )
-        return self._unsupported({"interactive": data}, f"interactive:{kind}", common)
-
-    def _unsupported(
-        self,
-        item: dict[str, Any],
-        kind: str,
-        common: dict[str, Any],
-        *,
-        reason: str | None = None,
-    ) -> EventDraft:
-        error = _event_error(item.get("errors"))
-        unsupported_type = (item.get("unsupported") or {}).get("type")
-        if reason is None:
-            reason = (
-                error.title if error and error.title else f"message type {kind!r} is not supported"
-            )
-            if error and error.detail:
-                reason = f"{reason}: {error.detail}"
-        data = {**(common.get("channel_data") or {}), "message": item}
-        common = {**common, "channel_data": data}
-        return EventDraft(
-            type="unsupported",
-            unsupported=Unsupported(provider_type=unsupported_type or kind, reason=reason),
-            **common,
-        )
-
-    def _status(
-        self,
-        item: dict[str, Any],
-        channel: ChannelRef,
-        business: Party,
-        contacts: dict[str, dict[str, Any]],
-    ) -> ParsedEvent:
-        state = item.get("status")
-        # A send to a BSUID is reported with `recipient_user_id` (and `recipient_id` only when
-        # Meta may share the phone number): BSUID docs, "Status messages webhooks".
-        recipient = _user(item.get("recipient_id"), item.get("recipient_user_id"), contacts)
-        if item.get("recipient_type") == "group" and item.get("recipient_id"):
-            # A send to a group is reported with the group as `recipient_id` and
-            # `recipient_type: group` (Group messaging: "Group message sent example").
-            recipient = Party(id=str(item["recipient_id"]))
-        common: dict[str, Any] = {
-            "channel": channel,
-            "external_id": item["id"],
-            "timestamp": _timestamp(item.get("timestamp")),
-            "sender": business,
-            "recipient": recipient or Party(id=""),
-        }
-        extras = {
-            k: item[k] for k in ("conversation", "pricing", "biz_opaque_callback_data") if k in item
-        }
-        if extras:
-            common["channel_data"] = extras
-        key = _status_key(item)
-        if state not in _STATES:
-            draft = EventDraft(
-                type="unsupported",
-                unsupported=Unsupported(
-                    provider_type=f"status:{state}", reason=f"status {state!r} is not tracked"
-                ),
-                **common,
-            )
-            return ParsedEvent(draft, key)
-        status = Status(external_id=item["id"], state=state, error=_event_error(item.get("errors")))
-        return ParsedEvent(EventDraft(type="status", status=status, **common), key)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -726,43 +370,6 @@ def _raise(error: SendError) -> str:
     raise error
 
 
-def _message_key(item: dict[str, Any]) -> str:
-    return f"msg:{item.get('id')}"
-
-
-def _status_key(item: dict[str, Any]) -> str:
-    # One status per state: "delivered" and "read" of the same message are different events.
-    return f"status:{item.get('id')}:{item.get('status')}"
-
-
-def _entry_time(entry: dict[str, Any], received_at: datetime | None) -> datetime:
-    """The entry's own time; else when the request arrived; the epoch only if neither is known."""
-    value = entry.get("time")
-    if value:
-        try:
-            return epoch_seconds(int(value))
-        except (TypeError, ValueError, OverflowError, PayloadError):
-            pass
-    return received_at or datetime.fromtimestamp(0, UTC)
-
-
-def _change_key(prefix: str, entry: dict[str, Any], item: Any) -> str:
-    """A key for a change that has no id of its own.
-
-    The entry's id and time are part of it: Meta sends the same change again when the same
-    thing happens again (a template approved a second time), and that is a new event.
-    """
-    data = json.dumps([entry.get("id"), entry.get("time"), item], sort_keys=True)
-    return f"{prefix}:" + hashlib.sha256(data.encode()).hexdigest()
-
-
-def _plus(number: Any) -> str | None:
-    if not number:
-        return None
-    text = str(number)
-    return text if text.startswith("+") else "+" + text
-
-
 def _addressed(to: str) -> dict[str, str]:
     """The send body's address: a BSUID goes in `recipient`, a phone number in `to`, and a
     group id in `to` with `recipient_type: group`.
@@ -791,89 +398,6 @@ def is_group(to: str) -> bool:
 def _is_phone(value: str) -> bool:
     """A wa_id that is a phone number: digits only (a BSUID has a period and letters)."""
     return value.isascii() and value.isdigit()
-
-
-def _contacts_by_id(contacts: list[Any]) -> dict[str, dict[str, Any]]:
-    """`contacts[]` of a change by each id it carries: `wa_id` (when Meta shares the phone
-    number) and `user_id` (the BSUID)."""
-    found: dict[str, dict[str, Any]] = {}
-    for contact in contacts:
-        for key in ("wa_id", "user_id"):
-            if contact.get(key):
-                found[str(contact[key])] = contact
-    return found
-
-
-def _user(address: Any, user_id: Any, contacts: dict[str, dict[str, Any]]) -> Party | None:
-    """A WhatsApp user from a message's `from` / `from_user_id` (a status's `recipient_id` /
-    `recipient_user_id`) and their `contacts[]` entry; None when neither id is there.
-
-    `id` stays the phone number (wa_id) whenever Meta sends one, so people the gateway already
-    knows keep their id; a user known only by a BSUID (a username hiding the number) gets the
-    BSUID. The BSUID rides along as `user_id` in both cases, and `phone` is set only from a
-    phone number, never from an id that is not one. A non-numeric `from` is a BSUID.
-    """
-    address = str(address) if address else None
-    user_id = str(user_id) if user_id else None
-    contact = contacts.get(address or "") or contacts.get(user_id or "") or {}
-    if address and not _is_phone(address):
-        address, user_id = None, user_id or address
-    user_id = user_id or (str(contact["user_id"]) if contact.get("user_id") else None)
-    wa_id = str(contact.get("wa_id") or "")
-    phone = address or (wa_id if _is_phone(wa_id) else None)
-    party_id = phone or user_id
-    if party_id is None:
-        return None
-    profile = contact.get("profile") or {}
-    return Party(
-        id=party_id,
-        name=profile.get("name"),
-        phone=_plus(phone),
-        user_id=user_id,
-        username=profile.get("username"),
-    )
-
-
-def _flow_answers(reply: dict[str, Any], where: str) -> dict[str, Any] | str:
-    """A completed Flow's answers, or why they cannot be read. Meta sends them as a string of
-    JSON holding one object (flow_token and the Flow's fields).
-    https://developers.facebook.com/docs/whatsapp/flows/reference/responsemsgwebhook
-    """
-    text = reply.get("response_json") or "{}"
-    if not isinstance(text, str):
-        return f"{where}: expected a string of JSON, got {_json_kind(text)}"
-    try:  # read as the webhook itself is: bounded nesting, no lone surrogates left
-        values = json_codec.loads_bounded(text.encode(), MAX_JSON_DEPTH)
-    except ValueError as exc:
-        if "nested too deeply" in str(exc):
-            return f"{where}: {exc}"
-        return f"{where}: expected a JSON object, got text that is not JSON"
-    if not isinstance(values, dict):
-        return f"{where}: expected a JSON object, got {_json_kind(values)}"
-    return values
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "null" if value is None else "a number"
-
-
-def _list(value: Any, name: str) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise PayloadError(f"{name} is not a list of objects")
-    for item in value:  # a loop, not all(): this runs twice per webhook on the ack path
-        if not isinstance(item, dict):
-            raise PayloadError(f"{name} is not a list of objects")
-    return value
 
 
 ADAPTER = WhatsAppAdapter

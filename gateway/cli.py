@@ -18,7 +18,7 @@ from adapters import ADAPTERS
 from adapters.failures import adapter_error, unreadable
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import REDACTOR
-from gateway.store import Store, StoreUnavailable
+from gateway.store import Store, StoreUnavailable, failed_parts
 
 if TYPE_CHECKING:  # serve's imports wait until it runs: other commands start faster without
     from aiohttp import web
@@ -145,14 +145,19 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     adapter = adapter_class(
         config_model.model_construct(id=args.channel_id or args.channel, type=args.channel)
     )
-    try:  # every event written before any is printed: a failure prints one line, no events
-        lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in adapter.parse(body)]
+    try:  # a body unreadable as a whole prints one line and no events
+        reading = adapter.read(body, None)
+        lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in reading.events]
     except Exception as exc:  # the reason a failed inbox row would keep
         reason = unreadable(exc, lambda: adapter.parse(body)) or adapter_error(exc)
         print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
         return 1
-    for line in lines:
+    for line in lines:  # the readable parts' events, as the normaliser stores them
         print(line)
+    if reading.failed:  # and the reason the row would keep for the parts that fail alone
+        reason = failed_parts.summary([part.reason for part in reading.failed])
+        print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -227,8 +232,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 rows = await (
                     store.unsupported_rows() if args.unsupported else store.inbox_rows("failed")
                 )
+                parts = (
+                    {} if args.unsupported else await store.failed_parts_of([r[0] for r in rows])
+                )
                 for row_id, channel_id, reason in rows:
                     print(f"{row_id}\t{channel_id}\t{reason}")
+                    for path, why in parts.get(row_id, []):  # the parts that failed alone
+                        print(f"{row_id}\t{channel_id}\t  {path}: {why}")
                 print(f"{len(rows)} {kind} inbox row(s)")
                 return 0
             count = await store.replay_inbox(

@@ -9,7 +9,9 @@ WEBHOOKS = Counter(
 )
 EVENTS = Counter("gateway_events_total", "Normalised events stored", ["channel", "type"])
 INBOX_FAILED = Counter(
-    "gateway_inbox_failed_total", "Raw requests that could not be parsed", ["channel"]
+    "gateway_inbox_failed_total",
+    "Raw requests, or parts of batched ones, that could not be parsed",
+    ["channel"],
 )
 SENDS = Counter("gateway_sends_total", "Provider send attempts by outcome", ["channel", "outcome"])
 BACKEND_DELIVERIES = Counter(

@@ -74,6 +74,33 @@ def check_parse(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
     assert parsed_events(adapter, raw) == case["events"]
 
 
+def node(value: Any, path: str) -> Any:
+    """The node of the JSON `value` at a path as adapters name it: `entry[0].messaging[1]`."""
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        value = value[int(index)] if index else value[name]
+    return value
+
+
+def check_read(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
+    """A batched webhook with unreadable parts (`tests/fixtures/<channel>/parts.json`): the
+    events of every readable part, and each unreadable part kept as received, with its path
+    and a reason naming the field at fault. `parse` refuses it with the first reason, and
+    ingress stores it (its key is readable) for the normaliser to split."""
+    reading = adapter.read(raw, None)
+    events = []
+    for event in reading.events:
+        dumped = event.draft.model_dump(mode="json", exclude_none=True)
+        assert dumped.pop("channel") == {"id": adapter.config.id, "type": adapter.type}
+        events.append({**dumped, "dedupe_key": event.dedupe_key})
+    assert events == case["events"]
+    assert [{"path": f.path, "reason": f.reason} for f in reading.failed] == case["failed"]
+    body = json.loads(raw)
+    assert [f.part for f in reading.failed] == [node(body, f.path) for f in reading.failed]
+    with pytest.raises(PayloadError, match=re.escape(case["failed"][0]["reason"])):
+        adapter.parse(raw)
+    assert adapter.dedupe_key(raw)
+
+
 def check_admission(adapter: Adapter, raw: bytes, case: dict[str, Any]) -> None:
     """What ingress reads of `raw` agrees with its parse: the request's dedupe key, and its
     date, the newest of its events' (what the acceptance window is measured against)."""

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from adapters.base import Adapter, ParsedEvent
+from adapters.base import Adapter, PayloadError, Reading
 from adapters.failures import adapter_error, unreadable
+from gateway import json_codec
 from gateway.ids import new_id
 from gateway.live import get_or_removed
 from gateway.logs import get_logger
@@ -19,8 +21,8 @@ from gateway.pipeline.cpu_pacing import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.pipeline.worker import Worker
 from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy
 from gateway.schema import Event
-from gateway.store import InboxRow, Store
-from gateway.store.records import PreparedEvent, TargetsFor, prepare, promote
+from gateway.store import InboxRow, Store, failed_parts
+from gateway.store.records import FailedPartRecord, PreparedEvent, TargetsFor, prepare, promote
 
 log = get_logger("gateway.normaliser")
 
@@ -50,28 +52,64 @@ FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when idle time is not measu
 LEASE_SECONDS = 30.0
 
 
-def parsed(adapter: Adapter, row: InboxRow) -> list[ParsedEvent]:
-    """What the adapter reads in the row (no ids yet): all of a read that can fail on a shape."""
-    return adapter.parse_received(row.body, datetime.fromtimestamp(row.received_at, UTC))
+def parsed(adapter: Adapter, row: InboxRow) -> Reading:
+    """What the adapter reads in the row (no ids yet): all of a read that can fail on a shape.
+    A replayed row with failed parts has only those read again."""
+    received = datetime.fromtimestamp(row.received_at, UTC)
+    return adapter.read(row.body, received, row.failed_parts or None)
+
+
+@dataclass(frozen=True)
+class RowReading:
+    """A row's events, and the parts of it that failed alone."""
+
+    events: list[PreparedEvent]
+    failed: list[FailedPartRecord]
 
 
 def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
-    return [
-        prepare(promote(p.draft, new_id("evt"), row.id), p.dedupe_key) for p in parsed(adapter, row)
+    """The row's events; PayloadError when a part of it cannot be read."""
+    reading = to_reading(adapter, row)
+    if reading.failed:
+        raise PayloadError(reading.failed[0].reason)
+    return reading.events
+
+
+def to_reading(adapter: Adapter, row: InboxRow) -> RowReading:
+    reading = parsed(adapter, row)
+    events = [
+        prepare(promote(p.draft, new_id("evt"), row.id), p.dedupe_key) for p in reading.events
     ]
+    failed = [
+        FailedPartRecord(f.path, f.reason, json_codec.dumps(f.part).decode()) for f in reading.failed
+    ]
+    return RowReading(events, failed)
 
 
-def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
-    """The row's events, or why they cannot be read (the reason its failed row keeps). Never
-    raises: a row nobody can read waits, failed and replayable, for a fixed adapter."""
+def read_inbox_row(adapter: Adapter, row: InboxRow) -> RowReading | str:
+    """The row's events and failed parts, or why it cannot be read at all (the reason its
+    failed row keeps). Never raises: a row nobody can read waits, failed and replayable, for
+    a fixed adapter."""
     try:
-        return to_events(adapter, row)
+        return to_reading(adapter, row)
     except Exception as exc:
         reason = unreadable(exc, lambda: parsed(adapter, row))
         if reason is None:
             log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
             return adapter_error(exc)
         return reason
+
+
+def read_row(adapter: Adapter, row: InboxRow) -> list[PreparedEvent] | str:
+    """The row's events, or the reason it is kept failed: its own, or its failed parts'."""
+    reading = read_inbox_row(adapter, row)
+    if isinstance(reading, str):
+        return reading
+    return (
+        failed_parts.summary([f.reason for f in reading.failed])
+        if reading.failed
+        else reading.events
+    )
 
 
 class Normaliser(Worker):
@@ -149,14 +187,35 @@ class Normaliser(Worker):
 
     async def _normalise(self, rows: list[InboxRow], now: float) -> dict[int, list[Event]]:
         parsed: list[tuple[int, list[PreparedEvent]]] = []
+        failed: dict[int, list[FailedPartRecord]] = {}
         for row in rows:
-            events = await self._parse(row, now)
-            if events is not None:
-                parsed.append((row.id, events))
+            reading = await self._parse(row, now)
+            if reading is not None:
+                parsed.append((row.id, reading.events))
+                if reading.failed or row.failed_parts:  # [] clears a replay's old failures
+                    failed[row.id] = reading.failed
+                    self._count_failed(row, reading.failed)
             await asyncio.sleep(0)  # parsing is CPU work: let webhook acknowledgements through
         return await self.store.record_inbound_batch(
-            parsed, self.targets_for, now, link_by_phone=self.link_by_phone, routing=self.routing
+            parsed,
+            self.targets_for,
+            now,
+            link_by_phone=self.link_by_phone,
+            routing=self.routing,
+            failed=failed,
         )
+
+    @staticmethod
+    def _count_failed(row: InboxRow, parts: list[FailedPartRecord]) -> None:
+        for part in parts:
+            INBOX_FAILED.labels(row.channel_id).inc()
+            log.warning(
+                "inbox_part_failed",
+                raw_id=row.id,
+                channel=row.channel_id,
+                path=part.path,
+                reason=part.reason,
+            )
 
     async def _pause(self, seconds: float) -> None:
         """Let acknowledgements have the loop, and set the next slice's pace by how much of
@@ -170,17 +229,17 @@ class Normaliser(Worker):
         elif spare < SATURATED:
             self.pace = max(self.pace - 1, 0)
 
-    async def _parse(self, row: InboxRow, now: float) -> list[PreparedEvent] | None:
+    async def _parse(self, row: InboxRow, now: float) -> RowReading | None:
         # Stored before a reload removed its channel (acknowledged, so it must not be lost).
         adapter = get_or_removed(self.adapters, row.channel_id)
         if adapter is None:
             await self._fail(row, f"channel {row.channel_id!r} is not configured", now)
             return None
-        events = read_row(adapter, row)
-        if isinstance(events, str):
-            await self._fail(row, events, now)
+        reading = read_inbox_row(adapter, row)
+        if isinstance(reading, str):
+            await self._fail(row, reading, now)
             return None
-        return events
+        return reading
 
     async def _fail(self, row: InboxRow, reason: str, now: float) -> None:
         INBOX_FAILED.labels(row.channel_id).inc()

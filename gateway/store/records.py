@@ -21,6 +21,18 @@ class InboxRow:
     body: bytes
     received_at: float
     attempts: int
+    # The JSON paths of its parts that failed before (a replay reads only those again).
+    failed_parts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class FailedPartRecord:
+    """A part of a webhook that could not be read while its other parts were: kept beside
+    its inbox row (`inbox_failed_parts`) until a replay reads it (docs/operations.md)."""
+
+    path: str  # where the part sits in the body: entry[0].changes[0].value.messages[1]
+    reason: str  # what is wrong with it, by the path of the field at fault
+    part: str  # the part as received, as JSON
 
 
 @dataclass(frozen=True)

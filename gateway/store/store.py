@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal, cast
 
 from gateway.downgrade.choices import Choice
@@ -20,6 +21,7 @@ from gateway.store import (
     broadcasts,
     control,
     conversations,
+    failed_parts,
     form_sessions,
     held,
     moderation,
@@ -35,6 +37,7 @@ from gateway.store.community_store import CommunityStore
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
+    FailedPartRecord,
     IdempotencyConflict,
     InboxRow,
     MessageRecord,
@@ -107,10 +110,17 @@ class Store:
                 " RETURNING id, channel_id, body, received_at, attempts",
                 (now + lease, now, limit),
             )
-            return sorted(
+            claimed = sorted(
                 (InboxRow(int(r[0]), r[1], bytes(r[2]), float(r[3]), int(r[4])) for r in rows),
                 key=lambda r: r.id,
             )
+            # Only a row claimed before can have failed parts (a replay): a first claim costs
+            # no look-up.
+            again = [row.id for row in claimed if row.attempts > 1]
+            parts = failed_parts.paths(tx, again) if again else {}
+            if not parts:
+                return claimed
+            return [replace(row, failed_parts=parts.get(row.id, frozenset())) for row in claimed]
 
         return await self.db.run(op)
 
@@ -212,6 +222,10 @@ class Store:
             ]
         )
 
+    async def failed_parts_of(self, row_ids: Sequence[int]) -> Mapping[int, list[tuple[str, str]]]:
+        """(path, reason) of the failed parts of these inbox rows, by row."""
+        return await self.db.run(lambda tx: failed_parts.listed(tx, row_ids))
+
     async def record_inbound(
         self,
         raw_id: int,
@@ -232,8 +246,11 @@ class Store:
         *,
         link_by_phone: bool = False,
         routing: RoutingPolicy = DEFAULT_ROUTING,
+        failed: Mapping[int, Sequence[FailedPartRecord]] | None = None,
     ) -> dict[int, list[Event]]:
         """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
+        A row with `failed` parts is closed as failed, its parts kept for a replay
+        (store/failed_parts.py).
         With `link_by_phone` (config identities.link_by_phone), a new sender joins the user whose
         WhatsApp or SMS identity has its phone, in the same transaction (store/users.py).
 
@@ -253,7 +270,7 @@ class Store:
             tx.execute("SAVEPOINT inbound_batch")
             try:
                 stored = writes.store_rows(
-                    tx, rows, targets_for, now, on_new_inbound, self.announcements, routing
+                    tx, rows, targets_for, now, on_new_inbound, self.announcements, routing, failed
                 )
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
@@ -262,7 +279,14 @@ class Store:
                     tx.execute("SAVEPOINT inbox_row")
                     try:
                         stored |= writes.store_rows(
-                            tx, [row], targets_for, now, on_new_inbound, self.announcements, routing
+                            tx,
+                            [row],
+                            targets_for,
+                            now,
+                            on_new_inbound,
+                            self.announcements,
+                            routing,
+                            failed,
                         )
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")

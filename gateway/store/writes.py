@@ -8,7 +8,7 @@ transaction, so a step never commits on its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.consent import consent_change
@@ -34,9 +34,23 @@ from gateway.router.statuses import (
 )
 from gateway.schema import ConversationEvent, Event, Party, UserEvent
 from gateway.schema.broadcasts import BroadcastEvent
-from gateway.store import communities, control, form_sessions, questions, relay, routes
+from gateway.store import (
+    communities,
+    control,
+    failed_parts,
+    form_sessions,
+    questions,
+    relay,
+    routes,
+)
 from gateway.store.database import Tx
-from gateway.store.records import MessageRecord, NewMessage, PreparedEvent, TargetsFor
+from gateway.store.records import (
+    FailedPartRecord,
+    MessageRecord,
+    NewMessage,
+    PreparedEvent,
+    TargetsFor,
+)
 
 
 def in_list(ids: Sequence[Any]) -> str:
@@ -399,11 +413,13 @@ def store_rows(
     on_new_inbound: Callable[[Tx, Event], None] | None = None,
     announcements: Announcements = DEFAULT_ANNOUNCEMENTS,
     routing: RoutingPolicy = DEFAULT_ROUTING,
+    failed: Mapping[int, Sequence[FailedPartRecord]] | None = None,
 ) -> dict[int, list[Event]]:
     """`on_new_inbound` sees each new event a person sent (not a status), after it is queued.
     `announcements`: what a group conversation's participants are told when a silent
     observer first speaks (config conversations.announcements); `routing`: the config's
-    settings for routing a person in several conversations."""
+    settings for routing a person in several conversations. `failed`: the parts of a row
+    that could not be read (and [] for a replayed row whose parts now all could)."""
     # One contact write per user per batch, however many of their messages it holds.
     contacts: ContactFacts = {}
     stored: dict[int, list[Event]] = {}
@@ -462,6 +478,9 @@ def store_rows(
         " WHERE id IN " + in_list(ids),
         (now, *ids),
     )
+    for raw_id in ids:
+        if failed and raw_id in failed:
+            failed_parts.keep(tx, raw_id, failed[raw_id], now)
     return stored
 
 

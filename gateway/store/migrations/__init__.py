@@ -25,6 +25,7 @@ from gateway.store.migrations import (
     m0003_failover,
     m0004_web_channel,
     m0005_broadcasts,
+    m0006_failed_parts,
 )
 from gateway.store.records import StoreUnavailable
 
@@ -79,6 +80,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "failover", m0003_failover.apply),
     Migration(4, "web_channel", m0004_web_channel.apply),
     Migration(5, "broadcasts", m0005_broadcasts.apply),
+    Migration(6, "failed_parts", m0006_failed_parts.apply),
 )
 LATEST = MIGRATIONS[-1].version
 
