@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.downgrade.choices import Choice, match_choice
-from gateway.downgrade.engine import Downgrade, Plan, PlanError, plan, shorten
+from gateway.downgrade.engine import Downgrade, Plan, plan, shorten
+from gateway.downgrade.preferences import PlanError
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,

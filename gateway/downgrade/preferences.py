@@ -1,0 +1,490 @@
+"""Preference tables: for each content type, the forms to try, richest first.
+
+`first_fit` walks a table and builds the first form whose capability the channel has; every
+table ends with a form that always fits (text, or a refusal the send reports). The tables are
+documented in docs/architecture.md ("Downgrade preferences"); the carousel's is in carousel.py.
+Every form's `build` records the downgrade it makes, so a plan says what changed and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from gateway.downgrade import carousel
+from gateway.downgrade.choices import CHOOSE
+from gateway.downgrade.plain_text import map_link, to_text
+from gateway.downgrade.plan import image_part
+from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.schema.content import (
+    Action,
+    ButtonsContent,
+    ContactsContent,
+    ListContent,
+    ListItem,
+    ListSection,
+    LocationContent,
+    Media,
+    MediaContent,
+    ReplyAction,
+    TemplateContent,
+    TextContent,
+)
+
+if TYPE_CHECKING:
+    from gateway.downgrade.engine import Builder
+
+S = TypeVar("S")
+
+# Media kinds as a reason names them ("messenger images have no caption").
+_PLURALS = {"audio": "audio messages"}
+
+
+class PlanError(ValueError):
+    """The content cannot reach this channel at all (the send fails with this reason)."""
+
+
+@dataclass(frozen=True)
+class Form(Generic[S]):
+    """One way to show a subject: its name, the capability it needs (for the docs), whether
+    this channel can show this subject so, and how to build it."""
+
+    name: str
+    needs: str
+    fits: Callable[[Builder, S], bool]
+    build: Callable[[Builder, S], None]
+
+
+def first_fit(builder: Builder, subject: S, forms: Sequence[Form[S]]) -> None:
+    for form in forms:
+        if form.fits(builder, subject):
+            form.build(builder, subject)
+            return
+    raise AssertionError("every preference table ends with a form that always fits")
+
+
+def _always(_builder: Builder, _subject: object) -> bool:
+    return True
+
+
+# --- choices: buttons, a list shown as choices, quick replies that need a new home --------
+class Option:
+    """One thing to pick: a choice (payload) or another action kept as it is."""
+
+    __slots__ = ("action", "description", "kind", "payload", "title")
+
+    def __init__(
+        self,
+        title: str,
+        payload: str | None = None,
+        description: str | None = None,
+        action: Action | None = None,
+    ) -> None:
+        self.title = title
+        self.payload = payload
+        self.description = description
+        self.action = action
+        self.kind: str = action.type if action is not None else "reply"
+
+
+@dataclass
+class Offer:
+    """Options to show with their text; `reason` says why they are not in their own native
+    form already (a list's rows offered as choices, quick replies that found no room)."""
+
+    source: str
+    text: str
+    options: list[Option]
+    header: str | None = None
+    footer: str | None = None
+    media: Media | None = None
+    reason: str | None = None
+    kinds: set[str] = field(init=False)
+    described: bool = field(init=False)
+    longest: int = field(init=False)  # the longest payload
+
+    def __post_init__(self) -> None:
+        self.kinds = {o.kind for o in self.options}
+        self.described = any(o.description for o in self.options)
+        self.longest = max((len(o.payload) for o in self.options if o.payload), default=0)
+
+    @property
+    def choices(self) -> list[Option]:
+        return [o for o in self.options if o.payload is not None]
+
+    @property
+    def framed(self) -> str:
+        return "\n".join(p for p in (self.header, self.text, self.footer) if p)
+
+    def others(self, kinds: frozenset[str]) -> tuple[list[Option], list[Option]]:
+        """The options of these kinds, and the rest."""
+        return (
+            [o for o in self.options if o.kind in kinds],
+            [o for o in self.options if o.kind not in kinds],
+        )
+
+
+def _payload_too_long(b: Builder, offer: Offer) -> bool:
+    return offer.longest > b.profile.payload_max
+
+
+def _numbered_for_payload(b: Builder, offer: Offer) -> None:
+    b.note(offer.source, "numbered_text", b.payload_too_long(offer.longest))
+    b.numbered(offer.framed, offer.choices)
+
+
+def _buttons_may_show(b: Builder, offer: Offer) -> bool:
+    buttons = b.profile.buttons
+    return buttons is not None and not offer.described and (offer.media is None or buttons.media)
+
+
+def _all_buttons(b: Builder, offer: Offer) -> bool:
+    buttons = b.profile.buttons
+    return (
+        buttons is not None
+        and _buttons_may_show(b, offer)
+        and len(offer.options) <= buttons.max_actions
+        and offer.kinds <= buttons.kinds
+    )
+
+
+def _build_buttons(b: Builder, offer: Offer) -> None:
+    if offer.reason:
+        b.note(offer.source, "buttons", offer.reason)
+    b.native_buttons(offer.text, offer.options, offer.header, offer.footer, offer.media)
+
+
+def _quick_replies_with_actions(b: Builder, offer: Offer) -> bool:
+    """Choices and other actions quick replies can all carry (a location request)."""
+    quick = b.profile.quick_replies
+    return (
+        quick is not None
+        and not offer.described
+        and offer.media is None
+        and len(offer.options) <= quick.max_items
+        and offer.kinds <= quick.kinds
+        and bool(offer.kinds - CHOICE_KINDS)
+    )
+
+
+def _build_quick_replies_with_actions(b: Builder, offer: Offer) -> None:
+    reason = offer.reason or b.why_not_buttons(offer.options, offer.kinds, offer.media)
+    b.note(offer.source, "quick_replies", reason)
+    b.text(offer.framed or CHOOSE)
+    b.attach_quick_replies(
+        [
+            o.action or ReplyAction(title=o.title, payload=o.payload or o.title)
+            for o in offer.options
+        ]
+    )
+
+
+def _choices_as_buttons(b: Builder, offer: Offer) -> bool:
+    """Every choice a button; the actions a button cannot be (a call where there are no call
+    buttons) become lines of text under them."""
+    buttons = b.profile.buttons
+    if buttons is None or not _buttons_may_show(b, offer):
+        return False
+    native, others = offer.others(buttons.kinds)
+    return (
+        bool(native)
+        and len(native) <= buttons.max_actions
+        and all(o.payload is None for o in others)
+    )
+
+
+def _build_choices_as_buttons(b: Builder, offer: Offer) -> None:
+    buttons = b.profile.buttons
+    assert buttons is not None
+    native, others = offer.others(buttons.kinds)
+    extra: list[str] = []
+    asks: list[Action] = []  # native location requests, sent after the buttons
+    for option in others:
+        action = option.action
+        assert action is not None
+        if action.type == "location_request" and b.profile.location_request:
+            asks.append(action)
+            continue
+        b.note(action.type, "text", f"{b.channel} buttons cannot be {action.type} actions")
+        extra += b.action_text(action)
+    if offer.reason:
+        b.note(offer.source, "buttons", offer.reason)
+    body = "\n".join(p for p in (offer.text, *extra) if p)
+    b.native_buttons(body or CHOOSE, native, offer.header, offer.footer, offer.media)
+    for action in asks:
+        b.action_text(action)
+
+
+def _lead_in(b: Builder, offer: Offer) -> tuple[str, str]:
+    """What every text-borne form starts with: why the choices are not buttons, the media
+    part, and the body with other actions as lines of text."""
+    why = offer.reason or b.why_not_buttons(offer.options, offer.kinds, offer.media)
+    if offer.described:
+        hidden = b.hidden_by_descriptions(offer.options, offer.kinds, offer.media)
+        why = f"{why}; {hidden}" if hidden else why
+    if offer.media is not None:
+        b.add(image_part(offer.media))
+    lines: list[str] = []
+    for option in offer.options:
+        if option.payload is None and option.action is not None:
+            lines += b.action_text(option.action)
+    body = "\n".join(p for p in (offer.header, offer.text, *lines, offer.footer) if p)
+    return why, body
+
+
+def _choice_quick_replies(b: Builder, offer: Offer) -> bool:
+    quick = b.profile.quick_replies
+    count = len(offer.choices)
+    return quick is not None and 0 < count <= quick.max_items and not offer.described
+
+
+def _build_choice_quick_replies(b: Builder, offer: Offer) -> None:
+    why, body = _lead_in(b, offer)
+    b.note(offer.source, "quick_replies", why)
+    b.text(body)
+    b.attach_quick_replies(
+        [ReplyAction(title=o.title, payload=o.payload or o.title) for o in offer.choices]
+    )
+
+
+def _choice_list(b: Builder, offer: Offer) -> bool:
+    native = b.profile.list
+    count = len(offer.choices)
+    return native is not None and 0 < count <= native.max_rows and count == len(offer.options)
+
+
+def _build_choice_list(b: Builder, offer: Offer) -> None:
+    native = b.profile.list
+    assert native is not None
+    why, body = _lead_in(b, offer)
+    b.note(offer.source, "list", why)
+    rows = [b.row(ListItem(title=o.title, payload=o.payload or o.title)) for o in offer.choices]
+    text = b.body(body or CHOOSE, native.text_max)
+    b.result.parts.append(ListContent(text=text, sections=[ListSection(items=rows)]))
+
+
+def _build_numbered(b: Builder, offer: Offer) -> None:
+    why, body = _lead_in(b, offer)
+    choices = offer.choices
+    b.note(offer.source, "numbered_text" if choices else "text", why)
+    b.numbered(body, choices)
+
+
+_PAYLOAD_TOO_LONG = Form("numbered_text", "payloads within payload_max", _payload_too_long, _numbered_for_payload)  # fmt: skip
+_BUTTONS = Form("buttons", "buttons: count, kinds, media", _all_buttons, _build_buttons)
+_QUICK_WITH_ACTIONS = Form(
+    "quick_replies",
+    "quick_replies: count, kinds (a location request)",
+    _quick_replies_with_actions,
+    _build_quick_replies_with_actions,
+)
+_BUTTONS_AND_LINES = Form(
+    "buttons", "buttons for every choice", _choices_as_buttons, _build_choices_as_buttons
+)
+_QUICK_REPLIES = Form(
+    "quick_replies", "quick_replies: count", _choice_quick_replies, _build_choice_quick_replies
+)
+_LIST = Form("list", "list: rows, choices only", _choice_list, _build_choice_list)
+_NUMBERED = Form("numbered_text", "nothing", _always, _build_numbered)
+
+# A payload no native element carries goes as numbered text first of all: the typed answer
+# maps back to it (router/numbered_answers.py).
+CHOICES: tuple[Form[Offer], ...] = (
+    _PAYLOAD_TOO_LONG,
+    _BUTTONS,
+    _QUICK_WITH_ACTIONS,
+    _BUTTONS_AND_LINES,
+    _QUICK_REPLIES,
+    _LIST,
+    _NUMBERED,
+)
+# A list's rows as choices once the native list could not carry them: no list again.
+LIST_AS_CHOICES: tuple[Form[Offer], ...] = tuple(f for f in CHOICES if f is not _LIST)
+
+
+# --- one content type each ----------------------------------------------------------------
+def _native_list(b: Builder, content: ListContent) -> bool:
+    native = b.profile.list
+    rows = [item for section in content.sections for item in section.items]
+    return (
+        native is not None
+        and len(rows) <= native.max_rows
+        and not b.long_payload([item.payload for item in rows])
+    )
+
+
+def _build_native_list(b: Builder, content: ListContent) -> None:
+    native = b.profile.list
+    assert native is not None
+    sections = content.sections
+    if len(sections) > native.max_sections:
+        b.note(
+            "list sections",
+            "one section",
+            f"{len(sections)} sections exceed {b.channel}'s {native.max_sections}",
+        )
+        sections = [ListSection(items=[item for section in sections for item in section.items])]
+    text = b.body(content.text, native.text_max)
+    b.result.parts.append(
+        ListContent(
+            text=text,
+            button=b.label(content.button, native.button_max, "list button"),
+            header=b.optional(content.header, native.header_max, "list header"),
+            footer=b.optional(content.footer, native.footer_max, "list footer"),
+            sections=[
+                ListSection(
+                    title=b.label(s.title, native.section_title_max, "section title")
+                    if s.title
+                    else None,
+                    items=[b.row(item) for item in s.items],
+                )
+                for s in sections
+            ],
+        )
+    )
+
+
+def _list_as_choices(b: Builder, content: ListContent) -> None:
+    native = b.profile.list
+    rows = [item for section in content.sections for item in section.items]
+    reason = b.long_payload([item.payload for item in rows]) or (
+        f"{len(rows)} rows exceed {b.channel}'s {native.max_rows}"
+        if native
+        else f"{b.channel} has no list"
+    )
+    options = [Option(i.title, i.payload, i.description) for i in rows]
+    text = "\n".join(p for p in (content.header, content.text) if p)
+    offer = Offer("list", text, options, footer=content.footer, reason=reason)
+    first_fit(b, offer, LIST_AS_CHOICES)
+
+
+def _buttons_as_choices(b: Builder, content: ButtonsContent) -> None:
+    offer = Offer(
+        "buttons",
+        content.text,
+        b.options(list(content.actions)),
+        header=content.header,
+        footer=content.footer,
+        media=content.media,
+    )
+    first_fit(b, offer, CHOICES)
+
+
+def _has(capability: str) -> Callable[[Builder, Any], bool]:
+    def fits(b: Builder, _content: object) -> bool:
+        return bool(getattr(b.profile, capability))
+
+    return fits
+
+
+def _as_it_is(b: Builder, content: Any) -> None:
+    b.result.parts.append(content.model_copy(update={"quick_replies": []}))
+
+
+def _native_media(b: Builder, content: MediaContent) -> None:
+    caption, limit = content.caption, b.profile.caption_max
+    if not caption or len(caption) <= limit:
+        b.result.parts.append(content.model_copy(update={"quick_replies": []}))
+        return
+    if limit == 0:  # the channel's media carry no caption at all (Messenger)
+        reason = f"{b.channel} {_PLURALS.get(content.type, content.type + 's')} have no caption"
+    else:
+        reason = f"longer than {limit} characters"
+    b.note("caption", "text", reason)
+    b.result.parts.append(content.model_copy(update={"caption": None, "quick_replies": []}))
+    b.text(caption)
+
+
+def _has_media_kind(b: Builder, content: MediaContent) -> bool:
+    return content.type in b.profile.media
+
+
+def _media_has_url(_b: Builder, content: MediaContent) -> bool:
+    return bool(content.media.url)
+
+
+def _media_as_link(b: Builder, content: MediaContent) -> None:
+    b.note(content.type, "text_link", f"{b.channel} cannot send {content.type}")
+    b.text("\n".join(p for p in (content.caption, content.media.url) if p))
+
+
+def _refuse_media_id(b: Builder, content: MediaContent) -> None:
+    raise PlanError(f"{content.type} has only a provider media id, which {b.channel} cannot use")
+
+
+def _location_as_link(b: Builder, content: LocationContent) -> None:
+    b.note("location", "text_link", f"{b.channel} cannot send a location pin")
+    label = ", ".join(p for p in (content.name, content.address) if p)
+    link = content.url or map_link(content.latitude, content.longitude)
+    b.text(f"{label}\n{link}" if label else link)
+
+
+def _contacts_as_text(b: Builder, content: ContactsContent) -> None:
+    b.note("contacts", "text", f"{b.channel} cannot send contact cards")
+    b.text(to_text(content.model_copy(update={"quick_replies": []})))
+
+
+def _has_fallback(_b: Builder, content: TemplateContent) -> bool:
+    return content.fallback is not None
+
+
+def _template_fallback(b: Builder, content: TemplateContent) -> None:
+    fallback = content.fallback
+    assert fallback is not None
+    b.note("template", fallback.type, f"{b.channel} has no templates")
+    b.add(fallback)
+    b.quick_replies(list(fallback.quick_replies), fallback.type)
+
+
+def _refuse_template(b: Builder, _content: TemplateContent) -> None:
+    raise PlanError(f"{b.channel} has no templates and the template has no fallback")
+
+
+def _refuse_form(_b: Builder, _content: object) -> None:
+    raise PlanError("a form is sent as a conversation, one field at a time")
+
+
+def _as_text(b: Builder, content: Any) -> None:
+    b.text(content.text if type(content) is TextContent else to_text(content))
+
+
+_LIST_NATIVE = Form(
+    "native", "list: rows, payloads within payload_max", _native_list, _build_native_list
+)
+
+_MEDIA: tuple[Form[Any], ...] = (
+    Form(
+        "native",
+        "media: the kind (caption_max, else the caption as text)",
+        _has_media_kind,
+        _native_media,
+    ),
+    Form("text_link", "a URL (not a provider media id)", _media_has_url, _media_as_link),
+    Form("refused", "nothing", _always, _refuse_media_id),
+)
+
+# Every content type's table, richest form first. Quick replies attached to any content have
+# theirs in the engine (`Builder.quick_replies`): native, else numbered, else as choices.
+PREFERENCES: dict[str, tuple[Form[Any], ...]] = {
+    "text": (Form("text", "nothing (split at text_max)", _always, _as_text),),
+    "buttons": (Form("choices", "see CHOICES", _always, _buttons_as_choices),),
+    "list": (_LIST_NATIVE, Form("choices", "see LIST_AS_CHOICES", _always, _list_as_choices)),
+    "carousel": (Form("carousel", "see carousel.CAROUSEL", _always, carousel.plan_carousel),),
+    "location": (
+        Form("native", "location", _has("location"), _as_it_is),
+        Form("text_link", "nothing", _always, _location_as_link),
+    ),
+    "contacts": (
+        Form("native", "contacts", _has("contacts"), _as_it_is),
+        Form("text", "nothing", _always, _contacts_as_text),
+    ),
+    "template": (
+        Form("native", "templates", _has("templates"), _as_it_is),
+        Form("fallback", "the template's fallback content", _has_fallback, _template_fallback),
+        Form("refused", "nothing", _always, _refuse_template),
+    ),
+    "form": (Form("refused", "nothing: a form is a conversation", _always, _refuse_form),),
+    "form_response": (Form("text", "nothing", _always, _as_text),),
+    **{kind: _MEDIA for kind in ("image", "video", "audio", "file", "sticker")},
+}
