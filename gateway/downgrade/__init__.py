@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gateway.downgrade.choices import Choice, match_choice
 from gateway.downgrade.engine import Downgrade, Plan, plan, shorten
-from gateway.downgrade.preferences import PlanError
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -12,6 +11,7 @@ from gateway.downgrade.profile import (
     Profile,
     QuickRepliesProfile,
 )
+from gateway.downgrade.table import PlanError
 
 __all__ = [
     "ButtonsProfile",

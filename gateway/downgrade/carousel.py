@@ -8,6 +8,7 @@ downgrades and add parts exactly as its methods do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
@@ -15,6 +16,7 @@ from gateway.downgrade.media import media_kind
 from gateway.downgrade.plain_text import action_line
 from gateway.downgrade.plan import built, card_part, image_part
 from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.downgrade.table import Form, always, first_fit
 from gateway.schema.content import (
     Action,
     BuyAction,
@@ -31,7 +33,24 @@ if TYPE_CHECKING:
     from gateway.downgrade.engine import Builder
 
 
+@dataclass
+class _Carousel:
+    """A carousel and what the native form would carry: its cards (payment buttons as URL
+    buttons, links moved to card text where the cards need), why it cannot (None: it can),
+    and whether every card fits its lengths already."""
+
+    content: CarouselContent
+    items: list[CarouselItem]
+    moved: list[str]  # what became card text, noted once the native form is chosen
+    problem: str | None
+    fitting: bool
+
+
 def plan_carousel(b: Builder, content: CarouselContent) -> None:
+    first_fit(b, _for_native(b, content), CAROUSEL)
+
+
+def _for_native(b: Builder, content: CarouselContent) -> _Carousel:
     native = b.profile.carousel
     items = content.items
     if native is not None and "buy" in {a.type for i in items for a in i.actions}:
@@ -42,32 +61,47 @@ def plan_carousel(b: Builder, content: CarouselContent) -> None:
             else item
             for item in items
         ]
-    moved: list[str] = []  # what became card text, noted once the native form is chosen
+    moved: list[str] = []
     problem = None
     if native is not None and (not native.mixed_actions or not native.default_url):
         items, moved, problem = links_as_card_text(b, items)
     fitting = False
     if problem is None:
         problem, fitting = carousel_problem(b, items)
-    if problem is None and native is not None:
-        for what in moved:
-            b.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=b.channel))
-        native_carousel(b, content.text, items, fitting)
-        return
-    items = list(content.items)
-    buttons = b.profile.buttons
-    if buttons is not None and all(fits_card(b, item) for item in items):
-        b.note("carousel", "cards", problem or f"{b.channel} has no carousel")
-        if content.text:
-            b.text(content.text)
-        for item in items:
-            options = b.options(list(item.actions))
-            opens = None if _linked(item) else item.default_url
-            body = "\n".join(p for p in (item.title, item.description, opens) if p)
-            b.offer("card", body, options, media=item.media)
-        return
-    b.note("carousel", "numbered_text", problem or f"{b.channel} has no carousel")
-    numbered_carousel(b, content)
+    return _Carousel(content, items, moved, problem, fitting)
+
+
+def _native_fits(b: Builder, attempt: _Carousel) -> bool:
+    return attempt.problem is None and b.profile.carousel is not None
+
+
+def _build_native(b: Builder, attempt: _Carousel) -> None:
+    for what in attempt.moved:
+        b.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=b.channel))
+    native_carousel(b, attempt.content.text, attempt.items, attempt.fitting)
+
+
+def _cards_fit(b: Builder, attempt: _Carousel) -> bool:
+    return b.profile.buttons is not None and all(
+        fits_card(b, item) for item in attempt.content.items
+    )
+
+
+def _build_cards(b: Builder, attempt: _Carousel) -> None:
+    content = attempt.content
+    b.note("carousel", "cards", attempt.problem or f"{b.channel} has no carousel")
+    if content.text:
+        b.text(content.text)
+    for item in content.items:
+        options = b.options(list(item.actions))
+        opens = None if _linked(item) else item.default_url
+        body = "\n".join(p for p in (item.title, item.description, opens) if p)
+        b.offer("card", body, options, media=item.media)
+
+
+def _build_numbered(b: Builder, attempt: _Carousel) -> None:
+    b.note("carousel", "numbered_text", attempt.problem or f"{b.channel} has no carousel")
+    numbered_carousel(b, attempt.content)
 
 
 def native_carousel(b: Builder, text: str | None, items: list[CarouselItem], fitting: bool) -> None:
@@ -311,3 +345,10 @@ _CARD_TEXT_REASONS = {
 def _linked(item: CarouselItem) -> bool:
     """The card's tap link is one of its link buttons too (said once in text is enough)."""
     return any(type(a) is LinkAction and a.url == item.default_url for a in item.actions)
+
+
+CAROUSEL: tuple[Form[_Carousel], ...] = (
+    Form("native", "carousel, every card within its rules", _native_fits, _build_native),
+    Form("cards", "buttons fitting each card", _cards_fit, _build_cards),
+    Form("numbered_text", "nothing", always, _build_numbered),
+)

@@ -1,6 +1,6 @@
 """Preference tables: for each content type, the forms to try, richest first.
 
-`first_fit` walks a table and builds the first form whose capability the channel has; every
+`first_fit` (table.py) walks a table and builds the first form whose capability the channel has; every
 table ends with a form that always fits (text, or a refusal the send reports). The tables are
 documented in docs/architecture.md ("Downgrade preferences"); the carousel's is in carousel.py.
 Every form's `build` records the downgrade it makes, so a plan says what changed and why.
@@ -8,15 +8,16 @@ Every form's `build` records the downgrade it makes, so a plan says what changed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from gateway.downgrade import carousel
 from gateway.downgrade.choices import CHOOSE
 from gateway.downgrade.plain_text import map_link, to_text
 from gateway.downgrade.plan import image_part
 from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.downgrade.table import Form, PlanError, always, first_fit
 from gateway.schema.content import (
     Action,
     ButtonsContent,
@@ -35,37 +36,8 @@ from gateway.schema.content import (
 if TYPE_CHECKING:
     from gateway.downgrade.engine import Builder
 
-S = TypeVar("S")
-
 # Media kinds as a reason names them ("messenger images have no caption").
 _PLURALS = {"audio": "audio messages"}
-
-
-class PlanError(ValueError):
-    """The content cannot reach this channel at all (the send fails with this reason)."""
-
-
-@dataclass(frozen=True)
-class Form(Generic[S]):
-    """One way to show a subject: its name, the capability it needs (for the docs), whether
-    this channel can show this subject so, and how to build it."""
-
-    name: str
-    needs: str
-    fits: Callable[[Builder, S], bool]
-    build: Callable[[Builder, S], None]
-
-
-def first_fit(builder: Builder, subject: S, forms: Sequence[Form[S]]) -> None:
-    for form in forms:
-        if form.fits(builder, subject):
-            form.build(builder, subject)
-            return
-    raise AssertionError("every preference table ends with a form that always fits")
-
-
-def _always(_builder: Builder, _subject: object) -> bool:
-    return True
 
 
 # --- choices: buttons, a list shown as choices, quick replies that need a new home --------
@@ -286,7 +258,7 @@ _QUICK_REPLIES = Form(
     "quick_replies", "quick_replies: count", _choice_quick_replies, _build_choice_quick_replies
 )
 _LIST = Form("list", "list: rows, choices only", _choice_list, _build_choice_list)
-_NUMBERED = Form("numbered_text", "nothing", _always, _build_numbered)
+_NUMBERED = Form("numbered_text", "nothing", always, _build_numbered)
 
 # A payload no native element carries goes as numbered text first of all: the typed answer
 # maps back to it (router/numbered_answers.py).
@@ -461,30 +433,30 @@ _MEDIA: tuple[Form[Any], ...] = (
         _native_media,
     ),
     Form("text_link", "a URL (not a provider media id)", _media_has_url, _media_as_link),
-    Form("refused", "nothing", _always, _refuse_media_id),
+    Form("refused", "nothing", always, _refuse_media_id),
 )
 
 # Every content type's table, richest form first. Quick replies attached to any content have
 # theirs in the engine (`Builder.quick_replies`): native, else numbered, else as choices.
 PREFERENCES: dict[str, tuple[Form[Any], ...]] = {
-    "text": (Form("text", "nothing (split at text_max)", _always, _as_text),),
-    "buttons": (Form("choices", "see CHOICES", _always, _buttons_as_choices),),
-    "list": (_LIST_NATIVE, Form("choices", "see LIST_AS_CHOICES", _always, _list_as_choices)),
-    "carousel": (Form("carousel", "see carousel.CAROUSEL", _always, carousel.plan_carousel),),
+    "text": (Form("text", "nothing (split at text_max)", always, _as_text),),
+    "buttons": (Form("choices", "see CHOICES", always, _buttons_as_choices),),
+    "list": (_LIST_NATIVE, Form("choices", "see LIST_AS_CHOICES", always, _list_as_choices)),
+    "carousel": (Form("carousel", "see carousel.CAROUSEL", always, carousel.plan_carousel),),
     "location": (
         Form("native", "location", _has("location"), _as_it_is),
-        Form("text_link", "nothing", _always, _location_as_link),
+        Form("text_link", "nothing", always, _location_as_link),
     ),
     "contacts": (
         Form("native", "contacts", _has("contacts"), _as_it_is),
-        Form("text", "nothing", _always, _contacts_as_text),
+        Form("text", "nothing", always, _contacts_as_text),
     ),
     "template": (
         Form("native", "templates", _has("templates"), _as_it_is),
         Form("fallback", "the template's fallback content", _has_fallback, _template_fallback),
-        Form("refused", "nothing", _always, _refuse_template),
+        Form("refused", "nothing", always, _refuse_template),
     ),
-    "form": (Form("refused", "nothing: a form is a conversation", _always, _refuse_form),),
-    "form_response": (Form("text", "nothing", _always, _as_text),),
+    "form": (Form("refused", "nothing: a form is a conversation", always, _refuse_form),),
+    "form_response": (Form("text", "nothing", always, _as_text),),
     **{kind: _MEDIA for kind in ("image", "video", "audio", "file", "sticker")},
 }
