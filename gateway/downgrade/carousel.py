@@ -9,13 +9,13 @@ downgrades and add parts exactly as its methods do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
 from gateway.downgrade.plain_text import action_line
 from gateway.downgrade.plan import built, card_part, image_part
-from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.downgrade.profile import CHOICE_KINDS, CarouselProfile
 from gateway.downgrade.table import Form, always, first_fit
 from gateway.schema.content import (
     Action,
@@ -188,77 +188,108 @@ def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None,
         return f"{b.channel} has no carousel", False
     if len(items) < native.min_cards:
         return f"{b.channel} carousels need at least {native.min_cards} cards", False
-    # Profile fields as locals: this loop runs over every card and action of every send.
-    kinds, label_max = native.kinds, native.label_max
-    title_max, description_max = native.title_max, native.description_max
-    max_actions, min_actions, mixed = native.max_actions, native.min_actions, native.mixed_actions
-    by_kind, media_required = native.same_action_kinds, native.media_required
-    media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
+    survey = _Survey(native)
     card_problem: str | None = None
-    fitting = True
-    longest = 0
-    action_counts = set()
-    shapes: set[str] = set()
-    media_kinds: set[str] = set()
     for item in items:
-        actions = item.actions
-        count = len(actions)
-        action_counts.add(count)
+        actions = survey.card(item)
+        if card_problem is None:
+            card_problem = _card_problem(b.channel, native, item, actions)
+    if survey.longest > b.profile.payload_max:
+        return b.payload_too_long(survey.longest), survey.fitting
+    return card_problem or survey.mismatch(b.channel), survey.fitting
+
+
+class _Actions(NamedTuple):
+    """What a card's actions are, for the native carousel's rules."""
+
+    total: int
+    choices: int
+    native_kinds: bool  # every action one the carousel's cards carry
+
+
+class _Survey:
+    """What the native carousel's rules ask of all the cards together, gathered card by card.
+    Profile fields as attributes read once: this runs over every card and action of every
+    send."""
+
+    def __init__(self, native: CarouselProfile) -> None:
+        self.native = native
+        self.kinds, self.label_max = native.kinds, native.label_max
+        self.by_kind = native.same_action_kinds
+        self.media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
+        self.fitting = True  # every title, description and label within its length
+        self.longest = 0  # the longest payload
+        self.action_counts: set[int] = set()
+        self.shapes: set[str] = set()  # each card's kinds of actions in order, choices alike
+        self.media_kinds: set[str] = set()
+
+    def card(self, item: CarouselItem) -> _Actions:
+        native = self.native
         description = item.description
-        if len(item.title) > title_max or (description and len(description) > description_max):
-            fitting = False
+        if len(item.title) > native.title_max or (
+            description and len(description) > native.description_max
+        ):
+            self.fitting = False
+        actions = item.actions
+        self.action_counts.add(len(actions))
         native_kinds = True
         choices = 0
-        shape = ""  # the card's kinds of actions in order, choices all alike
+        shape = ""
         for action in actions:
             kind: str = action.type
-            if len(action.title) > label_max:
-                fitting = False
-            if kind not in kinds:
+            if len(action.title) > self.label_max:
+                self.fitting = False
+            if kind not in self.kinds:
                 native_kinds = False
             if kind in CHOICE_KINDS:
                 choices += 1
                 kind = "choice"
-            if by_kind:
+            if self.by_kind:
                 shape += kind + ","
             payload = payload_of(action)
-            if payload and len(payload) > longest:
-                longest = len(payload)
-        if by_kind:
-            shapes.add(shape)
-        if card_problem is not None:
-            continue
-        media = item.media
-        if media is not None and media_kinds_wanted:
-            media_kinds.add(media_kind(media))
-        if media is None and media_required:
-            card_problem = f"{b.channel} carousel cards need an image"
-        elif count > max_actions:
-            card_problem = f"a card has more than {max_actions} actions"
-        elif count < min_actions:
-            card_problem = f"{b.channel} carousel cards need a button each"
-        elif not native_kinds:
-            cannot = ", ".join(sorted({a.type for a in actions} - kinds))
-            card_problem = f"{b.channel} cards cannot carry {cannot}"
-        elif not mixed and 0 < choices < count:
-            card_problem = f"{b.channel} cards carry choices or links, not both"
-        elif (
-            native.max_link_buttons is not None and choices == 0 and count > native.max_link_buttons
-        ):
-            card_problem = f"{b.channel} cards carry at most {native.max_link_buttons} link"
-    if longest > b.profile.payload_max:
-        return b.payload_too_long(longest), fitting
-    if card_problem is None:
-        if native.same_action_count and len(action_counts) > 1:
-            card_problem = f"{b.channel} carousel cards must all have as many actions"
-        elif native.same_action_kinds and len(shapes) > 1:
-            card_problem = f"{b.channel} carousel cards must all have the same buttons"
-        elif native.media_kinds is not None and not media_kinds <= native.media_kinds:
+            if payload and len(payload) > self.longest:
+                self.longest = len(payload)
+        if self.by_kind:
+            self.shapes.add(shape)
+        if item.media is not None and self.media_kinds_wanted:
+            self.media_kinds.add(media_kind(item.media))
+        return _Actions(len(actions), choices, native_kinds)
+
+    def mismatch(self, channel: str) -> str | None:
+        """Why the cards, each fine alone, do not go together (None when they do)."""
+        native = self.native
+        if native.same_action_count and len(self.action_counts) > 1:
+            return f"{channel} carousel cards must all have as many actions"
+        if native.same_action_kinds and len(self.shapes) > 1:
+            return f"{channel} carousel cards must all have the same buttons"
+        if native.media_kinds is not None and not self.media_kinds <= native.media_kinds:
             allowed = " or ".join(sorted(native.media_kinds))
-            card_problem = f"{b.channel} carousel cards take only {allowed} media"
-        elif native.same_media_kind and len(media_kinds) > 1:
-            card_problem = f"{b.channel} carousel cards must all carry one kind of media"
-    return card_problem, fitting
+            return f"{channel} carousel cards take only {allowed} media"
+        if native.same_media_kind and len(self.media_kinds) > 1:
+            return f"{channel} carousel cards must all carry one kind of media"
+        return None
+
+
+def _card_problem(
+    channel: str, native: CarouselProfile, item: CarouselItem, actions: _Actions
+) -> str | None:
+    """Why the native carousel cannot carry this card (None when it can)."""
+    count, choices = actions.total, actions.choices
+    if item.media is None and native.media_required:
+        return f"{channel} carousel cards need an image"
+    if count > native.max_actions:
+        return f"a card has more than {native.max_actions} actions"
+    if count < native.min_actions:
+        return f"{channel} carousel cards need a button each"
+    if not actions.native_kinds:
+        cannot = ", ".join(sorted({a.type for a in item.actions} - native.kinds))
+        return f"{channel} cards cannot carry {cannot}"
+    if not native.mixed_actions and 0 < choices < count:
+        return f"{channel} cards carry choices or links, not both"
+    links_max = native.max_link_buttons
+    if links_max is not None and choices == 0 and count > links_max:
+        return f"{channel} cards carry at most {links_max} link"
+    return None
 
 
 def card(b: Builder, item: CarouselItem) -> CarouselItem:
