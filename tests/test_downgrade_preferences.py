@@ -7,8 +7,9 @@ import typing
 import pytest
 
 from gateway.downgrade.carousel import CAROUSEL
+from gateway.downgrade.choice_forms import CHOICES, LIST_AS_CHOICES
 from gateway.downgrade.plain_text import _LINES
-from gateway.downgrade.preferences import CHOICES, LIST_AS_CHOICES, PREFERENCES
+from gateway.downgrade.preferences import PREFERENCES
 from gateway.downgrade.table import Form, always
 from gateway.schema.content import Content
 

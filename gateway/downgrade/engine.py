@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from gateway.downgrade.choice_forms import CHOICES, Offer, Option
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.plain_text import action_line
 from gateway.downgrade.plan import built, text_part
-from gateway.downgrade.preferences import CHOICES, PREFERENCES, Offer, Option
+from gateway.downgrade.preferences import PREFERENCES
 from gateway.downgrade.profile import Profile
 from gateway.downgrade.split_text import split_text
 from gateway.downgrade.table import first_fit
