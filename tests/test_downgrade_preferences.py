@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from gateway.downgrade.carousel import CAROUSEL
-from gateway.downgrade.choice_forms import CHOICES, LIST_AS_CHOICES
+from gateway.downgrade.choice_forms import CHOICES, LIST_AS_CHOICES, QUICK_REPLIES
 from gateway.downgrade.plain_text import _LINES
 from gateway.downgrade.preferences import PREFERENCES
 from gateway.downgrade.table import Form, always
@@ -27,8 +27,8 @@ def test_every_content_type_has_a_table_and_a_plain_text_form() -> None:
 
 @pytest.mark.parametrize(
     "table",
-    [*PREFERENCES.values(), CHOICES, LIST_AS_CHOICES, CAROUSEL],
-    ids=[*PREFERENCES, "choices", "list_as_choices", "carousel_forms"],
+    [*PREFERENCES.values(), CHOICES, LIST_AS_CHOICES, QUICK_REPLIES, CAROUSEL],
+    ids=[*PREFERENCES, "choices", "list_as_choices", "quick_replies", "carousel_forms"],
 )
 def test_every_table_ends_with_a_form_that_always_fits(table: tuple[Form[object], ...]) -> None:
     assert table[-1].fits is always

@@ -16,11 +16,14 @@ from gateway.downgrade.profile import CHOICE_KINDS
 from gateway.downgrade.table import Form, always
 from gateway.schema.content import (
     Action,
+    ButtonsContent,
     ListContent,
     ListItem,
     ListSection,
     Media,
     ReplyAction,
+    TextContent,
+    payload_of,
 )
 
 if TYPE_CHECKING:
@@ -229,7 +232,9 @@ def _build_numbered(b: Builder, offer: Offer) -> None:
     b.numbered(body, choices)
 
 
-_PAYLOAD_TOO_LONG = Form("numbered_text", "payloads within payload_max", _payload_too_long, _numbered_for_payload)  # fmt: skip
+_PAYLOAD_TOO_LONG = Form(
+    "numbered_text", "payloads within payload_max", _payload_too_long, _numbered_for_payload
+)
 _BUTTONS = Form("buttons", "buttons: count, kinds, media", _all_buttons, _build_buttons)
 _QUICK_WITH_ACTIONS = Form(
     "quick_replies",
@@ -259,3 +264,88 @@ CHOICES: tuple[Form[Offer], ...] = (
 )
 # A list's rows as choices once the native list could not carry them: no list again.
 LIST_AS_CHOICES: tuple[Form[Offer], ...] = tuple(f for f in CHOICES if f is not _LIST)
+
+
+# --- quick replies attached to any content -------------------------------------------------
+@dataclass
+class Attached:
+    """Quick replies a content carries, and what to call them in a downgrade."""
+
+    actions: list[Action]
+    source: str  # "text quick_replies", "buttons quick_replies"...
+
+
+def _quick_replies_fit(b: Builder, attached: Attached) -> bool:
+    quick, actions = b.profile.quick_replies, attached.actions
+    return (
+        quick is not None
+        and len(actions) <= quick.max_items
+        and {a.type for a in actions} <= quick.kinds
+        and not b.long_payload([payload_of(a) for a in actions])
+    )
+
+
+def _keyboard_shared(b: Builder) -> int:
+    """How many of the channel's one keyboard's buttons the last part's buttons take."""
+    last = b.result.parts[-1] if b.result.parts else None
+    if b.profile.shared_keyboard and isinstance(last, ButtonsContent):
+        return len(last.actions)
+    return 0
+
+
+def _room_on_keyboard(b: Builder, attached: Attached) -> bool:
+    quick = b.profile.quick_replies
+    return (
+        _quick_replies_fit(b, attached)
+        and quick is not None
+        and _keyboard_shared(b) + len(attached.actions) <= quick.max_items
+    )
+
+
+def _attach(b: Builder, attached: Attached) -> None:
+    b.attach_quick_replies(attached.actions)
+
+
+def _numbered_for_keyboard(b: Builder, attached: Attached) -> None:
+    """One keyboard holds the buttons and the quick replies: no room for both."""
+    quick = b.profile.quick_replies
+    assert quick is not None
+    reason = f"{b.channel}'s keyboard holds {quick.max_items} buttons in all"
+    b.note(attached.source, "numbered_text", reason)
+    b.numbered("", [o for o in b.options(attached.actions) if o.payload is not None])
+
+
+def _attached_as_choices(b: Builder, attached: Attached) -> None:
+    actions, quick = attached.actions, b.profile.quick_replies
+    if quick is None:
+        reason = f"{b.channel} has no quick replies"
+    elif len(actions) > quick.max_items:
+        reason = f"{len(actions)} quick replies exceed {b.channel}'s {quick.max_items}"
+    else:
+        cannot = ", ".join(sorted({a.type for a in actions} - quick.kinds))
+        reason = f"{b.channel} quick replies cannot be {cannot}"
+    options = b.options(actions)
+    last = b.result.parts[-1] if b.result.parts else None
+    if isinstance(last, TextContent):
+        # Text followed by choices reads best as one message: the text, then the choices.
+        b.result.parts.pop()
+        b.offer(attached.source, last.text, options, reason=reason)
+        return
+    b.offer(attached.source, "", options, reason=reason)
+
+
+QUICK_REPLIES: tuple[Form[Attached], ...] = (
+    Form(
+        "quick_replies",
+        "quick_replies: count, kinds, payloads; room on a shared keyboard",
+        _room_on_keyboard,
+        _attach,
+    ),
+    Form(
+        "numbered_text",
+        "quick_replies, but a shared keyboard full",
+        _quick_replies_fit,
+        _numbered_for_keyboard,
+    ),
+    Form("choices", "see CHOICES", always, _attached_as_choices),
+)

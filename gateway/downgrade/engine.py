@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from gateway.downgrade.choice_forms import CHOICES, Offer, Option
+from gateway.downgrade.choice_forms import CHOICES, QUICK_REPLIES, Attached, Offer, Option
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.plain_text import action_line
 from gateway.downgrade.plan import built, text_part
@@ -36,9 +36,7 @@ from gateway.schema.content import (
     LocationRequestAction,
     Media,
     ReplyAction,
-    TextContent,
     is_choice,
-    payload_of,
 )
 from gateway.schema.content import Content as AnyContent
 
@@ -284,48 +282,10 @@ class Builder:
 
     # --- quick replies ------------------------------------------------------------------
     def quick_replies(self, actions: list[Action], source_type: str) -> None:
-        if not actions:
-            return
-        quick = self.profile.quick_replies
-        kinds = {a.type for a in actions}
-        payloads = [payload_of(a) for a in actions]
-        last = self.result.parts[-1] if self.result.parts else None
-        shared = (
-            len(last.actions)
-            if self.profile.shared_keyboard and isinstance(last, ButtonsContent)
-            else 0
-        )
-        if (
-            quick
-            and len(actions) <= quick.max_items
-            and kinds <= quick.kinds
-            and not self.long_payload(payloads)
-        ):
-            if shared + len(actions) <= quick.max_items:
-                self.attach_quick_replies(actions)
-                return
-            # One keyboard holds the buttons and the quick replies: no room for both.
-            self.note(
-                f"{source_type} quick_replies",
-                "numbered_text",
-                f"{self.channel}'s keyboard holds {quick.max_items} buttons in all",
-            )
-            self.numbered("", [o for o in self.options(actions) if o.payload is not None])
-            return
-        options = self.options(actions)
-        reason = (
-            f"{self.channel} has no quick replies"
-            if quick is None
-            else f"{len(actions)} quick replies exceed {self.channel}'s {quick.max_items}"
-            if len(actions) > quick.max_items
-            else f"{self.channel} quick replies cannot be {', '.join(sorted(kinds - quick.kinds))}"
-        )
-        if isinstance(last, TextContent):
-            # Text followed by choices reads best as one message: the text, then the choices.
-            self.result.parts.pop()
-            self.offer(f"{source_type} quick_replies", last.text, options, reason=reason)
-            return
-        self.offer(f"{source_type} quick_replies", "", options, reason=reason)
+        """Quick replies attached to content, in the richest form that fits
+        (choice_forms.QUICK_REPLIES)."""
+        if actions:
+            first_fit(self, Attached(actions, f"{source_type} quick_replies"), QUICK_REPLIES)
 
     def attach_quick_replies(self, actions: list[Action]) -> None:
         quick = self.profile.quick_replies
