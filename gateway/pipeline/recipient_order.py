@@ -7,7 +7,7 @@ claimed sends form a queue that one task works, in claim order (due time, then i
 
 The store keeps most of the rule: recording a retry puts the recipient's later messages back
 until it is due, and a message queued meanwhile is due no earlier (`Store.record_send_retry`,
-`steps.insert_message`). What it cannot see is a claim already made: rows claimed before the
+`writes.insert_message`). What it cannot see is a claim already made: rows claimed before the
 retry was recorded, but handed over after it. So a retry also holds the recipient here until
 the retried message is claimed again: what comes for the recipient meanwhile is put back
 behind it, without counting an attempt. A hold ends by itself after `HOLD_SECONDS` past the
@@ -16,7 +16,7 @@ retry's time, in case another process took the message.
 A retry due more than `KEEP_ORDER_SECONDS` away holds nothing: the later messages go.
 
 Across processes (several gateways on one PostgreSQL), the claim keeps the order: only the
-first row of a recipient's line is claimed (`steps.FIRST_IN_LINE`), so no process takes the
+first row of a recipient's line is claimed (`writes.FIRST_IN_LINE`), so no process takes the
 next one while another sends the first.
 """
 
