@@ -9,7 +9,7 @@ downgrades and add parts exactly as its methods do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
@@ -182,78 +182,67 @@ def links_as_card_text(
 
 def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None, bool]:
     """Why the native carousel cannot carry these cards (None when it can), and whether
-    every card fits its lengths already. One pass: this runs for every carousel sent."""
+    every card fits its lengths already. One pass over the cards, then the rules over what it
+    found: this runs for every carousel sent."""
     native = b.profile.carousel
     if native is None:
         return f"{b.channel} has no carousel", False
     if len(items) < native.min_cards:
         return f"{b.channel} carousels need at least {native.min_cards} cards", False
-    survey = _Survey(native)
-    card_problem: str | None = None
-    for item in items:
-        actions = survey.card(item)
-        if card_problem is None:
-            card_problem = _card_problem(b.channel, native, item, actions)
+    survey = _Survey(native, items)
     if survey.longest > b.profile.payload_max:
         return b.payload_too_long(survey.longest), survey.fitting
-    return card_problem or survey.mismatch(b.channel), survey.fitting
-
-
-class _Actions(NamedTuple):
-    """What a card's actions are, for the native carousel's rules."""
-
-    total: int
-    choices: int
-    native_kinds: bool  # every action one the carousel's cards carry
+    problem = _card_problem(b.channel, native, items, survey.cards) or survey.mismatch(b.channel)
+    return problem, survey.fitting
 
 
 class _Survey:
-    """What the native carousel's rules ask of all the cards together, gathered card by card.
-    Profile fields as attributes read once: this runs over every card and action of every
-    send."""
+    """What the native carousel's rules ask about the cards, gathered in one pass: per card,
+    its action count, how many are choices, and whether the carousel carries every kind; for
+    all of them, whether they fit the lengths, the longest payload, and what must match across
+    cards. A loop over every card and action of every send: profile fields read into locals."""
 
-    def __init__(self, native: CarouselProfile) -> None:
+    def __init__(self, native: CarouselProfile, items: list[CarouselItem]) -> None:
         self.native = native
-        self.kinds, self.label_max = native.kinds, native.label_max
-        self.by_kind = native.same_action_kinds
-        self.media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
-        self.fitting = True  # every title, description and label within its length
-        self.longest = 0  # the longest payload
-        self.action_counts: set[int] = set()
-        self.shapes: set[str] = set()  # each card's kinds of actions in order, choices alike
-        self.media_kinds: set[str] = set()
-
-    def card(self, item: CarouselItem) -> _Actions:
-        native = self.native
-        description = item.description
-        if len(item.title) > native.title_max or (
-            description and len(description) > native.description_max
-        ):
-            self.fitting = False
-        actions = item.actions
-        self.action_counts.add(len(actions))
-        native_kinds = True
-        choices = 0
-        shape = ""
-        for action in actions:
-            kind: str = action.type
-            if len(action.title) > self.label_max:
-                self.fitting = False
-            if kind not in self.kinds:
-                native_kinds = False
-            if kind in CHOICE_KINDS:
-                choices += 1
-                kind = "choice"
-            if self.by_kind:
-                shape += kind + ","
-            payload = payload_of(action)
-            if payload and len(payload) > self.longest:
-                self.longest = len(payload)
-        if self.by_kind:
-            self.shapes.add(shape)
-        if item.media is not None and self.media_kinds_wanted:
-            self.media_kinds.add(media_kind(item.media))
-        return _Actions(len(actions), choices, native_kinds)
+        kinds, label_max, by_kind = native.kinds, native.label_max, native.same_action_kinds
+        title_max, description_max = native.title_max, native.description_max
+        media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
+        fitting = True  # every title, description and label within its length
+        longest = 0
+        cards: list[tuple[int, int, bool]] = []  # (actions, choices, all native kinds)
+        action_counts: set[int] = set()
+        shapes: set[str] = set()  # each card's kinds of actions in order, choices alike
+        media_kinds: set[str] = set()
+        for item in items:
+            description = item.description
+            if len(item.title) > title_max or (description and len(description) > description_max):
+                fitting = False
+            native_kinds = True
+            choices = 0
+            shape = ""
+            for action in item.actions:
+                kind: str = action.type
+                if len(action.title) > label_max:
+                    fitting = False
+                if kind not in kinds:
+                    native_kinds = False
+                if kind in CHOICE_KINDS:
+                    choices += 1
+                    kind = "choice"
+                if by_kind:
+                    shape += kind + ","
+                payload = payload_of(action)
+                if payload and len(payload) > longest:
+                    longest = len(payload)
+            count = len(item.actions)
+            cards.append((count, choices, native_kinds))
+            action_counts.add(count)
+            if by_kind:
+                shapes.add(shape)
+            if item.media is not None and media_kinds_wanted:
+                media_kinds.add(media_kind(item.media))
+        self.fitting, self.longest, self.cards = fitting, longest, cards
+        self.action_counts, self.shapes, self.media_kinds = action_counts, shapes, media_kinds
 
     def mismatch(self, channel: str) -> str | None:
         """Why the cards, each fine alone, do not go together (None when they do)."""
@@ -271,24 +260,28 @@ class _Survey:
 
 
 def _card_problem(
-    channel: str, native: CarouselProfile, item: CarouselItem, actions: _Actions
+    channel: str,
+    native: CarouselProfile,
+    items: list[CarouselItem],
+    cards: list[tuple[int, int, bool]],
 ) -> str | None:
-    """Why the native carousel cannot carry this card (None when it can)."""
-    count, choices = actions.total, actions.choices
-    if item.media is None and native.media_required:
-        return f"{channel} carousel cards need an image"
-    if count > native.max_actions:
-        return f"a card has more than {native.max_actions} actions"
-    if count < native.min_actions:
-        return f"{channel} carousel cards need a button each"
-    if not actions.native_kinds:
-        cannot = ", ".join(sorted({a.type for a in item.actions} - native.kinds))
-        return f"{channel} cards cannot carry {cannot}"
-    if not native.mixed_actions and 0 < choices < count:
-        return f"{channel} cards carry choices or links, not both"
+    """Why the native carousel cannot carry the first card it cannot (None when it carries
+    every one)."""
     links_max = native.max_link_buttons
-    if links_max is not None and choices == 0 and count > links_max:
-        return f"{channel} cards carry at most {links_max} link"
+    for item, (count, choices, native_kinds) in zip(items, cards, strict=True):
+        if item.media is None and native.media_required:
+            return f"{channel} carousel cards need an image"
+        if count > native.max_actions:
+            return f"a card has more than {native.max_actions} actions"
+        if count < native.min_actions:
+            return f"{channel} carousel cards need a button each"
+        if not native_kinds:
+            cannot = ", ".join(sorted({a.type for a in item.actions} - native.kinds))
+            return f"{channel} cards cannot carry {cannot}"
+        if not native.mixed_actions and 0 < choices < count:
+            return f"{channel} cards carry choices or links, not both"
+        if links_max is not None and choices == 0 and count > links_max:
+            return f"{channel} cards carry at most {links_max} link"
     return None
 
 

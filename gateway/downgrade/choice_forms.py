@@ -7,7 +7,7 @@ The forms to try, richest first (CHOICES), each with the capability it needs; do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE
@@ -49,41 +49,68 @@ class Option:
         self.kind: str = action.type if action is not None else "reply"
 
 
-@dataclass
 class Offer:
     """Options to show with their text; `reason` says why they are not in their own native
-    form already (a list's rows offered as choices, quick replies that found no room)."""
+    form already (a list's rows offered as choices, quick replies that found no room).
+    A plain class with one pass over the options: every send with choices makes one."""
 
-    source: str
-    text: str
-    options: list[Option]
-    header: str | None = None
-    footer: str | None = None
-    media: Media | None = None
-    reason: str | None = None
-    kinds: set[str] = field(init=False)
-    described: bool = field(init=False)
-    longest: int = field(init=False)  # the longest payload
+    __slots__ = (
+        "choices",
+        "described",
+        "footer",
+        "header",
+        "kinds",
+        "longest",
+        "media",
+        "options",
+        "reason",
+        "source",
+        "split",
+        "text",
+    )
 
-    def __post_init__(self) -> None:
-        self.kinds = {o.kind for o in self.options}
-        self.described = any(o.description for o in self.options)
-        self.longest = max((len(o.payload) for o in self.options if o.payload), default=0)
-
-    @property
-    def choices(self) -> list[Option]:
-        return [o for o in self.options if o.payload is not None]
+    def __init__(
+        self,
+        source: str,
+        text: str,
+        options: list[Option],
+        header: str | None = None,
+        footer: str | None = None,
+        media: Media | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.source, self.text, self.options = source, text, options
+        self.header, self.footer, self.media, self.reason = header, footer, media, reason
+        kinds: set[str] = set()
+        choices: list[Option] = []  # the options with a payload
+        described = False
+        longest = 0  # the longest payload
+        for option in options:
+            kinds.add(option.kind)
+            if option.description:
+                described = True
+            payload = option.payload
+            if payload is not None:
+                choices.append(option)
+                if len(payload) > longest:
+                    longest = len(payload)
+        self.kinds, self.choices, self.described, self.longest = kinds, choices, described, longest
+        self.split: tuple[frozenset[str], list[Option], list[Option]] | None = None
 
     @property
     def framed(self) -> str:
         return "\n".join(p for p in (self.header, self.text, self.footer) if p)
 
     def others(self, kinds: frozenset[str]) -> tuple[list[Option], list[Option]]:
-        """The options of these kinds, and the rest."""
-        return (
-            [o for o in self.options if o.kind in kinds],
-            [o for o in self.options if o.kind not in kinds],
-        )
+        """The options of these kinds, and the rest (kept: a form's test and its build ask
+        the same question)."""
+        if self.split is None or self.split[0] is not kinds:
+            native: list[Option] = []
+            rest: list[Option] = []
+            for option in self.options:
+                (native if option.kind in kinds else rest).append(option)
+            self.split = (kinds, native, rest)
+        return self.split[1], self.split[2]
 
 
 def _payload_too_long(b: Builder, offer: Offer) -> bool:

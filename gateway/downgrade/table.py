@@ -6,8 +6,7 @@ Kept apart from the tables themselves (preferences.py, carousel.py) so both can 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from gateway.downgrade.engine import Builder
@@ -19,10 +18,10 @@ class PlanError(ValueError):
     """The content cannot reach this channel at all (the send fails with this reason)."""
 
 
-@dataclass(frozen=True)
-class Form(Generic[S]):
+class Form(NamedTuple, Generic[S]):
     """One way to show a subject: its name, the capability it needs (for the docs), whether
-    this channel can show this subject so, and how to build it."""
+    this channel can show this subject so, and how to build it. A tuple: the walk unpacks it
+    on every send."""
 
     name: str
     needs: str
@@ -31,9 +30,9 @@ class Form(Generic[S]):
 
 
 def first_fit(builder: Builder, subject: S, forms: Sequence[Form[S]]) -> None:
-    for form in forms:
-        if form.fits(builder, subject):
-            form.build(builder, subject)
+    for _name, _needs, fits, build in forms:
+        if fits(builder, subject):
+            build(builder, subject)
             return
     raise AssertionError("every preference table ends with a form that always fits")
 

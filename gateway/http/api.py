@@ -35,7 +35,7 @@ from gateway.schema.errors import problems
 from gateway.schema.limits import API_INPUT
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 
-log = get_logger("gateway.http.api")
+log = get_logger("gateway.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

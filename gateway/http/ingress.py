@@ -23,7 +23,7 @@ from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
 
-log = get_logger("gateway.http.ingress")
+log = get_logger("gateway.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})

@@ -20,7 +20,7 @@ from gateway import json_codec
 from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
 
-log = get_logger("gateway.outbound.transport")
+log = get_logger("gateway.transport")
 
 # The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
 # apply within it.
