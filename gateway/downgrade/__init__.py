@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.downgrade.choices import Choice, match_choice
-from gateway.downgrade.engine import Downgrade, Plan, PlanError, plan, shorten
+from gateway.downgrade.engine import Downgrade, Plan, plan, shorten
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -11,6 +11,7 @@ from gateway.downgrade.profile import (
     Profile,
     QuickRepliesProfile,
 )
+from gateway.downgrade.table import PlanError
 
 __all__ = [
     "ButtonsProfile",

@@ -8,13 +8,15 @@ downgrades and add parts exactly as its methods do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.downgrade.choices import CHOOSE, Choice, numbered_line, reply_hint
 from gateway.downgrade.media import media_kind
 from gateway.downgrade.plain_text import action_line
 from gateway.downgrade.plan import built, card_part, image_part
-from gateway.downgrade.profile import CHOICE_KINDS
+from gateway.downgrade.profile import CHOICE_KINDS, CarouselProfile
+from gateway.downgrade.table import Form, always, first_fit
 from gateway.schema.content import (
     Action,
     BuyAction,
@@ -31,7 +33,24 @@ if TYPE_CHECKING:
     from gateway.downgrade.engine import Builder
 
 
+@dataclass
+class _Carousel:
+    """A carousel and what the native form would carry: its cards (payment buttons as URL
+    buttons, links moved to card text where the cards need), why it cannot (None: it can),
+    and whether every card fits its lengths already."""
+
+    content: CarouselContent
+    items: list[CarouselItem]
+    moved: list[str]  # what became card text, noted once the native form is chosen
+    problem: str | None
+    fitting: bool
+
+
 def plan_carousel(b: Builder, content: CarouselContent) -> None:
+    first_fit(b, _for_native(b, content), CAROUSEL)
+
+
+def _for_native(b: Builder, content: CarouselContent) -> _Carousel:
     native = b.profile.carousel
     items = content.items
     if native is not None and "buy" in {a.type for i in items for a in i.actions}:
@@ -42,32 +61,47 @@ def plan_carousel(b: Builder, content: CarouselContent) -> None:
             else item
             for item in items
         ]
-    moved: list[str] = []  # what became card text, noted once the native form is chosen
+    moved: list[str] = []
     problem = None
     if native is not None and (not native.mixed_actions or not native.default_url):
         items, moved, problem = links_as_card_text(b, items)
     fitting = False
     if problem is None:
         problem, fitting = carousel_problem(b, items)
-    if problem is None and native is not None:
-        for what in moved:
-            b.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=b.channel))
-        native_carousel(b, content.text, items, fitting)
-        return
-    items = list(content.items)
-    buttons = b.profile.buttons
-    if buttons is not None and all(fits_card(b, item) for item in items):
-        b.note("carousel", "cards", problem or f"{b.channel} has no carousel")
-        if content.text:
-            b.text(content.text)
-        for item in items:
-            options = b.options(list(item.actions))
-            opens = None if _linked(item) else item.default_url
-            body = "\n".join(p for p in (item.title, item.description, opens) if p)
-            b.offer("card", body, options, media=item.media)
-        return
-    b.note("carousel", "numbered_text", problem or f"{b.channel} has no carousel")
-    numbered_carousel(b, content)
+    return _Carousel(content, items, moved, problem, fitting)
+
+
+def _native_fits(b: Builder, attempt: _Carousel) -> bool:
+    return attempt.problem is None and b.profile.carousel is not None
+
+
+def _build_native(b: Builder, attempt: _Carousel) -> None:
+    for what in attempt.moved:
+        b.note(what, "text", _CARD_TEXT_REASONS[what].format(channel=b.channel))
+    native_carousel(b, attempt.content.text, attempt.items, attempt.fitting)
+
+
+def _cards_fit(b: Builder, attempt: _Carousel) -> bool:
+    return b.profile.buttons is not None and all(
+        fits_card(b, item) for item in attempt.content.items
+    )
+
+
+def _build_cards(b: Builder, attempt: _Carousel) -> None:
+    content = attempt.content
+    b.note("carousel", "cards", attempt.problem or f"{b.channel} has no carousel")
+    if content.text:
+        b.text(content.text)
+    for item in content.items:
+        options = b.options(list(item.actions))
+        opens = None if _linked(item) else item.default_url
+        body = "\n".join(p for p in (item.title, item.description, opens) if p)
+        b.offer("card", body, options, media=item.media)
+
+
+def _build_numbered(b: Builder, attempt: _Carousel) -> None:
+    b.note("carousel", "numbered_text", attempt.problem or f"{b.channel} has no carousel")
+    numbered_carousel(b, attempt.content)
 
 
 def native_carousel(b: Builder, text: str | None, items: list[CarouselItem], fitting: bool) -> None:
@@ -148,83 +182,107 @@ def links_as_card_text(
 
 def carousel_problem(b: Builder, items: list[CarouselItem]) -> tuple[str | None, bool]:
     """Why the native carousel cannot carry these cards (None when it can), and whether
-    every card fits its lengths already. One pass: this runs for every carousel sent."""
+    every card fits its lengths already. One pass over the cards, then the rules over what it
+    found: this runs for every carousel sent."""
     native = b.profile.carousel
     if native is None:
         return f"{b.channel} has no carousel", False
     if len(items) < native.min_cards:
         return f"{b.channel} carousels need at least {native.min_cards} cards", False
-    # Profile fields as locals: this loop runs over every card and action of every send.
-    kinds, label_max = native.kinds, native.label_max
-    title_max, description_max = native.title_max, native.description_max
-    max_actions, min_actions, mixed = native.max_actions, native.min_actions, native.mixed_actions
-    by_kind, media_required = native.same_action_kinds, native.media_required
-    media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
-    card_problem: str | None = None
-    fitting = True
-    longest = 0
-    action_counts = set()
-    shapes: set[str] = set()
-    media_kinds: set[str] = set()
-    for item in items:
-        actions = item.actions
-        count = len(actions)
-        action_counts.add(count)
-        description = item.description
-        if len(item.title) > title_max or (description and len(description) > description_max):
-            fitting = False
-        native_kinds = True
-        choices = 0
-        shape = ""  # the card's kinds of actions in order, choices all alike
-        for action in actions:
-            kind: str = action.type
-            if len(action.title) > label_max:
+    survey = _Survey(native, items)
+    if survey.longest > b.profile.payload_max:
+        return b.payload_too_long(survey.longest), survey.fitting
+    problem = _card_problem(b.channel, native, items, survey.cards) or survey.mismatch(b.channel)
+    return problem, survey.fitting
+
+
+class _Survey:
+    """What the native carousel's rules ask about the cards, gathered in one pass: per card,
+    its action count, how many are choices, and whether the carousel carries every kind; for
+    all of them, whether they fit the lengths, the longest payload, and what must match across
+    cards. A loop over every card and action of every send: profile fields read into locals."""
+
+    def __init__(self, native: CarouselProfile, items: list[CarouselItem]) -> None:
+        self.native = native
+        kinds, label_max, by_kind = native.kinds, native.label_max, native.same_action_kinds
+        title_max, description_max = native.title_max, native.description_max
+        media_kinds_wanted = native.media_kinds is not None or native.same_media_kind
+        fitting = True  # every title, description and label within its length
+        longest = 0
+        cards: list[tuple[int, int, bool]] = []  # (actions, choices, all native kinds)
+        action_counts: set[int] = set()
+        shapes: set[str] = set()  # each card's kinds of actions in order, choices alike
+        media_kinds: set[str] = set()
+        for item in items:
+            description = item.description
+            if len(item.title) > title_max or (description and len(description) > description_max):
                 fitting = False
-            if kind not in kinds:
-                native_kinds = False
-            if kind in CHOICE_KINDS:
-                choices += 1
-                kind = "choice"
+            native_kinds = True
+            choices = 0
+            shape = ""
+            for action in item.actions:
+                kind: str = action.type
+                if len(action.title) > label_max:
+                    fitting = False
+                if kind not in kinds:
+                    native_kinds = False
+                if kind in CHOICE_KINDS:
+                    choices += 1
+                    kind = "choice"
+                if by_kind:
+                    shape += kind + ","
+                payload = payload_of(action)
+                if payload and len(payload) > longest:
+                    longest = len(payload)
+            count = len(item.actions)
+            cards.append((count, choices, native_kinds))
+            action_counts.add(count)
             if by_kind:
-                shape += kind + ","
-            payload = payload_of(action)
-            if payload and len(payload) > longest:
-                longest = len(payload)
-        if by_kind:
-            shapes.add(shape)
-        if card_problem is not None:
-            continue
-        media = item.media
-        if media is not None and media_kinds_wanted:
-            media_kinds.add(media_kind(media))
-        if media is None and media_required:
-            card_problem = f"{b.channel} carousel cards need an image"
-        elif count > max_actions:
-            card_problem = f"a card has more than {max_actions} actions"
-        elif count < min_actions:
-            card_problem = f"{b.channel} carousel cards need a button each"
-        elif not native_kinds:
-            cannot = ", ".join(sorted({a.type for a in actions} - kinds))
-            card_problem = f"{b.channel} cards cannot carry {cannot}"
-        elif not mixed and 0 < choices < count:
-            card_problem = f"{b.channel} cards carry choices or links, not both"
-        elif (
-            native.max_link_buttons is not None and choices == 0 and count > native.max_link_buttons
-        ):
-            card_problem = f"{b.channel} cards carry at most {native.max_link_buttons} link"
-    if longest > b.profile.payload_max:
-        return b.payload_too_long(longest), fitting
-    if card_problem is None:
-        if native.same_action_count and len(action_counts) > 1:
-            card_problem = f"{b.channel} carousel cards must all have as many actions"
-        elif native.same_action_kinds and len(shapes) > 1:
-            card_problem = f"{b.channel} carousel cards must all have the same buttons"
-        elif native.media_kinds is not None and not media_kinds <= native.media_kinds:
+                shapes.add(shape)
+            if item.media is not None and media_kinds_wanted:
+                media_kinds.add(media_kind(item.media))
+        self.fitting, self.longest, self.cards = fitting, longest, cards
+        self.action_counts, self.shapes, self.media_kinds = action_counts, shapes, media_kinds
+
+    def mismatch(self, channel: str) -> str | None:
+        """Why the cards, each fine alone, do not go together (None when they do)."""
+        native = self.native
+        if native.same_action_count and len(self.action_counts) > 1:
+            return f"{channel} carousel cards must all have as many actions"
+        if native.same_action_kinds and len(self.shapes) > 1:
+            return f"{channel} carousel cards must all have the same buttons"
+        if native.media_kinds is not None and not self.media_kinds <= native.media_kinds:
             allowed = " or ".join(sorted(native.media_kinds))
-            card_problem = f"{b.channel} carousel cards take only {allowed} media"
-        elif native.same_media_kind and len(media_kinds) > 1:
-            card_problem = f"{b.channel} carousel cards must all carry one kind of media"
-    return card_problem, fitting
+            return f"{channel} carousel cards take only {allowed} media"
+        if native.same_media_kind and len(self.media_kinds) > 1:
+            return f"{channel} carousel cards must all carry one kind of media"
+        return None
+
+
+def _card_problem(
+    channel: str,
+    native: CarouselProfile,
+    items: list[CarouselItem],
+    cards: list[tuple[int, int, bool]],
+) -> str | None:
+    """Why the native carousel cannot carry the first card it cannot (None when it carries
+    every one)."""
+    links_max = native.max_link_buttons
+    for item, (count, choices, native_kinds) in zip(items, cards, strict=True):
+        if item.media is None and native.media_required:
+            return f"{channel} carousel cards need an image"
+        if count > native.max_actions:
+            return f"a card has more than {native.max_actions} actions"
+        if count < native.min_actions:
+            return f"{channel} carousel cards need a button each"
+        if not native_kinds:
+            cannot = ", ".join(sorted({a.type for a in item.actions} - native.kinds))
+            return f"{channel} cards cannot carry {cannot}"
+        if not native.mixed_actions and 0 < choices < count:
+            return f"{channel} cards carry choices or links, not both"
+        if links_max is not None and choices == 0 and count > links_max:
+            return f"{channel} cards carry at most {links_max} link"
+    return None
 
 
 def card(b: Builder, item: CarouselItem) -> CarouselItem:
@@ -311,3 +369,10 @@ _CARD_TEXT_REASONS = {
 def _linked(item: CarouselItem) -> bool:
     """The card's tap link is one of its link buttons too (said once in text is enough)."""
     return any(type(a) is LinkAction and a.url == item.default_url for a in item.actions)
+
+
+CAROUSEL: tuple[Form[_Carousel], ...] = (
+    Form("native", "carousel, every card within its rules", _native_fits, _build_native),
+    Form("cards", "buttons fitting each card", _cards_fit, _build_cards),
+    Form("numbered_text", "nothing", always, _build_numbered),
+)

@@ -38,7 +38,7 @@ from gateway.send_to_user import NoIdentity, plan_route
 from gateway.store import IdempotencyConflict, NewMessage, Store, is_store_error
 from gateway.store.routes import NewRoute
 
-log = get_logger("gateway.http.api")
+log = get_logger("gateway.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

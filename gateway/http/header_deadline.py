@@ -24,7 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.logs import get_logger
 
-log = get_logger("gateway.http.header_deadline")
+log = get_logger("gateway.headers")
 
 
 class _HeaderDeadline(RequestHandler):

@@ -23,7 +23,7 @@ from gateway.logs import get_logger
 from gateway.metrics import WEBHOOKS
 from gateway.store import Store
 
-log = get_logger("gateway.http.ingress")
+log = get_logger("gateway.ingress")
 
 # Transport-level headers say nothing about the webhook; everything else is kept with the body.
 _NOT_KEPT = frozenset({"host", "connection", "content-length", "accept-encoding", "keep-alive"})
@@ -130,23 +130,9 @@ class Ingress:
             return error(404, "unknown_channel", "no channel is configured at this path")
         # What its provider sends, within what the server takes at all.
         limit = min(adapter.max_body_bytes, self.max_body_bytes)
-        length = request.content_length
-        if length is not None and length > limit:
-            # Unread: the rest of the body is still coming, so the connection cannot go on.
-            answer = self._reject(channel_id, 413, "body_too_large", too_large(limit))
-            answer.force_close()
-            return answer
-        # The raw header first: providers send the bare type, and aiohttp parses it anew per request.
-        if (
-            request.headers.get("Content-Type") not in adapter.content_types
-            and request.content_type not in adapter.content_types
-        ):
-            return self._reject(
-                channel_id,
-                415,
-                "unsupported_media_type",
-                f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
-            )
+        unread = self._refuse_before_reading(adapter, request, limit)
+        if unread is not None:
+            return unread
         try:
             body = await self.bodies.read(request, limit)
         except UnreadableBody as refused:
@@ -178,18 +164,10 @@ class Ingress:
             return self._reject(
                 channel_id, 403, "invalid_signature", "signature does not match the body"
             )
-        dated = None
         try:
-            dedupe_key, dated = adapter.admission(body)
+            dedupe_key, dated = _admission(adapter, body)
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
-        except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
-            reason = unreadable(exc, lambda: adapter.dedupe_key(body))
-            if reason is None:
-                log.exception("dedupe_key_failed", channel=channel_id)
-            else:
-                log.warning("dedupe_key_failed", channel=channel_id, reason=reason)
-            dedupe_key = "sha256:" + hashlib.sha256(body).hexdigest()
         if dated is not None and self.acceptance_window is not None:
             age = time.time() - dated
             if age > self.acceptance_window:
@@ -221,6 +199,30 @@ class Ingress:
         reply = adapter.acknowledge(body)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
 
+    def _refuse_before_reading(
+        self, adapter: Adapter, request: web.Request, limit: int
+    ) -> web.Response | None:
+        """The answer to a request its headers refuse already (None: read its body)."""
+        channel_id = adapter.config.id
+        length = request.content_length
+        if length is not None and length > limit:
+            # Unread: the rest of the body is still coming, so the connection cannot go on.
+            answer = self._reject(channel_id, 413, "body_too_large", too_large(limit))
+            answer.force_close()
+            return answer
+        # The raw header first: providers send the bare type, and aiohttp parses it anew per request.
+        if (
+            request.headers.get("Content-Type") not in adapter.content_types
+            and request.content_type not in adapter.content_types
+        ):
+            return self._reject(
+                channel_id,
+                415,
+                "unsupported_media_type",
+                f"expected {' or '.join(adapter.content_types)}, got {request.content_type or 'none'}",
+            )
+        return None
+
     def _stale(self, adapter: Adapter, body: bytes, dedupe_key: str, age: float) -> web.Response:
         """A signed request the provider dated before the acceptance window: a replay (the
         window outlasts every provider's redeliveries), logged and not stored. Answered with
@@ -242,3 +244,19 @@ class Ingress:
         WEBHOOKS.labels(channel_id, code).inc()
         log.warning("webhook_rejected", channel=channel_id, status=status, reason=code)
         return error(status, code, message)
+
+
+def _admission(adapter: Adapter, body: bytes) -> tuple[str, float | None]:
+    """The request's dedupe key and provider date; a body whose key cannot be read is still
+    kept (raw first), under its hash. A PayloadError (a refused body) goes to the caller."""
+    try:
+        return adapter.admission(body)
+    except PayloadError:
+        raise
+    except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
+        reason = unreadable(exc, lambda: adapter.dedupe_key(body))
+        if reason is None:
+            log.exception("dedupe_key_failed", channel=adapter.config.id)
+        else:
+            log.warning("dedupe_key_failed", channel=adapter.config.id, reason=reason)
+        return "sha256:" + hashlib.sha256(body).hexdigest(), None

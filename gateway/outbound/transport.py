@@ -21,7 +21,7 @@ from gateway.logs import get_logger
 from gateway.metrics import PROVIDER_LATENCY
 from gateway.outbound.http_client import direct
 
-log = get_logger("gateway.outbound.transport")
+log = get_logger("gateway.transport")
 
 # The longest a provider exchange may take, whatever its pace: httpx's own limits (15 s a read)
 # apply within it.

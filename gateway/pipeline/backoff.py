@@ -14,7 +14,7 @@ from gateway.logs import get_logger
 from gateway.store import is_store_error
 
 T = TypeVar("T")
-log = get_logger("gateway.pipeline.backoff")
+log = get_logger("gateway.retry")
 
 
 def backoff_seconds(

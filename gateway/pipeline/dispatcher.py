@@ -18,7 +18,7 @@ from gateway.metrics import SENDS
 from gateway.outbound.transport import Go, Transport, Withdrawn
 from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import LaneWorker
-from gateway.pipeline.recipient_order import Turns
+from gateway.pipeline.recipient_order import RecipientOrder
 from gateway.pipeline.recorder import SentRecorder
 from gateway.router.form_questions import intro, question
 from gateway.schema import (
@@ -122,7 +122,7 @@ class Dispatcher(LaneWorker):
             for channel, adapter in adapters.items()
         }
         # Each recipient's claimed sends, in turn.
-        self.turns = Turns(self._send, self._defer, self._ended, lambda: self.transport.closing)
+        self.turns = RecipientOrder(self._send, self._defer, self._ended, lambda: self.transport.closing)
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store

@@ -55,7 +55,7 @@ class Hold(NamedTuple):
     outbox_id: int  # the retried message's row
 
 
-class Turns:
+class RecipientOrder:
     def __init__(
         self, send: Send, defer: Defer, ended: Callable[[str], None], closing: Callable[[], bool]
     ) -> None:

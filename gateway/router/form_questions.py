@@ -10,6 +10,7 @@ session (it survives restarts) and the dispatcher sends the questions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,21 +87,41 @@ def check(field: FormField, text: str | None, payload: str | None = None) -> Ans
         return Answer(problem="Please answer with some text.")
     if not field.required and normalise(raw) in SKIP_WORDS:
         return Answer(None)
-    if field.type == "email":
-        if _EMAIL.match(raw):
-            return Answer(raw)
-        return Answer(problem=f"{raw!r} is not an email address.")
-    if field.type == "number":
-        try:
-            number = float(raw.replace(",", "."))
-        except ValueError:
-            return Answer(problem=f"{raw!r} is not a number.")
-        return Answer(int(number) if number.is_integer() else number)
-    if field.type == "select":
-        choices = [Choice(i, o.title, o.value) for i, o in enumerate(field.options, 1)]
-        picked = match_choice(raw, choices)
-        if picked is not None:
-            return Answer(picked.payload)
-        titles = ", ".join(o.title for o in field.options)
-        return Answer(problem=f"Please choose one of: {titles}.")
+    return _CHECKS[field.type](field, raw)
+
+
+def _text(_field: FormField, raw: str) -> Answer:
     return Answer(raw)
+
+
+def _email(_field: FormField, raw: str) -> Answer:
+    if _EMAIL.match(raw):
+        return Answer(raw)
+    return Answer(problem=f"{raw!r} is not an email address.")
+
+
+def _number(_field: FormField, raw: str) -> Answer:
+    try:
+        number = float(raw.replace(",", "."))
+    except ValueError:
+        return Answer(problem=f"{raw!r} is not a number.")
+    return Answer(int(number) if number.is_integer() else number)
+
+
+def _select(field: FormField, raw: str) -> Answer:
+    """A typed number or title (a tapped option's payload was taken before)."""
+    choices = [Choice(i, o.title, o.value) for i, o in enumerate(field.options, 1)]
+    picked = match_choice(raw, choices)
+    if picked is not None:
+        return Answer(picked.payload)
+    titles = ", ".join(o.title for o in field.options)
+    return Answer(problem=f"Please choose one of: {titles}.")
+
+
+# How a typed answer is checked, per field type.
+_CHECKS: dict[str, Callable[[FormField, str], Answer]] = {
+    "text": _text,
+    "email": _email,
+    "number": _number,
+    "select": _select,
+}

@@ -161,7 +161,7 @@ class JsonBound(_InputCheck):
             return value
         if _depth_over(value, self.depth):
             raise ValueError(f"nested deeper than {self.depth} levels")
-        # The standard encoder: the API reads lone surrogates (wire.loads), which orjson refuses.
+        # The standard encoder: the API reads lone surrogates (json_codec.loads), which orjson refuses.
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         if (size := len(text.encode("utf-8", "surrogatepass"))) > self.size:
             raise ValueError(f"at most {self.size:,} bytes of JSON are accepted, not {size:,}")

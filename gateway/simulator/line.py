@@ -18,6 +18,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,53 +321,92 @@ def _check_message(index: int, message: Any) -> list[dict[str, str]]:
         problems.append({"message": text, "property": f"{where}.{prop}"})
 
     kind = message.get("type")
-    if kind == "text":
-        text = message.get("text")
-        if not isinstance(text, str) or not text:
-            problem("text", "May not be empty")
-        elif _utf16(text) > MAX_TEXT:
-            problem("text", f"Length must be between 0 and {MAX_TEXT}")
-    elif kind in ("image", "video", "audio"):
-        keys = ["originalContentUrl"] + (["previewImageUrl"] if kind != "audio" else [])
-        for key in keys:
-            url = message.get(key)
-            if not isinstance(url, str) or not url:
-                problem(key, "May not be empty")
-            elif not url.startswith("https://"):
-                problem(key, "must be a URL starting with https://")
-            elif len(url) > MAX_URL:
-                problem(key, f"Length must be between 0 and {MAX_URL}")
-        if kind == "audio":
-            duration = message.get("duration")
-            if not isinstance(duration, int) or isinstance(duration, bool) or duration < 1:
-                problem("duration", "must be a positive number of milliseconds")
-    elif kind == "location":
-        for key in ("title", "address"):
-            value = message.get(key)
-            if not isinstance(value, str) or not value:
-                problem(key, "May not be empty")
-            elif _utf16(value) > MAX_LOCATION_FIELD:
-                problem(key, f"Length must be between 0 and {MAX_LOCATION_FIELD}")
-        for key in ("latitude", "longitude"):
-            if not isinstance(message.get(key), int | float):
-                problem(key, "must be a number")
-    elif kind == "sticker":
-        for key in ("packageId", "stickerId"):
-            if not isinstance(message.get(key), str) or not message.get(key):
-                problem(key, "May not be empty")
-    elif kind in ("template", "flex", "imagemap"):  # flex and imagemap: the common fields only
-        rich = _Problems()
-        rich.text(f"{where}.altText", message.get("altText"), MAX_ALT_TEXT, measure=_utf16)
-        if kind == "template":
-            rich.template(f"{where}.template", message.get("template"))
-        problems += rich.found
-    else:
+    check = _MESSAGE_CHECKS.get(kind) if isinstance(kind, str) else None
+    if check is None:
         problem("type", f"invalid message type {kind!r}")
+    else:
+        problems += check(where, message, problem)
     if "quickReply" in message:
         quick = _Problems()
         quick.quick_reply(f"{where}.quickReply", message["quickReply"])
         problems += quick.found
     return problems
+
+
+_Problem = Callable[[str, str], None]  # a property under the message, and what is wrong
+
+
+def _check_text(_where: str, message: dict[str, Any], problem: _Problem) -> list[dict[str, str]]:
+    text = message.get("text")
+    if not isinstance(text, str) or not text:
+        problem("text", "May not be empty")
+    elif _utf16(text) > MAX_TEXT:
+        problem("text", f"Length must be between 0 and {MAX_TEXT}")
+    return []
+
+
+def _check_media(_where: str, message: dict[str, Any], problem: _Problem) -> list[dict[str, str]]:
+    kind = message["type"]
+    keys = ["originalContentUrl"] + (["previewImageUrl"] if kind != "audio" else [])
+    for key in keys:
+        url = message.get(key)
+        if not isinstance(url, str) or not url:
+            problem(key, "May not be empty")
+        elif not url.startswith("https://"):
+            problem(key, "must be a URL starting with https://")
+        elif len(url) > MAX_URL:
+            problem(key, f"Length must be between 0 and {MAX_URL}")
+    if kind == "audio":
+        duration = message.get("duration")
+        if not isinstance(duration, int) or isinstance(duration, bool) or duration < 1:
+            problem("duration", "must be a positive number of milliseconds")
+    return []
+
+
+def _check_location(
+    _where: str, message: dict[str, Any], problem: _Problem
+) -> list[dict[str, str]]:
+    for key in ("title", "address"):
+        value = message.get(key)
+        if not isinstance(value, str) or not value:
+            problem(key, "May not be empty")
+        elif _utf16(value) > MAX_LOCATION_FIELD:
+            problem(key, f"Length must be between 0 and {MAX_LOCATION_FIELD}")
+    for key in ("latitude", "longitude"):
+        if not isinstance(message.get(key), int | float):
+            problem(key, "must be a number")
+    return []
+
+
+def _check_sticker(_where: str, message: dict[str, Any], problem: _Problem) -> list[dict[str, str]]:
+    for key in ("packageId", "stickerId"):
+        if not isinstance(message.get(key), str) or not message.get(key):
+            problem(key, "May not be empty")
+    return []
+
+
+def _check_rich(where: str, message: dict[str, Any], _problem: _Problem) -> list[dict[str, str]]:
+    """Template, flex and imagemap: flex and imagemap checked for the common fields only."""
+    rich = _Problems()
+    rich.text(f"{where}.altText", message.get("altText"), MAX_ALT_TEXT, measure=_utf16)
+    if message["type"] == "template":
+        rich.template(f"{where}.template", message.get("template"))
+    return rich.found
+
+
+# Each message type's checks: problems reported through `problem`, or returned with their
+# full property path.
+_MESSAGE_CHECKS: dict[str, Callable[[str, dict[str, Any], _Problem], list[dict[str, str]]]] = {
+    "text": _check_text,
+    "image": _check_media,
+    "video": _check_media,
+    "audio": _check_media,
+    "location": _check_location,
+    "sticker": _check_sticker,
+    "template": _check_rich,
+    "flex": _check_rich,
+    "imagemap": _check_rich,
+}
 
 
 def validate_messages(messages: Any) -> None:

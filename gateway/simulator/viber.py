@@ -174,24 +174,8 @@ def validate(body: Any) -> None:
     receiver = body.get("receiver")
     if not isinstance(receiver, str) or not receiver:
         raise Refused(4, "missingData: receiver is required")
-    sender = body.get("sender")
-    if not isinstance(sender, dict):
-        raise Refused(4, "missingData: sender is required")
-    name = sender.get("name")
-    if not isinstance(name, str) or not name:
-        raise Refused(4, "missingData: sender.name is required")
-    if len(name) > 28:
-        raise Refused(3, "badData: sender.name is longer than 28 characters")
-    if "avatar" in sender and not isinstance(sender["avatar"], str):
-        raise Refused(3, "badData: sender.avatar must be a string")
-    version = body.get("min_api_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise Refused(3, "badData: min_api_version must be a positive integer")
-    tracking = body.get("tracking_data")
-    if tracking is not None and (
-        not isinstance(tracking, str) or len(tracking) > MAX_TRACKING_DATA
-    ):
-        raise Refused(3, f"badData: tracking_data must be a string of at most {MAX_TRACKING_DATA}")
+    _check_sender(body.get("sender"))
+    version = _check_envelope(body)
     kind = body.get("type")
     if kind not in RULES:
         raise Refused(3, f"badData: unknown message type {kind!r}")
@@ -207,6 +191,31 @@ def validate(body: Any) -> None:
         _check_rich_media(body, version)
     if "keyboard" in body:
         _check_keyboard(body["keyboard"], version)
+
+
+def _check_sender(sender: Any) -> None:
+    if not isinstance(sender, dict):
+        raise Refused(4, "missingData: sender is required")
+    name = sender.get("name")
+    if not isinstance(name, str) or not name:
+        raise Refused(4, "missingData: sender.name is required")
+    if len(name) > 28:
+        raise Refused(3, "badData: sender.name is longer than 28 characters")
+    if "avatar" in sender and not isinstance(sender["avatar"], str):
+        raise Refused(3, "badData: sender.avatar must be a string")
+
+
+def _check_envelope(body: dict[str, Any]) -> int:
+    """The fields around the message: its API version (returned) and tracking data."""
+    version = body.get("min_api_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise Refused(3, "badData: min_api_version must be a positive integer")
+    tracking = body.get("tracking_data")
+    if tracking is not None and (
+        not isinstance(tracking, str) or len(tracking) > MAX_TRACKING_DATA
+    ):
+        raise Refused(3, f"badData: tracking_data must be a string of at most {MAX_TRACKING_DATA}")
+    return version
 
 
 def _check_keyboard(keyboard: Any, version: int) -> None:

@@ -221,6 +221,27 @@ def validate(body: Any) -> None:
     """Raise Invalid wherever Meta would refuse this send body."""
     _require(isinstance(body, dict), "The request body must be a JSON object")
     _require(body.get("messaging_product") == "whatsapp", "messaging_product must be whatsapp")
+    _validate_addressee(body)
+    kind = body.get("type", "text")  # Meta treats an absent type as text
+    _require(
+        isinstance(kind, str) and (kind in RULES or kind == "interactive"),
+        f"Param type {kind!r} is not supported",
+    )
+    item = body.get(kind)
+    _require(
+        isinstance(item, list if kind == "contacts" else dict) and item,
+        f"Param {kind} is required for type {kind}",
+    )
+    if kind == "interactive":  # other kinds (product, flow...) pass unchecked
+        _require(
+            item.get("type") and isinstance(item.get("action"), dict),
+            "Param interactive['type'] and interactive['action'] are required",
+        )
+    _validate_rules(kind, item)
+    _validate_kind(kind, item)
+
+
+def _validate_addressee(body: dict[str, Any]) -> None:
     _require(
         isinstance(addressee(body), str) and addressee(body),
         "Param to is required (or recipient, a business-scoped user id)",
@@ -244,21 +265,10 @@ def validate(body: Any) -> None:
             BSUID.fullmatch(body["recipient"]),
             "Param recipient must be a business-scoped user id (e.g. US.13491208655302741918)",
         )
-    kind = body.get("type", "text")  # Meta treats an absent type as text
-    _require(
-        isinstance(kind, str) and (kind in RULES or kind == "interactive"),
-        f"Param type {kind!r} is not supported",
-    )
-    item = body.get(kind)
-    _require(
-        isinstance(item, list if kind == "contacts" else dict) and item,
-        f"Param {kind} is required for type {kind}",
-    )
-    if kind == "interactive":  # other kinds (product, flow...) pass unchecked
-        _require(
-            item.get("type") and isinstance(item.get("action"), dict),
-            "Param interactive['type'] and interactive['action'] are required",
-        )
+
+
+def _validate_rules(kind: str, item: Any) -> None:
+    """The lengths and presence RULES lists for this kind of message."""
     rules = RULES.get(f"interactive.{item['type']}" if kind == "interactive" else kind, ())
     for path, limit, required in rules:
         for where, value in _lookup(item, path):
@@ -273,6 +283,10 @@ def validate(body: Any) -> None:
                     isinstance(value, str | list) and 1 <= len(value) <= limit,
                     f"Param {where} must have 1 to {limit} {unit}",
                 )
+
+
+def _validate_kind(kind: str, item: Any) -> None:
+    """What a kind of message needs beyond RULES."""
     if kind in ("image", "video", "audio", "document", "sticker"):
         _require(("id" in item) != ("link" in item), f"Param {kind} needs exactly one of id, link")
         _require(
@@ -388,6 +402,20 @@ def _validate_header(header: Any, allowed: frozenset[str]) -> None:
         isinstance(media, dict) and ("id" in media) != ("link" in media),
         f"Param interactive['header']['{kind}'] needs exactly one of id, link",
     )
+
+
+def _choices(kind: str, action: dict[str, Any]) -> list[dict[str, Any]]:
+    """The choices an interactive message of this kind offered: a carousel's quick replies,
+    the buttons' replies, or a list's rows."""
+    if kind == "carousel":
+        return [
+            b.get("quick_reply") or {}
+            for card in action.get("cards") or []
+            for b in (card.get("action") or {}).get("buttons") or []
+        ]
+    if kind == "button":
+        return [b.get("reply") or {} for b in action.get("buttons") or []]
+    return [r for s in action.get("sections") or [] for r in s.get("rows") or []]
 
 
 class WhatsAppSimulator(SimulatorServer):
@@ -600,18 +628,7 @@ class WhatsAppSimulator(SimulatorServer):
             offered_as = {kind, "carousel"} if kind == "button" else {kind}
             if addressee(body) != to or sent_kind not in offered_as:
                 continue
-            action = interactive.get("action") or {}
-            if sent_kind == "carousel":
-                choices = [
-                    b.get("quick_reply") or {}
-                    for card in action.get("cards") or []
-                    for b in (card.get("action") or {}).get("buttons") or []
-                ]
-            elif kind == "button":
-                choices = [b.get("reply") or {} for b in action.get("buttons") or []]
-            else:
-                choices = [r for s in action.get("sections") or [] for r in s.get("rows") or []]
-            for choice in choices:
+            for choice in _choices(sent_kind, interactive.get("action") or {}):
                 if choice.get("id") == choice_id:
                     return str(sent["wamid"]), choice
         raise ValueError(f"no {kind} message offering {choice_id!r} was sent to {to}")

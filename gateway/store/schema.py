@@ -281,7 +281,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("contacts", "reply_token_at", "{real}"),
     ("messages", "options", "TEXT"),
     ("outbox", "recipient", "TEXT"),  # a send's recipient: whose line it stands in
-    # When a status matching none of our sends was held back from the backends (writes.hold).
+    # When a status matching none of our sends was held back from the backends (store/held.py).
     ("events", "held_since", "{real}"),
     # A relayed copy: the conversation message it copies, and the participant it goes to.
     ("messages", "relay_of", "TEXT"),
