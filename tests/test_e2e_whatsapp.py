@@ -257,7 +257,8 @@ async def test_outside_the_window_the_template_fallback_goes_instead(
         },
     )
     view = await final_view(stack, backend, message_id)
-    assert view["state"] == "sent"
+    # Sent; the simulator may already have reported it delivered by the time we read.
+    assert view["state"] in ("sent", "delivered", "read")
     body = _last_send(simulator)
     assert body["type"] == "template"
     assert body["template"] == {
