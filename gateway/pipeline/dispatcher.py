@@ -214,12 +214,7 @@ class Dispatcher(LaneWorker):
             await self._failed(item, record, "unknown", error)
             return None
         content = CONTENT_ADAPTER.validate_json(record.content)
-        # A broadcast's send was read with its claim, a bulk window (two seconds) ago at most.
-        contact = (
-            bulk.contact
-            if bulk is not None
-            else await self.store.get_contact(record.channel_id, record.recipient_id)
-        )
+        contact = await self._contact(record, bulk)
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
         try:
             if contact.unsubscribed_at is not None:
@@ -283,6 +278,13 @@ class Dispatcher(LaneWorker):
         )
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None
+
+    async def _contact(self, record: MessageRecord, bulk: BulkFacts | None) -> ContactState:
+        """The recipient's state now; a broadcast's send's was read with its claim, a bulk
+        window (two seconds) ago at most (store/bulk_sends.py)."""
+        if bulk is not None:
+            return bulk.contact
+        return await self.store.get_contact(record.channel_id, record.recipient_id)
 
     def _bulk_check(self, item: OutboxItem, record: MessageRecord, bulk: BulkFacts | None) -> Go:
         """Asked as a broadcast's send is let out: whether its broadcast still wants it, from
