@@ -33,6 +33,7 @@ from gateway.schema import (
 )
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
+from gateway.store.bulk_sends import BulkFacts
 from gateway.store.records import TargetsFor
 from gateway.store.sent import SentSend
 
@@ -121,6 +122,8 @@ class Dispatcher(LaneWorker):
             )
             for channel, adapter in adapters.items()
         }
+        # Claimed broadcast sends' member and contact, read with the claim (store/bulk_sends.py).
+        self._bulk: dict[int, BulkFacts] = {}
         # Each recipient's claimed sends, in turn.
         self.turns = RecipientOrder(self._send, self._defer, self._ended, lambda: self.transport.closing)
         self.public_url = public_url.rstrip("/")
@@ -139,6 +142,8 @@ class Dispatcher(LaneWorker):
         return max(1, int(rate * BULK_AHEAD_SECONDS))
 
     async def _defer(self, ids: list[int], until: float) -> None:
+        for outbox_id in ids:
+            self._bulk.pop(outbox_id, None)  # read again when it is claimed again
         await retry_store_write(
             lambda: self.store.defer_outbox(ids, until), RECORD_SENT_SECONDS, "send_deferred"
         )
@@ -155,7 +160,10 @@ class Dispatcher(LaneWorker):
         """Start sending `items` and return: the lane claims more as each send ends, so a slow
         answer holds up only its own recipient's next messages."""
         try:
-            records = await self.store.get_messages([i.ref for i in items])
+            records, bulk = await asyncio.gather(
+                self.store.get_messages([i.ref for i in items]),
+                self.store.bulk.facts([i.ref for i in items if i.priority > 0]),
+            )
         except Exception:
             # The store failed between the claim and the reads (a PostgreSQL restart): back
             # in line once it is back, rather than held for the whole lease.
@@ -165,6 +173,9 @@ class Dispatcher(LaneWorker):
                     lambda: self.store.release_outbox(ids), RECORD_SENT_SECONDS, "send_released"
                 )
             raise
+        for item in items:
+            if item.ref in bulk:
+                self._bulk[item.id] = bulk[item.ref]
         await self.turns.add(target, [(i, records.get(i.ref)) for i in items])
         return self.transport.paused_for(target)  # the provider's Retry-After, for the channel
 
@@ -182,6 +193,7 @@ class Dispatcher(LaneWorker):
         if sending and grace > 0:
             await asyncio.wait(sending, timeout=grace)
         unsent = self.turns.unsent()
+        self._bulk.clear()
         for task in list(sending):
             task.cancel()
         await asyncio.gather(*sending, return_exceptions=True)
@@ -193,6 +205,7 @@ class Dispatcher(LaneWorker):
 
     async def _send(self, item: OutboxItem, record: MessageRecord | None) -> float | None:
         """Send one message; when it must wait for a retry, the time the retry is due."""
+        bulk = self._bulk.pop(item.id, None)
         if record is None or record.state != "queued":
             await self.store.complete_outbox([item.id], time.time())
             return None
@@ -205,7 +218,7 @@ class Dispatcher(LaneWorker):
             await self._failed(item, record, "unknown", error)
             return None
         content = CONTENT_ADAPTER.validate_json(record.content)
-        contact = await self.store.get_contact(record.channel_id, record.recipient_id)
+        contact = await self._contact(record, bulk)
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
         try:
             if contact.unsubscribed_at is not None:
@@ -228,7 +241,7 @@ class Dispatcher(LaneWorker):
                     await self.store.consume_reply_token(
                         record.channel_id, record.recipient_id, contact.reply_token
                     )
-                go = self._bulk_check(item, record) if item.priority and not done else None
+                go = self._bulk_check(item, record, bulk) if item.priority and not done else None
                 done.append(await self.transport.send(adapter, request, go, bulk=item.priority > 0))
         except Withdrawn:
             log.info("send_withdrawn", message_id=record.id, channel=record.channel_id)
@@ -259,11 +272,26 @@ class Dispatcher(LaneWorker):
         log.info("message_sent", message_id=record.id, channel=record.channel_id, external_ids=done)
         return None
 
-    def _bulk_check(self, item: OutboxItem, record: MessageRecord) -> Go:
-        """Asked as a broadcast's send is let out: whether its broadcast still wants it."""
+    async def _contact(self, record: MessageRecord, bulk: BulkFacts | None) -> ContactState:
+        """The recipient's state now; a broadcast's send's was read with its claim, a bulk
+        window (two seconds) ago at most (store/bulk_sends.py)."""
+        if bulk is not None:
+            return bulk.contact
+        return await self.store.get_contact(record.channel_id, record.recipient_id)
+
+    def _bulk_check(self, item: OutboxItem, record: MessageRecord, bulk: BulkFacts | None) -> Go:
+        """Asked as a broadcast's send is let out: whether its broadcast still wants it, from
+        memory when its facts came with the claim (store/bulk_sends.py)."""
 
         async def go() -> bool:
-            return await self.store.may_send_bulk(record.id, item.id, time.time())
+            if bulk is None:
+                return await self.store.may_send_bulk(record.id, item.id, time.time())
+            now = time.time()
+            why = self.store.bulk.why_not(bulk.broadcast_id, now)
+            if why is None:
+                return True
+            await self.store.bulk.withdraw(item.id, bulk, why, now)
+            return False
 
         return go
 

@@ -33,6 +33,7 @@ from gateway.store import (
     users,
     writes,
 )
+from gateway.store.bulk_sends import BulkSends
 from gateway.store.community_store import CommunityStore
 from gateway.store.database import Database, Tx
 from gateway.store.records import (
@@ -60,6 +61,7 @@ class Store:
         # leaves (config conversations.announcements; the app sets it).
         self.announcements = DEFAULT_ANNOUNCEMENTS
         self.communities = CommunityStore(self)  # docs/communities.md
+        self.bulk = BulkSends(self)  # what broadcast sends read, a claim at a time
 
     def start(self) -> None:
         try:
@@ -608,7 +610,10 @@ class Store:
         return await self.db.run(lambda tx: broadcasts.expand(tx, now, batch_size, channels))
 
     async def cancel_broadcast(self, broadcast_id: str, now: float) -> bool:
-        return await self.db.run(lambda tx: broadcasts.cancel(tx, broadcast_id, now))
+        cancelled = await self.db.run(lambda tx: broadcasts.cancel(tx, broadcast_id, now))
+        if cancelled:
+            self.bulk.cancelled(broadcast_id)  # its sends claimed here stop now too
+        return cancelled
 
     async def may_send_bulk(self, message_id: str, outbox_id: int, now: float) -> bool:
         """Whether a claimed broadcast send may go now (not cancelled, not past its ttl)."""
