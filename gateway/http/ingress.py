@@ -184,7 +184,7 @@ class Ingress:
         except PayloadError as exc:
             return self._reject(channel_id, 400, "malformed_payload", str(exc))
         except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
-            reason = unreadable(exc, lambda: adapter.dedupe_key(body))
+            reason = unreadable(exc)
             if reason is None:
                 log.exception("dedupe_key_failed", channel=channel_id)
             else:
