@@ -16,10 +16,10 @@ import pytest
 from pydantic import BeforeValidator
 
 from adapters import ADAPTERS, Adapter
-from adapters import messenger_payloads as fb
-from adapters import whatsapp_payloads as wa
 from adapters.line import payloads as lp
+from adapters.messenger import payloads as fb
 from adapters.webhook_parts import PartReader
+from adapters.whatsapp import payloads as wa
 from gateway.cli import main
 from gateway.pipeline.normaliser import Normaliser
 from gateway.preview import placeholder_config

@@ -1,7 +1,7 @@
 """WhatsApp Business Cloud API.
 
 Webhooks: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
-          (models in whatsapp_payloads.py, read into events by whatsapp_inbound.py)
+          (models in payloads.py, read into events by parse.py)
 Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
 Errors:   https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 """
@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from adapters import whatsapp_inbound as inbound
-from adapters import whatsapp_rich as rich
 from adapters.base import (
     AddressForm,
     Admission,
@@ -29,11 +27,13 @@ from adapters.base import (
     provider_id,
     retry_after_seconds,
 )
-from adapters.meta import (
+from adapters.meta_graph import (
     GraphAdapter,
     GraphConfig,
     graph_error,
 )
+from adapters.whatsapp import parse as inbound
+from adapters.whatsapp import render as rich
 from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     CHOICE_KINDS,
@@ -78,7 +78,7 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
 WINDOW_SECONDS = 24 * 3600
 
 # What WhatsApp shows natively; the downgrade engine turns everything else into these parts
-# or into numbered text. Limits as Meta documents them (see adapters/whatsapp_rich.py too).
+# or into numbered text. Limits as Meta documents them (see adapters/whatsapp/render.py too).
 CAPABILITIES = Profile(
     channel="whatsapp",
     text_max=MAX_TEXT,
@@ -118,7 +118,7 @@ CAPABILITIES = Profile(
         header_max=rich.HEADER_MAX,
         footer_max=rich.FOOTER_MAX,
     ),
-    # Media carousel (whatsapp_rich): 2-10 cards, each an image or video (one kind for all),
+    # Media carousel (render.py): 2-10 cards, each an image or video (one kind for all),
     # "*title*" and description in a 160-character body, and either quick-reply buttons or one
     # URL button, the same on every card. A choice card's links and a card's tap link become
     # lines of its description; cards that cannot be made alike go one reply-buttons message
