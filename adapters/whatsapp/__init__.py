@@ -50,6 +50,7 @@ from gateway.schema.content import (
     ContactsContent,
     ListContent,
     LocationContent,
+    MediaContent,
     TemplateContent,
     TextContent,
     is_media,
@@ -271,41 +272,11 @@ class WhatsAppAdapter(GraphAdapter):
             **_addressed(to),
         }
         if is_media(content):
-            kind = "document" if content.type == "file" else content.type
-            media: dict[str, Any] = (
-                {"id": content.media.provider_media_id}
-                if content.media.provider_media_id
-                else {"link": content.media.url}
-            )
-            caption = content.caption
-            extra_text: list[str] = []
-            if caption and kind in ("image", "video", "document"):
-                if len(caption) > MAX_CAPTION:
-                    extra_text, caption = split_text(caption, MAX_TEXT), None
-                else:
-                    media["caption"] = caption
-            elif caption:
-                extra_text = split_text(caption, MAX_TEXT)
-            if kind == "document" and content.media.filename:
-                media["filename"] = content.media.filename
-            return [{**base, "type": kind, kind: media}] + [self._text(base, t) for t in extra_text]
+            return _media_bodies(base, content)
         if isinstance(content, LocationContent):
-            location: dict[str, Any] = {
-                "latitude": content.latitude,
-                "longitude": content.longitude,
-            }
-            location |= {
-                k: v for k, v in (("name", content.name), ("address", content.address)) if v
-            }
-            return [{**base, "type": "location", "location": location}]
+            return [{**base, "type": "location", "location": _location(content)}]
         if isinstance(content, TemplateContent):
-            template: dict[str, Any] = {
-                "name": content.template.name,
-                "language": {"code": content.template.language},
-            }
-            if content.template.components:
-                template["components"] = content.template.components
-            return [{**base, "type": "template", "template": template}]
+            return [{**base, "type": "template", "template": _template(content)}]
         if isinstance(content, ContactsContent):
             contacts = [
                 c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts
@@ -328,7 +299,7 @@ class WhatsAppAdapter(GraphAdapter):
 
     @staticmethod
     def _text(base: dict[str, Any], body: str) -> dict[str, Any]:
-        return {**base, **rich.text_message(body)}
+        return _text_body(base, body)
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         payload = answer_json(body)
@@ -398,6 +369,48 @@ def is_group(to: str) -> bool:
 def _is_phone(value: str) -> bool:
     """A wa_id that is a phone number: digits only (a BSUID has a period and letters)."""
     return value.isascii() and value.isdigit()
+
+
+def _text_body(base: dict[str, Any], body: str) -> dict[str, Any]:
+    return {**base, **rich.text_message(body)}
+
+
+def _media_bodies(base: dict[str, Any], content: MediaContent) -> list[dict[str, Any]]:
+    """A media message; a caption the kind cannot carry (audio, sticker) or one too long
+    follows as text."""
+    kind = "document" if content.type == "file" else content.type
+    media: dict[str, Any] = (
+        {"id": content.media.provider_media_id}
+        if content.media.provider_media_id
+        else {"link": content.media.url}
+    )
+    caption = content.caption
+    extra_text: list[str] = []
+    if caption and kind in ("image", "video", "document"):
+        if len(caption) > MAX_CAPTION:
+            extra_text, caption = split_text(caption, MAX_TEXT), None
+        else:
+            media["caption"] = caption
+    elif caption:
+        extra_text = split_text(caption, MAX_TEXT)
+    if kind == "document" and content.media.filename:
+        media["filename"] = content.media.filename
+    return [{**base, "type": kind, kind: media}] + [_text_body(base, t) for t in extra_text]
+
+
+def _location(content: LocationContent) -> dict[str, Any]:
+    location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
+    return location | {k: v for k, v in (("name", content.name), ("address", content.address)) if v}
+
+
+def _template(content: TemplateContent) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "name": content.template.name,
+        "language": {"code": content.template.language},
+    }
+    if content.template.components:
+        template["components"] = content.template.components
+    return template
 
 
 ADAPTER = WhatsAppAdapter
