@@ -1,7 +1,7 @@
-"""Channel adapters, one module per channel; this registry maps a config `type` to its adapter.
+"""Channel adapters, a package per channel; this registry maps a config `type` to its adapter.
 
-Each channel module names its adapter class `ADAPTER`; adding a channel is adding a module.
-Shared helpers (`base`, `meta`, …) have no `ADAPTER` and are not channels.
+Each channel names its adapter class `ADAPTER`; adding a channel is adding a package.
+Shared helpers (`base`, `meta_graph`, …) have no `ADAPTER` and are not channels.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from adapters import shape
 from gateway import json_codec
 from gateway.downgrade.profile import (
     ButtonsProfile,
@@ -316,8 +315,6 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise PayloadError("webhook body is not a JSON object")
-    if shape.tracing.get():  # `shape.explain` is reading a failed body again
-        return shape.traced(payload)  # type: ignore[no-any-return]
     return payload
 
 

@@ -1,39 +1,29 @@
 """Why a payload cannot be read: the one reason the failed inbox row keeps, ingress logs and
 `gateway normalize` prints.
 
-A reason says what is wrong with the payload, by its field where it can (typed payload models
-and adapters/payload_errors.py; adapters/shape.py for the channels not yet typed),
-and never shows the Python error behind it ("TypeError: unhashable type: 'dict'" tells an
+A reason says what is wrong with the payload, by its field where it can (the typed payload
+models' validation errors, worded by adapters/payload_errors.py), and never shows the Python error behind it ("TypeError: unhashable type: 'dict'" tells an
 operator nothing). A failure nothing ties to the payload is the adapter's own: its reason
 says so, rather than blaming a payload that may be valid."""
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from adapters import shape
 from adapters.base import PayloadError
 
 # How the reason of an adapter's own failure begins.
 ADAPTER_FAILED = "the adapter failed on this payload without finding fault with it"
 
 
-def unreadable(exc: Exception, read: Callable[[], object]) -> str | None:
-    """Why reading a payload raised `exc` (`read` reads it again, adapter code only), or None
-    when the payload was not shown to be at fault: an adapter bug."""
+def unreadable(exc: Exception) -> str | None:
+    """Why reading a payload raised `exc`, or None when the payload was not shown to be at
+    fault: an adapter bug."""
     if isinstance(exc, PayloadError):  # the adapter said what is wrong
         return str(exc)
-    # An odd shape ('str' object has no attribute 'get'): which field? Read it again.
-    try:
-        where = shape.explain(read, exc)
-    except Exception:  # explaining must not turn a failed row into one claimed for ever
-        where = None
-    if where is not None:
-        return f"invalid payload: {where}"
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         place = ".".join(str(p) for p in first["loc"])

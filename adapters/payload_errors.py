@@ -1,9 +1,8 @@
 """A provider payload's validation error as one reason naming the JSON path of the field at
 fault: `entry[0].changes[0].value.messages[1].text.body: expected a string, got a number`.
 
-The adapters' payload models (`adapters/<channel>/payloads.py`, `adapters/whatsapp_payloads.py`,
-...) are strict, so pydantic's first error is the field a reader would look at; this only words
-it for an operator.
+The adapters' payload models (`adapters/<channel>/payloads.py`) are strict, so pydantic's first
+error is the field a reader would look at; this only words it for an operator.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from adapters.base import FailedPart, ParsedEvent, PayloadError, Reading
 from adapters.payload_errors import validation_reason
 
 M = TypeVar("M", bound=BaseModel)
+INVALID = "invalid payload: "
 
 
 def validated(model: type[M], part: Any) -> M:
@@ -99,10 +100,22 @@ class PartReader:
         except ValidationError as exc:
             self.fail(path, validation_reason(exc, path), part)
             return
+        self._parse(path, part, lambda: parse(typed, part, path))
+
+    def read_part(
+        self, path: str, part: Any, parse: Callable[[Any, str], list[ParsedEvent]]
+    ) -> None:
+        """Like `read`, for a part whose reader validates it itself (LINE picks the model
+        by the event's type): `parse(part, path)` raises PayloadError naming what is wrong."""
+        if self._inside_wanted(path):
+            self._parse(path, part, lambda: parse(part, path))
+
+    def _parse(self, path: str, part: Any, parse: Callable[[], list[ParsedEvent]]) -> None:
         try:
-            self.events += parse(typed, part, path)
+            self.events += parse()
         except PayloadError as exc:
-            reason = str(exc)
+            # The row's reason says "invalid payload" once, before its failed parts' reasons.
+            reason = str(exc).removeprefix(INVALID)
             self.fail(path, reason if reason.startswith(path) else f"{path}: {reason}", part)
         except ValidationError as exc:
             self.fail(path, f"{path}: the event cannot hold it: {validation_reason(exc)}", part)

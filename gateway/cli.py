@@ -149,7 +149,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         reading = adapter.read(body, None)
         lines = [parsed.draft.model_dump_json(exclude_none=True) for parsed in reading.events]
     except Exception as exc:  # the reason a failed inbox row would keep
-        reason = unreadable(exc, lambda: adapter.parse(body)) or adapter_error(exc)
+        reason = unreadable(exc) or adapter_error(exc)
         print(f"{args.file}: cannot parse as {args.channel}: {reason}", file=sys.stderr)
         return 1
     for line in lines:  # the readable parts' events, as the normaliser stores them

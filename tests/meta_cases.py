@@ -1,4 +1,4 @@
-"""What WhatsApp and Messenger share on the way in (adapters/meta.py), as tables each channel's
+"""What WhatsApp and Messenger share on the way in (adapters/meta_graph.py), as tables each channel's
 cases run against its own adapter: Graph's X-Hub-Signature-256 (HMAC-SHA256 of the exact
 bytes, under the app secret) and the hub.challenge handshake of a webhook subscription.
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from adapters.meta import SIGNATURE_HEADER, hub_signature
+from adapters.meta_graph import SIGNATURE_HEADER, hub_signature
 
 CHALLENGE = "1158201444"
 

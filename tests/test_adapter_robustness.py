@@ -3,7 +3,7 @@ events or says why not, naming the field: ingress gets a dedupe key (the adapter
 of the body when the adapter fails on the shape), and `read_row` returns events or the reason
 the failed row keeps, never an exception that would leave the row to be claimed again and
 again, and never a bare "adapter error: AttributeError: 'int' object has no attribute 'get'"
-where the payload's shape was at fault (adapters/shape.py finds the path).
+where the payload's shape was at fault (the typed payload models name the path).
 
 Each case starts from one of the channel's documented fixtures (the files `cases.json`
 lists) and replaces one node anywhere in it with another JSON value: the shapes a provider

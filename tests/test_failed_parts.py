@@ -16,9 +16,10 @@ import pytest
 from pydantic import BeforeValidator
 
 from adapters import ADAPTERS, Adapter
-from adapters import messenger_payloads as fb
-from adapters import whatsapp_payloads as wa
+from adapters.line import payloads as lp
+from adapters.messenger import payloads as fb
 from adapters.webhook_parts import PartReader
+from adapters.whatsapp import payloads as wa
 from gateway.cli import main
 from gateway.pipeline.normaliser import Normaliser
 from gateway.preview import placeholder_config
@@ -31,6 +32,8 @@ WA_BATCH = "batch_one_bad_message.json"
 WA_BAD = "entry[0].changes[0].value.messages[1]"
 FB_BATCH = "batch_one_bad_item.json"
 FB_BAD = "entry[0].messaging[1]"
+LINE_BATCH = "batch_one_bad_event.json"
+LINE_BAD = "events[1]"
 
 
 def adapter_for(channel: str, channel_id: str | None = None) -> Adapter:
@@ -53,8 +56,8 @@ def test_the_readable_parts_yield_their_events_and_the_bad_ones_fail_alone(
     check_read(adapter_for(channel), (FIXTURES / channel / case["file"]).read_bytes(), case)
 
 
-def test_whatsapp_and_messenger_have_tables() -> None:
-    assert {"whatsapp", "messenger"} <= set(CHANNELS)
+def test_every_channel_that_batches_has_a_table() -> None:
+    assert {"whatsapp", "messenger", "line"} <= set(CHANNELS)
 
 
 # --- "a fix": the payload models made to read what the bad parts hold ---------------------
@@ -76,19 +79,49 @@ class _FixedMessaging(fb.Messaging):
     message: _ListTolerantMessage | None = None
 
 
+class _NumberTolerantMedia(lp.MediaMessage):
+    id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+
+
+class _FixedMediaEvent(lp.MediaEvent):
+    message: _NumberTolerantMedia
+
+
 def fix(monkeypatch: pytest.MonkeyPatch, channel: str) -> None:
     if channel == "whatsapp":
         monkeypatch.setattr(wa, "Message", _FixedWhatsAppMessage)
-    else:
+    elif channel == "messenger":
         monkeypatch.setattr(fb, "Messaging", _FixedMessaging)
+    else:
+        monkeypatch.setitem(lp.MESSAGE_EVENTS, "image", _FixedMediaEvent)
+
+
+def external_id(channel: str, part: dict[str, Any]) -> str:
+    """The id of the event a fixed adapter reads from the bad part."""
+    if channel == "whatsapp":
+        return str(part["id"])
+    if channel == "messenger":
+        return str(part["message"]["mid"])
+    return str(part["message"]["id"])
+
+
+BATCHES = [
+    ("whatsapp", WA_BATCH, WA_BAD),
+    ("messenger", FB_BATCH, FB_BAD),
+    ("line", LINE_BATCH, LINE_BAD),
+]
 
 
 @pytest.mark.parametrize(
     ("channel", "file", "bad", "text"),
-    [("whatsapp", WA_BATCH, WA_BAD, "42"), ("messenger", FB_BATCH, FB_BAD, "not text")],
+    [
+        ("whatsapp", WA_BATCH, WA_BAD, "42"),
+        ("messenger", FB_BATCH, FB_BAD, "not text"),
+        ("line", LINE_BATCH, LINE_BAD, None),  # an image
+    ],
 )
 def test_reading_only_the_failed_part_after_a_fix_yields_only_its_events(
-    monkeypatch: pytest.MonkeyPatch, channel: str, file: str, bad: str, text: str
+    monkeypatch: pytest.MonkeyPatch, channel: str, file: str, bad: str, text: str | None
 ) -> None:
     adapter = adapter_for(channel)
     body = (FIXTURES / channel / file).read_bytes()
@@ -98,7 +131,9 @@ def test_reading_only_the_failed_part_after_a_fix_yields_only_its_events(
     after = adapter.read(body, None, frozenset({bad}))
     assert after.failed == []
     [event] = after.events
-    assert event.draft.message is not None and event.draft.message.content.text == text  # type: ignore[union-attr]
+    assert event.draft.external_id == external_id(channel, node(json.loads(body), bad))
+    assert event.draft.message is not None
+    assert getattr(event.draft.message.content, "text", None) == text
     everything = adapter.read(body, None)  # the fixed adapter reads the whole body alike
     assert everything.failed == [] and event in everything.events
 
@@ -124,9 +159,7 @@ async def _events_of(store: Store, raw_id: int) -> list[str]:
     return [json.loads(r[0])["external_id"] for r in rows]
 
 
-@pytest.mark.parametrize(
-    ("channel", "file", "bad"), [("whatsapp", WA_BATCH, WA_BAD), ("messenger", FB_BATCH, FB_BAD)]
-)
+@pytest.mark.parametrize(("channel", "file", "bad"), BATCHES)
 async def test_a_failed_part_is_stored_listed_and_replayed_alone(
     store: Store, monkeypatch: pytest.MonkeyPatch, channel: str, file: str, bad: str
 ) -> None:
@@ -156,7 +189,7 @@ async def test_a_failed_part_is_stored_listed_and_replayed_alone(
     events = await _events_of(store, raw_id)
     [new] = [e for e in events if e not in good]
     part = node(json.loads(body), bad)
-    assert new == (part["id"] if channel == "whatsapp" else part["message"]["mid"])
+    assert new == external_id(channel, part)
     assert len(events) == len(good) + 1  # the good parts' events were not emitted again
     assert await store.inbox_rows("failed") == []
     assert await store.failed_parts_of([raw_id]) == {}

@@ -15,7 +15,7 @@ import pytest
 
 from adapters.base import PayloadError
 from adapters.messenger import MessengerAdapter, MessengerConfig
-from adapters.meta import MILLIS_FROM, meta_time
+from adapters.meta_graph import MILLIS_FROM, meta_time
 from gateway.cli import main
 from tests.tables import check_admission, check_parse, parsed_events
 

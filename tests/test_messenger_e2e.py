@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.meta import hub_signature
+from adapters.meta_graph import hub_signature
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.messenger import MessengerSimulator
 

@@ -1,4 +1,4 @@
-"""WhatsApp and Messenger share Graph's webhook front door (adapters/meta.py): each runs the
+"""WhatsApp and Messenger share Graph's webhook front door (adapters/meta_graph.py): each runs the
 same signature and handshake tables (tests/meta_cases.py) against its own adapter, app secret
 and verify token, over its own fixture."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.base import InboundRequest
-from adapters.meta import GraphAdapter
+from adapters.meta_graph import GraphAdapter
 from tests import test_messenger_cases as messenger
 from tests import test_whatsapp_cases as whatsapp
 from tests.meta_cases import CHALLENGE, handshake_cases, signature_cases

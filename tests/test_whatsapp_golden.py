@@ -2,7 +2,7 @@
 adapter, against the exact Cloud API send bodies in fixtures/whatsapp/golden.json.
 
 Each body was checked against Meta's pages: reply buttons, list, location request, text, media,
-location, contacts and template messages (links in adapters/whatsapp.py and whatsapp_rich.py).
+location, contacts and template messages (links in adapters/whatsapp/__init__.py and render.py).
 """
 
 from __future__ import annotations

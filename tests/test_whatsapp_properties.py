@@ -8,8 +8,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from adapters import whatsapp_rich as rich
 from adapters.base import SendContext
+from adapters.whatsapp import render as rich
 from gateway.downgrade import plan
 from gateway.schema import CONTENT_ADAPTER
 from gateway.simulator.whatsapp import validate

@@ -33,6 +33,7 @@ import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
@@ -47,6 +48,7 @@ from adapters.base import (
     ParsedEvent,
     PayloadError,
     ProviderRequest,
+    Reading,
     SendContext,
     SendError,
     answer_json,
@@ -58,10 +60,11 @@ from adapters.base import (
     signatures_match,
 )
 from adapters.line import render as rich
-from adapters.line.parse import event_key, events, parse_event
+from adapters.line.parse import event_key, parse_event
 from adapters.line.payloads import Webhook
 from adapters.line.render import MAX_TEXT
-from adapters.payload_errors import describe
+from adapters.payload_errors import describe, json_kind
+from adapters.webhook_parts import PartReader
 from gateway.downgrade.profile import (
     ButtonsProfile,
     CarouselProfile,
@@ -231,18 +234,29 @@ class LineAdapter(Adapter):
         return self.admission(body).key
 
     def admission(self, body: bytes) -> Admission:
-        listed = events(json_object(body))
+        listed = _events(json_object(body))
         if not listed:
             # The console's "Verify" button and LINE's connectivity checks: `events: []`.
             return Admission("verify:" + hashlib.sha256(body).hexdigest())
-        keys = [event_key(e) for e in listed]
+        # An event that is no object has no key: skipped, so the request is stored and the
+        # normaliser keeps that event failed alone.
+        keyed = [e for e in listed if isinstance(e, dict)]
+        keys = [event_key(e) for e in keyed]
         # `events[].timestamp`: epoch ms; a redelivery keeps the event's own, so an old one
         # is a replay (deliveryContext.isRedelivery says only that LINE tried before).
-        dated = newest_time((e.get("timestamp") for e in listed), 1000)
+        dated = newest_time((e.get("timestamp") for e in keyed), 1000)
         return Admission(request_key(keys, body), dated)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
+        return self.read(body, None).all_events()
+
+    def read(
+        self, body: bytes, received_at: datetime | None, only: frozenset[str] | None = None
+    ) -> Reading:
+        """Each member of `events[]` read on its own: an event that cannot be read fails
+        alone, kept with its path (`events[1]`) for a replay; the others' events are stored."""
         payload = json_object(body)
+        listed = _events(payload)
         destination = payload.get("destination")
         if destination is not None and not isinstance(destination, str):
             # The envelope's model names what is wrong; each event is read by `parse_event`.
@@ -252,9 +266,16 @@ class LineAdapter(Adapter):
                 raise PayloadError(f"invalid payload: {describe(exc)}") from None
         bot = Party(id=destination) if destination else None
         channel = ChannelRef(id=self.config.id, type=self.type)
-        return [
-            parse_event(event, index, channel, bot) for index, event in enumerate(events(payload))
-        ]
+
+        def read_event(raw: Any, path: str) -> list[ParsedEvent]:
+            if not isinstance(raw, dict):
+                raise PayloadError(f"{path}: expected an object, got {json_kind(raw)}")
+            return [parse_event(raw, index, channel, bot)]
+
+        reader = PartReader(only)
+        for index, raw in enumerate(listed):
+            reader.read_part(f"events[{index}]", raw, read_event)
+        return reader.reading()
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -338,6 +359,14 @@ class LineAdapter(Adapter):
             self.config.channel_secret.get_secret_value(),
             self.config.channel_access_token.get_secret_value(),
         ]
+
+
+def _events(payload: dict[str, Any]) -> list[Any]:
+    """The raw members of `events[]`, each read on its own."""
+    listed = payload.get("events")
+    if not isinstance(listed, list):
+        raise PayloadError("not a LINE webhook (no events list)")
+    return listed
 
 
 def _can_reply(context: SendContext) -> bool:

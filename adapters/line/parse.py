@@ -47,16 +47,6 @@ _MEDIA: dict[str, type[ImageContent | VideoContent | AudioContent]] = {
 }
 
 
-def events(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The raw members of `events[]`, each an object."""
-    listed = payload.get("events")
-    if not isinstance(listed, list):
-        raise PayloadError("not a LINE webhook (no events list)")
-    if not all(isinstance(e, dict) for e in listed):
-        raise PayloadError("events is not a list of objects")
-    return listed
-
-
 def event_key(event: dict[str, Any]) -> str:
     """The dedupe key of one raw event: its webhookEventId, else a hash of its content."""
     event_id = event.get("webhookEventId")

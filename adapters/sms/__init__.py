@@ -258,7 +258,9 @@ def _media(form: InboundMessage) -> list[tuple[str, str]]:
     media = []
     for index, url, mime in form.media():
         if not url:
-            raise PayloadError(f"NumMedia is {form.NumMedia} but MediaUrl{index} is missing")
+            raise PayloadError(
+                f"invalid payload: MediaUrl{index}: missing (NumMedia is {form.NumMedia})"
+            )
         media.append((url, mime or ""))
     return media
 

@@ -411,12 +411,31 @@ def _bodies(content: AnyContent) -> list[dict[str, Any]]:
     if isinstance(content, TextContent):
         return _texts(content.text)
     if isinstance(content, ButtonsContent):
-        # Header and footer have no place of their own (the profile says so): they frame the
-        # text. The actions are the message's keyboard (_keyboard).
-        text = "\n".join(p for p in (content.header, content.text, content.footer) if p)
-        if content.media is not None and content.media.url:
-            return [{"type": "picture", "text": "", "media": content.media.url}, *_texts(text)]
-        return _texts(text)
+        return _buttons_bodies(content)
+    native = _media_bodies(content)
+    if native is not None:
+        return native
+    if isinstance(content, LocationContent):
+        where = {"lat": content.latitude, "lon": content.longitude}
+        label = "\n".join(p for p in (content.name, content.address) if p)
+        return [{"type": "location", "location": where}, *_texts(label)]
+    if isinstance(content, ContactsContent):
+        return _contact_bodies(content)
+    return _texts(to_text(content.model_copy(update={"quick_replies": []})))
+
+
+def _buttons_bodies(content: ButtonsContent) -> list[dict[str, Any]]:
+    # Header and footer have no place of their own (the profile says so): they frame the
+    # text. The actions are the message's keyboard (_keyboard).
+    text = "\n".join(p for p in (content.header, content.text, content.footer) if p)
+    if content.media is not None and content.media.url:
+        return [{"type": "picture", "text": "", "media": content.media.url}, *_texts(text)]
+    return _texts(text)
+
+
+def _media_bodies(content: AnyContent) -> list[dict[str, Any]] | None:
+    """A media message in Viber's own form, or None when Viber cannot take it as one (it then
+    goes as text, with a note: _fallback_note)."""
     if isinstance(content, ImageContent) and content.media.url:
         caption = content.caption or ""
         if len(caption) > MAX_CAPTION:
@@ -438,18 +457,16 @@ def _bodies(content: AnyContent) -> list[dict[str, Any]]:
         return [body, *_texts(content.caption or "")]
     if isinstance(content, StickerContent) and (content.media.provider_media_id or "").isdigit():
         return [{"type": "sticker", "sticker_id": int(content.media.provider_media_id or 0)}]
-    if isinstance(content, LocationContent):
-        where = {"lat": content.latitude, "lon": content.longitude}
-        label = "\n".join(p for p in (content.name, content.address) if p)
-        return [{"type": "location", "location": where}, *_texts(label)]
-    if isinstance(content, ContactsContent):
-        # One contact card per message: further contacts follow as further messages.
-        bodies: list[dict[str, Any]] = []
-        for contact in content.contacts:
-            card = _contact_card(contact)
-            bodies += [card] if card else _texts(to_text(ContactsContent(contacts=[contact])))
-        return bodies
-    return _texts(to_text(content.model_copy(update={"quick_replies": []})))
+    return None
+
+
+def _contact_bodies(content: ContactsContent) -> list[dict[str, Any]]:
+    # One contact card per message: further contacts follow as further messages.
+    bodies: list[dict[str, Any]] = []
+    for contact in content.contacts:
+        card = _contact_card(contact)
+        bodies += [card] if card else _texts(to_text(ContactsContent(contacts=[contact])))
+    return bodies
 
 
 def _fallback_note(content: AnyContent, bodies: list[dict[str, Any]]) -> str | None:

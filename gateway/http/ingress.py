@@ -254,7 +254,7 @@ def _admission(adapter: Adapter, body: bytes) -> tuple[str, float | None]:
     except PayloadError:
         raise
     except Exception as exc:  # an odd shape or an adapter bug: raw first, so keep it
-        reason = unreadable(exc, lambda: adapter.dedupe_key(body))
+        reason = unreadable(exc)
         if reason is None:
             log.exception("dedupe_key_failed", channel=adapter.config.id)
         else:

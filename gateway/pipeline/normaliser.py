@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from adapters.base import Adapter, PayloadError, Reading
+from adapters.base import Adapter, PayloadError
 from adapters.failures import adapter_error, unreadable
 from gateway import json_codec
 from gateway.ids import new_id
@@ -52,13 +52,6 @@ FIRST_PACE = 2  # 4 rows every 12.5 ms, and the pace when idle time is not measu
 LEASE_SECONDS = 30.0
 
 
-def parsed(adapter: Adapter, row: InboxRow) -> Reading:
-    """What the adapter reads in the row (no ids yet): all of a read that can fail on a shape.
-    A replayed row with failed parts has only those read again."""
-    received = datetime.fromtimestamp(row.received_at, UTC)
-    return adapter.read(row.body, received, row.failed_parts or None)
-
-
 @dataclass(frozen=True)
 class RowReading:
     """A row's events, and the parts of it that failed alone."""
@@ -76,7 +69,10 @@ def to_events(adapter: Adapter, row: InboxRow) -> list[PreparedEvent]:
 
 
 def to_reading(adapter: Adapter, row: InboxRow) -> RowReading:
-    reading = parsed(adapter, row)
+    """The row's events and failed parts; a replayed row with failed parts has only those
+    read again."""
+    received = datetime.fromtimestamp(row.received_at, UTC)
+    reading = adapter.read(row.body, received, row.failed_parts or None)
     events = [
         prepare(promote(p.draft, new_id("evt"), row.id), p.dedupe_key) for p in reading.events
     ]
@@ -93,7 +89,7 @@ def read_inbox_row(adapter: Adapter, row: InboxRow) -> RowReading | str:
     try:
         return to_reading(adapter, row)
     except Exception as exc:
-        reason = unreadable(exc, lambda: parsed(adapter, row))
+        reason = unreadable(exc)
         if reason is None:
             log.exception("adapter_failed", raw_id=row.id, channel=row.channel_id)
             return adapter_error(exc)

@@ -1,4 +1,4 @@
-"""Messenger webhooks → events: the typed payloads (messenger_payloads.py) read item by item.
+"""Messenger webhooks → events: the typed payloads (payloads.py) read item by item.
 
 Each of `entry[]` and its `messaging[]` / `standby[]` items is read on its own
 (adapters/webhook_parts.py): one that cannot be read fails alone, with its JSON path.
@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from adapters import messenger_payloads as fb
 from adapters.base import (
     Admission,
     ParsedEvent,
@@ -25,7 +24,8 @@ from adapters.base import (
     newest_time,
     request_key,
 )
-from adapters.meta import meta_seconds, meta_time
+from adapters.messenger import payloads as fb
+from adapters.meta_graph import meta_seconds, meta_time
 from adapters.payload_errors import validation_reason
 from adapters.webhook_parts import PartReader, validated
 from gateway.schema import (

@@ -1,7 +1,7 @@
 """WhatsApp Business Cloud API.
 
 Webhooks: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
-          (models in whatsapp_payloads.py, read into events by whatsapp_inbound.py)
+          (models in payloads.py, read into events by parse.py)
 Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
 Errors:   https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 """
@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from adapters import whatsapp_inbound as inbound
-from adapters import whatsapp_rich as rich
 from adapters.base import (
     AddressForm,
     Admission,
@@ -29,11 +27,13 @@ from adapters.base import (
     provider_id,
     retry_after_seconds,
 )
-from adapters.meta import (
+from adapters.meta_graph import (
     GraphAdapter,
     GraphConfig,
     graph_error,
 )
+from adapters.whatsapp import parse as inbound
+from adapters.whatsapp import render as rich
 from gateway.downgrade.plain_text import to_text
 from gateway.downgrade.profile import (
     CHOICE_KINDS,
@@ -50,6 +50,7 @@ from gateway.schema.content import (
     ContactsContent,
     ListContent,
     LocationContent,
+    MediaContent,
     TemplateContent,
     TextContent,
     is_media,
@@ -78,7 +79,7 @@ MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
 WINDOW_SECONDS = 24 * 3600
 
 # What WhatsApp shows natively; the downgrade engine turns everything else into these parts
-# or into numbered text. Limits as Meta documents them (see adapters/whatsapp_rich.py too).
+# or into numbered text. Limits as Meta documents them (see adapters/whatsapp/render.py too).
 CAPABILITIES = Profile(
     channel="whatsapp",
     text_max=MAX_TEXT,
@@ -118,7 +119,7 @@ CAPABILITIES = Profile(
         header_max=rich.HEADER_MAX,
         footer_max=rich.FOOTER_MAX,
     ),
-    # Media carousel (whatsapp_rich): 2-10 cards, each an image or video (one kind for all),
+    # Media carousel (render.py): 2-10 cards, each an image or video (one kind for all),
     # "*title*" and description in a 160-character body, and either quick-reply buttons or one
     # URL button, the same on every card. A choice card's links and a card's tap link become
     # lines of its description; cards that cannot be made alike go one reply-buttons message
@@ -271,41 +272,11 @@ class WhatsAppAdapter(GraphAdapter):
             **_addressed(to),
         }
         if is_media(content):
-            kind = "document" if content.type == "file" else content.type
-            media: dict[str, Any] = (
-                {"id": content.media.provider_media_id}
-                if content.media.provider_media_id
-                else {"link": content.media.url}
-            )
-            caption = content.caption
-            extra_text: list[str] = []
-            if caption and kind in ("image", "video", "document"):
-                if len(caption) > MAX_CAPTION:
-                    extra_text, caption = split_text(caption, MAX_TEXT), None
-                else:
-                    media["caption"] = caption
-            elif caption:
-                extra_text = split_text(caption, MAX_TEXT)
-            if kind == "document" and content.media.filename:
-                media["filename"] = content.media.filename
-            return [{**base, "type": kind, kind: media}] + [self._text(base, t) for t in extra_text]
+            return _media_bodies(base, content)
         if isinstance(content, LocationContent):
-            location: dict[str, Any] = {
-                "latitude": content.latitude,
-                "longitude": content.longitude,
-            }
-            location |= {
-                k: v for k, v in (("name", content.name), ("address", content.address)) if v
-            }
-            return [{**base, "type": "location", "location": location}]
+            return [{**base, "type": "location", "location": _location(content)}]
         if isinstance(content, TemplateContent):
-            template: dict[str, Any] = {
-                "name": content.template.name,
-                "language": {"code": content.template.language},
-            }
-            if content.template.components:
-                template["components"] = content.template.components
-            return [{**base, "type": "template", "template": template}]
+            return [{**base, "type": "template", "template": _template(content)}]
         if isinstance(content, ContactsContent):
             contacts = [
                 c.model_dump(exclude_none=True, exclude_defaults=True) for c in content.contacts
@@ -328,7 +299,7 @@ class WhatsAppAdapter(GraphAdapter):
 
     @staticmethod
     def _text(base: dict[str, Any], body: str) -> dict[str, Any]:
-        return {**base, **rich.text_message(body)}
+        return _text_body(base, body)
 
     def read_send_response(self, status: int, body: bytes, headers: Mapping[str, str]) -> str:
         payload = answer_json(body)
@@ -398,6 +369,48 @@ def is_group(to: str) -> bool:
 def _is_phone(value: str) -> bool:
     """A wa_id that is a phone number: digits only (a BSUID has a period and letters)."""
     return value.isascii() and value.isdigit()
+
+
+def _text_body(base: dict[str, Any], body: str) -> dict[str, Any]:
+    return {**base, **rich.text_message(body)}
+
+
+def _media_bodies(base: dict[str, Any], content: MediaContent) -> list[dict[str, Any]]:
+    """A media message; a caption the kind cannot carry (audio, sticker) or one too long
+    follows as text."""
+    kind = "document" if content.type == "file" else content.type
+    media: dict[str, Any] = (
+        {"id": content.media.provider_media_id}
+        if content.media.provider_media_id
+        else {"link": content.media.url}
+    )
+    caption = content.caption
+    extra_text: list[str] = []
+    if caption and kind in ("image", "video", "document"):
+        if len(caption) > MAX_CAPTION:
+            extra_text, caption = split_text(caption, MAX_TEXT), None
+        else:
+            media["caption"] = caption
+    elif caption:
+        extra_text = split_text(caption, MAX_TEXT)
+    if kind == "document" and content.media.filename:
+        media["filename"] = content.media.filename
+    return [{**base, "type": kind, kind: media}] + [_text_body(base, t) for t in extra_text]
+
+
+def _location(content: LocationContent) -> dict[str, Any]:
+    location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
+    return location | {k: v for k, v in (("name", content.name), ("address", content.address)) if v}
+
+
+def _template(content: TemplateContent) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "name": content.template.name,
+        "language": {"code": content.template.language},
+    }
+    if content.template.components:
+        template["components"] = content.template.components
+    return template
 
 
 ADAPTER = WhatsAppAdapter

@@ -1,4 +1,4 @@
-"""WhatsApp webhooks → events: the typed payloads (whatsapp_payloads.py) read part by part.
+"""WhatsApp webhooks → events: the typed payloads (payloads.py) read part by part.
 
 Each of `entry[]`, `changes[]`, `messages[]`, `statuses[]` and `errors[]` is read on its own
 (adapters/webhook_parts.py): one that cannot be read fails alone, with its JSON path.
@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters import whatsapp_payloads as wa
 from adapters.base import (
     MAX_JSON_DEPTH,
     Admission,
@@ -29,6 +28,7 @@ from adapters.base import (
 )
 from adapters.payload_errors import json_kind, validation_reason
 from adapters.webhook_parts import PartReader, validated
+from adapters.whatsapp import payloads as wa
 from gateway import json_codec
 from gateway.schema import (
     ChannelRef,

@@ -163,7 +163,7 @@ class Read(Payload):
 class Messaging(Payload):
     """One item of `messaging[]` (or `standby[]`): the envelope and one event.
     `timestamp` is in milliseconds, though some events give seconds, as a string too
-    (adapters/meta.py `meta_time` reads both)."""
+    (adapters/meta_graph.py `meta_time` reads both)."""
 
     sender: Party | None = None
     recipient: Party | None = None

@@ -1,7 +1,7 @@
 """Facebook Messenger Platform (Send API + Page webhooks).
 
 Webhooks: https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events
-          (models in messenger_payloads.py, read into events by messenger_inbound.py)
+          (models in payloads.py, read into events by parse.py)
 Send API: https://developers.facebook.com/docs/messenger-platform/reference/send-api/
 Window:   https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
 Errors:   https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes
@@ -15,8 +15,6 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from adapters import messenger_inbound as inbound
-from adapters import messenger_rich as rich
 from adapters.base import (
     AddressForm,
     Admission,
@@ -30,7 +28,9 @@ from adapters.base import (
     provider_id,
     retry_after_seconds,
 )
-from adapters.meta import (
+from adapters.messenger import parse as inbound
+from adapters.messenger import render as rich
+from adapters.meta_graph import (
     GraphAdapter,
     GraphConfig,
     graph_error,
@@ -44,7 +44,7 @@ from gateway.downgrade.profile import (
 from gateway.schema import ChannelRef
 from gateway.schema.content import Content as AnyContent
 
-MAX_TEXT = rich.MAX_TEXT  # message.text: 2000 characters (link in messenger_rich)
+MAX_TEXT = rich.MAX_TEXT  # message.text: 2000 characters (link in render.py)
 # Standard messaging window and the HUMAN_AGENT tag's 7 days:
 # https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags
 WINDOW_SECONDS = 24 * 3600
