@@ -28,6 +28,7 @@ Choices where LINE and the schema differ:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -250,11 +251,21 @@ class LineAdapter(Adapter):
                 Webhook.model_validate(payload)
             except ValidationError as exc:
                 raise PayloadError(f"invalid payload: {describe(exc)}") from None
-        bot = Party(id=destination) if destination else None
-        channel = ChannelRef(id=self.config.id, type=self.type)
+        bot = self._bot(destination) if destination else None
         return [
-            parse_event(event, index, channel, bot) for index, event in enumerate(events(payload))
+            parse_event(event, index, self._channel, bot)
+            for index, event in enumerate(events(payload))
         ]
+
+    # Built once, as Viber's reader does: a schema model costs a validation each time, and
+    # every webhook of a channel names the same channel and (nearly always) the same bot.
+    @functools.cached_property
+    def _channel(self) -> ChannelRef:
+        return ChannelRef(id=self.config.id, type=self.type)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - one adapter per channel, a few bot ids
+    def _bot(self, destination: str) -> Party:
+        return Party(id=destination)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
