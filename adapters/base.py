@@ -332,11 +332,14 @@ def epoch_seconds(value: int | float) -> datetime:
         raise PayloadError(f"timestamp {value!r} is out of range") from None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def epoch_millis(value: int | float) -> datetime:
     """A provider's Unix time in milliseconds, kept to the millisecond without float error."""
     try:
-        seconds, millis = divmod(value, 1000)
-        return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=millis)
+        # One exact timedelta from the epoch: half the cost of fromtimestamp plus the rest.
+        return _EPOCH + timedelta(milliseconds=value)
     except (ValueError, OverflowError, OSError):
         raise PayloadError(f"timestamp {value!r} is out of range") from None
 

@@ -28,6 +28,7 @@ Choices where LINE and the schema differ:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -264,8 +265,8 @@ class LineAdapter(Adapter):
                 Webhook.model_validate(payload)
             except ValidationError as exc:
                 raise PayloadError(f"invalid payload: {describe(exc)}") from None
-        bot = Party(id=destination) if destination else None
-        channel = ChannelRef(id=self.config.id, type=self.type)
+        bot = self._bot(destination) if destination else None
+        channel = self._channel
 
         def read_event(raw: Any, path: str) -> list[ParsedEvent]:
             if not isinstance(raw, dict):
@@ -276,6 +277,16 @@ class LineAdapter(Adapter):
         for index, raw in enumerate(listed):
             reader.read_part(f"events[{index}]", raw, read_event)
         return reader.reading()
+
+    # Built once, as Viber's reader does: a schema model costs a validation each time, and
+    # every webhook of a channel names the same channel and (nearly always) the same bot.
+    @functools.cached_property
+    def _channel(self) -> ChannelRef:
+        return ChannelRef(id=self.config.id, type=self.type)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - one adapter per channel, a few bot ids
+    def _bot(self, destination: str) -> Party:
+        return Party(id=destination)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:

@@ -8,8 +8,8 @@ Status callback: https://www.twilio.com/docs/messaging/guides/outbound-message-s
 
 Every value of a form is text; a parameter Twilio sends once that comes twice is read as a
 list, and refused by the model with its name (`From: expected a string, got a list`).
-Parameters the models do not name are kept (`extra="allow"`): Twilio adds some for
-WhatsApp, geographic data and more.
+Parameters the models do not name are ignored by them (Twilio adds some for WhatsApp,
+geographic data and more): the inbox keeps the raw form, so nothing is lost by not copying them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAX_MEDIA = 10
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class Webhook(Payload):

@@ -7,8 +7,9 @@ Callbacks: https://developers.viber.com/docs/api/rest-bot-api/#callbacks
      "sender": {"id": "01234567890A=", "name": "John McClane", "api_version": 1},
      "message": {"type": "text", "text": "a message to the service"}}
 
-One callback per request. Models are strict (a number is no string) and keep fields they do
-not name (`extra="allow"`): Viber adds fields without notice. `message_token` is a 64-bit
+One callback per request. Models are strict (a number is no string) and ignore fields they do
+not name: Viber adds fields without notice, and they are kept in the raw callback (an
+unsupported message carries its raw part; the inbox keeps the raw body), not copied into models. `message_token` is a 64-bit
 integer read before the model (`parse._token`): it must stay exact, never pass through a float.
 """
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class User(Payload):
