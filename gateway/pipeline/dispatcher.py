@@ -18,6 +18,7 @@ from gateway.metrics import SENDS
 from gateway.outbound.transport import Go, Transport, Withdrawn
 from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import LaneWorker
+from gateway.pipeline.plan_recorder import PlanRecorder
 from gateway.pipeline.recipient_order import RecipientOrder
 from gateway.pipeline.recorder import SentRecorder
 from gateway.router.form_questions import intro, question
@@ -34,6 +35,7 @@ from gateway.schema import (
 from gateway.schema.content import FormContent, TemplateContent, TextContent
 from gateway.store import ContactState, MessageRecord, OutboxItem, Store
 from gateway.store.bulk_sends import BulkFacts
+from gateway.store.plans import Plan
 from gateway.store.records import TargetsFor
 from gateway.store.sent import SentSend
 
@@ -125,7 +127,9 @@ class Dispatcher(LaneWorker):
         # Claimed broadcast sends' member and contact, read with the claim (store/bulk_sends.py).
         self._bulk: dict[int, BulkFacts] = {}
         # Each recipient's claimed sends, in turn.
-        self.turns = RecipientOrder(self._send, self._defer, self._ended, lambda: self.transport.closing)
+        self.turns = RecipientOrder(
+            self._send, self._defer, self._ended, lambda: self.transport.closing
+        )
         self.public_url = public_url.rstrip("/")
         self.conversations = conversations or ConversationsConfig()
         self.store = store
@@ -135,6 +139,8 @@ class Dispatcher(LaneWorker):
         self.policy = policy
         # The sends that end together, recorded together (pipeline/recorder.py).
         self.recorder = SentRecorder(store, targets_for, RECORD_SENT_SECONDS)
+        # First sends' plans made together, recorded together (pipeline/plan_recorder.py).
+        self.plans = PlanRecorder(store)
 
     def bulk_window(self, target: str) -> int | None:
         adapter = self.adapters.get(target)
@@ -345,16 +351,11 @@ class Dispatcher(LaneWorker):
                     result=downgrade.result,
                     reason=downgrade.reason,
                 )
-            now = time.time()
-            await self.store.record_plan(
-                record.id,
-                record.channel_id,
-                record.recipient_id,
-                [str(d) for d in downgrades],
-                planned.choices,
-                now + self.conversations.choice_ttl_seconds,
-                now,
-            )
+            expires_at = time.time() + self.conversations.choice_ttl_seconds
+            await self.plans.record(
+                Plan(record.id, record.channel_id, record.recipient_id,
+                     [str(d) for d in downgrades], planned.choices, expires_at)
+            )  # fmt: skip
         return lead + planned.parts
 
     @staticmethod

@@ -33,6 +33,7 @@ from gateway.store import (
     users,
     writes,
 )
+from gateway.store import plans as store_plans
 from gateway.store.bulk_sends import BulkSends
 from gateway.store.community_store import CommunityStore
 from gateway.store.database import Database, Tx
@@ -1059,6 +1060,10 @@ class Store:
         `cutoff` (see store/pruning.py), oldest first; how many went."""
         prune = pruning.PRUNERS[table]
         return await self.db.run(lambda tx: prune(tx, cutoff, limit))
+
+    async def record_plans_together(self, plans: Sequence[store_plans.Plan], now: float) -> None:
+        """`record_plan` for several first sends in one operation (store/plans.py)."""
+        await self.db.run(lambda tx: store_plans.record(tx, plans, now))
 
     async def record_plan(
         self,
