@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from adapters.base import Adapter, SendContext, SendError
+from adapters.base import Adapter, ProviderRequest, SendContext, SendError
 from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
 from gateway.ids import new_id
@@ -88,6 +88,32 @@ def status_event(
             participant=record.participant,
         ),
     )
+
+
+def refuse_unsubscribed(contact: ContactState) -> None:
+    """A recipient who opted out is not messaged until they opt in again."""
+    if contact.unsubscribed_at is not None:
+        since = datetime.fromtimestamp(contact.unsubscribed_at, UTC).isoformat()
+        raise SendError(
+            "unreachable",
+            "unsubscribed",
+            f"recipient unsubscribed ({contact.unsubscribe_reason or 'opted out'})"
+            f" at {since}; they must opt in again before they can be messaged",
+        )
+
+
+def send_options(record: MessageRecord) -> SendOptions | None:
+    """What the message asked of its sending (a template fallback, a messaging tag), if any."""
+    return SendOptions.model_validate_json(record.options) if record.options else None
+
+
+def sent_detail(sent: Sequence[ProviderRequest], external_ids: Sequence[str]) -> str | None:
+    """The history's note of a send: how many provider messages it took, when several, and
+    the notes of the requests this attempt sent."""
+    notes = [request.note for request in sent if request.note]
+    if len(external_ids) > 1:
+        notes.insert(0, f"{len(external_ids)} provider message(s)")
+    return "; ".join(notes) or None
 
 
 class Dispatcher(LaneWorker):
@@ -227,15 +253,8 @@ class Dispatcher(LaneWorker):
         contact = await self._contact(record, bulk)
         done = list(record.external_ids)  # parts accepted by an earlier attempt are not resent
         try:
-            if contact.unsubscribed_at is not None:
-                since = datetime.fromtimestamp(contact.unsubscribed_at, UTC).isoformat()
-                raise SendError(
-                    "unreachable",
-                    "unsubscribed",
-                    f"recipient unsubscribed ({contact.unsubscribe_reason or 'opted out'})"
-                    f" at {since}; they must opt in again before they can be messaged",
-                )
-            options = SendOptions.model_validate_json(record.options) if record.options else None
+            refuse_unsubscribed(contact)
+            options = send_options(record)
             context = self._context(record, contact, options)
             content, replaced = self._outside_window(adapter, content, context, options)
             parts = await self._plan(item, record, adapter, content, replaced)
@@ -267,10 +286,7 @@ class Dispatcher(LaneWorker):
             await self._failed(item, record, adapter.type, error)
             return None
         SENDS.labels(record.channel_id, "sent").inc()
-        notes = [r.note for r in pending if r.note]
-        if len(done) > 1:
-            notes.insert(0, f"{len(done)} provider message(s)")
-        detail = "; ".join(notes) or None
+        detail = sent_detail(pending, done)
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
         await self.recorder.record(
             SentSend(item.id, record.id, record.channel_id, done, detail, event)

@@ -356,42 +356,77 @@ def expand(
     if row is None:
         return None
     bid, owner, audience_id, upto, content, templates_json, metadata = row[:7]
-    if tx.dialect.try_lock is not None:  # two processes would expand one batch twice
-        locked = tx.one(tx.dialect.try_lock, (f"broadcast:{bid}",))
-        if not (locked and locked[0]):
-            return None
+    if not _locked(tx, bid):
+        return None
     batch = members(tx, audience_id, int(row[7]), batch_size, int(upto))
     templates = json.loads(templates_json) if templates_json else {}
     expired = row[8] is not None and now > float(row[8])
     found = _candidates(tx, batch)
     facts = _contacts(tx, {i for _k, _u, ids in found.values() for i in ids})
     digest = hashlib.sha256(content.encode()).hexdigest()
-    rows: list[_MemberRow] = []
-    for member in batch:
-        key, user_id, identities = found[member.seq]
-        decision: Reach | Skip = Skip("expired") if expired else reach(
-            [Candidate(c, p, *facts.get((c, p), (None, False))) for c, p in identities],
-            channels,
-            frozenset(templates),
-            now,
-        )  # fmt: skip
-        if isinstance(decision, Skip):
-            first = identities[0] if identities else (None, None)
-            rows.append(_MemberRow(member.seq, key, user_id, first, None, decision.reason))
-        else:
-            target = (decision.channel_id, decision.provider_id)
-            rows.append(_MemberRow(member.seq, key, user_id, target, new_id("msg"), None))
+    rows = [
+        _member_row(member.seq, *found[member.seq], facts, channels, templates, expired, now)
+        for member in batch
+    ]
     kept = _record_members(tx, bid, rows)
     sends = [r for r in kept if r.message_id is not None]
     _queue(tx, sends, content, metadata, owner, digest, templates, now)
     touched = {r.identity[0] for r in sends if r.identity[0] is not None}
+    done = _record_progress(tx, bid, batch, batch_size, int(row[7]), now)
+    return Expanded(bid, touched, done)
+
+
+def _locked(tx: Tx, broadcast_id: str) -> bool:
+    """Whether this transaction may expand the broadcast: two processes would expand one
+    batch twice. A store without advisory locks (SQLite) has one writer."""
+    if tx.dialect.try_lock is None:
+        return True
+    locked = tx.one(tx.dialect.try_lock, (f"broadcast:{broadcast_id}",))
+    return bool(locked and locked[0])
+
+
+def _member_row(
+    position: int,
+    key: str,
+    user_id: str | None,
+    identities: list[tuple[str, str]],
+    facts: Mapping[tuple[str, str], tuple[float | None, bool]],
+    channels: Mapping[str, ChannelRules],
+    templates: Mapping[str, object],
+    expired: bool,
+    now: float,
+) -> _MemberRow:
+    """A member's outcome: the identity a send to them goes to, or why they are skipped."""
+    decision: Reach | Skip = Skip("expired") if expired else reach(
+        [Candidate(c, p, *facts.get((c, p), (None, False))) for c, p in identities],
+        channels,
+        frozenset(templates),
+        now,
+    )  # fmt: skip
+    if isinstance(decision, Skip):
+        first = identities[0] if identities else (None, None)
+        return _MemberRow(position, key, user_id, first, None, decision.reason)
+    target = (decision.channel_id, decision.provider_id)
+    return _MemberRow(position, key, user_id, target, new_id("msg"), None)
+
+
+def _record_progress(
+    tx: Tx,
+    broadcast_id: str,
+    batch: Sequence[AudienceMember],
+    batch_size: int,
+    expanded_upto: int,
+    now: float,
+) -> bool:
+    """Move the broadcast past the batch; True when it was the last (a short batch), and
+    the broadcast is then sending."""
     done = len(batch) < batch_size
-    last = batch[-1].seq if batch else int(row[7])
+    last = batch[-1].seq if batch else expanded_upto
     tx.execute(
         "UPDATE broadcasts SET expanded_upto = ?, state = ?, expanded_at = ? WHERE id = ?",
-        (last, "sending" if done else "accepted", now if done else None, bid),
+        (last, "sending" if done else "accepted", now if done else None, broadcast_id),
     )
-    return Expanded(bid, touched, done)
+    return done
 
 
 @dataclass(frozen=True)

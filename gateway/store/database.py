@@ -135,48 +135,15 @@ def execute_batch(
     conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
 ) -> list[Result]:
     """Run `ops` (each with its single-statement flag) in one transaction and commit it."""
-    results: list[Result] = []
     try:
         cursor = conn.cursor()
     except Exception as exc:  # the connection is gone: nothing in the batch ran
         return [(None, exc) for _ in ops]
-    tx = Tx(cursor, dialect)
-    savepoints = len(ops) > 1
-    chains = dialect.chains_statements
-    # A savepoint an op left open, released with the next one's start (`chains_statements`)
-    # or by the commit: on PostgreSQL each statement is a round trip to the server.
-    open_savepoint = False
+    batch = _Batch(conn, cursor, dialect, savepoints=len(ops) > 1)
     try:
         if dialect.begin:
             cursor.execute(dialect.begin)
-        for op, single in ops:
-            guarded = savepoints and (not single or dialect.error_aborts_transaction)
-            for attempt in range(2):
-                if guarded:
-                    cursor.execute(
-                        "RELEASE SAVEPOINT op; SAVEPOINT op" if open_savepoint else "SAVEPOINT op"
-                    )
-                    open_savepoint = False
-                try:
-                    value = op(tx)
-                except Exception as exc:
-                    if guarded:
-                        _undo_savepoint(cursor, chains)
-                    elif not savepoints:
-                        conn.rollback()
-                        if dialect.begin:
-                            cursor.execute(dialect.begin)
-                    if attempt == 0 and (guarded or not savepoints) and _transient(exc):
-                        continue  # its locks are let go: the other transaction went on
-                    results.append((None, exc))
-                    break
-                if guarded:
-                    if chains:
-                        open_savepoint = True
-                    else:
-                        cursor.execute("RELEASE SAVEPOINT op")
-                results.append((value, None))
-                break
+        results = [batch.run(op, single) for op, single in ops]
         conn.commit()
     except Exception as exc:  # the commit itself failed: nothing in the batch is durable
         with contextlib.suppress(Exception):
@@ -185,6 +152,65 @@ def execute_batch(
     finally:
         cursor.close()
     return results
+
+
+class _Batch:
+    """The ops of one transaction, each in a savepoint of its own when the batch holds several
+    (so one failing undoes only itself), run in turn on one cursor."""
+
+    __slots__ = ("_chains", "_conn", "_cursor", "_dialect", "_open_savepoint", "_savepoints", "_tx")
+
+    def __init__(
+        self, conn: Connection, cursor: Cursor, dialect: Dialect, savepoints: bool
+    ) -> None:
+        self._conn = conn
+        self._cursor = cursor
+        self._dialect = dialect
+        self._tx = Tx(cursor, dialect)
+        self._savepoints = savepoints
+        self._chains = dialect.chains_statements
+        # A savepoint an op left open, released with the next one's start (`chains_statements`)
+        # or by the commit: on PostgreSQL each statement is a round trip to the server.
+        self._open_savepoint = False
+
+    def run(self, op: Callable[[Tx], Any], single: bool) -> Result:
+        """`op`'s value or error; an op refused as a deadlock or serialization failure runs
+        once more."""
+        guarded = self._savepoints and (not single or self._dialect.error_aborts_transaction)
+        result = self._attempt(op, guarded)
+        error = result[1]
+        if error is not None and (guarded or not self._savepoints) and _transient(error):
+            # Its locks are let go (its savepoint or the transaction undone): the other
+            # transaction went on.
+            result = self._attempt(op, guarded)
+        return result
+
+    def _attempt(self, op: Callable[[Tx], Any], guarded: bool) -> Result:
+        if guarded:
+            self._cursor.execute(
+                "RELEASE SAVEPOINT op; SAVEPOINT op" if self._open_savepoint else "SAVEPOINT op"
+            )
+            self._open_savepoint = False
+        try:
+            value = op(self._tx)
+        except Exception as exc:
+            self._undo(guarded)
+            return (None, exc)
+        if guarded:
+            if self._chains:
+                self._open_savepoint = True
+            else:
+                self._cursor.execute("RELEASE SAVEPOINT op")
+        return (value, None)
+
+    def _undo(self, guarded: bool) -> None:
+        """Undo a failed op: its savepoint, or, alone in its batch, the whole transaction."""
+        if guarded:
+            _undo_savepoint(self._cursor, self._chains)
+        elif not self._savepoints:
+            self._conn.rollback()
+            if self._dialect.begin:
+                self._cursor.execute(self._dialect.begin)
 
 
 def _undo_savepoint(cursor: Cursor, chains: bool) -> None:
@@ -202,7 +228,7 @@ def _undo_savepoint(cursor: Cursor, chains: bool) -> None:
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-def _transient(exc: Exception) -> bool:
+def _transient(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 

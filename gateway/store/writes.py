@@ -18,6 +18,8 @@ from gateway.router.conversations import (
     DEFAULT_ANNOUNCEMENTS,
     DEFAULT_ROUTING,
     Announcements,
+    Ask,
+    Membership,
     RoutingPolicy,
     provider_group,
 )
@@ -426,53 +428,107 @@ def store_rows(
     for raw_id, events in rows:
         stored[raw_id] = []
         for prepared in events:
-            # Community keywords (JOIN SUSHI) come before an open form or question: a person
-            # joining or leaving means it whatever they were asked (gateway/store/communities.py).
-            if hits := communities.hits(tx, prepared.event):
-                _note_sender_of(contacts, prepared)
-                stored[raw_id] += communities.on_keyword(
-                    tx, prepared, hits, targets_for, announcements, now
-                )
-                continue
-            session = form_sessions.active_session(tx, prepared.event, now)
-            if session is not None and takes(session.form, session.position, prepared.event):
-                # Before the numbered-reply mapping: an open form's question is the latest
-                # one the user was asked, so a typed "2" answers it, not older choices.
-                stored[raw_id] += _answer_form(tx, session, prepared, targets_for, now)
-                continue
-            _note_sender_of(contacts, prepared)
-            # An answer to "Which chat is this for?" (store/questions.py) is the latest
-            # question the person was asked: before older numbered choices.
-            if questions.answer(tx, prepared, targets_for, routing, now, announcements):
-                continue
-            prepared = _answer_choice(tx, prepared, now)
-            prepared, membership, ask = relay.route(tx, prepared, routing, targets_for, now)
-            if ask is not None:
-                if questions.hold(tx, prepared, ask, targets_for, routing, now):
-                    note_contact_facts(tx, prepared.event, now)
-                    if on_new_inbound is not None:
-                        on_new_inbound(tx, prepared.event)
-                continue
-            # In a group conversation under control, its controller gets the event itself
-            # and the other subscribed backends a standby copy (gateway/router/control.py).
-            controller = membership.controller if membership is not None else None
-            kept = store_inbound(tx, prepared, control.controlled(targets_for, controller), now)
-            stored[raw_id] += kept
-            if kept and kept[0].type != "status":
-                note_contact_facts(tx, kept[0], now)
-                # An opt-out (STOP, unfollow) ends their communities: it wins over them all.
-                if (change := consent_change(kept[0])) is not None and change.opted_out:
-                    communities.on_opt_out(tx, kept[0], targets_for, announcements, now)
-                if membership is not None:
-                    control.send_standby(
-                        tx, kept[0], prepared.dedupe_key, targets_for, controller, now
-                    )
-                    relay.relay_inbound(tx, kept[0], membership, now, announcements)
-                if on_new_inbound is not None:
-                    on_new_inbound(tx, kept[0])
+            stored[raw_id] += _store_event(
+                tx, prepared, contacts, targets_for, now, on_new_inbound, announcements, routing
+            )
     for (channel_id, user_id), (name, phone, inbound) in contacts.items():
         _touch_contact(tx, channel_id, user_id, now, name, phone, inbound)
-    ids = [raw_id for raw_id, _events in rows]
+    _mark_rows_done(tx, [raw_id for raw_id, _events in rows], now, failed)
+    return stored
+
+
+def _store_event(
+    tx: Tx,
+    prepared: PreparedEvent,
+    contacts: ContactFacts,
+    targets_for: TargetsFor,
+    now: float,
+    on_new_inbound: Callable[[Tx, Event], None] | None,
+    announcements: Announcements,
+    routing: RoutingPolicy,
+) -> list[Event]:
+    """One event of a row, taken by the first of: a community keyword, an open form, an
+    answer to "Which chat is this for?", a held question, else stored and queued. Returns the
+    events it stored."""
+    # Community keywords (JOIN SUSHI) come before an open form or question: a person
+    # joining or leaving means it whatever they were asked (gateway/store/communities.py).
+    if hits := communities.hits(tx, prepared.event):
+        _note_sender_of(contacts, prepared)
+        return communities.on_keyword(tx, prepared, hits, targets_for, announcements, now)
+    session = form_sessions.active_session(tx, prepared.event, now)
+    if session is not None and takes(session.form, session.position, prepared.event):
+        # Before the numbered-reply mapping: an open form's question is the latest
+        # one the user was asked, so a typed "2" answers it, not older choices.
+        return _answer_form(tx, session, prepared, targets_for, now)
+    _note_sender_of(contacts, prepared)
+    # An answer to "Which chat is this for?" (store/questions.py) is the latest
+    # question the person was asked: before older numbered choices.
+    if questions.answer(tx, prepared, targets_for, routing, now, announcements):
+        return []
+    prepared = _answer_choice(tx, prepared, now)
+    prepared, membership, ask = relay.route(tx, prepared, routing, targets_for, now)
+    if ask is not None:
+        _hold_for_question(tx, prepared, ask, targets_for, routing, now, on_new_inbound)
+        return []
+    # In a group conversation under control, its controller gets the event itself
+    # and the other subscribed backends a standby copy (gateway/router/control.py).
+    controller = membership.controller if membership is not None else None
+    kept = store_inbound(tx, prepared, control.controlled(targets_for, controller), now)
+    if kept and kept[0].type != "status":
+        _after_new_inbound(
+            tx, kept[0], prepared, membership, targets_for, now, on_new_inbound, announcements
+        )
+    return kept
+
+
+def _hold_for_question(
+    tx: Tx,
+    prepared: PreparedEvent,
+    ask: Ask,
+    targets_for: TargetsFor,
+    routing: RoutingPolicy,
+    now: float,
+    on_new_inbound: Callable[[Tx, Event], None] | None,
+) -> None:
+    """A person in several conversations is asked which one they mean; their message waits
+    for the answer (gateway/store/questions.py), but what it says of them counts now."""
+    if questions.hold(tx, prepared, ask, targets_for, routing, now):
+        note_contact_facts(tx, prepared.event, now)
+        if on_new_inbound is not None:
+            on_new_inbound(tx, prepared.event)
+
+
+def _after_new_inbound(
+    tx: Tx,
+    event: Event,
+    prepared: PreparedEvent,
+    membership: Membership | None,
+    targets_for: TargetsFor,
+    now: float,
+    on_new_inbound: Callable[[Tx, Event], None] | None,
+    announcements: Announcements,
+) -> None:
+    """What follows a new event a person sent, once stored: their contact facts, an opt-out,
+    the standby copies and relay of a group conversation, the caller's hook."""
+    note_contact_facts(tx, event, now)
+    # An opt-out (STOP, unfollow) ends their communities: it wins over them all.
+    if (change := consent_change(event)) is not None and change.opted_out:
+        communities.on_opt_out(tx, event, targets_for, announcements, now)
+    if membership is not None:
+        controller = membership.controller
+        control.send_standby(tx, event, prepared.dedupe_key, targets_for, controller, now)
+        relay.relay_inbound(tx, event, membership, now, announcements)
+    if on_new_inbound is not None:
+        on_new_inbound(tx, event)
+
+
+def _mark_rows_done(
+    tx: Tx,
+    ids: Sequence[int],
+    now: float,
+    failed: Mapping[int, Sequence[FailedPartRecord]] | None,
+) -> None:
+    """The inbox rows are done, the parts of each that could not be read kept beside it."""
     tx.execute(
         "UPDATE inbox SET status = 'done', error = NULL, processed_at = ?, claimed_until = NULL"
         " WHERE id IN " + in_list(ids),
@@ -481,7 +537,6 @@ def store_rows(
     for raw_id in ids:
         if failed and raw_id in failed:
             failed_parts.keep(tx, raw_id, failed[raw_id], now)
-    return stored
 
 
 def insert_message(tx: Tx, message: NewMessage, now: float, priority: int = 0) -> None:
