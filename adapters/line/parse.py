@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from adapters.base import ParsedEvent, PayloadError, epoch_millis
 from adapters.line import payloads as p
 from adapters.payload_errors import describe
+from adapters.webhook_parts import validated
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -62,7 +63,7 @@ def parse_event(
 ) -> ParsedEvent:
     """`events[index]` as a draft; PayloadError naming the path of what cannot be read."""
     try:
-        event = p.event_model(raw).model_validate(raw)
+        event = validated(p.event_model(raw), raw)
     except ValidationError as exc:
         raise PayloadError(f"invalid payload: {describe(exc, f'events[{index}]')}") from None
     reader: Reader = _READERS.get(event.type, _unsupported)
@@ -71,10 +72,10 @@ def parse_event(
 
 def _common(event: p.Event, channel: ChannelRef, bot: Party | None) -> dict[str, Any]:
     source = event.source
-    source_type = source.type if source else None
-    group_id = source.groupId if source and source_type == "group" else None
-    room_id = source.roomId if source and source_type == "room" else None
-    user_id = source.userId if source else None
+    source_type = source["type"] if source else None
+    group_id = source.get("groupId") if source and source_type == "group" else None
+    room_id = source.get("roomId") if source and source_type == "room" else None
+    user_id = source.get("userId") if source else None
     chat_id = group_id or room_id
     # The user when LINE names one; otherwise (join, leave, member events) the chat itself.
     sender_id = user_id or chat_id
@@ -88,7 +89,7 @@ def _common(event: p.Event, channel: ChannelRef, bot: Party | None) -> dict[str,
     if event.mode:
         data["mode"] = event.mode
     if event.deliveryContext is not None:
-        data["is_redelivery"] = event.deliveryContext.isRedelivery
+        data["is_redelivery"] = event.deliveryContext["isRedelivery"]
     if event.replyToken:
         data["reply_token"] = event.replyToken
         data["reply_target"] = chat_id or user_id

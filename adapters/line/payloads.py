@@ -16,9 +16,10 @@ LINE adds fields without notice. Objects passed on to `channel_data` as LINE sen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict
 
 
 class Payload(BaseModel):
@@ -33,16 +34,20 @@ class Webhook(Payload):
     destination: str | None = None  # the bot's user id
 
 
-class Source(Payload):
+# Source and DeliveryContext are on every event: validated into TypedDicts (still typed and
+# strict, with pydantic's error paths), a plain dict costs a third of a model instance.
+@with_config(ConfigDict(extra="ignore", strict=True))
+class Source(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#source-user (and -group, -room)"""
 
     type: str  # "user", "group" or "room"
-    userId: str | None = None
-    groupId: str | None = None
-    roomId: str | None = None
+    userId: NotRequired[str | None]
+    groupId: NotRequired[str | None]
+    roomId: NotRequired[str | None]
 
 
-class DeliveryContext(Payload):
+@with_config(ConfigDict(extra="ignore", strict=True))
+class DeliveryContext(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#webhook-event-objects"""
 
     isRedelivery: bool

@@ -27,7 +27,7 @@ from adapters.base import (
     request_key,
 )
 from adapters.payload_errors import json_kind, validation_reason
-from adapters.webhook_parts import PartReader, validated
+from adapters.webhook_parts import PartReader, adapted
 from adapters.whatsapp import payloads as wa
 from gateway import json_codec
 from gateway.schema import (
@@ -72,11 +72,11 @@ def webhook(body: bytes) -> wa.Webhook:
 
 def envelope_of(payload: dict[str, Any]) -> wa.Webhook:
     try:
-        envelope = validated(wa.Webhook, payload)
+        envelope = adapted(wa.WEBHOOK, payload)
     except ValidationError as exc:
         raise PayloadError(validation_reason(exc)) from None
-    if envelope.object != "whatsapp_business_account":
-        raise PayloadError(f"not a WhatsApp webhook (object={envelope.object!r})")
+    if envelope.get("object") != "whatsapp_business_account":
+        raise PayloadError(f"not a WhatsApp webhook (object={envelope.get('object')!r})")
     return envelope
 
 
@@ -91,7 +91,7 @@ def admission(body: bytes) -> Admission:
     # The envelope as the model reads it, checked by hand: this runs on every acknowledgement,
     # and the model costs a sixth of it. Anything else is the model's to explain.
     if payload.get("object") != "whatsapp_business_account" or not isinstance(entries, list):
-        entries = envelope_of(payload).entry
+        entries = envelope_of(payload).get("entry")
     for entry in entries or ():
         changes = entry.get("changes") if isinstance(entry, dict) else None
         for change in changes if isinstance(changes, list) else ():
@@ -146,13 +146,13 @@ class WebhookReader:
 
     def read(self, body: bytes, only: frozenset[str] | None = None) -> Reading:
         reader = PartReader(only)
-        for i, raw_entry in enumerate(webhook(body).entry or ()):
-            entry = reader.model(wa.Entry, f"entry[{i}]", raw_entry)
+        for i, raw_entry in enumerate(webhook(body).get("entry") or ()):
+            entry = reader.typed(wa.ENTRY, f"entry[{i}]", raw_entry)
             if entry is None:
                 continue
-            for j, raw_change in enumerate(entry.changes or ()):
+            for j, raw_change in enumerate(entry.get("changes") or ()):
                 path = f"entry[{i}].changes[{j}]"
-                change = reader.model(wa.Change, path, raw_change)
+                change = reader.typed(wa.CHANGE, path, raw_change)
                 if change is not None:
                     self._change(reader, path, raw_entry, raw_change, change)
         return reader.reading()
@@ -166,36 +166,35 @@ class WebhookReader:
         change: wa.Change,
     ) -> None:
         when = _entry_time(raw_entry, self.received_at)
-        if change.field != "messages":
-            reader.read(
-                path,
-                raw_change,
-                wa.Change,
-                lambda c, raw, _: [self._field(raw_entry, raw, c, when)],
+        if change.get("field") != "messages":
+            # Validated above already: read as it is, not validated a second time.
+            reader.read_part(
+                path, raw_change, lambda raw, _: [self._field(raw_entry, raw, change, when)]
             )
             return
-        value = reader.model(wa.Value, f"{path}.value", change.value or {})
+        value = reader.typed(wa.VALUE, f"{path}.value", change.get("value") or {})
         if value is None:
             return
-        number = value.metadata.phone_number_id if value.metadata else None
-        shown = value.metadata.display_phone_number if value.metadata else None
+        metadata = value.get("metadata") or {}
+        number = metadata.get("phone_number_id")
+        shown = metadata.get("display_phone_number")
         to = _Addressing(self.channel_for(number), Party(id=number or "", phone=_plus(shown)))
-        contacts = _contacts_by_id(value.contacts or ())
-        for k, raw in enumerate(value.messages or ()):
+        contacts = _contacts_by_id(value.get("contacts") or ())
+        for k, raw in enumerate(value.get("messages") or ()):
             reader.read(
                 f"{path}.value.messages[{k}]",
                 raw,
                 wa.Message,
                 lambda m, part, where: [self._message(m, part, to, contacts, where)],
             )
-        for k, raw in enumerate(value.statuses or ()):
+        for k, raw in enumerate(value.get("statuses") or ()):
             reader.read(
                 f"{path}.value.statuses[{k}]",
                 raw,
                 wa.Status,
                 lambda s, part, where: [self._status(s, part, to, contacts, where)],
             )
-        for k, raw in enumerate(value.errors or ()):
+        for k, raw in enumerate(value.get("errors") or ()):
             reader.read(
                 f"{path}.value.errors[{k}]",
                 raw,
@@ -212,8 +211,8 @@ class WebhookReader:
             type="system",
             channel=self.channel_for(None),
             timestamp=when,
-            system=System(kind=str(change.field)),
-            channel_data={"field": change.field, "value": change.value},
+            system=System(kind=str(change.get("field"))),
+            channel_data={"field": change.get("field"), "value": change.get("value")},
         )
         return ParsedEvent(draft, change_key("field", raw_entry, raw))
 
@@ -536,7 +535,7 @@ def _contacts_by_id(contacts: Iterable[wa.Contact]) -> dict[str, wa.Contact]:
     number) and `user_id` (the BSUID)."""
     found: dict[str, wa.Contact] = {}
     for contact in contacts:
-        for key in (contact.wa_id, contact.user_id):
+        for key in (contact.get("wa_id"), contact.get("user_id")):
             if key:
                 found[key] = contact
     return found
@@ -557,19 +556,19 @@ def _user(
     contact = contacts.get(address or "") or contacts.get(user_id or "") or wa.Contact()
     if address and not _is_phone(address):
         address, user_id = None, user_id or address
-    user_id = user_id or contact.user_id or None
-    wa_id = contact.wa_id or ""
+    user_id = user_id or contact.get("user_id") or None
+    wa_id = contact.get("wa_id") or ""
     phone = address or (wa_id if _is_phone(wa_id) else None)
     party_id = phone or user_id
     if party_id is None:
         return None
-    profile = contact.profile or wa.Profile()
+    profile = contact.get("profile") or wa.Profile()
     return Party(
         id=party_id,
-        name=profile.name,
+        name=profile.get("name"),
         phone=_plus(phone),
         user_id=user_id,
-        username=profile.username,
+        username=profile.get("username"),
     )
 
 

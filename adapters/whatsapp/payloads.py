@@ -1,7 +1,7 @@
 """WhatsApp Cloud API webhook payloads, as Meta documents them.
 
-Strict (a number is no string, a string no number) and open (fields Meta adds are kept in
-`model_extra`). The parts a webhook batches (`entry[]`, `changes[]`, `messages[]`,
+Strict (a number is no string, a string no number); fields nothing reads are ignored (the
+raw body is kept in the inbox). The parts a webhook batches (`entry[]`, `changes[]`, `messages[]`,
 `statuses[]`, `errors[]`) are `list[Any]` here: each is validated on its own
 (adapters/webhook_parts.py), so one the adapter cannot read fails alone.
 
@@ -13,76 +13,96 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from gateway.schema.content import Contact as ContactCard
 
 
 class Payload(BaseModel):
     # Lists default to None, not []: pydantic copies a mutable default for every instance,
-    # which doubled the cost of validating a `value`.
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    # which doubled the cost of validating a `value`. Fields nothing reads are ignored: the
+    # raw body stays in the inbox, and an unsupported message carries its part as received.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
 
-class Webhook(Payload):
+# The envelope, entry, change and value are read once per webhook each: TypedDicts validated
+# by a TypeAdapter (still strict, still pydantic's error paths) cost a third of a model.
+_STRICT = ConfigDict(extra="ignore", strict=True)
+
+
+@with_config(_STRICT)
+class Webhook(TypedDict, total=False):
     """`{"object": "whatsapp_business_account", "entry": [...]}`
     https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components"""
 
-    object: str | None = None
-    entry: list[Any] | None = None
+    object: str | None
+    entry: list[Any] | None
 
 
-class Entry(Payload):
+@with_config(_STRICT)
+class Entry(TypedDict, total=False):
     """`{"id": "<WABA_ID>", "changes": [...]}` (a `time` on some fields, in seconds)."""
 
-    id: Any = None
-    time: Any = None  # read leniently, as before: a bad one falls back to the arrival time
-    changes: list[Any] | None = None
+    id: Any
+    time: Any  # read leniently, as before: a bad one falls back to the arrival time
+    changes: list[Any] | None
 
 
-class Change(Payload):
+@with_config(_STRICT)
+class Change(TypedDict, total=False):
     """`{"field": "messages", "value": {...}}`; other fields (template status updates, ...)
     become `system` events carrying their value as received."""
 
-    field: str | None = None
-    value: Any = None
+    field: str | None
+    value: Any
 
 
-class Metadata(Payload):
+@with_config(_STRICT)
+class Metadata(TypedDict, total=False):
     """`{"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}`"""
 
-    display_phone_number: str | None = None
-    phone_number_id: str | None = None
+    display_phone_number: str | None
+    phone_number_id: str | None
 
 
-class Profile(Payload):
+@with_config(_STRICT)
+class Profile(TypedDict, total=False):
     """`{"name": "Sheena", "username": "@sheena"}` (a username from 2026)."""
 
-    name: str | None = None
-    username: str | None = None
+    name: str | None
+    username: str | None
 
 
-class Contact(Payload):
+@with_config(_STRICT)
+class Contact(TypedDict, total=False):
     """`{"profile": {...}, "wa_id": "16505551234", "user_id": "US.13491208655302741918"}`:
     `wa_id` only when Meta may share the phone number, `user_id` the business-scoped user id.
     https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
     """
 
-    wa_id: str | None = None
-    user_id: str | None = None
-    profile: Profile | None = None
+    wa_id: str | None
+    user_id: str | None
+    profile: Profile | None
 
 
-class Value(Payload):
+@with_config(_STRICT)
+class Value(TypedDict, total=False):
     """`value` of a `messages` change: who it is for and the messages, statuses and errors.
     https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages
     """
 
-    metadata: Metadata | None = None
-    contacts: list[Contact] | None = None
-    messages: list[Any] | None = None
-    statuses: list[Any] | None = None
-    errors: list[Any] | None = None
+    metadata: Metadata | None
+    contacts: list[Contact] | None
+    messages: list[Any] | None
+    statuses: list[Any] | None
+    errors: list[Any] | None
+
+
+WEBHOOK = TypeAdapter(Webhook)
+ENTRY = TypeAdapter(Entry)
+CHANGE = TypeAdapter(Change)
+VALUE = TypeAdapter(Value)
 
 
 class ErrorData(Payload):
