@@ -9,8 +9,8 @@ Events:       https://developers.line.biz/en/reference/messaging-api/#webhook-ev
       "source": {"type": "user", "userId": "U4af49806…"},
       "message": {"id": "444573844083572737", "type": "text", "text": "Hello"}}]}
 
-Models are strict (a number is no string) and keep fields they do not name (`extra="allow"`):
-LINE adds fields without notice. Objects passed on to `channel_data` as LINE sent them
+Models are strict (a number is no string) and ignore fields they do not name (`extra="ignore"`):
+LINE adds fields without notice, and the raw body (kept in the inbox) holds them all. Objects passed on to `channel_data` as LINE sent them
 (emojis, mentionees, postback params) are typed as objects, not modelled field by field.
 """
 
