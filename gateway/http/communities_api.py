@@ -24,6 +24,7 @@ from gateway.http.api import (
     readable_owner,
     refusal,
 )
+from gateway.http.conversations_api import conversation_conflict
 from gateway.http.ingress import error
 from gateway.http.request_body import BodyReader
 from gateway.ids import new_id
@@ -116,10 +117,6 @@ def _no_member() -> web.Response:
     )
 
 
-def _conflict(conflict: ConversationConflict) -> web.Response:
-    return refusal(conflict.status, conflict.code, conflict.field, conflict.message)
-
-
 class CommunitiesApi:
     def __init__(
         self,
@@ -166,7 +163,7 @@ class CommunitiesApi:
                 new_id("cmty"), request[API_KEY_NAME], settings, self.targets_for, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         self.on_event()
         log.info("community_created", community_id=made.id)
         return model_answer(community_view(made), 201)
@@ -191,7 +188,7 @@ class CommunitiesApi:
                 found.id, found.owner, settings, self.targets_for, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         return model_answer(community_view(saved))
 
     async def get(self, request: web.Request) -> web.Response:
@@ -234,7 +231,7 @@ class CommunitiesApi:
                 found.id, joining, self.targets_for, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         if seat is None:
             return _no_community()
         self._changed()

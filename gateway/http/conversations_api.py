@@ -118,7 +118,8 @@ def _no_conversation() -> web.Response:
     return error(404, "conversation_not_found", "no conversation with this id")
 
 
-def _conflict(conflict: ConversationConflict) -> web.Response:
+def conversation_conflict(conflict: ConversationConflict) -> web.Response:
+    """The API's answer to a change a conversation (or a community, one kind of it) refuses."""
     return refusal(conflict.status, conflict.code, conflict.field, conflict.message)
 
 
@@ -210,7 +211,7 @@ class ConversationsApi:
                 self.default_controller,
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         self.on_event()
         log.info("conversation_created", conversation_id=created.id, mode=created.mode)
         return _answer(created, 201)
@@ -261,7 +262,7 @@ class ConversationsApi:
                 found.id, seat, self.targets_for, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         if updated is None:
             return _no_conversation()
         self._changed(updated)
@@ -276,7 +277,7 @@ class ConversationsApi:
                 found.id, request.match_info["participant_id"], self.targets_for, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         if updated is None:
             return _no_conversation()
         self._changed(updated)
@@ -313,7 +314,7 @@ class ConversationsApi:
                 time.time(),
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         if updated is None:
             return _no_conversation()
         self.on_event()
@@ -338,7 +339,7 @@ class ConversationsApi:
                 found.id, message.content, message.author, message.to, time.time()
             )
         except ConversationConflict as conflict:
-            return _conflict(conflict)
+            return conversation_conflict(conflict)
         if posted is None:
             return _no_conversation()
         record, channels = posted
