@@ -2,8 +2,8 @@
 operation.
 
 Sends a lane claims together start together and their answers come in bunches, so their
-writes (a first send's plan, a finished send's record) arrive within one turn of the loop. A
-`TurnBatch` gathers them and writes each group with a few statements. Should the group's
+writes (a first send's plan, a finished send's record) arrive within a few turns of the loop.
+A `TurnBatch` gathers them and writes each group with a few statements. Should the group's
 operation fail, each item is written alone, as it always was: one the store refuses holds up
 no other, and none is reported written unless it was.
 """
