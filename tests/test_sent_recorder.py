@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.pipeline.recorder import SentRecorder
+from gateway.pipeline.turn_batch import GATHER_TURNS
 from gateway.store.sent import SentSend
 
 from .store_events import status, targets
@@ -43,6 +44,23 @@ async def test_sends_that_end_together_are_one_operation() -> None:
     await asyncio.gather(*(recorder.record(send(n)) for n in (1, 2, 3)))
     await recorder.record(send(4))
     assert store.together == [[1, 2, 3], [4]] and store.alone == []
+
+
+async def test_sends_that_end_over_the_next_turns_join_the_group() -> None:
+    """Answers arrive over a few turns of the loop: the group waits while more keep coming."""
+    store = Store(together_fails=False)
+    recorder = SentRecorder(store, targets, 1.0)  # type: ignore[arg-type]
+
+    async def ended_after(turns: int, n: int) -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await recorder.record(send(n))
+
+    await asyncio.gather(*(ended_after(n, n) for n in range(GATHER_TURNS)))
+    assert store.together == [list(range(GATHER_TURNS))]
+    # ... and no longer than that: a send ending later is the next group's.
+    await asyncio.gather(*(ended_after(n * (GATHER_TURNS + 1), n) for n in (0, 1)))
+    assert store.together[1:] == [[0], [1]]
 
 
 async def test_a_failed_group_is_recorded_send_by_send() -> None:

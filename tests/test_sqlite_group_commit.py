@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -99,3 +100,33 @@ def test_a_failing_checkpoint_never_leaves_commits_held_back(tmp_path: Path) -> 
     with pytest.raises(sqlite3.OperationalError):
         checkpointer.checkpoint(cast(sqlite3.Connection, _FailingSecondPass()))
     assert not gate.locked() and released == [True]
+
+
+async def test_a_slow_disk_is_synced_on_the_syncer_thread(tmp_path: Path) -> None:
+    """Once syncs are slow, they go to the WAL syncer's thread; each write is acknowledged
+    after its sync, and the thread ends with the store."""
+    db = sqlite_database(tmp_path / "gateway.db")
+    db.start()
+    try:
+        db._sync_seconds = 1.0  # as measured on a slow disk: off the loop
+        store = Store(db)
+        ids = await asyncio.gather(*(_append_after(store, n % 2, f"k{n}") for n in range(6)))
+        assert None not in ids
+        syncer = db._syncer
+        assert syncer is not None and syncer.is_alive()
+    finally:
+        db.close()
+    assert not syncer.is_alive()
+
+
+async def test_the_syncer_reports_a_failed_sync(tmp_path: Path) -> None:
+    """A sync that fails is the waiter's error: its writes must not be acknowledged."""
+    syncer = sqlite_module.WalSyncer()
+    try:
+        fd = os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT, 0o644)
+        assert await syncer.sync(fd) >= 0
+        os.close(fd)
+        with pytest.raises(OSError):
+            await syncer.sync(fd)  # closed: EBADF
+    finally:
+        syncer.stop()

@@ -108,18 +108,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> Answer:
         """One request, without httpx's objects; aiohttp's errors raised as the httpx errors
         they are (`unanswered` reads them)."""
-        async with (
-            _httpx_errors(None),
-            self._session_now().request(
+        # Errors mapped by hand, not by `_httpx_errors`: its generator costs ~3 µs a send.
+        try:
+            async with self._session_now().request(
                 method,
                 url,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
                 timeout=self._timeout(timeout.connect, timeout.read, timeout.pool),
-            ) as response,
-        ):
-            return Answer(response.status, response.headers, await response.read())
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, None) from exc
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -161,19 +162,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 @contextlib.asynccontextmanager
 async def _httpx_errors(request: httpx.Request | None) -> AsyncIterator[None]:
-    """aiohttp's errors as httpx's: a refused or timed-out connect, a read that timed out, a
-    connection the server dropped."""
+    """aiohttp's errors raised as httpx's (`_as_httpx`)."""
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc), request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc), request=request) from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.NetworkError(str(exc) or type(exc).__name__, request=request) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _as_httpx(exc, request) from exc
+
+
+def _as_httpx(exc: aiohttp.ClientError | TimeoutError, request: httpx.Request | None) -> Exception:
+    """aiohttp's error as httpx's: a refused or timed-out connect, a read that timed out, a
+    connection the server dropped."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc), request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return httpx.ReadTimeout(str(exc) or "read timed out", request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.ReadError(str(exc), request=request)
+    return httpx.NetworkError(str(exc) or type(exc).__name__, request=request)

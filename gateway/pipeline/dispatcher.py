@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from prometheus_client import Counter
+
 from adapters.base import Adapter, ProviderRequest, SendContext, SendError
 from gateway.config import ConversationsConfig, DeliveryConfig
 from gateway.downgrade import Downgrade, PlanError, plan
@@ -167,6 +169,14 @@ class Dispatcher(LaneWorker):
         self.recorder = SentRecorder(store, targets_for, RECORD_SENT_SECONDS)
         # First sends' plans made together, recorded together (pipeline/plan_recorder.py).
         self.plans = PlanRecorder(store)
+        # SENDS by (channel, outcome): `labels()` looks a counter up under a lock (~2 µs a send).
+        self._sends: dict[tuple[str, str], Counter] = {}
+
+    def _count(self, channel: str, outcome: str) -> None:
+        counter = self._sends.get((channel, outcome))
+        if counter is None:
+            counter = self._sends[channel, outcome] = SENDS.labels(channel, outcome)
+        counter.inc()
 
     def bulk_window(self, target: str) -> int | None:
         adapter = self.adapters.get(target)
@@ -273,7 +283,7 @@ class Dispatcher(LaneWorker):
             return None  # its broadcast was cancelled or expired: recorded as such
         except SendError as refused:
             error = refused.redacted(self.redactor.text)
-            SENDS.labels(record.channel_id, error.category).inc()
+            self._count(record.channel_id, error.category)
             if error.unsubscribed:
                 await self.store.set_unsubscribed(
                     record.channel_id,
@@ -285,7 +295,7 @@ class Dispatcher(LaneWorker):
                 return await self._retry(item, record, done, error)
             await self._failed(item, record, adapter.type, error)
             return None
-        SENDS.labels(record.channel_id, "sent").inc()
+        self._count(record.channel_id, "sent")
         detail = sent_detail(pending, done)
         event = status_event(record, adapter.type, "sent", done[0] if done else None)
         await self.recorder.record(

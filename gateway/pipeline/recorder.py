@@ -3,8 +3,8 @@
 A channel's lane has up to `send_concurrency` provider exchanges under way, and their answers
 come in bunches. Each send used to record itself in an operation of its own: seven statements
 and a savepoint, each a round trip on PostgreSQL. The recorder gathers the sends that finish
-in the same turn of the event loop and records them with a few statements (store/sent.py;
-the gathering is turn_batch.py).
+in the same turn of the event loop (or the next few) and records them with a few statements
+(store/sent.py; the gathering is turn_batch.py).
 
 Should the group's operation fail, each send is recorded alone, retried through store errors
 as before (`retry_store_write`): one send the store refuses does not hold up the others, and
