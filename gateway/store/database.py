@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from gateway.logs import get_logger
+from gateway.store.joined import run_joined
 from gateway.store.records import StoreUnavailable
 
 T = TypeVar("T")
@@ -143,7 +144,7 @@ def execute_batch(
     try:
         if dialect.begin:
             cursor.execute(dialect.begin)
-        results = [batch.run(op, single) for op, single in ops]
+        results = run_joined(ops, batch.run)  # joinable ops of one kind together (joined.py)
         conn.commit()
     except Exception as exc:  # the commit itself failed: nothing in the batch is durable
         with contextlib.suppress(Exception):

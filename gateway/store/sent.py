@@ -34,11 +34,6 @@ class SentSend(NamedTuple):
     event: Event  # its `sent` status
 
 
-def _rows(count: int, width: int) -> str:
-    row = "(" + ",".join("?" * width) + ")"
-    return ",".join([row] * count)
-
-
 def record(tx: Tx, sends: Sequence[SentSend], targets_for: TargetsFor, now: float) -> list[Event]:
     """Record `sends`; the events queued for the backends: each `sent`, then the statuses that
     were held for them (store/held.py)."""
@@ -52,7 +47,7 @@ def record(tx: Tx, sends: Sequence[SentSend], targets_for: TargetsFor, now: floa
     if parts:
         tx.execute(
             "INSERT INTO message_parts (channel_id, external_id, message_id, position) VALUES "
-            + _rows(len(parts), 4)
+            + writes.values(len(parts), 4)
             + " ON CONFLICT (channel_id, external_id) DO NOTHING",
             [value for part in parts for value in part],
         )
@@ -99,7 +94,7 @@ def _advance(tx: Tx, sends: Sequence[SentSend], now: float) -> list[SentSend]:
     if history:
         tx.execute(
             "INSERT INTO message_history (message_id, at, state, detail) VALUES "
-            + _rows(len(history), 4),
+            + writes.values(len(history), 4),
             [value for row in history for value in row],
         )
     return forward
@@ -129,7 +124,7 @@ def _insert_events(tx: Tx, sends: Sequence[SentSend], now: float) -> set[str]:
         for row in tx.all(
             "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id,"
             " raw_id, created_at, body, held_since) VALUES "
-            + _rows(len(sends), 10)
+            + writes.values(len(sends), 10)
             + " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
             params,
         )
