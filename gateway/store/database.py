@@ -155,6 +155,29 @@ def execute_batch(
     return results
 
 
+def execute_reads(
+    conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
+) -> list[Result]:
+    """Run `ops`, which only read, on a connection in autocommit mode: each statement reads
+    what was committed, as in a transaction of READ COMMITTED, with no savepoint or commit."""
+    try:
+        cursor = conn.cursor()
+    except Exception as exc:  # the connection is gone: nothing ran
+        return [(None, exc) for _ in ops]
+    tx = Tx(cursor, dialect)
+
+    def run(op: Callable[[Tx], Any], _single: bool) -> Result:
+        try:
+            return (op(tx), None)
+        except Exception as exc:
+            return (None, exc)
+
+    try:
+        return run_joined(ops, run)
+    finally:
+        cursor.close()
+
+
 class _Batch:
     """The ops of one transaction, each in a savepoint of its own when the batch holds several
     (so one failing undoes only itself), run in turn on one cursor."""
@@ -279,12 +302,19 @@ class ThreadedDatabase:
     left the server mostly idle and the writer thread mostly waiting."""
 
     def __init__(
-        self, connect: Callable[[], Connection], dialect: Dialect, writers: int = 1
+        self,
+        connect: Callable[[], Connection],
+        dialect: Dialect,
+        writers: int = 1,
+        connect_reader: Callable[[], Connection] | None = None,
     ) -> None:
+        """`connect_reader`, when given, opens a connection in autocommit mode for reads."""
         self._connect = connect
         self.dialect = dialect
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._writers = [_Writer(self, n) for n in range(writers)]
+        self._reads: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._reader = _Writer(self, 0, connect_reader) if connect_reader else None
 
     @property
     def batches(self) -> int:
@@ -309,33 +339,61 @@ class ThreadedDatabase:
     def start(self) -> None:
         for writer in self._writers:  # one after the other: each runs the schema's DDL
             writer.start()
+        if self._reader is not None:
+            self._reader.start()
 
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
         """Run `op` in the next group commit. A single-statement op needs no savepoint where
         the database undoes a failed statement on its own."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((op, future, loop, single_statement))
-        return await future
+        return await _submitted(self._queue, op, single_statement)
 
     async def read(self, op: Callable[[Tx], T]) -> T:
-        """A read, in the next group commit (a writer's connection reads for it)."""
-        return await self.run(op, single_statement=True)
+        """A read: on the reader's connection when there is one, with the reads queued
+        meanwhile and no commit to wait for; else in the next group commit. A read through the
+        group commit waited for a batch's every statement (a savepoint of its own, too) and its
+        commit: on PostgreSQL, several round trips for one."""
+        if self._reader is None:
+            return await self.run(op, single_statement=True)
+        return await _submitted(self._reads, op, True)
 
     def close(self) -> None:
-        running = [w for w in self._writers if w.thread is not None]
-        for _writer in running:
-            self._queue.put(_STOP)
-        for writer in running:
+        threads = [(w, self._queue) for w in self._writers]
+        if self._reader is not None:
+            threads.append((self._reader, self._reads))
+        running = [(w, jobs) for w, jobs in threads if w.thread is not None]
+        for _writer, jobs in running:
+            jobs.put(_STOP)
+        for writer, _jobs in running:
             writer.join()
 
 
-class _Writer:
-    """One writer thread and its connection."""
+async def _submitted(
+    jobs: queue.SimpleQueue[_Op | object], op: Callable[[Tx], T], single_statement: bool
+) -> T:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    jobs.put((op, future, loop, single_statement))
+    return await future
 
-    def __init__(self, db: ThreadedDatabase, number: int) -> None:
+
+class _Writer:
+    """One writer thread and its connection; or, given `connect_reader`, the reader."""
+
+    def __init__(
+        self,
+        db: ThreadedDatabase,
+        number: int,
+        connect_reader: Callable[[], Connection] | None = None,
+    ) -> None:
         self.db = db
-        self.name = f"store-writer-{number}" if number else "store-writer"
+        self._connect = connect_reader or db._connect
+        self._jobs = db._reads if connect_reader else db._queue
+        self._execute_ops = execute_reads if connect_reader else execute_batch
+        self.name = (
+            "store-reader"
+            if connect_reader
+            else (f"store-writer-{number}" if number else "store-writer")
+        )
         self.thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -367,13 +425,13 @@ class _Writer:
 
     def _run(self) -> None:
         try:
-            self.conn = self.db._connect()
+            self.conn = self._connect()
         except BaseException as exc:  # reported to start()
             self._startup_error = exc
             self._ready.set()
             return
         self._ready.set()
-        jobs = self.db._queue
+        jobs = self._jobs
         try:
             stopping = False
             while not stopping:
@@ -417,7 +475,7 @@ class _Writer:
             error = StoreUnavailable(f"the store's connection is lost: {self._lost_because}")
             return [(None, error) for _ in batch]
         try:
-            return execute_batch(
+            return self._execute_ops(
                 self.conn, self.db.dialect, [(op, single) for op, _f, _l, single in batch]
             )
         except BaseException as exc:  # never let the writer die with waiters unanswered
@@ -433,7 +491,7 @@ class _Writer:
                 self.conn.close()
             self.conn = None
         try:
-            self.conn = self.db._connect()
+            self.conn = self._connect()
         except Exception as exc:
             self._lost_because = f"{type(exc).__name__}: {exc}"
             log.warning("store_reconnect_failed", error=self._lost_because)

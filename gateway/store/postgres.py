@@ -44,4 +44,11 @@ def postgres_database(dsn: str, connections: int = CONNECTIONS) -> ThreadedDatab
             raise
         return conn
 
-    return ThreadedDatabase(connect, DIALECT, connections)
+    def connect_reader() -> Connection:
+        import psycopg
+
+        # Reads only, each statement on its own: no transaction to begin or commit. The
+        # writers have migrated the store by the time it starts.
+        return psycopg.connect(dsn, autocommit=True)
+
+    return ThreadedDatabase(connect, DIALECT, connections, connect_reader)
