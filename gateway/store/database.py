@@ -83,12 +83,20 @@ def storable_text(value: str, nul_in_text: bool = True) -> str:
 
 
 class Tx:
-    """What an operation sees: `?` placeholders everywhere, rows as tuples."""
+    """What an operation sees: `?` placeholders everywhere, rows as tuples.
 
-    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+    With `sync` (a connection in pipeline mode), statements go to the server without waiting
+    for their answers: a read waits for its rows (and so for every answer before them), an
+    `execute` for its row count, and `confirm` for whatever is still unanswered."""
+
+    def __init__(
+        self, cursor: Cursor, dialect: Dialect, sync: Callable[[], None] | None = None
+    ) -> None:
         self._cursor = cursor
         self.dialect = dialect
         self._translated: dict[str, str] = {}
+        self._sync = sync
+        self._unconfirmed = False  # statements sent whose answers have not come yet
 
     def _sql(self, sql: str) -> str:
         if self.dialect.placeholder == "?":
@@ -109,12 +117,42 @@ class Tx:
         return params
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the rows it changed."""
         self._cursor.execute(self._sql(sql), self._params(params))
+        if self._sync is not None:
+            self._unconfirmed = False
+            self._waited(self._sync)
         return self._cursor.rowcount
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose answer the op does not need: in a pipeline it goes without a
+        wait, and an error it meets is raised by a later read or at the op's end (so an op
+        that catches a statement's error runs that statement with `execute`)."""
+        self._cursor.execute(self._sql(sql), self._params(params))
+        self._unconfirmed = True
+
+    def confirm(self) -> None:
+        """Wait for the answers of the statements sent so far: raises the error of any."""
+        if self._unconfirmed and self._sync is not None:
+            self._unconfirmed = False
+            self._waited(self._sync)
+
+    def _waited(self, wait: Callable[[], T]) -> T:
+        """`wait`'s answer. In a pipeline, an error leaves it aborted (every later statement
+        refused) until a sync: one here lets the op go on as without a pipeline, say to
+        roll back to a savepoint of its own."""
+        try:
+            return wait()
+        except Exception:
+            if self._sync is not None:
+                with contextlib.suppress(Exception):
+                    self._sync()
+            raise
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self._cursor.execute(self._sql(sql), self._params(params))
-        return self._cursor.fetchone()
+        self._unconfirmed = False  # the rows come after every earlier answer
+        return self._waited(self._cursor.fetchone)
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
         """Run an INSERT that may be ignored on conflict: the new row's id, or None."""
@@ -126,7 +164,8 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._cursor.execute(self._sql(sql), self._params(params))
-        return self._cursor.fetchall()
+        self._unconfirmed = False
+        return self._waited(self._cursor.fetchall)
 
 
 Result = tuple[Any, BaseException | None]
@@ -135,12 +174,14 @@ Result = tuple[Any, BaseException | None]
 def execute_batch(
     conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
 ) -> list[Result]:
-    """Run `ops` (each with its single-statement flag) in one transaction and commit it."""
+    """Run `ops` (each with its single-statement flag) in one transaction and commit it. A
+    connection with a `sync` method is in pipeline mode (store/postgres.py): a statement's
+    answer is waited for only where it is needed, at the latest at each op's end."""
     try:
         cursor = conn.cursor()
     except Exception as exc:  # the connection is gone: nothing in the batch ran
         return [(None, exc) for _ in ops]
-    batch = _Batch(conn, cursor, dialect, savepoints=len(ops) > 1)
+    batch = _Batch(conn, cursor, dialect, len(ops) > 1, getattr(conn, "sync", None))
     try:
         if dialect.begin:
             cursor.execute(dialect.begin)
@@ -180,19 +221,37 @@ def execute_reads(
 
 class _Batch:
     """The ops of one transaction, each in a savepoint of its own when the batch holds several
-    (so one failing undoes only itself), run in turn on one cursor."""
+    (so one failing undoes only itself), run in turn on one cursor. In a pipeline (`sync`),
+    an op's savepoint, its statements and its release go without waits, but for its reads and
+    one wait at its end (none when its last statement was a read): its errors stay its own."""
 
-    __slots__ = ("_chains", "_conn", "_cursor", "_dialect", "_open_savepoint", "_savepoints", "_tx")
+    __slots__ = (
+        "_chains",
+        "_conn",
+        "_cursor",
+        "_dialect",
+        "_open_savepoint",
+        "_savepoints",
+        "_sync",
+        "_tx",
+    )
 
     def __init__(
-        self, conn: Connection, cursor: Cursor, dialect: Dialect, savepoints: bool
+        self,
+        conn: Connection,
+        cursor: Cursor,
+        dialect: Dialect,
+        savepoints: bool,
+        sync: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
         self._cursor = cursor
         self._dialect = dialect
-        self._tx = Tx(cursor, dialect)
+        self._sync = sync
+        self._tx = Tx(cursor, dialect, sync)
         self._savepoints = savepoints
-        self._chains = dialect.chains_statements
+        # A pipeline takes one statement an execute.
+        self._chains = dialect.chains_statements and sync is None
         # A savepoint an op left open, released with the next one's start (`chains_statements`)
         # or by the commit: on PostgreSQL each statement is a round trip to the server.
         self._open_savepoint = False
@@ -211,12 +270,14 @@ class _Batch:
 
     def _attempt(self, op: Callable[[Tx], Any], guarded: bool) -> Result:
         if guarded:
-            self._cursor.execute(
-                "RELEASE SAVEPOINT op; SAVEPOINT op" if self._open_savepoint else "SAVEPOINT op"
-            )
+            if self._open_savepoint:
+                self._cursor.execute("RELEASE SAVEPOINT op; SAVEPOINT op")
+            else:
+                self._tx.write("SAVEPOINT op")
             self._open_savepoint = False
         try:
             value = op(self._tx)
+            self._tx.confirm()  # in a pipeline, the op's statements answered: its errors its own
         except Exception as exc:
             self._undo(guarded)
             return (None, exc)
@@ -224,13 +285,18 @@ class _Batch:
             if self._chains:
                 self._open_savepoint = True
             else:
-                self._cursor.execute("RELEASE SAVEPOINT op")
+                self._tx.write("RELEASE SAVEPOINT op")
         return (value, None)
 
     def _undo(self, guarded: bool) -> None:
         """Undo a failed op: its savepoint, or, alone in its batch, the whole transaction."""
+        if self._sync is not None:  # what it sent before its error: answered, errors ignored
+            with contextlib.suppress(Exception):
+                self._sync()
         if guarded:
             _undo_savepoint(self._cursor, self._chains)
+            if self._sync is not None:
+                self._sync()
         elif not self._savepoints:
             self._conn.rollback()
             if self._dialect.begin:

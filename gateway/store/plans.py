@@ -35,7 +35,7 @@ def record(tx: Tx, plans: Sequence[Plan], now: float) -> None:
     recipient replace an earlier one's, as they would one after the other."""
     history = [(p.message_id, now, "downgraded", d) for p in plans for d in p.downgrades]
     if history:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_history (message_id, at, state, detail) VALUES "
             + writes.values(len(history), 4),
             [value for row in history for value in row],
@@ -43,7 +43,7 @@ def record(tx: Tx, plans: Sequence[Plan], now: float) -> None:
     # One row per recipient: PostgreSQL refuses an upsert that changes a row twice.
     latest = {(p.channel_id, p.recipient_id): p for p in plans if p.choices}
     if latest:
-        tx.execute(
+        tx.write(
             "INSERT INTO reply_choices (channel_id, user_id, message_id, choices, expires_at)"
             " VALUES "
             + writes.values(len(latest), 5)

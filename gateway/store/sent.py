@@ -45,7 +45,7 @@ def record(tx: Tx, sends: Sequence[SentSend], targets_for: TargetsFor, now: floa
         for position, external_id in enumerate(s.external_ids)
     ]
     if parts:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_parts (channel_id, external_id, message_id, position) VALUES "
             + writes.values(len(parts), 4)
             + " ON CONFLICT (channel_id, external_id) DO NOTHING",
@@ -86,13 +86,13 @@ def _advance(tx: Tx, sends: Sequence[SentSend], now: float) -> list[SentSend]:
                 history.append((s.message_id, now, "ignored:sent", f"already {current}"))
     if forward:
         moved = [s.message_id for s in forward]
-        tx.execute(
+        tx.write(
             "UPDATE messages SET state = 'sent', updated_at = ? WHERE id IN "
             + writes.in_list(moved),
             (now, *moved),
         )
     if history:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_history (message_id, at, state, detail) VALUES "
             + writes.values(len(history), 4),
             [value for row in history for value in row],

@@ -276,6 +276,7 @@ class Store:
                 stored = writes.store_rows(
                     tx, rows, targets_for, now, on_new_inbound, self.announcements, routing, failed
                 )
+                tx.confirm()  # its statements' errors raised here, not after the savepoint
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
                 stored = {}
@@ -292,6 +293,7 @@ class Store:
                             routing,
                             failed,
                         )
+                        tx.confirm()
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
                         tx.execute(

@@ -76,7 +76,7 @@ def set_subscription(
 ) -> None:
     """Opt the user out (`reason`) or back in (None); `at`: when they did (default `now`)."""
     _touch_contact(tx, channel_id, user_id, now)
-    tx.execute(
+    tx.write(
         "UPDATE contacts SET unsubscribed_at = ?, unsubscribe_reason = ?"
         " WHERE channel_id = ? AND user_id = ?",
         ((now if at is None else at) if reason is not None else None, reason, channel_id, user_id),
@@ -92,7 +92,7 @@ def _keep_reply_token(tx: Tx, event: Event, now: float) -> None:
     target = str(data.get("reply_target") or event.sender.id)
     at = event.timestamp.timestamp()
     _touch_contact(tx, event.channel.id, target, now)
-    tx.execute(
+    tx.write(
         "UPDATE contacts SET reply_token = ?, reply_token_at = ? WHERE channel_id = ?"
         " AND user_id = ? AND (reply_token_at IS NULL OR reply_token_at <= ?)",
         (token, at, event.channel.id, target, at),
@@ -150,7 +150,7 @@ def messages(
 
 
 def history(tx: Tx, message_id: str, now: float, state: str, detail: str | None) -> None:
-    tx.execute(
+    tx.write(
         "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
         (message_id, now, state, detail),
     )
@@ -158,7 +158,7 @@ def history(tx: Tx, message_id: str, now: float, state: str, detail: str | None)
 
 def record_parts(tx: Tx, channel_id: str, message_id: str, external_ids: Sequence[str]) -> None:
     for position, external_id in enumerate(external_ids):
-        tx.execute(
+        tx.write(
             "INSERT INTO message_parts (channel_id, external_id, message_id, position)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (channel_id, external_id) DO NOTHING",
             (channel_id, external_id, message_id, position),
@@ -181,7 +181,7 @@ def _enqueue(
     recipient: str | None = None,
     priority: int = 0,
 ) -> None:
-    tx.execute(
+    tx.write(
         "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, recipient,"
         " priority) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
         (kind, target, ref, now if due is None else due, now, recipient, priority),
@@ -209,7 +209,7 @@ def emit_channelless(
     """Store an event about a user or a conversation and queue it for the backends that asked
     for its type (`kind`: `user` or `conversation`, its dedupe key's prefix). One of no
     channel is kept under the empty channel id, which no channel has."""
-    tx.execute(
+    tx.write(
         "INSERT INTO events (id, channel_id, dedupe_key, type, created_at, body)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (
@@ -292,7 +292,7 @@ def target_is_free(tx: Tx, kind: str, target: str, now: float) -> bool:
 
 def set_lease(tx: Tx, ids: Sequence[int], until: float | None) -> None:
     """Lease claimed rows until `until`, or with None release them (done ones stay done)."""
-    tx.execute(
+    tx.write(
         "UPDATE outbox SET claimed_until = ?"
         " WHERE status = 'pending' AND claimed_until IS NOT NULL AND id IN " + in_list(ids),
         (until, *ids),
@@ -300,7 +300,7 @@ def set_lease(tx: Tx, ids: Sequence[int], until: float | None) -> None:
 
 
 def finish_outbox(tx: Tx, ids: Sequence[int], status: str, now: float) -> None:
-    tx.execute(
+    tx.write(
         "UPDATE outbox SET status = ?, done_at = ?, claimed_until = NULL WHERE id IN "
         + in_list(ids),
         (status, now, *ids),
@@ -381,7 +381,7 @@ def _touch_contacts(tx: Tx, contacts: ContactFacts, now: float) -> None:
     for (channel_id, user_id), (name, phone, last_inbound_at) in sorted(contacts.items()):
         conversation = conversation_id(channel_id, user_id)
         params += (channel_id, user_id, name, phone, conversation, last_inbound_at, now)
-    tx.execute(
+    tx.write(
         "INSERT INTO contacts (channel_id, user_id, name, phone, conversation_id, last_inbound_at,"
         " created_at) VALUES " + values(len(contacts), 7) + " ON CONFLICT (channel_id, user_id)"
         " DO UPDATE SET"
@@ -545,7 +545,7 @@ def _mark_rows_done(
     failed: Mapping[int, Sequence[FailedPartRecord]] | None,
 ) -> None:
     """The inbox rows are done, the parts of each that could not be read kept beside it."""
-    tx.execute(
+    tx.write(
         "UPDATE inbox SET status = 'done', error = NULL, processed_at = ?, claimed_until = NULL"
         " WHERE id IN " + in_list(ids),
         (now, *ids),
@@ -585,19 +585,19 @@ def insert_messages(
             message.relay_of,
             message.participant_id,
         )
-    tx.execute(
+    tx.write(
         "INSERT INTO messages (id, channel_id, recipient_id, conversation_id, content,"
         " metadata, options, state, api_key, idempotency_key, request_hash, created_at,"
         " updated_at, relay_of, participant_id) VALUES "
         + ",".join(["(?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
         rows,
     )
-    tx.execute(
+    tx.write(
         "INSERT INTO message_history (message_id, at, state) VALUES "
         + ",".join(["(?, ?, 'queued')"] * len(messages)),
         [value for message, now in messages for value in (message.id, now)],
     )
-    tx.execute(
+    tx.write(
         "INSERT INTO outbox (kind, target, ref, status, next_attempt_at, created_at, recipient,"
         " priority) VALUES " + ",".join(["('send', ?, ?, 'pending', ?, ?, ?, ?)"] * len(messages)),
         [
@@ -714,7 +714,7 @@ def _clear_opt_out(tx: Tx, channel_id: str, user_id: str, at: float) -> None:
     """End an opt-out made before `at`: a message that reaches us late (a provider's retry)
     but was written before the user opted out does not undo it. One keyed UPDATE, run for
     most user messages: no contact row means no opt-out to end."""
-    tx.execute(
+    tx.write(
         "UPDATE contacts SET unsubscribed_at = NULL, unsubscribe_reason = NULL"
         " WHERE channel_id = ? AND user_id = ? AND unsubscribed_at <= ?",
         (channel_id, user_id, at),
@@ -826,7 +826,7 @@ def advance(
         case "stale":
             history(tx, message_id, now, f"ignored:{state}", f"already {row[0]}")
             return False
-    tx.execute(
+    tx.write(
         "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? WHERE id = ?",
         (state, json.dumps(error) if error else None, now, message_id),
     )
