@@ -1,11 +1,12 @@
 """PostgreSQL writers in pipeline mode (store/postgres.py): statements go without waits, and
-yet each op's errors are its own, as they were statement by statement."""
+yet each op's errors are its own, as they were statement by statement (and are without it)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import psycopg
 import psycopg.errors
 import pytest
 
@@ -30,8 +31,12 @@ def adding(*users: str) -> Any:
     return op
 
 
-@pytest.fixture
-async def store(pg_schema: str) -> Any:
+@pytest.fixture(params=["pipeline", "no pipeline"])
+async def store(
+    request: pytest.FixtureRequest, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    if request.param == "no pipeline":  # a libpq older than 14: each statement waits
+        monkeypatch.setattr(psycopg.capabilities, "has_pipeline", lambda: False)
     made = Store(postgres_database(pg_schema, connections=1))
     made.start()
     yield made

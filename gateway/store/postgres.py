@@ -93,7 +93,9 @@ def postgres_database(dsn: str, connections: int = CONNECTIONS) -> ThreadedDatab
                 migrate(cur, "postgres")
             conn.commit()
             conn.autocommit = True
-            return Pipelined(conn)
+            # Pipeline mode needs libpq 14 or later (psycopg-binary brings its own); without
+            # it, each statement waits for its answer, as before.
+            return Pipelined(conn) if psycopg.capabilities.has_pipeline() else conn
         except BaseException:
             conn.close()
             raise
