@@ -56,6 +56,29 @@ async def test_postgres_connection_terminated_by_the_server_is_replaced(pg_schem
         store.close()
 
 
+async def test_the_readers_connection_is_replaced_too(pg_schema: str) -> None:
+    store = Store(postgres_database(pg_schema))
+    store.start()
+    try:
+        (pid,) = await store.db.read(lambda tx: tx.one("SELECT pg_backend_pid()"))
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        failures = 0
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    (new_pid,) = await store.db.read(lambda tx: tx.one("SELECT pg_backend_pid()"))
+                    break
+                except Exception as exc:
+                    assert is_store_error(exc), exc
+                    failures += 1
+                    await asyncio.sleep(0.05)
+        assert failures <= 1
+        assert new_pid != pid
+    finally:
+        store.close()
+
+
 class FakeConnection:
     """Enough of a DB-API connection for one statement per batch; `closed` as psycopg has it."""
 
@@ -167,6 +190,38 @@ async def test_several_writers_run_batches_side_by_side() -> None:
         release.set()
         db.close()
     assert len(connections) == 2 and all(c.closed for c in connections)
+
+
+async def test_reads_go_on_their_own_connection_past_a_busy_writer() -> None:
+    """A read waits for no group commit (PostgreSQL's reader, postgres.postgres_database)."""
+    readers: list[FakeConnection] = []
+
+    def connect_reader() -> FakeConnection:
+        readers.append(FakeConnection())
+        return readers[-1]
+
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow(tx: Any) -> str:
+        slow_started.set()
+        release.wait(5)
+        return "slow"
+
+    db = ThreadedDatabase(FakeConnection, DIALECT, 1, connect_reader)
+    db.start()
+    try:
+        slow_one = asyncio.ensure_future(db.run(slow))
+        while not slow_started.is_set():
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(2):
+            assert await db.read(lambda tx: tx.one("SELECT 1")) == (1,)
+        assert not slow_one.done()
+        release.set()
+        assert await slow_one == "slow"
+    finally:
+        release.set()
+        db.close()
+    assert len(readers) == 1 and readers[0].closed
 
 
 class Deadlocked(Exception):

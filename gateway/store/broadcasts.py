@@ -439,11 +439,6 @@ class _MemberRow:
     reason: SkipReason | None
 
 
-def _values(rows: int, columns: int) -> str:
-    one = "(" + ",".join("?" * columns) + ")"
-    return ",".join([one] * rows)
-
-
 def _record_members(tx: Tx, broadcast_id: str, rows: list[_MemberRow]) -> list[_MemberRow]:
     """Insert the members' outcomes in one statement; those new to the broadcast (a person
     listed twice, or already expanded before a crash, is kept once), in order."""
@@ -468,7 +463,7 @@ def _record_members(tx: Tx, broadcast_id: str, rows: list[_MemberRow]) -> list[_
         for row in tx.all(
             "INSERT INTO broadcast_members (broadcast_id, position, member_key, user_id,"
             " channel_id, provider_id, message_id, skip_reason) VALUES "
-            + _values(len(unique), 8)
+            + writes.values(len(unique), 8)
             + " ON CONFLICT DO NOTHING RETURNING member_key",
             params,
         )
@@ -494,7 +489,7 @@ def _queue(
     people = [(r.identity[0] or "", r.identity[1] or "") for r in sends]
     tx.execute(
         "INSERT INTO contacts (channel_id, user_id, conversation_id, created_at) VALUES "
-        + _values(len(people), 4)
+        + writes.values(len(people), 4)
         + " ON CONFLICT (channel_id, user_id) DO NOTHING",
         [v for c, p in people for v in (c, p, conversation_id(c, p), now)],
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from gateway.logs import get_logger
+from gateway.store.joined import run_joined
 from gateway.store.records import StoreUnavailable
 
 T = TypeVar("T")
@@ -82,12 +83,20 @@ def storable_text(value: str, nul_in_text: bool = True) -> str:
 
 
 class Tx:
-    """What an operation sees: `?` placeholders everywhere, rows as tuples."""
+    """What an operation sees: `?` placeholders everywhere, rows as tuples.
 
-    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+    With `sync` (a connection in pipeline mode), statements go to the server without waiting
+    for their answers: a read waits for its rows (and so for every answer before them), an
+    `execute` for its row count, and `confirm` for whatever is still unanswered."""
+
+    def __init__(
+        self, cursor: Cursor, dialect: Dialect, sync: Callable[[], None] | None = None
+    ) -> None:
         self._cursor = cursor
         self.dialect = dialect
         self._translated: dict[str, str] = {}
+        self._sync = sync
+        self._unconfirmed = False  # statements sent whose answers have not come yet
 
     def _sql(self, sql: str) -> str:
         if self.dialect.placeholder == "?":
@@ -108,12 +117,42 @@ class Tx:
         return params
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the rows it changed."""
         self._cursor.execute(self._sql(sql), self._params(params))
+        if self._sync is not None:
+            self._unconfirmed = False
+            self._waited(self._sync)
         return self._cursor.rowcount
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose answer the op does not need: in a pipeline it goes without a
+        wait, and an error it meets is raised by a later read or at the op's end (so an op
+        that catches a statement's error runs that statement with `execute`)."""
+        self._cursor.execute(self._sql(sql), self._params(params))
+        self._unconfirmed = True
+
+    def confirm(self) -> None:
+        """Wait for the answers of the statements sent so far: raises the error of any."""
+        if self._unconfirmed and self._sync is not None:
+            self._unconfirmed = False
+            self._waited(self._sync)
+
+    def _waited(self, wait: Callable[[], T]) -> T:
+        """`wait`'s answer. In a pipeline, an error leaves it aborted (every later statement
+        refused) until a sync: one here lets the op go on as without a pipeline, say to
+        roll back to a savepoint of its own."""
+        try:
+            return wait()
+        except Exception:
+            if self._sync is not None:
+                with contextlib.suppress(Exception):
+                    self._sync()
+            raise
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self._cursor.execute(self._sql(sql), self._params(params))
-        return self._cursor.fetchone()
+        self._unconfirmed = False  # the rows come after every earlier answer
+        return self._waited(self._cursor.fetchone)
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
         """Run an INSERT that may be ignored on conflict: the new row's id, or None."""
@@ -125,7 +164,8 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._cursor.execute(self._sql(sql), self._params(params))
-        return self._cursor.fetchall()
+        self._unconfirmed = False
+        return self._waited(self._cursor.fetchall)
 
 
 Result = tuple[Any, BaseException | None]
@@ -134,16 +174,18 @@ Result = tuple[Any, BaseException | None]
 def execute_batch(
     conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
 ) -> list[Result]:
-    """Run `ops` (each with its single-statement flag) in one transaction and commit it."""
+    """Run `ops` (each with its single-statement flag) in one transaction and commit it. A
+    connection with a `sync` method is in pipeline mode (store/postgres.py): a statement's
+    answer is waited for only where it is needed, at the latest at each op's end."""
     try:
         cursor = conn.cursor()
     except Exception as exc:  # the connection is gone: nothing in the batch ran
         return [(None, exc) for _ in ops]
-    batch = _Batch(conn, cursor, dialect, savepoints=len(ops) > 1)
+    batch = _Batch(conn, cursor, dialect, len(ops) > 1, getattr(conn, "sync", None))
     try:
         if dialect.begin:
             cursor.execute(dialect.begin)
-        results = [batch.run(op, single) for op, single in ops]
+        results = run_joined(ops, batch.run)  # joinable ops of one kind together (joined.py)
         conn.commit()
     except Exception as exc:  # the commit itself failed: nothing in the batch is durable
         with contextlib.suppress(Exception):
@@ -154,21 +196,62 @@ def execute_batch(
     return results
 
 
+def execute_reads(
+    conn: Connection, dialect: Dialect, ops: Sequence[tuple[Callable[[Tx], Any], bool]]
+) -> list[Result]:
+    """Run `ops`, which only read, on a connection in autocommit mode: each statement reads
+    what was committed, as in a transaction of READ COMMITTED, with no savepoint or commit."""
+    try:
+        cursor = conn.cursor()
+    except Exception as exc:  # the connection is gone: nothing ran
+        return [(None, exc) for _ in ops]
+    tx = Tx(cursor, dialect)
+
+    def run(op: Callable[[Tx], Any], _single: bool) -> Result:
+        try:
+            return (op(tx), None)
+        except Exception as exc:
+            return (None, exc)
+
+    try:
+        return run_joined(ops, run)
+    finally:
+        cursor.close()
+
+
 class _Batch:
     """The ops of one transaction, each in a savepoint of its own when the batch holds several
-    (so one failing undoes only itself), run in turn on one cursor."""
+    (so one failing undoes only itself), run in turn on one cursor. In a pipeline (`sync`),
+    an op's savepoint, its statements and its release go without waits, but for its reads and
+    one wait at its end (none when its last statement was a read): its errors stay its own."""
 
-    __slots__ = ("_chains", "_conn", "_cursor", "_dialect", "_open_savepoint", "_savepoints", "_tx")
+    __slots__ = (
+        "_chains",
+        "_conn",
+        "_cursor",
+        "_dialect",
+        "_open_savepoint",
+        "_savepoints",
+        "_sync",
+        "_tx",
+    )
 
     def __init__(
-        self, conn: Connection, cursor: Cursor, dialect: Dialect, savepoints: bool
+        self,
+        conn: Connection,
+        cursor: Cursor,
+        dialect: Dialect,
+        savepoints: bool,
+        sync: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
         self._cursor = cursor
         self._dialect = dialect
-        self._tx = Tx(cursor, dialect)
+        self._sync = sync
+        self._tx = Tx(cursor, dialect, sync)
         self._savepoints = savepoints
-        self._chains = dialect.chains_statements
+        # A pipeline takes one statement an execute.
+        self._chains = dialect.chains_statements and sync is None
         # A savepoint an op left open, released with the next one's start (`chains_statements`)
         # or by the commit: on PostgreSQL each statement is a round trip to the server.
         self._open_savepoint = False
@@ -187,12 +270,14 @@ class _Batch:
 
     def _attempt(self, op: Callable[[Tx], Any], guarded: bool) -> Result:
         if guarded:
-            self._cursor.execute(
-                "RELEASE SAVEPOINT op; SAVEPOINT op" if self._open_savepoint else "SAVEPOINT op"
-            )
+            if self._open_savepoint:
+                self._cursor.execute("RELEASE SAVEPOINT op; SAVEPOINT op")
+            else:
+                self._tx.write("SAVEPOINT op")
             self._open_savepoint = False
         try:
             value = op(self._tx)
+            self._tx.confirm()  # in a pipeline, the op's statements answered: its errors its own
         except Exception as exc:
             self._undo(guarded)
             return (None, exc)
@@ -200,13 +285,18 @@ class _Batch:
             if self._chains:
                 self._open_savepoint = True
             else:
-                self._cursor.execute("RELEASE SAVEPOINT op")
+                self._tx.write("RELEASE SAVEPOINT op")
         return (value, None)
 
     def _undo(self, guarded: bool) -> None:
         """Undo a failed op: its savepoint, or, alone in its batch, the whole transaction."""
+        if self._sync is not None:  # what it sent before its error: answered, errors ignored
+            with contextlib.suppress(Exception):
+                self._sync()
         if guarded:
             _undo_savepoint(self._cursor, self._chains)
+            if self._sync is not None:
+                self._sync()
         elif not self._savepoints:
             self._conn.rollback()
             if self._dialect.begin:
@@ -278,12 +368,19 @@ class ThreadedDatabase:
     left the server mostly idle and the writer thread mostly waiting."""
 
     def __init__(
-        self, connect: Callable[[], Connection], dialect: Dialect, writers: int = 1
+        self,
+        connect: Callable[[], Connection],
+        dialect: Dialect,
+        writers: int = 1,
+        connect_reader: Callable[[], Connection] | None = None,
     ) -> None:
+        """`connect_reader`, when given, opens a connection in autocommit mode for reads."""
         self._connect = connect
         self.dialect = dialect
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._writers = [_Writer(self, n) for n in range(writers)]
+        self._reads: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._reader = _Writer(self, 0, connect_reader) if connect_reader else None
 
     @property
     def batches(self) -> int:
@@ -308,33 +405,61 @@ class ThreadedDatabase:
     def start(self) -> None:
         for writer in self._writers:  # one after the other: each runs the schema's DDL
             writer.start()
+        if self._reader is not None:
+            self._reader.start()
 
     async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
         """Run `op` in the next group commit. A single-statement op needs no savepoint where
         the database undoes a failed statement on its own."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((op, future, loop, single_statement))
-        return await future
+        return await _submitted(self._queue, op, single_statement)
 
     async def read(self, op: Callable[[Tx], T]) -> T:
-        """A read, in the next group commit (a writer's connection reads for it)."""
-        return await self.run(op, single_statement=True)
+        """A read: on the reader's connection when there is one, with the reads queued
+        meanwhile and no commit to wait for; else in the next group commit. A read through the
+        group commit waited for a batch's every statement (a savepoint of its own, too) and its
+        commit: on PostgreSQL, several round trips for one."""
+        if self._reader is None:
+            return await self.run(op, single_statement=True)
+        return await _submitted(self._reads, op, True)
 
     def close(self) -> None:
-        running = [w for w in self._writers if w.thread is not None]
-        for _writer in running:
-            self._queue.put(_STOP)
-        for writer in running:
+        threads = [(w, self._queue) for w in self._writers]
+        if self._reader is not None:
+            threads.append((self._reader, self._reads))
+        running = [(w, jobs) for w, jobs in threads if w.thread is not None]
+        for _writer, jobs in running:
+            jobs.put(_STOP)
+        for writer, _jobs in running:
             writer.join()
 
 
-class _Writer:
-    """One writer thread and its connection."""
+async def _submitted(
+    jobs: queue.SimpleQueue[_Op | object], op: Callable[[Tx], T], single_statement: bool
+) -> T:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    jobs.put((op, future, loop, single_statement))
+    return await future
 
-    def __init__(self, db: ThreadedDatabase, number: int) -> None:
+
+class _Writer:
+    """One writer thread and its connection; or, given `connect_reader`, the reader."""
+
+    def __init__(
+        self,
+        db: ThreadedDatabase,
+        number: int,
+        connect_reader: Callable[[], Connection] | None = None,
+    ) -> None:
         self.db = db
-        self.name = f"store-writer-{number}" if number else "store-writer"
+        self._connect = connect_reader or db._connect
+        self._jobs = db._reads if connect_reader else db._queue
+        self._execute_ops = execute_reads if connect_reader else execute_batch
+        self.name = (
+            "store-reader"
+            if connect_reader
+            else (f"store-writer-{number}" if number else "store-writer")
+        )
         self.thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -366,13 +491,13 @@ class _Writer:
 
     def _run(self) -> None:
         try:
-            self.conn = self.db._connect()
+            self.conn = self._connect()
         except BaseException as exc:  # reported to start()
             self._startup_error = exc
             self._ready.set()
             return
         self._ready.set()
-        jobs = self.db._queue
+        jobs = self._jobs
         try:
             stopping = False
             while not stopping:
@@ -416,7 +541,7 @@ class _Writer:
             error = StoreUnavailable(f"the store's connection is lost: {self._lost_because}")
             return [(None, error) for _ in batch]
         try:
-            return execute_batch(
+            return self._execute_ops(
                 self.conn, self.db.dialect, [(op, single) for op, _f, _l, single in batch]
             )
         except BaseException as exc:  # never let the writer die with waiters unanswered
@@ -432,7 +557,7 @@ class _Writer:
                 self.conn.close()
             self.conn = None
         try:
-            self.conn = self.db._connect()
+            self.conn = self._connect()
         except Exception as exc:
             self._lost_because = f"{type(exc).__name__}: {exc}"
             log.warning("store_reconnect_failed", error=self._lost_because)

@@ -97,7 +97,7 @@ def _settle(tx: Tx, held: list[Event], targets_for: TargetsFor, now: float) -> S
                 settled.released.append(event)
                 continue
             case "hold":  # its parts were recorded for a retry since the sweep chose it
-                tx.execute("UPDATE events SET held_since = created_at WHERE id = ?", (event.id,))
+                tx.write("UPDATE events SET held_since = created_at WHERE id = ?", (event.id,))
                 continue
         assert sent is not None
         routed = route_status(tx, event, sent, now)
@@ -106,7 +106,7 @@ def _settle(tx: Tx, held: list[Event], targets_for: TargetsFor, now: float) -> S
         assert event.status is not None
         status = event.status.model_copy(update={"message_id": sent.id})
         named = routed or event.model_copy(update={"status": status})
-        tx.execute(
+        tx.write(
             "UPDATE events SET message_id = ?, body = ? WHERE id = ?",
             (sent.id, named.model_dump_json(exclude_none=True), event.id),
         )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from gateway.downgrade.choices import Choice
+from gateway.store import writes
 from gateway.store.database import Tx
 
 
@@ -29,27 +30,24 @@ class Plan(NamedTuple):
     expires_at: float  # its choices'
 
 
-def _rows(count: int, width: int) -> str:
-    row = "(" + ",".join("?" * width) + ")"
-    return ",".join([row] * count)
-
-
 def record(tx: Tx, plans: Sequence[Plan], now: float) -> None:
     """`Store.record_plan` for each of `plans`, in order: a later plan's choices for the same
     recipient replace an earlier one's, as they would one after the other."""
     history = [(p.message_id, now, "downgraded", d) for p in plans for d in p.downgrades]
     if history:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_history (message_id, at, state, detail) VALUES "
-            + _rows(len(history), 4),
+            + writes.values(len(history), 4),
             [value for row in history for value in row],
         )
     # One row per recipient: PostgreSQL refuses an upsert that changes a row twice.
     latest = {(p.channel_id, p.recipient_id): p for p in plans if p.choices}
     if latest:
-        tx.execute(
+        tx.write(
             "INSERT INTO reply_choices (channel_id, user_id, message_id, choices, expires_at)"
-            " VALUES " + _rows(len(latest), 5) + " ON CONFLICT (channel_id, user_id) DO UPDATE"
+            " VALUES "
+            + writes.values(len(latest), 5)
+            + " ON CONFLICT (channel_id, user_id) DO UPDATE"
             " SET message_id = excluded.message_id, choices = excluded.choices,"
             " expires_at = excluded.expires_at",
             [

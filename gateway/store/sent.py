@@ -34,11 +34,6 @@ class SentSend(NamedTuple):
     event: Event  # its `sent` status
 
 
-def _rows(count: int, width: int) -> str:
-    row = "(" + ",".join("?" * width) + ")"
-    return ",".join([row] * count)
-
-
 def record(tx: Tx, sends: Sequence[SentSend], targets_for: TargetsFor, now: float) -> list[Event]:
     """Record `sends`; the events queued for the backends: each `sent`, then the statuses that
     were held for them (store/held.py)."""
@@ -50,9 +45,9 @@ def record(tx: Tx, sends: Sequence[SentSend], targets_for: TargetsFor, now: floa
         for position, external_id in enumerate(s.external_ids)
     ]
     if parts:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_parts (channel_id, external_id, message_id, position) VALUES "
-            + _rows(len(parts), 4)
+            + writes.values(len(parts), 4)
             + " ON CONFLICT (channel_id, external_id) DO NOTHING",
             [value for part in parts for value in part],
         )
@@ -91,15 +86,15 @@ def _advance(tx: Tx, sends: Sequence[SentSend], now: float) -> list[SentSend]:
                 history.append((s.message_id, now, "ignored:sent", f"already {current}"))
     if forward:
         moved = [s.message_id for s in forward]
-        tx.execute(
+        tx.write(
             "UPDATE messages SET state = 'sent', updated_at = ? WHERE id IN "
             + writes.in_list(moved),
             (now, *moved),
         )
     if history:
-        tx.execute(
+        tx.write(
             "INSERT INTO message_history (message_id, at, state, detail) VALUES "
-            + _rows(len(history), 4),
+            + writes.values(len(history), 4),
             [value for row in history for value in row],
         )
     return forward
@@ -129,7 +124,7 @@ def _insert_events(tx: Tx, sends: Sequence[SentSend], now: float) -> set[str]:
         for row in tx.all(
             "INSERT INTO events (id, channel_id, dedupe_key, type, external_id, message_id,"
             " raw_id, created_at, body, held_since) VALUES "
-            + _rows(len(sends), 10)
+            + writes.values(len(sends), 10)
             + " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id",
             params,
         )

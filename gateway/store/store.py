@@ -18,7 +18,9 @@ from gateway.router.broadcasts import ChannelRules
 from gateway.router.conversations import DEFAULT_ANNOUNCEMENTS, DEFAULT_ROUTING, RoutingPolicy
 from gateway.schema import Content, Event
 from gateway.store import (
+    accepts,
     broadcasts,
+    contacts,
     control,
     conversations,
     failed_parts,
@@ -40,7 +42,6 @@ from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
     FailedPartRecord,
-    IdempotencyConflict,
     InboxRow,
     MessageRecord,
     NewMessage,
@@ -275,6 +276,7 @@ class Store:
                 stored = writes.store_rows(
                     tx, rows, targets_for, now, on_new_inbound, self.announcements, routing, failed
                 )
+                tx.confirm()  # its statements' errors raised here, not after the savepoint
             except Exception:
                 tx.execute("ROLLBACK TO SAVEPOINT inbound_batch")
                 stored = {}
@@ -291,6 +293,7 @@ class Store:
                             routing,
                             failed,
                         )
+                        tx.confirm()
                     except Exception as exc:
                         tx.execute("ROLLBACK TO SAVEPOINT inbox_row")
                         tx.execute(
@@ -634,23 +637,16 @@ class Store:
         self, message: NewMessage, now: float, route: routes.NewRoute | None = None
     ) -> tuple[str, str, bool]:
         """(id, state, created); an earlier message when the idempotency key was seen. A
-        message to a user comes with its `route` (store/routes.py)."""
+        message to a user comes with its `route` (store/routes.py). Messages without one that
+        meet in a group commit are stored together (store/accepts.py)."""
+        if route is None:
+            return await self.db.run(accepts.accept(message, now))
 
         def op(tx: Tx) -> tuple[str, str, bool]:
-            if message.idempotency_key is not None:
-                row = tx.one(
-                    "SELECT id, state, request_hash FROM messages"
-                    " WHERE api_key = ? AND idempotency_key = ?",
-                    (message.api_key, message.idempotency_key),
-                )
-                if row:
-                    if row[2] != message.request_hash:
-                        raise IdempotencyConflict(message.idempotency_key)
-                    return row[0], row[1], False
-            writes.insert_message(tx, message, now)
-            if route is not None:
+            accepted = accepts.ACCEPTING.one(tx, accepts.Accept(message, now))
+            if accepted[2]:  # created, not an earlier message of the same key
                 routes.record_choice(tx, message.id, route, now)
-            return message.id, "queued", True
+            return accepted
 
         return await self.db.run(op)
 
@@ -1120,22 +1116,8 @@ class Store:
         )
 
     async def get_contact(self, channel_id: str, user_id: str) -> ContactState:
-        row = await self.db.read(
-            lambda tx: tx.one(
-                "SELECT last_inbound_at, unsubscribed_at, unsubscribe_reason, reply_token,"
-                " reply_token_at FROM contacts WHERE channel_id = ? AND user_id = ?",
-                (channel_id, user_id),
-            )
-        )
-        if row is None:
-            return ContactState()
-        return ContactState(
-            writes.optional_float(row[0]),
-            writes.optional_float(row[1]),
-            row[2],
-            row[3],
-            writes.optional_float(row[4]),
-        )
+        """The recipient's state; reads that meet in a group commit share a statement."""
+        return await self.db.read(contacts.read(channel_id, user_id))
 
     async def consume_reply_token(self, channel_id: str, user_id: str, token: str) -> None:
         """Reply tokens are single-use: forget this one before it is spent."""
