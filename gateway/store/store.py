@@ -41,6 +41,7 @@ from gateway.store.records import (
     ContactState,
     FailedPartRecord,
     IdempotencyConflict,
+    InboundRecorded,
     InboxRow,
     MessageRecord,
     NewMessage,
@@ -239,7 +240,8 @@ class Store:
         routing: RoutingPolicy = DEFAULT_ROUTING,
     ) -> list[Event]:
         batch = [(raw_id, [prepare(e, key) for e, key in events])]
-        return (await self.record_inbound_batch(batch, targets_for, now, routing=routing))[raw_id]
+        recorded = await self.record_inbound_batch(batch, targets_for, now, routing=routing)
+        return recorded.events[raw_id]
 
     async def record_inbound_batch(
         self,
@@ -250,7 +252,7 @@ class Store:
         link_by_phone: bool = False,
         routing: RoutingPolicy = DEFAULT_ROUTING,
         failed: Mapping[int, Sequence[FailedPartRecord]] | None = None,
-    ) -> dict[int, list[Event]]:
+    ) -> InboundRecorded:
         """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
         A row with `failed` parts is closed as failed, its parts kept for a replay
         (store/failed_parts.py).
@@ -262,14 +264,15 @@ class Store:
         """
 
         if not rows:  # every row of the batch failed to parse: nothing to record
-            return {}
+            return InboundRecorded({}, [])
 
         def linked(tx: Tx, event: Event) -> None:
             users.link_by_phone(tx, event, targets_for, now)
 
         on_new_inbound = linked if link_by_phone else None
 
-        def op(tx: Tx) -> dict[int, list[Event]]:
+        def op(tx: Tx) -> InboundRecorded:
+            mark = writes.outbox_mark(tx)
             tx.execute("SAVEPOINT inbound_batch")
             try:
                 stored = writes.store_rows(
@@ -301,7 +304,7 @@ class Store:
                         stored[row[0]] = []
                     tx.execute("RELEASE SAVEPOINT inbox_row")
             tx.execute("RELEASE SAVEPOINT inbound_batch")
-            return stored
+            return InboundRecorded(stored, writes.sends_queued_since(tx, mark))
 
         return await self.db.run(op)
 
