@@ -256,7 +256,13 @@ class Database(Protocol):
         """Idle seconds so far of each thread that writes apart from the event loop."""
         ...
 
-    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
+    async def run(
+        self, op: Callable[[Tx], T], *, single_statement: bool = False, durable: bool = True
+    ) -> T:
+        """Run `op` in the next group commit. `durable=False`: an op whose loss in a crash
+        loses nothing (a claim's lease: its rows are claimed again), answered once committed,
+        without waiting for the disk; a later synced commit makes it durable too."""
+        ...
 
     async def read(self, op: Callable[[Tx], T]) -> T:
         """Run `op`, which only reads: what was committed so far, with no commit of its own."""
@@ -309,9 +315,12 @@ class ThreadedDatabase:
         for writer in self._writers:  # one after the other: each runs the schema's DDL
             writer.start()
 
-    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
+    async def run(
+        self, op: Callable[[Tx], T], *, single_statement: bool = False, durable: bool = True
+    ) -> T:
         """Run `op` in the next group commit. A single-statement op needs no savepoint where
-        the database undoes a failed statement on its own."""
+        the database undoes a failed statement on its own. Every commit here is synchronous
+        (`durable` is the SQLite writer's business)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, future, loop, single_statement))

@@ -126,7 +126,7 @@ class Store:
                 return claimed
             return [replace(row, failed_parts=parts.get(row.id, frozenset())) for row in claimed]
 
-        return await self.db.run(op)
+        return await self.db.run(op, durable=False)  # a lost lease is claimed again
 
     async def unclaim(self, table: Literal["inbox", "outbox"], until: float) -> None:
         """Undo a claim that failed with a store error, leased till `until`: its commit may
@@ -894,7 +894,7 @@ class Store:
             # Bulk last: the rate limiter serves sends in the order they ask for a token.
             return sorted(items, key=lambda i: (i.priority, i.id))
 
-        return await self.db.run(op)
+        return await self.db.run(op, durable=False)  # a lost lease is claimed again
 
     async def defer_outbox(self, ids: Sequence[int], next_attempt_at: float) -> None:
         """Put claimed rows back until `next_attempt_at`, without counting an attempt."""
