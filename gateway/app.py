@@ -141,7 +141,7 @@ class Gateway:
             redactor=self.redactor,
         )
         self.normaliser.listeners.append(self.delivery)
-        self.normaliser.listeners.append(self.dispatcher)  # replies the router queued (forms)
+        self.normaliser.on_sends_queued = self.dispatcher.wake  # replies the router queued
         self.dispatcher.listeners.append(self.delivery)
         self.held_statuses = HeldStatuses(self.store, self.targets_for, policy.status_hold_seconds)
         self.held_statuses.listeners.append(self.delivery)

@@ -40,6 +40,50 @@ async def test_writes_arriving_over_consecutive_iterations_share_one_commit(
         db.close()
 
 
+async def test_a_claim_alone_waits_for_no_fsync_but_never_answers_before_a_write_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim only leases rows (lost in a crash, they are claimed again): committed alone it
+    is not synced. With a write in its batch, or behind a commit whose sync is under way, it
+    waits for the disk like any write: it may have read that write's rows."""
+    synced: list[int] = []
+    disk = threading.Event()
+
+    def fdatasync(fd: int) -> float:
+        disk.wait(5)
+        synced.append(fd)
+        return 0.0
+
+    monkeypatch.setattr(sqlite_module, "_timed_fdatasync", fdatasync)
+    db = sqlite_database(tmp_path / "gateway.db")
+    db.start()
+    try:
+        store = Store(db)
+        disk.set()
+        await _append_after(store, 0, "a")
+        assert len(synced) == 1
+        assert [r.id for r in await store.claim_inbox(10, time.time(), 30)] == [1]
+        assert len(synced) == 1  # the claim alone: committed, not synced
+        _, claimed = await asyncio.gather(
+            _append_after(store, 0, "b"), store.claim_inbox(10, time.time(), 30)
+        )
+        assert len(synced) == 2 and [r.id for r in claimed] == [2]
+        disk.clear()
+        db._sync_seconds = 1.0  # a slow disk: synced on a thread, the loop goes on
+        write = asyncio.create_task(_append_after(store, 0, "c"))
+        for _ in range(FLUSH_WAITS + 2):
+            await asyncio.sleep(0)
+        claim = asyncio.create_task(store.claim_inbox(10, time.time(), 30))
+        await asyncio.sleep(0.05)
+        assert not write.done() and not claim.done()  # behind the sync under way
+        disk.set()
+        await write
+        assert [r.id for r in await claim] == [3]
+    finally:
+        disk.set()
+        db.close()
+
+
 def _wal_restarts(db_path: Path) -> int:
     """The WAL header's checkpoint sequence: SQLite adds one each time the WAL starts over
     (https://www.sqlite.org/fileformat2.html#walformat, offset 12)."""

@@ -425,7 +425,7 @@ async def test_an_empty_id_list_matches_nothing(store: Store) -> None:
         lambda tx: tx.execute("UPDATE inbox SET status = 'done' WHERE id IN " + in_list([]), [])
     )
     assert changed == 0
-    assert await store.record_inbound_batch([], targets, NOW) == {}
+    assert (await store.record_inbound_batch([], targets, NOW)).events == {}
     assert (await store.backlog())["inbox"]["pending"] == 1
 
 

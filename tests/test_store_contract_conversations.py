@@ -23,6 +23,7 @@ from gateway.schema import (
     Party,
 )
 from gateway.store import ConversationConflict, ConversationRecord, SeatRequest, Store
+from gateway.store.records import prepare
 
 from .store_events import events_of_types, status, targets
 from .test_store_contract_users import new_user
@@ -200,6 +201,21 @@ async def test_a_participants_message_is_relayed_to_the_others_attributed(store:
     # A redelivery of the same webhook relays nothing again.
     assert await store.record_inbound(2, [(said("sms", COURIER), "k1")], targets, NOW) == []
     assert len(await copies(store, conversation.id)) == 2
+
+
+async def test_a_batch_says_which_channels_its_relayed_copies_were_queued_on(
+    store: Store,
+) -> None:
+    """The normaliser wakes those channels' senders, and only those."""
+    await start(store)
+    relayed = await store.record_inbound_batch(
+        [(1, [prepare(said("sms", COURIER), "k1")])], targets, NOW
+    )
+    assert sorted(relayed.send_channels) == ["fb", "wa"]
+    alone = await store.record_inbound_batch(
+        [(2, [prepare(said("sms", "+19995550000"), "k2")])], targets, NOW
+    )
+    assert [len(e) for e in alone.events.values()] == [1] and alone.send_channels == []
 
 
 async def test_in_hub_mode_only_the_backend_hears_it(store: Store) -> None:

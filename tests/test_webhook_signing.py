@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from gateway.config import BackendConfig, DeliveryConfig
-from gateway.pipeline.delivery import WebhookDelivery
+from gateway.outbound.http_client import new_client
+from gateway.pipeline.delivery import Failure, WebhookDelivery
 from gateway.signing import receiver_secret, sign
 from gateway.simulator.backend import BackendRecorder
 from gateway.store import OutboxItem
@@ -113,6 +114,34 @@ async def test_the_simulated_backend_refuses_a_replay_outside_the_tolerance() ->
     assert recorder.signed(request.headers, request.content)
     stale = {**request.headers, "webhook-timestamp": str(int(time.time()) - 301)}
     assert not recorder.signed(stale, request.content)
+
+
+async def test_the_gateways_own_client_posts_signed_batches_past_httpxs_objects() -> None:
+    """Through `new_client()` a delivery takes the direct path (http_client.py): a real backend
+    gets the batch with both signatures and the delivery id; a 503 and a refused connection
+    are failures, as through httpx."""
+    recorder = BackendRecorder(PLAIN)
+    await recorder.start()
+    client = new_client()
+    try:
+        backend = BackendConfig(id="orders", url=recorder.url, secret=PLAIN)  # type: ignore[arg-type]
+        worker = WebhookDelivery(_Store(), [backend], client, DeliveryConfig())  # type: ignore[arg-type]
+        assert worker._direct is not None
+        items = [
+            OutboxItem(n, "webhook", "orders", f"evt_{n}", 0, time.time(), f'{{"id":"evt_{n}"}}')
+            for n in (1, 2)
+        ]
+        assert await worker._post(backend, items) is None
+        assert [e["id"] for e in recorder.events] == ["evt_1", "evt_2"]
+        assert recorder.deliveries[0].startswith("dlv_") and recorder.rejected == 0
+        recorder.available = False
+        assert await worker._post(backend, items) == Failure("HTTP 503", None, 503)
+        refused = BackendConfig(id="orders", url="http://127.0.0.1:9/events", secret=PLAIN)  # type: ignore[arg-type]
+        failure = await worker._post(refused, items)
+        assert failure is not None and failure.error.startswith("ConnectError")
+    finally:
+        await recorder.stop()
+        await client.aclose()
 
 
 def test_a_whsec_secret_that_is_not_base64_is_a_config_error() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import httpx
@@ -28,6 +29,7 @@ from gateway.ids import new_id
 from gateway.live import LiveMap, get_or_removed
 from gateway.logs import get_logger
 from gateway.metrics import BACKEND_DELIVERIES
+from gateway.outbound.http_client import direct
 from gateway.pipeline.backoff import backoff_seconds, retry_store_write
 from gateway.pipeline.lanes import Lane, LaneWorker
 from gateway.signing import delivery_headers
@@ -106,6 +108,9 @@ class WebhookDelivery(LaneWorker):
         self.lease_seconds = lease_seconds(backends)
         self.backends: LiveMap[BackendConfig] = LiveMap({b.id: b for b in backends})
         self.client = client
+        # The gateway's own client: posts go straight to its pool, as provider sends do
+        # (gateway/outbound/http_client.py); any other client (tests' mocks) gets them as written.
+        self._direct = direct(client)
         self.policy = policy
         self._failures: dict[str, int] = {}  # failed posts in a row, per backend
 
@@ -179,14 +184,13 @@ class WebhookDelivery(LaneWorker):
         try:
             # httpx's timeout bounds each read, so an answer trickling in would never end it.
             async with asyncio.timeout(backend.timeout_seconds):
-                response = await self.client.post(backend.url, content=body, headers=headers)
+                status, answer_headers = await self._exchange(backend.url, headers, body)
         except TimeoutError:
             return Failure(f"no answer within {backend.timeout_seconds:g} s")
         except httpx.HTTPError as exc:
             return Failure(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        status = response.status_code
         if not 200 <= status < 300:
-            return Failure(f"HTTP {status}", retry_after_seconds(response.headers), status)
+            return Failure(f"HTTP {status}", retry_after_seconds(answer_headers), status)
         # Within the lease left after a post (STORE_MARGIN_SECONDS): past it, a redelivery.
         ids = [i.id for i in items]
         await retry_store_write(
@@ -202,6 +206,16 @@ class WebhookDelivery(LaneWorker):
             events=[i.ref for i in items],
         )
         return None
+
+    async def _exchange(
+        self, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Mapping[str, str]]:
+        """POST `body`: the answer's status and headers (its body says nothing to us)."""
+        if self._direct is not None:
+            answer = await self._direct.exchange("POST", url, headers, body, self.client.timeout)
+            return answer.status, answer.headers
+        response = await self.client.post(url, content=body, headers=headers)
+        return response.status_code, response.headers
 
     async def _retry(
         self,

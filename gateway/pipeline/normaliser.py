@@ -20,9 +20,15 @@ from gateway.pipeline.backoff import claim_or_undo, retry_store_write
 from gateway.pipeline.cpu_pacing import SATURATED, SPARE, IdleClock, SpareMeter
 from gateway.pipeline.worker import Worker
 from gateway.router.conversations import DEFAULT_ROUTING, RoutingPolicy
-from gateway.schema import Event
 from gateway.store import InboxRow, Store, failed_parts
-from gateway.store.records import FailedPartRecord, PreparedEvent, TargetsFor, prepare, promote
+from gateway.store.records import (
+    FailedPartRecord,
+    InboundRecorded,
+    PreparedEvent,
+    TargetsFor,
+    prepare,
+    promote,
+)
 
 log = get_logger("gateway.normaliser")
 
@@ -77,7 +83,8 @@ def to_reading(adapter: Adapter, row: InboxRow) -> RowReading:
         prepare(promote(p.draft, new_id("evt"), row.id), p.dedupe_key) for p in reading.events
     ]
     failed = [
-        FailedPartRecord(f.path, f.reason, json_codec.dumps(f.part).decode()) for f in reading.failed
+        FailedPartRecord(f.path, f.reason, json_codec.dumps(f.part).decode())
+        for f in reading.failed
     ]
     return RowReading(events, failed)
 
@@ -123,6 +130,7 @@ class Normaliser(Worker):
         idle_clocks: Sequence[IdleClock] = (),
         link_by_phone: bool = False,
         routing: RoutingPolicy = DEFAULT_ROUTING,
+        on_sends_queued: Callable[[str], None] = lambda _channel: None,
     ) -> None:
         super().__init__(poll_interval)
         self.ingress_busy = ingress_busy
@@ -135,6 +143,10 @@ class Normaliser(Worker):
         self.targets_for = targets_for
         self.link_by_phone = link_by_phone  # identities.link_by_phone
         self.routing = routing  # conversations.route_* and provider_groups_owner
+        # The router queued sends on this channel (form questions, relayed copies): its lane
+        # is woken, and only its. Waking every channel's lane for each batch cost five empty
+        # claims a batch (bench/idle.py: more claims than webhooks).
+        self.on_sends_queued = on_sends_queued
 
     linger = 0.01  # webhooks of the next 10 ms are normalised in the same transaction
 
@@ -153,7 +165,7 @@ class Normaliser(Worker):
         if not rows:
             return False
         try:
-            stored = await self._normalise(rows, now)
+            recorded = await self._normalise(rows, now)
         except Exception:
             # The store failed mid-batch (a PostgreSQL restart): the rows go back in line
             # once it is back, rather than waiting out their lease.
@@ -163,6 +175,7 @@ class Normaliser(Worker):
                     lambda: self.store.release_inbox(ids), LEASE_SECONDS / 2, "inbox_released"
                 )
             raise
+        stored = recorded.events
         for raw_id, kept in stored.items():
             for event in kept:
                 EVENTS.labels(event.channel.id, event.type).inc()
@@ -177,11 +190,13 @@ class Normaliser(Worker):
                 )
         if any(stored.values()):
             self.wake_listeners()
+        for channel in recorded.send_channels:
+            self.on_sends_queued(channel)
         if busy:
             await self._pause(pause)
         return len(rows) == limit
 
-    async def _normalise(self, rows: list[InboxRow], now: float) -> dict[int, list[Event]]:
+    async def _normalise(self, rows: list[InboxRow], now: float) -> InboundRecorded:
         parsed: list[tuple[int, list[PreparedEvent]]] = []
         failed: dict[int, list[FailedPartRecord]] = {}
         for row in rows:

@@ -346,7 +346,13 @@ class Database(Protocol):
         """Idle seconds so far of each thread that writes apart from the event loop."""
         ...
 
-    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T: ...
+    async def run(
+        self, op: Callable[[Tx], T], *, single_statement: bool = False, durable: bool = True
+    ) -> T:
+        """Run `op` in the next group commit. `durable=False`: an op whose loss in a crash
+        loses nothing (a claim's lease: its rows are claimed again), answered once committed,
+        without waiting for the disk; a later synced commit makes it durable too."""
+        ...
 
     async def read(self, op: Callable[[Tx], T]) -> T:
         """Run `op`, which only reads: what was committed so far, with no commit of its own."""
@@ -408,9 +414,12 @@ class ThreadedDatabase:
         if self._reader is not None:
             self._reader.start()
 
-    async def run(self, op: Callable[[Tx], T], *, single_statement: bool = False) -> T:
+    async def run(
+        self, op: Callable[[Tx], T], *, single_statement: bool = False, durable: bool = True
+    ) -> T:
         """Run `op` in the next group commit. A single-statement op needs no savepoint where
-        the database undoes a failed statement on its own."""
+        the database undoes a failed statement on its own. Every commit here is synchronous
+        (`durable` is the SQLite writer's business)."""
         return await _submitted(self._queue, op, single_statement)
 
     async def read(self, op: Callable[[Tx], T]) -> T:

@@ -103,6 +103,16 @@ class PreparedEvent:
     body: str | None  # None for statuses: their message is looked up inside the transaction
 
 
+@dataclass(frozen=True)
+class InboundRecorded:
+    """What `Store.record_inbound_batch` did: each inbox row's stored events, and the channels
+    it queued sends for (replies the router made: form questions, relayed copies, failovers),
+    so that only those channels' senders are woken."""
+
+    events: dict[int, list[Event]]
+    send_channels: list[str]
+
+
 def conversation_of(draft: EventDraft) -> str | None:
     """A person's inbound event belongs to their 1:1 conversation; a status to none."""
     if draft.type == "status" or draft.sender is None:

@@ -42,6 +42,7 @@ from gateway.store.database import Database, Tx
 from gateway.store.records import (
     ContactState,
     FailedPartRecord,
+    InboundRecorded,
     InboxRow,
     MessageRecord,
     NewMessage,
@@ -126,7 +127,7 @@ class Store:
                 return claimed
             return [replace(row, failed_parts=parts.get(row.id, frozenset())) for row in claimed]
 
-        return await self.db.run(op)
+        return await self.db.run(op, durable=False)  # a lost lease is claimed again
 
     async def unclaim(self, table: Literal["inbox", "outbox"], until: float) -> None:
         """Undo a claim that failed with a store error, leased till `until`: its commit may
@@ -240,7 +241,8 @@ class Store:
         routing: RoutingPolicy = DEFAULT_ROUTING,
     ) -> list[Event]:
         batch = [(raw_id, [prepare(e, key) for e, key in events])]
-        return (await self.record_inbound_batch(batch, targets_for, now, routing=routing))[raw_id]
+        recorded = await self.record_inbound_batch(batch, targets_for, now, routing=routing)
+        return recorded.events[raw_id]
 
     async def record_inbound_batch(
         self,
@@ -251,7 +253,7 @@ class Store:
         link_by_phone: bool = False,
         routing: RoutingPolicy = DEFAULT_ROUTING,
         failed: Mapping[int, Sequence[FailedPartRecord]] | None = None,
-    ) -> dict[int, list[Event]]:
+    ) -> InboundRecorded:
         """Per inbox row: dedupe its events, attach contacts and messages, queue webhooks, close it.
         A row with `failed` parts is closed as failed, its parts kept for a replay
         (store/failed_parts.py).
@@ -263,14 +265,15 @@ class Store:
         """
 
         if not rows:  # every row of the batch failed to parse: nothing to record
-            return {}
+            return InboundRecorded({}, [])
 
         def linked(tx: Tx, event: Event) -> None:
             users.link_by_phone(tx, event, targets_for, now)
 
         on_new_inbound = linked if link_by_phone else None
 
-        def op(tx: Tx) -> dict[int, list[Event]]:
+        def op(tx: Tx) -> InboundRecorded:
+            mark = writes.outbox_mark(tx)
             tx.execute("SAVEPOINT inbound_batch")
             try:
                 stored = writes.store_rows(
@@ -304,7 +307,7 @@ class Store:
                         stored[row[0]] = []
                     tx.execute("RELEASE SAVEPOINT inbox_row")
             tx.execute("RELEASE SAVEPOINT inbound_batch")
-            return stored
+            return InboundRecorded(stored, writes.sends_queued_since(tx, mark))
 
         return await self.db.run(op)
 
@@ -887,7 +890,7 @@ class Store:
             # Bulk last: the rate limiter serves sends in the order they ask for a token.
             return sorted(items, key=lambda i: (i.priority, i.id))
 
-        return await self.db.run(op)
+        return await self.db.run(op, durable=False)  # a lost lease is claimed again
 
     async def defer_outbox(self, ids: Sequence[int], next_attempt_at: float) -> None:
         """Put claimed rows back until `next_attempt_at`, without counting an attempt."""

@@ -188,6 +188,19 @@ def _enqueue(
     )
 
 
+def outbox_mark(tx: Tx) -> int:
+    """The outbox's last row id: rows this transaction queues after it have larger ids (ids
+    only grow, and any row another process committed is below the ids handed out later)."""
+    return int(tx.one("SELECT COALESCE(MAX(id), 0) FROM outbox")[0])
+
+
+def sends_queued_since(tx: Tx, mark: int) -> list[str]:
+    """The channels of the sends queued after `mark` (`outbox_mark`): a range of the primary
+    key, a few rows."""
+    rows = tx.all("SELECT DISTINCT target FROM outbox WHERE id > ? AND kind = 'send'", (mark,))
+    return [str(r[0]) for r in rows]
+
+
 def enqueue_webhooks(
     tx: Tx,
     event: Event | UserEvent | ConversationEvent | BroadcastEvent,
