@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter
 
 from adapters import ADAPTERS, Adapter
 from adapters.line import payloads as lp
@@ -79,11 +79,13 @@ class _FixedMessaging(fb.Messaging):
     message: _ListTolerantMessage | None = None
 
 
+@lp.strict
 class _NumberTolerantMedia(lp.MediaMessage):
-    id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+    id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]  # type: ignore[misc]
 
 
-class _FixedMediaEvent(lp.MediaEvent):
+@lp.strict
+class _FixedMediaEvent(lp.Event):
     message: _NumberTolerantMedia
 
 
@@ -93,7 +95,7 @@ def fix(monkeypatch: pytest.MonkeyPatch, channel: str) -> None:
     elif channel == "messenger":
         monkeypatch.setattr(fb, "Messaging", _FixedMessaging)
     else:
-        monkeypatch.setitem(lp.MESSAGE_EVENTS, "image", _FixedMediaEvent)
+        monkeypatch.setitem(lp.MESSAGE_EVENTS, "image", TypeAdapter(_FixedMediaEvent))
 
 
 def external_id(channel: str, part: dict[str, Any]) -> str:

@@ -388,10 +388,6 @@ def _can_reply(context: SendContext) -> bool:
     )
 
 
-def _add_data(common: dict[str, Any], **values: Any) -> None:
-    common["channel_data"] = {**(common.get("channel_data") or {}), **values}
-
-
 def _raise(error: SendError) -> str:
     raise error
 

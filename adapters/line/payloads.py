@@ -9,34 +9,39 @@ Events:       https://developers.line.biz/en/reference/messaging-api/#webhook-ev
       "source": {"type": "user", "userId": "U4af49806…"},
       "message": {"id": "444573844083572737", "type": "text", "text": "Hello"}}]}
 
-Models are strict (a number is no string) and ignore fields they do not name (`extra="ignore"`):
-LINE adds fields without notice, and the raw body (kept in the inbox) holds them all. Objects passed on to `channel_data` as LINE sent them
-(emojis, mentionees, postback params) are typed as objects, not modelled field by field.
+Every part is a TypedDict validated by a pydantic TypeAdapter: strict (a number is no string),
+with pydantic's error paths, and fields it does not name left out (`extra="ignore"`): LINE adds
+fields without notice, and the raw body (kept in the inbox) holds them all. A plain dict costs a
+third of a model instance, and an event is three to five parts. Objects passed on to
+`channel_data` as LINE sent them (emojis, mentionees, postback params) are typed as objects, not
+modelled field by field.
 """
 
 from __future__ import annotations
 
-from typing import Any, NotRequired
+from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
+_STRICT = ConfigDict(extra="ignore", strict=True)
+# A TypedDict's config is its own (a subclass does not inherit it): each class says it.
+strict = with_config(_STRICT)
+NonEmpty = Annotated[str, Field(min_length=1)]
 
-class Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
 
-
-class Webhook(Payload):
+class Webhook(BaseModel):
     """The request body: https://developers.line.biz/en/reference/messaging-api/#request-body
 
-    `events` is read one event at a time (`parse.parse_event`), so it is not modelled here."""
+    `events` is read one event at a time (`parse.parse_event`), so it is not modelled here;
+    this model is consulted only to name what is wrong with a `destination` not a string."""
+
+    model_config = _STRICT
 
     destination: str | None = None  # the bot's user id
 
 
-# Source and DeliveryContext are on every event: validated into TypedDicts (still typed and
-# strict, with pydantic's error paths), a plain dict costs a third of a model instance.
-@with_config(ConfigDict(extra="ignore", strict=True))
+@strict
 class Source(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#source-user (and -group, -room)"""
 
@@ -46,210 +51,242 @@ class Source(TypedDict):
     roomId: NotRequired[str | None]
 
 
-@with_config(ConfigDict(extra="ignore", strict=True))
+@strict
 class DeliveryContext(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#webhook-event-objects"""
 
     isRedelivery: bool
 
 
-class Event(Payload):
+@strict
+class Event(TypedDict):
     """The properties every webhook event has; an event of a type we do not read is one of
     these: https://developers.line.biz/en/reference/messaging-api/#common-properties"""
 
-    type: str = Field(min_length=1)
-    mode: str | None = None  # "active" or "standby"
+    type: NonEmpty
+    mode: NotRequired[str | None]  # "active" or "standby"
     timestamp: int  # epoch milliseconds
-    source: Source | None = None
-    webhookEventId: str | None = None
-    deliveryContext: DeliveryContext | None = None
-    replyToken: str | None = None
+    source: NotRequired[Source | None]
+    webhookEventId: NotRequired[str | None]
+    deliveryContext: NotRequired[DeliveryContext | None]
+    replyToken: NotRequired[str | None]
 
 
 # --- message events: https://developers.line.biz/en/reference/messaging-api/#message-event
 
 
-class Message(Payload):
+@strict
+class Message(TypedDict):
     """A message object's common properties (also a message of a type we do not read)."""
 
-    id: str = Field(min_length=1)
-    type: str = Field(min_length=1)
-    quoteToken: str | None = None
-    markAsReadToken: str | None = None
-    quotedMessageId: str | None = None
+    id: NonEmpty
+    type: NonEmpty
+    quoteToken: NotRequired[str | None]
+    markAsReadToken: NotRequired[str | None]
+    quotedMessageId: NotRequired[str | None]
 
 
-class Mention(Payload):
+@strict
+class Mention(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#wh-text (`mention`)"""
 
-    mentionees: list[dict[str, Any]] | None = None
+    mentionees: NotRequired[list[dict[str, Any]] | None]
 
 
+@strict
 class TextMessage(Message):
     """https://developers.line.biz/en/reference/messaging-api/#wh-text"""
 
-    text: str = Field(min_length=1)
-    emojis: list[dict[str, Any]] | None = None
-    mention: Mention | None = None
+    text: NonEmpty
+    emojis: NotRequired[list[dict[str, Any]] | None]
+    mention: NotRequired[Mention | None]
 
 
-class ContentProvider(Payload):
+@strict
+class ContentProvider(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#wh-image (`contentProvider`)"""
 
     type: str  # "line" (fetch the bytes by message id) or "external"
-    originalContentUrl: str | None = None
-    previewImageUrl: str | None = None
+    originalContentUrl: NotRequired[str | None]
+    previewImageUrl: NotRequired[str | None]
 
 
-class ImageSet(Payload):
+@strict
+class ImageSet(TypedDict):
     """Images sent together: https://developers.line.biz/en/reference/messaging-api/#wh-image"""
 
     id: str
-    index: int | None = None
-    total: int | None = None
+    index: NotRequired[int | None]
+    total: NotRequired[int | None]
 
 
+@strict
 class MediaMessage(Message):
     """Image, video and audio: https://developers.line.biz/en/reference/messaging-api/#wh-image
     https://developers.line.biz/en/reference/messaging-api/#wh-video
     https://developers.line.biz/en/reference/messaging-api/#wh-audio"""
 
-    contentProvider: ContentProvider | None = None
-    duration: int | None = None  # video and audio, in ms
-    imageSet: ImageSet | None = None  # image
+    contentProvider: NotRequired[ContentProvider | None]
+    duration: NotRequired[int | None]  # video and audio, in ms
+    imageSet: NotRequired[ImageSet | None]  # image
 
 
+@strict
 class FileMessage(Message):
     """https://developers.line.biz/en/reference/messaging-api/#wh-file"""
 
-    fileName: str | None = None
-    fileSize: int | None = None
+    fileName: NotRequired[str | None]
+    fileSize: NotRequired[int | None]
 
 
+@strict
 class LocationMessage(Message):
     """https://developers.line.biz/en/reference/messaging-api/#wh-location"""
 
-    title: str | None = None
-    address: str | None = None
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
+    title: NotRequired[str | None]
+    address: NotRequired[str | None]
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
 
 
+@strict
 class StickerMessage(Message):
     """https://developers.line.biz/en/reference/messaging-api/#wh-sticker"""
 
     packageId: str
     stickerId: str
-    stickerResourceType: str | None = None
-    keywords: list[str] | None = None
-    text: str | None = None
+    stickerResourceType: NotRequired[str | None]
+    keywords: NotRequired[list[str] | None]
+    text: NotRequired[str | None]
 
 
+# A message event per message type: the same common properties, then `message` (a TypedDict
+# cannot narrow a field of its base, so each names its own).
+@strict
 class MessageEvent(Event):
     message: Message
 
 
-class TextEvent(MessageEvent):
+@strict
+class TextEvent(Event):
     message: TextMessage
 
 
-class MediaEvent(MessageEvent):
+@strict
+class MediaEvent(Event):
     message: MediaMessage
 
 
-class FileEvent(MessageEvent):
+@strict
+class FileEvent(Event):
     message: FileMessage
 
 
-class LocationEvent(MessageEvent):
+@strict
+class LocationEvent(Event):
     message: LocationMessage
 
 
-class StickerEvent(MessageEvent):
+@strict
+class StickerEvent(Event):
     message: StickerMessage
 
 
 # --- other events
 
 
-class PostbackContent(Payload):
+@strict
+class PostbackContent(TypedDict):
     """https://developers.line.biz/en/reference/messaging-api/#postback-event"""
 
     data: str
-    params: dict[str, Any] | None = None  # date/time picker and rich menu switch values
+    params: NotRequired[dict[str, Any] | None]  # date/time picker and rich menu switch values
 
 
+@strict
 class PostbackEvent(Event):
     postback: PostbackContent
 
 
-class Follow(Payload):
-    isUnblocked: bool | None = None
+@strict
+class Follow(TypedDict):
+    isUnblocked: NotRequired[bool | None]
 
 
+@strict
 class FollowEvent(Event):
     """https://developers.line.biz/en/reference/messaging-api/#follow-event"""
 
-    follow: Follow | None = None
+    follow: NotRequired[Follow | None]
 
 
-class Member(Payload):
-    type: str | None = None
-    userId: str | None = None
+@strict
+class Member(TypedDict):
+    type: NotRequired[str | None]
+    userId: NotRequired[str | None]
 
 
-class Members(Payload):
+@strict
+class Members(TypedDict):
     members: list[Member]
 
 
+@strict
 class MemberJoinedEvent(Event):
     """https://developers.line.biz/en/reference/messaging-api/#member-joined-event"""
 
     joined: Members
 
 
+@strict
 class MemberLeftEvent(Event):
     """https://developers.line.biz/en/reference/messaging-api/#member-left-event"""
 
     left: Members
 
 
-class Unsend(Payload):
+@strict
+class Unsend(TypedDict):
     messageId: str
 
 
+@strict
 class UnsendEvent(Event):
     """https://developers.line.biz/en/reference/messaging-api/#unsend-event"""
 
     unsend: Unsend
 
 
-# The model of each message type we read; any other type is read as `MessageEvent`.
-MESSAGE_EVENTS: dict[str, type[MessageEvent]] = {
-    "text": TextEvent,
-    "image": MediaEvent,
-    "video": MediaEvent,
-    "audio": MediaEvent,
-    "file": FileEvent,
-    "location": LocationEvent,
-    "sticker": StickerEvent,
+MESSAGE_EVENT = TypeAdapter(MessageEvent)
+EVENT = TypeAdapter(Event)
+_MEDIA_EVENT = TypeAdapter(MediaEvent)
+
+# The reader of each message type we read; any other type is read as `MessageEvent`.
+MESSAGE_EVENTS: dict[str, TypeAdapter[Any]] = {
+    "text": TypeAdapter(TextEvent),
+    "image": _MEDIA_EVENT,
+    "video": _MEDIA_EVENT,
+    "audio": _MEDIA_EVENT,
+    "file": TypeAdapter(FileEvent),
+    "location": TypeAdapter(LocationEvent),
+    "sticker": TypeAdapter(StickerEvent),
 }
 
-# The model of each event type we read; unfollow, join, leave and any other are `Event`.
-EVENTS: dict[str, type[Event]] = {
-    "postback": PostbackEvent,
-    "follow": FollowEvent,
-    "memberJoined": MemberJoinedEvent,
-    "memberLeft": MemberLeftEvent,
-    "unsend": UnsendEvent,
+# The reader of each event type we read; unfollow, join, leave and any other are `Event`.
+EVENTS: dict[str, TypeAdapter[Any]] = {
+    "postback": TypeAdapter(PostbackEvent),
+    "follow": TypeAdapter(FollowEvent),
+    "memberJoined": TypeAdapter(MemberJoinedEvent),
+    "memberLeft": TypeAdapter(MemberLeftEvent),
+    "unsend": TypeAdapter(UnsendEvent),
 }
 
 
-def event_model(event: dict[str, Any]) -> type[Event]:
-    """The model that reads `event` (a raw member of `events[]`), by its type."""
+def event_model(event: dict[str, Any]) -> TypeAdapter[Any]:
+    """The TypeAdapter that reads `event` (a raw member of `events[]`), by its type."""
     kind = event.get("type")
     if kind == "message":
         message = event.get("message")
         kind = message.get("type") if isinstance(message, dict) else None
-        return MESSAGE_EVENTS.get(kind, MessageEvent) if isinstance(kind, str) else MessageEvent
-    return EVENTS.get(kind, Event) if isinstance(kind, str) else Event
+        return MESSAGE_EVENTS.get(kind, MESSAGE_EVENT) if isinstance(kind, str) else MESSAGE_EVENT
+    return EVENTS.get(kind, EVENT) if isinstance(kind, str) else EVENT

@@ -17,6 +17,7 @@ from adapters.base import PayloadError, epoch_millis, json_object
 from adapters.payload_errors import describe
 from adapters.viber import payloads as p
 from adapters.viber.render import parse_postback
+from adapters.webhook_parts import adapted
 from gateway.schema import (
     EventDraft,
     EventError,
@@ -95,32 +96,31 @@ class Reader:
 
     def draft(self, payload: dict[str, Any]) -> EventDraft:
         try:
-            callback = p.callback_model(payload).model_validate(payload)
+            callback: p.Callback = adapted(p.callback_model(payload), payload)
         except ValidationError as exc:
             raise PayloadError(f"invalid payload: {describe(exc)}") from None
         common = {
             **self.common,
             "external_id": token(payload.get("message_token")),
-            "timestamp": epoch_millis(callback.timestamp),
+            "timestamp": epoch_millis(callback["timestamp"]),
         }
-        read: ReadOne = _READERS.get(callback.event, Reader._unsupported)
+        read: ReadOne = _READERS.get(callback["event"], Reader._unsupported)
         return read(self, callback, payload, common)
 
     def _message(
         self, callback: p.MessageCallback, payload: dict[str, Any], common: dict[str, Any]
     ) -> EventDraft:
-        message = callback.message
-        data = _profile(callback.sender)
-        if message.tracking_data is not None:
-            data["tracking_data"] = message.tracking_data
-        if callback.silent:
+        message = callback["message"]
+        sender = callback["sender"]
+        kind = message["type"]
+        data = _profile(sender)
+        if (tracking := message.get("tracking_data")) is not None:
+            data["tracking_data"] = tracking
+        if callback.get("silent"):
             data["silent"] = True
-        common |= {"sender": _party(callback.sender), "recipient": self.bot}
-        tapped = (
-            parse_postback(message.text, self.postback_mac)
-            if isinstance(message, p.TextMessage)
-            else None
-        )
+        common |= {"sender": _party(sender), "recipient": self.bot}
+        text = message.get("text") if kind == "text" else None  # not empty: TextMessage
+        tapped = parse_postback(text, self.postback_mac) if text else None
         if tapped is not None:
             # A keyboard or rich media choice button (see render.py): Viber sends its
             # ActionBody as the user's text, and the label is not part of it.
@@ -130,23 +130,19 @@ class Reader:
                 channel_data=data or None,
                 **common,
             )
-        content = _content(message)
-        if content is None:
+        read = _CONTENTS.get(kind)
+        if read is None:
             data["message"] = payload["message"]
             return EventDraft(
                 type="unsupported",
                 unsupported=Unsupported(
-                    provider_type=message.type,
-                    reason=f"message type {message.type!r} is not supported",
+                    provider_type=kind, reason=f"message type {kind!r} is not supported"
                 ),
                 channel_data=data,
                 **common,
             )
-        if isinstance(message, p.UrlMessage):
-            data["url"] = message.media
-        if isinstance(message, p.ContactMessage) and message.contact.avatar:
-            data["contact_avatar"] = message.contact.avatar
-        data |= {k: v for k in ("thumbnail", "duration") if (v := getattr(message, k)) is not None}
+        content = read(message, data)
+        data |= {k: v for k in ("thumbnail", "duration") if (v := message.get(k)) is not None}
         return EventDraft(
             type="message",
             message=MessageBody(content=content),
@@ -158,17 +154,18 @@ class Reader:
         self, callback: p.Receipt, payload: dict[str, Any], common: dict[str, Any]
     ) -> EventDraft:
         external_id = common["external_id"]
+        event = callback["event"]
         if external_id is None:
-            raise PayloadError(f"{callback.event} callback without a message_token")
+            raise PayloadError(f"{event} callback without a message_token")
         error = None
-        if callback.event == "failed":
-            error = EventError(code="viber_failed", title=callback.desc or None)
-        status = Status(external_id=external_id, state=_RECEIPTS[callback.event], error=error)
+        if event == "failed":
+            error = EventError(code="viber_failed", title=callback.get("desc") or None)
+        status = Status(external_id=external_id, state=_RECEIPTS[event], error=error)
         return EventDraft(
             type="status",
             status=status,
             sender=self.bot,
-            recipient=Party(id=callback.user_id),
+            recipient=Party(id=callback["user_id"]),
             **common,
         )
 
@@ -178,9 +175,9 @@ class Reader:
         return EventDraft(
             type="subscription",
             subscription=Subscription(state="subscribed"),
-            sender=_party(callback.user),
+            sender=_party(callback["user"]),
             recipient=self.bot,
-            channel_data=_profile(callback.user) or None,
+            channel_data=_profile(callback["user"]) or None,
             **common,
         )
 
@@ -190,7 +187,7 @@ class Reader:
         return EventDraft(
             type="subscription",
             subscription=Subscription(state="unsubscribed"),
-            sender=Party(id=callback.user_id),
+            sender=Party(id=callback["user_id"]),
             recipient=self.bot,
             **common,
         )
@@ -201,15 +198,17 @@ class Reader:
         # The user opened the chat (button or deep link). This is NOT a subscription: a user
         # with "subscribed": false may only get the one welcome message, so it is a `system`
         # event. "subscribed": true clears an opt-out (OPT_INS); false leaves it alone.
+        user = callback["user"]
+        context = callback.get("context")
         data = {
-            "context": callback.context,
-            "subscribed": callback.subscribed,
-            "type": callback.type,
-        } | _profile(callback.user)
+            "context": context,
+            "subscribed": callback.get("subscribed"),
+            "type": callback.get("type"),
+        } | _profile(user)
         return EventDraft(
             type="system",
-            system=System(kind="conversation_started", text=callback.context or None),
-            sender=_party(callback.user),
+            system=System(kind="conversation_started", text=context or None),
+            sender=_party(user),
             recipient=self.bot,
             channel_data=data,
             **common,
@@ -218,7 +217,7 @@ class Reader:
     def _unsupported(
         self, callback: p.Callback, payload: dict[str, Any], common: dict[str, Any]
     ) -> EventDraft:
-        event = callback.event
+        event = callback["event"]
         return EventDraft(
             type="unsupported",
             unsupported=Unsupported(
@@ -242,41 +241,68 @@ _READERS: dict[str, ReadOne] = {
 }
 
 
-def _content(message: p.Message) -> AnyContent | None:
-    """The normalised content of a user's message, or None for a type we do not read."""
-    caption = message.text or None
-    if isinstance(message, p.TextMessage):
-        return TextContent(text=message.text)
-    if isinstance(message, p.MediaMessage):
-        media = Media(url=message.media, filename=message.file_name or None, size=message.size)
-        return _MEDIA[message.type](media=media, caption=caption)
-    if isinstance(message, p.StickerMessage):
-        return StickerContent(
-            media=Media(provider_media_id=str(message.sticker_id), url=message.media)
-        )
-    if isinstance(message, p.ContactMessage):
-        return _contact(message.contact)
-    if isinstance(message, p.LocationMessage):
-        where = message.location
-        return LocationContent(
-            latitude=where.lat, longitude=where.lon, address=where.address or None
-        )
-    if isinstance(message, p.UrlMessage):
-        return TextContent(text=message.media)
-    return None
+# The content of a message of each type we read, from its validated part (which
+# `payloads.callback_model` chose by the same type); what else it carries goes in `data`.
+ContentReader = Callable[[Any, dict[str, Any]], AnyContent]
 
 
-def _contact(card: p.ContactCard) -> ContactsContent:
-    name = card.name or card.phone_number
+def _text(message: p.TextMessage, data: dict[str, Any]) -> AnyContent:
+    return TextContent(text=message["text"])
+
+
+def _media(message: p.MediaMessage, data: dict[str, Any]) -> AnyContent:
+    media = Media(
+        url=message["media"], filename=message.get("file_name") or None, size=message.get("size")
+    )
+    return _MEDIA[message["type"]](media=media, caption=message.get("text") or None)
+
+
+def _sticker(message: p.StickerMessage, data: dict[str, Any]) -> AnyContent:
+    return StickerContent(
+        media=Media(provider_media_id=str(message["sticker_id"]), url=message.get("media"))
+    )
+
+
+def _contact(message: p.ContactMessage, data: dict[str, Any]) -> AnyContent:
+    card = message["contact"]
+    name = card.get("name") or card.get("phone_number")
     if not name:
         raise PayloadError("contact message without name or phone_number")
-    phones = [ContactPhone(phone=card.phone_number)] if card.phone_number else []
+    phone = card.get("phone_number")
+    if avatar := card.get("avatar"):
+        data["contact_avatar"] = avatar
+    phones = [ContactPhone(phone=phone)] if phone else []
     return ContactsContent(contacts=[Contact(name=ContactName(formatted_name=name), phones=phones)])
 
 
+def _location(message: p.LocationMessage, data: dict[str, Any]) -> AnyContent:
+    where = message["location"]
+    return LocationContent(
+        latitude=where["lat"], longitude=where["lon"], address=where.get("address") or None
+    )
+
+
+def _url(message: p.UrlMessage, data: dict[str, Any]) -> AnyContent:
+    data["url"] = message["media"]
+    return TextContent(text=message["media"])
+
+
+# The message types `payloads.MESSAGES` reads, each with its own TypedDict.
+_CONTENTS: dict[str, ContentReader] = {
+    "text": _text,
+    "picture": _media,
+    "video": _media,
+    "file": _media,
+    "sticker": _sticker,
+    "contact": _contact,
+    "location": _location,
+    "url": _url,
+}
+
+
 def _party(user: p.User) -> Party:
-    return Party(id=user.id, name=user.name or None)
+    return Party(id=user["id"], name=user.get("name") or None)
 
 
 def _profile(user: p.User) -> dict[str, Any]:
-    return {k: v for k in _PROFILE if (v := getattr(user, k)) is not None}
+    return {k: v for k in _PROFILE if (v := user.get(k)) is not None}
