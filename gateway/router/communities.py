@@ -26,6 +26,7 @@ MAX_DISPLAY_NAME = 64
 # message would answer a flood with a flood (and cost an SMS each).
 NOTICE_SECONDS = 60.0
 
+
 def collapsed(text: str) -> str:
     """`text` trimmed, each run of spaces one space. split() and join, not a `\s+` regex:
     the same whitespace (both go by str.isspace), at a fifth of the cost, and every inbound
