@@ -7,6 +7,7 @@ https://developers.facebook.com/documentation/business-messaging/whatsapp/webhoo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -179,7 +180,7 @@ class WebhookReader:
         metadata = value.get("metadata") or {}
         number = metadata.get("phone_number_id")
         shown = metadata.get("display_phone_number")
-        to = _Addressing(self.channel_for(number), Party(id=number or "", phone=_plus(shown)))
+        to = _Addressing(self.channel_for(number), _business(number, shown))
         contacts = _contacts_by_id(value.get("contacts") or ())
         for k, raw in enumerate(value.get("messages") or ()):
             reader.read_typed(
@@ -398,6 +399,13 @@ class _Addressing:
     def __init__(self, channel: ChannelRef, business: Party) -> None:
         self.channel = channel
         self.business = business
+
+
+@functools.lru_cache(maxsize=64)
+def _business(number: str | None, shown: str | None) -> Party:
+    """The business number a change is for, as a party: the same for every webhook to a
+    number, so built once (a Party costs 15k instructions, a tenth of reading a message)."""
+    return Party(id=number or "", phone=_plus(shown))
 
 
 def _value_error(
