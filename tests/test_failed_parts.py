@@ -68,18 +68,20 @@ class _NumberTolerantText(TypedDict):
 
 
 @with_config(ConfigDict(extra="ignore", strict=True))
-class _FixedWhatsAppMessage(wa.Message):
+class _FixedWhatsAppMessage(wa.Message, total=False):
     text: _NumberTolerantText | None  # type: ignore[misc]  # the fix: a wider `text`
 
 
-class _ListTolerantMessage(fb.Message):
-    text: Annotated[
+@with_config(ConfigDict(extra="ignore", strict=True))
+class _ListTolerantMessage(fb.Message, total=False):
+    text: Annotated[  # type: ignore[misc]  # the fix: a wider `text`
         str | None, BeforeValidator(lambda v: " ".join(v) if isinstance(v, list) else v)
-    ] = None
+    ]
 
 
-class _FixedMessaging(fb.Messaging):
-    message: _ListTolerantMessage | None = None
+@with_config(ConfigDict(extra="ignore", strict=True))
+class _FixedMessaging(fb.Messaging, total=False):
+    message: _ListTolerantMessage | None  # type: ignore[misc]
 
 
 class _NumberTolerantMedia(lp.MediaMessage):
@@ -94,7 +96,7 @@ def fix(monkeypatch: pytest.MonkeyPatch, channel: str) -> None:
     if channel == "whatsapp":
         monkeypatch.setattr(wa, "MESSAGE", TypeAdapter(_FixedWhatsAppMessage))
     elif channel == "messenger":
-        monkeypatch.setattr(fb, "Messaging", _FixedMessaging)
+        monkeypatch.setattr(fb, "MESSAGING", TypeAdapter(_FixedMessaging))
     else:
         monkeypatch.setitem(lp.MESSAGE_EVENTS, "image", _FixedMediaEvent)
 

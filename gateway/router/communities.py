@@ -28,7 +28,7 @@ NOTICE_SECONDS = 60.0
 
 
 def collapsed(text: str) -> str:
-    """`text` trimmed, each run of spaces one space. split() and join, not a `\s+` regex:
+    """`text` trimmed, each run of spaces one space. split() and join, not a whitespace regex:
     the same whitespace (both go by str.isspace), at a fifth of the cost, and every inbound
     text is looked up (bench/normalise_instructions.py: 22k instructions a message)."""
     return " ".join(text.split())
