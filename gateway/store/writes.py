@@ -390,7 +390,9 @@ def _note_sender(
     for address in addresses:
         key = (channel_id, str(address))
         _name, _phone, seen = contacts.get(key, (None, None, None))
-        latest = max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+        latest = None
+        if seen or inbound:  # the later of the two known, without a generator's frame
+            latest = inbound if seen is None else seen if inbound is None else max(seen, inbound)
         phone = sender.phone if address == sender.id else None
         contacts[key] = (sender.name, phone, latest)
 
