@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 
@@ -15,10 +14,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{ulid_transform.ulid_now()}"
 
 
+# RFC 4648 base32, lower case, in pairs of letters: ten bits a lookup.
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_BASE32_PAIRS = [a + b for a in _BASE32 for b in _BASE32]
+_PAIR_SHIFTS = range(120, -1, -10)  # 128 bits shifted left by 2: 13 pairs of 5-bit letters
+
+
 # The same few users write again and again (a courier's updates, a chat's turns): a cache spares
-# the hash and the pure-Python base32 (~10 µs) for all but their first message.
+# the hash and the base32 for all but their first message.
 @functools.lru_cache(maxsize=16_384)
 def conversation_id(channel_id: str, user_id: str) -> str:
-    """The 1:1 conversation of a user on a channel: derived, so no lookup is needed to name it."""
+    """The 1:1 conversation of a user on a channel: derived, so no lookup is needed to name it.
+
+    The digest's base32 without its padding (`base64.b32encode`'s letters, lower case), read
+    ten bits at a time: b32encode is pure Python, and cost twice as much (30k instructions)."""
     digest = hashlib.blake2b(f"{channel_id}\x00{user_id}".encode(), digest_size=16).digest()
-    return "conv_" + base64.b32encode(digest).decode().rstrip("=").lower()
+    bits = int.from_bytes(digest, "big") << 2
+    return "conv_" + "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in _PAIR_SHIFTS])

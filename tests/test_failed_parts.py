@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BeforeValidator, TypeAdapter
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from adapters import ADAPTERS, Adapter
 from adapters.line import payloads as lp
@@ -61,22 +62,26 @@ def test_every_channel_that_batches_has_a_table() -> None:
 
 
 # --- "a fix": the payload models made to read what the bad parts hold ---------------------
-class _NumberTolerantText(wa.Text):
+@with_config(ConfigDict(strict=True))
+class _NumberTolerantText(TypedDict):
     body: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
 
-class _FixedWhatsAppMessage(wa.Message):
-    text: _NumberTolerantText | None = None
+@with_config(ConfigDict(extra="ignore", strict=True))
+class _FixedWhatsAppMessage(wa.Message, total=False):
+    text: _NumberTolerantText | None  # type: ignore[misc]  # the fix: a wider `text`
 
 
-class _ListTolerantMessage(fb.Message):
-    text: Annotated[
+@with_config(ConfigDict(extra="ignore", strict=True))
+class _ListTolerantMessage(fb.Message, total=False):
+    text: Annotated[  # type: ignore[misc]  # the fix: a wider `text`
         str | None, BeforeValidator(lambda v: " ".join(v) if isinstance(v, list) else v)
-    ] = None
+    ]
 
 
-class _FixedMessaging(fb.Messaging):
-    message: _ListTolerantMessage | None = None
+@with_config(ConfigDict(extra="ignore", strict=True))
+class _FixedMessaging(fb.Messaging, total=False):
+    message: _ListTolerantMessage | None  # type: ignore[misc]
 
 
 @lp.strict
@@ -91,9 +96,9 @@ class _FixedMediaEvent(lp.Event):
 
 def fix(monkeypatch: pytest.MonkeyPatch, channel: str) -> None:
     if channel == "whatsapp":
-        monkeypatch.setattr(wa, "Message", _FixedWhatsAppMessage)
+        monkeypatch.setattr(wa, "MESSAGE", TypeAdapter(_FixedWhatsAppMessage))
     elif channel == "messenger":
-        monkeypatch.setattr(fb, "Messaging", _FixedMessaging)
+        monkeypatch.setattr(fb, "MESSAGING", TypeAdapter(_FixedMessaging))
     else:
         monkeypatch.setitem(lp.MESSAGE_EVENTS, "image", TypeAdapter(_FixedMediaEvent))
 

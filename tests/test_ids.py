@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
 import time
 
@@ -31,3 +34,11 @@ def test_conversation_ids_keep_their_format() -> None:
     assert conversation_id("wa-main", "16505551234") == "conv_ii6s46eobv5r627mnxoede54qy"
     assert conversation_id("sms", "+14155550100") == "conv_knb2bmicfgy6j3b2awryw5w4gu"
     assert conversation_id("sms", "+14155550101") != conversation_id("sms", "+14155550100")
+
+
+def test_conversation_ids_are_the_digests_base32() -> None:
+    for _ in range(2000):
+        channel, user = os.urandom(4).hex(), os.urandom(8).hex()
+        digest = hashlib.blake2b(f"{channel}\x00{user}".encode(), digest_size=16).digest()
+        expected = "conv_" + base64.b32encode(digest).decode().rstrip("=").lower()
+        assert conversation_id.__wrapped__(channel, user) == expected

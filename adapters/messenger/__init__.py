@@ -41,7 +41,6 @@ from gateway.downgrade.profile import (
     Profile,
     QuickRepliesProfile,
 )
-from gateway.schema import ChannelRef
 from gateway.schema.content import Content as AnyContent
 
 MAX_TEXT = rich.MAX_TEXT  # message.text: 2000 characters (link in render.py)
@@ -177,11 +176,7 @@ class MessengerAdapter(GraphAdapter):
     def read(
         self, body: bytes, received_at: datetime | None, only: frozenset[str] | None = None
     ) -> Reading:
-        return inbound.WebhookReader(self._channel).read(body, only)
-
-    def _channel(self, page_id: str | None) -> ChannelRef:
-        channel_id = self.routed_channel_id(page_id)
-        return ChannelRef(id=channel_id, type=self.type)
+        return inbound.WebhookReader(self.channel_for).read(body, only)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:

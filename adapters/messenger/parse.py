@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from adapters.base import (
 from adapters.messenger import payloads as fb
 from adapters.meta_graph import meta_seconds, meta_time
 from adapters.payload_errors import validation_reason
-from adapters.webhook_parts import PartReader, validated
+from adapters.webhook_parts import PartReader, adapted
 from gateway.schema import (
     ChannelRef,
     EventDraft,
@@ -66,11 +66,11 @@ _MEDIA: dict[str, type[ImageContent | VideoContent | AudioContent | FileContent]
 def webhook(body: bytes) -> fb.Webhook:
     """The envelope, or PayloadError: a body that is not a Messenger webhook fails as a whole."""
     try:
-        envelope = validated(fb.Webhook, json_object(body))
+        envelope = adapted(fb.WEBHOOK, json_object(body))
     except ValidationError as exc:
         raise PayloadError(validation_reason(exc)) from None
-    if envelope.object != "page":
-        raise PayloadError(f"not a Messenger webhook (object={envelope.object!r})")
+    if envelope.get("object") != "page":
+        raise PayloadError(f"not a Messenger webhook (object={envelope.get('object')!r})")
     return envelope
 
 
@@ -78,7 +78,7 @@ def _raw_items(envelope: fb.Webhook) -> list[dict[str, Any]]:
     """Every messaging item that is an object, standby ones too (the acknowledgement path
     keys what it can read; the normaliser says what is wrong with the rest)."""
     found: list[dict[str, Any]] = []
-    for entry in envelope.entry or ():
+    for entry in envelope.get("entry") or ():
         for field in ("messaging", "standby"):
             items = entry.get(field) if isinstance(entry, dict) else None
             if isinstance(items, list):
@@ -179,15 +179,15 @@ class WebhookReader:
 
     def read(self, body: bytes, only: frozenset[str] | None = None) -> Reading:
         reader = PartReader(only)
-        for i, raw_entry in enumerate(webhook(body).entry or ()):
-            entry = reader.model(fb.Entry, f"entry[{i}]", raw_entry)
+        for i, raw_entry in enumerate(webhook(body).get("entry") or ()):
+            entry = reader.typed(fb.ENTRY, f"entry[{i}]", raw_entry)
             if entry is None:
                 continue
-            for field, items in (("messaging", entry.messaging), ("standby", entry.standby)):
-                items = items or []
+            parts = (("messaging", entry.get("messaging")), ("standby", entry.get("standby")))
+            for field, items in parts:
                 read_item = functools.partial(self._events, entry, field == "standby")
-                for k, raw in enumerate(items):
-                    reader.read(f"entry[{i}].{field}[{k}]", raw, fb.Messaging, read_item)
+                for k, raw in enumerate(items or ()):
+                    reader.read_typed(f"entry[{i}].{field}[{k}]", raw, fb.MESSAGING, read_item)
         return reader.reading()
 
     def _events(
@@ -208,29 +208,28 @@ class WebhookReader:
         self, entry: fb.Entry, item: fb.Messaging, raw: dict[str, Any], path: str
     ) -> list[EventDraft]:
         kind = _kind(raw)
-        sender, recipient = _party(item.sender), _party(item.recipient)
-        given = item.timestamp if "timestamp" in item.model_fields_set else entry.time
+        # The Page sends an echo and receives everything else (receipts too: from the user
+        # about the Page's messages).
+        if kind == "echo":
+            page, user = _page(item.get("sender")), _party(item.get("recipient"))
+        else:
+            page, user = _page(item.get("recipient")), _party(item.get("sender"))
+        given = item["timestamp"] if "timestamp" in item else entry.get("time")
         try:
             timestamp = meta_time(given)
         except PayloadError as exc:
             raise PayloadError(f"{path}.timestamp: {exc}") from None
-        if kind in ("delivery", "read"):  # from the user about the page's messages
-            page, user = recipient, sender
-        elif kind == "echo":  # from the page itself
-            page, user = sender, recipient
-        else:
-            page, user = recipient, sender
-        channel = self.channel_for(page.id if page else str(entry.id or ""))
+        channel = self.channel_for(page.id if page else str(entry.get("id") or ""))
         common: dict[str, Any] = {"channel": channel, "timestamp": timestamp}
         if kind == "echo":
-            message = _present(item.message, f"{path}.message")
+            message = _present(item.get("message"), f"{path}.message")
             return [_echo(message, raw["message"], {**common, "sender": page, "recipient": user})]
         if kind in ("delivery", "read"):
-            receipt = _present(item.delivery if kind == "delivery" else item.read, f"{path}.{kind}")
+            receipt = _present(item.get(kind), f"{path}.{kind}")
             return _receipt(kind, receipt, {**common, "sender": page, "recipient": user})
         common |= {"sender": user, "recipient": page}
         if kind == "message":
-            message = _present(item.message, f"{path}.message")
+            message = _present(item.get("message"), f"{path}.message")
             return _message(message, raw["message"], common)
         return [self._other(kind, item, raw, common, path)]
 
@@ -238,24 +237,28 @@ class WebhookReader:
         self, kind: str, item: fb.Messaging, raw: dict[str, Any], common: dict[str, Any], path: str
     ) -> EventDraft:
         if kind == "postback":
-            data = _present(item.postback, f"{path}.postback")
-            extra = {"referral": _referral(data.referral)} if data.referral else {}
-            postback = Postback(payload=str(data.payload or data.title or ""), title=data.title)
+            posted: fb.Postback = _present(item.get("postback"), f"{path}.postback")
+            referral = posted.get("referral")
+            extra = {"referral": _referral(referral)} if referral else {}
+            title = posted.get("title")
+            postback = Postback(payload=str(posted.get("payload") or title or ""), title=title)
             if not postback.payload:
                 raise PayloadError(f"{path}.postback: without a payload or title")
             return EventDraft(
-                type="postback", external_id=data.mid, postback=postback, **common, **extra
+                type="postback", external_id=posted.get("mid"), postback=postback, **common, **extra
             )
         if kind == "referral":
-            data_ref = _present(item.referral, f"{path}.referral")
+            data_ref = _present(item.get("referral"), f"{path}.referral")
             return EventDraft(type="referral", referral=_referral(data_ref), **common)
         if kind == "reaction":
-            return _reaction(_present(item.reaction, f"{path}.reaction"), common, path)
+            return _reaction(_present(item.get("reaction"), f"{path}.reaction"), common, path)
         if kind == "optin":
-            optin = _present(item.optin, f"{path}.optin")
-            if common["sender"] is None and optin.user_ref:  # checkbox plugin: no PSID yet
-                common["sender"] = Party(id=optin.user_ref)
-            system = System(kind="optin", text=optin.notification_messages_status or optin.type)
+            optin: fb.Optin = _present(item.get("optin"), f"{path}.optin")
+            user_ref = optin.get("user_ref")
+            if common["sender"] is None and user_ref:  # checkbox plugin: no PSID yet
+                common["sender"] = Party(id=user_ref)
+            status = optin.get("notification_messages_status") or optin.get("type")
+            system = System(kind="optin", text=status)
             data = {"optin": raw["optin"]}
             return EventDraft(type="system", system=system, channel_data=data, **common)
         # Handovers, policy enforcement, account linking, edits…: kept visible, not dropped.
@@ -272,30 +275,34 @@ def _present(value: Any, where: str) -> Any:
 
 
 def _reaction(data: fb.Reaction, common: dict[str, Any], path: str) -> EventDraft:
-    if not data.mid:
+    mid = data.get("mid")
+    if not mid:
         raise PayloadError(f"{path}.reaction.mid: missing")
     reaction = Reaction(
-        emoji=(data.emoji or None) if data.action != "unreact" else None,
-        message_external_id=data.mid,
+        emoji=(data.get("emoji") or None) if data.get("action") != "unreact" else None,
+        message_external_id=mid,
     )
-    extras = {k: getattr(data, k) for k in ("action", "reaction") if k in data.model_fields_set}
+    sent: Mapping[str, Any] = data
+    extras = {k: sent[k] for k in ("action", "reaction") if k in sent}
     return EventDraft(type="reaction", reaction=reaction, channel_data=extras, **common)
 
 
 def _message(message: fb.Message, raw: dict[str, Any], common: dict[str, Any]) -> list[EventDraft]:
-    reply_to = message.reply_to.mid if message.reply_to else None
-    common = {**common, "external_id": message.mid}
-    if message.referral:
-        common["referral"] = _referral(message.referral)
-    if message.quick_reply is not None:
-        payload = message.quick_reply.payload or message.text or ""
-        postback = Postback(payload=payload, title=message.text, reply_to=reply_to)
+    replied = message.get("reply_to")
+    reply_to = replied.get("mid") if replied else None
+    common = {**common, "external_id": message.get("mid")}
+    if referral := message.get("referral"):
+        common["referral"] = _referral(referral)
+    text = message.get("text")
+    if (quick_reply := message.get("quick_reply")) is not None:
+        payload = quick_reply.get("payload") or text or ""
+        postback = Postback(payload=payload, title=text, reply_to=reply_to)
         return [EventDraft(type="postback", postback=postback, **common)]
     drafts: list[EventDraft] = []
-    if message.text:
-        body = MessageBody(content=TextContent(text=message.text), reply_to=reply_to)
+    if text:
+        body = MessageBody(content=TextContent(text=text), reply_to=reply_to)
         drafts.append(EventDraft(type="message", message=body, **common))
-    attachments = message.attachments or []
+    attachments = message.get("attachments") or []
     for i in _distinct(raw.get("attachments") or []):
         drafts.append(_attachment(attachments[i], raw["attachments"][i], reply_to, common))
     if not drafts:
@@ -313,22 +320,25 @@ def _message(message: fb.Message, raw: dict[str, Any], common: dict[str, Any]) -
 
 
 def _content(attachment: fb.Attachment, kind: str) -> AnyContent | None:
-    payload = attachment.payload or fb.AttachmentPayload()
-    url = payload.url
+    payload = attachment.get("payload") or fb.AttachmentPayload()
+    url = payload.get("url")
     if kind in ("image", "video", "audio", "file", "sticker") and url:
         media = Media(url=url)
-        if kind == "sticker" or payload.sticker_id is not None:
+        if kind == "sticker" or payload.get("sticker_id") is not None:
             return StickerContent(media=media)
         return _MEDIA[kind](media=media)
-    if kind == "location" and payload.coordinates is not None:
-        point = payload.coordinates
+    point = payload.get("coordinates")
+    if kind == "location" and point is not None:
         return LocationContent(
-            latitude=point.lat, longitude=point.long, name=attachment.title, url=attachment.url
+            latitude=point["lat"],
+            longitude=point["long"],
+            name=attachment.get("title"),
+            url=attachment.get("url"),
         )
-    link = url or attachment.url
+    link = url or attachment.get("url")
     if kind == "fallback" and link:
         # A shared link: https://developers.facebook.com/docs/sharing/web
-        title = payload.title or attachment.title
+        title = payload.get("title") or attachment.get("title")
         return TextContent(text=f"{title}\n{link}" if title else link)
     return None
 
@@ -336,7 +346,7 @@ def _content(attachment: fb.Attachment, kind: str) -> AnyContent | None:
 def _attachment(
     attachment: fb.Attachment, raw: dict[str, Any], reply_to: str | None, common: dict[str, Any]
 ) -> EventDraft:
-    kind = str(attachment.type)
+    kind = str(attachment.get("type"))
     content = _content(attachment, kind)
     if content is None:
         unsupported = Unsupported(
@@ -349,7 +359,8 @@ def _attachment(
             **common,
         )
     extra: dict[str, Any] = {}
-    sticker_id = attachment.payload.sticker_id if attachment.payload else None
+    payload = attachment.get("payload")
+    sticker_id = payload.get("sticker_id") if payload else None
     if sticker_id is not None:
         extra["channel_data"] = {"sticker_id": sticker_id}
     elif kind == "fallback":
@@ -363,8 +374,8 @@ def _echo(message: fb.Message, raw: dict[str, Any], common: dict[str, Any]) -> E
     data = {k: raw[k] for k in ("mid", "app_id", "metadata") if k in raw}
     return EventDraft(
         type="system",
-        external_id=message.mid,
-        system=System(kind="echo", text=message.text),
+        external_id=message.get("mid"),
+        system=System(kind="echo", text=message.get("text")),
         channel_data=data,
         **common,
     )
@@ -372,8 +383,9 @@ def _echo(message: fb.Message, raw: dict[str, Any], common: dict[str, Any]) -> E
 
 def _receipt(kind: str, receipt: fb.Delivery | fb.Read, common: dict[str, Any]) -> list[EventDraft]:
     state: Literal["delivered", "read"] = "delivered" if kind == "delivery" else "read"
-    watermark = meta_time(receipt.watermark)
-    mids = (receipt.mids or []) if isinstance(receipt, fb.Delivery) else []
+    watermark = meta_time(receipt.get("watermark"))
+    sent: Mapping[str, Any] = receipt
+    mids: list[str] = (sent.get("mids") or []) if kind == "delivery" else []
     drafts = [
         EventDraft(
             type="status",
@@ -390,20 +402,31 @@ def _receipt(kind: str, receipt: fb.Delivery | fb.Read, common: dict[str, Any]) 
 
 
 def _party(value: fb.Party | None) -> Party | None:
-    if value is not None and value.id is not None:
-        return Party(id=value.id)
-    return None
+    party_id = value.get("id") if value is not None else None
+    return Party(id=party_id) if party_id is not None else None
+
+
+def _page(value: fb.Party | None) -> Party | None:
+    """The Page as a party: `_party`, built once a Page rather than once an event (a Party
+    costs 15k instructions, the Page is in every event, and an app serves few Pages)."""
+    page_id = value.get("id") if value is not None else None
+    return _page_party(page_id) if page_id is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _page_party(page_id: str) -> Party:
+    return Party(id=page_id)
 
 
 def _referral(data: fb.Referral) -> Referral:
-    ads = data.ads_context_data or fb.AdsContext()
-    source = data.source
+    ads = data.get("ads_context_data") or fb.AdsContext()
+    source = data.get("source")
     return Referral(
         source="ad" if source == "ADS" else (source.lower() if source else None),
-        source_type=data.type,
-        source_id=data.ad_id or None,
-        source_url=data.referer_uri,
-        ref=data.ref,
-        headline=ads.ad_title,
-        media_url=ads.photo_url or ads.video_url,
+        source_type=data.get("type"),
+        source_id=data.get("ad_id") or None,
+        source_url=data.get("referer_uri"),
+        ref=data.get("ref"),
+        headline=ads.get("ad_title"),
+        media_url=ads.get("photo_url") or ads.get("video_url"),
     )

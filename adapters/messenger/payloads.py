@@ -1,177 +1,200 @@
 """Messenger Platform webhook payloads, as Meta documents them.
 
-Strict (a number is no string) and open (fields Meta adds are kept in `model_extra`, and
-events this module does not name, such as handovers or policy enforcement, stay as extra
-fields of the messaging item). `entry[]` and its `messaging[]` / `standby[]` are `list[Any]`
-here: each item is validated on its own (adapters/webhook_parts.py), so one the adapter
-cannot read fails alone.
+Strict (a number is no string); fields nothing reads are ignored (the raw body is kept in
+the inbox, and events this module does not name, such as handovers or policy enforcement,
+are read from the messaging item as received). `entry[]` and its `messaging[]` /
+`standby[]` are `list[Any]` here: each item is validated on its own
+(adapters/webhook_parts.py), so one the adapter cannot read fails alone.
+
+Each part is a TypedDict validated by a TypeAdapter, as WhatsApp's (adapters/whatsapp/
+payloads.py): a third of what a model instance costs, and whether a field was sent at all is
+whether its key is in the dict.
 
 Webhook events: https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Required
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
-
-class Payload(BaseModel):
-    # Lists default to None, not []: pydantic copies a mutable default for every instance,
-    # which doubled the cost of validating a `value`.
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+_STRICT = ConfigDict(extra="ignore", strict=True)
 
 
-class Webhook(Payload):
+@with_config(_STRICT)
+class Webhook(TypedDict, total=False):
     """`{"object": "page", "entry": [...]}`"""
 
-    object: str | None = None
-    entry: list[Any] | None = None
+    object: str | None
+    entry: list[Any] | None
 
 
-class Entry(Payload):
+@with_config(_STRICT)
+class Entry(TypedDict, total=False):
     """`{"id": "<PAGE_ID>", "time": 1458692752478, "messaging": [...]}`; events for an app
     that does not own the thread arrive in `standby` instead."""
 
-    id: Any = None
-    time: Any = None
-    messaging: list[Any] | None = None
-    standby: list[Any] | None = None
+    id: Any
+    time: Any
+    messaging: list[Any] | None
+    standby: list[Any] | None
 
 
-class Party(Payload):
+@with_config(_STRICT)
+class Party(TypedDict, total=False):
     """`sender` / `recipient`: `{"id": "<PSID or PAGE_ID>"}` (a checkbox plugin's opt-in has
     `user_ref` instead)."""
 
-    id: str | None = None
-    user_ref: str | None = None
+    id: str | None
+    user_ref: str | None
 
 
-class AdsContext(Payload):
-    ad_title: str | None = None
-    photo_url: str | None = None
-    video_url: str | None = None
+@with_config(_STRICT)
+class AdsContext(TypedDict, total=False):
+    ad_title: str | None
+    photo_url: str | None
+    video_url: str | None
 
 
-class Referral(Payload):
+@with_config(_STRICT)
+class Referral(TypedDict, total=False):
     """`{"ref": ..., "source": "SHORTLINK|ADS|CUSTOMER_CHAT_PLUGIN", "type": "OPEN_THREAD",
     "ad_id": ..., "ads_context_data": {...}}`
     https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_referrals
     """
 
-    ref: str | None = None
-    source: str | None = None
-    type: str | None = None
-    ad_id: str | None = None
-    referer_uri: str | None = None
-    ads_context_data: AdsContext | None = None
+    ref: str | None
+    source: str | None
+    type: str | None
+    ad_id: str | None
+    referer_uri: str | None
+    ads_context_data: AdsContext | None
 
 
-class Coordinates(Payload):
-    lat: float
-    long: float
+@with_config(_STRICT)
+class Coordinates(TypedDict, total=False):
+    lat: Required[float]
+    long: Required[float]
 
 
-class AttachmentPayload(Payload):
+@with_config(_STRICT)
+class AttachmentPayload(TypedDict, total=False):
     """`{"url": "<CDN_URL>"}`; a sticker adds `sticker_id`, a location `coordinates`."""
 
-    url: str | None = None
-    title: str | None = None
-    sticker_id: int | None = None
-    coordinates: Coordinates | None = None
+    url: str | None
+    title: str | None
+    sticker_id: int | None
+    coordinates: Coordinates | None
 
 
-class Attachment(Payload):
+@with_config(_STRICT)
+class Attachment(TypedDict, total=False):
     """`{"type": "image|video|audio|file|sticker|location|fallback|...", "payload": {...}}`"""
 
-    type: str | None = None
-    payload: AttachmentPayload | None = None
-    title: str | None = None
-    url: str | None = None
+    type: str | None
+    payload: AttachmentPayload | None
+    title: str | None
+    url: str | None
 
 
-class QuickReply(Payload):
-    payload: str | None = None
+@with_config(_STRICT)
+class QuickReply(TypedDict, total=False):
+    payload: str | None
 
 
-class ReplyTo(Payload):
-    mid: str | None = None
+@with_config(_STRICT)
+class ReplyTo(TypedDict, total=False):
+    mid: str | None
 
 
-class Message(Payload):
+@with_config(_STRICT)
+class Message(TypedDict, total=False):
     """`{"mid": "m_...", "text": "hi", "quick_reply": {...}, "reply_to": {...},
     "attachments": [...]}`; an echo of the Page's own send has `is_echo`, `app_id`, `metadata`.
     https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messages
     """
 
-    mid: str | None = None
-    text: str | None = None
-    is_echo: bool | None = None
-    metadata: str | None = None
-    quick_reply: QuickReply | None = None
-    reply_to: ReplyTo | None = None
-    attachments: list[Attachment] | None = None
-    referral: Referral | None = None
+    mid: str | None
+    text: str | None
+    is_echo: bool | None
+    metadata: str | None
+    quick_reply: QuickReply | None
+    reply_to: ReplyTo | None
+    attachments: list[Attachment] | None
+    referral: Referral | None
 
 
-class Postback(Payload):
+@with_config(_STRICT)
+class Postback(TypedDict, total=False):
     """`{"mid": ..., "title": "Start Chatting", "payload": "...", "referral": {...}}`
     https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_postbacks
     """
 
-    mid: str | None = None
-    title: str | None = None
-    payload: str | None = None
-    referral: Referral | None = None
+    mid: str | None
+    title: str | None
+    payload: str | None
+    referral: Referral | None
 
 
-class Optin(Payload):
+@with_config(_STRICT)
+class Optin(TypedDict, total=False):
     """`{"type": "notification_messages", "notification_messages_status": "STOP
     NOTIFICATIONS", ...}`; the checkbox plugin's has `user_ref`.
     https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/messaging_optins
     """
 
-    type: str | None = None
-    user_ref: str | None = None
-    notification_messages_status: str | None = None
+    type: str | None
+    user_ref: str | None
+    notification_messages_status: str | None
 
 
-class Reaction(Payload):
+@with_config(_STRICT)
+class Reaction(TypedDict, total=False):
     """`{"mid": ..., "action": "react|unreact", "emoji": ..., "reaction": "love"}`"""
 
-    mid: str | None = None
-    action: str | None = None
-    emoji: str | None = None
-    reaction: str | None = None
+    mid: str | None
+    action: str | None
+    emoji: str | None
+    reaction: str | None
 
 
-class Delivery(Payload):
+@with_config(_STRICT)
+class Delivery(TypedDict, total=False):
     """`{"mids": [...], "watermark": 1458668856253}`: mids may be absent.
     https://developers.facebook.com/documentation/business-messaging/messenger-platform/webhooks/webhook-events/message-deliveries
     """
 
-    mids: list[str] | None = None
-    watermark: Any = None
+    mids: list[str] | None
+    watermark: Any
 
 
-class Read(Payload):
+@with_config(_STRICT)
+class Read(TypedDict, total=False):
     """`{"watermark": 1458668856253}`: everything sent up to it was read."""
 
-    watermark: Any = None
+    watermark: Any
 
 
-class Messaging(Payload):
+@with_config(_STRICT)
+class Messaging(TypedDict, total=False):
     """One item of `messaging[]` (or `standby[]`): the envelope and one event.
     `timestamp` is in milliseconds, though some events give seconds, as a string too
     (adapters/meta_graph.py `meta_time` reads both)."""
 
-    sender: Party | None = None
-    recipient: Party | None = None
-    timestamp: Any = None
-    message: Message | None = None
-    postback: Postback | None = None
-    referral: Referral | None = None
-    optin: Optin | None = None
-    reaction: Reaction | None = None
-    delivery: Delivery | None = None
-    read: Read | None = None
+    sender: Party | None
+    recipient: Party | None
+    timestamp: Any
+    message: Message | None
+    postback: Postback | None
+    referral: Referral | None
+    optin: Optin | None
+    reaction: Reaction | None
+    delivery: Delivery | None
+    read: Read | None
+
+
+WEBHOOK = TypeAdapter(Webhook)
+ENTRY = TypeAdapter(Entry)
+MESSAGING = TypeAdapter(Messaging)

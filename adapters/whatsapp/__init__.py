@@ -43,7 +43,6 @@ from gateway.downgrade.profile import (
     Profile,
 )
 from gateway.downgrade.split_text import split_text
-from gateway.schema import ChannelRef
 from gateway.schema.content import (
     ButtonsContent,
     CarouselContent,
@@ -236,11 +235,7 @@ class WhatsAppAdapter(GraphAdapter):
         return self._reader(received_at).read(body, only)
 
     def _reader(self, received_at: datetime | None) -> inbound.WebhookReader:
-        return inbound.WebhookReader(self._channel, error_category, received_at)
-
-    def _channel(self, phone_number_id: str | None) -> ChannelRef:
-        channel_id = self.routed_channel_id(phone_number_id)
-        return ChannelRef(id=channel_id, type=self.type)
+        return inbound.WebhookReader(self.channel_for, error_category, received_at)
 
     # --- outbound ------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:

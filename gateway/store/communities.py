@@ -186,9 +186,15 @@ def save(
     return saved
 
 
+_BY_PHRASE = (
+    "SELECT phrase, community_id, action, language FROM community_keywords WHERE phrase = ?"
+)
+
+
 def hits(tx: Tx, event: Event) -> list[KeywordHit]:
-    """The community keywords an inbound text is; one indexed lookup, and none for a text
-    too long to be one, for anything but text, or for what is said in a provider group."""
+    """The community keywords an inbound text is: one query (an indexed lookup a candidate
+    phrase), and none for a text too long to be one, for anything but text, or for what is
+    said in a provider group."""
     if event.type != "message" or event.message is None or event.sender is None:
         return []
     content = event.message.content
@@ -197,12 +203,11 @@ def hits(tx: Tx, event: Event) -> list[KeywordHit]:
     candidates = candidate_phrases(content.text)
     if not candidates:
         return []
-    rows = tx.all(
-        "SELECT phrase, community_id, action, language FROM community_keywords"
-        " WHERE phrase IN " + writes.in_list(candidates),
-        candidates,
-    )
-    return keyword_hits(content.text, [KeywordRow(*r) for r in rows])
+    # A lookup a candidate joined by UNION ALL, not `phrase IN (?,?,?)`: SQLite builds a
+    # temporary index of an IN list's values first, which doubled what every text costs
+    # (49k against 23k instructions). Sorted, the rows come in the IN query's order.
+    rows = tx.all(" UNION ALL ".join([_BY_PHRASE] * len(candidates)), candidates)
+    return keyword_hits(content.text, [KeywordRow(*r) for r in sorted(rows)])
 
 
 # --- members ----------------------------------------------------------------------------

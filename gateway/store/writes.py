@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.consent import consent_change
+from gateway.consent import ConsentChange, consent_change
 from gateway.downgrade.choices import Choice
 from gateway.ids import conversation_id, new_id
 from gateway.router.conversations import (
@@ -420,7 +420,9 @@ def _note_sender(
     for address in addresses:
         key = (channel_id, str(address))
         _name, _phone, seen = contacts.get(key, (None, None, None))
-        latest = max(t for t in (seen, inbound) if t is not None) if seen or inbound else None
+        latest = None
+        if seen or inbound:  # the later of the two known, without a generator's frame
+            latest = inbound if seen is None else seen if inbound is None else max(seen, inbound)
         phone = sender.phone if address == sender.id else None
         contacts[key] = (sender.name, phone, latest)
 
@@ -539,9 +541,9 @@ def _after_new_inbound(
 ) -> None:
     """What follows a new event a person sent, once stored: their contact facts, an opt-out,
     the standby copies and relay of a group conversation, the caller's hook."""
-    note_contact_facts(tx, event, now)
+    change = note_contact_facts(tx, event, now)
     # An opt-out (STOP, unfollow) ends their communities: it wins over them all.
-    if (change := consent_change(event)) is not None and change.opted_out:
+    if change is not None and change.opted_out:
         communities.on_opt_out(tx, event, targets_for, announcements, now)
     if membership is not None:
         controller = membership.controller
@@ -711,8 +713,9 @@ def _offered_choices(tx: Tx, event: Event, now: float) -> OfferedChoices | None:
     return OfferedChoices(row[0], [Choice(**c) for c in json.loads(row[1])])
 
 
-def note_contact_facts(tx: Tx, event: Event, now: float) -> None:
-    """What a new inbound event says about its sender: consent and a reply token."""
+def note_contact_facts(tx: Tx, event: Event, now: float) -> ConsentChange | None:
+    """What a new inbound event says about its sender: consent and a reply token. Returns the
+    consent change, for what else follows from it (reading it costs a lookup of the adapter)."""
     change = consent_change(event)
     if change is not None and event.sender is not None:
         at = event.timestamp.timestamp()
@@ -721,6 +724,7 @@ def note_contact_facts(tx: Tx, event: Event, now: float) -> None:
         else:
             _clear_opt_out(tx, event.channel.id, event.sender.id, at)
     _keep_reply_token(tx, event, now)
+    return change
 
 
 def _clear_opt_out(tx: Tx, channel_id: str, user_id: str, at: float) -> None:
