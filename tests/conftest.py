@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -261,10 +262,16 @@ def assert_no_secrets(text: str, secrets: list[str]) -> None:
         assert secret not in text, "a secret reached the logs"
 
 
+async def eventually(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Wait until `condition()` is true: returns as soon as it is, so the timeout only bounds
+    a test that would fail anyway, and can be generous enough for a loaded CI machine."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 async def inbox_settled(gateway: RunningGateway, timeout: float = 10.0) -> None:
     """Wait until the normaliser has handled every stored request."""
-    import asyncio
-
     async with asyncio.timeout(timeout):
         while True:
             row = await gateway.store.db.run(
