@@ -34,6 +34,7 @@ from .conftest import (
     WA,
     base_config,
     config_from,
+    eventually,
     post_whatsapp,
     webhook,
     with_backend,
@@ -106,15 +107,14 @@ async def test_a_backend_that_does_not_answer_holds_up_only_its_own_events(
     tmp_path: Path, start_gateway: Any, backend: BackendRecorder, stuck: StuckBackend
 ) -> None:
     data = base_config(tmp_path)
-    data["backends"] = backends(("stuck", stuck.url, 30), ("orders", backend.url, 30))
+    data["backends"] = backends(("stuck", stuck.url, 60), ("orders", backend.url, 60))
     gw = await start_gateway(config_from(data))
     await post_whatsapp(gw.url, webhook("wamid.LANES1", "first"))
-    await backend.wait_for(lambda events: len(events) == 1)
+    await backend.wait_for(lambda events: len(events) == 1, timeout=30)
     await post_whatsapp(gw.url, webhook("wamid.LANES2", "second"))
-    started = time.monotonic()
-    # The stuck backend still holds the first event's post: the second must not wait for it.
-    await backend.wait_for(lambda events: len(events) == 2, timeout=5)
-    assert time.monotonic() - started < 2
+    # The stuck backend holds the first event's post until its 60 s timeout: the second must
+    # not wait for it. (Within 30 s however loaded the machine; waiting for it would take 60.)
+    await backend.wait_for(lambda events: len(events) == 2, timeout=30)
     assert stuck.posts == 1  # its lane is still waiting on its first post
 
 
@@ -346,21 +346,40 @@ async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
 
 
 class SlowGraph:
-    """The Cloud API's send endpoint, answering template sends whose text is in `slow` late."""
+    """The Cloud API's send endpoint, answering template sends whose text is in `slow` late:
+    after that many seconds, or, for a text in `answer_once`, as soon as the text it names has
+    arrived (a slow answer that provably overlaps another send, however loaded the machine)."""
 
-    def __init__(self, slow: dict[str, float], fail_first: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        slow: dict[str, float],
+        fail_first: frozenset[str] = frozenset(),
+        answer_once: dict[str, str] | None = None,
+    ) -> None:
         self.slow = slow
         self.fail_first = set(fail_first)  # texts whose first send gets a 500 (131000: retry)
+        self.answer_once = answer_once or {}
         self.arrivals: list[tuple[float, str, str]] = []  # (when, to, the template's text)
         self.answered: list[str] = []
+        self.answered_at: dict[str, float] = {}  # the template's text -> when it was answered
         self._runner: web.AppRunner | None = None
         self.url = ""
+
+    def arrived(self, text: str) -> bool:
+        return any(t == text for _at, _to, t in self.arrivals)
 
     async def _send(self, request: web.Request) -> web.Response:
         payload = await request.json()
         text = payload["template"]["components"][0]["parameters"][0]["text"]
         self.arrivals.append((time.monotonic(), payload["to"], text))
-        await asyncio.sleep(self.slow.get(text, 0))
+        if text in self.answer_once:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.slow[text]):
+                    while not self.arrived(self.answer_once[text]):
+                        await asyncio.sleep(0.01)
+        else:
+            await asyncio.sleep(self.slow.get(text, 0))
+        self.answered_at[text] = time.monotonic()
         if text in self.fail_first:
             self.fail_first.discard(text)
             error = {"message": "(#131000) Something went wrong", "type": "OAuthException"}
@@ -381,9 +400,7 @@ class SlowGraph:
             await self._runner.cleanup()
 
     async def wait_for_arrivals(self, count: int) -> None:
-        async with asyncio.timeout(5):
-            while len(self.arrivals) < count:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(self.arrivals) >= count)
 
 
 async def send_template(client: httpx.AsyncClient, to: str, text: str) -> str:
@@ -412,7 +429,9 @@ async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
     tmp_path: Path, start_gateway: Any
 ) -> None:
     """Sent side by side, a quick "confirmed" then "on its way" could arrive swapped."""
-    graph = SlowGraph({"confirmed": 0.3})  # a slow answer for the first message
+    # The first message's answer is slow: it comes only once "other" has arrived (at the
+    # latest after 10 s), so "other" arriving first shows it did not wait for it.
+    graph = SlowGraph({"confirmed": 10.0}, answer_once={"confirmed": "other"})
     await graph.start()
     try:
         data = base_config(tmp_path)
@@ -421,8 +440,8 @@ async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
         await queue_two_then_another(gw.url)
         await graph.wait_for_arrivals(3)
         at = {text: when for when, _to, text in graph.arrivals}
-        assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
-        assert at["other"] - at["confirmed"] < 0.25  # another recipient does not wait
+        assert at["on its way"] >= graph.answered_at["confirmed"]  # after the first's answer
+        assert at["other"] < graph.answered_at["confirmed"]  # another recipient does not wait
     finally:
         await graph.stop()
 
@@ -572,13 +591,13 @@ async def test_a_retry_far_off_lets_the_next_messages_go(
     await graph.start()
     try:
         data = base_config(tmp_path)
-        data["delivery"]["base_backoff_seconds"] = 2.0  # "confirmed" waits 1-2 s
+        # "confirmed" waits 15-30 s (the base config caps backoff at 0.2 s: raised too, or its
+        # retry could win the race with "on its way" on a loaded machine).
+        data["delivery"] |= {"base_backoff_seconds": 30.0, "max_backoff_seconds": 30.0}
         data["channels"][0]["api_base_url"] = graph.url
         gw = await start_gateway(config_from(data))
         await queue_two_then_another(gw.url)
-        async with asyncio.timeout(5):
-            while "on its way" not in graph.answered:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: "on its way" in graph.answered)
         assert "confirmed" not in graph.answered  # still waiting for its retry
     finally:
         await graph.stop()
