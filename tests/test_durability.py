@@ -100,6 +100,9 @@ async def test_a_backlog_after_an_outage_reaches_the_backend_in_order(
     assert message_ids(backend.events) == expected
 
 
+STARTUP_SECONDS = 90.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,8 +127,12 @@ async def start_process(
         stderr=stderr,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
-    async with httpx.AsyncClient() as client, asyncio.timeout(20):
+    # Starting takes a second or two, many more on a loaded machine (imports, migrations):
+    # a generous limit, and a process that exits (its port taken, say) fails at once.
+    async with httpx.AsyncClient() as client, asyncio.timeout(STARTUP_SECONDS):
         while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"gateway serve exited ({process.returncode}) on start")
             try:
                 if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
                     return process
