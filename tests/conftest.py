@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 from gateway.app import Gateway, secrets_of
 from gateway.config import GatewayConfig, parse_config
@@ -35,6 +36,16 @@ WA = {
     "verify_token": "wa-verify-token-42",
 }
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+# Property tests measure correctness, not speed. Hypothesis's defaults measure speed too: an
+# example that took over 200 ms (preempted on a loaded machine) fails with DeadlineExceeded,
+# or, when its replay is quick, as "Flaky"; slow data generation fails the too_slow health
+# check. Neither says anything about the code. The examples stay random; a failure prints the
+# blob that replays it (@reproduce_failure).
+settings.register_profile(
+    "gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("gateway")
 
 
 def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
