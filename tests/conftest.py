@@ -48,6 +48,12 @@ settings.register_profile(
 settings.load_profile("gateway")
 
 
+# How long a test waits for a process it starts (`gateway serve`, `demo`, `simulate`, a
+# flooder) to be up: a second or two, many more on a loaded machine. A process that exits
+# ends the wait at once; one that never comes up fails the test past this.
+STARTUP_SECONDS = 90.0
+
+
 def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
     payload = {
         "object": "whatsapp_business_account",

@@ -16,7 +16,14 @@ import yaml
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.simulator.backend import BackendRecorder
 
-from .conftest import base_config, config_from, hub_sign, webhook, with_backend
+from .conftest import (
+    STARTUP_SECONDS,
+    base_config,
+    config_from,
+    hub_sign,
+    webhook,
+    with_backend,
+)
 
 
 async def post_all(client: httpx.AsyncClient, url: str, bodies: list[bytes]) -> list[int]:
@@ -98,9 +105,6 @@ async def test_a_backlog_after_an_outage_reaches_the_backend_in_order(
     backend.available = True
     await backend.wait_for(lambda ev: len(message_ids(ev)) >= len(expected))
     assert message_ids(backend.events) == expected
-
-
-STARTUP_SECONDS = 90.0
 
 
 def free_port() -> int:

@@ -21,8 +21,7 @@ from adapters.whatsapp import WhatsAppAdapter
 from gateway.http.ingress import VERIFY_INLINE_BYTES
 from gateway.simulator.sms import sign
 
-from .conftest import base_config, config_from, hub_sign, webhook
-from .test_durability import STARTUP_SECONDS
+from .conftest import STARTUP_SECONDS, base_config, config_from, hub_sign, webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://gateway.example.com"

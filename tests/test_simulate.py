@@ -21,7 +21,8 @@ from gateway.config import env_variables_of
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.launch import INBOUND_EXAMPLE, sample_channels
 
-from .test_durability import STARTUP_SECONDS, free_port
+from .conftest import STARTUP_SECONDS
+from .test_durability import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
