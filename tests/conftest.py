@@ -156,8 +156,19 @@ def pg_schema() -> Iterator[str]:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    # A gateway on this schema may still be running: fixtures end in reverse order, so a schema
+    # a test asks for in its body (request.getfixturevalue) is dropped before the gateways it
+    # started earlier stop. The DROP then can deadlock with their writes (seen in the server's
+    # log: DROP SCHEMA against an INSERT INTO events), and PostgreSQL aborts one of the two;
+    # when it is the DROP, trying again is safe.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 9:
+                raise
 
 
 STORES = ["sqlite", "postgres"]

@@ -189,7 +189,9 @@ async def test_a_send_cut_short_at_shutdown_goes_back_in_line_at_once(
 ) -> None:
     """Past the grace period a send is cancelled; its row goes back in line rather than stay
     leased for minutes, holding the recipient's next messages from every gateway."""
-    graph = SlowGraph({"stuck": 2})
+    # An answer far slower than the stop below, however slow the machine (2 s could pass
+    # before it, and the send end before the stop cut it short).
+    graph = SlowGraph({"stuck": 30})
     await graph.start()
     try:
         data = base_config(tmp_path)
@@ -397,7 +399,8 @@ class SlowGraph:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{number}/messages", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Its cleanup cuts short the answers still under way rather than wait them out.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
