@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 from gateway.app import Gateway, secrets_of
 from gateway.config import GatewayConfig, parse_config
@@ -34,6 +36,22 @@ WA = {
     "verify_token": "wa-verify-token-42",
 }
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+# Property tests measure correctness, not speed. Hypothesis's defaults measure speed too: an
+# example that took over 200 ms (preempted on a loaded machine) fails with DeadlineExceeded,
+# or, when its replay is quick, as "Flaky"; slow data generation fails the too_slow health
+# check. Neither says anything about the code. The examples stay random; a failure prints the
+# blob that replays it (@reproduce_failure).
+settings.register_profile(
+    "gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("gateway")
+
+
+# How long a test waits for a process it starts (`gateway serve`, `demo`, `simulate`, a
+# flooder) to be up: a second or two, many more on a loaded machine. A process that exits
+# ends the wait at once; one that never comes up fails the test past this.
+STARTUP_SECONDS = 90.0
 
 
 def webhook(wamid: str, text: str = "hello", sender: str = "16505551234") -> bytes:
@@ -138,8 +156,19 @@ def pg_schema() -> Iterator[str]:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    # A gateway on this schema may still be running: fixtures end in reverse order, so a schema
+    # a test asks for in its body (request.getfixturevalue) is dropped before the gateways it
+    # started earlier stop. The DROP then can deadlock with their writes (seen in the server's
+    # log: DROP SCHEMA against an INSERT INTO events), and PostgreSQL aborts one of the two;
+    # when it is the DROP, trying again is safe.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 9:
+                raise
 
 
 STORES = ["sqlite", "postgres"]
@@ -261,10 +290,16 @@ def assert_no_secrets(text: str, secrets: list[str]) -> None:
         assert secret not in text, "a secret reached the logs"
 
 
+async def eventually(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Wait until `condition()` is true: returns as soon as it is, so the timeout only bounds
+    a test that would fail anyway, and can be generous enough for a loaded CI machine."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 async def inbox_settled(gateway: RunningGateway, timeout: float = 10.0) -> None:
     """Wait until the normaliser has handled every stored request."""
-    import asyncio
-
     async with asyncio.timeout(timeout):
         while True:
             row = await gateway.store.db.run(

@@ -27,7 +27,7 @@ from gateway.simulator.line import LineSimulator
 from gateway.simulator.sms import TwilioSimulator
 
 from .broadcast_support import ROAD_CLOSED
-from .conftest import API_KEY, base_config, with_backend
+from .conftest import API_KEY, base_config, eventually, with_backend
 from .test_durability import free_port, start_process
 from .test_line_e2e import LINE_A
 from .test_sms_e2e import ACCOUNT_SID, AUTH_TOKEN, NUMBER, sms_channel
@@ -73,6 +73,7 @@ async def test_sigkill_mid_broadcast_forgets_no_one_and_line_sends_once(
     ]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    process: asyncio.subprocess.Process | None = None
     try:
         process = await start_process(config_path, port)
         async with httpx.AsyncClient(timeout=10) as client:
@@ -81,8 +82,9 @@ async def test_sigkill_mid_broadcast_forgets_no_one_and_line_sends_once(
             assert accepted.status_code == 202
             broadcast_id = accepted.json()["id"]
             database = Path(data["storage"]["path"])
-            while len(line.sent) < 40 or len(recorded_sent(database, "sms-main")) < 10:
-                await asyncio.sleep(0.01)
+            await eventually(
+                lambda: len(line.sent) >= 40 and len(recorded_sent(database, "sms-main")) >= 10
+            )
             process.send_signal(signal.SIGKILL)  # mid-flight on both channels
             await process.wait()
             before = (len(line.sent), len(sms.sent))
@@ -94,9 +96,10 @@ async def test_sigkill_mid_broadcast_forgets_no_one_and_line_sends_once(
                 lambda ev: any(e.get("broadcast_id") == broadcast_id for e in ev), timeout=30
             )
             view = await client.get(f"{url}/v1/broadcasts/{broadcast_id}", headers=AUTH)
-        process.terminate()
-        await process.wait()
     finally:
+        if process is not None and process.returncode is None:  # left running, it outlives
+            process.terminate()  # the test (a failure above, say)
+            await process.wait()
         await line.stop()
         await sms.stop()
 

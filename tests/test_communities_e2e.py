@@ -224,7 +224,8 @@ async def slow_moderator() -> AsyncIterator[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_post("/moderate", moderate)
-    runner = web.AppRunner(app)
+    # Its cleanup would wait out a 5 s answer still under way: 5 s of suite time a test.
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

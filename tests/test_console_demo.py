@@ -12,8 +12,12 @@ from pathlib import Path
 
 import httpx
 
+from .conftest import STARTUP_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
-CONSOLE_LINE = re.compile(r"console: (http://\S+)/console, log in as operator or agent, password (\S+)")
+CONSOLE_LINE = re.compile(
+    r"console: (http://\S+)/console, log in as operator or agent, password (\S+)"
+)
 
 
 async def test_the_demo_console_shows_every_page(tmp_path: Path) -> None:
@@ -27,7 +31,7 @@ async def test_the_demo_console_shows_every_page(tmp_path: Path) -> None:
     assert demo.stdout is not None
     lines: list[str] = []
     try:
-        async with asyncio.timeout(45):
+        async with asyncio.timeout(STARTUP_SECONDS):
             while not lines or "Write as the customer" not in lines[-1]:
                 lines.append((await demo.stdout.readline()).decode())
                 assert lines[-1], "".join(lines)
@@ -49,5 +53,5 @@ async def test_the_demo_console_shows_every_page(tmp_path: Path) -> None:
             assert "stuck in traffic, 10 min late" in shown.text
     finally:
         demo.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             assert await demo.wait() == 0

@@ -20,6 +20,8 @@ from gateway.config import BackendConfig, DeliveryConfig
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.store import OutboxItem, Store
 
+from .conftest import eventually
+
 NOW = 1_760_000_000.0
 POLICY = DeliveryConfig(
     base_backoff_seconds=0.05, max_backoff_seconds=0.2, poll_interval_seconds=0.05
@@ -191,7 +193,10 @@ async def test_a_backend_that_is_down_is_waited_for_by_every_gateway_on_the_stor
     await queue_events(stores[0], 5)
     backend = BackendConfig(id="orders", url=ordered_backend.url, secret="backend-secret-0123")
     async with delivering(stores, backend):
-        await asyncio.sleep(0.7)  # 14 polls each, well inside the backend's 2 s
+        # The first knock, whenever a loaded machine gets to it (a fixed 0.7 s could pass
+        # before it); then 14 polls each, well inside the backend's 2 s, for a second one.
+        await eventually(lambda: ordered_backend.posts)
+        await asyncio.sleep(0.7)
         assert ordered_backend.posts == 1
         ordered_backend.down = False
         await ordered_backend.received(5)

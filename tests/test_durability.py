@@ -16,7 +16,14 @@ import yaml
 from gateway.pipeline.delivery import WebhookDelivery
 from gateway.simulator.backend import BackendRecorder
 
-from .conftest import base_config, config_from, hub_sign, webhook, with_backend
+from .conftest import (
+    STARTUP_SECONDS,
+    base_config,
+    config_from,
+    hub_sign,
+    webhook,
+    with_backend,
+)
 
 
 async def post_all(client: httpx.AsyncClient, url: str, bodies: list[bytes]) -> list[int]:
@@ -124,13 +131,24 @@ async def start_process(
         stderr=stderr,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
-    async with httpx.AsyncClient() as client, asyncio.timeout(20):
-        while True:
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                await asyncio.sleep(0.05)
+    # Starting takes a second or two, many more on a loaded machine (imports, migrations):
+    # a generous limit, and a process that exits (its port taken, say) fails at once. One that
+    # never answered is killed: left running, it outlived the test run.
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(STARTUP_SECONDS):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"gateway serve exited ({process.returncode}) on start")
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        return process
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
 
 
 async def test_sigkill_after_acknowledging_loses_nothing(
@@ -145,10 +163,12 @@ async def test_sigkill_after_acknowledging_loses_nothing(
 
     backend.available = False  # nothing may leave before the kill: recovery must do it all
     process = await start_process(config_path, port)
-    async with httpx.AsyncClient() as client:
-        statuses = await post_all(client, f"http://127.0.0.1:{port}/webhooks/wa-main", bodies)
-    process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
-    await process.wait()
+    try:
+        async with httpx.AsyncClient() as client:
+            statuses = await post_all(client, f"http://127.0.0.1:{port}/webhooks/wa-main", bodies)
+    finally:
+        process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
+        await process.wait()
     assert statuses == [200] * 60
     assert backend.events == []
     backend.available = True

@@ -21,7 +21,7 @@ from adapters.whatsapp import WhatsAppAdapter
 from gateway.http.ingress import VERIFY_INLINE_BYTES
 from gateway.simulator.sms import sign
 
-from .conftest import base_config, config_from, hub_sign, webhook
+from .conftest import STARTUP_SECONDS, base_config, config_from, hub_sign, webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://gateway.example.com"
@@ -250,8 +250,10 @@ def _refused(gw: Any) -> int:
 
 async def test_a_flood_of_forged_1mb_forms_leaves_genuine_webhooks_fast(gw: Any) -> None:
     """20 forged 1 MB forms a second (the issue saw one or two stall every channel) from
-    another process, bounded to 15 s: genuine webhooks' p99 stays within a few times its
-    value without the flood (bench/flood.py measures the same with the gateway on its own)."""
+    another process: genuine webhooks' p99 stays within a few times its value without the
+    flood (bench/flood.py measures the same with the gateway on its own). The flood is
+    stopped when the measurement ends; its own bound (120 s) only ends it should the test
+    die. Bounded to 15 s, it ended first on a loaded machine, where 300 webhooks take longer."""
     await _genuine_p99(gw, 30, 0)  # warm up
     alone = await _genuine_p99(gw, 150, 1000)
     flood = [
@@ -261,10 +263,10 @@ async def test_a_flood_of_forged_1mb_forms_leaves_genuine_webhooks_fast(gw: Any)
         f"{gw.url}/webhooks/sms-main",
     ]
     flooder = await asyncio.create_subprocess_exec(
-        *flood, "--rate", "20", "--seconds", "15", "--connections", "4"
+        *flood, "--rate", "20", "--seconds", "120", "--connections", "4"
     )
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(STARTUP_SECONDS):
             while _refused(gw) < 5:  # the flood has started
                 await asyncio.sleep(0.05)
         before = _refused(gw)

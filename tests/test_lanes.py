@@ -34,6 +34,7 @@ from .conftest import (
     WA,
     base_config,
     config_from,
+    eventually,
     post_whatsapp,
     webhook,
     with_backend,
@@ -106,15 +107,14 @@ async def test_a_backend_that_does_not_answer_holds_up_only_its_own_events(
     tmp_path: Path, start_gateway: Any, backend: BackendRecorder, stuck: StuckBackend
 ) -> None:
     data = base_config(tmp_path)
-    data["backends"] = backends(("stuck", stuck.url, 30), ("orders", backend.url, 30))
+    data["backends"] = backends(("stuck", stuck.url, 60), ("orders", backend.url, 60))
     gw = await start_gateway(config_from(data))
     await post_whatsapp(gw.url, webhook("wamid.LANES1", "first"))
-    await backend.wait_for(lambda events: len(events) == 1)
+    await backend.wait_for(lambda events: len(events) == 1, timeout=30)
     await post_whatsapp(gw.url, webhook("wamid.LANES2", "second"))
-    started = time.monotonic()
-    # The stuck backend still holds the first event's post: the second must not wait for it.
-    await backend.wait_for(lambda events: len(events) == 2, timeout=5)
-    assert time.monotonic() - started < 2
+    # The stuck backend holds the first event's post until its 60 s timeout: the second must
+    # not wait for it. (Within 30 s however loaded the machine; waiting for it would take 60.)
+    await backend.wait_for(lambda events: len(events) == 2, timeout=30)
     assert stuck.posts == 1  # its lane is still waiting on its first post
 
 
@@ -158,6 +158,7 @@ async def test_a_failing_backend_pauses_as_a_whole(tmp_path: Path, start_gateway
             await asyncio.sleep(0.1)
         # One post at the first event; the next only after a 5-10 s pause (the posting above
         # takes about 1 s). Each event knocked before.
+        await eventually(lambda: down.posts)
         assert 1 <= down.posts <= 2
         queued = await gw.gateway.store.db.run(
             lambda tx: tx.one("SELECT COUNT(*) FROM outbox WHERE kind = 'webhook'")
@@ -188,7 +189,9 @@ async def test_a_send_cut_short_at_shutdown_goes_back_in_line_at_once(
 ) -> None:
     """Past the grace period a send is cancelled; its row goes back in line rather than stay
     leased for minutes, holding the recipient's next messages from every gateway."""
-    graph = SlowGraph({"stuck": 2})
+    # An answer far slower than the stop below, however slow the machine (2 s could pass
+    # before it, and the send end before the stop cut it short).
+    graph = SlowGraph({"stuck": 30})
     await graph.start()
     try:
         data = base_config(tmp_path)
@@ -218,13 +221,19 @@ async def test_a_slow_sms_broadcast_does_not_hold_up_whatsapp(
     data["channels"].append({**sms_channel("sms-us", sms.base_url), "rate_limit_per_second": 2})
     gw = await start_gateway(config_from(data))
     async with httpx.AsyncClient(base_url=gw.url, headers=AUTH) as client:
-        for n in range(12):  # six seconds of sending at two a second
+
+        async def queue_sms(n: int) -> int:
             text = {"type": "text", "text": f"Your order is {n} minutes away"}
             sent = await client.post(
                 "/v1/messages",
                 json={"to": {"channel": "sms-us", "id": f"+141555501{n:02d}"}, "content": text},
             )
-            assert sent.status_code == 202
+            return sent.status_code
+
+        # Six seconds of sending at two a second. Queued side by side: one after the other, on
+        # a loaded machine, they took as long as their sending, and WhatsApp's message came
+        # after the broadcast had ended.
+        assert await asyncio.gather(*(queue_sms(n) for n in range(12))) == [202] * 12
         template = {"type": "template", "template": ORDER_TEMPLATE}
         sent = await client.post(
             "/v1/messages",
@@ -346,21 +355,40 @@ async def test_an_event_the_backend_refuses_does_not_hold_back_its_batch(
 
 
 class SlowGraph:
-    """The Cloud API's send endpoint, answering template sends whose text is in `slow` late."""
+    """The Cloud API's send endpoint, answering template sends whose text is in `slow` late:
+    after that many seconds, or, for a text in `answer_once`, as soon as the text it names has
+    arrived (a slow answer that provably overlaps another send, however loaded the machine)."""
 
-    def __init__(self, slow: dict[str, float], fail_first: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        slow: dict[str, float],
+        fail_first: frozenset[str] = frozenset(),
+        answer_once: dict[str, str] | None = None,
+    ) -> None:
         self.slow = slow
         self.fail_first = set(fail_first)  # texts whose first send gets a 500 (131000: retry)
+        self.answer_once = answer_once or {}
         self.arrivals: list[tuple[float, str, str]] = []  # (when, to, the template's text)
         self.answered: list[str] = []
+        self.answered_at: dict[str, float] = {}  # the template's text -> when it was answered
         self._runner: web.AppRunner | None = None
         self.url = ""
+
+    def arrived(self, text: str) -> bool:
+        return any(t == text for _at, _to, t in self.arrivals)
 
     async def _send(self, request: web.Request) -> web.Response:
         payload = await request.json()
         text = payload["template"]["components"][0]["parameters"][0]["text"]
         self.arrivals.append((time.monotonic(), payload["to"], text))
-        await asyncio.sleep(self.slow.get(text, 0))
+        if text in self.answer_once:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.slow[text]):
+                    while not self.arrived(self.answer_once[text]):
+                        await asyncio.sleep(0.01)
+        else:
+            await asyncio.sleep(self.slow.get(text, 0))
+        self.answered_at[text] = time.monotonic()
         if text in self.fail_first:
             self.fail_first.discard(text)
             error = {"message": "(#131000) Something went wrong", "type": "OAuthException"}
@@ -371,7 +399,8 @@ class SlowGraph:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{number}/messages", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Its cleanup cuts short the answers still under way rather than wait them out.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
@@ -381,9 +410,7 @@ class SlowGraph:
             await self._runner.cleanup()
 
     async def wait_for_arrivals(self, count: int) -> None:
-        async with asyncio.timeout(5):
-            while len(self.arrivals) < count:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(self.arrivals) >= count)
 
 
 async def send_template(client: httpx.AsyncClient, to: str, text: str) -> str:
@@ -412,7 +439,9 @@ async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
     tmp_path: Path, start_gateway: Any
 ) -> None:
     """Sent side by side, a quick "confirmed" then "on its way" could arrive swapped."""
-    graph = SlowGraph({"confirmed": 0.3})  # a slow answer for the first message
+    # The first message's answer is slow: it comes only once "other" has arrived (at the
+    # latest after 10 s), so "other" arriving first shows it did not wait for it.
+    graph = SlowGraph({"confirmed": 10.0}, answer_once={"confirmed": "other"})
     await graph.start()
     try:
         data = base_config(tmp_path)
@@ -421,8 +450,8 @@ async def test_one_recipients_messages_go_in_turn_and_others_do_not_wait(
         await queue_two_then_another(gw.url)
         await graph.wait_for_arrivals(3)
         at = {text: when for when, _to, text in graph.arrivals}
-        assert at["on its way"] - at["confirmed"] >= 0.3  # after the first was answered
-        assert at["other"] - at["confirmed"] < 0.25  # another recipient does not wait
+        assert at["on its way"] >= graph.answered_at["confirmed"]  # after the first's answer
+        assert at["other"] < graph.answered_at["confirmed"]  # another recipient does not wait
     finally:
         await graph.stop()
 
@@ -572,13 +601,13 @@ async def test_a_retry_far_off_lets_the_next_messages_go(
     await graph.start()
     try:
         data = base_config(tmp_path)
-        data["delivery"]["base_backoff_seconds"] = 2.0  # "confirmed" waits 1-2 s
+        # "confirmed" waits 15-30 s (the base config caps backoff at 0.2 s: raised too, or its
+        # retry could win the race with "on its way" on a loaded machine).
+        data["delivery"] |= {"base_backoff_seconds": 30.0, "max_backoff_seconds": 30.0}
         data["channels"][0]["api_base_url"] = graph.url
         gw = await start_gateway(config_from(data))
         await queue_two_then_another(gw.url)
-        async with asyncio.timeout(5):
-            while "on its way" not in graph.answered:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: "on its way" in graph.answered)
         assert "confirmed" not in graph.answered  # still waiting for its retry
     finally:
         await graph.stop()

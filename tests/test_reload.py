@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,14 @@ import yaml
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.whatsapp import WhatsAppSimulator
 
-from .conftest import API_KEY, BACKEND_SECRET, base_config, config_from, with_backend
+from .conftest import (
+    API_KEY,
+    BACKEND_SECRET,
+    base_config,
+    config_from,
+    eventually,
+    with_backend,
+)
 from .test_durability import free_port, start_process
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -129,6 +137,21 @@ class Traffic:
                     self.other.append((channel_id, answer.status_code, answer.text))
                 await asyncio.sleep(0.005)
 
+    async def answered(self, channel_id: str, webhook: int, message: int | None = None) -> None:
+        """Wait until `channel_id` has, from now on, a webhook answered `webhook` (and an API
+        message answered `message`): what this phase of the config shows, however slow the
+        machine makes the traffic. A fixed time could pass before the first answer."""
+        hooks, messages = len(self.webhooks[channel_id]), len(self.messages[channel_id])
+        await eventually(
+            lambda: (
+                any(s == webhook for _w, s in self.webhooks[channel_id][hooks:])
+                and (
+                    message is None
+                    or any(s == message for _t, s in self.messages[channel_id][messages:])
+                )
+            )
+        )
+
     def acknowledged(self, channel_id: str) -> list[str]:
         return [w for w, status in self.webhooks[channel_id] if status == 200]
 
@@ -167,20 +190,23 @@ async def test_reload_under_traffic_drops_nothing_and_sends_nothing_twice(
     traffic = Traffic(gw.url, sims)
     runs = [asyncio.create_task(traffic.run(i)) for i in sims]
     try:
-        await asyncio.sleep(0.5)
+        for configured in ("wa-a", "wa-b"):
+            await traffic.answered(configured, 200, 202)
+        await traffic.answered("wa-c", 404)  # not configured yet
         # wa-c added, wa-b removed.
         write(path, config_with(tmp_path, backend, sims, ["wa-a", "wa-c"]))
         assert await gw.gateway.reload_file(path)
-        await asyncio.sleep(0.5)
+        await traffic.answered("wa-c", 200, 202)
+        await traffic.answered("wa-b", 404)
         broken = config_with(tmp_path, backend, sims, ["wa-a"])
         broken["channels"][0]["type"] = "whatsap"
         write(path, broken)
         assert not await gw.gateway.reload_file(path)
-        await asyncio.sleep(0.5)
+        await traffic.answered("wa-c", 200, 202)  # still on file
         # wa-b back, with what it had queued.
         write(path, config_with(tmp_path, backend, sims, ["wa-a", "wa-b", "wa-c"]))
         assert await gw.gateway.reload_file(path)
-        await asyncio.sleep(0.3)
+        await traffic.answered("wa-b", 200, 202)
     finally:
         traffic.running = False
         await asyncio.gather(*runs)
@@ -231,8 +257,9 @@ async def test_a_removed_channel_keeps_its_queue_until_it_comes_back(
     path = tmp_path / "gateway.yaml"
     both = config_with(tmp_path, backend, sims, ["wa-a", "wa-b"])
     gw = await start_gateway(config_from(both))
-    # Throttled for a second: the message waits in the outbox, due again after the removal.
-    sims["wa-b"].fail_next(130429, http_status=429, retry_after=1.0)
+    # Throttled for 3 s: the message waits in the outbox, due again after the removal (which
+    # must come first: a second, as it was, is not long on a loaded machine).
+    sims["wa-b"].fail_next(130429, http_status=429, retry_after=3.0)
     async with httpx.AsyncClient(headers=AUTH) as client:
         answer = await client.post(
             f"{gw.url}/v1/messages",
@@ -243,12 +270,23 @@ async def test_a_removed_channel_keeps_its_queue_until_it_comes_back(
         )
         assert answer.status_code == 202
         message_id = answer.json()["id"]
-        async with asyncio.timeout(5):
-            while not sims["wa-b"].requests:
+
+        async def throttled() -> tuple[int, float]:
+            return await gw.gateway.store.db.run(
+                lambda tx: tx.one(
+                    "SELECT attempts, next_attempt_at FROM outbox WHERE ref = ?", (message_id,)
+                )
+            )
+
+        async with asyncio.timeout(30):
+            while (await throttled())[0] == 0:  # the throttle recorded, its retry time set
                 await asyncio.sleep(0.02)
         write(path, config_with(tmp_path, backend, sims, ["wa-a"]))
         assert await gw.gateway.reload_file(path)
-        await asyncio.sleep(2.0)  # past its retry time: no lane claims it, nothing fails it
+        retry_at = (await throttled())[1]
+        assert retry_at > time.time()  # removed before its retry was due
+        # Past its retry time: no lane claims it, nothing fails it.
+        await asyncio.sleep(retry_at - time.time() + 1.0)
         view = (await client.get(f"{gw.url}/v1/messages/{message_id}")).json()
         assert view["state"] == "queued"
         assert sims["wa-b"].sent == []
@@ -340,6 +378,16 @@ async def eventually_status(port: int, channel_id: str, wanted: int) -> None:
             await asyncio.sleep(0.05)
 
 
+async def read_until(stream: asyncio.StreamReader, wanted: bytes, logged: bytearray) -> None:
+    """Read a process's log into `logged` until a line holds `wanted`."""
+    async with asyncio.timeout(30):
+        while wanted not in logged:
+            line = await stream.readline()
+            if not line:
+                raise EOFError(f"the log ended without {wanted!r}")
+            logged += line
+
+
 @pytest.mark.parametrize("trigger", ["sighup", "watch"])
 async def test_serve_reloads_on_sighup_and_with_watch_on_change(
     tmp_path: Path, backend: BackendRecorder, sims: dict[str, WhatsAppSimulator], trigger: str
@@ -350,6 +398,7 @@ async def test_serve_reloads_on_sighup_and_with_watch_on_change(
     process = await start_process(
         path, port, *(["--watch"] if trigger == "watch" else []), stderr=asyncio.subprocess.PIPE
     )
+    logged = bytearray()  # its log, as read so far
     try:
         assert await channel_status(port, "wa-b") == 404
         write(path, config_with(tmp_path, backend, sims, ["wa-a", "wa-b"]))
@@ -361,13 +410,16 @@ async def test_serve_reloads_on_sighup_and_with_watch_on_change(
         write(path, broken)
         if trigger == "sighup":
             process.send_signal(signal.SIGHUP)
+        # Refused when the process gets to it (the watch debounces, a loaded machine is slow).
+        assert process.stderr is not None
+        await read_until(process.stderr, b'"reload_refused"', logged)
         await asyncio.sleep(1.0)
         assert process.returncode is None  # SIGHUP used to end the process
         assert await channel_status(port, "wa-b") == 403  # the running config was kept
     finally:
         process.terminate()
         _out, err = await process.communicate()
-    log = err.decode()
+    log = (logged + err).decode()
     assert '"reload_refused"' in log and "app_secret" in log
     assert '"config_reloaded"' in log
 

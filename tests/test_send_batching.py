@@ -44,8 +44,14 @@ async def test_a_claim_carries_a_round_of_sends_within_the_send_concurrency(
     claims: list[int] = []
     reads: list[str] = []
     claim, read = store.claim_outbox, store.get_message
+    # The sends' claims wait until all MESSAGES are queued: otherwise how many each claim finds
+    # depends on how fast the API queues them beside the dispatcher (on a loaded machine, one
+    # at a time), and the counts below would measure the machine instead of the claiming.
+    all_queued = asyncio.Event()
 
     async def counted_claim(kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "send":
+            await all_queued.wait()
         items = await claim(kind, *args, **kwargs)
         if kind == "send" and items:
             claims.append(len(items))
@@ -66,7 +72,8 @@ async def test_a_claim_carries_a_round_of_sends_within_the_send_concurrency(
             return str(accepted.json()["id"])
 
         ids = await asyncio.gather(*(send(n) for n in range(MESSAGES)))
-        async with asyncio.timeout(20):
+        all_queued.set()
+        async with asyncio.timeout(60):
             while [(await read(i)).state for i in ids] != ["sent"] * MESSAGES:  # type: ignore[union-attr]
                 await asyncio.sleep(0.05)
     await client.aclose()

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -22,16 +21,13 @@ from gateway.config import env_variables_of
 from gateway.simulator.backend import BackendRecorder
 from gateway.simulator.launch import INBOUND_EXAMPLE, sample_channels
 
+from .conftest import STARTUP_SECONDS
+from .test_durability import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
 API_KEY = "example-api-key-0123456789"
 BACKEND_SECRET = "example-backend-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def example_environment(backend_url: str) -> dict[str, str]:
@@ -68,7 +64,9 @@ async def start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subproces
 
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
     lines: list[str] = []
-    async with asyncio.timeout(30):
+    # A process's start: 30 s was not always enough on a loaded machine. An early exit ends
+    # the wait at once (the assert below).
+    async with asyncio.timeout(STARTUP_SECONDS):
         while marker not in (lines[-1] if lines else ""):
             line = await stream.readline()
             assert line, "\n".join(lines)  # the process ended before saying it
