@@ -218,7 +218,11 @@ def console_section() -> dict[str, Any]:
     """The console on, with one operator: `--console` watches it during the burst."""
     from gateway.console.auth import hash_password
 
-    account = {"name": "bench", "role": "operator", "password_hash": hash_password(CONSOLE_PASSWORD)}
+    account = {
+        "name": "bench",
+        "role": "operator",
+        "password_hash": hash_password(CONSOLE_PASSWORD),
+    }
     return {"enabled": True, "accounts": [account]}
 
 

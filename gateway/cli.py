@@ -538,9 +538,7 @@ def parser() -> argparse.ArgumentParser:
         "discard", help="give up on failed inbox rows or dead-lettered deliveries, by id"
     )
     discard.add_argument("--config", required=True)
-    discard.add_argument(
-        "--id", type=int, action="append", help="a failed inbox row (repeatable)"
-    )
+    discard.add_argument("--id", type=int, action="append", help="a failed inbox row (repeatable)")
     discard.add_argument(
         "--dead-letter", type=int, action="append", help="a dead-lettered delivery (repeatable)"
     )

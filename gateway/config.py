@@ -493,7 +493,9 @@ def _bad_channel_order(data: dict[str, Any]) -> dict[str, str]:
     if not isinstance(order, dict):
         return {}
     channels = data.get("channels")
-    ids = [c.get("id") for c in channels if isinstance(c, dict)] if isinstance(channels, list) else []
+    ids = (
+        [c.get("id") for c in channels if isinstance(c, dict)] if isinstance(channels, list) else []
+    )
     known = [*ADAPTERS, *(i for i in ids if isinstance(i, str))]
     problems: dict[str, str] = {}
     for country, entries in order.items():

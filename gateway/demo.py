@@ -206,8 +206,7 @@ async def run_demo(port: int = 8080, once: bool = False) -> int:
     say("demo", f"API key: {api_key}")
     say(
         "demo",
-        f"console: {gateway_url}/console, log in as operator or agent,"
-        f" password {console_password}",
+        f"console: {gateway_url}/console, log in as operator or agent, password {console_password}",
     )
 
     async def play_group_scene() -> str:

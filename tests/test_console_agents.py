@@ -21,7 +21,9 @@ from .test_messenger_e2e import PSID
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder) -> Any:
+async def gw(
+    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
+) -> Any:
     gateway = await console_gateway(tmp_path, start_gateway, sims, backend)
     await sims["whatsapp"].send_inbound_text(WA_USER, "Where is my order?")
     await sims["messenger"].send_inbound_text(PSID, "Order 1234 is ready")
@@ -30,7 +32,9 @@ async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: 
 
 
 async def history(url: str, conversation: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
         page = await api.get(f"/v1/conversations/{conversation}/messages")
     return list(reversed(page.json()["messages"]))
 
@@ -83,7 +87,9 @@ async def test_the_composer_posts_to_a_group_conversation(gw: Any) -> None:
     carousel = {"type": "text", "text": "Your order is on its way"}
     async with aclosing(operator):
         posted = await operator.post(
-            "/console/api/send", json={"conversation": conversation, "content": carousel}, headers=headers
+            "/console/api/send",
+            json={"conversation": conversation, "content": carousel},
+            headers=headers,
         )
         assert posted.status_code == 202, posted.text
         assert len(posted.json()["copies"]) == 3
@@ -92,6 +98,8 @@ async def test_the_composer_posts_to_a_group_conversation(gw: Any) -> None:
             json={"conversation": "conv_01J0000000000000000000000A", "content": carousel},
             headers=headers,
         )
-        assert missing.status_code == 404 and missing.json()["problems"][0]["field"] == "conversation"
+        assert (
+            missing.status_code == 404 and missing.json()["problems"][0]["field"] == "conversation"
+        )
     [said] = await history(gw.url, conversation)
     assert said["content"]["text"] == "Your order is on its way" and "author" not in said

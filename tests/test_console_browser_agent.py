@@ -24,7 +24,9 @@ LATE = "stuck in traffic, 10 min late"
 async def marketplace(url: str) -> str:
     """The order's conversation: a customer on WhatsApp, a courier on SMS, a restaurant on
     Messenger (docs/conversations.md, "In four requests")."""
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
         created = await api.post(
             "/v1/conversations",
             json={
@@ -82,9 +84,7 @@ async def test_an_agent_watches_joins_and_speaks(
     await page.wait_for_selector('#history li[data-message]:has-text("10% off")')
 
     async def customer_got_it() -> bool:
-        texts = [
-            s["body"].get("text", {}).get("body", "") for s in sims["whatsapp"].sent
-        ]
+        texts = [s["body"].get("text", {}).get("body", "") for s in sims["whatsapp"].sent]
         return any("10% off" in t and AGENT[0] in t for t in texts)
 
     for _ in range(100):

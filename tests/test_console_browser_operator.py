@@ -46,14 +46,17 @@ async def test_channels_show_a_failing_channel(
     await page.wait_for_function(
         "document.querySelector('tr[data-channel=\"wa-main\"] .last-error').textContent.includes('131026')"
     )
-    assert "failed" not in (await row.locator(".failures").inner_text()) and int(
-        await row.locator(".failures").inner_text()
-    ) >= 1
+    assert (
+        "failed" not in (await row.locator(".failures").inner_text())
+        and int(await row.locator(".failures").inner_text()) >= 1
+    )
     assert "recently" in await row.inner_text()
 
     # Then WhatsApp rate-limits us, asking for 30 s: the lane pauses, and the page says so.
     sims["whatsapp"].fail_next(130429, http_status=429, retry_after=30)
-    async with httpx.AsyncClient(base_url=gw.url, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+    async with httpx.AsyncClient(
+        base_url=gw.url, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
         queued = await api.post(
             "/v1/messages",
             json={"to": {"channel": "wa-main", "id": WA_USER}, "content": {"type": "text", "text": "Soon"}},

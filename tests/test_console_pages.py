@@ -22,7 +22,9 @@ from .test_store_contract_console import _dead
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder) -> Any:
+async def gw(
+    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
+) -> Any:
     return await console_gateway(tmp_path, start_gateway, sims, backend)
 
 
@@ -108,7 +110,9 @@ async def test_the_cli_discards_what_the_console_does(
     config_path.write_text(yaml.safe_dump(data))
     command = ["discard", "--config", str(config_path)]
     assert await asyncio.to_thread(main, command) == 2
-    assert await asyncio.to_thread(main, [*command, "--id", str(row), "--dead-letter", str(dead)]) == 0
+    assert (
+        await asyncio.to_thread(main, [*command, "--id", str(row), "--dead-letter", str(dead)]) == 0
+    )
     assert capsys.readouterr().out.endswith(
         "1 failed inbox row(s) and 1 dead-lettered delivery(ies) discarded\n"
     )
@@ -119,7 +123,10 @@ async def test_the_live_socket_closes_when_its_session_ends(gw: Any) -> None:
     agent, token = await logged_in(gw.url, AGENT)
     cookie = agent.cookies.get("gateway_console")
     session = aiohttp.ClientSession(cookies={"gateway_console": cookie})
-    async with session, session.ws_connect(gw.url.replace("http", "ws") + "/console/live") as socket:
+    async with (
+        session,
+        session.ws_connect(gw.url.replace("http", "ws") + "/console/live") as socket,
+    ):
         await socket.send_json({"watch": "conversations"})
         assert "html" in await socket.receive_json(timeout=5)
         assert (await agent.post("/console/logout", data={"csrf": token})).status_code == 303

@@ -41,7 +41,9 @@ CHANGES = [
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder) -> Any:
+async def gw(
+    tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
+) -> Any:
     return await console_gateway(tmp_path, start_gateway, sims, backend)
 
 
@@ -79,7 +81,9 @@ async def test_changes_without_the_csrf_token_are_refused(gw: Any) -> None:
             assert wrong.status_code == 403, path
         form = await operator.post("/console/logout", data={"csrf": "not-it"})
         assert form.status_code == 403
-        right = await operator.post("/console/api/preview", json=CHANGES[0][1], headers={"X-CSRF-Token": token})
+        right = await operator.post(
+            "/console/api/preview", json=CHANGES[0][1], headers={"X-CSRF-Token": token}
+        )
         assert right.status_code == 200
         assert (await operator.get("/console/channels")).status_code == 200  # still logged in
 
@@ -89,14 +93,20 @@ async def test_a_wrong_password_is_slowed_and_logged(gw: Any) -> None:
         took = []
         for _ in range(3):
             started = time.monotonic()
-            answer = await client.post("/console/login", data={"name": OPERATOR[0], "password": "guess"})
+            answer = await client.post(
+                "/console/login", data={"name": OPERATOR[0], "password": "guess"}
+            )
             took.append(time.monotonic() - started)
             assert answer.status_code == 401
             assert "wrong name or password" in answer.text
             assert "gateway_console" not in answer.headers.get("Set-Cookie", "")
         # No delay before the first failure; 0.5 s before the second, 1 s before the third.
         assert took[1] >= 0.5 and took[2] >= 1.0
-    failures = [json.loads(line) for line in gw.logs.getvalue().splitlines() if "console_login_failed" in line]
+    failures = [
+        json.loads(line)
+        for line in gw.logs.getvalue().splitlines()
+        if "console_login_failed" in line
+    ]
     assert [f["failures"] for f in failures] == [1, 2, 3]
     assert all(f["account"] == OPERATOR[0] for f in failures)
     assert "guess" not in gw.logs.getvalue()
@@ -109,7 +119,9 @@ async def test_the_session_cookie_is_http_only_and_strict(gw: Any) -> None:
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
         assert "Secure" not in cookie  # plain HTTP on loopback; `secure_cookies` or HTTPS adds it
         headers = {"X-Forwarded-Proto": "https"}  # not trusted: the request itself was HTTP
-        again = await client.post("/console/login", data={"name": AGENT[0], "password": AGENT[1]}, headers=headers)
+        again = await client.post(
+            "/console/login", data={"name": AGENT[0], "password": AGENT[1]}, headers=headers
+        )
         assert "Secure" not in again.headers["Set-Cookie"]
 
 
@@ -120,7 +132,11 @@ async def test_no_configured_secret_appears_on_any_page(gw: Any) -> None:
         shown = [await operator.get(path) for path in [*OPERATOR_ONLY, "/console/conversations"]]
         preview = await operator.post(
             "/console/api/preview",
-            json={"content": json.loads((Path(__file__).parent / "fixtures/messages/carousel.json").read_text())},
+            json={
+                "content": json.loads(
+                    (Path(__file__).parent / "fixtures/messages/carousel.json").read_text()
+                )
+            },
             headers={"X-CSRF-Token": token},
         )
         shown.append(preview)

@@ -11,7 +11,12 @@ from gateway.router.countries import country_of_phone
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
-ORDER = {"JP": ["line", "sms"], "UA": ["viber", "sms"], "US": ["sms"], "default": ["whatsapp", "sms"]}
+ORDER = {
+    "JP": ["line", "sms"],
+    "UA": ["viber", "sms"],
+    "US": ["sms"],
+    "default": ["whatsapp", "sms"],
+}
 
 LINE = Reachable("line-jp", "line", "U4af4980629")
 SMS = Reachable("sms-main", "sms", "+819012345678", phone="+819012345678")

@@ -259,7 +259,9 @@ async def test_strict_to_a_user_skips_the_channels_that_would_downgrade(
     gw = await gateway(tmp_path, start_gateway, sims, backend)
     await sims["whatsapp"].send_inbound_text(WA_USER, "hi")  # the window is open
     await backend.wait_for(lambda ev: any(e["type"] == "message" for e in ev))
-    user_id = await user(gw, [("sms-main", SMS_USER), ("wa-main", WA_USER)], preferred_channel="sms")
+    user_id = await user(
+        gw, [("sms-main", SMS_USER), ("wa-main", WA_USER)], preferred_channel="sms"
+    )
     body = {"to": {"user": user_id}, "content": CAROUSEL, "options": {"adaptation": "strict"}}
     root = await send(gw, body)
     steps = await history(gw, root)
@@ -280,7 +282,9 @@ async def test_preview_says_where_a_strict_send_passes(
     gw = await gateway(tmp_path, start_gateway, sims, backend)
     shown = await call(gw, "POST", "/v1/preview", {"content": CAROUSEL})
     assert shown.status_code == 200, shown.text
-    flags = {p["channel"]["id"]: (p["strict_ok"], p["downgrades"]) for p in shown.json()["previews"]}
+    flags = {
+        p["channel"]["id"]: (p["strict_ok"], p["downgrades"]) for p in shown.json()["previews"]
+    }
     assert flags["wa-main"] == (True, [])
     assert flags["sms-main"][0] is False and flags["sms-main"][1]
     text = await call(gw, "POST", "/v1/preview", {"content": TEXT})
@@ -291,7 +295,9 @@ async def test_bad_input_is_refused_clearly(
     tmp_path: Path, start_gateway: Any, sims: dict[str, Any], backend: BackendRecorder
 ) -> None:
     gw = await gateway(tmp_path, start_gateway, sims, backend)
-    unknown = await call(gw, "POST", "/v1/messages", {"to": {"user": "usr_nobody"}, "content": TEXT})
+    unknown = await call(
+        gw, "POST", "/v1/messages", {"to": {"user": "usr_nobody"}, "content": TEXT}
+    )
     assert unknown.status_code == 404 and unknown.json()["error"] == "user_not_found"
     assert unknown.json()["problems"] == [{"field": "to.user", "message": "no user with this id"}]
     user_id = await user(gw, [("sms-main", SMS_USER)])
@@ -305,7 +311,9 @@ async def test_bad_input_is_refused_clearly(
     assert empty.json()["problems"] == [
         {"field": "to.user", "message": "the user has no identities"}
     ]
-    await call(gw, "POST", "/v1/users/" + user_id + "/identities", {"channel": "wa-main", "id": WA_USER})
+    await call(
+        gw, "POST", "/v1/users/" + user_id + "/identities", {"channel": "wa-main", "id": WA_USER}
+    )
     await gw.store.set_unsubscribed("sms-main", SMS_USER, "21610: STOP", 0.0)
     await gw.store.set_unsubscribed("wa-main", WA_USER, "STOP", 0.0)
     opted = await call(gw, "POST", "/v1/messages", {"to": {"user": user_id}, "content": TEXT})

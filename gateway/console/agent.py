@@ -26,7 +26,9 @@ AGENT_ROLE = "agent"
 
 def filters_of(query: Any) -> dict[str, str]:
     """The list's filters from the query string (the empty ones left out)."""
-    wanted = {k: str(query.get(k, "")).strip()[:256] for k in ("channel", "role", "state", "key", "value")}
+    wanted = {
+        k: str(query.get(k, "")).strip()[:256] for k in ("channel", "role", "state", "key", "value")
+    }
     return {k: v for k, v in wanted.items() if v}
 
 
@@ -95,7 +97,11 @@ class AgentPages:
                     "text": _text_of(content),
                     "at": record.created_at,
                     "copies": [
-                        (names.get(c.participant.id, c.participant.display_name), c.channel_id, c.state)
+                        (
+                            names.get(c.participant.id, c.participant.display_name),
+                            c.channel_id,
+                            c.state,
+                        )
                         for c in record.copies
                     ],
                 }
@@ -188,7 +194,12 @@ class AgentPages:
 
 def _my_seat(conversation: ConversationRecord, account: str) -> Seat | None:
     for seat in conversation.seats():
-        if seat.present and seat.api_only and seat.role == AGENT_ROLE and seat.display_name == account:
+        if (
+            seat.present
+            and seat.api_only
+            and seat.role == AGENT_ROLE
+            and seat.display_name == account
+        ):
             return seat
     return None
 

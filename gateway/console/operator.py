@@ -291,7 +291,11 @@ class OperatorPages:
 
 def _field(status: int, field: str, message: str) -> web.Response:
     return web.json_response(
-        {"error": "invalid_request", "message": message, "problems": [{"field": field, "message": message}]},
+        {
+            "error": "invalid_request",
+            "message": message,
+            "problems": [{"field": field, "message": message}],
+        },
         status=status,
     )
 

@@ -705,6 +705,7 @@ _WEBHOOK_PATHS: dict[str, Any] = {
     }
 }
 
+
 def _web_operation(
     operation_id: str, summary: str, body: str, answer: tuple[str, str, str]
 ) -> dict[str, Any]:
@@ -760,7 +761,7 @@ _WEB_PATHS: dict[str, Any] = {
                 "400": {"description": "not a WebSocket upgrade request"},
                 "404": _error("no web channel is configured at this path"),
             },
-        }
+        },
     },
 }
 

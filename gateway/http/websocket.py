@@ -250,7 +250,9 @@ class WebSockets:
         present.add(device)
         try:
             await device.resume()
-            await ws.send_str(json_codec.dumps({"type": "ready", "last_event_id": device.sent}).decode())
+            await ws.send_str(
+                json_codec.dumps({"type": "ready", "last_event_id": device.sent}).decode()
+            )
             await self._read(ws, device, adapter)
         except Exception as exc:
             if not ws.closed:
@@ -333,7 +335,9 @@ class WebSockets:
             self.on_stored()
         if not isinstance(frame, TypingFrame):
             # Stored (or stored before: a resend): the device need not send it again.
-            await device.ws.send_str(json_codec.dumps({"type": "accepted", "id": frame.id}).decode())
+            await device.ws.send_str(
+                json_codec.dumps({"type": "accepted", "id": frame.id}).decode()
+            )
 
     async def close_all(self) -> None:
         for devices in list(self.devices.values()):

@@ -21,8 +21,8 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
             and (part not in node or index < len(loc) - 1)
         )
         # A tag of a union told apart by its shape (`Recipient`'s "to:user") is never a key.
-        shape_tag = isinstance(part, str) and ":" in part and not (
-            isinstance(node, dict) and part in node
+        shape_tag = (
+            isinstance(part, str) and ":" in part and not (isinstance(node, dict) and part in node)
         )
         if shape_tag:
             continue

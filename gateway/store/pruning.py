@@ -44,7 +44,9 @@ _UNFINISHED = (
 
 
 def prune_inbox(tx: Tx, cutoff: float, limit: int) -> int:
-    finished = f"status IN ('done', 'discarded') AND received_at < ? AND NOT EXISTS ({_UNSUPPORTED})"
+    finished = (
+        f"status IN ('done', 'discarded') AND received_at < ? AND NOT EXISTS ({_UNSUPPORTED})"
+    )
     return _prune_by_id(tx, "inbox", "received_at", finished, cutoff, limit)
 
 
