@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -159,6 +160,32 @@ async def test_a_claim_whose_answer_was_lost_is_undone_by_its_lease_time(store: 
     assert [r.id for r in await store.claim_inbox(10, 101.0, 30.0)] == [first]
 
 
+async def answered_past_a_busy_writer(
+    db: ThreadedDatabase, ask: Callable[[Callable[[Any], Any]], Awaitable[Any]]
+) -> None:
+    """While one batch holds a writer, `ask` still gets its `SELECT 1` answered."""
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow(tx: Any) -> str:
+        slow_started.set()
+        release.wait(5)
+        return "slow"
+
+    db.start()
+    try:
+        slow_one = asyncio.ensure_future(db.run(slow))
+        while not slow_started.is_set():
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(2):
+            assert await ask(lambda tx: tx.one("SELECT 1")) == (1,)
+        assert not slow_one.done()
+        release.set()
+        assert await slow_one == "slow"
+    finally:
+        release.set()
+        db.close()
+
+
 async def test_several_writers_run_batches_side_by_side() -> None:
     """One batch waiting on the server does not hold up the next: it runs on another
     connection (PostgreSQL's writers, postgres.CONNECTIONS)."""
@@ -168,27 +195,8 @@ async def test_several_writers_run_batches_side_by_side() -> None:
         connections.append(FakeConnection())
         return connections[-1]
 
-    slow_started, release = threading.Event(), threading.Event()
-
-    def slow(tx: Any) -> str:
-        slow_started.set()
-        release.wait(5)
-        return "slow"
-
     db = ThreadedDatabase(connect, DIALECT, 2)
-    db.start()
-    try:
-        slow_one = asyncio.ensure_future(db.run(slow))
-        while not slow_started.is_set():
-            await asyncio.sleep(0.005)
-        async with asyncio.timeout(2):
-            assert await db.run(lambda tx: tx.one("SELECT 1")) == (1,)
-        assert not slow_one.done()
-        release.set()
-        assert await slow_one == "slow"
-    finally:
-        release.set()
-        db.close()
+    await answered_past_a_busy_writer(db, db.run)
     assert len(connections) == 2 and all(c.closed for c in connections)
 
 
@@ -200,27 +208,8 @@ async def test_reads_go_on_their_own_connection_past_a_busy_writer() -> None:
         readers.append(FakeConnection())
         return readers[-1]
 
-    slow_started, release = threading.Event(), threading.Event()
-
-    def slow(tx: Any) -> str:
-        slow_started.set()
-        release.wait(5)
-        return "slow"
-
     db = ThreadedDatabase(FakeConnection, DIALECT, 1, connect_reader)
-    db.start()
-    try:
-        slow_one = asyncio.ensure_future(db.run(slow))
-        while not slow_started.is_set():
-            await asyncio.sleep(0.005)
-        async with asyncio.timeout(2):
-            assert await db.read(lambda tx: tx.one("SELECT 1")) == (1,)
-        assert not slow_one.done()
-        release.set()
-        assert await slow_one == "slow"
-    finally:
-        release.set()
-        db.close()
+    await answered_past_a_busy_writer(db, db.read)
     assert len(readers) == 1 and readers[0].closed
 
 
